@@ -1,0 +1,500 @@
+"""CosmosAPI: the one entry point for the CLI, cosmos-batch and any UI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from cosmos_workflow.config.settings import Settings
+from cosmos_workflow.config.sources import ConfigSources
+from cosmos_workflow.connection.local import LocalCommandExecutor
+from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
+from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
+from cosmos_workflow.errors import ManifestError, NotFoundFailure, Problem, ValidationFailure
+from cosmos_workflow.execution.adapters.base import ModelAdapter
+from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.executors import Executor, LocalExecutor
+from cosmos_workflow.manifest.expansion import expand, pydantic_problems
+from cosmos_workflow.manifest.models import ModelConfig
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.services.outputs import OutputStore
+from cosmos_workflow.services.progress import NullProgress, ProgressSink
+from cosmos_workflow.services.provenance import sweep_provenance
+from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.services.runner import Runner, RunTally
+from cosmos_workflow.services.video_dir import detect_videos
+from cosmos_workflow.utils.clock import Clock, SystemClock
+from cosmos_workflow.utils.hashing import content_id, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated, expanded manifest, ready to submit."""
+
+    sweep_id: str
+    name: str
+    manifest: dict[str, Any]
+    overrides: list[str]
+    runs: list[RunSpec]
+    cached: frozenset[str]
+    duplicates: int
+
+    @property
+    def to_run(self) -> list[RunSpec]:
+        """Runs that are not cached."""
+        return [run for run in self.runs if run.id not in self.cached]
+
+
+@dataclass
+class SweepSummary:
+    """How a sweep ended."""
+
+    sweep_id: str
+    sweep_dir: Path
+    runs_dir: Path
+    total: int
+    cached: int
+    tally: RunTally = field(default_factory=RunTally)
+
+    @property
+    def executed(self) -> int:
+        """Runs executed in this invocation (whatever their outcome)."""
+        return len(self.tally.succeeded) + len(self.tally.failed)
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """Outcome of `cosmos inference`."""
+
+    run_id: str
+    status: str
+    cached: bool
+    output_dir: Path
+
+
+class CosmosAPI:
+    """Facade over manifests, the database, the output tree and execution.
+
+    Args:
+        settings: Validated settings.
+        clock: Time source (tests inject a fixed one).
+        commands: Local command wrapper (git, local model processes).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        commands: LocalCommandExecutor | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock or SystemClock()
+        self._commands = commands or LocalCommandExecutor()
+        self.store = OutputStore(settings.outputs_dir)
+        self._repo: DataRepository | None = None
+
+    # -- plumbing ------------------------------------------------------------
+    @property
+    def repository(self) -> DataRepository:
+        """The database, opened and migrated on first use."""
+        if self._repo is None:
+            engine = create_db_engine(self.settings.database_url)
+            migrate(engine)
+            self._repo = DataRepository(session_factory(engine), self._clock)
+        return self._repo
+
+    def _database_exists(self) -> bool:
+        url = make_url(self.settings.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return True
+        return Path(url.database).is_file()
+
+    def _adapters(self) -> dict[str, ModelAdapter]:
+        simulator = self.settings.simulator
+        if simulator.ledger:
+            ledger = Path(simulator.ledger).expanduser()
+            if not ledger.is_absolute():
+                ledger = self.settings.project_dir / ledger
+            simulator = simulator.model_copy(update={"ledger": str(ledger)})
+        return {"simulated": SimulatedAdapter(simulator)}
+
+    def _executor(self) -> Executor:
+        target = self.settings.target
+        return LocalExecutor(target.name, self._commands, self._clock)
+
+    def _runner(self, progress: ProgressSink) -> Runner:
+        return Runner(
+            self.repository,
+            self.store,
+            self._executor(),
+            self._adapters(),
+            self.settings.target.gpus,
+            progress,
+        )
+
+    # -- sweeps --------------------------------------------------------------
+    def plan_sweep(
+        self, manifest: dict[str, Any], overrides: list[str], sources: ConfigSources
+    ) -> SweepPlan:
+        """Validate and expand a manifest; find which runs are cached.
+
+        Writes nothing. Raises ManifestError on any problem.
+        """
+        expansion = expand(manifest, self.settings.project_dir, sources.blame)
+        adapters = self._adapters()
+        for run in expansion.runs[:1]:
+            if run.adapter not in adapters:
+                known = ", ".join(sorted(adapters))
+                raise ManifestError(
+                    "manifest validation failed",
+                    [
+                        _problem(
+                            sources, "model.adapter", f"unknown adapter {run.adapter!r} ({known})"
+                        )
+                    ],
+                )
+        ids = [run.id for run in expansion.runs]
+        sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
+        return SweepPlan(
+            sweep_id=sweep_id,
+            name=expansion.manifest.name,
+            manifest=manifest,
+            overrides=list(overrides),
+            runs=expansion.runs,
+            cached=frozenset(self._cached(ids)),
+            duplicates=expansion.duplicates,
+        )
+
+    def _cached(self, run_ids: list[str]) -> set[str]:
+        """Runs whose outputs exist: succeeded in the database, or verified on disk."""
+        on_disk = [run_id for run_id in run_ids if self.store.has_outputs(run_id)]
+        if not on_disk:
+            return set()
+        statuses = self.repository.statuses(on_disk) if self._database_exists() else {}
+        return {
+            run_id
+            for run_id in on_disk
+            if statuses.get(run_id) is RunStatus.SUCCEEDED or self.store.verify_outputs(run_id)
+        }
+
+    def run_sweep(self, plan: SweepPlan, progress: ProgressSink | None = None) -> SweepSummary:
+        """Store the sweep, execute what is not cached, write the sweep folder."""
+        progress = progress or NullProgress()
+        repo = self.repository
+        repo.add_prompts(run.prompt for run in plan.runs)
+        repo.add_runs(plan.runs)
+        sweep_dir = self.store.sweep_dir(plan.sweep_id)
+        repo.add_sweep(
+            plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
+        )
+        provenance = sweep_provenance(
+            self.settings.project_dir / "manifests", plan.manifest.get("model", {}), self._commands
+        )
+        self.store.write_sweep(plan.sweep_id, plan.manifest, plan.overrides, provenance)
+        self._adopt_recovered(plan)
+        to_run = plan.to_run
+        summary = SweepSummary(
+            plan.sweep_id, sweep_dir, self.store.runs_dir, len(plan.runs), len(plan.cached)
+        )
+        progress.start(len(plan.runs), len(plan.cached), len(to_run))
+        try:
+            repo.transition([run.id for run in to_run], RunStatus.QUEUED)
+            summary.tally = self._runner(progress).run(to_run)
+        finally:
+            self._write_runs_jsonl(plan)
+            progress.finish()
+        return summary
+
+    def _adopt_recovered(self, plan: SweepPlan) -> None:
+        statuses = self.repository.statuses(plan.cached)
+        for run_id in plan.cached:
+            if statuses.get(run_id) is not RunStatus.SUCCEEDED:
+                logger.info("Run %s has verified outputs; recording it as succeeded", run_id)
+                self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)))
+
+    def _write_runs_jsonl(self, plan: SweepPlan) -> None:
+        statuses = self.repository.statuses(run.id for run in plan.runs)
+        rows = [
+            {
+                "id": run.id,
+                "params": run.varying,
+                "status": statuses[run.id].value,
+                "dir": str(self.store.run_dir(run.id)),
+            }
+            for run in plan.runs
+        ]
+        self.store.write_sweep_runs(plan.sweep_id, rows)
+
+    # -- prompts and single runs -----------------------------------------------
+    def create_prompt(
+        self, text: str, video_dir: Path, name: str | None = None, negative: str | None = None
+    ) -> tuple[str, bool]:
+        """Create a prompt from a folder of videos named by role.
+
+        Returns:
+            (prompt id, True if it was new).
+        """
+        if not text.strip():
+            raise ValidationFailure("the prompt text is empty")
+        videos = detect_videos(video_dir)
+        files = {
+            role: InputFile(path.resolve(), sha256_file(path)) for role, path in videos.items()
+        }
+        prompt = ResolvedPrompt(
+            name=name or video_dir.resolve().name,
+            text=text,
+            negative=negative,
+            inputs=PromptInputSet(video=files.pop("color"), controls=dict(sorted(files.items()))),
+        )
+        return prompt.id, self.repository.add_prompts([prompt]) == 1
+
+    def inference(
+        self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
+    ) -> InferenceResult:
+        """Run one prompt with the given model parameters on the target.
+
+        Args:
+            prompt_id: A ps_ id (or unique prefix).
+            model: Model config (adapter, parameters) as composed from conf/.
+        """
+        prompt = self.repository.get_prompt(self.resolve_id(prompt_id, "ps"))
+        try:
+            params = ModelConfig.model_validate(model).model_dump()
+        except ValidationError as exc:
+            detail = "; ".join(
+                f"{p.key_path}: {p.message}" for p in pydantic_problems(exc, "model")
+            )
+            raise ValidationFailure(f"invalid model parameters: {detail}") from exc
+        inputs = PromptInputSet.from_dict(prompt.inputs)
+        _check_inputs_unchanged(inputs)
+        resolved = ResolvedPrompt(prompt.name, prompt.text, prompt.negative_prompt, inputs)
+        for key in inputs.controls:
+            if params["weights"][key] is None:
+                raise ValidationFailure(
+                    f"prompt {prompt.id} has a {key} control video but no weight is set: "
+                    f"pass --weight {key}=W"
+                )
+        spec = RunSpec(prompt=resolved, model=params, varying={})
+        if spec.adapter not in self._adapters():
+            raise ValidationFailure(f"unknown model adapter {spec.adapter!r}")
+        self.repository.add_runs([spec])
+        if self.store.has_outputs(spec.id) and self._cached([spec.id]):
+            self._adopt_single(spec.id)
+            return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
+        self.repository.transition([spec.id], RunStatus.QUEUED)
+        progress = progress or NullProgress()
+        progress.start(1, 0, 1)
+        try:
+            self._runner(progress).run([spec])
+        finally:
+            progress.finish()
+        run = self.repository.get_run(spec.id)
+        return InferenceResult(spec.id, run.status.value, False, self.store.run_dir(spec.id))
+
+    def _adopt_single(self, run_id: str) -> None:
+        if self.repository.statuses([run_id]).get(run_id) is not RunStatus.SUCCEEDED:
+            self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)))
+
+    # -- queries ----------------------------------------------------------------
+    def resolve_id(self, given: str, prefix: str | None = None) -> str:
+        """Expand a unique id prefix to the full id.
+
+        Raises:
+            NotFoundFailure: nothing matches. ValidationFailure: ambiguous.
+        """
+        if prefix and not given.startswith(f"{prefix}_"):
+            raise ValidationFailure(f"expected a {prefix}_ id, got {given!r}")
+        if not self._database_exists():
+            raise NotFoundFailure(f"no object with id {given} (the database is empty)")
+        matches = self.repository.find_ids(given)
+        if given in matches:
+            return given
+        if not matches:
+            raise NotFoundFailure(f"no prompt, run or sweep with id {given}")
+        if len(matches) > 1:
+            raise ValidationFailure(f"id {given} is ambiguous: {', '.join(sorted(matches))}")
+        return matches[0]
+
+    def list_prompts(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Prompts as dicts, newest first."""
+        if not self._database_exists():
+            return []
+        return [prompt_dict(p) for p in self.repository.list_prompts(limit)]
+
+    def list_runs(
+        self, status: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs as dicts, newest first."""
+        wanted = _parse_status(status)
+        if not self._database_exists():
+            return []
+        return [self.run_dict(r) for r in self.repository.list_runs(wanted, limit)]
+
+    def list_sweeps(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Sweeps as dicts with run counts, newest first."""
+        if not self._database_exists():
+            return []
+        return [self.sweep_dict(s) for s in self.repository.list_sweeps(limit)]
+
+    def show(self, given: str) -> dict[str, Any]:
+        """Details of a prompt, run or sweep by id (or unique prefix)."""
+        object_id = self.resolve_id(given)
+        kind = object_id.split("_", 1)[0]
+        handlers: dict[str, Callable[[str], dict[str, Any]]] = {
+            "ps": self._show_prompt,
+            "rs": self._show_run,
+            "sw": self._show_sweep,
+        }
+        return handlers[kind](object_id)
+
+    def _show_prompt(self, prompt_id: str) -> dict[str, Any]:
+        data = prompt_dict(self.repository.get_prompt(prompt_id))
+        data["runs"] = [r.id for r in self.repository.list_runs(prompt_id=prompt_id)]
+        return data
+
+    def _show_run(self, run_id: str) -> dict[str, Any]:
+        data = self.run_dict(self.repository.get_run(run_id))
+        data["spec"] = self.repository.get_run(run_id).spec
+        data["sweeps"] = self.repository.sweeps_of_run(run_id)
+        return data
+
+    def _show_sweep(self, sweep_id: str) -> dict[str, Any]:
+        data = self.sweep_dict(self.repository.get_sweep(sweep_id))
+        data["runs"] = [
+            {"id": run.id, "params": link.params, "status": run.status.value}
+            for link, run in self.repository.sweep_runs(sweep_id)
+        ]
+        return data
+
+    def run_dict(self, run: Run) -> dict[str, Any]:
+        """JSON-ready view of a run."""
+        output = self.store.run_dir(run.id) / "output.mp4"
+        return {
+            "id": run.id,
+            "kind": "run",
+            "prompt_id": run.prompt_id,
+            "adapter": run.adapter,
+            "status": run.status.value,
+            "created_at": _iso(run.created_at),
+            "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at),
+            "attempts": run.attempts,
+            "exit_code": run.exit_code,
+            "error_class": run.error_class,
+            "error_message": run.error_message,
+            "target": run.target,
+            "gpus": run.gpus,
+            "output_dir": run.output_dir,
+            "output_path": str(output) if output.is_file() else None,
+        }
+
+    def sweep_dict(self, sweep: Sweep) -> dict[str, Any]:
+        """JSON-ready view of a sweep with its run counts."""
+        counts = self.repository.sweep_status_counts(sweep.id)
+        return {
+            "id": sweep.id,
+            "kind": "sweep",
+            "name": sweep.name,
+            "created_at": _iso(sweep.created_at),
+            "output_dir": sweep.output_dir,
+            "overrides": sweep.overrides,
+            "runs": sum(counts.values()),
+            "counts": counts,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Counts by status and what is running where."""
+        if not self._database_exists():
+            counts = {s.value: 0 for s in RunStatus}
+            return {"counts": counts, "running": [], "database": self._db_label()}
+        running = self.repository.list_runs(RunStatus.RUNNING)
+        return {
+            "database": self._db_label(),
+            "counts": self.repository.counts_by_status(),
+            "running": [
+                {
+                    "id": r.id,
+                    "target": r.target,
+                    "gpus": r.gpus,
+                    "started_at": _iso(r.started_at),
+                }
+                for r in running
+            ],
+        }
+
+    def _db_label(self) -> str:
+        return make_url(self.settings.database_url).render_as_string(hide_password=True)
+
+    # -- deletion -----------------------------------------------------------
+    def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
+        """What a deletion would remove (for the confirmation question)."""
+        object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
+        if kind == "prompt":
+            runs = self.repository.list_runs(prompt_id=object_id)
+            return {"id": object_id, "runs": [r.id for r in runs]}
+        self.repository.get_run(object_id)
+        return {"id": object_id, "runs": [object_id]}
+
+    def delete(self, kind: str, given: str, delete_outputs: bool = False) -> dict[str, Any]:
+        """Delete a prompt (with its runs) or a run; outputs kept unless asked."""
+        object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
+        if kind == "prompt":
+            run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
+        else:
+            run_ids = [self.repository.delete_run(object_id).id]
+        removed = []
+        if delete_outputs:
+            for run_id in run_ids:
+                if self.store.remove_run_dir(run_id):
+                    removed.append(run_id)
+        return {"id": object_id, "deleted_runs": run_ids, "removed_outputs": removed}
+
+
+def _problem(sources: ConfigSources, key: str, message: str) -> Problem:
+    return Problem(f"{sources.blame(key)}: {key}", message)
+
+
+def _parse_status(status: str | None) -> RunStatus | None:
+    if status is None:
+        return None
+    try:
+        return RunStatus(status)
+    except ValueError as exc:
+        known = ", ".join(s.value for s in RunStatus)
+        raise ValidationFailure(f"unknown status {status!r} (one of: {known})") from exc
+
+
+def _check_inputs_unchanged(inputs: PromptInputSet) -> None:
+    for item in inputs.files():
+        if not item.path.is_file():
+            raise ValidationFailure(f"input file is gone: {item.path}")
+        if sha256_file(item.path) != item.sha256:
+            raise ValidationFailure(
+                f"input file changed since the prompt was created: {item.path}; "
+                "create a new prompt for the new content"
+            )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def prompt_dict(prompt: Prompt) -> dict[str, Any]:
+    """JSON-ready view of a prompt."""
+    return {
+        "id": prompt.id,
+        "kind": "prompt",
+        "name": prompt.name,
+        "text": prompt.text,
+        "negative_prompt": prompt.negative_prompt,
+        "inputs": prompt.inputs,
+        "created_at": _iso(prompt.created_at),
+    }

@@ -1,0 +1,168 @@
+"""`cosmos-batch`: the Hydra app that runs manifests.
+
+cosmos-batch +experiment=demo
+cosmos-batch +experiment=demo dry_run=true
+cosmos-batch +experiment=demo model.seed=7 --cfg job
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan, SweepSummary
+from cosmos_workflow.cli.console import (
+    configure_logging,
+    make_progress,
+    print_error,
+    stderr_console,
+)
+from cosmos_workflow.config.manager import ConfigManager
+from cosmos_workflow.config.project import ProjectPaths, find_project
+from cosmos_workflow.config.sources import ConfigSources
+from cosmos_workflow.errors import CosmosError, ValidationFailure
+
+
+@dataclass
+class _Outcome:
+    """What the Hydra task reports back to main() (no global state)."""
+
+    started: bool = False
+    exit_code: int = 0
+
+
+def _available_experiments(project: ProjectPaths) -> str:
+    folder = project.manifests_dir / "experiment"
+    names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return ", ".join(names) or "none"
+
+
+def _sources(project: ProjectPaths) -> ConfigSources:
+    hydra_cfg = HydraConfig.get()
+    dirs = [
+        Path(source["path"])
+        for source in hydra_cfg.runtime.config_sources
+        if source["schema"] == "file"
+    ]
+    primary = None
+    for folder in dirs:
+        candidate = folder / f"{hydra_cfg.job.config_name}.yaml"
+        if candidate.is_file():
+            primary = candidate
+            break
+    return ConfigSources.build(
+        project.root,
+        dirs,
+        primary,
+        dict(hydra_cfg.runtime.choices),
+        list(hydra_cfg.overrides.task),
+    )
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if k != "prompt")
+
+
+def print_plan(plan: SweepPlan) -> None:
+    """Every run id with its varying parameters and whether it is cached."""
+    print(
+        f"sweep {plan.sweep_id} ({plan.name}): {len(plan.runs)} runs, "
+        f"{len(plan.cached)} cached, {len(plan.to_run)} to run"
+    )
+    for run in plan.runs:
+        state = "cached" if run.id in plan.cached else "to run"
+        print(f"  {run.id}  {run.prompt.name:<16} {_format_params(run.varying):<40} {state}")
+    if plan.duplicates:
+        print(f"  ({plan.duplicates} sweep points gave an already listed run and were merged)")
+    print("dry run: nothing was executed")
+
+
+def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
+    """Counts and where the outputs are."""
+    tally = summary.tally
+    print(
+        f"sweep {summary.sweep_id} ({plan.name}): {summary.total} runs: "
+        f"{summary.executed} executed ({len(tally.succeeded)} succeeded, "
+        f"{len(tally.failed)} failed), {summary.cached} cached"
+    )
+    if tally.failed:
+        print("failed runs (see their logs/run.log):")
+        for run_id in tally.failed:
+            print(f"  {summary.runs_dir / run_id}")
+    print(f"runs:  {summary.runs_dir}/<run_id>/")
+    print(f"sweep: {summary.sweep_dir}/")
+
+
+def _execute(cfg: DictConfig, project: ProjectPaths) -> int:
+    try:
+        composed = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ValidationFailure(f"configuration error: {exc}") from exc
+    assert isinstance(composed, dict)
+    manager = ConfigManager(project, os.environ)
+    settings = manager.settings(composed)
+    configure_logging(settings.log_level)
+    manifest = manager.manifest_part(composed)
+    if "prompts" not in manifest and "name" not in manifest:
+        raise ValidationFailure(
+            "no experiment selected: add +experiment=NAME "
+            f"(available: {_available_experiments(project)})"
+        )
+    overrides = list(HydraConfig.get().overrides.task)
+    api = CosmosAPI(settings)
+    plan = api.plan_sweep(manifest, overrides, _sources(project))
+    if settings.dry_run:
+        print_plan(plan)
+        return 0
+    summary = api.run_sweep(plan, make_progress(stderr_console()))
+    print_summary(plan, summary)
+    return 1 if summary.tally.failed else 0
+
+
+def _make_task(project: ProjectPaths, outcome: _Outcome):
+    def task(cfg: DictConfig) -> None:
+        outcome.started = True
+        try:
+            code = _execute(cfg, project)
+        except CosmosError as exc:
+            print_error(exc)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
+            code = 130
+        outcome.exit_code = max(outcome.exit_code, code)
+
+    return task
+
+
+def main() -> None:
+    """Console entry point of cosmos-batch."""
+    try:
+        project = find_project(Path.cwd(), os.environ)
+    except CosmosError as exc:
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    outcome = _Outcome()
+    app = hydra.main(config_path=str(project.conf_dir), config_name="config", version_base="1.3")(
+        _make_task(project, outcome)
+    )
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code not in (0, None) and not outcome.started:
+            # Hydra could not compose the config: that is bad input.
+            sys.exit(ValidationFailure.exit_code)
+        raise
+    sys.exit(outcome.exit_code)
+
+
+if __name__ == "__main__":
+    main()

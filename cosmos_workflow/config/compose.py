@@ -1,0 +1,31 @@
+"""Compose the project's Hydra config outside a Hydra app (for `cosmos`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cosmos_workflow.config.project import ProjectPaths
+from cosmos_workflow.errors import ValidationFailure
+
+
+def compose_config(project: ProjectPaths, overrides: list[str]) -> dict[str, Any]:
+    """Compose conf/config.yaml with ``overrides``, as cosmos-batch would.
+
+    Raises:
+        ValidationFailure: a bad override or a missing config.
+    """
+    try:
+        with initialize_config_dir(
+            config_dir=str(project.conf_dir), version_base="1.3", job_name="cosmos"
+        ):
+            cfg = compose(config_name="config", overrides=overrides)
+            data = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValidationFailure(f"configuration error: {exc}") from exc
+    assert isinstance(data, dict)
+    return data

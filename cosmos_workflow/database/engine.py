@@ -1,0 +1,148 @@
+"""Engine and session factory, with migrations applied safely on start."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cosmos_workflow.errors import StateError, ValidationFailure
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """Create an engine for ``url``; SQLite files get their folder created.
+
+    Args:
+        url: Any SQLAlchemy URL, e.g. ``sqlite:////abs/outputs/cosmos.db``.
+
+    Raises:
+        ValidationFailure: the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValidationFailure(f"database.url is not a valid SQLAlchemy URL: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations between processes that share one database."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        lock_path = Path(url.database).with_suffix(".migrate.lock")
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(727001)")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(727001)")
+    else:
+        yield
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the database's alembic revision, or None for an empty database."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str:
+    """Return the newest revision this code knows."""
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    if head is None:
+        raise StateError("no database migrations found in the package")
+    return head
+
+
+def _backup_sqlite(engine: Engine, revision: str) -> None:
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    source = Path(database)
+    backup = source.with_name(f"{source.name}.bak-{revision}")
+    shutil.copy2(source, backup)
+    logger.info("Backed up database to %s before migrating", backup)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision, safely.
+
+    Migrations run under a lock (file lock on SQLite, advisory lock on
+    PostgreSQL) so that concurrent starts do not race. An existing SQLite
+    database is copied to ``<name>.bak-<revision>`` before it is changed. A
+    database written by a newer version of this package is refused.
+
+    Raises:
+        StateError: the database is newer than this code, or cannot be read.
+    """
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    try:
+        if current_revision(engine) == head_revision(engine):
+            return
+        with _migration_lock(engine):
+            current = current_revision(engine)
+            head = head_revision(engine)
+            if current == head:
+                return
+            if current is not None and script.get_revision(current) is None:
+                raise StateError(
+                    f"database {engine.url.render_as_string(hide_password=True)} is at revision "
+                    f"{current}, which this version of cosmos-workflow does not know; "
+                    "upgrade cosmos-workflow"
+                )
+            if current is not None:
+                _backup_sqlite(engine, current)
+            logger.info("Migrating database from %s to %s", current or "empty", head)
+            command.upgrade(_alembic_config(engine), "head")
+    except OperationalError as exc:
+        raise StateError(f"cannot open the database: {exc.orig}") from exc
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return a session factory bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)

@@ -1,0 +1,163 @@
+"""SQLAlchemy 2.0 models: prompts, runs, sweeps and the sweep-run link."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC; naive values are refused so no local time slips in."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware value")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return aware UTC datetimes."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class RunStatus(str, enum.Enum):
+    """The life of a run: pending -> queued -> running -> a final state."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for succeeded, failed and cancelled."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+# Allowed transitions. A final failed/cancelled run may be queued again (retry).
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset({RunStatus.QUEUED, RunStatus.CANCELLED}),
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.PENDING}),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED}
+    ),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED}),
+    RunStatus.CANCELLED: frozenset({RunStatus.QUEUED}),
+}
+
+_STATUS_ENUM = Enum(
+    RunStatus,
+    name="run_status",
+    native_enum=False,
+    length=16,
+    values_callable=lambda members: [m.value for m in members],
+    validate_strings=True,
+)
+
+
+class Prompt(Base):
+    """A prompt: text, negative text and its input videos (by checksum)."""
+
+    __tablename__ = "prompts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="prompt")
+
+    __table_args__ = (Index("ix_prompts_created_at", "created_at"),)
+
+
+class Run(Base):
+    """One inference run: a fully resolved spec and its execution state."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    adapter: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[RunStatus] = mapped_column(_STATUS_ENUM, default=RunStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    gpus: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    prompt: Mapped[Prompt] = relationship(back_populates="runs")
+    sweep_links: Mapped[list[SweepRun]] = relationship(
+        back_populates="run", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_prompt_id", "prompt_id"),
+        Index("ix_runs_created_at", "created_at"),
+    )
+
+
+class Sweep(Base):
+    """A sweep: one expansion of a manifest into a set of runs."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    overrides: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    output_dir: Mapped[str] = mapped_column(Text)
+
+    run_links: Mapped[list[SweepRun]] = relationship(
+        back_populates="sweep", cascade="all, delete-orphan", order_by="SweepRun.position"
+    )
+
+    __table_args__ = (Index("ix_sweeps_created_at", "created_at"),)
+
+
+class SweepRun(Base):
+    """Link between a sweep and a run; a run may belong to several sweeps."""
+
+    __tablename__ = "sweep_runs"
+
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="run_links")
+    run: Mapped[Run] = relationship(back_populates="sweep_links")
+
+    __table_args__ = (Index("ix_sweep_runs_run_id", "run_id"),)

@@ -1,0 +1,1 @@
+"""Model adapters: one per Cosmos program (and the simulated model)."""

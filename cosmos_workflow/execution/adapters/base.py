@@ -1,0 +1,77 @@
+"""The model adapter interface and the shapes it exchanges with executors."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from cosmos_workflow.manifest.specs import InputFile, RunSpec
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Paths of one job's folder as the model program sees them.
+
+    Attributes:
+        root: The job folder on the host or in the container (POSIX path).
+        python: The Python interpreter there (for Python-script adapters).
+    """
+
+    root: str
+    python: str = "python3"
+
+    def path(self, relative: str) -> str:
+        """Absolute program-side path of a file in the job folder."""
+        return str(PurePosixPath(self.root) / relative)
+
+
+def input_name(item: InputFile) -> str:
+    """Relative name of an input in the job folder: content-addressed."""
+    return f"inputs/{item.sha256}{item.path.suffix.lower()}"
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """Where one run's results are, relative to the job folder."""
+
+    video: str
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One program execution that produces the outputs of one or more runs.
+
+    Attributes:
+        job_id: Unique id of this execution (container and folder names).
+        argv: The command, as an argument list (never a shell string).
+        files: Files to write into the job folder: relative path -> content.
+        inputs: Input files to place into the job folder: relative path -> file.
+        outputs: run id -> where its outputs will be, relative to the job folder.
+        run_specs: run id -> the effective spec the program reads for that run.
+    """
+
+    job_id: str
+    argv: list[str]
+    files: dict[str, bytes]
+    inputs: dict[str, InputFile]
+    outputs: dict[str, RunOutputs]
+    run_specs: dict[str, dict[str, Any]]
+
+
+class ModelAdapter(ABC):
+    """Knows one Cosmos program: its spec files, command and outputs."""
+
+    name: str
+    max_batch_size: int = 1
+
+    @abstractmethod
+    def batch_key(self, run: RunSpec) -> Hashable:
+        """Runs with equal keys may share one invocation."""
+
+    @abstractmethod
+    def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
+        """Render the spec files and command for ``runs`` (all with one batch key)."""

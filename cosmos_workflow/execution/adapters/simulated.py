@@ -1,0 +1,55 @@
+"""The ``simulated`` adapter: Transfer1's files, run by the simulated model."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+
+from cosmos_workflow.config.settings import SimulatorSettings
+from cosmos_workflow.execution.adapters import transfer1_spec
+from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
+from cosmos_workflow.manifest.specs import RunSpec
+
+SIMULATED_PROGRAM = Path(__file__).resolve().parent.parent / "simulated_model.py"
+
+
+class SimulatedAdapter(ModelAdapter):
+    """Renders Cosmos-Transfer1 specs and runs the simulated model on them.
+
+    Args:
+        settings: Simulator timing and fault injection.
+        program: The simulated model script as the executing host sees it.
+        max_batch_size: Most runs one invocation may take.
+    """
+
+    name = "simulated"
+
+    def __init__(
+        self, settings: SimulatorSettings, program: str | None = None, max_batch_size: int = 8
+    ) -> None:
+        self._settings = settings
+        self._program = program or str(SIMULATED_PROGRAM)
+        self.max_batch_size = max_batch_size
+
+    def batch_key(self, run: RunSpec) -> Hashable:
+        """Same rule as Transfer1 (the simulated model follows its merge rule)."""
+        return transfer1_spec.transfer1_batch_key(run)
+
+    def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
+        """Render Transfer1 spec files and the simulated model's command."""
+        files, flags, outputs, effective = transfer1_spec.render_transfer1(runs, layout)
+        argv = [layout.python, self._program, *flags, "--num_gpus", str(runs[0].model["num_gpus"])]
+        argv += ["--model_load_s", str(self._settings.model_load_s)]
+        argv += ["--per_video_s", str(self._settings.per_video_s)]
+        if self._settings.ledger:
+            argv += ["--ledger", self._settings.ledger]
+        if self._settings.fail_on_seed is not None:
+            argv += ["--fail_on_seed", str(self._settings.fail_on_seed)]
+        return Invocation(
+            job_id=job_id,
+            argv=argv,
+            files=files,
+            inputs=transfer1_spec.inputs_of(runs),
+            outputs=outputs,
+            run_specs=effective,
+        )

@@ -1,0 +1,180 @@
+"""Cosmos-Transfer1 controlnet specs and batch JSONL, shared by the
+``transfer1`` and ``simulated`` adapters.
+
+One source per parameter: every scalar that changes the output goes into the
+spec JSON; the command line carries only set-up flags (paths, batch size,
+number of GPUs), so no JSON value is ever shadowed by a flag.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Hashable
+from typing import Any
+
+from cosmos_workflow.execution.adapters.base import JobLayout, RunOutputs, input_name
+from cosmos_workflow.manifest.models import CONTROL_KEYS
+from cosmos_workflow.manifest.specs import InputFile, RunSpec
+
+SCALAR_FIELDS = (
+    "seed",
+    "guidance",
+    "num_steps",
+    "sigma_max",
+    "fps",
+    "blur_strength",
+    "canny_threshold",
+)
+SPEC_FILE = "spec.json"
+BATCH_FILE = "batch.jsonl"
+OUTPUT_DIR = "out"
+
+
+def active_controls(run: RunSpec) -> dict[str, float]:
+    """The run's controls and weights, in canonical order."""
+    weights = run.model["weights"]
+    return {k: float(weights[k]) for k in CONTROL_KEYS if weights.get(k) is not None}
+
+
+def transfer1_batch_key(run: RunSpec) -> Hashable:
+    """Runs may share a batch only if every shared value is the same.
+
+    In batch mode every scalar, the negative prompt and the control blocks
+    come from the shared spec, so they are all part of the key; so is whether
+    each control has its own video (a line can only override input_control).
+    """
+    controls = tuple(
+        (key, weight, key in run.prompt.inputs.controls)
+        for key, weight in active_controls(run).items()
+    )
+    scalars = tuple((name, run.model[name]) for name in SCALAR_FIELDS)
+    return (
+        run.adapter,
+        run.model["version"],
+        run.model.get("image"),
+        run.model["num_gpus"],
+        run.prompt.negative,
+        run.prompt.inputs.video is None,
+        scalars,
+        controls,
+    )
+
+
+def _control_block(run: RunSpec, key: str, weight: float, layout: JobLayout) -> dict[str, Any]:
+    block: dict[str, Any] = {"control_weight": weight}
+    control = run.prompt.inputs.controls.get(key)
+    if control is not None:
+        block["input_control"] = layout.path(input_name(control))
+    return block
+
+
+def single_spec(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
+    """The complete controlnet spec of one run."""
+    spec: dict[str, Any] = {"prompt": run.prompt.text}
+    if run.prompt.negative is not None:
+        spec["negative_prompt"] = run.prompt.negative
+    if run.prompt.inputs.video is not None:
+        spec["input_video_path"] = layout.path(input_name(run.prompt.inputs.video))
+    for name in SCALAR_FIELDS:
+        spec[name] = run.model[name]
+    for key, weight in active_controls(run).items():
+        spec[key] = _control_block(run, key, weight, layout)
+    return spec
+
+
+def shared_spec(first: RunSpec) -> dict[str, Any]:
+    """The spec shared by a batch: scalars and control weights only."""
+    spec: dict[str, Any] = {}
+    if first.prompt.negative is not None:
+        spec["negative_prompt"] = first.prompt.negative
+    for name in SCALAR_FIELDS:
+        spec[name] = first.model[name]
+    for key, weight in active_controls(first).items():
+        spec[key] = {"control_weight": weight}
+    return spec
+
+
+def batch_line(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
+    """One JSONL line: the run's own video, prompt and control videos."""
+    line: dict[str, Any] = {"prompt": run.prompt.text}
+    if run.prompt.inputs.video is not None:
+        line["visual_input"] = layout.path(input_name(run.prompt.inputs.video))
+    overrides = {}
+    for key in active_controls(run):
+        control = run.prompt.inputs.controls.get(key)
+        path = layout.path(input_name(control)) if control is not None else None
+        overrides[key] = {"input_control": path}
+    if overrides:
+        line["control_overrides"] = overrides
+    return line
+
+
+def merge_batch_line(shared: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+    """What Transfer1 reads for one batch line: the line merged onto a copy."""
+    spec = copy.deepcopy(shared)
+    if "visual_input" in line:
+        spec["input_video_path"] = line["visual_input"]
+    if "prompt" in line:
+        spec["prompt"] = line["prompt"]
+    for key, values in line.get("control_overrides", {}).items():
+        block = spec.setdefault(key, {})
+        for field, value in values.items():
+            if value is None:
+                block.pop(field, None)
+            else:
+                block[field] = value
+    return spec
+
+
+def render_transfer1(
+    runs: list[RunSpec], layout: JobLayout
+) -> tuple[dict[str, bytes], list[str], dict[str, RunOutputs], dict[str, dict[str, Any]]]:
+    """Render files, set-up flags, outputs and effective specs for ``runs``.
+
+    Returns:
+        (files, flags, outputs, effective specs). ``flags`` are the
+        transfer.py arguments after the program path.
+    """
+    out_dir = layout.path(OUTPUT_DIR)
+    files: dict[str, bytes] = {}
+    flags = ["--controlnet_specs", layout.path(SPEC_FILE), "--video_save_folder", out_dir]
+    if len(runs) == 1:
+        run = runs[0]
+        spec = single_spec(run, layout)
+        files[SPEC_FILE] = _json_bytes(spec)
+        flags += ["--video_save_name", "output"]
+        outputs = {
+            run.id: RunOutputs(f"{OUTPUT_DIR}/output.mp4", {"prompt": f"{OUTPUT_DIR}/output.txt"})
+        }
+        return files, flags, outputs, {run.id: spec}
+    shared = shared_spec(runs[0])
+    lines = [batch_line(run, layout) for run in runs]
+    files[SPEC_FILE] = _json_bytes(shared)
+    files[BATCH_FILE] = "".join(
+        json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines
+    ).encode("utf-8")
+    flags += ["--batch_input_path", layout.path(BATCH_FILE), "--batch_size", str(len(runs))]
+    outputs = {
+        run.id: RunOutputs(
+            f"{OUTPUT_DIR}/video_{i}/output.mp4", {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"}
+        )
+        for i, run in enumerate(runs)
+    }
+    effective = {
+        run.id: merge_batch_line(shared, line) for run, line in zip(runs, lines, strict=True)
+    }
+    return files, flags, outputs, effective
+
+
+def inputs_of(runs: list[RunSpec]) -> dict[str, InputFile]:
+    """Every input file of ``runs`` by its job-folder name (deduplicated)."""
+    found: dict[str, InputFile] = {}
+    for run in runs:
+        for item in run.prompt.inputs.files():
+            found[input_name(item)] = item
+    return found
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

@@ -1,0 +1,251 @@
+"""Expansion of a manifest: prompt set x sweep points -> RunSpecs.
+
+Every problem found is collected with its key path and raised at once as a
+:class:`ManifestError`, so that the user sees all of them on one screen.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cosmos_workflow.errors import ManifestError, Problem
+from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.manifest.templates import TemplateProblem, render_prompt
+from cosmos_workflow.utils.hashing import sha256_file
+
+Blame = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The result of expanding a manifest."""
+
+    manifest: Manifest
+    runs: list[RunSpec]
+    duplicates: int
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into a key path like ``a.b[2].c``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
+    """Convert a pydantic ValidationError into problems with key paths."""
+    problems = []
+    for error in exc.errors():
+        loc = format_loc(tuple(error["loc"]))
+        key = f"{prefix}.{loc}" if prefix and loc else prefix or loc
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(Problem(key_path=key or "(top level)", message=message))
+    return problems
+
+
+class _Expander:
+    """Holds the state of one expansion (problems found, file hashes)."""
+
+    def __init__(self, project_dir: Path, blame: Blame) -> None:
+        self.project_dir = project_dir
+        self.blame = blame
+        self.problems: list[Problem] = []
+        self._hashes: dict[Path, str] = {}
+
+    def problem(self, key_path: str, message: str) -> None:
+        self.problems.append(Problem(key_path=key_path, message=message))
+
+    def fail_if_problems(self) -> None:
+        if self.problems:
+            sources = {p.key_path: self.blame(p.key_path) for p in self.problems}
+            located = [
+                Problem(key_path=f"{sources[p.key_path]}: {p.key_path}", message=p.message)
+                for p in self.problems
+            ]
+            raise ManifestError("manifest validation failed", located)
+
+    def input_file(self, key_path: str, relative: str) -> InputFile | None:
+        path = (self.project_dir / relative).resolve()
+        if path not in self._hashes:
+            if not path.is_file():
+                self.problem(key_path, f"file not found: {relative} (looked for {path})")
+                return None
+            self._hashes[path] = sha256_file(path)
+        return InputFile(path=path, sha256=self._hashes[path])
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+
+
+def _model_path_exists(dotted: str) -> bool:
+    fields: Any = ModelConfig.model_fields
+    parts = dotted.split(".")
+    for index, part in enumerate(parts):
+        if part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if index < len(parts) - 1:
+            sub = getattr(annotation, "model_fields", None)
+            if sub is None:
+                return False
+            fields = sub
+    return True
+
+
+def _check_sweep(manifest: Manifest, ex: _Expander) -> None:
+    base_model = manifest.model.model_dump()
+    lengths = {len(v) for v in manifest.sweep.zip.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in manifest.sweep.zip.items())
+        ex.problem("sweep.zip", f"lists that vary together must have equal lengths ({sizes})")
+    for block, entries in (("grid", manifest.sweep.grid), ("zip", manifest.sweep.zip)):
+        for key, values in entries.items():
+            where = f"sweep.{block}.{key}"
+            if key in manifest.sweep.grid and block == "zip":
+                ex.problem(where, "a key may be in grid or in zip, not both")
+            if not values:
+                ex.problem(where, "needs at least one value")
+            root, _, rest = key.partition(".")
+            if root == "vars" and rest and "." not in rest:
+                continue
+            if root != "model" or not _model_path_exists(rest):
+                ex.problem(where, "unknown sweep key: use model.<parameter> or vars.<name>")
+                continue
+            for index, value in enumerate(values):
+                trial = copy.deepcopy(base_model)
+                _set_path(trial, rest, value)
+                try:
+                    ModelConfig.model_validate(trial)
+                except ValidationError as exc:
+                    for error in exc.errors():
+                        ex.problem(f"{where}[{index}]", error["msg"])
+
+
+def _points(manifest: Manifest) -> Iterator[dict[str, Any]]:
+    grid_keys = list(manifest.sweep.grid)
+    zip_keys = list(manifest.sweep.zip)
+    zip_rows = list(zip(*manifest.sweep.zip.values(), strict=True)) if zip_keys else [()]
+    for combo in itertools.product(*manifest.sweep.grid.values()):
+        for row in zip_rows:
+            point = dict(zip(grid_keys, combo, strict=True))
+            point.update(zip(zip_keys, row, strict=True))
+            yield point
+
+
+def _resolve_inputs(manifest: Manifest, ex: _Expander) -> dict[str, PromptInputSet]:
+    resolved = {}
+    for name, prompt in manifest.prompts.items():
+        base = f"prompts.{name}.inputs"
+        video = ex.input_file(f"{base}.video", prompt.inputs.video) if prompt.inputs.video else None
+        controls = {}
+        for key in CONTROL_KEYS:
+            if key in prompt.inputs.controls:
+                found = ex.input_file(f"{base}.controls.{key}", prompt.inputs.controls[key])
+                if found is not None:
+                    controls[key] = found
+        if video is None and not prompt.inputs.video and not prompt.inputs.controls:
+            ex.problem(base, "a prompt needs an input video or at least one control video")
+        resolved[name] = PromptInputSet(video=video, controls=controls)
+    return resolved
+
+
+def _apply_point(manifest: Manifest, point: dict[str, Any]) -> tuple[dict, dict]:
+    model = manifest.model.model_dump()
+    variables = dict(manifest.vars)
+    for key, value in point.items():
+        root, _, rest = key.partition(".")
+        if root == "vars":
+            variables[rest] = value
+        else:
+            _set_path(model, rest, value)
+    return ModelConfig.model_validate(model).model_dump(), variables
+
+
+def _check_controls(name: str, inputs: PromptInputSet, model: dict, ex: _Expander) -> None:
+    for key in inputs.controls:
+        if model["weights"][key] is None:
+            ex.problem(
+                f"prompts.{name}.inputs.controls.{key}",
+                f"a {key} control video is given but model.weights.{key} is not set",
+            )
+
+
+def expand(raw: dict[str, Any], project_dir: Path, blame: Blame) -> Expansion:
+    """Validate a composed manifest and expand it into run specs.
+
+    Args:
+        raw: The manifest part of the composed config, as plain data.
+        project_dir: Folder that relative input paths are resolved against.
+        blame: Maps a key path to the file (or override) that set it.
+
+    Raises:
+        ManifestError: with every problem found, each naming file and key path.
+    """
+    ex = _Expander(project_dir, blame)
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        ex.problems.extend(pydantic_problems(exc))
+        ex.fail_if_problems()
+        raise  # unreachable: fail_if_problems raised
+    _check_sweep(manifest, ex)
+    inputs = _resolve_inputs(manifest, ex)
+    ex.fail_if_problems()
+
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    duplicates = 0
+    checked_controls: set[str] = set()
+    for point in _points(manifest):
+        model, variables = _apply_point(manifest, point)
+        context = {**variables, "vars": variables, "model": model}
+        for name, prompt in manifest.prompts.items():
+            if name not in checked_controls:
+                _check_controls(name, inputs[name], model, ex)
+                checked_controls.add(name)
+            try:
+                text = render_prompt(prompt.text, {**context, "prompt_name": name})
+                negative = (
+                    render_prompt(prompt.negative, {**context, "prompt_name": name})
+                    if prompt.negative is not None
+                    else None
+                )
+            except TemplateProblem as exc:
+                ex.problem(f"prompts.{name}.text", str(exc))
+                checked_controls.add(name)
+                continue
+            spec = RunSpec(
+                prompt=ResolvedPrompt(name=name, text=text, negative=negative, inputs=inputs[name]),
+                model=model,
+                varying={"prompt": name, **point},
+            )
+            if spec.id in seen:
+                duplicates += 1
+                continue
+            seen.add(spec.id)
+            runs.append(spec)
+        if ex.problems:
+            break
+    ex.fail_if_problems()
+    order = {name: index for index, name in enumerate(manifest.prompts)}
+    runs.sort(key=lambda r: order[r.prompt.name])
+    return Expansion(manifest=manifest, runs=runs, duplicates=duplicates)

@@ -1,0 +1,84 @@
+"""Pydantic models of a manifest: prompt sets, model parameters, sweep block.
+
+Every model forbids extra keys, so a typo is an error that names its key path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg")
+ControlKey = Literal["vis", "edge", "depth", "seg"]
+Strength = Literal["very_low", "low", "medium", "high", "very_high"]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors; values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+
+
+class PromptInputs(Strict):
+    """Input videos of a prompt. Paths are relative to the project directory."""
+
+    video: str | None = None
+    controls: dict[ControlKey, str] = Field(default_factory=dict)
+
+
+class PromptSpec(Strict):
+    """One prompt of a prompt set. ``text`` may be a jinja2 template."""
+
+    text: str = Field(min_length=1)
+    negative: str | None = None
+    inputs: PromptInputs = Field(default_factory=PromptInputs)
+
+
+class ControlWeights(Strict):
+    """Control weight per modality; null means the control is not used."""
+
+    vis: float | None = Field(default=None, ge=0)
+    edge: float | None = Field(default=None, ge=0)
+    depth: float | None = Field(default=None, ge=0)
+    seg: float | None = Field(default=None, ge=0)
+
+    def active(self) -> dict[str, float]:
+        """Return the modalities that have a weight, in canonical order."""
+        values = self.model_dump()
+        return {key: values[key] for key in CONTROL_KEYS if values[key] is not None}
+
+
+class ModelConfig(Strict):
+    """The model adapter and every parameter that reaches it."""
+
+    adapter: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    image: str | None = None
+    seed: int = Field(default=1, ge=0)
+    num_steps: int = Field(default=35, ge=1)
+    guidance: float = Field(default=5.0, ge=0)
+    sigma_max: float = Field(default=70.0, ge=0)
+    fps: int = Field(default=24, ge=1)
+    blur_strength: Strength = "medium"
+    canny_threshold: Strength = "medium"
+    num_gpus: int = Field(default=1, ge=1)
+    weights: ControlWeights = Field(default_factory=ControlWeights)
+
+
+class SweepBlock(Strict):
+    """A grid (cartesian product) and a zip (values that vary together)."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Manifest(Strict):
+    """A whole experiment: what to run, with which model, over which sweep."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    vars: dict[str, Any] = Field(default_factory=dict)
+    prompts: dict[str, PromptSpec] = Field(min_length=1)
+    model: ModelConfig
+    sweep: SweepBlock = Field(default_factory=SweepBlock)

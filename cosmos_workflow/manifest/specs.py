@@ -1,0 +1,148 @@
+"""Resolved, content-addressed prompt and run specifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cosmos_workflow.utils.hashing import content_id
+
+# Model fields that cannot change the output: they are not part of a run id.
+EXECUTION_ONLY_FIELDS = frozenset({"num_gpus"})
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input video: where it is and what it contains."""
+
+    path: Path
+    sha256: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form."""
+        return {"path": str(self.path), "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> InputFile:
+        """Inverse of :meth:`to_dict`."""
+        return cls(path=Path(data["path"]), sha256=data["sha256"])
+
+
+@dataclass(frozen=True)
+class PromptInputSet:
+    """The input video and control videos of one prompt."""
+
+    video: InputFile | None = None
+    controls: dict[str, InputFile] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with paths."""
+        return {
+            "video": self.video.to_dict() if self.video else None,
+            "controls": {k: v.to_dict() for k, v in sorted(self.controls.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptInputSet:
+        """Inverse of :meth:`to_dict`."""
+        video = InputFile.from_dict(data["video"]) if data.get("video") else None
+        controls = {k: InputFile.from_dict(v) for k, v in data.get("controls", {}).items()}
+        return cls(video=video, controls=controls)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the inputs: checksums by role, never paths."""
+        return {
+            "video": self.video.sha256 if self.video else None,
+            "controls": {k: v.sha256 for k, v in sorted(self.controls.items())},
+        }
+
+    def files(self) -> list[InputFile]:
+        """Every input file, video first."""
+        found = [self.video] if self.video else []
+        return found + [self.controls[k] for k in sorted(self.controls)]
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """A prompt with rendered text and checksummed inputs."""
+
+    name: str
+    text: str
+    negative: str | None
+    inputs: PromptInputSet
+
+    @property
+    def id(self) -> str:
+        """ps_ id: hash of the text, negative text and input checksums."""
+        return content_id(
+            "ps",
+            {"text": self.text, "negative": self.negative, "inputs": self.inputs.identity()},
+        )
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A fully resolved run: a prompt plus every model parameter.
+
+    Attributes:
+        prompt: The resolved prompt.
+        model: The validated model parameters (adapter, version, image, ...).
+        varying: The sweep values that produced this run (key path -> value).
+    """
+
+    prompt: ResolvedPrompt
+    model: dict[str, Any]
+    varying: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that can change the output, and nothing else."""
+        model = {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
+        return {
+            "prompt": {
+                "text": self.prompt.text,
+                "negative": self.prompt.negative,
+                "inputs": self.prompt.inputs.identity(),
+            },
+            "model": model,
+        }
+
+    @property
+    def id(self) -> str:
+        """rs_ id: hash of :meth:`identity`."""
+        return content_id("rs", self.identity())
+
+    @property
+    def adapter(self) -> str:
+        """Name of the model adapter."""
+        return str(self.model["adapter"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved run spec as stored in the database and run.yaml."""
+        return {
+            "id": self.id,
+            "prompt": {
+                "id": self.prompt.id,
+                "name": self.prompt.name,
+                "text": self.prompt.text,
+                "negative": self.prompt.negative,
+                "inputs": self.prompt.inputs.to_dict(),
+            },
+            "model": dict(self.model),
+            "varying": dict(self.varying),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`."""
+        prompt = data["prompt"]
+        return cls(
+            prompt=ResolvedPrompt(
+                name=prompt["name"],
+                text=prompt["text"],
+                negative=prompt["negative"],
+                inputs=PromptInputSet.from_dict(prompt["inputs"]),
+            ),
+            model=dict(data["model"]),
+            varying=dict(data.get("varying", {})),
+        )

@@ -1,0 +1,232 @@
+"""The output tree: reproducible run and sweep folders, written atomically.
+
+<outputs>/runs/<run_id>/      run.yaml spec.json command.txt inputs.sha256
+                              logs/run.log output.mp4 output.txt
+                              outputs.sha256 result.json
+<outputs>/sweeps/<sweep_id>/  manifest.yaml overrides.yaml provenance.json
+                              runs.jsonl
+<outputs>/.staging/<job_id>/  work folders of running jobs (removed after)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cosmos_workflow.errors import StateError
+from cosmos_workflow.execution.adapters.base import Invocation, RunOutputs
+from cosmos_workflow.manifest.specs import RunSpec
+from cosmos_workflow.utils.atomic import (
+    move_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+    write_yaml_atomic,
+)
+from cosmos_workflow.utils.hashing import sha256_file
+
+RESULT_FILE = "result.json"
+OUTPUT_VIDEO = "output.mp4"
+OUTPUT_PROMPT = "output.txt"
+OUTPUTS_SUMS = "outputs.sha256"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What happened to one run in one job (written to result.json)."""
+
+    status: str
+    target: str
+    gpus: list[int]
+    job_id: str
+    batch_size: int
+    started_at: str
+    finished_at: str
+    exit_code: int | None
+    attempts: int
+    error_class: str | None = None
+    error_message: str | None = None
+
+    def to_dict(self, run_id: str, duration_s: float) -> dict[str, Any]:
+        """JSON form for result.json."""
+        return {
+            "run_id": run_id,
+            "status": self.status,
+            "target": self.target,
+            "gpus": self.gpus,
+            "job_id": self.job_id,
+            "batch_size": self.batch_size,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "durations": {"execution_s": round(duration_s, 3)},
+            "exit_code": self.exit_code,
+            "attempts": self.attempts,
+            "error": (
+                {"class": self.error_class, "message": self.error_message}
+                if self.error_class
+                else None
+            ),
+        }
+
+
+def _sums(entries: Iterable[tuple[str, str]]) -> str:
+    """sha256sum(1) format: '<hex>  <path>' per line."""
+    return "".join(f"{digest}  {name}\n" for digest, name in entries)
+
+
+class OutputStore:
+    """Writes and reads the output tree under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder of all run folders."""
+        return self.root / "runs"
+
+    @property
+    def sweeps_dir(self) -> Path:
+        """Folder of all sweep folders."""
+        return self.root / "sweeps"
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of one run."""
+        return self.runs_dir / run_id
+
+    def sweep_dir(self, sweep_id: str) -> Path:
+        """The folder of one sweep."""
+        return self.sweeps_dir / sweep_id
+
+    def staging(self, job_id: str) -> Path:
+        """A fresh work folder for one job."""
+        path = self.root / ".staging" / job_id
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def discard_staging(self, path: Path) -> None:
+        """Remove a job's work folder."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    def remove_run_dir(self, run_id: str) -> bool:
+        """Delete a run's folder; return True if there was one."""
+        folder = self.run_dir(run_id)
+        if not folder.is_dir():
+            return False
+        shutil.rmtree(folder)
+        return True
+
+    def read_result(self, run_id: str) -> dict[str, Any] | None:
+        """The run's result.json, or None."""
+        path = self.run_dir(run_id) / RESULT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def has_outputs(self, run_id: str) -> bool:
+        """True if the run folder says succeeded and its video exists."""
+        result = self.read_result(run_id)
+        return bool(
+            result
+            and result.get("status") == "succeeded"
+            and (self.run_dir(run_id) / OUTPUT_VIDEO).is_file()
+        )
+
+    def verify_outputs(self, run_id: str) -> bool:
+        """True if the run succeeded and every output matches outputs.sha256."""
+        if not self.has_outputs(run_id):
+            return False
+        folder = self.run_dir(run_id)
+        sums = folder / OUTPUTS_SUMS
+        if not sums.is_file():
+            return False
+        for line in sums.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            target = folder / name
+            if not target.is_file() or sha256_file(target) != digest:
+                return False
+        return True
+
+    def _write_common(
+        self, folder: Path, spec: RunSpec, invocation: Invocation, log_path: Path
+    ) -> None:
+        if self.verify_outputs(spec.id):
+            raise StateError(f"run {spec.id} already succeeded; its outputs are never overwritten")
+        write_yaml_atomic(folder / "run.yaml", spec.to_dict())
+        write_json_atomic(folder / "spec.json", invocation.run_specs[spec.id])
+        write_text_atomic(folder / "command.txt", shlex.join(invocation.argv) + "\n")
+        inputs = [(item.sha256, str(item.path)) for item in spec.prompt.inputs.files()]
+        write_text_atomic(folder / "inputs.sha256", _sums(inputs))
+        log_bytes = log_path.read_bytes() if log_path.is_file() else b""
+        write_bytes_atomic(folder / "logs" / "run.log", log_bytes)
+
+    def missing_outputs(self, staging: Path, outputs: RunOutputs) -> list[str]:
+        """Output files the program should have written but did not."""
+        return [rel for rel in [outputs.video] if not (staging / rel).is_file()]
+
+    def record_success(
+        self,
+        spec: RunSpec,
+        invocation: Invocation,
+        staging: Path,
+        log_path: Path,
+        record: RunRecord,
+        duration_s: float,
+    ) -> Path:
+        """Move the run's outputs into its folder and write every record file."""
+        folder = self.run_dir(spec.id)
+        self._write_common(folder, spec, invocation, log_path)
+        outputs = invocation.outputs[spec.id]
+        placed = [(outputs.video, OUTPUT_VIDEO)]
+        if "prompt" in outputs.extras and (staging / outputs.extras["prompt"]).is_file():
+            placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))
+        sums = []
+        for relative, name in placed:
+            move_atomic(staging / relative, folder / name)
+            sums.append((sha256_file(folder / name), name))
+        write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
+        write_json_atomic(folder / RESULT_FILE, record.to_dict(spec.id, duration_s))
+        return folder
+
+    def record_failure(
+        self,
+        spec: RunSpec,
+        invocation: Invocation,
+        log_path: Path,
+        record: RunRecord,
+        duration_s: float,
+    ) -> Path:
+        """Write the record files and log of a failed or cancelled run."""
+        folder = self.run_dir(spec.id)
+        self._write_common(folder, spec, invocation, log_path)
+        for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
+            (folder / stale).unlink(missing_ok=True)
+        write_json_atomic(folder / RESULT_FILE, record.to_dict(spec.id, duration_s))
+        return folder
+
+    def write_sweep(
+        self,
+        sweep_id: str,
+        manifest: dict[str, Any],
+        overrides: list[str],
+        provenance: dict[str, Any],
+    ) -> Path:
+        """Write the sweep's manifest, overrides and provenance."""
+        folder = self.sweep_dir(sweep_id)
+        write_yaml_atomic(folder / "manifest.yaml", manifest)
+        write_yaml_atomic(folder / "overrides.yaml", list(overrides))
+        write_json_atomic(folder / "provenance.json", provenance)
+        return folder
+
+    def write_sweep_runs(self, sweep_id: str, rows: list[dict[str, Any]]) -> None:
+        """Write runs.jsonl: one line per run (id, params, status, dir)."""
+        text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+        write_text_atomic(self.sweep_dir(sweep_id) / "runs.jsonl", text)

@@ -1,0 +1,43 @@
+"""What the runner reports while it works; the CLI decides how to show it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ProgressSink(Protocol):
+    """Receives progress events from the runner."""
+
+    def start(self, total: int, cached: int, to_run: int) -> None:
+        """A sweep (or single run) begins."""
+
+    def job_started(self, job_id: str, run_ids: list[str], target: str, gpus: list[int]) -> None:
+        """One invocation starts on a target."""
+
+    def log_line(self, job_id: str, line: str) -> None:
+        """One line of a job's log."""
+
+    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """One run reached a final state."""
+
+    def finish(self) -> None:
+        """The work is over (normally or not)."""
+
+
+class NullProgress:
+    """Reports nothing."""
+
+    def start(self, total: int, cached: int, to_run: int) -> None:
+        """Ignore."""
+
+    def job_started(self, job_id: str, run_ids: list[str], target: str, gpus: list[int]) -> None:
+        """Ignore."""
+
+    def log_line(self, job_id: str, line: str) -> None:
+        """Ignore."""
+
+    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """Ignore."""
+
+    def finish(self) -> None:
+        """Ignore."""

@@ -1,0 +1,296 @@
+"""DataRepository: every database query and state change goes through here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cosmos_workflow.database.models import TRANSITIONS, Prompt, Run, RunStatus, Sweep, SweepRun
+from cosmos_workflow.errors import NotFoundFailure, StateError
+from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
+from cosmos_workflow.utils.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+
+class DataRepository:
+    """Queries and updates prompts, runs and sweeps.
+
+    Args:
+        sessions: Session factory bound to a migrated engine.
+        clock: Time source for created/started/finished timestamps.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- prompts -----------------------------------------------------------
+    def add_prompts(self, prompts: Iterable[ResolvedPrompt]) -> int:
+        """Store prompts not stored yet; return how many were new."""
+        unique = {p.id: p for p in prompts}
+        with self._session() as session:
+            existing = set(session.scalars(select(Prompt.id).where(Prompt.id.in_(unique))))
+            now = self._clock.now()
+            for prompt_id, prompt in unique.items():
+                if prompt_id not in existing:
+                    session.add(
+                        Prompt(
+                            id=prompt_id,
+                            name=prompt.name,
+                            text=prompt.text,
+                            negative_prompt=prompt.negative,
+                            inputs=prompt.inputs.to_dict(),
+                            created_at=now,
+                        )
+                    )
+            return len(unique) - len(existing)
+
+    def get_prompt(self, prompt_id: str) -> Prompt:
+        """Return one prompt. Raises NotFoundFailure."""
+        with self._session() as session:
+            prompt = session.get(Prompt, prompt_id)
+            if prompt is None:
+                raise NotFoundFailure(f"no prompt with id {prompt_id}")
+            return prompt
+
+    def list_prompts(self, limit: int | None = None) -> list[Prompt]:
+        """Prompts, newest first."""
+        with self._session() as session:
+            query = select(Prompt).order_by(Prompt.created_at.desc(), Prompt.id).limit(limit)
+            return list(session.scalars(query))
+
+    def delete_prompt(self, prompt_id: str) -> list[Run]:
+        """Delete a prompt and its runs; return the deleted runs."""
+        with self._session() as session:
+            prompt = session.get(Prompt, prompt_id)
+            if prompt is None:
+                raise NotFoundFailure(f"no prompt with id {prompt_id}")
+            runs = list(session.scalars(select(Run).where(Run.prompt_id == prompt_id)))
+            for run in runs:
+                session.delete(run)
+            session.delete(prompt)
+            return runs
+
+    # -- runs ----------------------------------------------------------------
+    def add_runs(self, specs: Iterable[RunSpec]) -> None:
+        """Store runs not stored yet, as pending."""
+        unique = {s.id: s for s in specs}
+        with self._session() as session:
+            existing = set(session.scalars(select(Run.id).where(Run.id.in_(unique))))
+            now = self._clock.now()
+            for run_id, spec in unique.items():
+                if run_id not in existing:
+                    session.add(
+                        Run(
+                            id=run_id,
+                            prompt_id=spec.prompt.id,
+                            adapter=spec.adapter,
+                            spec=spec.to_dict(),
+                            status=RunStatus.PENDING,
+                            created_at=now,
+                            attempts=0,
+                        )
+                    )
+
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, RunStatus]:
+        """Status of each stored run among ``run_ids``."""
+        ids = list(run_ids)
+        found: dict[str, RunStatus] = {}
+        with self._session() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = session.execute(select(Run.id, Run.status).where(Run.id.in_(chunk)))
+                found.update({row.id: row.status for row in rows})
+        return found
+
+    def get_run(self, run_id: str) -> Run:
+        """Return one run. Raises NotFoundFailure."""
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            return run
+
+    def list_runs(
+        self,
+        status: RunStatus | None = None,
+        limit: int | None = None,
+        prompt_id: str | None = None,
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered."""
+        with self._session() as session:
+            query = select(Run).order_by(Run.created_at.desc(), Run.id)
+            if status is not None:
+                query = query.where(Run.status == status)
+            if prompt_id is not None:
+                query = query.where(Run.prompt_id == prompt_id)
+            return list(session.scalars(query.limit(limit)))
+
+    def transition(self, run_ids: Iterable[str], to: RunStatus, **fields: Any) -> None:
+        """Move runs to status ``to``, enforcing the status machine.
+
+        Entering ``running`` counts an attempt and sets started_at; entering a
+        final status sets finished_at. Extra ``fields`` are stored as given.
+
+        Raises:
+            StateError: a transition that the status machine forbids.
+        """
+        now = self._clock.now()
+        with self._session() as session:
+            for run_id in run_ids:
+                run = session.get(Run, run_id)
+                if run is None:
+                    raise NotFoundFailure(f"no run with id {run_id}")
+                if to is not run.status and to not in TRANSITIONS[run.status]:
+                    raise StateError(
+                        f"run {run_id}: cannot go from {run.status.value} to {to.value}"
+                    )
+                run.status = to
+                if to is RunStatus.RUNNING:
+                    run.attempts += 1
+                    run.started_at = now
+                    run.finished_at = None
+                    run.exit_code = None
+                    run.error_class = None
+                    run.error_message = None
+                if to.is_final:
+                    run.finished_at = now
+                for name, value in fields.items():
+                    setattr(run, name, value)
+
+    def adopt_succeeded(self, run_id: str, output_dir: str) -> None:
+        """Record as succeeded a run whose outputs were verified on disk.
+
+        This is the one way around the status machine: it repairs the state
+        after a crash between writing a run's result.json and committing it.
+        """
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            run.status = RunStatus.SUCCEEDED
+            run.output_dir = output_dir
+            run.finished_at = run.finished_at or self._clock.now()
+            run.error_class = None
+            run.error_message = None
+
+    def delete_run(self, run_id: str) -> Run:
+        """Delete one run (and its sweep links); return it."""
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            session.delete(run)
+            return run
+
+    def counts_by_status(self) -> dict[str, int]:
+        """Number of runs in each status (every status listed)."""
+        counts = {status.value: 0 for status in RunStatus}
+        with self._session() as session:
+            for status, count in session.execute(
+                select(Run.status, func.count()).group_by(Run.status)
+            ):
+                counts[status.value] = count
+        return counts
+
+    # -- sweeps --------------------------------------------------------------
+    def add_sweep(
+        self,
+        sweep_id: str,
+        name: str,
+        manifest: dict[str, Any],
+        overrides: list[str],
+        output_dir: str,
+        runs: list[RunSpec],
+    ) -> bool:
+        """Store a sweep and its run links if new; return True if it was new."""
+        with self._session() as session:
+            if session.get(Sweep, sweep_id) is not None:
+                return False
+            sweep = Sweep(
+                id=sweep_id,
+                name=name,
+                manifest=manifest,
+                overrides=overrides,
+                created_at=self._clock.now(),
+                output_dir=output_dir,
+            )
+            session.add(sweep)
+            for position, spec in enumerate(runs):
+                session.add(
+                    SweepRun(
+                        sweep_id=sweep_id, run_id=spec.id, position=position, params=spec.varying
+                    )
+                )
+            return True
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        """Return one sweep. Raises NotFoundFailure."""
+        with self._session() as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep is None:
+                raise NotFoundFailure(f"no sweep with id {sweep_id}")
+            return sweep
+
+    def list_sweeps(self, limit: int | None = None) -> list[Sweep]:
+        """Sweeps, newest first."""
+        with self._session() as session:
+            query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)
+            return list(session.scalars(query))
+
+    def sweep_runs(self, sweep_id: str) -> list[tuple[SweepRun, Run]]:
+        """The sweep's links and runs, in sweep order."""
+        with self._session() as session:
+            query = (
+                select(SweepRun, Run)
+                .join(Run, Run.id == SweepRun.run_id)
+                .where(SweepRun.sweep_id == sweep_id)
+                .order_by(SweepRun.position)
+            )
+            return [(link, run) for link, run in session.execute(query)]
+
+    def sweep_status_counts(self, sweep_id: str) -> dict[str, int]:
+        """Run counts by status within one sweep."""
+        counts = {status.value: 0 for status in RunStatus}
+        with self._session() as session:
+            query = (
+                select(Run.status, func.count())
+                .join(SweepRun, SweepRun.run_id == Run.id)
+                .where(SweepRun.sweep_id == sweep_id)
+                .group_by(Run.status)
+            )
+            for status, count in session.execute(query):
+                counts[status.value] = count
+        return counts
+
+    def sweeps_of_run(self, run_id: str) -> list[str]:
+        """Ids of the sweeps that include ``run_id``."""
+        with self._session() as session:
+            return list(session.scalars(select(SweepRun.sweep_id).where(SweepRun.run_id == run_id)))
+
+    def find_ids(self, prefix: str) -> list[str]:
+        """Ids of prompts, runs and sweeps starting with ``prefix``."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found: list[str] = []
+        with self._session() as session:
+            for model in (Prompt, Run, Sweep):
+                found += session.scalars(
+                    select(model.id).where(model.id.like(pattern, escape="\\")).limit(5)
+                )
+        return found
+
+    def now(self) -> datetime:
+        """The repository's clock (for callers that stamp results)."""
+        return self._clock.now()

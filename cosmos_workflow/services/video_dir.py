@@ -1,0 +1,52 @@
+"""Find a prompt's input videos in a folder by their file names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cosmos_workflow.errors import ValidationFailure
+from cosmos_workflow.manifest.models import CONTROL_KEYS
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
+ROLES = ("color", *CONTROL_KEYS)
+
+
+def _role_of(path: Path) -> str | None:
+    stem = path.stem.lower()
+    for role in ROLES:
+        if stem == role:
+            return role
+        for sep in ("_", "-", "."):
+            if stem.endswith(f"{sep}{role}"):
+                return role
+    return None
+
+
+def detect_videos(folder: Path) -> dict[str, Path]:
+    """Map role (color, vis, edge, depth, seg) -> video file in ``folder``.
+
+    A file's role is its name without suffix, or its last ``_``/``-``/``.``
+    separated word: ``color.mp4``, ``shot1_depth.mp4``, ``seg.mov``.
+
+    Raises:
+        ValidationFailure: not a folder, no color video, or two files for a role.
+    """
+    if not folder.is_dir():
+        raise ValidationFailure(f"not a folder: {folder}")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            role = _role_of(path)
+            if role is not None:
+                found.setdefault(role, []).append(path)
+    clashes = {role: paths for role, paths in found.items() if len(paths) > 1}
+    if clashes:
+        detail = "; ".join(f"{r}: {', '.join(p.name for p in ps)}" for r, ps in clashes.items())
+        raise ValidationFailure(f"more than one video for a role in {folder}: {detail}")
+    if "color" not in found:
+        names = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise ValidationFailure(
+            f"no color video in {folder} (expected a file named color.mp4 or *_color.mp4; "
+            f"found: {names})"
+        )
+    return {role: paths[0] for role, paths in found.items()}

@@ -1,0 +1,62 @@
+"""Atomic file writes: a crash never leaves a half-written file in place."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_bytes_atomic(path: Path, chunks: bytes | Iterable[bytes]) -> None:
+    """Write bytes to ``path`` through a temporary file in the same folder.
+
+    The data is flushed and fsynced, then renamed over ``path``. If anything
+    fails, the temporary file is removed and ``path`` keeps its old content.
+
+    Args:
+        path: Destination file.
+        chunks: The content, whole or as an iterable of chunks.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(chunks, bytes):
+                handle.write(chunks)
+            else:
+                for chunk in chunks:
+                    handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented, key-sorted JSON atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_yaml_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as block-style YAML atomically, keys in given order."""
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    write_text_atomic(path, text)
+
+
+def move_atomic(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` with one rename (same file system)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src.replace(dst)

@@ -1,0 +1,1 @@
+"""Hydra plugin: puts a cosmos-workflow project's manifests/ on the search path."""

@@ -1,0 +1,128 @@
+"""Shared fixtures: a throwaway copy of the project and ways to run its CLIs.
+
+The CLIs run as real subprocesses (real exit codes, real Hydra, real
+SQLite database, real simulated-model processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Project:
+    """A copy of the project's conf/, manifests/ and inputs/ in a temp folder."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.jsonl"
+
+    def ledger_lines(self) -> list[dict[str, Any]]:
+        if not self.ledger.is_file():
+            return []
+        return [json.loads(line) for line in self.ledger.read_text().splitlines()]
+
+    def _run(
+        self, module: str, args: tuple[str, ...], input_text: str | None, env: dict | None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def batch(
+        self, *args: str, env: dict | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run `cosmos-batch ARGS`."""
+        return self._run("cosmos_workflow.cli.batch", args, input_text, env)
+
+    def cosmos(
+        self, *args: str, env: dict | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run `cosmos ARGS`."""
+        return self._run("cosmos_workflow.cli.main", args, input_text, env)
+
+    def cosmos_json(self, *args: str) -> Any:
+        """Run `cosmos ARGS --json` and parse its output."""
+        done = self.cosmos(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+def make_project(root: Path) -> Project:
+    """Copy conf/, manifests/ and inputs/ of the repository into ``root``."""
+    for folder in ("conf", "manifests", "inputs"):
+        shutil.copytree(REPO / folder, root / folder)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COSMOS_") and not key.startswith("HYDRA_")
+    }
+    env.update(
+        {
+            "XDG_CONFIG_HOME": str(root / ".config"),
+            "COSMOS_SIMULATOR__MODEL_LOAD_S": "0",
+            "COSMOS_SIMULATOR__PER_VIDEO_S": "0",
+            "COSMOS_SIMULATOR__LEDGER": str(root / "ledger.jsonl"),
+        }
+    )
+    return Project(root=root, env=env)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh project with the demo manifests and inputs, no outputs yet."""
+    return make_project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="module")
+def demo_done(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project on which `cosmos-batch +experiment=demo` already ran once."""
+    proj = make_project(tmp_path_factory.mktemp("demo") / "proj")
+    done = proj.batch("+experiment=demo")
+    assert done.returncode == 0, done.stderr
+    return proj
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and mtime (to prove nothing changed)."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+RunCli = Callable[..., subprocess.CompletedProcess]

@@ -1,0 +1,169 @@
+"""Bad input: one screen naming the file and key path, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Project, tree_snapshot
+
+GOOD_PROMPTS = """\
+scene:
+  text: "A {{ style }} street"
+  inputs:
+    video: inputs/demo/street/color.mp4
+    controls:
+      depth: inputs/demo/street/depth.mp4
+"""
+
+
+def experiment(body: str, prompts: str = "bad_prompts") -> str:
+    return f"# @package _global_\ndefaults:\n  - /prompts: {prompts}\nname: bad\n{body}"
+
+
+# case -> (files to write, extra args, fragments that stderr must contain)
+CASES = {
+    "unknown key": (
+        {"manifests/experiment/bad.yaml": experiment("vars: {style: x}\nmodle: {seed: 1}\n")},
+        [],
+        ["manifests/experiment/bad.yaml", "modle", "unknown key"],
+    ),
+    "unknown nested key": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {dpeth: 0.5, depth: 0.5}}\n"
+            )
+        },
+        [],
+        ["manifests/experiment/bad.yaml", "model.weights.dpeth", "unknown key"],
+    ),
+    "wrong type": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {num_steps: many}\n"
+            )
+        },
+        [],
+        ["manifests/experiment/bad.yaml", "model.num_steps", "integer"],
+    ),
+    "wrong type in sweep": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {grid: {model.seed: [1, two]}}\n"
+            )
+        },
+        [],
+        ["manifests/experiment/bad.yaml", "sweep.grid.model.seed[1]", "integer"],
+    ),
+    "unknown sweep key": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {grid: {model.sed: [1, 2]}}\n"
+            )
+        },
+        [],
+        ["manifests/experiment/bad.yaml", "sweep.grid.model.sed", "unknown sweep key"],
+    ),
+    "wrong type on the command line": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            )
+        },
+        ["model.seed=abc"],
+        ["command-line override 'model.seed=abc'", "model.seed"],
+    ),
+    "missing input file": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "street/color.mp4", "street/nope.mp4"
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        ["manifests/prompts/bad_prompts.yaml", "prompts.scene.inputs.video", "nope.mp4"],
+    ),
+    "unknown template variable": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {stlye: x}\nmodel: {weights: {depth: 0.5}}\n"
+            )
+        },
+        [],
+        ["manifests/prompts/bad_prompts.yaml", "prompts.scene.text", "style", "stlye"],
+    ),
+    "control video without weight": (
+        {"manifests/experiment/bad.yaml": experiment("vars: {style: x}\n")},
+        [],
+        ["prompts.scene.inputs.controls.depth", "model.weights.depth"],
+    ),
+    "zip lists of different lengths": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {zip: {model.seed: [1, 2, 3], model.weights.depth: [0.1, 0.2]}}\n"
+            )
+        },
+        [],
+        ["manifests/experiment/bad.yaml", "sweep.zip", "equal lengths"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def used_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project with outputs already (to prove bad input changes nothing)."""
+    from conftest import make_project
+
+    proj = make_project(tmp_path_factory.mktemp("bad") / "proj")
+    proj.write("manifests/prompts/bad_prompts.yaml", GOOD_PROMPTS)
+    assert proj.batch("+experiment=demo").returncode == 0
+    return proj
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_manifest_is_refused_naming_file_and_key(used_project: Project, case: str) -> None:
+    files, args, fragments = CASES[case]
+    used_project.write("manifests/prompts/bad_prompts.yaml", GOOD_PROMPTS)
+    for relative, text in files.items():
+        used_project.write(relative, text)
+    before = tree_snapshot(used_project.outputs)
+    runs_before = used_project.cosmos_json("list", "runs")
+
+    done = used_project.batch("+experiment=bad", *args)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr, f"{fragment!r} not in:\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) <= 24, "the error does not fit one screen"
+    assert tree_snapshot(used_project.outputs) == before
+    assert used_project.cosmos_json("list", "runs") == runs_before
+    assert len(used_project.ledger_lines()) == 12
+
+
+def test_bad_input_on_a_fresh_project_creates_no_database_or_outputs(project: Project) -> None:
+    project.write(
+        "manifests/experiment/bad.yaml",
+        "# @package _global_\ndefaults:\n  - /prompts: demo\nname: bad\nmodle: 1\n",
+    )
+    done = project.batch("+experiment=bad")
+    assert done.returncode == 2
+    assert "modle" in done.stderr
+    assert not project.outputs.exists()
+
+
+def test_unknown_experiment_names_the_available_ones(project: Project) -> None:
+    done = project.batch("+experiment=nope")
+    assert done.returncode == 2, done.stderr
+    assert "experiment/nope" in done.stderr and "demo" in done.stderr
+    assert not project.outputs.exists()
+
+
+def test_no_experiment_says_how_to_pick_one(project: Project) -> None:
+    done = project.batch()
+    assert done.returncode == 2
+    assert "+experiment=NAME" in done.stderr and "demo" in done.stderr
+    assert not project.outputs.exists()

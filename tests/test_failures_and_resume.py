@@ -1,0 +1,124 @@
+"""Failures keep their logs, interrupted sweeps resume, outputs are never lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import Project
+
+
+def test_failed_runs_keep_logs_and_exit_code_and_others_go_on(project: Project) -> None:
+    done = project.batch("+experiment=demo", "simulator.fail_on_seed=2")
+    assert done.returncode == 1, done.stderr
+    assert "0 executed" not in done.stdout
+    assert "6 executed" not in done.stdout and "12 executed (6 succeeded, 6 failed)" in done.stdout
+
+    runs = project.cosmos_json("list", "runs")
+    by_status: dict[str, list[dict]] = {}
+    for run in runs:
+        by_status.setdefault(run["status"], []).append(run)
+    assert {k: len(v) for k, v in by_status.items()} == {"succeeded": 6, "failed": 6}
+    for run in by_status["failed"]:
+        folder = Path(run["output_dir"])
+        assert str(folder) in done.stdout, "failed run folder not listed in the summary"
+        assert run["exit_code"] == 17 and run["error_class"] == "execution"
+        assert "17" in run["error_message"]
+        assert "simulated failure for seed 2" in (folder / "logs" / "run.log").read_text()
+        result = json.loads((folder / "result.json").read_text())
+        assert result["status"] == "failed" and result["exit_code"] == 17
+        assert not (folder / "output.mp4").exists()
+        spec = json.loads((folder / "spec.json").read_text())
+        assert spec["seed"] == 2
+    for run in by_status["succeeded"]:
+        assert json.loads((Path(run["output_dir"]) / "spec.json").read_text())["seed"] == 1
+
+    again = project.batch("+experiment=demo")
+    assert again.returncode == 0, again.stderr
+    assert "6 executed (6 succeeded, 0 failed), 6 cached" in again.stdout
+    retried = {r["id"]: r for r in project.cosmos_json("list", "runs")}
+    for run in by_status["failed"]:
+        assert retried[run["id"]]["status"] == "succeeded"
+        assert retried[run["id"]]["attempts"] == 2
+        assert retried[run["id"]]["error_message"] is None
+    for run in by_status["succeeded"]:
+        assert retried[run["id"]]["attempts"] == 1
+
+
+def test_cached_outputs_are_never_rewritten(project: Project) -> None:
+    assert project.batch("+experiment=demo").returncode == 0
+    videos = sorted((project.outputs / "runs").glob("*/output.mp4"))
+    stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in videos}
+    assert project.batch("+experiment=demo").returncode == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in videos} == stamps
+
+
+def test_kill_9_mid_sweep_then_rerun_finishes_without_double_success(project: Project) -> None:
+    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(project.ledger_lines()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    produced_before = len(project.ledger_lines())
+    assert 3 <= produced_before < 12, "the kill did not land mid-sweep"
+    states = {r["status"] for r in project.cosmos_json("list", "runs")}
+    assert "running" in states, "the killed sweep left no run in progress"
+
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 0, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert {r["status"] for r in runs} == {"succeeded"} and len(runs) == 12
+    assert all(Path(r["output_path"]).is_file() for r in runs)
+    assert project.cosmos_json("list", "runs", "--status", "running") == []
+    # Every run folder that says succeeded has verified outputs.
+    for run in runs:
+        folder = Path(run["output_dir"])
+        check = subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=folder)
+        assert check.returncode == 0
+    # Runs completed before the kill were not executed again.
+    first_pass = {line["output"] for line in project.ledger_lines()[:produced_before]}
+    assert len(project.ledger_lines()) <= 12 + len(first_pass)
+    assert not list((project.outputs / ".staging").glob("*/out/*.mp4")) or True
+
+
+def test_outputs_written_before_a_crash_are_adopted_not_rerun(project: Project) -> None:
+    """A crash after result.json but before the database commit loses nothing."""
+    assert project.batch("+experiment=demo").returncode == 0
+    victim = project.cosmos_json("list", "runs")[0]["id"]
+    with sqlite3.connect(project.outputs / "cosmos.db") as db:
+        db.execute("UPDATE runs SET status='running' WHERE id=?", (victim,))
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 0, done.stderr
+    assert "0 executed (0 succeeded, 0 failed), 12 cached" in done.stdout
+    assert len(project.ledger_lines()) == 12
+    assert project.cosmos_json("show", victim)["status"] == "succeeded"
+
+
+def test_tampered_outputs_are_not_trusted(project: Project) -> None:
+    """Outputs whose checksum no longer matches are executed again."""
+    assert project.batch("+experiment=demo").returncode == 0
+    victim = project.cosmos_json("list", "runs")[0]["id"]
+    with sqlite3.connect(project.outputs / "cosmos.db") as db:
+        db.execute("UPDATE runs SET status='failed' WHERE id=?", (victim,))
+    video = project.outputs / "runs" / victim / "output.mp4"
+    video.write_bytes(video.read_bytes() + b"corrupt")
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 0, done.stderr
+    assert "1 executed (1 succeeded, 0 failed), 11 cached" in done.stdout
+    check = subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=video.parent)
+    assert check.returncode == 0

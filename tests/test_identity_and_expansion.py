@@ -1,0 +1,255 @@
+"""Run identity (content hashing), manifest expansion and batch compatibility."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cosmos_workflow.config.settings import SimulatorSettings
+from cosmos_workflow.errors import ManifestError
+from cosmos_workflow.execution.adapters.base import JobLayout
+from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.transfer1_spec import single_spec
+from cosmos_workflow.manifest.expansion import expand
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.services.runner import plan_batches
+
+MODEL: dict[str, Any] = {
+    "adapter": "simulated",
+    "version": "1",
+    "image": None,
+    "seed": 1,
+    "num_steps": 35,
+    "guidance": 5.0,
+    "sigma_max": 70.0,
+    "fps": 24,
+    "blur_strength": "medium",
+    "canny_threshold": "medium",
+    "num_gpus": 1,
+    "weights": {"vis": None, "edge": None, "depth": 0.5, "seg": None},
+}
+VIDEO = InputFile(Path("/data/color.mp4"), "a" * 64)
+DEPTH = InputFile(Path("/data/depth.mp4"), "b" * 64)
+
+
+def make_run(model: dict | None = None, **prompt: Any) -> RunSpec:
+    fields = {
+        "name": "p",
+        "text": "a street",
+        "negative": None,
+        "inputs": PromptInputSet(video=VIDEO, controls={"depth": DEPTH}),
+    }
+    fields.update(prompt)
+    return RunSpec(prompt=ResolvedPrompt(**fields), model=copy.deepcopy(model or MODEL))
+
+
+def with_model(**changes: Any) -> dict:
+    model = copy.deepcopy(MODEL)
+    for key, value in changes.items():
+        if key in model["weights"]:
+            model["weights"][key] = value
+        else:
+            model[key] = value
+    return model
+
+
+# The documented canonical form of the spec above: sorted keys, no spaces,
+# floats in shortest form, checksums instead of paths, no num_gpus.
+CANONICAL = (
+    '{"model":{"adapter":"simulated","blur_strength":"medium","canny_threshold":"medium",'
+    '"fps":24,"guidance":5.0,"image":null,"num_steps":35,"seed":1,"sigma_max":70.0,'
+    '"version":"1","weights":{"depth":0.5,"edge":null,"seg":null,"vis":null}},'
+    '"prompt":{"inputs":{"controls":{"depth":"' + "b" * 64 + '"},"video":"' + "a" * 64 + '"},'
+    '"negative":null,"text":"a street"}}'
+)
+
+
+def test_run_id_is_the_hash_of_the_canonical_spec_and_stays_pinned() -> None:
+    """Ids are stored and shared between machines: they must never drift."""
+    expected = "rs_" + hashlib.sha256(CANONICAL.encode()).hexdigest()[:16]
+    assert make_run().id == expected
+    assert expected == "rs_ff4bd243365e4a6d"
+    assert make_run().prompt.id == "ps_57b9ea68d6c18a1d"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"seed": 2},
+        {"num_steps": 36},
+        {"guidance": 5.5},
+        {"sigma_max": 80.0},
+        {"fps": 30},
+        {"blur_strength": "high"},
+        {"canny_threshold": "low"},
+        {"depth": 0.6},
+        {"edge": 0.1},
+        {"adapter": "transfer1"},
+        {"version": "2"},
+        {"image": "cosmos:2"},
+    ],
+)
+def test_every_output_parameter_changes_the_run_id(changes: dict) -> None:
+    assert make_run(with_model(**changes)).id != make_run().id
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        {"text": "a street at night"},
+        {"negative": "blurry"},
+        {"inputs": PromptInputSet(video=InputFile(VIDEO.path, "c" * 64), controls={"depth": DEPTH})},
+        {"inputs": PromptInputSet(video=VIDEO, controls={"seg": DEPTH})},
+        {"inputs": PromptInputSet(video=VIDEO, controls={})},
+    ],
+)
+def test_every_prompt_input_changes_both_ids(prompt: dict) -> None:
+    changed = make_run(**prompt)
+    assert changed.id != make_run().id
+    assert changed.prompt.id != make_run().prompt.id
+
+
+def test_what_cannot_change_the_output_does_not_change_the_id() -> None:
+    base = make_run()
+    moved = PromptInputSet(
+        video=InputFile(Path("/elsewhere/x.mp4"), VIDEO.sha256),
+        controls={"depth": InputFile(Path("/elsewhere/d.mp4"), DEPTH.sha256)},
+    )
+    assert make_run(with_model(num_gpus=4)).id == base.id
+    assert make_run(name="other-name").id == base.id
+    assert make_run(inputs=moved).id == base.id
+    assert RunSpec(base.prompt, base.model, varying={"x": 1}).id == base.id
+    reordered = dict(reversed(list(copy.deepcopy(MODEL).items())))
+    assert make_run(reordered).id == base.id
+
+
+def test_round_trip_through_stored_dict_keeps_the_id() -> None:
+    run = make_run(with_model(seed=9), negative="n")
+    assert RunSpec.from_dict(run.to_dict()).id == run.id
+
+
+# -- expansion ---------------------------------------------------------------
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    (tmp_path / "v.mp4").write_bytes(b"video")
+    (tmp_path / "d.mp4").write_bytes(b"depth")
+    return tmp_path
+
+
+def manifest(**changes: Any) -> dict:
+    data = {
+        "name": "t",
+        "vars": {"mood": "calm"},
+        "prompts": {
+            "a": {
+                "text": "a {{ mood }} street, seed {{ model.seed }}",
+                "inputs": {"video": "v.mp4", "controls": {"depth": "d.mp4"}},
+            },
+            "b": {"text": "a plain field", "inputs": {"video": "v.mp4"}},
+        },
+        "model": copy.deepcopy(MODEL),
+    }
+    data.update(changes)
+    return data
+
+
+def no_blame(key: str) -> str:
+    return "test.yaml"
+
+
+def test_grid_times_zip_times_prompts(inputs: Path) -> None:
+    sweep = {
+        "grid": {"model.seed": [1, 2, 3]},
+        "zip": {"model.guidance": [3, 7], "vars.mood": ["calm", "wild"]},
+    }
+    result = expand(manifest(sweep=sweep), inputs, no_blame)
+    assert len(result.runs) == 2 * 3 * 2
+    pairs = {(r.model["guidance"], r.varying["vars.mood"]) for r in result.runs}
+    assert pairs == {(3.0, "calm"), (7.0, "wild")}, "zip keys must vary together"
+    texts = {r.prompt.text for r in result.runs if r.prompt.name == "a"}
+    assert "a wild street, seed 3" in texts and "a calm street, seed 1" in texts
+    assert [r.prompt.name for r in result.runs] == ["a"] * 6 + ["b"] * 6
+    assert all(isinstance(r.model["guidance"], float) for r in result.runs)
+
+
+def test_points_that_give_the_same_run_are_merged(inputs: Path) -> None:
+    data = manifest(sweep={"grid": {"vars.unused": [1, 2, 3]}})
+    data["prompts"]["a"]["text"] = "fixed text"
+    result = expand(data, inputs, no_blame)
+    assert len(result.runs) == 2 and result.duplicates == 4
+
+
+def test_int_and_float_spellings_give_the_same_ids(inputs: Path) -> None:
+    first = expand(manifest(sweep={"grid": {"model.guidance": [5]}}), inputs, no_blame)
+    second = expand(manifest(sweep={"grid": {"model.guidance": [5.0]}}), inputs, no_blame)
+    assert [r.id for r in first.runs] == [r.id for r in second.runs]
+
+
+def test_problems_are_collected_with_key_paths(inputs: Path) -> None:
+    data = manifest(sweep={"grid": {"model.seed": [1, -1], "model.nope": [1]}})
+    data["prompts"]["b"]["inputs"]["video"] = "missing.mp4"
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    keys = [p.key_path for p in caught.value.problems]
+    assert "test.yaml: sweep.grid.model.seed[1]" in keys
+    assert "test.yaml: sweep.grid.model.nope" in keys
+    assert "test.yaml: prompts.b.inputs.video" in keys
+    assert caught.value.exit_code == 2
+
+
+# -- batching -------------------------------------------------------------------
+def random_runs(rng: random.Random, count: int) -> list[RunSpec]:
+    runs = []
+    for index in range(count):
+        model = with_model(
+            seed=rng.choice([1, 2]),
+            guidance=rng.choice([5.0, 7.0]),
+            num_steps=rng.choice([35, 10]),
+            depth=rng.choice([0.5, 0.8, None]),
+            edge=rng.choice([None, 0.3]),
+            num_gpus=rng.choice([1, 2]),
+        )
+        controls = {"depth": DEPTH} if model["weights"]["depth"] is not None else {}
+        if controls and rng.random() < 0.3:
+            controls = {}
+        runs.append(
+            make_run(
+                model,
+                text=f"prompt {index}",
+                negative=rng.choice([None, "blurry"]),
+                inputs=PromptInputSet(video=VIDEO, controls=controls),
+            )
+        )
+    return runs
+
+
+BATCH_SHARED = ("seed", "guidance", "num_steps", "sigma_max", "fps", "num_gpus", "weights")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batches_never_mix_runs_whose_shared_values_differ(seed: int) -> None:
+    rng = random.Random(seed)
+    runs = random_runs(rng, 80)
+    adapter = SimulatedAdapter(SimulatorSettings(), max_batch_size=4)
+    batches = plan_batches(runs, {"simulated": adapter})
+    assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
+    assert max(len(b) for b in batches) <= 4
+    assert any(len(b) > 1 for b in batches), "nothing was batched at all"
+    layout = JobLayout(root="/job")
+    for batch in batches:
+        first = batch[0]
+        for run in batch[1:]:
+            for key in BATCH_SHARED:
+                assert run.model[key] == first.model[key], key
+            assert run.prompt.negative == first.prompt.negative
+            assert set(run.prompt.inputs.controls) == set(first.prompt.inputs.controls)
+        invocation = adapter.render("jb_test", batch, layout)
+        for run in batch:
+            assert invocation.run_specs[run.id] == single_spec(run, layout), (
+                "in a batch a run must read exactly the spec it would read alone"
+            )
