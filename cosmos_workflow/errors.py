@@ -38,10 +38,9 @@ class Problem:
 class ManifestError(ValidationFailure):
     """A manifest failed validation; lists every problem with its key path."""
 
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        self.source = source
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        lines = [f"invalid manifest: {source}"]
+        lines = [f"invalid manifest ({len(problems)} problem(s)):"]
         lines += [f"  {p.key_path}: {p.message}" for p in problems]
         super().__init__("\n".join(lines))
 

@@ -154,7 +154,6 @@ class CosmosAPI:
             if run.adapter not in adapters:
                 known = ", ".join(sorted(adapters))
                 raise ManifestError(
-                    "manifest validation failed",
                     [
                         _problem(
                             sources, "model.adapter", f"unknown adapter {run.adapter!r} ({known})"

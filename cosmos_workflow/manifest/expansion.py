@@ -76,7 +76,7 @@ class _Expander:
                 Problem(key_path=f"{sources[p.key_path]}: {p.key_path}", message=p.message)
                 for p in self.problems
             ]
-            raise ManifestError("manifest validation failed", located)
+            raise ManifestError(located)
 
     def input_file(self, key_path: str, relative: str) -> InputFile | None:
         path = (self.project_dir / relative).resolve()
