@@ -103,7 +103,11 @@ def test_every_output_parameter_changes_the_run_id(changes: dict) -> None:
     [
         {"text": "a street at night"},
         {"negative": "blurry"},
-        {"inputs": PromptInputSet(video=InputFile(VIDEO.path, "c" * 64), controls={"depth": DEPTH})},
+        {
+            "inputs": PromptInputSet(
+                video=InputFile(VIDEO.path, "c" * 64), controls={"depth": DEPTH}
+            )
+        },
         {"inputs": PromptInputSet(video=VIDEO, controls={"seg": DEPTH})},
         {"inputs": PromptInputSet(video=VIDEO, controls={})},
     ],

@@ -205,12 +205,20 @@ class CosmosAPI:
         )
         progress.start(len(plan.runs), len(plan.cached), len(to_run))
         try:
-            repo.transition([run.id for run in to_run], RunStatus.QUEUED)
+            self._queue([run.id for run in to_run])
             summary.tally = self._runner(progress).run(to_run)
         finally:
             self._write_runs_jsonl(plan)
             progress.finish()
         return summary
+
+    def _queue(self, run_ids: list[str]) -> None:
+        """Queue runs to execute; succeeded runs here lost their outputs."""
+        for run_id in self.repository.requeue_lost(run_ids):
+            logger.warning(
+                "Run %s was succeeded but its outputs are gone; running it again", run_id
+            )
+        self.repository.transition(run_ids, RunStatus.QUEUED)
 
     def _adopt_recovered(self, plan: SweepPlan) -> None:
         statuses = self.repository.statuses(plan.cached)
@@ -288,7 +296,7 @@ class CosmosAPI:
         if self.store.has_outputs(spec.id) and self._cached([spec.id]):
             self._adopt_single(spec.id)
             return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
-        self.repository.transition([spec.id], RunStatus.QUEUED)
+        self._queue([spec.id])
         progress = progress or NullProgress()
         progress.start(1, 0, 1)
         try:

@@ -129,7 +129,8 @@ def migrate(engine: Engine) -> None:
             head = head_revision(engine)
             if current == head:
                 return
-            if current is not None and script.get_revision(current) is None:
+            known = {revision.revision for revision in script.walk_revisions()}
+            if current is not None and current not in known:
                 raise StateError(
                     f"database {engine.url.render_as_string(hide_password=True)} is at revision "
                     f"{current}, which this version of cosmos-workflow does not know; "

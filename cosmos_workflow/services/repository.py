@@ -141,8 +141,9 @@ class DataRepository:
     def transition(self, run_ids: Iterable[str], to: RunStatus, **fields: Any) -> None:
         """Move runs to status ``to``, enforcing the status machine.
 
-        Entering ``running`` counts an attempt and sets started_at; entering a
-        final status sets finished_at. Extra ``fields`` are stored as given.
+        A run already in status ``to`` is left as it is. Entering ``running``
+        counts an attempt and sets started_at; entering a final status sets
+        finished_at. Extra ``fields`` are stored as given.
 
         Raises:
             StateError: a transition that the status machine forbids.
@@ -153,7 +154,9 @@ class DataRepository:
                 run = session.get(Run, run_id)
                 if run is None:
                     raise NotFoundFailure(f"no run with id {run_id}")
-                if to is not run.status and to not in TRANSITIONS[run.status]:
+                if to is run.status:
+                    continue
+                if to not in TRANSITIONS[run.status]:
                     raise StateError(
                         f"run {run_id}: cannot go from {run.status.value} to {to.value}"
                     )
@@ -169,6 +172,48 @@ class DataRepository:
                     run.finished_at = now
                 for name, value in fields.items():
                     setattr(run, name, value)
+
+    def cancel_unfinished(self, run_ids: Iterable[str], reason: str) -> list[str]:
+        """Mark as cancelled every run among ``run_ids`` not in a final status.
+
+        Returns:
+            The ids that were cancelled.
+        """
+        ids = list(run_ids)
+        unfinished = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)
+        now = self._clock.now()
+        with self._session() as session:
+            runs = session.scalars(select(Run).where(Run.id.in_(ids), Run.status.in_(unfinished)))
+            cancelled = []
+            for run in runs:
+                run.status = RunStatus.CANCELLED
+                run.finished_at = now
+                run.error_class = "cancelled"
+                run.error_message = reason
+                cancelled.append(run.id)
+            return cancelled
+
+    def requeue_lost(self, run_ids: Iterable[str]) -> list[str]:
+        """Queue again the succeeded runs among ``run_ids`` (their outputs are gone).
+
+        The second way around the status machine, for a user who deleted a
+        run folder: the run can only be produced again.
+
+        Returns:
+            The ids that were re-queued.
+        """
+        ids = list(run_ids)
+        with self._session() as session:
+            runs = session.scalars(
+                select(Run).where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
+            )
+            requeued = []
+            for run in runs:
+                run.status = RunStatus.QUEUED
+                run.error_class = None
+                run.error_message = None
+                requeued.append(run.id)
+            return requeued
 
     def adopt_succeeded(self, run_id: str, output_dir: str) -> None:
         """Record as succeeded a run whose outputs were verified on disk.

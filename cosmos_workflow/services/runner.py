@@ -89,9 +89,9 @@ class Runner:
             try:
                 self._run_batch(batch, tally)
             except KeyboardInterrupt:
-                rest = [run.id for later in batches[index + 1 :] for run in later]
-                self._repo.transition(rest, RunStatus.CANCELLED, error_class="cancelled")
-                tally.cancelled += rest
+                unfinished = [run.id for later in batches[index:] for run in later]
+                cancelled = self._repo.cancel_unfinished(unfinished, "interrupted by the user")
+                tally.cancelled += [run_id for run_id in cancelled if run_id not in tally.cancelled]
                 raise
         return tally
 
@@ -116,8 +116,7 @@ class Runner:
                 tally.failed += ids
                 return
             except KeyboardInterrupt:
-                self._cancel_all(batch, invocation, staging, gpus)
-                tally.cancelled += ids
+                self._record_cancelled(batch, invocation, staging, gpus)
                 raise
             for run in batch:
                 getattr(tally, self._finish_safely(run, invocation, staging, gpus, result)).append(
@@ -242,9 +241,10 @@ class Runner:
             )
             self._progress.run_finished(run.id, "failed", 0.0, str(exc))
 
-    def _cancel_all(
+    def _record_cancelled(
         self, batch: list[RunSpec], invocation: Invocation, staging: Path, gpus: list[int]
     ) -> None:
+        """Keep the log and a result.json of runs interrupted mid-execution."""
         log_path = staging / "logs" / "job.log"
         for run in batch:
             error = ("cancelled", "interrupted by the user")
@@ -252,9 +252,6 @@ class Runner:
                 run, RunStatus.CANCELLED, invocation.job_id, len(batch), gpus, None, error
             )
             self._store.record_failure(run, invocation, log_path, record, 0.0)
-            self._repo.transition(
-                [run.id], RunStatus.CANCELLED, error_class="cancelled", error_message=error[1]
-            )
 
 
 def _gpu_text(gpus: list[int]) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,11 +14,27 @@ from typing import Any
 import yaml
 
 
+@functools.cache
+def _default_file_mode() -> int:
+    """0o666 minus the process umask, read once (umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _target_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return _default_file_mode()
+
+
 def write_bytes_atomic(path: Path, chunks: bytes | Iterable[bytes]) -> None:
     """Write bytes to ``path`` through a temporary file in the same folder.
 
     The data is flushed and fsynced, then renamed over ``path``. If anything
     fails, the temporary file is removed and ``path`` keeps its old content.
+    The file gets the mode of the file it replaces, or the umask's default.
 
     Args:
         path: Destination file.
@@ -26,6 +44,7 @@ def write_bytes_atomic(path: Path, chunks: bytes | Iterable[bytes]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, _target_mode(path))
         with os.fdopen(fd, "wb") as handle:
             if isinstance(chunks, bytes):
                 handle.write(chunks)

@@ -1,0 +1,502 @@
+"""The database: migrations, the run status machine and DataRepository queries.
+
+Real SQLite files under tmp_path; time comes from an injected fake clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import StatementError
+
+from cosmos_workflow.database.engine import (
+    MIGRATIONS_DIR,
+    create_db_engine,
+    current_revision,
+    migrate,
+    session_factory,
+)
+from cosmos_workflow.database.models import Base, RunStatus
+from cosmos_workflow.errors import NotFoundFailure, StateError
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.services.repository import DataRepository
+
+UTC = timezone.utc
+T0 = datetime(2031, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock whose time only moves when the test says so."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+        self.mono = 100.0
+
+    def now(self) -> datetime:
+        return self.current
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> datetime:
+        self.current += timedelta(seconds=seconds)
+        self.mono += seconds
+        return self.current
+
+
+def make_prompt(text: str, tag: str = "a") -> ResolvedPrompt:
+    inputs = PromptInputSet(
+        video=InputFile(Path(f"/data/{tag}/color.mp4"), tag * 64),
+        controls={"depth": InputFile(Path(f"/data/{tag}/depth.mp4"), "d" * 63 + tag)},
+    )
+    return ResolvedPrompt(name=f"scene-{tag}", text=text, negative=None, inputs=inputs)
+
+
+def make_spec(prompt: ResolvedPrompt, seed: int, depth: float = 0.5) -> RunSpec:
+    model = {
+        "adapter": "simulated",
+        "version": "1",
+        "seed": seed,
+        "num_steps": 35,
+        "weights": {"depth": depth},
+    }
+    return RunSpec(prompt=prompt, model=model, varying={"model.seed": seed})
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def open_repo(path: Path, clock: FakeClock) -> tuple[Engine, DataRepository]:
+    engine = create_db_engine(sqlite_url(path))
+    migrate(engine)
+    return engine, DataRepository(session_factory(engine), clock)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, clock: FakeClock) -> DataRepository:
+    engine, repository = open_repo(tmp_path / "cosmos.db", clock)
+    yield repository
+    engine.dispose()
+
+
+def expected_head() -> str:
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
+def backups_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".bak-" in p.name)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def test_migrate_empty_database_gives_the_model_schema(tmp_path: Path) -> None:
+    db_file = tmp_path / "not" / "yet" / "there" / "cosmos.db"
+    engine = create_db_engine(sqlite_url(db_file))
+    assert current_revision(engine) is None
+    migrate(engine)
+    try:
+        assert db_file.is_file()
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert current_revision(engine) == expected_head()
+        tables = set(inspect(engine).get_table_names())
+        assert tables == set(Base.metadata.tables) | {"alembic_version"}
+        assert backups_in(db_file.parent) == []
+    finally:
+        engine.dispose()
+
+
+def test_schema_has_indexes_for_status_prompt_sweep_and_creation_time(tmp_path: Path) -> None:
+    engine = create_db_engine(sqlite_url(tmp_path / "cosmos.db"))
+    migrate(engine)
+    try:
+        inspector = inspect(engine)
+
+        def indexed(table: str) -> set[tuple[str, ...]]:
+            found = {tuple(ix["column_names"]) for ix in inspector.get_indexes(table)}
+            found.add(tuple(inspector.get_pk_constraint(table)["constrained_columns"]))
+            return found
+
+        runs = indexed("runs")
+        assert {("status",), ("prompt_id",), ("created_at",)} <= runs
+        links = indexed("sweep_runs")
+        assert ("run_id",) in links
+        assert any(cols[0] == "sweep_id" for cols in links)
+        assert ("created_at",) in indexed("prompts")
+        assert ("created_at",) in indexed("sweeps")
+    finally:
+        engine.dispose()
+
+
+def test_migrating_twice_is_harmless_and_keeps_data(tmp_path: Path, clock: FakeClock) -> None:
+    db_file = tmp_path / "cosmos.db"
+    engine, repo = open_repo(db_file, clock)
+    prompt = make_prompt("kept across restarts")
+    spec = make_spec(prompt, seed=3)
+    repo.add_prompts([prompt])
+    repo.add_runs([spec])
+    engine.dispose()
+
+    # A second start on the same file (already at head): no change, no backup.
+    engine, repo = open_repo(db_file, clock)
+    migrate(engine)
+    try:
+        assert current_revision(engine) == expected_head()
+        assert repo.get_run(spec.id).prompt_id == prompt.id
+        assert [p.id for p in repo.list_prompts()] == [prompt.id]
+        assert backups_in(tmp_path) == []
+    finally:
+        engine.dispose()
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    db_file = tmp_path / "cosmos.db"
+    future = "9f3e_from_the_future"
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (future,))
+    conn.close()
+
+    engine = create_db_engine(sqlite_url(db_file))
+    try:
+        with pytest.raises(StateError) as info:
+            migrate(engine)
+        assert future in str(info.value)
+    finally:
+        engine.dispose()
+
+    with sqlite3.connect(db_file) as conn:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    conn.close()
+    assert tables == {"alembic_version"}
+    assert version == [(future,)]
+
+
+# ---------------------------------------------------------------- status machine
+
+
+def stored(repo: DataRepository, run_id: str) -> dict[str, object]:
+    run = repo.get_run(run_id)
+    return {
+        "status": run.status,
+        "attempts": run.attempts,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "exit_code": run.exit_code,
+        "error_class": run.error_class,
+        "error_message": run.error_message,
+    }
+
+
+def assert_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.tzinfo is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+@pytest.fixture
+def one_run(repo: DataRepository) -> str:
+    prompt = make_prompt("a misty forest")
+    spec = make_spec(prompt, seed=1)
+    repo.add_prompts([prompt])
+    repo.add_runs([spec])
+    return spec.id
+
+
+def test_happy_path_sets_timestamps_from_the_clock(
+    repo: DataRepository, clock: FakeClock, one_run: str
+) -> None:
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.PENDING
+    assert row["attempts"] == 0
+    assert row["created_at"] == T0
+    assert row["started_at"] is None and row["finished_at"] is None
+
+    clock.advance(5)
+    repo.transition([one_run], RunStatus.QUEUED)
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.QUEUED
+    assert row["started_at"] is None and row["attempts"] == 0
+
+    # An aware non-UTC time is stored as the same instant, read back in UTC.
+    started = clock.advance(7).astimezone(timezone(timedelta(hours=2)))
+    clock.current = started
+    repo.transition([one_run], RunStatus.RUNNING, target="local", gpus="0")
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.RUNNING
+    assert row["attempts"] == 1
+    assert row["started_at"] == started
+    assert_utc(row["started_at"])
+    assert row["finished_at"] is None
+
+    finished = clock.advance(42.5)
+    repo.transition([one_run], RunStatus.SUCCEEDED, exit_code=0)
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.SUCCEEDED
+    assert row["started_at"] == started
+    assert row["finished_at"] == finished
+    assert row["created_at"] == T0
+    assert row["exit_code"] == 0
+    assert row["attempts"] == 1
+    for key in ("created_at", "started_at", "finished_at"):
+        assert_utc(row[key])
+    run = repo.get_run(one_run)
+    assert (run.target, run.gpus) == ("local", "0")
+
+
+@pytest.mark.parametrize(
+    ("path", "forbidden"),
+    [
+        ([], RunStatus.SUCCEEDED),  # pending -> succeeded
+        ([], RunStatus.RUNNING),  # pending -> running (must be queued first)
+        ([RunStatus.QUEUED], RunStatus.FAILED),  # queued -> failed
+        ([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED], RunStatus.RUNNING),
+        ([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED], RunStatus.QUEUED),
+        ([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED], RunStatus.FAILED),
+        ([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED], RunStatus.SUCCEEDED),
+    ],
+)
+def test_forbidden_transition_raises_and_leaves_the_row_unchanged(
+    repo: DataRepository,
+    clock: FakeClock,
+    one_run: str,
+    path: list[RunStatus],
+    forbidden: RunStatus,
+) -> None:
+    for status in path:
+        clock.advance(1)
+        repo.transition([one_run], status)
+    before = stored(repo, one_run)
+    clock.advance(1000)
+    with pytest.raises(StateError) as info:
+        repo.transition([one_run], forbidden, exit_code=99, error_message="should not land")
+    assert one_run in str(info.value)
+    assert stored(repo, one_run) == before
+
+
+def test_a_forbidden_transition_in_a_batch_changes_no_run(
+    repo: DataRepository, clock: FakeClock
+) -> None:
+    prompt = make_prompt("batch")
+    ready, stuck = make_spec(prompt, seed=1), make_spec(prompt, seed=2)
+    repo.add_prompts([prompt])
+    repo.add_runs([ready, stuck])
+    repo.transition([ready.id], RunStatus.QUEUED)
+    before = {run_id: stored(repo, run_id) for run_id in (ready.id, stuck.id)}
+
+    clock.advance(10)
+    with pytest.raises(StateError):
+        repo.transition([ready.id, stuck.id], RunStatus.RUNNING)  # stuck is still pending
+    assert {run_id: stored(repo, run_id) for run_id in (ready.id, stuck.id)} == before
+
+
+def test_retry_after_failure_counts_a_second_attempt(
+    repo: DataRepository, clock: FakeClock, one_run: str
+) -> None:
+    repo.transition([one_run], RunStatus.QUEUED)
+    first_start = clock.advance(1)
+    repo.transition([one_run], RunStatus.RUNNING)
+    failed_at = clock.advance(3)
+    repo.transition(
+        [one_run], RunStatus.FAILED, exit_code=137, error_class="execution", error_message="OOM"
+    )
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.FAILED
+    assert (row["exit_code"], row["error_class"], row["error_message"]) == (137, "execution", "OOM")
+    assert row["started_at"] == first_start
+    assert row["finished_at"] == failed_at
+
+    clock.advance(60)
+    repo.transition([one_run], RunStatus.QUEUED)  # failed -> queued is allowed (retry)
+    second_start = clock.advance(1)
+    repo.transition([one_run], RunStatus.RUNNING)
+    row = stored(repo, one_run)
+    assert row["status"] is RunStatus.RUNNING
+    assert row["attempts"] == 2
+    assert row["started_at"] == second_start
+    assert row["finished_at"] is None
+    assert (row["exit_code"], row["error_class"], row["error_message"]) == (None, None, None)
+
+    done = clock.advance(2)
+    repo.transition([one_run], RunStatus.SUCCEEDED, exit_code=0)
+    row = stored(repo, one_run)
+    assert (row["status"], row["attempts"], row["finished_at"]) == (RunStatus.SUCCEEDED, 2, done)
+
+
+def test_cancelled_run_can_be_queued_again(
+    repo: DataRepository, clock: FakeClock, one_run: str
+) -> None:
+    repo.transition([one_run], RunStatus.QUEUED)
+    cancelled_at = clock.advance(1)
+    repo.transition([one_run], RunStatus.CANCELLED)
+    row = stored(repo, one_run)
+    assert row["finished_at"] == cancelled_at
+    assert row["attempts"] == 0
+    repo.transition([one_run], RunStatus.QUEUED)
+    assert stored(repo, one_run)["status"] is RunStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("path", "again"),
+    [
+        ([RunStatus.QUEUED, RunStatus.RUNNING], RunStatus.RUNNING),
+        ([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED], RunStatus.SUCCEEDED),
+    ],
+)
+def test_re_entering_the_current_status_changes_nothing(
+    repo: DataRepository,
+    clock: FakeClock,
+    one_run: str,
+    path: list[RunStatus],
+    again: RunStatus,
+) -> None:
+    """running -> running is no new attempt, succeeded -> succeeded no new finish time.
+
+    Either refused (StateError) or a no-op; never a changed row.
+    """
+    for status in path:
+        clock.advance(1)
+        repo.transition([one_run], status)
+    before = stored(repo, one_run)
+    clock.advance(30)
+    try:
+        repo.transition([one_run], again)
+    except StateError:
+        pass
+    assert stored(repo, one_run) == before
+
+
+def test_transition_of_unknown_run_is_not_found(repo: DataRepository) -> None:
+    with pytest.raises(NotFoundFailure):
+        repo.transition(["rs_0000000000000000"], RunStatus.QUEUED)
+
+
+def test_naive_datetimes_are_refused(repo: DataRepository, clock: FakeClock) -> None:
+    prompt = make_prompt("naive")
+    clock.current = datetime(2031, 1, 1, 12, 0, 0)  # no tzinfo
+    with pytest.raises((ValueError, StatementError)) as info:
+        repo.add_prompts([prompt])
+    assert "naive" in str(info.value)
+    assert repo.list_prompts() == []
+
+    clock.current = T0
+    repo.add_prompts([prompt])
+    spec = make_spec(prompt, seed=1)
+    repo.add_runs([spec])
+    repo.transition([spec.id], RunStatus.QUEUED)
+    clock.current = datetime(2031, 1, 1, 12, 0, 0)
+    with pytest.raises((ValueError, StatementError)):
+        repo.transition([spec.id], RunStatus.RUNNING)  # would stamp started_at
+    row = stored(repo, spec.id)
+    assert (row["status"], row["attempts"], row["started_at"]) == (RunStatus.QUEUED, 0, None)
+
+
+# ---------------------------------------------------------------- sweeps and deletion
+
+
+def test_run_shared_by_two_sweeps_and_cascading_prompt_delete(
+    tmp_path: Path, repo: DataRepository
+) -> None:
+    forest, street = make_prompt("forest", "a"), make_prompt("street", "b")
+    f1, f2 = make_spec(forest, 1), make_spec(forest, 2)
+    s1, s2 = make_spec(street, 1), make_spec(street, 2)
+    repo.add_prompts([forest, street])
+    repo.add_runs([f1, f2, s1, s2])
+
+    assert repo.add_sweep("sw_aaaaaaaaaaaaaaaa", "first", {}, [], "/o/a", [f1, f2, s1]) is True
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "second", {}, ["x=1"], "/o/b", [s1, f2, s2])
+    # The same sweep again adds nothing.
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "second", {}, [], "/o/b", [f1]) is False
+
+    assert sorted(repo.sweeps_of_run(f2.id)) == ["sw_aaaaaaaaaaaaaaaa", "sw_bbbbbbbbbbbbbbbb"]
+    assert sorted(repo.sweeps_of_run(s1.id)) == ["sw_aaaaaaaaaaaaaaaa", "sw_bbbbbbbbbbbbbbbb"]
+    assert repo.sweeps_of_run(f1.id) == ["sw_aaaaaaaaaaaaaaaa"]
+    assert repo.sweeps_of_run(s2.id) == ["sw_bbbbbbbbbbbbbbbb"]
+
+    second = repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")
+    assert [run.id for _, run in second] == [s1.id, f2.id, s2.id]
+    assert [link.params for link, _ in second] == [s1.varying, f2.varying, s2.varying]
+    assert repo.sweep_status_counts("sw_bbbbbbbbbbbbbbbb")["pending"] == 3
+
+    deleted = repo.delete_prompt(forest.id)
+    assert sorted(r.id for r in deleted) == sorted([f1.id, f2.id])
+    assert sorted(r.id for r in repo.list_runs()) == sorted([s1.id, s2.id])
+    assert [p.id for p in repo.list_prompts()] == [street.id]
+    for run_id in (f1.id, f2.id):
+        with pytest.raises(NotFoundFailure):
+            repo.get_run(run_id)
+    # Sweeps stay, with only the links of the runs that remain.
+    assert [run.id for _, run in repo.sweep_runs("sw_aaaaaaaaaaaaaaaa")] == [s1.id]
+    assert [run.id for _, run in repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")] == [s1.id, s2.id]
+    assert sum(repo.sweep_status_counts("sw_aaaaaaaaaaaaaaaa").values()) == 1
+
+    repo.delete_run(s1.id)
+    assert repo.sweep_runs("sw_aaaaaaaaaaaaaaaa") == []
+    with sqlite3.connect(tmp_path / "cosmos.db") as conn:
+        links = conn.execute("SELECT sweep_id, run_id FROM sweep_runs").fetchall()
+    conn.close()
+    assert links == [("sw_bbbbbbbbbbbbbbbb", s2.id)]
+
+
+def test_adding_the_same_runs_again_keeps_their_state(
+    repo: DataRepository, clock: FakeClock, one_run: str
+) -> None:
+    repo.transition([one_run], RunStatus.QUEUED)
+    repo.transition([one_run], RunStatus.RUNNING)
+    repo.transition([one_run], RunStatus.SUCCEEDED)
+    before = stored(repo, one_run)
+    clock.advance(100)
+    spec = make_spec(make_prompt("a misty forest"), seed=1)
+    assert spec.id == one_run
+    assert repo.add_prompts([spec.prompt]) == 0
+    repo.add_runs([spec])
+    assert stored(repo, one_run) == before
+    assert len(repo.list_runs()) == 1
+
+
+# ---------------------------------------------------------------- find_ids
+
+
+def test_find_ids_treats_wildcards_literally(repo: DataRepository) -> None:
+    prompt = make_prompt("ids")
+    specs = [make_spec(prompt, seed) for seed in (1, 2, 3)]
+    repo.add_prompts([prompt])
+    repo.add_runs(specs)
+    repo.add_sweep("sw_0123456789abcdef", "s", {}, [], "/o", specs)
+    run_id = specs[0].id
+
+    assert repo.find_ids(run_id) == [run_id]
+    assert repo.find_ids(run_id[:8]) == [s.id for s in specs if s.id.startswith(run_id[:8])]
+    assert sorted(repo.find_ids("rs_")) == sorted(s.id for s in specs)
+    assert repo.find_ids("ps_") == [prompt.id]
+    assert repo.find_ids("sw_0123") == ["sw_0123456789abcdef"]
+
+    # '_' and '%' are characters of the prefix, not LIKE wildcards.
+    wildcard_prefix = run_id[:5] + "_" + run_id[6:10]
+    assert wildcard_prefix != run_id[:10]
+    assert repo.find_ids(wildcard_prefix) == []
+    assert repo.find_ids("_s_") == []
+    assert repo.find_ids("%") == []
+    assert repo.find_ids("rs%") == []
+    assert repo.find_ids(run_id[:4] + "%") == []
+    assert repo.find_ids("rs\\") == []
