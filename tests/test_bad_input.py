@@ -109,6 +109,82 @@ CASES = {
         [],
         ["manifests/experiment/bad.yaml", "sweep.zip", "equal lengths"],
     ),
+    "a weight swept to null while the prompt has that control video": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {grid: {model.weights.depth: [0.5, null]}}\n"
+            )
+        },
+        [],
+        ["prompts.scene.inputs.controls.depth", "model.weights.depth is not set"],
+    ),
+    "no control at all": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "    controls:\n      depth: inputs/demo/street/depth.mp4\n", ""
+            ),
+            "manifests/experiment/bad.yaml": experiment("vars: {style: x}\n"),
+        },
+        [],
+        ["model.weights", "at least one control weight"],
+    ),
+    "no input video and a low sigma_max": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "    video: inputs/demo/street/color.mp4\n", ""
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {sigma_max: 70, weights: {depth: 0.5, edge: 0.2}}\n"
+            ),
+        },
+        [],
+        ["model.sigma_max", "at least 80", "prompts.scene.inputs.controls.edge"],
+    ),
+    "an unknown adapter in the second zip row": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {zip: {model.adapter: [simulated, bogus], model.seed: [1, 2]}}\n"
+            )
+        },
+        [],
+        ["model.adapter", "unknown adapter 'bogus'"],
+    ),
+    "more GPUs than the target has": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            )
+        },
+        ["model.num_gpus=2"],
+        ["model.num_gpus", "2 GPUs asked", "'local' has 1"],
+    ),
+    "a template that reaches for Python internals": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "{{ style }}", "{{ style.__class__.__mro__ }}"
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        ["prompts.scene.text", "not allowed"],
+    ),
+    "an unknown variable in the negative prompt": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                '  text: "A {{ style }} street"\n',
+                '  text: "A {{ style }} street"\n  negative: "no {{ nope }}"\n',
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        ["manifests/prompts/bad_prompts.yaml", "prompts.scene.negative", "nope"],
+    ),
 }
 
 
@@ -160,6 +236,23 @@ def test_unknown_experiment_names_the_available_ones(project: Project) -> None:
     assert done.returncode == 2, done.stderr
     assert "experiment/nope" in done.stderr and "demo" in done.stderr
     assert not project.outputs.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("not a url", "not a valid SQLAlchemy URL"),
+        ("postgresql+nosuchdriver://u:secret@127.0.0.1/db", "driver"),
+    ],
+)
+def test_a_bad_database_url_is_a_clear_error(project: Project, url: str, fragment: str) -> None:
+    done = project.batch("+experiment=demo", f"database.url={url}")
+    assert done.returncode == 2, done.stderr
+    assert fragment in done.stderr and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr
+    listed = project.cosmos("list", "runs", env={"COSMOS_DATABASE__URL": url})
+    assert listed.returncode == 2 and fragment in listed.stderr
+    assert "Traceback" not in listed.stderr
 
 
 def test_no_experiment_says_how_to_pick_one(project: Project) -> None:

@@ -425,8 +425,9 @@ def test_run_shared_by_two_sweeps_and_cascading_prompt_delete(
 
     assert repo.add_sweep("sw_aaaaaaaaaaaaaaaa", "first", {}, [], "/o/a", [f1, f2, s1]) is True
     assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "second", {}, ["x=1"], "/o/b", [s1, f2, s2])
-    # The same sweep again adds nothing.
-    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "second", {}, [], "/o/b", [f1]) is False
+    # The same sweep again (same runs, as its id implies) adds nothing.
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "second", {}, [], "/o/b", [s1, f2, s2]) is False
+    assert len(repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")) == 3
 
     assert sorted(repo.sweeps_of_run(f2.id)) == ["sw_aaaaaaaaaaaaaaaa", "sw_bbbbbbbbbbbbbbbb"]
     assert sorted(repo.sweeps_of_run(s1.id)) == ["sw_aaaaaaaaaaaaaaaa", "sw_bbbbbbbbbbbbbbbb"]
@@ -456,6 +457,14 @@ def test_run_shared_by_two_sweeps_and_cascading_prompt_delete(
         links = conn.execute("SELECT sweep_id, run_id FROM sweep_runs").fetchall()
     conn.close()
     assert links == [("sw_bbbbbbbbbbbbbbbb", s2.id)]
+
+    # Running the sweep again re-creates the deleted runs: their links come back
+    # at their places, and the sweep's own record is not replaced.
+    repo.add_prompts([forest, street])
+    repo.add_runs([f2, s1])
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "renamed", {}, [], "/o/x", [s1, f2, s2]) is False
+    assert [run.id for _, run in repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")] == [s1.id, f2.id, s2.id]
+    assert repo.get_sweep("sw_bbbbbbbbbbbbbbbb").name == "second"
 
 
 def test_adding_the_same_runs_again_keeps_their_state(

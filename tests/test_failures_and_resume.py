@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from conftest import Project
 
 
@@ -174,3 +175,34 @@ def test_a_deleted_run_folder_is_produced_again(project: Project) -> None:
     shown = project.cosmos_json("show", victim)
     assert shown["status"] == "succeeded" and shown["attempts"] == 2
     assert Path(shown["output_path"]).is_file()
+
+
+def test_an_input_edited_after_planning_is_never_used(project: Project) -> None:
+    """The runner checks every input's sha256 as it copies it for the model."""
+    from cosmos_workflow.api.cosmos_api import CosmosAPI
+    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.config.project import ProjectPaths
+    from cosmos_workflow.config.sources import ConfigSources
+    from cosmos_workflow.manifest.models import Manifest
+
+    root = project.root
+    composed = yaml.safe_load(project.batch("+experiment=demo", "--cfg", "job").stdout)
+    settings = ConfigManager(ProjectPaths(root), project.env).settings(composed)
+    api = CosmosAPI(settings)
+    manifest = ConfigManager.manifest_part(composed)
+    assert Manifest.model_validate(manifest).name == "demo"
+    plan = api.plan_sweep(manifest, [], ConfigSources([], "test"))
+
+    video = root / "inputs/demo/forest/color.mp4"
+    video.write_bytes(video.read_bytes() + b"edited after planning")
+    summary = api.run_sweep(plan)
+
+    forest = {r.id for r in plan.runs if r.prompt.name == "forest"}
+    assert set(summary.tally.failed) == forest
+    assert len(summary.tally.succeeded) == 6
+    for run_id in forest:
+        shown = api.show(run_id)
+        assert shown["status"] == "failed" and shown["error_class"] == "validation"
+        assert "changed since the runs were planned" in shown["error_message"]
+        assert not (api.store.run_dir(run_id) / "output.mp4").exists()
+    assert all("forest" not in line["prompt"] for line in project.ledger_lines())

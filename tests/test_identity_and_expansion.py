@@ -59,13 +59,14 @@ def with_model(**changes: Any) -> dict:
 
 
 # The documented canonical form of the spec above: sorted keys, no spaces,
-# floats in shortest form, checksums instead of paths, no num_gpus.
+# floats in shortest form, checksums instead of paths, no num_gpus, no null
+# model fields, and the identity version "v".
 CANONICAL = (
     '{"model":{"adapter":"simulated","blur_strength":"medium","canny_threshold":"medium",'
-    '"fps":24,"guidance":5.0,"image":null,"num_steps":35,"seed":1,"sigma_max":70.0,'
-    '"version":"1","weights":{"depth":0.5,"edge":null,"seg":null,"vis":null}},'
+    '"fps":24,"guidance":5.0,"num_steps":35,"seed":1,"sigma_max":70.0,'
+    '"version":"1","weights":{"depth":0.5}},'
     '"prompt":{"inputs":{"controls":{"depth":"' + "b" * 64 + '"},"video":"' + "a" * 64 + '"},'
-    '"negative":null,"text":"a street"}}'
+    '"negative":null,"text":"a street"},"v":1}'
 )
 
 
@@ -73,7 +74,7 @@ def test_run_id_is_the_hash_of_the_canonical_spec_and_stays_pinned() -> None:
     """Ids are stored and shared between machines: they must never drift."""
     expected = "rs_" + hashlib.sha256(CANONICAL.encode()).hexdigest()[:16]
     assert make_run().id == expected
-    assert expected == "rs_ff4bd243365e4a6d"
+    assert expected == "rs_31fc8c48b12a2eea"
     assert make_run().prompt.id == "ps_57b9ea68d6c18a1d"
 
 

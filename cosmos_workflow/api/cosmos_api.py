@@ -9,19 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 
 from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.connection.local import LocalCommandExecutor
-from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
+from cosmos_workflow.database.engine import (
+    create_db_engine,
+    migrate,
+    parse_url,
+    session_factory,
+)
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
-from cosmos_workflow.errors import ManifestError, NotFoundFailure, Problem, ValidationFailure
+from cosmos_workflow.errors import NotFoundFailure, Problem, ValidationFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
+from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.services.outputs import OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
@@ -29,10 +34,14 @@ from cosmos_workflow.services.provenance import sweep_provenance
 from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.runner import Runner, RunTally
 from cosmos_workflow.services.video_dir import detect_videos
+from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import Clock, SystemClock
 from cosmos_workflow.utils.hashing import content_id, sha256_file
 
 logger = logging.getLogger(__name__)
+
+# Run statuses, for callers that filter or display them.
+RUN_STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class SweepPlan:
     runs: list[RunSpec]
     cached: frozenset[str]
     duplicates: int
+    notes: list[str] = field(default_factory=list)
 
     @property
     def to_run(self) -> list[RunSpec]:
@@ -112,7 +122,7 @@ class CosmosAPI:
         return self._repo
 
     def _database_exists(self) -> bool:
-        url = make_url(self.settings.database_url)
+        url = parse_url(self.settings.database_url)
         if url.get_backend_name() != "sqlite" or not url.database:
             return True
         return Path(url.database).is_file()
@@ -128,7 +138,8 @@ class CosmosAPI:
 
     def _executor(self) -> Executor:
         target = self.settings.target
-        return LocalExecutor(target.name, self._commands, self._clock)
+        cache = LocalInputCache(self.store.input_cache_dir)
+        return LocalExecutor(target.name, self._commands, cache, self._clock)
 
     def _runner(self, progress: ProgressSink) -> Runner:
         return Runner(
@@ -140,36 +151,53 @@ class CosmosAPI:
             progress,
         )
 
+    def _check_run(self) -> Callable[[RunSpec], list[Problem]]:
+        """Problems a run would meet on this target with its adapter."""
+        adapters = self._adapters()
+        target = self.settings.target
+
+        def check(run: RunSpec) -> list[Problem]:
+            adapter = adapters.get(run.adapter)
+            if adapter is None:
+                known = ", ".join(sorted(adapters))
+                return [Problem("model.adapter", f"unknown adapter {run.adapter!r} ({known})")]
+            problems = adapter.validate(run)
+            if run.model["num_gpus"] > len(target.gpus):
+                problems.append(
+                    Problem(
+                        "model.num_gpus",
+                        f"{run.model['num_gpus']} GPUs asked, target {target.name!r} "
+                        f"has {len(target.gpus)}",
+                    )
+                )
+            return problems
+
+        return check
+
     # -- sweeps --------------------------------------------------------------
     def plan_sweep(
         self, manifest: dict[str, Any], overrides: list[str], sources: ConfigSources
     ) -> SweepPlan:
         """Validate and expand a manifest; find which runs are cached.
 
-        Writes nothing. Raises ManifestError on any problem.
+        A command-line override of a swept key fixes that key. Writes
+        nothing. Raises ManifestError on any problem.
         """
-        expansion = expand(manifest, self.settings.project_dir, sources.blame)
-        adapters = self._adapters()
-        for run in expansion.runs[:1]:
-            if run.adapter not in adapters:
-                known = ", ".join(sorted(adapters))
-                raise ManifestError(
-                    [
-                        _problem(
-                            sources, "model.adapter", f"unknown adapter {run.adapter!r} ({known})"
-                        )
-                    ],
-                )
+        manifest, notes = fix_swept_keys(manifest, overrides)
+        expansion = expand(
+            manifest, self.settings.project_dir, sources.blame, check_run=self._check_run()
+        )
         ids = [run.id for run in expansion.runs]
         sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
         return SweepPlan(
             sweep_id=sweep_id,
             name=expansion.manifest.name,
             manifest=manifest,
-            overrides=list(overrides),
+            overrides=redact(overrides),
             runs=expansion.runs,
             cached=frozenset(self._cached(ids)),
             duplicates=expansion.duplicates,
+            notes=notes + expansion.notes,
         )
 
     def _cached(self, run_ids: list[str]) -> set[str]:
@@ -185,31 +213,39 @@ class CosmosAPI:
         }
 
     def run_sweep(self, plan: SweepPlan, progress: ProgressSink | None = None) -> SweepSummary:
-        """Store the sweep, execute what is not cached, write the sweep folder."""
+        """Store the sweep, execute what is not cached, write the sweep folder.
+
+        Raises:
+            StateError: another runner is working on this output tree.
+        """
         progress = progress or NullProgress()
-        repo = self.repository
-        repo.add_prompts(run.prompt for run in plan.runs)
-        repo.add_runs(plan.runs)
-        sweep_dir = self.store.sweep_dir(plan.sweep_id)
-        repo.add_sweep(
-            plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
-        )
-        provenance = sweep_provenance(
-            self.settings.project_dir / "manifests", plan.manifest.get("model", {}), self._commands
-        )
-        self.store.write_sweep(plan.sweep_id, plan.manifest, plan.overrides, provenance)
-        self._adopt_recovered(plan)
-        to_run = plan.to_run
-        summary = SweepSummary(
-            plan.sweep_id, sweep_dir, self.store.runs_dir, len(plan.runs), len(plan.cached)
-        )
-        progress.start(len(plan.runs), len(plan.cached), len(to_run))
-        try:
-            self._queue([run.id for run in to_run])
-            summary.tally = self._runner(progress).run(to_run)
-        finally:
-            self._write_runs_jsonl(plan)
-            progress.finish()
+        with self.store.runner_lock():
+            repo = self.repository
+            repo.add_prompts(run.prompt for run in plan.runs)
+            repo.add_runs(plan.runs)
+            sweep_dir = self.store.sweep_dir(plan.sweep_id)
+            repo.add_sweep(
+                plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
+            )
+            if not self.store.has_sweep_record(plan.sweep_id):
+                provenance = sweep_provenance(
+                    self.settings.project_dir / "manifests",
+                    plan.manifest.get("model", {}),
+                    self._commands,
+                )
+                self.store.write_sweep(plan.sweep_id, plan.manifest, plan.overrides, provenance)
+            self._adopt_recovered(plan)
+            to_run = plan.to_run
+            summary = SweepSummary(
+                plan.sweep_id, sweep_dir, self.store.runs_dir, len(plan.runs), len(plan.cached)
+            )
+            progress.start(len(plan.runs), len(plan.cached), len(to_run))
+            try:
+                self._queue([run.id for run in to_run])
+                summary.tally = self._runner(progress).run(to_run)
+            finally:
+                self._write_runs_jsonl(plan)
+                progress.finish()
         return summary
 
     def _queue(self, run_ids: list[str]) -> None:
@@ -283,26 +319,27 @@ class CosmosAPI:
         inputs = PromptInputSet.from_dict(prompt.inputs)
         _check_inputs_unchanged(inputs)
         resolved = ResolvedPrompt(prompt.name, prompt.text, prompt.negative_prompt, inputs)
-        for key in inputs.controls:
-            if params["weights"][key] is None:
-                raise ValidationFailure(
-                    f"prompt {prompt.id} has a {key} control video but no weight is set: "
-                    f"pass --weight {key}=W"
-                )
         spec = RunSpec(prompt=resolved, model=params, varying={})
-        if spec.adapter not in self._adapters():
-            raise ValidationFailure(f"unknown model adapter {spec.adapter!r}")
-        self.repository.add_runs([spec])
-        if self.store.has_outputs(spec.id) and self._cached([spec.id]):
-            self._adopt_single(spec.id)
-            return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
-        self._queue([spec.id])
-        progress = progress or NullProgress()
-        progress.start(1, 0, 1)
-        try:
-            self._runner(progress).run([spec])
-        finally:
-            progress.finish()
+        problems = [
+            Problem(f"prompts.{prompt.name}.inputs.controls.{key}", f"pass --weight {key}=W")
+            for key in inputs.controls
+            if params["weights"][key] is None
+        ] + self._check_run()(spec)
+        if problems:
+            detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
+            raise ValidationFailure(f"prompt {prompt.id} cannot run so: {detail}")
+        with self.store.runner_lock():
+            self.repository.add_runs([spec])
+            if self._cached([spec.id]):
+                self._adopt_single(spec.id)
+                return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
+            self._queue([spec.id])
+            progress = progress or NullProgress()
+            progress.start(1, 0, 1)
+            try:
+                self._runner(progress).run([spec])
+            finally:
+                progress.finish()
         run = self.repository.get_run(spec.id)
         return InferenceResult(spec.id, run.status.value, False, self.store.run_dir(spec.id))
 
@@ -438,7 +475,7 @@ class CosmosAPI:
         }
 
     def _db_label(self) -> str:
-        return make_url(self.settings.database_url).render_as_string(hide_password=True)
+        return parse_url(self.settings.database_url).render_as_string(hide_password=True)
 
     # -- deletion -----------------------------------------------------------
     def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
@@ -463,10 +500,6 @@ class CosmosAPI:
                 if self.store.remove_run_dir(run_id):
                     removed.append(run_id)
         return {"id": object_id, "deleted_runs": run_ids, "removed_outputs": removed}
-
-
-def _problem(sources: ConfigSources, key: str, message: str) -> Problem:
-    return Problem(f"{sources.blame(key)}: {key}", message)
 
 
 def _parse_status(status: str | None) -> RunStatus | None:

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan, SweepSummary
 from cosmos_workflow.cli.console import (
     configure_logging,
+    guarded,
     make_progress,
     print_error,
     stderr_console,
@@ -80,14 +81,21 @@ def print_plan(plan: SweepPlan) -> None:
     for run in plan.runs:
         state = "cached" if run.id in plan.cached else "to run"
         print(f"  {run.id}  {run.prompt.name:<16} {_format_params(run.varying):<40} {state}")
-    if plan.duplicates:
-        print(f"  ({plan.duplicates} sweep points gave an already listed run and were merged)")
+    _print_notes(plan)
     print("dry run: nothing was executed")
+
+
+def _print_notes(plan: SweepPlan) -> None:
+    for note in plan.notes:
+        print(f"note: {note}")
+    if plan.duplicates:
+        print(f"note: {plan.duplicates} sweep point(s) gave an already listed run and were merged")
 
 
 def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
     """Counts and where the outputs are."""
     tally = summary.tally
+    _print_notes(plan)
     print(
         f"sweep {summary.sweep_id} ({plan.name}): {summary.total} runs: "
         f"{summary.executed} executed ({len(tally.succeeded)} succeeded, "
@@ -131,10 +139,7 @@ def _make_task(project: ProjectPaths, outcome: _Outcome):
     def task(cfg: DictConfig) -> None:
         outcome.started = True
         try:
-            code = _execute(cfg, project)
-        except CosmosError as exc:
-            print_error(exc)
-            code = exc.exit_code
+            code = guarded(lambda: _execute(cfg, project))
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
             code = 130

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import time
+from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import SQLAlchemyError
 
-from cosmos_workflow.errors import CosmosError
+from cosmos_workflow.errors import CosmosError, StateError
 
 logger = logging.getLogger("cosmos_workflow.progress")
 
@@ -35,6 +38,31 @@ def configure_logging(level: str) -> None:
 def print_error(error: CosmosError) -> None:
     """One screen: 'error (kind): message', nothing else."""
     sys.stderr.write(f"error ({error.kind}): {error}\n")
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """Run a CLI action; turn every expected failure into a message and exit code.
+
+    Database and file-system errors become state errors (exit 1), classified
+    errors keep their own exit code. A closed output pipe (``| head``) ends
+    the command quietly.
+    """
+    try:
+        return action()
+    except CosmosError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        print_error(StateError(f"database error: {detail}"))
+        return StateError.exit_code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        print_error(StateError(f"file system error: {exc}"))
+        return StateError.exit_code
 
 
 class PlainProgress:
@@ -84,7 +112,6 @@ class RichProgress:
         )
         self._task = None
         self._counts = {"ok": 0, "failed": 0}
-        self._started = time.monotonic()
 
     def start(self, total: int, cached: int, to_run: int) -> None:
         """Show the bar."""
@@ -104,7 +131,7 @@ class RichProgress:
         key = "ok" if status == "succeeded" else "failed"
         self._counts[key] += 1
         if status != "succeeded":
-            self._progress.console.print(f"[red]{run_id} {status}[/red]: {message}")
+            self._progress.console.print(f"[red]{run_id} {status}[/red]: {escape(message)}")
         self._progress.update(self._task, advance=1, **self._counts)
 
     def finish(self) -> None:

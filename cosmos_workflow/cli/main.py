@@ -14,20 +14,19 @@ from typing import Any
 
 import click
 
-from cosmos_workflow.api.cosmos_api import CosmosAPI
+from cosmos_workflow.api.cosmos_api import RUN_STATUSES, CosmosAPI
 from cosmos_workflow.cli.console import (
     configure_logging,
+    guarded,
     make_progress,
-    print_error,
     stderr_console,
 )
 from cosmos_workflow.config.compose import compose_config
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
-from cosmos_workflow.database.models import RunStatus
-from cosmos_workflow.errors import CosmosError, ValidationFailure
+from cosmos_workflow.errors import ValidationFailure
 
-STATUS_CHOICES = [s.value for s in RunStatus]
+STATUS_CHOICES = list(RUN_STATUSES)
 
 
 class _Context:
@@ -42,20 +41,27 @@ class _Context:
             project = find_project(Path.cwd(), os.environ)
             self.composed = compose_config(project, overrides or [])
             settings = ConfigManager(project, os.environ).settings(self.composed)
+            # Management commands print their own results: routine INFO lines
+            # (a migration, a run finishing) would clutter them.
             configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
             self._api = CosmosAPI(settings)
         return self._api
 
 
 class _Group(click.Group):
-    """Turns CosmosError into a one-line message and its exit code."""
+    """Turns expected failures into a one-line message and their exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CosmosError as exc:
-            print_error(exc)
-            sys.exit(exc.exit_code)
+        result: list[Any] = []
+
+        def action() -> int:
+            result.append(super(_Group, self).invoke(ctx))
+            return 0
+
+        code = guarded(action)
+        if code:
+            sys.exit(code)
+        return result[0] if result else None
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import shutil
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -14,8 +14,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cosmos_workflow.errors import StateError, ValidationFailure
@@ -42,10 +42,29 @@ def create_db_engine(url: str) -> Engine:
     Raises:
         ValidationFailure: the URL cannot be parsed.
     """
+    parsed = parse_url(url)
     try:
-        parsed = make_url(url)
+        return _engine_for(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ValidationFailure(
+            f"database.url {parsed.render_as_string(hide_password=True)}: the database driver "
+            f"is not installed ({exc}); install it into this environment (e.g. psycopg)"
+        ) from exc
+
+
+def parse_url(url: str) -> URL:
+    """Parse a SQLAlchemy URL.
+
+    Raises:
+        ValidationFailure: the URL cannot be parsed.
+    """
+    try:
+        return make_url(url)
     except ArgumentError as exc:
         raise ValidationFailure(f"database.url is not a valid SQLAlchemy URL: {exc}") from exc
+
+
+def _engine_for(parsed: URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -100,12 +119,14 @@ def head_revision(engine: Engine) -> str:
 
 
 def _backup_sqlite(engine: Engine, revision: str) -> None:
+    """Copy a SQLite database with SQLite's online backup (safe in WAL mode)."""
     database = engine.url.database
     if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return
     source = Path(database)
     backup = source.with_name(f"{source.name}.bak-{revision}")
-    shutil.copy2(source, backup)
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(backup)) as dst:
+        src.backup(dst)
     logger.info("Backed up database to %s before migrating", backup)
 
 

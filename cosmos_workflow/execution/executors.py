@@ -16,7 +16,10 @@ from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
+from cosmos_workflow.errors import CosmosError
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
+from cosmos_workflow.manifest.specs import InputFile
+from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.atomic import write_bytes_atomic
 from cosmos_workflow.utils.clock import Clock
 
@@ -45,6 +48,14 @@ class Executor(ABC):
         """Where the job's files are, as the program will see them."""
 
     @abstractmethod
+    def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
+        """Make inputs readable by the program, verified by sha256.
+
+        Returns:
+            The failures, by the sha256 of the input that could not be staged.
+        """
+
+    @abstractmethod
     def execute(
         self,
         invocation: Invocation,
@@ -61,13 +72,31 @@ class LocalExecutor(Executor):
     Args:
         target_name: Name shown in results and status.
         commands: The local command wrapper.
+        inputs: Verified, content-addressed copies of the input files.
         clock: Time source for the timestamps.
     """
 
-    def __init__(self, target_name: str, commands: LocalCommandExecutor, clock: Clock) -> None:
+    def __init__(
+        self,
+        target_name: str,
+        commands: LocalCommandExecutor,
+        inputs: LocalInputCache,
+        clock: Clock,
+    ) -> None:
         self.target_name = target_name
         self._commands = commands
+        self._inputs = inputs
         self._clock = clock
+
+    def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
+        """Copy inputs into the local cache, checking each sha256."""
+        failures: dict[str, CosmosError] = {}
+        for item in items:
+            try:
+                self._inputs.materialize(item)
+            except CosmosError as exc:
+                failures[item.sha256] = exc
+        return failures
 
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """The staging folder is the job folder; Python is this interpreter."""
@@ -80,14 +109,18 @@ class LocalExecutor(Executor):
         gpus: list[int],
         on_line: Callable[[str], None],
     ) -> ExecutionResult:
-        """Place inputs and spec files, run the command, stream its log."""
+        """Place verified inputs and spec files, run the command, stream its log.
+
+        Raises:
+            InputChanged: an input no longer has its planned content.
+        """
         for relative, content in invocation.files.items():
             write_bytes_atomic(staging / relative, content)
         for relative, item in invocation.inputs.items():
             link = staging / relative
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
-                link.symlink_to(item.path)
+                link.symlink_to(self._inputs.materialize(item))
         log_path = staging / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus), "PYTHONUNBUFFERED": "1"}

@@ -21,16 +21,28 @@ from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPr
 from cosmos_workflow.manifest.templates import TemplateProblem, render_prompt
 from cosmos_workflow.utils.hashing import sha256_file
 
+# Stop expanding after this many distinct problems: one screen is enough.
+MAX_PROBLEMS = 20
+
 Blame = Callable[[str], str]
+RunCheck = Callable[[RunSpec], list[Problem]]
 
 
 @dataclass(frozen=True)
 class Expansion:
-    """The result of expanding a manifest."""
+    """The result of expanding a manifest.
+
+    Attributes:
+        manifest: The validated manifest.
+        runs: One spec per distinct run, prompts in manifest order.
+        duplicates: Sweep points that gave an already listed run.
+        notes: Things the user should know (e.g. two prompts that are identical).
+    """
 
     manifest: Manifest
     runs: list[RunSpec]
     duplicates: int
+    notes: list[str]
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
@@ -67,7 +79,9 @@ class _Expander:
         self._hashes: dict[Path, str] = {}
 
     def problem(self, key_path: str, message: str) -> None:
-        self.problems.append(Problem(key_path=key_path, message=message))
+        found = Problem(key_path=key_path, message=message)
+        if found not in self.problems:
+            self.problems.append(found)
 
     def fail_if_problems(self) -> None:
         if self.problems:
@@ -189,13 +203,29 @@ def _check_controls(name: str, inputs: PromptInputSet, model: dict, ex: _Expande
             )
 
 
-def expand(raw: dict[str, Any], project_dir: Path, blame: Blame) -> Expansion:
+def _render(
+    name: str, field: str, template: str | None, context: dict[str, Any], ex: _Expander
+) -> str | None:
+    if template is None:
+        return None
+    try:
+        return render_prompt(template, {**context, "prompt_name": name})
+    except TemplateProblem as exc:
+        ex.problem(f"prompts.{name}.{field}", str(exc))
+        return None
+
+
+def expand(
+    raw: dict[str, Any], project_dir: Path, blame: Blame, check_run: RunCheck | None = None
+) -> Expansion:
     """Validate a composed manifest and expand it into run specs.
 
     Args:
         raw: The manifest part of the composed config, as plain data.
         project_dir: Folder that relative input paths are resolved against.
         blame: Maps a key path to the file (or override) that set it.
+        check_run: Finds problems the model or target would have with a run
+            (called for every run; its key paths get blamed like the others).
 
     Raises:
         ManifestError: with every problem found, each naming file and key path.
@@ -212,40 +242,39 @@ def expand(raw: dict[str, Any], project_dir: Path, blame: Blame) -> Expansion:
     ex.fail_if_problems()
 
     runs: list[RunSpec] = []
-    seen: set[str] = set()
+    owner: dict[str, str] = {}
+    notes: list[str] = []
     duplicates = 0
-    checked_controls: set[str] = set()
     for point in _points(manifest):
         model, variables = _apply_point(manifest, point)
         context = {**variables, "vars": variables, "model": model}
         for name, prompt in manifest.prompts.items():
-            if name not in checked_controls:
-                _check_controls(name, inputs[name], model, ex)
-                checked_controls.add(name)
-            try:
-                text = render_prompt(prompt.text, {**context, "prompt_name": name})
-                negative = (
-                    render_prompt(prompt.negative, {**context, "prompt_name": name})
-                    if prompt.negative is not None
-                    else None
-                )
-            except TemplateProblem as exc:
-                ex.problem(f"prompts.{name}.text", str(exc))
-                checked_controls.add(name)
+            _check_controls(name, inputs[name], model, ex)
+            text = _render(name, "text", prompt.text, context, ex)
+            negative = _render(name, "negative", prompt.negative, context, ex)
+            if text is None or (prompt.negative is not None and negative is None):
                 continue
             spec = RunSpec(
                 prompt=ResolvedPrompt(name=name, text=text, negative=negative, inputs=inputs[name]),
                 model=model,
                 varying={"prompt": name, **point},
             )
-            if spec.id in seen:
+            if spec.id in owner:
                 duplicates += 1
+                note = (
+                    f"prompt {name!r} gives the same runs as prompt {owner[spec.id]!r} "
+                    "(same text and inputs): they run once"
+                )
+                if owner[spec.id] != name and note not in notes:
+                    notes.append(note)
                 continue
-            seen.add(spec.id)
+            owner[spec.id] = name
+            for found in check_run(spec) if check_run else []:
+                ex.problem(found.key_path, found.message)
             runs.append(spec)
-        if ex.problems:
+        if len(ex.problems) >= MAX_PROBLEMS:
             break
     ex.fail_if_problems()
     order = {name: index for index, name in enumerate(manifest.prompts)}
     runs.sort(key=lambda r: order[r.prompt.name])
-    return Expansion(manifest=manifest, runs=runs, duplicates=duplicates)
+    return Expansion(manifest=manifest, runs=runs, duplicates=duplicates, notes=notes)

@@ -10,6 +10,15 @@ from cosmos_workflow.utils.hashing import content_id
 
 # Model fields that cannot change the output: they are not part of a run id.
 EXECUTION_ONLY_FIELDS = frozenset({"num_gpus"})
+# Version of the identity layout; bump it only with a migration of stored ids.
+IDENTITY_VERSION = 1
+
+
+def _without_nulls(data: Any) -> Any:
+    """Drop None values from mappings, so adding an optional field keeps old ids."""
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    return data
 
 
 @dataclass(frozen=True)
@@ -99,12 +108,13 @@ class RunSpec:
         """Everything that can change the output, and nothing else."""
         model = {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
         return {
+            "v": IDENTITY_VERSION,
+            "model": _without_nulls(model),
             "prompt": {
                 "text": self.prompt.text,
                 "negative": self.prompt.negative,
                 "inputs": self.prompt.inputs.identity(),
             },
-            "model": model,
         }
 
     @property

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-_ENV = jinja2.Environment(
+# Manifests come from shared repositories: templates run sandboxed, so they
+# can read variables but never reach Python internals. Prompts are plain
+# text for a model, never HTML: no autoescaping.
+_ENV = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined,
-    autoescape=False,  # noqa: S701
+    autoescape=False,
     keep_trailing_newline=False,
 )
 
@@ -18,7 +22,7 @@ class TemplateProblem(ValueError):
 
 
 def render_prompt(text: str, context: dict[str, Any]) -> str:
-    """Render ``text`` as a jinja2 template with StrictUndefined.
+    """Render ``text`` as a sandboxed jinja2 template with StrictUndefined.
 
     Text without template syntax is returned unchanged.
 
@@ -27,7 +31,7 @@ def render_prompt(text: str, context: dict[str, Any]) -> str:
         context: Variables the template may use.
 
     Raises:
-        TemplateProblem: unknown variable or template syntax error.
+        TemplateProblem: unknown variable, syntax error, or unsafe access.
     """
     if "{" not in text:
         return text
@@ -38,3 +42,5 @@ def render_prompt(text: str, context: dict[str, Any]) -> str:
         raise TemplateProblem(f"unknown template variable: {exc.message} (known: {known})") from exc
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateProblem(f"template not allowed: {exc}") from exc

@@ -10,13 +10,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shlex
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cosmos_workflow.errors import StateError
 from cosmos_workflow.execution.adapters.base import Invocation, RunOutputs
@@ -34,6 +39,7 @@ RESULT_FILE = "result.json"
 OUTPUT_VIDEO = "output.mp4"
 OUTPUT_PROMPT = "output.txt"
 OUTPUTS_SUMS = "outputs.sha256"
+SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,10 @@ class RunRecord:
         }
 
 
+def _yaml_text(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
 def _sums(entries: Iterable[tuple[str, str]]) -> str:
     """sha256sum(1) format: '<hex>  <path>' per line."""
     return "".join(f"{digest}  {name}\n" for digest, name in entries)
@@ -95,6 +105,11 @@ class OutputStore:
         """Folder of all sweep folders."""
         return self.root / "sweeps"
 
+    @property
+    def input_cache_dir(self) -> Path:
+        """Verified copies of input files, by sha256."""
+        return self.root / ".cache" / "inputs"
+
     def run_dir(self, run_id: str) -> Path:
         """The folder of one run."""
         return self.runs_dir / run_id
@@ -102,6 +117,38 @@ class OutputStore:
     def sweep_dir(self, sweep_id: str) -> Path:
         """The folder of one sweep."""
         return self.sweeps_dir / sweep_id
+
+    @contextmanager
+    def runner_lock(self) -> Iterator[None]:
+        """Hold the output tree for one runner; clear stale work folders.
+
+        Until runs are claimed one by one in the database, one runner at a
+        time works on an output tree. Work folders left by a killed runner
+        are removed once the lock is held.
+
+        Raises:
+            StateError: another runner holds the lock.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".runner.lock").open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise StateError(
+                    f"another runner ({holder}) is executing runs in {self.root}; "
+                    "wait for it to finish, or use another paths.outputs"
+                ) from exc
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            try:
+                shutil.rmtree(self.root / ".staging", ignore_errors=True)
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def staging(self, job_id: str) -> Path:
         """A fresh work folder for one job."""
@@ -132,13 +179,23 @@ class OutputStore:
             return None
 
     def has_outputs(self, run_id: str) -> bool:
-        """True if the run folder says succeeded and its video exists."""
+        """True if the run folder says succeeded and its outputs have their sizes.
+
+        A cheap check (no hashing): every output that result.json lists must
+        exist with the recorded size. :meth:`verify_outputs` checks sha256.
+        """
         result = self.read_result(run_id)
-        return bool(
-            result
-            and result.get("status") == "succeeded"
-            and (self.run_dir(run_id) / OUTPUT_VIDEO).is_file()
-        )
+        if not result or result.get("status") != "succeeded":
+            return False
+        folder = self.run_dir(run_id)
+        sizes = result.get("outputs") or {}
+        if OUTPUT_VIDEO not in sizes:
+            return False
+        for name, size in sizes.items():
+            path = folder / name
+            if not path.is_file() or path.stat().st_size != size:
+                return False
+        return True
 
     def verify_outputs(self, run_id: str) -> bool:
         """True if the run succeeded and every output matches outputs.sha256."""
@@ -155,18 +212,26 @@ class OutputStore:
                 return False
         return True
 
-    def _write_common(
-        self, folder: Path, spec: RunSpec, invocation: Invocation, log_path: Path
-    ) -> None:
+    def _write_spec(self, folder: Path, spec: RunSpec) -> None:
         if self.verify_outputs(spec.id):
             raise StateError(f"run {spec.id} already succeeded; its outputs are never overwritten")
         write_yaml_atomic(folder / "run.yaml", spec.to_dict())
-        write_json_atomic(folder / "spec.json", invocation.run_specs[spec.id])
-        write_text_atomic(folder / "command.txt", shlex.join(invocation.argv) + "\n")
         inputs = [(item.sha256, str(item.path)) for item in spec.prompt.inputs.files()]
         write_text_atomic(folder / "inputs.sha256", _sums(inputs))
+
+    def _write_common(
+        self, folder: Path, spec: RunSpec, invocation: Invocation, log_path: Path
+    ) -> None:
+        self._write_spec(folder, spec)
+        write_json_atomic(folder / "spec.json", invocation.run_specs[spec.id])
+        write_text_atomic(folder / "command.txt", shlex.join(invocation.argv) + "\n")
         log_bytes = log_path.read_bytes() if log_path.is_file() else b""
         write_bytes_atomic(folder / "logs" / "run.log", log_bytes)
+
+    @staticmethod
+    def _clear_outputs(folder: Path) -> None:
+        for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
+            (folder / stale).unlink(missing_ok=True)
 
     def missing_outputs(self, staging: Path, outputs: RunOutputs) -> list[str]:
         """Output files the program should have written but did not."""
@@ -189,11 +254,15 @@ class OutputStore:
         if "prompt" in outputs.extras and (staging / outputs.extras["prompt"]).is_file():
             placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))
         sums = []
+        sizes = {}
         for relative, name in placed:
             move_atomic(staging / relative, folder / name)
             sums.append((sha256_file(folder / name), name))
+            sizes[name] = (folder / name).stat().st_size
         write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
-        write_json_atomic(folder / RESULT_FILE, record.to_dict(spec.id, duration_s))
+        result = record.to_dict(spec.id, duration_s)
+        result["outputs"] = sizes
+        write_json_atomic(folder / RESULT_FILE, result)
         return folder
 
     def record_failure(
@@ -207,9 +276,21 @@ class OutputStore:
         """Write the record files and log of a failed or cancelled run."""
         folder = self.run_dir(spec.id)
         self._write_common(folder, spec, invocation, log_path)
-        for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
-            (folder / stale).unlink(missing_ok=True)
+        self._clear_outputs(folder)
         write_json_atomic(folder / RESULT_FILE, record.to_dict(spec.id, duration_s))
+        return folder
+
+    def has_sweep_record(self, sweep_id: str) -> bool:
+        """True if the sweep folder already holds its manifest and provenance."""
+        folder = self.sweep_dir(sweep_id)
+        return all((folder / name).is_file() for name in SWEEP_RECORD)
+
+    def record_unstarted(self, spec: RunSpec, record: RunRecord) -> Path:
+        """Record a run that failed before its program started (e.g. bad input)."""
+        folder = self.run_dir(spec.id)
+        self._write_spec(folder, spec)
+        self._clear_outputs(folder)
+        write_json_atomic(folder / RESULT_FILE, record.to_dict(spec.id, 0.0))
         return folder
 
     def write_sweep(
@@ -221,7 +302,12 @@ class OutputStore:
     ) -> Path:
         """Write the sweep's manifest, overrides and provenance."""
         folder = self.sweep_dir(sweep_id)
-        write_yaml_atomic(folder / "manifest.yaml", manifest)
+        header = (
+            "# @package _global_\n"
+            "# The resolved manifest of this sweep. To run it again, copy it to\n"
+            "# manifests/experiment/NAME.yaml and run cosmos-batch +experiment=NAME.\n"
+        )
+        write_text_atomic(folder / "manifest.yaml", header + _yaml_text(manifest))
         write_yaml_atomic(folder / "overrides.yaml", list(overrides))
         write_json_atomic(folder / "provenance.json", provenance)
         return folder

@@ -260,26 +260,37 @@ class DataRepository:
         output_dir: str,
         runs: list[RunSpec],
     ) -> bool:
-        """Store a sweep and its run links if new; return True if it was new."""
+        """Store a sweep if new, and any run link it lacks; return True if new.
+
+        Links go missing when a run was deleted and the sweep runs again.
+        """
         with self._session() as session:
-            if session.get(Sweep, sweep_id) is not None:
-                return False
-            sweep = Sweep(
-                id=sweep_id,
-                name=name,
-                manifest=manifest,
-                overrides=overrides,
-                created_at=self._clock.now(),
-                output_dir=output_dir,
-            )
-            session.add(sweep)
-            for position, spec in enumerate(runs):
+            created = session.get(Sweep, sweep_id) is None
+            if created:
                 session.add(
-                    SweepRun(
-                        sweep_id=sweep_id, run_id=spec.id, position=position, params=spec.varying
+                    Sweep(
+                        id=sweep_id,
+                        name=name,
+                        manifest=manifest,
+                        overrides=overrides,
+                        created_at=self._clock.now(),
+                        output_dir=output_dir,
                     )
                 )
-            return True
+            linked = set(
+                session.scalars(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id))
+            )
+            for position, spec in enumerate(runs):
+                if spec.id not in linked:
+                    session.add(
+                        SweepRun(
+                            sweep_id=sweep_id,
+                            run_id=spec.id,
+                            position=position,
+                            params=spec.varying,
+                        )
+                    )
+            return created
 
     def get_sweep(self, sweep_id: str) -> Sweep:
         """Return one sweep. Raises NotFoundFailure."""

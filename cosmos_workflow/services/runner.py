@@ -96,6 +96,9 @@ class Runner:
         return tally
 
     def _run_batch(self, batch: list[RunSpec], tally: RunTally) -> None:
+        batch = self._drop_unstageable(batch, tally)
+        if not batch:
+            return
         adapter = self._adapters[batch[0].adapter]
         job_id = f"jb_{uuid.uuid4().hex[:12]}"
         gpus = self._gpus[: batch[0].model["num_gpus"]]
@@ -124,6 +127,31 @@ class Runner:
                 )
         finally:
             self._store.discard_staging(staging)
+
+    def _drop_unstageable(self, batch: list[RunSpec], tally: RunTally) -> list[RunSpec]:
+        """Stage the batch's inputs; fail (without executing) runs whose inputs fail."""
+        items = {item.sha256: item for run in batch for item in run.prompt.inputs.files()}
+        failures = self._executor.stage_inputs(list(items.values()))
+        kept = []
+        for run in batch:
+            errors = [failures[f.sha256] for f in run.prompt.inputs.files() if f.sha256 in failures]
+            if not errors:
+                kept.append(run)
+                continue
+            self._repo.transition([run.id], RunStatus.RUNNING, target=self._executor.target_name)
+            error = errors[0]
+            record = self._record(run, RunStatus.FAILED, "", 0, [], None, (error.kind, str(error)))
+            folder = self._store.record_unstarted(run, record)
+            self._repo.transition(
+                [run.id],
+                RunStatus.FAILED,
+                error_class=error.kind,
+                error_message=str(error),
+                output_dir=str(folder),
+            )
+            self._progress.run_finished(run.id, "failed", 0.0, str(error))
+            tally.failed.append(run.id)
+        return kept
 
     def _record(
         self,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from cosmos_workflow.errors import Problem
 from cosmos_workflow.manifest.specs import InputFile, RunSpec
 
 
@@ -67,6 +68,10 @@ class ModelAdapter(ABC):
 
     name: str
     max_batch_size: int = 1
+
+    def validate(self, run: RunSpec) -> list[Problem]:
+        """Problems that would make the program refuse ``run`` (key paths, no file)."""
+        return []
 
     @abstractmethod
     def batch_key(self, run: RunSpec) -> Hashable:

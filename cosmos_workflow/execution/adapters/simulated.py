@@ -6,6 +6,7 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from cosmos_workflow.config.settings import SimulatorSettings
+from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters import transfer1_spec
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
 from cosmos_workflow.manifest.specs import RunSpec
@@ -30,6 +31,10 @@ class SimulatedAdapter(ModelAdapter):
         self._settings = settings
         self._program = program or str(SIMULATED_PROGRAM)
         self.max_batch_size = max_batch_size
+
+    def validate(self, run: RunSpec) -> list[Problem]:
+        """The simulated model enforces Transfer1's rules."""
+        return transfer1_spec.transfer1_problems(run)
 
     def batch_key(self, run: RunSpec) -> Hashable:
         """Same rule as Transfer1 (the simulated model follows its merge rule)."""

@@ -13,6 +13,7 @@ import json
 from collections.abc import Hashable
 from typing import Any
 
+from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters.base import JobLayout, RunOutputs, input_name
 from cosmos_workflow.manifest.models import CONTROL_KEYS
 from cosmos_workflow.manifest.specs import InputFile, RunSpec
@@ -26,6 +27,8 @@ SCALAR_FIELDS = (
     "blur_strength",
     "canny_threshold",
 )
+# Transfer1 refuses a run without input video unless sigma_max is at least this.
+NO_VIDEO_MIN_SIGMA = 80.0
 SPEC_FILE = "spec.json"
 BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
@@ -37,13 +40,46 @@ def active_controls(run: RunSpec) -> dict[str, float]:
     return {k: float(weights[k]) for k in CONTROL_KEYS if weights.get(k) is not None}
 
 
+def transfer1_problems(run: RunSpec) -> list[Problem]:
+    """What Cosmos-Transfer1 would refuse in ``run``, found before any GPU time."""
+    problems = []
+    controls = active_controls(run)
+    name = run.prompt.name
+    if not controls:
+        problems.append(
+            Problem("model.weights", "set at least one control weight (vis, edge, depth or seg)")
+        )
+    if run.prompt.inputs.video is None:
+        if run.model["sigma_max"] < NO_VIDEO_MIN_SIGMA:
+            problems.append(
+                Problem(
+                    "model.sigma_max",
+                    f"must be at least {NO_VIDEO_MIN_SIGMA:g} for prompt {name!r}, "
+                    "which has no input video",
+                )
+            )
+        for key in controls:
+            if key not in run.prompt.inputs.controls:
+                problems.append(
+                    Problem(
+                        f"prompts.{name}.inputs.controls.{key}",
+                        "a control video is required when the prompt has no input video",
+                    )
+                )
+    return problems
+
+
 def transfer1_batch_key(run: RunSpec) -> Hashable:
     """Runs may share a batch only if every shared value is the same.
 
     In batch mode every scalar, the negative prompt and the control blocks
     come from the shared spec, so they are all part of the key; so is whether
     each control has its own video (a line can only override input_control).
+    A run without input video always runs alone: every batch line needs a
+    visual input.
     """
+    if run.prompt.inputs.video is None:
+        return ("single", run.id)
     controls = tuple(
         (key, weight, key in run.prompt.inputs.controls)
         for key, weight in active_controls(run).items()
@@ -55,7 +91,6 @@ def transfer1_batch_key(run: RunSpec) -> Hashable:
         run.model.get("image"),
         run.model["num_gpus"],
         run.prompt.negative,
-        run.prompt.inputs.video is None,
         scalars,
         controls,
     )

@@ -1,0 +1,1 @@
+"""Moving input and output files, always verified by sha256."""
