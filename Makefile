@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test system-deps lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cosmos-batch +experiment=demo
 
-test: $(STAMP)
+# The SSH tests run against a real sshd: install it when it is missing.
+system-deps:
+	scripts/install-system-deps
+
+test: $(STAMP) system-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)

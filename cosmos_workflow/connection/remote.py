@@ -1,0 +1,175 @@
+"""RemoteCommandExecutor: run argument lists on an SSH host.
+
+Callers pass argument lists; this module quotes them (POSIX shell quoting)
+and never accepts a shell string, so user text cannot become shell syntax.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paramiko
+
+from cosmos_workflow.connection.local import CommandResult
+from cosmos_workflow.connection.ssh import SSHManager
+from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
+
+logger = logging.getLogger(__name__)
+
+_READ = 1 << 16
+
+
+class RemoteCommandError(ExecutionFailure):
+    """A remote command failed or timed out."""
+
+
+@dataclass(frozen=True)
+class RemoteCommand:
+    """An argument list and an optional environment for one remote command."""
+
+    argv: list[str]
+    env: dict[str, str] | None = None
+
+    def render(self) -> str:
+        """The command line the remote shell receives; every word quoted."""
+        prefix = []
+        if self.env:
+            prefix = ["env", *(f"{key}={value}" for key, value in sorted(self.env.items()))]
+        return shlex.join([*prefix, *self.argv])
+
+
+class RemoteCommandExecutor:
+    """Runs commands over one SSHManager's connection.
+
+    Args:
+        ssh: The connection to use.
+    """
+
+    def __init__(self, ssh: SSHManager) -> None:
+        self._ssh = ssh
+
+    def run(
+        self,
+        argv: list[str],
+        timeout: float | None = 300.0,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run ``argv`` and collect its exit code, stdout and stderr.
+
+        Args:
+            argv: The command as an argument list.
+            timeout: Seconds before the command is abandoned (None: no limit).
+            env: Variables set for the command.
+            stdin: Bytes sent to the command's standard input.
+            check: Raise RemoteCommandError on a non-zero exit code.
+
+        Raises:
+            NetworkFailure: the connection failed or dropped.
+            RemoteCommandError: timeout, or a non-zero exit with ``check``.
+        """
+        command = RemoteCommand(argv, env).render()
+        channel = self._start(command)
+        out, err = bytearray(), bytearray()
+        try:
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            code = self._pump(channel, out.extend, err.extend, timeout, command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
+        finally:
+            channel.close()
+        result = CommandResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        if check and code != 0:
+            raise RemoteCommandError(
+                f"remote command failed with exit code {code} on {self._ssh.endpoint.label}: "
+                f"{argv[0]}: {result.stderr.strip()[-500:]}"
+            )
+        return result
+
+    def stream(
+        self,
+        argv: list[str],
+        on_line: Callable[[str], None],
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> int:
+        """Run ``argv``, passing each line of its merged stdout/stderr to ``on_line``.
+
+        Returns:
+            The exit code.
+
+        Raises:
+            NetworkFailure: the connection failed or dropped.
+            RemoteCommandError: timeout.
+        """
+        command = RemoteCommand(argv, env).render()
+        channel = self._start(command, combine=True)
+        pending = bytearray()
+
+        def feed(data: bytes) -> None:
+            pending.extend(data)
+            while (cut := pending.find(b"\n")) >= 0:
+                on_line(pending[:cut].decode("utf-8", "replace"))
+                del pending[: cut + 1]
+
+        try:
+            channel.shutdown_write()
+            code = self._pump(channel, feed, feed, timeout, command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
+        finally:
+            channel.close()
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))
+        return code
+
+    def _start(self, command: str, combine: bool = False) -> paramiko.Channel:
+        channel = self._ssh.open_session(timeout=30)
+        channel.set_combine_stderr(combine)
+        logger.debug("%s$ %s", self._ssh.endpoint.label, command)
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise NetworkFailure(
+                f"{self._ssh.endpoint.label}: cannot start command: {exc}"
+            ) from exc
+        return channel
+
+    def _pump(
+        self,
+        channel: paramiko.Channel,
+        on_out: Callable[[bytes], None],
+        on_err: Callable[[bytes], None],
+        timeout: float | None,
+        command: str,
+    ) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            progressed = False
+            while channel.recv_ready():
+                on_out(channel.recv(_READ))
+                progressed = True
+            while channel.recv_stderr_ready():
+                on_err(channel.recv_stderr(_READ))
+                progressed = True
+            if channel.exit_status_ready() and not channel.recv_ready():
+                if not channel.recv_stderr_ready():
+                    return channel.recv_exit_status()
+            if channel.closed and not progressed and not channel.exit_status_ready():
+                raise NetworkFailure(f"{self._ssh.endpoint.label}: the connection dropped")
+            if deadline is not None and time.monotonic() > deadline:
+                raise RemoteCommandError(
+                    f"remote command timed out after {timeout}s on {self._ssh.endpoint.label}: "
+                    f"{command[:200]}"
+                )
+            if not progressed:
+                select.select([channel], [], [], 0.2)

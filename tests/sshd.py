@@ -1,0 +1,95 @@
+"""A real OpenSSH server on loopback, with keys made for the test session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@dataclass
+class Sshd:
+    """A running sshd and what a client needs to reach it."""
+
+    root: Path
+    port: int
+    host: str
+    user: str
+    client_key: Path
+    known_hosts: Path
+    host_key: Path
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_sshd(root: Path, host: str = "127.0.0.1", netns: str | None = None) -> Sshd:
+    """Start sshd in the foreground on a free port; fail loudly if it is missing."""
+    if not SSHD.is_file():
+        raise RuntimeError(
+            "openssh-server is not installed: run scripts/install-system-deps (make test does it)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    host_key = keygen(root / "host_ed25519")
+    client_key = keygen(root / "client_ed25519")
+    shutil.copy(root / "client_ed25519.pub", root / "authorized_keys")
+    port = free_port() if netns is None else 22
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress {host}\nHostKey {host_key}\nPidFile none\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+        "ClientAliveInterval 5\nMaxSessions 64\nMaxStartups 64\n"
+    )
+    public = (root / "host_ed25519.pub").read_text().split()
+    name = host if port == 22 else f"[{host}]:{port}"
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(f"{name} {public[0]} {public[1]}\n")
+    argv = [str(SSHD), "-D", "-e", "-f", str(config)]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=(root / "sshd.log").open("w")
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError((root / "sshd.log").read_text()) from None
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("sshd did not start: " + (root / "sshd.log").read_text())
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
+    return Sshd(root, port, host, user.strip(), client_key, known_hosts, host_key, process)

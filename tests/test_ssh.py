@@ -1,0 +1,189 @@
+"""SSHManager, RemoteCommandExecutor and BashScriptBuilder against a real sshd."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sshd import Sshd, free_port, keygen, start_sshd
+
+from cosmos_workflow.connection.remote import RemoteCommandError, RemoteCommandExecutor
+from cosmos_workflow.connection.ssh import HostKeyFailure, SSHEndpoint, SSHManager, parse_jump
+from cosmos_workflow.errors import AuthFailure, NetworkFailure
+from cosmos_workflow.execution.scripts import BashScriptBuilder
+
+# Text that a shell would love to interpret. Every value must arrive intact.
+INJECTION_CORPUS = [
+    "it's a 'quoted' \"street\"",
+    "$(touch {canary})",
+    "`touch {canary}`",
+    "; touch {canary}",
+    "&& touch {canary}",
+    "| touch {canary}",
+    "line one\nline two; touch {canary}",
+    "  spaces  and\ttabs ",
+    "*.mp4 ? [a-z]",
+    "$HOME ${PATH} $((1+1))",
+    "non-ASCII: rue de l'\u00e9t\u00e9, \u6771\u4eac, \U0001f3ac",
+    "-n",
+    "",
+    "back\\slash \\n",
+]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Sshd:
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def endpoint(server: Sshd, **changes) -> SSHEndpoint:
+    fields = {
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "key_file": server.client_key,
+        "known_hosts": server.known_hosts,
+        "connect_timeout": 5.0,
+    }
+    fields.update(changes)
+    return SSHEndpoint(**fields)
+
+
+def test_runs_commands_and_returns_exit_code_and_output(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        done = remote.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+        assert (done.exit_code, done.stdout, done.stderr) == (3, "out\n", "err\n")
+        assert remote.run(["cat"], stdin=b"piped bytes").stdout == "piped bytes"
+        assert remote.run(["printenv", "COSMOS_X"], env={"COSMOS_X": "a b"}).stdout == "a b\n"
+        with pytest.raises(RemoteCommandError, match="exit code 1"):
+            remote.run(["false"], check=True)
+
+
+def test_streams_lines_as_they_come(sshd: Sshd) -> None:
+    lines: list[str] = []
+    with SSHManager(endpoint(sshd)) as ssh:
+        code = RemoteCommandExecutor(ssh).stream(
+            ["sh", "-c", "for i in 1 2 3; do echo line $i; done; echo oops >&2; exit 4"],
+            lines.append,
+        )
+    assert code == 4
+    assert lines == ["line 1", "line 2", "line 3", "oops"]
+
+
+def test_timeout_is_a_classified_error(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh, pytest.raises(RemoteCommandError, match="timed out"):
+        RemoteCommandExecutor(ssh).run(["sleep", "5"], timeout=0.5)
+
+
+def test_every_argument_arrives_intact_and_nothing_executes(sshd: Sshd, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    values = [v.replace("{canary}", str(canary)) for v in INJECTION_CORPUS]
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        done = remote.run(["printf", "%s\\0", *values], check=True)
+        assert done.stdout.split("\0")[:-1] == values
+        script = BashScriptBuilder().export("VALUE", values[1])
+        for value in values:
+            script.run("printf", "%s\\0", value)
+        script.run("printenv", "VALUE")
+        scripted = remote.run(script.argv(), check=True).stdout
+        assert scripted.split("\0")[:-1] == values
+        assert scripted.endswith(values[1] + "\n")
+    assert not canary.exists(), "a value was executed by a shell"
+
+
+def test_one_connection_serves_many_threads(sshd: Sshd) -> None:
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+
+        def work(index: int) -> None:
+            try:
+                results[index] = remote.run(["echo", str(index)]).stdout.strip()
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        transport = ssh.transport()
+    assert not errors
+    assert results == {i: str(i) for i in range(16)}
+    assert not transport.is_active(), "the connection was not closed on exit"
+
+
+def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        first = ssh.transport()
+        first.close()
+        assert remote.run(["echo", "back"]).stdout == "back\n"
+        assert ssh.transport() is not first
+
+
+def test_unknown_host_is_refused_with_instructions(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyFailure) as caught:
+        SSHManager(endpoint(sshd, known_hosts=empty)).connect()
+    message = str(caught.value)
+    assert f"[{sshd.host}]:{sshd.port}" in message and str(empty) in message
+    assert "ssh-keyscan" in message
+    assert caught.value.exit_code == 3
+    assert empty.read_text() == "", "the host key was added"
+
+
+def test_a_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    other = keygen(tmp_path / "other")
+    public = (tmp_path / "other.pub").read_text().split()
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"[{sshd.host}]:{sshd.port} {public[0]} {public[1]}\n")
+    assert other.exists()
+    with pytest.raises(HostKeyFailure) as caught:
+        SSHManager(endpoint(sshd, known_hosts=forged)).connect()
+    assert "does NOT match" in str(caught.value) and str(forged) in str(caught.value)
+    assert caught.value.exit_code == 3
+
+
+def test_a_wrong_user_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    with pytest.raises(AuthFailure) as caught:
+        SSHManager(endpoint(sshd, key_file=stranger)).connect()
+    assert not isinstance(caught.value, HostKeyFailure)
+    assert "authentication" in str(caught.value) and str(stranger) in str(caught.value)
+    assert caught.value.exit_code == 3
+
+
+def test_a_closed_port_is_a_network_failure(sshd: Sshd) -> None:
+    closed = free_port()
+    lines = sshd.known_hosts.read_text().replace(f":{sshd.port}]", f":{closed}]")
+    known = sshd.root / "known_closed"
+    known.write_text(lines.replace(f"]:{sshd.port}", f"]:{closed}"))
+    with pytest.raises(NetworkFailure) as caught:
+        SSHManager(endpoint(sshd, port=closed, known_hosts=known)).connect()
+    assert not isinstance(caught.value, AuthFailure)
+    assert caught.value.exit_code == 3
+
+
+def test_a_jump_host_tunnels_the_connection(sshd: Sshd) -> None:
+    target = endpoint(sshd)
+    jump = parse_jump(f"{sshd.user}@{sshd.host}:{sshd.port}", target)
+    with SSHManager(target, jump=jump) as ssh:
+        done = RemoteCommandExecutor(ssh).run(["sh", "-c", "echo $SSH_CONNECTION"])
+    # Through the tunnel the server sees the jump host's own connection.
+    assert done.exit_code == 0 and sshd.host in done.stdout
+
+
+def test_bad_jump_specs_are_rejected(sshd: Sshd) -> None:
+    from cosmos_workflow.errors import ValidationFailure
+
+    for spec in ("", "user@", "host:port"):
+        with pytest.raises(ValidationFailure):
+            parse_jump(spec, endpoint(sshd))
