@@ -55,6 +55,7 @@ def start_sshd(root: Path, host: str = "127.0.0.1", netns: str | None = None) ->
         raise RuntimeError(
             "openssh-server is not installed: run scripts/install-system-deps (make test does it)"
         )
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     host_key = keygen(root / "host_ed25519")

@@ -129,6 +129,12 @@ def test_tampered_outputs_are_not_trusted(project: Project) -> None:
     assert check.returncode == 0
 
 
+def _default_sigint() -> None:
+    # A background job of a non-interactive shell inherits SIGINT ignored;
+    # a terminal user's cosmos-batch never does.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -> None:
     env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}
     process = subprocess.Popen(
@@ -139,6 +145,7 @@ def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - only resets a signal
     )
     deadline = time.monotonic() + 60
     while len(project.ledger_lines()) < 2 and time.monotonic() < deadline:

@@ -856,6 +856,7 @@ def run(argv: list[str]) -> int:
                 "prompt": job.params["prompt"],
                 "pid": os.getpid(),
                 "index": job.index,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             }
             append_ledger(ledger, record)
     out(f"done: {len(jobs)} video(s)")
