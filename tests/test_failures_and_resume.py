@@ -145,7 +145,7 @@ def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_default_sigint,  # noqa: PLW1509 - only resets a signal
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 60
     while len(project.ledger_lines()) < 2 and time.monotonic() < deadline:
