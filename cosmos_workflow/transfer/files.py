@@ -34,8 +34,12 @@ logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 WINDOW = 64 * CHUNK
 # Far-side programs: fixed text, every path is a positional argument ("$1").
-_RECEIVE = 'tee -- "$1" | sha256sum'
-_SEND = 'set -o pipefail; tee >(sha256sum >&2) < "$1"; wait $!'
+_RECEIVE = 'set -o pipefail; tee -- "$1" | sha256sum'
+_SEND = (
+    "set -eo pipefail; "
+    '[ -f "$1" ] && [ -r "$1" ] || { echo "no readable file: $1" >&2; exit 66; }; '
+    'tee >(sha256sum >&2) < "$1"; wait $!'
+)
 T = TypeVar("T")
 
 
@@ -167,11 +171,16 @@ class FileTransferService:
                     far.extend(channel.recv_stderr(CHUNK))
                 code = channel.recv_exit_status()
             near = digest.hexdigest()
+            if code != 0:
+                raise ExecutionFailure(
+                    f"cannot read {remote_path} on {self._ssh.endpoint.label} (exit code {code}): "
+                    f"{bytes(far).decode('utf-8', 'replace').strip()[-300:]}"
+                )
             far_digest = bytes(far).split()[0].decode() if bytes(far).split() else ""
-            if code != 0 or far_digest != near:
+            if far_digest != near:
                 raise ChecksumMismatch(
                     f"download of {remote_path}: sha256 {far_digest or 'missing'} on the host, "
-                    f"{near} here (exit code {code})"
+                    f"{near} here"
                 )
             partial.replace(local)
             return near
