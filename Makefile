@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cosmos-batch +experiment=demo
 
-# The SSH tests run against a real sshd: install it when it is missing.
+# The SSH and Docker tests run against a real sshd and dockerd: install
+# them when they are missing.
 system-deps:
 	scripts/install-system-deps
 

@@ -1,0 +1,86 @@
+"""A private Docker daemon for the test session, with a tiny local image."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+BUSYBOX = Path("/bin/busybox")
+IMAGE = "cosmos-workflow-test/busybox:1"
+
+
+@dataclass
+class Dockerd:
+    """A running daemon and the environment its clients need."""
+
+    root: Path
+    exec_root: Path
+    env: dict[str, str]
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+
+
+def _docker(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, **kwargs)
+
+
+def start_dockerd(root: Path) -> Dockerd:
+    """Start dockerd on a private socket (no bridge, no iptables); import a busybox image."""
+    if not Path(DOCKERD).exists() or not BUSYBOX.exists():
+        raise RuntimeError(
+            "docker.io and busybox-static are needed: run scripts/install-system-deps "
+            "(make test does it)"
+        )
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    exec_root = Path(tempfile.mkdtemp(prefix="cwdx-"))  # short: unix socket paths are limited
+    socket = root / "docker.sock"
+    process = subprocess.Popen(
+        [
+            DOCKERD,
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(exec_root),
+            "--host",
+            f"unix://{socket}",
+            "--pidfile",
+            str(root / "docker.pid"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "dockerd.log").open("w"),
+    )
+    env = {"DOCKER_HOST": f"unix://{socket}", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    deadline = time.monotonic() + 30
+    while _docker(env, "version").returncode != 0:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("dockerd did not start: " + (root / "dockerd.log").read_text())
+        time.sleep(0.1)
+    rootfs = root / "rootfs"
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
+    for tool in ("sh", "echo", "sleep", "cat", "printf", "ls", "env", "true", "false"):
+        (rootfs / "bin" / tool).symlink_to("busybox")
+    tarball = root / "busybox.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+    imported = _docker(env, "import", str(tarball), IMAGE)
+    if imported.returncode != 0:
+        raise RuntimeError(imported.stderr)
+    return Dockerd(root, exec_root, env, process)
