@@ -62,7 +62,7 @@ def start_dockerd(root: Path) -> Dockerd:
             "--bridge=none",
             "--iptables=false",
             "--ip-masq=false",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=(root / "dockerd.log").open("w"),
     )
