@@ -84,3 +84,41 @@ def start_dockerd(root: Path) -> Dockerd:
     if imported.returncode != 0:
         raise RuntimeError(imported.stderr)
     return Dockerd(root, exec_root, env, process)
+
+
+PYTHON_IMAGE = "cosmos-workflow-test/python:1"
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+_LIBS = [
+    "/lib/x86_64-linux-gnu/libm.so.6",
+    "/lib/x86_64-linux-gnu/libz.so.1",
+    "/lib/x86_64-linux-gnu/libexpat.so.1",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/ld-linux-x86-64.so.2",
+]
+
+
+def import_python_image(daemon: Dockerd) -> str:
+    """An image with busybox and Debian's Python (stdlib only): the simulated model runs in it."""
+    rootfs = daemon.root / "pyroot"
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
+    for tool in ("sh", "echo", "sleep", "cat", "ls", "env"):
+        (rootfs / "bin" / tool).symlink_to("busybox")
+    (rootfs / "usr" / "bin").mkdir(parents=True)
+    shutil.copy(DEBIAN_PYTHON, rootfs / "usr" / "bin" / "python3")
+    for lib in _LIBS:
+        target = rootfs / lib.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(lib).resolve(), target)
+    shutil.copytree(
+        "/usr/lib/python3.11",
+        rootfs / "usr" / "lib" / "python3.11",
+        ignore=shutil.ignore_patterns("test", "site-packages", "dist-packages", "idlelib"),
+        symlinks=True,
+    )
+    tarball = daemon.root / "python.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+    imported = _docker(daemon.env, "import", str(tarball), PYTHON_IMAGE)
+    if imported.returncode != 0:
+        raise RuntimeError(imported.stderr)
+    return PYTHON_IMAGE

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cosmos_workflow.config.settings import Settings
+from cosmos_workflow.config.settings import Settings, SSHTargetSettings
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.engine import (
@@ -24,6 +24,7 @@ from cosmos_workflow.errors import NotFoundFailure, Problem, ValidationFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
+from cosmos_workflow.execution.remote_executor import make_remote_executor
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
@@ -110,6 +111,19 @@ class CosmosAPI:
         self._commands = commands or LocalCommandExecutor()
         self.store = OutputStore(settings.outputs_dir)
         self._repo: DataRepository | None = None
+        self._target_executor: Executor | None = None
+
+    def __enter__(self) -> CosmosAPI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close connections to targets."""
+        if self._target_executor is not None:
+            self._target_executor.close()
+            self._target_executor = None
 
     # -- plumbing ------------------------------------------------------------
     @property
@@ -137,9 +151,17 @@ class CosmosAPI:
         return {"simulated": SimulatedAdapter(simulator)}
 
     def _executor(self) -> Executor:
-        target = self.settings.target
-        cache = LocalInputCache(self.store.input_cache_dir)
-        return LocalExecutor(target.name, self._commands, cache, self._clock)
+        """The target's executor, made once per API (one connection per host)."""
+        if self._target_executor is None:
+            target = self.settings.target
+            if isinstance(target, SSHTargetSettings):
+                self._target_executor = make_remote_executor(target, self._clock)
+            else:
+                cache = LocalInputCache(self.store.input_cache_dir)
+                self._target_executor = LocalExecutor(
+                    target.name, self._commands, cache, self._clock
+                )
+        return self._target_executor
 
     def _runner(self, progress: ProgressSink) -> Runner:
         return Runner(
@@ -219,6 +241,7 @@ class CosmosAPI:
             StateError: another runner is working on this output tree.
         """
         progress = progress or NullProgress()
+        self._executor().preflight()
         with self.store.runner_lock():
             repo = self.repository
             repo.add_prompts(run.prompt for run in plan.runs)
@@ -328,6 +351,7 @@ class CosmosAPI:
         if problems:
             detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
             raise ValidationFailure(f"prompt {prompt.id} cannot run so: {detail}")
+        self._executor().preflight()
         with self.store.runner_lock():
             self.repository.add_runs([spec])
             if self._cached([spec.id]):

@@ -125,12 +125,12 @@ def _execute(cfg: DictConfig, project: ProjectPaths) -> int:
             f"(available: {_available_experiments(project)})"
         )
     overrides = list(HydraConfig.get().overrides.task)
-    api = CosmosAPI(settings)
-    plan = api.plan_sweep(manifest, overrides, _sources(project))
-    if settings.dry_run:
-        print_plan(plan)
-        return 0
-    summary = api.run_sweep(plan, make_progress(stderr_console()))
+    with CosmosAPI(settings) as api:
+        plan = api.plan_sweep(manifest, overrides, _sources(project))
+        if settings.dry_run:
+            print_plan(plan)
+            return 0
+        summary = api.run_sweep(plan, make_progress(stderr_console()))
     print_summary(plan, summary)
     return 1 if summary.tally.failed else 0
 

@@ -45,6 +45,7 @@ class _Context:
             # (a migration, a run finishing) would clutter them.
             configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
             self._api = CosmosAPI(settings)
+            click.get_current_context().call_on_close(self._api.close)
         return self._api
 
 

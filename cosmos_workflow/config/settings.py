@@ -41,6 +41,33 @@ class TargetSettings(_Strict):
     gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
+class SSHTargetSettings(_Strict):
+    """A GPU host reached over SSH, running the model in Docker or Podman."""
+
+    name: str = Field(default="ssh", min_length=1)
+    kind: Literal["ssh"] = "ssh"
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(min_length=1)
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    use_agent: bool = False
+    jump_host: str | None = None
+    work_dir: str = Field(min_length=2, pattern=r"^/")
+    gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    runtime: Literal["docker", "podman"] = "docker"
+    runtime_env: dict[str, str] = Field(default_factory=dict)
+    image: str = Field(min_length=1)
+    python: str = "python3"
+    gpu_flags: bool = True
+    mounts: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    shm_size: str | None = None
+    ipc: str | None = None
+    network: str | None = None
+    connect_timeout: float = Field(default=15.0, gt=0)
+
+
 class Settings(_Strict):
     """Every setting, after all layers were merged and validated."""
 
@@ -48,7 +75,9 @@ class Settings(_Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
-    target: TargetSettings = Field(default_factory=TargetSettings)
+    target: TargetSettings | SSHTargetSettings = Field(
+        default_factory=TargetSettings, discriminator="kind"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
 

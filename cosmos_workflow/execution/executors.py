@@ -43,6 +43,14 @@ class Executor(ABC):
 
     target_name: str
 
+    def preflight(self) -> None:
+        """Check the target is reachable before any work (nothing to check by default)."""
+        return None
+
+    def close(self) -> None:
+        """Release connections (none by default)."""
+        return None
+
     @abstractmethod
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """Where the job's files are, as the program will see them."""

@@ -12,6 +12,8 @@ from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, Model
 from cosmos_workflow.manifest.specs import RunSpec
 
 SIMULATED_PROGRAM = Path(__file__).resolve().parent.parent / "simulated_model.py"
+# The program travels with each job, so it runs the same way on every host.
+PROGRAM_FILE = "simulated_model.py"
 
 
 class SimulatedAdapter(ModelAdapter):
@@ -19,17 +21,14 @@ class SimulatedAdapter(ModelAdapter):
 
     Args:
         settings: Simulator timing and fault injection.
-        program: The simulated model script as the executing host sees it.
         max_batch_size: Most runs one invocation may take.
     """
 
     name = "simulated"
 
-    def __init__(
-        self, settings: SimulatorSettings, program: str | None = None, max_batch_size: int = 8
-    ) -> None:
+    def __init__(self, settings: SimulatorSettings, max_batch_size: int = 8) -> None:
         self._settings = settings
-        self._program = program or str(SIMULATED_PROGRAM)
+        self._program = SIMULATED_PROGRAM.read_bytes()
         self.max_batch_size = max_batch_size
 
     def validate(self, run: RunSpec) -> list[Problem]:
@@ -43,7 +42,9 @@ class SimulatedAdapter(ModelAdapter):
     def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
         """Render Transfer1 spec files and the simulated model's command."""
         files, flags, outputs, effective = transfer1_spec.render_transfer1(runs, layout)
-        argv = [layout.python, self._program, *flags, "--num_gpus", str(runs[0].model["num_gpus"])]
+        files[PROGRAM_FILE] = self._program
+        program = layout.path(PROGRAM_FILE)
+        argv = [layout.python, program, *flags, "--num_gpus", str(runs[0].model["num_gpus"])]
         argv += ["--model_load_s", str(self._settings.model_load_s)]
         argv += ["--per_video_s", str(self._settings.per_video_s)]
         if self._settings.ledger:

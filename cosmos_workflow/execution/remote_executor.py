@@ -1,0 +1,222 @@
+"""The ssh target: runs invocations in containers on a GPU host over SSH.
+
+Per job: the spec files go to ``<work_dir>/jobs/<job_id>/``, inputs come from
+the host's content-addressed cache (``<work_dir>/cache/``, uploaded once per
+host and verified), the model runs in a detached, labelled container whose
+log is followed live, and the outputs and log come back verified, whatever
+the exit code. A dropped connection is reopened and the runner re-attaches to
+the same container; it never starts a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cosmos_workflow.config.settings import SSHTargetSettings
+from cosmos_workflow.connection.remote import RemoteCommandExecutor
+from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager, parse_jump
+from cosmos_workflow.errors import CosmosError, NetworkFailure
+from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
+from cosmos_workflow.execution.docker import ContainerSpec, DockerCommandBuilder, DockerExecutor
+from cosmos_workflow.execution.executors import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.manifest.specs import InputFile
+from cosmos_workflow.transfer.files import FileTransferService
+from cosmos_workflow.utils.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+REATTACH_TRIES = 5
+
+
+def endpoints(target: SSHTargetSettings) -> tuple[SSHEndpoint, SSHEndpoint | None]:
+    """The SSH endpoint of a target, and of its jump host if any."""
+    endpoint = SSHEndpoint(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        key_file=Path(target.key_file).expanduser() if target.key_file else None,
+        known_hosts=Path(target.known_hosts).expanduser(),
+        use_agent=target.use_agent,
+        connect_timeout=target.connect_timeout,
+    )
+    jump = parse_jump(target.jump_host, endpoint) if target.jump_host else None
+    return endpoint, jump
+
+
+class RemoteExecutor(Executor):
+    """Executor for an SSH + Docker (or Podman) host.
+
+    Args:
+        target: The target's settings.
+        ssh: The shared connection to the host.
+        clock: Time source.
+        reattach_wait_s: Seconds between re-attach attempts after a drop.
+    """
+
+    def __init__(
+        self,
+        target: SSHTargetSettings,
+        ssh: SSHManager,
+        clock: Clock,
+        reattach_wait_s: float = 1.0,
+    ) -> None:
+        self.target_name = target.name
+        self._target = target
+        self._ssh = ssh
+        self._remote = RemoteCommandExecutor(ssh)
+        self._files = FileTransferService(ssh, self._remote)
+        self._docker = DockerExecutor(
+            self._remote, DockerCommandBuilder(target.runtime), env=target.runtime_env or None
+        )
+        self._clock = clock
+        self._reattach_wait_s = reattach_wait_s
+
+    @property
+    def cache_dir(self) -> str:
+        """The host's content-addressed input cache."""
+        return posixpath.join(self._target.work_dir, "cache")
+
+    def preflight(self) -> None:
+        """Connect now, so auth and host-key problems stop everything early."""
+        self._ssh.connect()
+
+    def layout(self, job_id: str, staging: Path) -> JobLayout:
+        """The job folder on the host, mounted at the same path in the container."""
+        root = posixpath.join(self._target.work_dir, "jobs", job_id)
+        return JobLayout(root=root, python=self._target.python)
+
+    def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
+        """Upload inputs the host's cache lacks, each verified by sha256."""
+        failures: dict[str, CosmosError] = {}
+        for item in items:
+            try:
+                self._files.ensure_cached(item, self.cache_dir)
+            except CosmosError as exc:
+                failures[item.sha256] = exc
+        return failures
+
+    def execute(
+        self,
+        invocation: Invocation,
+        staging: Path,
+        gpus: list[int],
+        on_line: Callable[[str], None],
+    ) -> ExecutionResult:
+        """Upload the job, run its container, bring back outputs and log."""
+        layout = self.layout(invocation.job_id, staging)
+        self._upload_job(invocation, staging, layout)
+        name = f"cosmos-{invocation.job_id}"
+        spec = ContainerSpec(
+            name=name,
+            image=self._target.image,
+            argv=invocation.argv,
+            labels={"job": invocation.job_id, "runs": ",".join(sorted(invocation.outputs))},
+            gpus=gpus if self._target.gpu_flags else None,
+            mounts={self._target.work_dir: self._target.work_dir, **self._target.mounts},
+            env=self._target.env,
+            workdir=layout.root,
+            shm_size=self._target.shm_size,
+            ipc=self._target.ipc,
+            network=self._target.network,
+        )
+        log_path = staging / LOG_NAME
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = self._clock.now()
+        self._docker.start(spec)
+        try:
+            exit_code = self._follow_and_wait(name, log_path, on_line)
+            finished = self._clock.now()
+            self._download_outputs(invocation, staging, layout)
+        except KeyboardInterrupt:
+            self._docker.kill(name)
+            raise
+        finally:
+            self._cleanup(name, layout)
+        return ExecutionResult(exit_code, started, finished, log_path)
+
+    def _upload_job(self, invocation: Invocation, staging: Path, layout: JobLayout) -> None:
+        for relative, content in invocation.files.items():
+            local = staging / relative
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(content)
+            self._files.upload(local, layout.path(relative))
+        links = []
+        for relative, item in invocation.inputs.items():
+            cached = self._files.ensure_cached(item, self.cache_dir)
+            links.append((cached, layout.path(relative)))
+        if links:
+            self._remote.run(["mkdir", "-p", "--", layout.path("inputs")], check=True)
+            for cached, link in links:
+                self._remote.run(["ln", "-sfn", "--", cached, link], check=True)
+
+    def _follow_and_wait(self, name: str, log_path: Path, on_line: Callable[[str], None]) -> int:
+        """Follow the log live; after a dropped connection, re-attach to the same container.
+
+        Lines already passed on are not repeated after a re-attach. The log
+        file is the container's whole log, fetched once it has exited.
+        """
+        delivered = 0
+        for attempt in range(1, REATTACH_TRIES + 1):
+            seen = 0
+
+            def forward(line: str) -> None:
+                nonlocal seen, delivered
+                seen += 1
+                if seen > delivered:
+                    delivered += 1
+                    on_line(line)
+
+            try:
+                self._docker.follow_logs(name, forward)
+                code = self._docker.wait(name)
+                log_path.write_text(self._full_log(name), encoding="utf-8")
+                return code
+            except NetworkFailure as exc:
+                logger.warning(
+                    "Lost %s while following %s (%s); re-attaching (%d/%d)",
+                    self._target.name,
+                    name,
+                    exc,
+                    attempt,
+                    REATTACH_TRIES,
+                )
+                time.sleep(self._reattach_wait_s)
+        raise NetworkFailure(
+            f"lost {self._target.name} and could not re-attach to container {name}; it may "
+            "still be running there"
+        )
+
+    def _full_log(self, name: str) -> str:
+        builder = DockerCommandBuilder(self._target.runtime)
+        done = self._remote.run(
+            builder.logs(name, follow=False), env=self._target.runtime_env or None
+        )
+        return done.stdout + done.stderr
+
+    def _download_outputs(self, invocation: Invocation, staging: Path, layout: JobLayout) -> None:
+        for outputs in invocation.outputs.values():
+            for relative in (outputs.video, *outputs.extras.values()):
+                far = layout.path(relative)
+                if self._remote.run(["test", "-f", far]).exit_code == 0:
+                    self._files.download(far, staging / relative)
+
+    def _cleanup(self, name: str, layout: JobLayout) -> None:
+        try:
+            self._docker.remove(name)
+            self._remote.run(["rm", "-rf", "--", layout.root])
+        except CosmosError as exc:
+            logger.warning("Could not clean up %s on %s: %s", name, self._target.name, exc)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._ssh.close()
+
+
+def make_remote_executor(target: SSHTargetSettings, clock: Clock) -> RemoteExecutor:
+    """Build the executor (and its connection, opened on first use) for an ssh target."""
+    endpoint, jump = endpoints(target)
+    return RemoteExecutor(target, SSHManager(endpoint, jump), clock)
