@@ -142,14 +142,7 @@ class Runner:
             error = errors[0]
             record = self._record(run, RunStatus.FAILED, "", 0, [], None, (error.kind, str(error)))
             folder = self._store.record_unstarted(run, record)
-            self._repo.transition(
-                [run.id],
-                RunStatus.FAILED,
-                error_class=error.kind,
-                error_message=str(error),
-                output_dir=str(folder),
-            )
-            self._progress.run_finished(run.id, "failed", 0.0, str(error))
+            self._mark_failed(run.id, error.kind, str(error), folder)
             tally.failed.append(run.id)
         return kept
 
@@ -199,10 +192,7 @@ class Runner:
         except OSError as exc:
             message = f"could not record the run's outputs: {exc}"
             logger.error("Run %s: %s", run.id, message)
-            self._repo.transition(
-                [run.id], RunStatus.FAILED, error_class="execution", error_message=message
-            )
-            self._progress.run_finished(run.id, "failed", 0.0, message)
+            self._mark_failed(run.id, "execution", message, None)
             return "failed"
 
     def _finish(
@@ -234,15 +224,7 @@ class Runner:
         error = ("execution", message)
         record = self._record(run, RunStatus.FAILED, invocation.job_id, size, gpus, result, error)
         folder = self._store.record_failure(run, invocation, result.log_path, record, seconds)
-        self._repo.transition(
-            [run.id],
-            RunStatus.FAILED,
-            exit_code=result.exit_code,
-            error_class="execution",
-            error_message=message,
-            output_dir=str(folder),
-        )
-        self._progress.run_finished(run.id, "failed", seconds, message)
+        self._mark_failed(run.id, "execution", message, folder, seconds, exit_code=result.exit_code)
         return "failed"
 
     def _fail_all(
@@ -260,14 +242,24 @@ class Runner:
                 run, RunStatus.FAILED, invocation.job_id, len(batch), gpus, None, error
             )
             folder = self._store.record_failure(run, invocation, log_path, record, 0.0)
-            self._repo.transition(
-                [run.id],
-                RunStatus.FAILED,
-                error_class=exc.kind,
-                error_message=str(exc),
-                output_dir=str(folder),
-            )
-            self._progress.run_finished(run.id, "failed", 0.0, str(exc))
+            self._mark_failed(run.id, exc.kind, str(exc), folder)
+
+    def _mark_failed(
+        self,
+        run_id: str,
+        kind: str,
+        message: str,
+        folder: Path | None,
+        seconds: float = 0.0,
+        **fields: object,
+    ) -> None:
+        """Record a failure in the database and report it."""
+        if folder is not None:
+            fields["output_dir"] = str(folder)
+        self._repo.transition(
+            [run_id], RunStatus.FAILED, error_class=kind, error_message=message, **fields
+        )
+        self._progress.run_finished(run_id, "failed", seconds, message)
 
     def _record_cancelled(
         self, batch: list[RunSpec], invocation: Invocation, staging: Path, gpus: list[int]
