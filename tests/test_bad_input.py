@@ -185,6 +185,53 @@ CASES = {
         [],
         ["manifests/prompts/bad_prompts.yaml", "prompts.scene.negative", "nope"],
     ),
+    "a template that fails at render time": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "{{ style }}", "{{ style }} {{ 1 / 0 }}"
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        ["prompts.scene.text", "ZeroDivisionError"],
+    ),
+    "a template that would render randomly": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "{{ style }}", "{{ ['a', 'b'] | random }}"
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        ["prompts.scene.text", "random"],
+    ),
+    "a swept value the model refuses": (
+        {
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "    video: inputs/demo/street/color.mp4\n", ""
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {grid: {model.sigma_max: [90, 70]}}\n"
+            ),
+        },
+        [],
+        ["manifests/experiment/bad.yaml: sweep.grid.model.sigma_max", "at least 80"],
+    ),
+    "too many GPUs in the second sweep point": (
+        {
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+                "sweep: {grid: {model.num_gpus: [1, 2]}}\n"
+            )
+        },
+        [],
+        ["sweep.grid.model.num_gpus", "2 GPUs asked"],
+    ),
 }
 
 
@@ -242,7 +289,8 @@ def test_unknown_experiment_names_the_available_ones(project: Project) -> None:
     ("url", "fragment"),
     [
         ("not a url", "not a valid SQLAlchemy URL"),
-        ("postgresql+nosuchdriver://u:secret@127.0.0.1/db", "driver"),
+        ("postgresql+nosuchdriver://u@127.0.0.1/db", "driver"),
+        ("postgresql://u@127.0.0.1:notaport/db", "not a valid SQLAlchemy URL"),
     ],
 )
 def test_a_bad_database_url_is_a_clear_error(project: Project, url: str, fragment: str) -> None:
@@ -253,6 +301,23 @@ def test_a_bad_database_url_is_a_clear_error(project: Project, url: str, fragmen
     listed = project.cosmos("list", "runs", env={"COSMOS_DATABASE__URL": url})
     assert listed.returncode == 2 and fragment in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://user:hunter2@127.0.0.1/db", "sqlite:////tmp/x.db?password=hunter2"],
+)
+def test_a_password_on_the_command_line_is_refused_before_anything_is_saved(
+    project: Project, url: str
+) -> None:
+    done = project.batch("-m", "+experiment=demo", f"database.url={url}")
+    assert done.returncode == 2, done.stderr
+    assert "COSMOS_DATABASE__URL" in done.stderr and "hunter2" not in done.stderr
+    assert not project.outputs.exists()
+    saved = [
+        p for p in project.root.rglob("*") if p.is_file() and "hunter2" in p.read_text("latin-1")
+    ]
+    assert saved == []
 
 
 def test_no_experiment_says_how_to_pick_one(project: Project) -> None:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import Project
 
@@ -184,7 +185,8 @@ def test_a_deleted_run_folder_is_produced_again(project: Project) -> None:
     assert Path(shown["output_path"]).is_file()
 
 
-def test_an_input_edited_after_planning_is_never_used(project: Project) -> None:
+@pytest.mark.parametrize("change", ["edit", "directory"])
+def test_an_input_edited_after_planning_is_never_used(project: Project, change: str) -> None:
     """The runner checks every input's sha256 as it copies it for the model."""
     from cosmos_workflow.api.cosmos_api import CosmosAPI
     from cosmos_workflow.config.manager import ConfigManager
@@ -201,7 +203,11 @@ def test_an_input_edited_after_planning_is_never_used(project: Project) -> None:
     plan = api.plan_sweep(manifest, [], ConfigSources([], "test"))
 
     video = root / "inputs/demo/forest/color.mp4"
-    video.write_bytes(video.read_bytes() + b"edited after planning")
+    if change == "edit":
+        video.write_bytes(video.read_bytes() + b"edited after planning")
+    else:
+        video.unlink()
+        video.mkdir()
     summary = api.run_sweep(plan)
 
     forest = {r.id for r in plan.runs if r.prompt.name == "forest"}
@@ -210,6 +216,8 @@ def test_an_input_edited_after_planning_is_never_used(project: Project) -> None:
     for run_id in forest:
         shown = api.show(run_id)
         assert shown["status"] == "failed" and shown["error_class"] == "validation"
-        assert "changed since the runs were planned" in shown["error_message"]
+        assert "changed since the runs were planned" in shown["error_message"] or (
+            change == "directory" and "cannot read input" in shown["error_message"]
+        )
         assert not (api.store.run_dir(run_id) / "output.mp4").exists()
     assert all("forest" not in line["prompt"] for line in project.ledger_lines())

@@ -14,7 +14,7 @@ import pytest
 from conftest import Project, make_project
 from dockerd import Dockerd, import_python_image, start_dockerd
 from sshd import Sshd, keygen, start_sshd
-from test_demo_sweep import RUN_FILES
+from test_demo_sweep import RUN_FILES, plan_ids
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,18 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
     assert list((work_dir / "jobs").iterdir()) == [], "job folders were left on the host"
+
+
+def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None:
+    project, work_dir = remote_project
+    remote = project.batch("+experiment=demo", "dry_run=true", *overrides(host, work_dir))
+    other = project.batch(
+        "+experiment=demo", "dry_run=true", *overrides(host, work_dir, **{"target.image": "x:2"})
+    )
+    local = project.batch("+experiment=demo", "dry_run=true")
+    ids = [set(plan_ids(done.stdout)) for done in (remote, other, local)]
+    assert all(len(found) == 12 for found in ids)
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
 
 
 def test_a_failing_container_keeps_its_log_and_the_rest_go_on(host, remote_project) -> None:

@@ -128,6 +128,18 @@ def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:
         assert ssh.transport() is not first
 
 
+def test_a_connection_dropped_mid_command_is_a_network_failure(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        remote.run(["true"])
+        timer = threading.Timer(0.5, lambda: ssh.transport().close())
+        timer.start()
+        with pytest.raises(NetworkFailure, match="dropped"):
+            remote.run(["sleep", "5"], timeout=20)
+        timer.join()
+        assert remote.run(["echo", "again"]).stdout == "again\n"
+
+
 def test_unknown_host_is_refused_with_instructions(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")

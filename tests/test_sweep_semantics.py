@@ -54,6 +54,13 @@ def test_runs_deleted_with_kept_outputs_are_adopted_back(project: Project) -> No
     assert "0 executed (0 succeeded, 0 failed), 12 cached" in done.stdout
     assert len(project.ledger_lines()) == 12
     assert project.cosmos_json("list", "sweeps")[0]["counts"]["succeeded"] == 12
+    for run in project.cosmos_json("list", "runs"):
+        if run["prompt_id"] != street["id"]:
+            continue
+        result = json.loads((Path(run["output_dir"]) / "result.json").read_text())
+        assert run["attempts"] == 1 and run["target"] == "local" and run["exit_code"] == 0
+        assert run["started_at"] == result["started_at"]
+        assert run["finished_at"] == result["finished_at"]
 
 
 def test_the_sweep_record_is_the_first_invocation(project: Project) -> None:
@@ -141,6 +148,29 @@ def test_a_second_runner_on_the_same_outputs_is_refused(project: Project) -> Non
         first.wait(timeout=120)
     assert first.returncode == 0
     assert len(project.ledger_lines()) == 12
+
+
+def test_deleting_while_a_runner_executes_is_refused(project: Project) -> None:
+    assert project.batch("+experiment=demo", "model.seed=5").returncode == 0
+    victim = project.cosmos_json("list", "runs")[0]["id"]
+    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(project.ledger_lines()) <= 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = project.cosmos("delete", "run", victim, "--yes")
+        assert refused.returncode == 1 and "another runner" in refused.stderr
+    finally:
+        runner.wait(timeout=120)
+    assert runner.returncode == 0
+    assert project.cosmos_json("show", victim)["status"] == "succeeded"
 
 
 def test_a_closed_pipe_ends_the_listing_quietly(demo_done: Project) -> None:

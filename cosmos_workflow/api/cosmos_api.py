@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,14 @@ class CosmosAPI:
                 known = ", ".join(sorted(adapters))
                 return [Problem("model.adapter", f"unknown adapter {run.adapter!r} ({known})")]
             problems = adapter.validate(run)
+            image = getattr(target, "image", None)
+            if image is not None and run.model.get("image") != image:
+                problems.append(
+                    Problem(
+                        "model.image",
+                        f"is {run.model.get('image')!r} but target {target.name!r} runs {image!r}",
+                    )
+                )
             if run.model["num_gpus"] > len(target.gpus):
                 problems.append(
                     Problem(
@@ -196,6 +204,14 @@ class CosmosAPI:
 
         return check
 
+    def _with_target_image(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """A container target's image is part of every run's identity."""
+        image = getattr(self.settings.target, "image", None)
+        model = manifest.get("model")
+        if image is None or not isinstance(model, dict) or model.get("image") is not None:
+            return manifest
+        return {**manifest, "model": {**model, "image": image}}
+
     # -- sweeps --------------------------------------------------------------
     def plan_sweep(
         self, manifest: dict[str, Any], overrides: list[str], sources: ConfigSources
@@ -206,6 +222,7 @@ class CosmosAPI:
         nothing. Raises ManifestError on any problem.
         """
         manifest, notes = fix_swept_keys(manifest, overrides)
+        manifest = self._with_target_image(manifest)
         expansion = expand(
             manifest, self.settings.project_dir, sources.blame, check_run=self._check_run()
         )
@@ -243,6 +260,8 @@ class CosmosAPI:
         progress = progress or NullProgress()
         self._executor().preflight()
         with self.store.runner_lock():
+            # Another runner may have finished runs since the plan was made.
+            plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
             repo = self.repository
             repo.add_prompts(run.prompt for run in plan.runs)
             repo.add_runs(plan.runs)
@@ -284,7 +303,7 @@ class CosmosAPI:
         for run_id in plan.cached:
             if statuses.get(run_id) is not RunStatus.SUCCEEDED:
                 logger.info("Run %s has verified outputs; recording it as succeeded", run_id)
-                self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)))
+                self._adopt(run_id)
 
     def _write_runs_jsonl(self, plan: SweepPlan) -> None:
         statuses = self.repository.statuses(run.id for run in plan.runs)
@@ -292,7 +311,7 @@ class CosmosAPI:
             {
                 "id": run.id,
                 "params": run.varying,
-                "status": statuses[run.id].value,
+                "status": statuses[run.id].value if run.id in statuses else "deleted",
                 "dir": str(self.store.run_dir(run.id)),
             }
             for run in plan.runs
@@ -339,6 +358,7 @@ class CosmosAPI:
                 f"{p.key_path}: {p.message}" for p in pydantic_problems(exc, "model")
             )
             raise ValidationFailure(f"invalid model parameters: {detail}") from exc
+        params = self._with_target_image({"model": params})["model"]
         inputs = PromptInputSet.from_dict(prompt.inputs)
         _check_inputs_unchanged(inputs)
         resolved = ResolvedPrompt(prompt.name, prompt.text, prompt.negative_prompt, inputs)
@@ -369,7 +389,11 @@ class CosmosAPI:
 
     def _adopt_single(self, run_id: str) -> None:
         if self.repository.statuses([run_id]).get(run_id) is not RunStatus.SUCCEEDED:
-            self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)))
+            self._adopt(run_id)
+
+    def _adopt(self, run_id: str) -> None:
+        result = self.store.read_result(run_id) or {}
+        self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)), result)
 
     # -- queries ----------------------------------------------------------------
     def resolve_id(self, given: str, prefix: str | None = None) -> str:
@@ -512,17 +536,21 @@ class CosmosAPI:
         return {"id": object_id, "runs": [object_id]}
 
     def delete(self, kind: str, given: str, delete_outputs: bool = False) -> dict[str, Any]:
-        """Delete a prompt (with its runs) or a run; outputs kept unless asked."""
+        """Delete a prompt (with its runs) or a run; outputs kept unless asked.
+
+        Refused while a runner is executing on the same output tree.
+        """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
-        if kind == "prompt":
-            run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
-        else:
-            run_ids = [self.repository.delete_run(object_id).id]
-        removed = []
-        if delete_outputs:
-            for run_id in run_ids:
-                if self.store.remove_run_dir(run_id):
-                    removed.append(run_id)
+        with self.store.runner_lock():
+            if kind == "prompt":
+                run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
+            else:
+                run_ids = [self.repository.delete_run(object_id).id]
+            removed = []
+            if delete_outputs:
+                for run_id in run_ids:
+                    if self.store.remove_run_dir(run_id):
+                        removed.append(run_id)
         return {"id": object_id, "deleted_runs": run_ids, "removed_outputs": removed}
 
 

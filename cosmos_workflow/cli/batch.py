@@ -7,8 +7,10 @@ cosmos-batch +experiment=demo model.seed=7 --cfg job
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths, find_project
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.errors import CosmosError, ValidationFailure
+from cosmos_workflow.manifest.overrides import carries_password
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,7 +140,7 @@ def _execute(cfg: DictConfig, project: ProjectPaths) -> int:
     return 1 if summary.tally.failed else 0
 
 
-def _make_task(project: ProjectPaths, outcome: _Outcome):
+def _make_task(project: ProjectPaths, outcome: _Outcome) -> Callable[[DictConfig], None]:
     def task(cfg: DictConfig) -> None:
         outcome.started = True
         try:
@@ -143,14 +148,29 @@ def _make_task(project: ProjectPaths, outcome: _Outcome):
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
             code = 130
+        except Exception:
+            # A bug: show it, but never let Hydra print the overrides (secrets).
+            logger.exception("internal error; please report it with the traceback above")
+            code = 1
         outcome.exit_code = max(outcome.exit_code, code)
 
     return task
 
 
+def _refuse_secrets(argv: list[str]) -> None:
+    """Credentials on the command line would be saved with the sweep: refuse them."""
+    for arg in argv:
+        if carries_password(arg):
+            raise ValidationFailure(
+                "a database URL with a password was given on the command line, where it would "
+                "be saved with the sweep; set COSMOS_DATABASE__URL or the user config file instead"
+            )
+
+
 def main() -> None:
     """Console entry point of cosmos-batch."""
     try:
+        _refuse_secrets(sys.argv[1:])
         project = find_project(Path.cwd(), os.environ)
     except CosmosError as exc:
         print_error(exc)

@@ -40,12 +40,16 @@ def print_error(error: CosmosError) -> None:
     sys.stderr.write(f"error ({error.kind}): {error}\n")
 
 
+# What a shell reports for a program stopped by SIGPIPE (128 + 13).
+BROKEN_PIPE_EXIT = 141
+
+
 def guarded(action: Callable[[], int]) -> int:
     """Run a CLI action; turn every expected failure into a message and exit code.
 
     Database and file-system errors become state errors (exit 1), classified
     errors keep their own exit code. A closed output pipe (``| head``) ends
-    the command quietly.
+    the command quietly, with exit code 141 as if SIGPIPE had stopped it.
     """
     try:
         return action()
@@ -59,7 +63,7 @@ def guarded(action: Callable[[], int]) -> int:
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return BROKEN_PIPE_EXIT
     except OSError as exc:
         print_error(StateError(f"file system error: {exc}"))
         return StateError.exit_code

@@ -163,9 +163,11 @@ class RemoteCommandExecutor:
                 progressed = True
             if channel.exit_status_ready() and not channel.recv_ready():
                 if not channel.recv_stderr_ready():
-                    return channel.recv_exit_status()
-            if channel.closed and not progressed and not channel.exit_status_ready():
-                raise NetworkFailure(f"{self._ssh.endpoint.label}: the connection dropped")
+                    code = channel.recv_exit_status()
+                    if code == -1 and not self._ssh.connected:
+                        # paramiko reports -1 when the channel closed without an exit status.
+                        raise NetworkFailure(f"{self._ssh.endpoint.label}: the connection dropped")
+                    return code
             if deadline is not None and time.monotonic() > deadline:
                 raise RemoteCommandError(
                     f"remote command timed out after {timeout}s on {self._ssh.endpoint.label}: "

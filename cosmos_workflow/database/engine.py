@@ -60,7 +60,7 @@ def parse_url(url: str) -> URL:
     """
     try:
         return make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ValidationFailure(f"database.url is not a valid SQLAlchemy URL: {exc}") from exc
 
 

@@ -50,6 +50,7 @@ class ContainerSpec:
         labels: Label name (without prefix) -> value.
         gpus: GPU indices to expose; None adds no GPU flags (a test host).
         mounts: Host path -> container path.
+        read_only: Host path -> container path, mounted read-only.
         env: Environment variables inside the container.
         workdir: Working directory inside the container.
         shm_size: e.g. "16g".
@@ -63,6 +64,7 @@ class ContainerSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     gpus: list[int] | None = None
     mounts: Mapping[str, str] = field(default_factory=dict)
+    read_only: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None
     shm_size: str | None = None
@@ -107,10 +109,12 @@ class DockerCommandBuilder:
             argv += ["--ipc", spec.ipc]
         if spec.network:
             argv += ["--network", spec.network]
-        for host, container in sorted(spec.mounts.items()):
+        mounts = [(h, c, "") for h, c in sorted(spec.mounts.items())]
+        mounts += [(h, c, ":ro") for h, c in sorted(spec.read_only.items())]
+        for host, container, mode in mounts:
             if ":" in host or ":" in container:
                 raise ValidationFailure(f"mount paths may not contain ':': {host} -> {container}")
-            argv += ["-v", f"{host}:{container}"]
+            argv += ["-v", f"{host}:{container}{mode}"]
         for key, value in sorted(spec.env.items()):
             argv += ["-e", f"{key}={value}"]
         if spec.workdir:

@@ -117,6 +117,8 @@ class RemoteExecutor(Executor):
             labels={"job": invocation.job_id, "runs": ",".join(sorted(invocation.outputs))},
             gpus=gpus if self._target.gpu_flags else None,
             mounts={self._target.work_dir: self._target.work_dir, **self._target.mounts},
+            # The model may not change the verified inputs that other runs share.
+            read_only={self.cache_dir: self.cache_dir},
             env=self._target.env,
             workdir=layout.root,
             shm_size=self._target.shm_size,

@@ -203,6 +203,14 @@ def _check_controls(name: str, inputs: PromptInputSet, model: dict, ex: _Expande
             )
 
 
+def _swept_key(key_path: str, manifest: Manifest) -> str:
+    """Point a problem at the sweep entry that set the value, if one did."""
+    for block, entries in (("grid", manifest.sweep.grid), ("zip", manifest.sweep.zip)):
+        if key_path in entries:
+            return f"sweep.{block}.{key_path}"
+    return key_path
+
+
 def _render(
     name: str, field: str, template: str | None, context: dict[str, Any], ex: _Expander
 ) -> str | None:
@@ -259,6 +267,8 @@ def expand(
                 model=model,
                 varying={"prompt": name, **point},
             )
+            for found in check_run(spec) if check_run else []:
+                ex.problem(_swept_key(found.key_path, manifest), found.message)
             if spec.id in owner:
                 duplicates += 1
                 note = (
@@ -269,8 +279,6 @@ def expand(
                     notes.append(note)
                 continue
             owner[spec.id] = name
-            for found in check_run(spec) if check_run else []:
-                ex.problem(found.key_path, found.message)
             runs.append(spec)
         if len(ex.problems) >= MAX_PROBLEMS:
             break

@@ -4,11 +4,14 @@ and how they are stored without secrets."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+_USERINFO_WITH_PASSWORD = re.compile(r"://[^/@:]*:[^/@]*@")
+_QUERY_PASSWORD = re.compile(r"[?&](password|passwd|pwd)=", re.IGNORECASE)
 # Overrides of these keys may carry credentials (e.g. a database password).
 _URL_KEYS = frozenset({"database.url"})
 
@@ -44,6 +47,20 @@ def fix_swept_keys(manifest: dict[str, Any], overrides: list[str]) -> tuple[dict
     return fixed, notes
 
 
+def carries_password(override: str) -> bool:
+    """True if an override of a URL setting has a password in it (netloc or query)."""
+    key = override_key(override)
+    if key is None or (key not in _URL_KEYS and key != "database"):
+        return False
+    value = override.partition("=")[2]
+    if _QUERY_PASSWORD.search(value):
+        return True
+    try:
+        return make_url(value.strip("'\"")).password is not None
+    except (ArgumentError, ValueError):
+        return _USERINFO_WITH_PASSWORD.search(value) is not None
+
+
 def redact(overrides: list[str]) -> list[str]:
     """Overrides as they may be stored: passwords in URLs hidden."""
     safe = []
@@ -53,7 +70,7 @@ def redact(overrides: list[str]) -> list[str]:
             prefix, _, value = override.partition("=")
             try:
                 value = make_url(value).render_as_string(hide_password=True)
-            except ArgumentError:
+            except (ArgumentError, ValueError):
                 value = "***"
             override = f"{prefix}={value}"
         safe.append(override)

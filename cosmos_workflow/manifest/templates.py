@@ -17,6 +17,11 @@ _ENV = ImmutableSandboxedEnvironment(
 )
 
 
+# A run id is the hash of the rendered text: nothing random may render.
+_ENV.filters.pop("random", None)
+_ENV.globals.pop("lipsum", None)
+
+
 class TemplateProblem(ValueError):
     """A prompt template could not be rendered."""
 
@@ -44,3 +49,7 @@ def render_prompt(text: str, context: dict[str, Any]) -> str:
         raise TemplateProblem(f"template syntax error: {exc.message}") from exc
     except SecurityError as exc:
         raise TemplateProblem(f"template not allowed: {exc}") from exc
+    except jinja2.TemplateError as exc:
+        raise TemplateProblem(f"template error: {exc}") from exc
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}") from exc

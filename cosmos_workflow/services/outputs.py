@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,7 +125,9 @@ class OutputStore:
 
         Until runs are claimed one by one in the database, one runner at a
         time works on an output tree. Work folders left by a killed runner
-        are removed once the lock is held.
+        are removed once the lock is held. The lock is an flock on a local
+        file: an output tree shared by several machines over a network file
+        system is not supported.
 
         Raises:
             StateError: another runner holds the lock.
@@ -141,14 +144,21 @@ class OutputStore:
                     "wait for it to finish, or use another paths.outputs"
                 ) from exc
             handle.truncate(0)
-            handle.write(f"pid {os.getpid()}\n")
+            handle.write(f"{socket.gethostname()} pid {os.getpid()}\n")
             handle.flush()
             try:
-                shutil.rmtree(self.root / ".staging", ignore_errors=True)
+                self._remove_stale_staging()
                 yield
             finally:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _remove_stale_staging(self) -> None:
+        """Remove job folders (jb_*) a killed runner left; never anything else."""
+        staging = self.root / ".staging"
+        if staging.is_dir():
+            for folder in staging.glob("jb_*"):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def staging(self, job_id: str) -> Path:
         """A fresh work folder for one job."""

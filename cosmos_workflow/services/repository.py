@@ -19,6 +19,15 @@ from cosmos_workflow.utils.clock import Clock
 logger = logging.getLogger(__name__)
 
 
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 class DataRepository:
     """Queries and updates prompts, runs and sweeps.
 
@@ -215,11 +224,13 @@ class DataRepository:
                 requeued.append(run.id)
             return requeued
 
-    def adopt_succeeded(self, run_id: str, output_dir: str) -> None:
+    def adopt_succeeded(self, run_id: str, output_dir: str, result: dict[str, Any]) -> None:
         """Record as succeeded a run whose outputs were verified on disk.
 
         This is the one way around the status machine: it repairs the state
-        after a crash between writing a run's result.json and committing it.
+        after a crash between writing a run's result.json and committing it,
+        or re-creates a deleted run whose folder was kept. Timestamps, target,
+        GPUs, attempts and exit code come from that result.json.
         """
         with self._session() as session:
             run = session.get(Run, run_id)
@@ -227,7 +238,15 @@ class DataRepository:
                 raise NotFoundFailure(f"no run with id {run_id}")
             run.status = RunStatus.SUCCEEDED
             run.output_dir = output_dir
-            run.finished_at = run.finished_at or self._clock.now()
+            run.started_at = _parse_time(result.get("started_at")) or run.started_at
+            run.finished_at = (
+                _parse_time(result.get("finished_at")) or run.finished_at or self._clock.now()
+            )
+            run.target = result.get("target", run.target)
+            gpus = result.get("gpus")
+            run.gpus = ",".join(str(g) for g in gpus) if isinstance(gpus, list) else run.gpus
+            run.attempts = max(run.attempts, int(result.get("attempts") or 1))
+            run.exit_code = result.get("exit_code", 0)
             run.error_class = None
             run.error_message = None
 

@@ -88,9 +88,15 @@ class Runner:
         for index, batch in enumerate(batches):
             try:
                 self._run_batch(batch, tally)
-            except KeyboardInterrupt:
+            except BaseException as exc:
+                # Nothing may stay queued or running when the runner stops.
+                reason = (
+                    "interrupted by the user"
+                    if isinstance(exc, KeyboardInterrupt)
+                    else f"the runner stopped: {type(exc).__name__}: {exc}"
+                )
                 unfinished = [run.id for later in batches[index:] for run in later]
-                cancelled = self._repo.cancel_unfinished(unfinished, "interrupted by the user")
+                cancelled = self._repo.cancel_unfinished(unfinished, reason)
                 tally.cancelled += [run_id for run_id in cancelled if run_id not in tally.cancelled]
                 raise
         return tally
@@ -187,7 +193,8 @@ class Runner:
             return self._finish(run, invocation, staging, gpus, result)
         except StateError:
             # Another process already recorded verified outputs for this run.
-            self._repo.adopt_succeeded(run.id, str(self._store.run_dir(run.id)))
+            result = self._store.read_result(run.id) or {}
+            self._repo.adopt_succeeded(run.id, str(self._store.run_dir(run.id)), result)
             return "succeeded"
         except OSError as exc:
             message = f"could not record the run's outputs: {exc}"

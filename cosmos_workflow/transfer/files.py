@@ -71,9 +71,20 @@ class FileTransferService:
         self._cached: set[str] = set()
 
     # -- public ------------------------------------------------------------
-    def upload(self, local: Path, remote_path: str) -> str:
-        """Upload one file; return its sha256."""
-        return self._retry(f"upload {local}", lambda: self._upload_once(local, remote_path))
+    def upload(self, local: Path, remote_path: str, expected: str | None = None) -> str:
+        """Upload one file; return its sha256.
+
+        Args:
+            local: The file to send.
+            remote_path: Where it goes on the host.
+            expected: The sha256 the content must have; otherwise nothing lands.
+
+        Raises:
+            ExecutionFailure: the content does not have the ``expected`` sha256.
+        """
+        return self._retry(
+            f"upload {local}", lambda: self._upload_once(local, remote_path, expected)
+        )
 
     def download(self, remote_path: str, local: Path) -> str:
         """Download one file; return its sha256."""
@@ -113,17 +124,12 @@ class FileTransferService:
             return target
         present = self._remote.run(["test", "-f", target]).exit_code == 0
         if not present:
-            digest = self.upload(item.path, target)
-            if digest != item.sha256:
-                self._remote.run(["rm", "-f", target])
-                raise ExecutionFailure(
-                    f"input {item.path} changed since the runs were planned; run again"
-                )
+            self.upload(item.path, target, expected=item.sha256)
         self._cached.add(target)
         return target
 
     # -- one attempt ---------------------------------------------------------
-    def _upload_once(self, local: Path, remote_path: str) -> str:
+    def _upload_once(self, local: Path, remote_path: str, expected: str | None) -> str:
         parent = posixpath.dirname(remote_path) or "."
         partial = f"{remote_path}.part-{uuid.uuid4().hex[:8]}"
         self._remote.run(["mkdir", "-p", "--", parent], check=True)
@@ -142,6 +148,12 @@ class FileTransferService:
             channel.close()
         near = digest.hexdigest()
         far_digest = far.split()[0].decode() if far.split() else ""
+        if expected is not None and near != expected:
+            self._remote.run(["rm", "-f", "--", partial])
+            raise ExecutionFailure(
+                f"input {local} changed since the runs were planned (sha256 {near[:12]}..., "
+                f"expected {expected[:12]}...); run the command again"
+            )
         if code != 0 or far_digest != near:
             self._remote.run(["rm", "-f", "--", partial])
             raise ChecksumMismatch(

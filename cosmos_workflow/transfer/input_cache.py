@@ -65,11 +65,14 @@ class LocalInputCache:
     @staticmethod
     def _copy(source: Path, fd: int) -> str:
         digest = hashlib.sha256()
-        try:
-            with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-        except FileNotFoundError as exc:
-            raise ValidationFailure(f"input file is gone: {source}") from exc
+        with os.fdopen(fd, "wb") as dst:
+            try:
+                with source.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+            except FileNotFoundError as exc:
+                raise ValidationFailure(f"input file is gone: {source}") from exc
+            except OSError as exc:
+                raise ValidationFailure(f"cannot read input {source}: {exc}") from exc
         return digest.hexdigest()
