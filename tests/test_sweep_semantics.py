@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -153,13 +154,15 @@ def test_a_second_runner_on_the_same_outputs_is_refused(project: Project) -> Non
 def test_deleting_while_a_runner_executes_is_refused(project: Project) -> None:
     assert project.batch("+experiment=demo", "model.seed=5").returncode == 0
     victim = project.cosmos_json("list", "runs")[0]["id"]
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"}
+    # Slow enough that the runner outlasts the deletion's 10 s wait for the lock.
+    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "3"}
     runner = subprocess.Popen(
         [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
         cwd=project.root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
@@ -168,9 +171,10 @@ def test_deleting_while_a_runner_executes_is_refused(project: Project) -> None:
         refused = project.cosmos("delete", "run", victim, "--yes")
         assert refused.returncode == 1 and "another runner" in refused.stderr
     finally:
-        runner.wait(timeout=120)
-    assert runner.returncode == 0
+        runner.send_signal(signal.SIGINT)
+        runner.wait(timeout=60)
     assert project.cosmos_json("show", victim)["status"] == "succeeded"
+    assert project.cosmos("delete", "run", victim, "--yes").returncode == 0
 
 
 def test_a_closed_pipe_ends_the_listing_quietly(demo_done: Project) -> None:

@@ -41,6 +41,8 @@ from cosmos_workflow.utils.hashing import content_id, sha256_file
 
 logger = logging.getLogger(__name__)
 
+# How long a deletion waits for another short operation to release the output tree.
+DELETE_LOCK_WAIT_S = 10.0
 # Run statuses, for callers that filter or display them.
 RUN_STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
@@ -541,7 +543,7 @@ class CosmosAPI:
         Refused while a runner is executing on the same output tree.
         """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
-        with self.store.runner_lock():
+        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
             if kind == "prompt":
                 run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
             else:

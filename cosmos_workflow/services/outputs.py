@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class OutputStore:
         return self.sweeps_dir / sweep_id
 
     @contextmanager
-    def runner_lock(self) -> Iterator[None]:
+    def runner_lock(self, wait_s: float = 0.0) -> Iterator[None]:
         """Hold the output tree for one runner; clear stale work folders.
 
         Until runs are claimed one by one in the database, one runner at a
@@ -129,20 +130,28 @@ class OutputStore:
         file: an output tree shared by several machines over a network file
         system is not supported.
 
+        Args:
+            wait_s: How long to wait for another holder (short operations).
+
         Raises:
-            StateError: another runner holds the lock.
+            StateError: another runner still holds the lock after ``wait_s``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".runner.lock").open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise StateError(
-                    f"another runner ({holder}) is executing runs in {self.root}; "
-                    "wait for it to finish, or use another paths.outputs"
-                ) from exc
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError as exc:
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "another process"
+                        raise StateError(
+                            f"another runner ({holder}) is executing runs in {self.root}; "
+                            "wait for it to finish, or use another paths.outputs"
+                        ) from exc
+                    time.sleep(0.1)
             handle.truncate(0)
             handle.write(f"{socket.gethostname()} pid {os.getpid()}\n")
             handle.flush()
