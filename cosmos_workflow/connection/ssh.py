@@ -21,6 +21,10 @@ from cosmos_workflow.errors import AuthFailure, NetworkFailure, ValidationFailur
 
 logger = logging.getLogger(__name__)
 
+# What a broken or closed connection raises while data flows on a channel.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (paramiko.SSHException, OSError, EOFError)
+Channel = paramiko.Channel
+
 
 @dataclass(frozen=True)
 class SSHEndpoint:
@@ -237,6 +241,19 @@ class SSHManager:
             return self.transport().open_session(timeout=timeout)
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
             raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
+
+    def exec_stream(self, command: str, window: int) -> paramiko.Channel:
+        """Start ``command`` (already quoted) on a channel with a large window, for bulk data.
+
+        Raises:
+            NetworkFailure: the channel cannot be opened or the command started.
+        """
+        try:
+            channel = self.transport().open_session(window_size=window, max_packet_size=32768)
+            channel.exec_command(command)
+        except TRANSPORT_ERRORS as exc:
+            raise NetworkFailure(f"{self.endpoint.label}: {exc}") from exc
+        return channel
 
     def close(self) -> None:
         """Close the connection (and the jump host's)."""

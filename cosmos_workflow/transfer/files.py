@@ -22,10 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import paramiko
-
 from cosmos_workflow.connection.remote import RemoteCommand, RemoteCommandExecutor
-from cosmos_workflow.connection.ssh import SSHManager
+from cosmos_workflow.connection.ssh import TRANSPORT_ERRORS, Channel, SSHManager
 from cosmos_workflow.errors import AuthFailure, ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
 
@@ -142,7 +140,7 @@ class FileTransferService:
                     channel.sendall(chunk)
             channel.shutdown_write()
             far, code = self._collect(channel)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise NetworkFailure(f"upload of {local} to {self._ssh.endpoint.label}: {exc}") from exc
         finally:
             channel.close()
@@ -196,7 +194,7 @@ class FileTransferService:
                 )
             partial.replace(local)
             return near
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise NetworkFailure(
                 f"download of {remote_path} from {self._ssh.endpoint.label}: {exc}"
             ) from exc
@@ -205,17 +203,11 @@ class FileTransferService:
             partial.unlink(missing_ok=True)
 
     # -- plumbing --------------------------------------------------------------
-    def _open(self, command: RemoteCommand) -> paramiko.Channel:
-        try:
-            transport = self._ssh.transport()
-            channel = transport.open_session(window_size=WINDOW, max_packet_size=32768)
-            channel.exec_command(command.render())
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
-        return channel
+    def _open(self, command: RemoteCommand) -> Channel:
+        return self._ssh.exec_stream(command.render(), WINDOW)
 
     @staticmethod
-    def _collect(channel: paramiko.Channel) -> tuple[bytes, int]:
+    def _collect(channel: Channel) -> tuple[bytes, int]:
         out = bytearray()
         while True:
             data = channel.recv(CHUNK)
