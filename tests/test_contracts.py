@@ -27,6 +27,7 @@ import pytest
 import yaml
 from conftest import Project, make_project
 from test_demo_sweep import plan_ids
+from test_identity_and_expansion import MODEL
 
 import cosmos_workflow
 from cosmos_workflow.config.settings import SimulatorSettings
@@ -275,20 +276,6 @@ def test_provenance_outside_a_git_repository_has_no_commit(demo_done: Project) -
 
 
 # -- 7, 8. batching ------------------------------------------------------------------------
-MODEL: dict[str, Any] = {
-    "adapter": "simulated",
-    "version": "1",
-    "image": None,
-    "seed": 1,
-    "num_steps": 35,
-    "guidance": 5.0,
-    "sigma_max": 70.0,
-    "fps": 24,
-    "blur_strength": "medium",
-    "canny_threshold": "medium",
-    "num_gpus": 1,
-    "weights": {"vis": None, "edge": None, "depth": 0.5, "seg": None},
-}
 INPUTS = PromptInputSet(
     video=InputFile(Path("/data/color.mp4"), "a" * 64),
     controls={"depth": InputFile(Path("/data/depth.mp4"), "b" * 64)},
