@@ -37,8 +37,12 @@ def _docker(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedPr
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, **kwargs)
 
 
-def start_dockerd(root: Path) -> Dockerd:
-    """Start dockerd on a private socket (no bridge, no iptables); import a busybox image."""
+def start_dockerd(root: Path, netns: str | None = None) -> Dockerd:
+    """Start dockerd on a private socket (no bridge, no iptables); import a busybox image.
+
+    With ``netns``, the daemon lives in that network namespace (nsenter, not
+    ``ip netns exec``, which remounts /sys and breaks dockerd's cgroups).
+    """
     if not Path(DOCKERD).exists() or not BUSYBOX.exists():
         raise RuntimeError(
             "docker.io and busybox-static are needed: run scripts/install-system-deps "

@@ -1,4 +1,5 @@
-"""The demo over SSH and Docker: a real sshd and a private dockerd on this machine.
+"""The demo over SSH and Docker on the disposable test host (scripts/test-host):
+a network namespace with its own address, a real sshd and a private dockerd.
 
 The "remote host" shares this machine's file system, but the runner only
 reaches it through SSH (commands, transfers) and Docker (containers).
@@ -7,43 +8,31 @@ reaches it through SSH (commands, transfers) and Docker (containers).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import testhost
 from conftest import Project, make_project
-from dockerd import Dockerd, import_python_image, start_dockerd
-from sshd import Sshd, keygen, start_sshd
+from sshd import keygen
 from test_demo_sweep import RUN_FILES, plan_ids
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sshd, Dockerd, str]:
-    root = tmp_path_factory.mktemp("host")
-    server = start_sshd(root / "sshd")
-    daemon = start_dockerd(root / "docker")
-    image = import_python_image(daemon)
-    yield server, daemon, image
-    daemon.stop()
-    server.stop()
+def host(tmp_path_factory: pytest.TempPathFactory) -> testhost.TestHost:
+    """The disposable remote host of scripts/test-host, in its own network namespace."""
+    started = testhost.up(tmp_path_factory.mktemp("host"))
+    yield started
+    testhost.stop(started)
 
 
-def overrides(host: tuple[Sshd, Dockerd, str], work_dir: Path, **changes: str) -> list[str]:
-    server, daemon, image = host
-    values = {
-        "target": "ssh",
-        "target.host": server.host,
-        "target.port": str(server.port),
-        "target.user": server.user,
-        "target.key_file": str(server.client_key),
-        "target.known_hosts": str(server.known_hosts),
-        "target.work_dir": str(work_dir),
-        "target.image": image,
-        "target.gpu_flags": "false",
-        "target.network": "none",
-        "target.shm_size": "64m",
-        "+target.runtime_env.DOCKER_HOST": daemon.env["DOCKER_HOST"],
-    }
+def overrides(host: testhost.TestHost, work_dir: Path, **changes: str) -> list[str]:
+    values = dict(o.split("=", 1) for o in host.overrides())
+    values["target.work_dir"] = str(work_dir)
     values.update(changes)
     return [f"{key}={value}" for key, value in values.items()]
 
@@ -78,7 +67,7 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
         check = subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=folder)
         assert check.returncode == 0
         result = json.loads((folder / "result.json").read_text())
-        assert result["target"] == "ssh" and result["exit_code"] == 0
+        assert result["target"] == "test-host" and result["exit_code"] == 0
         spec = json.loads((folder / "spec.json").read_text())
         assert spec["input_video_path"].startswith(str(work_dir / "jobs"))
         assert "[simulated]" in (folder / "logs" / "run.log").read_text()
@@ -104,6 +93,36 @@ def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None
     ids = [set(plan_ids(done.stdout)) for done in (remote, other, local)]
     assert all(len(found) == 12 for found in ids)
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+
+def test_a_dropped_connection_reattaches_and_runs_nothing_twice(host, remote_project) -> None:
+    project, work_dir = remote_project
+    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "1"}
+    argv = [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"]
+    runner = subprocess.Popen(
+        [*argv, *overrides(host, work_dir)],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ledger(work_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Kill the SSH sessions on the host (not the listening sshd): every
+    # channel of the runner's connection drops while a container runs.
+    sessions = subprocess.run(
+        ["pgrep", "-f", f"sshd: {host.sshd.user}"], capture_output=True, text=True
+    ).stdout.split()
+    assert sessions, "no SSH session to drop"
+    for pid in sessions:
+        os.kill(int(pid), signal.SIGKILL)
+    stdout, stderr = runner.communicate(timeout=240)
+    assert runner.returncode == 0, stderr
+    assert "re-attaching" in stderr
+    assert "12 executed (12 succeeded, 0 failed)" in stdout
+    assert len(ledger(work_dir)) == 12, "a run was executed twice"
 
 
 def test_a_failing_container_keeps_its_log_and_the_rest_go_on(host, remote_project) -> None:
