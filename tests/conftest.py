@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,38 @@ class Project:
         """Run `cosmos ARGS`."""
         return self._run("cosmos_workflow.cli.main", args, input_text, env)
 
+    def start_batch(
+        self, *args: str, env: dict | None = None, capture: bool = False
+    ) -> subprocess.Popen:
+        """Start `cosmos-batch ARGS` in the background, as a terminal user would.
+
+        SIGINT is restored to its default (a background job of a
+        non-interactive shell inherits it ignored) and the process gets its
+        own session, so a test can signal it and its model processes.
+        """
+        output = subprocess.PIPE if capture else subprocess.DEVNULL
+        return subprocess.Popen(
+            [sys.executable, "-m", "cosmos_workflow.cli.batch", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            stdout=output,
+            stderr=output,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+
+    def wait_for_ledger(self, count: int, ledger: Path | None = None, timeout: float = 60) -> int:
+        """Wait until the simulated model has produced ``count`` videos; return how many."""
+        path = ledger or self.ledger
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = len(path.read_text().splitlines()) if path.is_file() else 0
+            if lines >= count:
+                return lines
+            time.sleep(0.05)
+        raise AssertionError(f"the model produced fewer than {count} videos in {timeout}s")
+
     def cosmos_json(self, *args: str) -> Any:
         """Run `cosmos ARGS --json` and parse its output."""
         done = self.cosmos(*args, "--json")
@@ -77,6 +111,10 @@ class Project:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_project(root: Path) -> Project:

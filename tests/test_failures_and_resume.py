@@ -8,8 +8,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,18 +61,8 @@ def test_cached_outputs_are_never_rewritten(project: Project) -> None:
 
 
 def test_kill_9_mid_sweep_then_rerun_finishes_without_double_success(project: Project) -> None:
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(project.ledger_lines()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = project.start_batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"})
+    project.wait_for_ledger(3)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     produced_before = len(project.ledger_lines())
@@ -130,27 +118,11 @@ def test_tampered_outputs_are_not_trusted(project: Project) -> None:
     assert check.returncode == 0
 
 
-def _default_sigint() -> None:
-    # A background job of a non-interactive shell inherits SIGINT ignored;
-    # a terminal user's cosmos-batch never does.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -> None:
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_default_sigint,
+    process = project.start_batch(
+        "+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}, capture=True
     )
-    deadline = time.monotonic() + 60
-    while len(project.ledger_lines()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    project.wait_for_ledger(2)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr

@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -97,19 +95,13 @@ def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None
 
 def test_a_dropped_connection_reattaches_and_runs_nothing_twice(host, remote_project) -> None:
     project, work_dir = remote_project
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "1"}
-    argv = [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"]
-    runner = subprocess.Popen(
-        [*argv, *overrides(host, work_dir)],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    runner = project.start_batch(
+        "+experiment=demo",
+        *overrides(host, work_dir),
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1"},
+        capture=True,
     )
-    deadline = time.monotonic() + 60
-    while not ledger(work_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    project.wait_for_ledger(1, ledger=work_dir / "ledger.jsonl")
     # Kill the SSH sessions on the host (not the listening sshd): every
     # channel of the runner's connection drops while a container runs.
     sessions = subprocess.run(

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -130,18 +129,9 @@ def test_prompts_without_input_video_run_one_per_invocation(project: Project) ->
 
 
 def test_a_second_runner_on_the_same_outputs_is_refused(project: Project) -> None:
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = project.start_batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"})
     try:
-        deadline = time.monotonic() + 60
-        while not project.ledger_lines() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        project.wait_for_ledger(1)
         second = project.batch("+experiment=demo")
         assert second.returncode == 1, second.stderr
         assert "another runner" in second.stderr
@@ -155,19 +145,9 @@ def test_deleting_while_a_runner_executes_is_refused(project: Project) -> None:
     assert project.batch("+experiment=demo", "model.seed=5").returncode == 0
     victim = project.cosmos_json("list", "runs")[0]["id"]
     # Slow enough that the runner outlasts the deletion's 10 s wait for the lock.
-    env = {**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "3"}
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    runner = project.start_batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"})
     try:
-        deadline = time.monotonic() + 60
-        while len(project.ledger_lines()) <= 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        project.wait_for_ledger(7)
         refused = project.cosmos("delete", "run", victim, "--yes")
         assert refused.returncode == 1 and "another runner" in refused.stderr
     finally:
