@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from pathlib import Path
 from cosmos_workflow.errors import ExecutionFailure
 
 logger = logging.getLogger(__name__)
+
+# Exit codes of a child stopped by SIGINT: killed by the signal, or exited 128+2.
+_INTERRUPTED = frozenset({-signal.SIGINT, 128 + signal.SIGINT})
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class LocalCommandExecutor:
 
         Raises:
             ExecutionFailure: the program does not exist.
+            KeyboardInterrupt: the program was stopped by Ctrl-C (SIGINT).
         """
         try:
             process = subprocess.Popen(
@@ -91,11 +96,17 @@ class LocalCommandExecutor:
             assert process.stdout is not None
             for line in process.stdout:
                 on_line(line.rstrip("\n"))
-            return process.wait()
+            code = process.wait()
         except BaseException:
             process.kill()
             process.wait()
             raise
+        if code in _INTERRUPTED:
+            # Ctrl-C reaches the whole process group: the child died of it, so
+            # the user interrupted us too. Raise here rather than rely on our
+            # own KeyboardInterrupt, which Python drops if it lands in a finalizer.
+            raise KeyboardInterrupt
+        return code
 
     @staticmethod
     def _env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
