@@ -348,3 +348,35 @@ def test_project_dir_variable_pointing_at_a_non_project_raises(tmp_path: Path) -
     with pytest.raises(ValidationFailure) as info:
         find_project(real, {"COSMOS_PROJECT_DIR": str(bogus)})
     assert_validation_failure(info.value, "COSMOS_PROJECT_DIR", "conf/config.yaml")
+
+
+# ---------------------------------------------------------------- adapter set-up
+def test_adapter_settings_merge_key_by_key_and_nulls_fall_through(
+    proj: ProjectPaths, xdg: Path
+) -> None:
+    composed = {
+        "adapters": {
+            "transfer1": {
+                "workspace": "/opt/ct1",
+                "checkpoint_dir": None,
+                "max_batch_size": None,
+                "extra_args": ["--offload_text_encoder_model"],
+            },
+            "transfer2_5": {"workspace": None, "max_batch_size": 2, "extra_args": None},
+        }
+    }
+    s = settings_of(proj, {"XDG_CONFIG_HOME": str(xdg)}, composed)
+    assert s.adapters.transfer1.workspace == "/opt/ct1"
+    assert s.adapters.transfer1.checkpoint_dir == "checkpoints"
+    assert s.adapters.transfer1.max_batch_size == 8
+    assert s.adapters.transfer1.extra_args == ["--offload_text_encoder_model"]
+    assert s.adapters.transfer2_5.workspace == "/workspace"
+    assert s.adapters.transfer2_5.max_batch_size == 2
+
+
+def test_bad_nested_adapter_value_names_its_whole_key(proj: ProjectPaths, xdg: Path) -> None:
+    with pytest.raises(ValidationFailure) as info:
+        settings_of(
+            proj, {"XDG_CONFIG_HOME": str(xdg)}, {"adapters": {"transfer1": {"max_batch_size": 0}}}
+        )
+    assert_validation_failure(info.value, "adapters.transfer1.max_batch_size", "Hydra")

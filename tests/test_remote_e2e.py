@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 import testhost
 from conftest import Project, make_project
 from sshd import keygen
-from test_demo_sweep import RUN_FILES, plan_ids
+from test_demo_sweep import RUN_FILES, free_box_metadata, plan_ids
+from test_ssh import INJECTION_CORPUS
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,55 @@ def test_an_unknown_host_key_exits_3(host, remote_project, tmp_path: Path) -> No
     assert done.returncode == 3, done.stderr
     assert "ssh-keyscan" in done.stderr and str(empty) in done.stderr
     assert empty.read_text() == "" and not work_dir.exists()
+
+
+def omegaconf_escaped(value: str) -> str:
+    """OmegaConf reads ${...} as an interpolation: a manifest escapes it."""
+    return value.replace("${", "\\${")
+
+
+def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
+    host, remote_project
+) -> None:
+    """Shell-hostile text crosses SSH, Docker and the spec files verbatim."""
+    project, work_dir = remote_project
+    canary = work_dir / "canary"
+    demo = project.root / "inputs" / "demo" / "street"
+    texts = [v.replace("{canary}", str(canary)) for v in INJECTION_CORPUS if v.strip()]
+    prompts = {}
+    for index, text in enumerate(texts):
+        folder = project.root / "inputs" / f"{index} {text}"[:80].replace("/", "_")
+        folder.mkdir(parents=True)
+        video = folder / f"{text[:40]}.MP4".replace("/", "_")
+        depth = folder / f"depth $(touch {canary}) `x`;&&*?.mp4".replace("/", "_")
+        shutil.copy(demo / "color.mp4", video)
+        shutil.copy(demo / "depth.mp4", depth)
+        prompts[f"{text} #{index}"] = {
+            "text": omegaconf_escaped(text),
+            "inputs": {
+                "video": omegaconf_escaped(str(video.relative_to(project.root))),
+                "controls": {"depth": omegaconf_escaped(str(depth.relative_to(project.root)))},
+            },
+        }
+    manifest = {"name": "hostile", "prompts": prompts, "model": {"weights": {"depth": 0.5}}}
+    project.write(
+        "manifests/experiment/hostile.yaml",
+        "# @package _global_\n" + json.dumps(manifest, ensure_ascii=False),
+    )
+
+    done = project.batch("+experiment=hostile", *overrides(host, work_dir))
+    assert done.returncode == 0, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert len(runs) == len(texts) and {r["status"] for r in runs} == {"succeeded"}
+    names = {p["name"] for p in project.cosmos_json("list", "prompts")}
+    assert names == set(prompts)
+    arrived = set()
+    for run in runs:
+        folder = Path(run["output_dir"])
+        spec = json.loads((folder / "spec.json").read_text())
+        made = free_box_metadata(folder / "output.mp4")
+        assert made["prompt"] == spec["prompt"], "the program read another prompt"
+        assert (folder / "output.txt").read_text() == spec["prompt"]
+        arrived.add(made["prompt"])
+    assert arrived == set(texts)
+    assert not canary.exists(), "user text was executed on the host"

@@ -22,7 +22,7 @@ from cosmos_workflow.database.engine import (
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
 from cosmos_workflow.errors import NotFoundFailure, Problem, ValidationFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
 from cosmos_workflow.execution.remote_executor import make_remote_executor
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
@@ -144,13 +144,7 @@ class CosmosAPI:
         return Path(url.database).is_file()
 
     def _adapters(self) -> dict[str, ModelAdapter]:
-        simulator = self.settings.simulator
-        if simulator.ledger:
-            ledger = Path(simulator.ledger).expanduser()
-            if not ledger.is_absolute():
-                ledger = self.settings.project_dir / ledger
-            simulator = simulator.model_copy(update={"ledger": str(ledger)})
-        return {"simulated": SimulatedAdapter(simulator)}
+        return build_adapters(self.settings)
 
     def _executor(self) -> Executor:
         """The target's executor, made once per API (one connection per host)."""

@@ -130,20 +130,28 @@ class ConfigManager:
                 data.setdefault(section, {})[key] = value
         return data
 
-    @staticmethod
+    @classmethod
     def _apply(
-        merged: dict[str, Any], sources: dict[str, str], layer: Mapping[str, Any], label: str
+        cls,
+        merged: dict[str, Any],
+        sources: dict[str, str],
+        layer: Mapping[str, Any],
+        label: str,
+        prefix: str = "",
     ) -> None:
+        """Lay ``layer`` over ``merged``: sections merge key by key, nulls fall through.
+
+        The target is one unit (it belongs to one config group), so it replaces
+        whatever was below it.
+        """
         for key, value in layer.items():
-            if isinstance(value, Mapping) and key != "target":
+            path = f"{prefix}{key}"
+            if isinstance(value, Mapping) and path != "target":
                 section = merged.setdefault(key, {})
-                for sub, sub_value in value.items():
-                    if sub_value is not None:
-                        section[sub] = sub_value
-                        sources[f"{key}.{sub}"] = label
+                cls._apply(section, sources, value, label, f"{path}.")
             elif value is not None:
                 merged[key] = value
-                sources[key] = label
+                sources[path] = label
 
 
 def default_user_file(env: Mapping[str, str]) -> Path:

@@ -33,6 +33,30 @@ class SimulatorSettings(_Strict):
     fail_on_seed: int | None = None
 
 
+class Transfer1Settings(_Strict):
+    """How Cosmos-Transfer1 is laid out in its image (nothing here changes outputs)."""
+
+    workspace: str = Field(default="/workspace", min_length=1)
+    checkpoint_dir: str = Field(default="checkpoints", min_length=1)
+    max_batch_size: int = Field(default=8, ge=1)
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class Transfer25Settings(_Strict):
+    """How Cosmos-Transfer2.5 is laid out in its image (nothing here changes outputs)."""
+
+    workspace: str = Field(default="/workspace", min_length=1)
+    max_batch_size: int = Field(default=8, ge=1)
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class AdapterSettings(_Strict):
+    """Set-up of each real model adapter: paths in the image, batch sizes, set-up flags."""
+
+    transfer1: Transfer1Settings = Field(default_factory=Transfer1Settings)
+    transfer2_5: Transfer25Settings = Field(default_factory=Transfer25Settings)
+
+
 class TargetSettings(_Strict):
     """Where runs execute. The built-in ``local`` target runs on this machine."""
 
@@ -75,6 +99,7 @@ class Settings(_Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    adapters: AdapterSettings = Field(default_factory=AdapterSettings)
     target: TargetSettings | SSHTargetSettings = Field(
         default_factory=TargetSettings, discriminator="kind"
     )
@@ -96,7 +121,9 @@ class Settings(_Strict):
 
 
 # Keys of the composed config that are settings; everything else is manifest.
-SETTINGS_KEYS = frozenset({"database", "paths", "simulator", "target", "log_level", "dry_run"})
+SETTINGS_KEYS = frozenset(
+    {"database", "paths", "simulator", "adapters", "target", "log_level", "dry_run"}
+)
 # Settings that the user file and COSMOS_* variables may set.
 LAYERED_SECTIONS = ("database", "paths", "simulator")
 LAYERED_TOP_LEVEL = ("log_level",)

@@ -131,7 +131,12 @@ class LocalExecutor(Executor):
                 link.symlink_to(self._inputs.materialize(item))
         log_path = staging / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **invocation.env,
+            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
+            "PYTHONUNBUFFERED": "1",
+        }
+        cwd = Path(invocation.workdir) if invocation.workdir else staging
         started = self._clock.now()
         logger.debug("Starting job %s: %s", invocation.job_id, invocation.argv)
         with log_path.open("w", encoding="utf-8") as log:
@@ -141,5 +146,5 @@ class LocalExecutor(Executor):
                 log.flush()
                 on_line(line)
 
-            exit_code = self._commands.stream(invocation.argv, tee, cwd=staging, env=env)
+            exit_code = self._commands.stream(invocation.argv, tee, cwd=cwd, env=env)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)

@@ -119,8 +119,8 @@ class RemoteExecutor(Executor):
             mounts={self._target.work_dir: self._target.work_dir, **self._target.mounts},
             # The model may not change the verified inputs that other runs share.
             read_only={self.cache_dir: self.cache_dir},
-            env=self._target.env,
-            workdir=layout.root,
+            env={**invocation.env, **self._target.env},
+            workdir=invocation.workdir or layout.root,
             shm_size=self._target.shm_size,
             ipc=self._target.ipc,
             network=self._target.network,

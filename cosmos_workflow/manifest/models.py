@@ -58,12 +58,15 @@ class ModelConfig(Strict):
     seed: int = Field(default=1, ge=0)
     num_steps: int = Field(default=35, ge=1)
     guidance: float = Field(default=5.0, ge=0)
-    sigma_max: float = Field(default=70.0, ge=0)
-    fps: int = Field(default=24, ge=1)
-    blur_strength: Strength = "medium"
-    canny_threshold: Strength = "medium"
+    sigma_max: float | None = Field(default=70.0, ge=0)
+    fps: int | None = Field(default=24, ge=1)
+    blur_strength: Strength | None = "medium"
+    canny_threshold: Strength | None = "medium"
     num_gpus: int = Field(default=1, ge=1)
     weights: ControlWeights = Field(default_factory=ControlWeights)
+    # Parameters only one adapter knows (checked by that adapter), e.g. Transfer2.5's
+    # resolution. Null means "the program's default".
+    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class SweepBlock(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from cosmos_workflow.utils.hashing import content_id
 EXECUTION_ONLY_FIELDS = frozenset({"num_gpus"})
 # Version of the identity layout; bump it only with a migration of stored ids.
 IDENTITY_VERSION = 1
+_PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 
 
 def _without_nulls(data: Any) -> Any:
@@ -27,6 +29,16 @@ class InputFile:
 
     path: Path
     sha256: str
+
+    @property
+    def stored_name(self) -> str:
+        """Content-addressed file name: the sha256 plus a plain suffix such as ``.mp4``.
+
+        Programs tell formats by suffix, so a plain one is kept (lowercase);
+        anything else in the user's file name never reaches a host.
+        """
+        suffix = self.path.suffix.lower()
+        return self.sha256 + (suffix if _PLAIN_SUFFIX.fullmatch(suffix) else "")
 
     def to_dict(self) -> dict[str, str]:
         """JSON form."""
@@ -106,10 +118,15 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the output, and nothing else."""
-        model = {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
+        model = _without_nulls(
+            {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
+        )
+        if not model.get("options"):
+            # No adapter options is the same spec as before options existed.
+            model.pop("options", None)
         return {
             "v": IDENTITY_VERSION,
-            "model": _without_nulls(model),
+            "model": model,
             "prompt": {
                 "text": self.prompt.text,
                 "negative": self.prompt.negative,

@@ -117,7 +117,7 @@ class FileTransferService:
         Raises:
             ExecutionFailure: the local file no longer has its planned sha256.
         """
-        target = posixpath.join(cache_dir, item.sha256 + item.path.suffix.lower())
+        target = posixpath.join(cache_dir, item.stored_name)
         if target in self._cached:
             return target
         present = self._remote.run(["test", "-f", target]).exit_code == 0

@@ -33,7 +33,7 @@ class LocalInputCache:
 
     def path_for(self, item: InputFile) -> Path:
         """Where the cache keeps ``item``."""
-        return self.root / f"{item.sha256}{item.path.suffix.lower()}"
+        return self.root / item.stored_name
 
     def materialize(self, item: InputFile) -> Path:
         """Return the cached copy of ``item``, copying and verifying it first.

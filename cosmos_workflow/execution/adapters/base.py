@@ -31,7 +31,7 @@ class JobLayout:
 
 def input_name(item: InputFile) -> str:
     """Relative name of an input in the job folder: content-addressed."""
-    return f"inputs/{item.sha256}{item.path.suffix.lower()}"
+    return f"inputs/{item.stored_name}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class Invocation:
         inputs: Input files to place into the job folder: relative path -> file.
         outputs: run id -> where its outputs will be, relative to the job folder.
         run_specs: run id -> the effective spec the program reads for that run.
+        workdir: Working folder of the program (None: the job folder).
+        env: Environment variables the program needs (e.g. PYTHONPATH).
     """
 
     job_id: str
@@ -61,6 +63,8 @@ class Invocation:
     inputs: dict[str, InputFile]
     outputs: dict[str, RunOutputs]
     run_specs: dict[str, dict[str, Any]]
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class ModelAdapter(ABC):

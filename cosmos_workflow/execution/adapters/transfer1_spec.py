@@ -29,6 +29,8 @@ SCALAR_FIELDS = (
 )
 # Transfer1 refuses a run without input video unless sigma_max is at least this.
 NO_VIDEO_MIN_SIGMA = 80.0
+# transfer.py's own default, used when the manifest leaves sigma_max null.
+DEFAULT_SIGMA_MAX = 70.0
 SPEC_FILE = "spec.json"
 BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
@@ -42,7 +44,11 @@ def active_controls(run: RunSpec) -> dict[str, float]:
 
 def transfer1_problems(run: RunSpec) -> list[Problem]:
     """What Cosmos-Transfer1 would refuse in ``run``, found before any GPU time."""
-    problems = []
+    problems = [
+        Problem(f"model.options.{key}", f"is not a parameter of {run.adapter} (remove it)")
+        for key, value in run.model.get("options", {}).items()
+        if value is not None
+    ]
     controls = active_controls(run)
     name = run.prompt.name
     if not controls:
@@ -50,7 +56,8 @@ def transfer1_problems(run: RunSpec) -> list[Problem]:
             Problem("model.weights", "set at least one control weight (vis, edge, depth or seg)")
         )
     if run.prompt.inputs.video is None:
-        if run.model["sigma_max"] < NO_VIDEO_MIN_SIGMA:
+        sigma_max = run.model.get("sigma_max")
+        if (DEFAULT_SIGMA_MAX if sigma_max is None else sigma_max) < NO_VIDEO_MIN_SIGMA:
             problems.append(
                 Problem(
                     "model.sigma_max",
@@ -84,7 +91,7 @@ def transfer1_batch_key(run: RunSpec) -> Hashable:
         (key, weight, key in run.prompt.inputs.controls)
         for key, weight in active_controls(run).items()
     )
-    scalars = tuple((name, run.model[name]) for name in SCALAR_FIELDS)
+    scalars = tuple((name, run.model.get(name)) for name in SCALAR_FIELDS)
     return (
         run.adapter,
         run.model["version"],
@@ -111,11 +118,15 @@ def single_spec(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
         spec["negative_prompt"] = run.prompt.negative
     if run.prompt.inputs.video is not None:
         spec["input_video_path"] = layout.path(input_name(run.prompt.inputs.video))
-    for name in SCALAR_FIELDS:
-        spec[name] = run.model[name]
+    spec.update(_scalars(run))
     for key, weight in active_controls(run).items():
         spec[key] = _control_block(run, key, weight, layout)
     return spec
+
+
+def _scalars(run: RunSpec) -> dict[str, Any]:
+    """The run's scalar parameters; a null one is left to the program's default."""
+    return {name: run.model[name] for name in SCALAR_FIELDS if run.model.get(name) is not None}
 
 
 def shared_spec(first: RunSpec) -> dict[str, Any]:
@@ -123,8 +134,7 @@ def shared_spec(first: RunSpec) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if first.prompt.negative is not None:
         spec["negative_prompt"] = first.prompt.negative
-    for name in SCALAR_FIELDS:
-        spec[name] = first.model[name]
+    spec.update(_scalars(first))
     for key, weight in active_controls(first).items():
         spec[key] = {"control_weight": weight}
     return spec

@@ -1,0 +1,27 @@
+"""Every model adapter, built from the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cosmos_workflow.config.settings import Settings
+from cosmos_workflow.execution.adapters.base import ModelAdapter
+from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
+from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
+
+
+def build_adapters(settings: Settings) -> dict[str, ModelAdapter]:
+    """The adapters by the name a manifest's ``model.adapter`` uses."""
+    simulator = settings.simulator
+    if simulator.ledger:
+        ledger = Path(simulator.ledger).expanduser()
+        if not ledger.is_absolute():
+            ledger = settings.project_dir / ledger
+        simulator = simulator.model_copy(update={"ledger": str(ledger)})
+    adapters: list[ModelAdapter] = [
+        SimulatedAdapter(simulator),
+        Transfer1Adapter(settings.adapters.transfer1),
+        Transfer25Adapter(settings.adapters.transfer2_5),
+    ]
+    return {adapter.name: adapter for adapter in adapters}

@@ -1,0 +1,427 @@
+"""Model adapters: what the real Cosmos programs would read from our files.
+
+The proof for Transfer1 does not reuse our renderer's merge code: it applies
+the rule of COSMOS_INTERFACE.md (transfer.py's defaults, then top-level JSON
+values unless the same flag is on the command line, then each batch line
+merged onto a copy of the shared spec) to the rendered files and argv, and
+checks that every run reads exactly its own parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from cosmos_workflow.config.settings import (
+    SimulatorSettings,
+    Transfer1Settings,
+    Transfer25Settings,
+)
+from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
+from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
+from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.services.runner import plan_batches
+
+LAYOUT = JobLayout(root="/work/jobs/jb_1")
+# transfer.py's defaults (COSMOS_INTERFACE.md), for values a spec leaves out.
+TRANSFER1_DEFAULTS: dict[str, Any] = {
+    "prompt": "<built-in prompt>",
+    "negative_prompt": "<built-in negative prompt>",
+    "input_video_path": "",
+    "sigma_max": 70.0,
+    "blur_strength": "medium",
+    "canny_threshold": "medium",
+    "num_steps": 35,
+    "guidance": 5,
+    "fps": 24,
+    "seed": 1,
+    "num_gpus": 1,
+}
+SCALARS = ("seed", "guidance", "num_steps", "sigma_max", "fps", "blur_strength", "canny_threshold")
+CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
+VIDEOS = [InputFile(Path(f"/data/color{i}.mp4"), f"{i}" * 64) for i in range(3)]
+CONTROL_VIDEOS = {
+    key: InputFile(Path(f"/data/{key}.mp4"), char * 64)
+    for key, char in (("depth", "d"), ("seg", "e"), ("edge", "f"), ("vis", "a"))
+}
+
+
+def base_model(adapter: str) -> dict[str, Any]:
+    return {
+        "adapter": adapter,
+        "version": "1",
+        "image": None,
+        "seed": 1,
+        "num_steps": 35,
+        "guidance": 5.0,
+        "sigma_max": 70.0,
+        "fps": 24,
+        "blur_strength": "medium",
+        "canny_threshold": "medium",
+        "num_gpus": 1,
+        "weights": {"vis": None, "edge": None, "depth": 0.5, "seg": None},
+        "options": {},
+    }
+
+
+def random_scalars(rng: random.Random) -> dict[str, Any]:
+    return {
+        "seed": rng.choice([1, 2, 3]),
+        "guidance": rng.choice([5.0, 7.0]),
+        "num_steps": rng.choice([35, 10]),
+        "sigma_max": rng.choice([70.0, None, 90.0]),
+        "fps": rng.choice([24, None]),
+        "blur_strength": rng.choice(["medium", "high", None]),
+        "num_gpus": rng.choice([1, 1, 2]),
+    }
+
+
+def random_weights(rng: random.Random) -> dict[str, float | None]:
+    weights = {
+        "vis": rng.choice([None, None, 0.2]),
+        "edge": rng.choice([None, 0.3]),
+        "depth": rng.choice([0.5, 0.8, None]),
+        "seg": rng.choice([None, 0.4]),
+    }
+    if not any(weights.values()):
+        weights["depth"] = 0.5
+    return weights
+
+
+def random_transfer1_runs(rng: random.Random, adapter: str, count: int) -> list[RunSpec]:
+    """Runs that differ in every way a sweep can make them differ.
+
+    Parameters come from a few random families, so that some runs agree on
+    everything a batch shares and others differ in one value only.
+    """
+    families = [(random_scalars(rng), random_weights(rng)) for _ in range(3)]
+    runs = []
+    for index in range(count):
+        scalars, weights = copy.deepcopy(rng.choice(families))
+        if rng.random() < 0.3:
+            key = rng.choice(sorted(scalars))
+            scalars[key] = random_scalars(rng)[key]
+        model = {**base_model(adapter), **scalars, "weights": weights}
+        controls = {
+            key: CONTROL_VIDEOS[key]
+            for key, weight in weights.items()
+            if weight is not None and key in ("depth", "seg") and index % 3
+        }
+        video = rng.choice([*VIDEOS, VIDEOS[0], None])
+        if video is None:
+            # Transfer1's rule without input video: every control has a video.
+            model["sigma_max"] = 90.0
+            controls = {k: CONTROL_VIDEOS[k] for k, w in weights.items() if w is not None}
+        prompt = ResolvedPrompt(
+            name=f"p{index}",
+            text=rng.choice(["a street at dusk", 'it\'s "wet"; $(rm -rf /)', "Strasse, \u96e8"])
+            + f" #{index}",
+            negative=rng.choice([None, "low 'quality'"]),
+            inputs=PromptInputSet(video=video, controls=controls),
+        )
+        runs.append(RunSpec(prompt=prompt, model=model))
+    return runs
+
+
+# -- the rule, as COSMOS_INTERFACE.md states it -------------------------------------
+def command_flags(argv: list[str], program: str) -> dict[str, str | bool]:
+    """The transfer.py flags on a command line (after the program path)."""
+    args = argv[argv.index(program) + 1 :]
+    flags: dict[str, str | bool] = {}
+    for i, token in enumerate(args):
+        if token.startswith("--"):
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else True
+            flags[token[2:]] = value
+    return flags
+
+
+def program_of(invocation: Invocation) -> str:
+    """The Python program an invocation runs (the first .py argument)."""
+    return next(arg for arg in invocation.argv if arg.endswith(".py"))
+
+
+def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str, Any]]:
+    """What transfer.py generates per output video: parameters and control blocks."""
+    flags = command_flags(invocation.argv, program)
+    spec_name = PurePosixPath(str(flags["controlnet_specs"])).relative_to(LAYOUT.root)
+    spec = json.loads(invocation.files[str(spec_name)])
+    params = dict(TRANSFER1_DEFAULTS)
+    params.update({k: v for k, v in flags.items() if k in TRANSFER1_DEFAULTS})
+    controls = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            assert key in CONTROL_KEYS, f"transfer.py refuses the control block {key!r}"
+            controls[key] = value
+        elif key not in flags:
+            params[key] = value
+    folder = str(flags["video_save_folder"])
+    if "batch_input_path" not in flags:
+        return {f"{folder}/{flags['video_save_name']}.mp4": {**params, "controls": controls}}
+    batch_name = PurePosixPath(str(flags["batch_input_path"])).relative_to(LAYOUT.root)
+    reads = {}
+    for i, text in enumerate(invocation.files[str(batch_name)].decode().splitlines()):
+        line = json.loads(text)
+        line_params = copy.deepcopy(params)
+        line_controls = copy.deepcopy(controls)
+        line_params["input_video_path"] = line["visual_input"]
+        if "prompt" in line:
+            line_params["prompt"] = line["prompt"]
+        for key, override in line.get("control_overrides", {}).items():
+            block = line_controls.setdefault(key, {})
+            for name, value in override.items():
+                if value is None:
+                    block.pop(name, None)  # null: computed in the container
+                else:
+                    block[name] = value
+        reads[f"{folder}/video_{i}/output.mp4"] = {**line_params, "controls": line_controls}
+    return reads
+
+
+def asked_for(run: RunSpec) -> dict[str, Any]:
+    """What the run's manifest asked for, in transfer.py's terms."""
+    expected = {
+        name: run.model[name] if run.model[name] is not None else TRANSFER1_DEFAULTS[name]
+        for name in SCALARS
+    }
+    expected["prompt"] = run.prompt.text
+    expected["negative_prompt"] = run.prompt.negative or TRANSFER1_DEFAULTS["negative_prompt"]
+    video = run.prompt.inputs.video
+    expected["input_video_path"] = (
+        LAYOUT.path(f"inputs/{video.sha256}{video.path.suffix}") if video else ""
+    )
+    expected["num_gpus"] = str(run.model["num_gpus"])
+    controls = {}
+    for key, weight in run.model["weights"].items():
+        if weight is None:
+            continue
+        controls[key] = {"control_weight": weight}
+        if key in run.prompt.inputs.controls:
+            item = run.prompt.inputs.controls[key]
+            controls[key]["input_control"] = LAYOUT.path(f"inputs/{item.sha256}{item.path.suffix}")
+    expected["controls"] = controls
+    return expected
+
+
+def transfer1_adapters() -> list[ModelAdapter]:
+    return [
+        Transfer1Adapter(Transfer1Settings(max_batch_size=4)),
+        SimulatedAdapter(SimulatorSettings(), max_batch_size=4),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_every_transfer1_run_reads_exactly_its_own_parameters(
+    adapter: ModelAdapter, seed: int
+) -> None:
+    runs = random_transfer1_runs(random.Random(seed), adapter.name, 60)
+    batches = plan_batches(runs, {adapter.name: adapter})
+    assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
+    assert any(len(b) > 1 for b in batches), "precondition: some runs share a batch"
+    assert any(len(b) == 1 for b in batches), "precondition: some runs run alone"
+    for number, batch in enumerate(batches):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        reads = transfer1_reads(invocation, program_of(invocation))
+        assert len(reads) == len(batch)
+        for run in batch:
+            video = LAYOUT.path(invocation.outputs[run.id].video)
+            got = {k: reads[video][k] for k in asked_for(run)}
+            assert got == asked_for(run), f"run {run.id} in a batch of {len(batch)}"
+
+
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_no_spec_value_is_shadowed_by_a_command_line_flag(adapter: ModelAdapter) -> None:
+    runs = random_transfer1_runs(random.Random(1), adapter.name, 40)
+    for number, batch in enumerate(plan_batches(runs, {adapter.name: adapter})):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        flags = command_flags(invocation.argv, program_of(invocation))
+        spec = json.loads(invocation.files["spec.json"])
+        scalars = {k for k, v in spec.items() if not isinstance(v, dict)}
+        assert scalars, "precondition: the spec carries parameters"
+        assert not scalars & set(flags), "a flag would make these JSON values dead"
+
+
+def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() -> None:
+    settings = Transfer1Settings(
+        workspace="/opt/ct1",
+        checkpoint_dir="/ckpt",
+        extra_args=["--offload_text_encoder_model"],
+    )
+    run = random_transfer1_runs(random.Random(3), "transfer1", 1)[0]
+    run.model["num_gpus"] = 4
+    invocation = Transfer1Adapter(settings).render("jb_x", [run], LAYOUT)
+    argv = invocation.argv
+    assert argv[0] == "torchrun" and "--nproc_per_node=4" in argv[: argv.index(argv[-1])]
+    program = "cosmos_transfer1/diffusion/inference/transfer.py"
+    flags = command_flags(argv, program)
+    assert flags["num_gpus"] == "4" and flags["checkpoint_dir"] == "/ckpt"
+    assert flags["offload_text_encoder_model"] is True
+    assert invocation.workdir == "/opt/ct1" and invocation.env == {"PYTHONPATH": "."}
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--guidance=7", "--checkpoint_dir", "--num-gpus"])
+def test_extra_args_that_would_shadow_a_value_are_refused(flag: str) -> None:
+    adapter = Transfer1Adapter(Transfer1Settings(extra_args=["--offload_guardrail_models", flag]))
+    run = random_transfer1_runs(random.Random(0), "transfer1", 1)[0]
+    problems = adapter.validate(run)
+    assert [p.key_path for p in problems] == ["adapters.transfer1.extra_args"]
+    assert flag in problems[0].message
+
+
+# -- Transfer2.5 -------------------------------------------------------------------
+SAMPLE_KEYS = {
+    "name", "prompt", "prompt_path", "video_path", "negative_prompt", "seed", "guidance",
+    "num_steps", "resolution", "sigma_max", "max_frames", "num_conditional_frames",
+    "num_video_frames_per_chunk", "keep_input_resolution", "edge", "vis", "depth", "seg",
+}  # fmt: skip
+T25_CONTROL_FIELDS = {"control_path", "control_weight", "mask_path", "mask_prompt"}
+
+
+def random_t25_runs(rng: random.Random, count: int) -> list[RunSpec]:
+    runs = []
+    for index in range(count):
+        model = base_model("transfer2.5")
+        model.update(
+            seed=rng.choice([2025, 7]),
+            guidance=rng.choice([3, 5.0, 0]),
+            num_steps=rng.choice([35, 4]),
+            sigma_max=rng.choice([None, 80.0]),
+            fps=None,
+            blur_strength=None,
+            canny_threshold=None,
+            num_gpus=rng.choice([1, 2]),
+        )
+        model["weights"] = {
+            "vis": rng.choice([None, 0.2]),
+            "edge": rng.choice([None, 1.0]),
+            "depth": rng.choice([0.5, None]),
+            "seg": None,
+        }
+        if not any(model["weights"].values()):
+            model["weights"]["edge"] = 1.0
+        model["options"] = {
+            "model": rng.choice([None, "edge", "depth"]),
+            "resolution": rng.choice([None, "480"]),
+            "max_frames": rng.choice([None, 93]),
+            "keep_input_resolution": rng.choice([None, False]),
+        }
+        controls = {"depth": CONTROL_VIDEOS["depth"]} if rng.random() < 0.5 else {}
+        prompt = ResolvedPrompt(
+            name=f"p{index}",
+            text=f"scene {index} 'quoted' $(x)",
+            negative=rng.choice([None, "blurry"]),
+            inputs=PromptInputSet(video=rng.choice(VIDEOS), controls=controls),
+        )
+        runs.append(RunSpec(prompt=prompt, model=model))
+    return runs
+
+
+def t25_reads(invocation: Invocation) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """Each -i sample as examples/inference.py reads it, by its output video, with --model."""
+    argv = invocation.argv
+    i, o = argv.index("-i"), argv.index("-o")
+    out_dir = argv[o + 1]
+    variants = [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
+    reads = {}
+    for path in argv[i + 1 : o]:
+        sample = json.loads(invocation.files[str(PurePosixPath(path).relative_to(LAYOUT.root))])
+        assert set(sample) <= SAMPLE_KEYS, "examples/inference.py rejects extra keys"
+        assert {"name", "video_path"} <= set(sample)
+        assert any(k in sample for k in ("edge", "vis", "depth", "seg"))
+        for key in ("edge", "vis", "depth", "seg"):
+            if key in sample:
+                assert set(sample[key]) <= T25_CONTROL_FIELDS
+                assert 0 <= sample[key]["control_weight"] <= 1
+        assert isinstance(sample["guidance"], int) and 0 <= sample["guidance"] <= 7
+        video = f"{out_dir}/{sample['name']}.mp4"
+        assert video not in reads, "sample names must be unique in a batch"
+        reads[video] = (sample, variants[0] if variants else None)
+    return reads
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
+    adapter = Transfer25Adapter(Transfer25Settings(max_batch_size=5))
+    runs = random_t25_runs(random.Random(seed), 40)
+    assert all(adapter.validate(run) == [] for run in runs)
+    batches = plan_batches(runs, {adapter.name: adapter})
+    assert any(len(b) > 1 for b in batches), "precondition: some runs share a model load"
+    for number, batch in enumerate(batches):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        reads = t25_reads(invocation)
+        assert len(reads) == len(batch)
+        for run in batch:
+            sample, variant = reads[LAYOUT.path(invocation.outputs[run.id].video)]
+            options = {k: v for k, v in run.model["options"].items() if v is not None}
+            assert variant == options.pop("model", None)
+            video = run.prompt.inputs.video
+            expected = {
+                "name": sample["name"],
+                "prompt": run.prompt.text,
+                "video_path": LAYOUT.path(f"inputs/{video.sha256}.mp4"),
+                "seed": run.model["seed"],
+                "guidance": run.model["guidance"],
+                "num_steps": run.model["num_steps"],
+                **options,
+            }
+            if run.prompt.negative is not None:
+                expected["negative_prompt"] = run.prompt.negative
+            if run.model["sigma_max"] is not None:
+                expected["sigma_max"] = run.model["sigma_max"]
+            for key, weight in run.model["weights"].items():
+                if weight is not None:
+                    expected[key] = {"control_weight": weight}
+                    if key in run.prompt.inputs.controls:
+                        item = run.prompt.inputs.controls[key]
+                        expected[key]["control_path"] = LAYOUT.path(f"inputs/{item.sha256}.mp4")
+            assert sample == expected
+        gpus = batch[0].model["num_gpus"]
+        uses_torchrun = invocation.argv[0] == "torchrun"
+        assert uses_torchrun == (gpus > 1)
+        assert all(run.model["num_gpus"] == gpus for run in batch)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"fps": 24}, "model.fps"),
+        ({"blur_strength": "high"}, "model.blur_strength"),
+        ({"guidance": 3.5}, "model.guidance"),
+        ({"guidance": 8}, "model.guidance"),
+        ({"weights": {"vis": None, "edge": 1.5, "depth": None, "seg": None}}, "model.weights.edge"),
+        ({"weights": {"vis": None, "edge": None, "depth": None, "seg": None}}, "model.weights"),
+        ({"options": {"model": "canny"}}, "model.options.model"),
+        ({"options": {"resolution": 720}}, "model.options.resolution"),
+        ({"options": {"steps": 3}}, "model.options.steps"),
+    ],
+)
+def test_what_transfer25_would_refuse_is_caught_with_its_key(change: dict, key: str) -> None:
+    run = random_t25_runs(random.Random(0), 1)[0]
+    adapter = Transfer25Adapter(Transfer25Settings())
+    assert adapter.validate(run) == [], "precondition: the unchanged run is valid"
+    run.model.update(change)
+    assert [p.key_path for p in adapter.validate(run)] == [key]
+
+
+def test_transfer25_needs_an_input_video() -> None:
+    run = random_t25_runs(random.Random(0), 1)[0]
+    bare = RunSpec(
+        prompt=ResolvedPrompt("lonely", "text", None, PromptInputSet(video=None)),
+        model=run.model,
+    )
+    problems = Transfer25Adapter(Transfer25Settings()).validate(bare)
+    assert [p.key_path for p in problems] == ["prompts.lonely.inputs.video"]
+
+
+def test_transfer1_refuses_options_it_does_not_have() -> None:
+    run = random_transfer1_runs(random.Random(0), "transfer1", 1)[0]
+    run.model["options"] = {"resolution": "720", "max_frames": None}
+    problems = Transfer1Adapter(Transfer1Settings()).validate(run)
+    assert [p.key_path for p in problems] == ["model.options.resolution"]

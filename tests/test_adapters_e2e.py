@@ -1,0 +1,162 @@
+"""The transfer1 and transfer2.5 adapters end to end, through cosmos-batch.
+
+No GPU here, so the Cosmos programs are stand-ins placed where the real ones
+live: Transfer1's transfer.py is the simulated model (which applies
+transfer.py's argument and merge rules) launched by a fake torchrun, and
+Transfer2.5's examples/inference.py is a strict fake that echoes each sample
+it read into its output video. Everything else is the real pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Project, make_project
+from test_demo_sweep import free_box_metadata
+
+from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+def runs_of(project: Project) -> list[dict[str, Any]]:
+    return project.cosmos_json("list", "runs")
+
+
+def run_yaml(run: dict[str, Any]) -> dict[str, Any]:
+    return yaml.safe_load((Path(run["output_dir"]) / "run.yaml").read_text())
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def transfer1_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path, Any]:
+    root = tmp_path_factory.mktemp("t1")
+    project = make_project(root / "project")
+    workspace = root / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    shutil.copy(SIMULATED_PROGRAM, program)
+    log = root / "torchrun.jsonl"
+    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "FAKE_TORCHRUN_LOG": str(log)}
+    done = project.batch(
+        "+experiment=demo",
+        "model=transfer1",
+        f"adapters.transfer1.workspace={workspace}",
+        "adapters.transfer1.extra_args=[--offload_guardrail_models]",
+        env=env,
+    )
+    return project, workspace, (done, log)
+
+
+def test_transfer1_demo_runs_transfer_py_in_its_checkout(transfer1_demo) -> None:
+    _, workspace, (done, log) = transfer1_demo
+    assert done.returncode == 0, done.stderr
+    calls = log_lines(log)
+    # 3 depth weights x 2 seeds: the two prompts of each point share one load.
+    assert len(calls) == 6
+    for call in calls:
+        assert call["cwd"] == str(workspace)
+        assert call["pythonpath"] == "."
+        assert call["nproc"] == 1
+        assert call["argv"][0] == "cosmos_transfer1/diffusion/inference/transfer.py"
+        assert "--offload_guardrail_models" in call["argv"]
+        assert call["argv"][call["argv"].index("--batch_size") + 1] == "2"
+
+
+def test_every_transfer1_output_was_made_with_its_own_parameters(transfer1_demo) -> None:
+    project, _, (done, _) = transfer1_demo
+    assert done.returncode == 0, done.stderr
+    runs = runs_of(project)
+    assert len(runs) == 12 and {r["status"] for r in runs} == {"succeeded"}
+    seen = set()
+    for run in runs:
+        folder = Path(run["output_dir"])
+        spec = run_yaml(run)
+        made = free_box_metadata(folder / "output.mp4")
+        assert made["seed"] == spec["model"]["seed"]
+        assert made["controls"]["depth"]["control_weight"] == spec["model"]["weights"]["depth"]
+        assert made["prompt"] == spec["prompt"]["text"]
+        assert (folder / "output.txt").read_text() == spec["prompt"]["text"]
+        seen.add((made["seed"], made["controls"]["depth"]["control_weight"], made["prompt"]))
+    assert len(seen) == 12
+
+
+def test_transfer1_without_its_program_fails_the_runs_with_a_clear_log(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    empty = tmp_path / "no-checkout"
+    empty.mkdir()
+    env = {
+        "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_TORCHRUN_LOG": str(tmp_path / "log"),
+    }
+    done = project.batch(
+        "+experiment=demo", "model=transfer1", f"adapters.transfer1.workspace={empty}", env=env
+    )
+    assert done.returncode == 1
+    runs = runs_of(project)
+    assert {r["status"] for r in runs} == {"failed"}
+    log = (Path(runs[0]["output_dir"]) / "logs" / "run.log").read_text()
+    assert "no script cosmos_transfer1/diffusion/inference/transfer.py" in log
+
+
+# -- Transfer2.5 -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def t25_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Any, Path]:
+    root = tmp_path_factory.mktemp("t25")
+    project = make_project(root / "project")
+    log = root / "t25.jsonl"
+    done = project.batch(
+        "+experiment=demo",
+        "model=transfer2.5",
+        "model.options.model=depth",
+        "model.options.resolution='480'",
+        f"adapters.transfer2_5.workspace={FAKES / 'transfer2_5'}",
+        "adapters.transfer2_5.extra_args=[--disable-guardrails]",
+        env={"FAKE_T25_LOG": str(log)},
+    )
+    return project, done, log
+
+
+def test_transfer25_demo_loads_the_model_once_for_all_samples(t25_demo) -> None:
+    project, done, log = t25_demo
+    assert done.returncode == 0, done.stderr
+    calls = log_lines(log)
+    # Samples carry their own seed and weights: all 12 runs share 2 loads (batch size 8).
+    assert sorted(len(c["samples"]) for c in calls) == [4, 8]
+    assert {c["model"] for c in calls} == {"depth"}
+    assert sorted(s for c in calls for s in c["samples"]) == sorted(
+        r["id"] for r in runs_of(project)
+    )
+
+
+def test_every_transfer25_sample_carries_its_runs_parameters(t25_demo) -> None:
+    project, done, _ = t25_demo
+    assert done.returncode == 0, done.stderr
+    for run in runs_of(project):
+        spec = run_yaml(run)
+        sample = free_box_metadata(Path(run["output_dir"]) / "output.mp4")
+        assert sample["name"] == run["id"]
+        assert sample["seed"] == spec["model"]["seed"]
+        assert sample["guidance"] == spec["model"]["guidance"]
+        assert isinstance(sample["guidance"], int)
+        assert sample["depth"]["control_weight"] == spec["model"]["weights"]["depth"]
+        assert sample["prompt"] == spec["prompt"]["text"]
+        assert sample["resolution"] == "480"
+        assert Path(sample["depth"]["control_path"]).name.endswith(".mp4")
+
+
+def test_transfer25_refuses_transfer1_only_parameters_before_running(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    done = project.batch("+experiment=demo", "model=transfer2.5", "model.fps=24")
+    assert done.returncode == 2
+    assert "model.fps" in done.stderr and "not a Transfer2.5 parameter" in done.stderr
+    assert not (project.outputs / "runs").exists()
