@@ -43,7 +43,11 @@ TRANSFER1_DEFAULTS: dict[str, Any] = {
     "fps": 24,
     "seed": 1,
     "num_gpus": 1,
+    "num_input_frames": 1,
+    "upsample_prompt": False,
+    "use_distilled": False,
 }
+OPTIONS = ("num_input_frames", "upsample_prompt", "use_distilled")
 SCALARS = ("seed", "guidance", "num_steps", "sigma_max", "fps", "blur_strength", "canny_threshold")
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
 VIDEOS = [InputFile(Path(f"/data/color{i}.mp4"), f"{i}" * 64) for i in range(3)]
@@ -79,7 +83,13 @@ def random_scalars(rng: random.Random) -> dict[str, Any]:
         "sigma_max": rng.choice([70.0, None, 90.0]),
         "fps": rng.choice([24, None]),
         "blur_strength": rng.choice(["medium", "high", None]),
+        "canny_threshold": rng.choice(["medium", "low", None]),
         "num_gpus": rng.choice([1, 1, 2]),
+        "version": rng.choice(["1", "1", "2"]),
+        "image": rng.choice([None, None, "cosmos:2"]),
+        "options": rng.choice(
+            [{}, {}, {"upsample_prompt": True}, {"num_input_frames": 2, "use_distilled": None}]
+        ),
     }
 
 
@@ -161,6 +171,7 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
             controls[key] = value
         elif key not in flags:
             params[key] = value
+    assert_transfer1_accepts(params, controls)
     folder = str(flags["video_save_folder"])
     if "batch_input_path" not in flags:
         return {f"{folder}/{flags['video_save_name']}.mp4": {**params, "controls": controls}}
@@ -180,8 +191,21 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
                     block.pop(name, None)  # null: computed in the container
                 else:
                     block[name] = value
+        assert_transfer1_accepts(line_params, line_controls)
         reads[f"{folder}/video_{i}/output.mp4"] = {**line_params, "controls": line_controls}
     return reads
+
+
+def assert_transfer1_accepts(params: dict[str, Any], controls: dict[str, Any]) -> None:
+    """transfer.py's spec validation: without input video, sigma_max >= 80 and control videos.
+
+    It runs on the shared spec of a batch too, before any line is read.
+    """
+    if not params["input_video_path"]:
+        assert params["sigma_max"] >= 80, "transfer.py: sigma_max < 80 needs an input video"
+        assert all(block.get("input_control") for block in controls.values()), (
+            "transfer.py: without input video every control needs input_control"
+        )
 
 
 def asked_for(run: RunSpec) -> dict[str, Any]:
@@ -197,6 +221,9 @@ def asked_for(run: RunSpec) -> dict[str, Any]:
         LAYOUT.path(f"inputs/{video.sha256}{video.path.suffix}") if video else ""
     )
     expected["num_gpus"] = str(run.model["num_gpus"])
+    for name in OPTIONS:
+        value = run.model["options"].get(name)
+        expected[name] = TRANSFER1_DEFAULTS[name] if value is None else value
     controls = {}
     for key, weight in run.model["weights"].items():
         if weight is None:
@@ -226,6 +253,8 @@ def test_every_transfer1_run_reads_exactly_its_own_parameters(
     assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
     assert any(len(b) > 1 for b in batches), "precondition: some runs share a batch"
     assert any(len(b) == 1 for b in batches), "precondition: some runs run alone"
+    for batch in batches:
+        assert len({(r.model["version"], r.model["image"]) for r in batch}) == 1
     for number, batch in enumerate(batches):
         invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
         reads = transfer1_reads(invocation, program_of(invocation))
@@ -258,21 +287,52 @@ def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() ->
     run.model["num_gpus"] = 4
     invocation = Transfer1Adapter(settings).render("jb_x", [run], LAYOUT)
     argv = invocation.argv
-    assert argv[0] == "torchrun" and "--nproc_per_node=4" in argv[: argv.index(argv[-1])]
     program = "cosmos_transfer1/diffusion/inference/transfer.py"
+    assert argv[0] == "torchrun"
+    assert argv.index("--nproc_per_node=4") < argv.index(program)
     flags = command_flags(argv, program)
     assert flags["num_gpus"] == "4" and flags["checkpoint_dir"] == "/ckpt"
     assert flags["offload_text_encoder_model"] is True
     assert invocation.workdir == "/opt/ct1" and invocation.env == {"PYTHONPATH": "."}
 
 
-@pytest.mark.parametrize("flag", ["--seed", "--guidance=7", "--checkpoint_dir", "--num-gpus"])
-def test_extra_args_that_would_shadow_a_value_are_refused(flag: str) -> None:
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--seed",
+        "--guidance=7",
+        "--checkpoint_dir",
+        "--use_distilled",
+        "--upsample_prompt",
+        "--tokenizer_dir=x",
+        "--offload-text-encoder-model",  # transfer.py spells it with underscores
+        "offload_guardrail_models",
+    ],
+)
+def test_extra_args_may_only_hold_flags_that_leave_outputs_unchanged(flag: str) -> None:
     adapter = Transfer1Adapter(Transfer1Settings(extra_args=["--offload_guardrail_models", flag]))
     run = random_transfer1_runs(random.Random(0), "transfer1", 1)[0]
+    assert Transfer1Adapter(Transfer1Settings()).validate(run) == [], "precondition"
     problems = adapter.validate(run)
     assert [p.key_path for p in problems] == ["adapters.transfer1.extra_args"]
     assert flag in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "flags", [["--offload-guardrail-models", "--compile-tokenizer=moderate"], ["--keep-going"]]
+)
+def test_transfer25_set_up_flags_pass_through(flags: list[str]) -> None:
+    run = random_t25_runs(random.Random(0), 1)[0]
+    adapter = Transfer25Adapter(Transfer25Settings(extra_args=flags))
+    assert adapter.validate(run) == []
+    assert adapter.render("jb", [run], LAYOUT).argv[-len(flags) :] == flags
+
+
+@pytest.mark.parametrize("flag", ["--disable-guardrails", "--checkpoint-path=/x", "--seed=3"])
+def test_transfer25_flags_that_change_outputs_are_refused(flag: str) -> None:
+    run = random_t25_runs(random.Random(0), 1)[0]
+    problems = Transfer25Adapter(Transfer25Settings(extra_args=[flag])).validate(run)
+    assert [p.key_path for p in problems] == ["adapters.transfer2_5.extra_args"]
 
 
 # -- Transfer2.5 -------------------------------------------------------------------
@@ -306,8 +366,11 @@ def random_t25_runs(rng: random.Random, count: int) -> list[RunSpec]:
         }
         if not any(model["weights"].values()):
             model["weights"]["edge"] = 1.0
+        active = [key for key, weight in model["weights"].items() if weight is not None]
+        variants = {"edge": ["edge", "edge/distilled"], "depth": ["depth"], "vis": ["vis"]}
         model["options"] = {
-            "model": rng.choice([None, "edge", "depth"]),
+            "model": rng.choice([None, *variants[active[0]]]) if len(active) == 1 else None,
+            "disable_guardrails": rng.choice([None, True]),
             "resolution": rng.choice([None, "480"]),
             "max_frames": rng.choice([None, 93]),
             "keep_input_resolution": rng.choice([None, False]),
@@ -323,8 +386,11 @@ def random_t25_runs(rng: random.Random, count: int) -> list[RunSpec]:
     return runs
 
 
-def t25_reads(invocation: Invocation) -> dict[str, tuple[dict[str, Any], str | None]]:
-    """Each -i sample as examples/inference.py reads it, by its output video, with --model."""
+def t25_reads(invocation: Invocation) -> dict[str, tuple[dict[str, Any], str | None, bool]]:
+    """Each -i sample as examples/inference.py reads it, by its output video.
+
+    With it: the --model checkpoint and whether guardrails are off.
+    """
     argv = invocation.argv
     i, o = argv.index("-i"), argv.index("-o")
     out_dir = argv[o + 1]
@@ -342,7 +408,11 @@ def t25_reads(invocation: Invocation) -> dict[str, tuple[dict[str, Any], str | N
         assert isinstance(sample["guidance"], int) and 0 <= sample["guidance"] <= 7
         video = f"{out_dir}/{sample['name']}.mp4"
         assert video not in reads, "sample names must be unique in a batch"
-        reads[video] = (sample, variants[0] if variants else None)
+        reads[video] = (
+            sample,
+            variants[0] if variants else None,
+            "--disable-guardrails" in argv,
+        )
     return reads
 
 
@@ -358,9 +428,12 @@ def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
         reads = t25_reads(invocation)
         assert len(reads) == len(batch)
         for run in batch:
-            sample, variant = reads[LAYOUT.path(invocation.outputs[run.id].video)]
+            sample, variant, guardrails_off = reads[LAYOUT.path(invocation.outputs[run.id].video)]
             options = {k: v for k, v in run.model["options"].items() if v is not None}
-            assert variant == options.pop("model", None)
+            active = [k for k, w in run.model["weights"].items() if w is not None]
+            only = active[0] if len(active) == 1 else None
+            assert variant == options.pop("model", only), "the checkpoint of the run's control"
+            assert guardrails_off == options.pop("disable_guardrails", False)
             video = run.prompt.inputs.video
             expected = {
                 "name": sample["name"],
@@ -425,3 +498,22 @@ def test_transfer1_refuses_options_it_does_not_have() -> None:
     run.model["options"] = {"resolution": "720", "max_frames": None}
     problems = Transfer1Adapter(Transfer1Settings()).validate(run)
     assert [p.key_path for p in problems] == ["model.options.resolution"]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "weights", "ok"),
+    [
+        ("depth", {"depth": 0.5}, True),
+        ("edge/distilled", {"edge": 1.0}, True),
+        ("edge", {"depth": 0.5}, False),
+        ("depth", {"depth": 0.5, "edge": 1.0}, False),
+    ],
+)
+def test_a_transfer25_checkpoint_must_fit_the_runs_controls(
+    checkpoint: str, weights: dict, ok: bool
+) -> None:
+    run = random_t25_runs(random.Random(0), 1)[0]
+    run.model["weights"] = {"vis": None, "edge": None, "depth": None, "seg": None, **weights}
+    run.model["options"] = {"model": checkpoint}
+    problems = Transfer25Adapter(Transfer25Settings()).validate(run)
+    assert [p.key_path for p in problems] == ([] if ok else ["model.options.model"])

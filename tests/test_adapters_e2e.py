@@ -69,7 +69,8 @@ def test_transfer1_demo_runs_transfer_py_in_its_checkout(transfer1_demo) -> None
         assert call["nproc"] == 1
         assert call["argv"][0] == "cosmos_transfer1/diffusion/inference/transfer.py"
         assert "--offload_guardrail_models" in call["argv"]
-        assert call["argv"][call["argv"].index("--batch_size") + 1] == "2"
+        assert "--batch_input_path" in call["argv"], "one model load for the batch"
+        assert "--batch_size" not in call["argv"], "one video at a time (transfer.py's default)"
 
 
 def test_every_transfer1_output_was_made_with_its_own_parameters(transfer1_demo) -> None:
@@ -120,7 +121,8 @@ def t25_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Any, Pa
         "model.options.model=depth",
         "model.options.resolution='480'",
         f"adapters.transfer2_5.workspace={FAKES / 'transfer2_5'}",
-        "adapters.transfer2_5.extra_args=[--disable-guardrails]",
+        "model.options.disable_guardrails=true",
+        "adapters.transfer2_5.extra_args=[--keep-going]",
         env={"FAKE_T25_LOG": str(log)},
     )
     return project, done, log
@@ -133,6 +135,7 @@ def test_transfer25_demo_loads_the_model_once_for_all_samples(t25_demo) -> None:
     # Samples carry their own seed and weights: all 12 runs share 2 loads (batch size 8).
     assert sorted(len(c["samples"]) for c in calls) == [4, 8]
     assert {c["model"] for c in calls} == {"depth"}
+    assert {c["guardrails"] for c in calls} == {"disabled"}
     assert sorted(s for c in calls for s in c["samples"]) == sorted(
         r["id"] for r in runs_of(project)
     )

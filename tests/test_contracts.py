@@ -235,7 +235,8 @@ def test_run_checksums_and_command_are_complete(demo_done: Project) -> None:
         if result["batch_size"] > 1:
             batched += 1
             assert "--batch_input_path" in argv
-            assert flag_value(argv, "--batch_size") == str(result["batch_size"])
+            # One model load for the batch, one video generated at a time.
+            assert "--batch_size" not in argv
     assert batched == 12, "the demo's runs are expected to run in batches"
 
 

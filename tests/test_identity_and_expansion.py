@@ -258,3 +258,48 @@ def test_batches_never_mix_runs_whose_shared_values_differ(seed: int) -> None:
             assert invocation.run_specs[run.id] == single_spec(run, layout), (
                 "in a batch a run must read exactly the spec it would read alone"
             )
+
+
+@pytest.mark.parametrize("options", [{}, {"resolution": None}, {"model": None, "max_frames": None}])
+def test_unset_adapter_options_keep_the_pinned_id(options: dict) -> None:
+    assert make_run(with_model(options=options)).id == "rs_31fc8c48b12a2eea"
+
+
+def test_a_set_adapter_option_changes_the_id() -> None:
+    assert make_run(with_model(options={"resolution": "480"})).id != "rs_31fc8c48b12a2eea"
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("clip.mp4", ".mp4"),
+        ("CLIP.MP4", ".mp4"),
+        ("a b.mov", ".mov"),
+        ("x.mp4; touch y", ""),
+        ("noext", ""),
+        ("v.\u00e9t\u00e9", ""),
+    ],
+)
+def test_stored_names_keep_only_a_plain_suffix(name: str, stored: str) -> None:
+    item = InputFile(Path("/in") / name, "c" * 64)
+    assert item.stored_name == "c" * 64 + stored
+
+
+@pytest.mark.parametrize("name", ["v.mp4 $(x)", "v", "v.\u00e9"])
+def test_an_input_without_a_plain_suffix_is_refused_by_key(inputs: Path, name: str) -> None:
+    (inputs / name).write_bytes(b"video")
+    data = manifest()
+    data["prompts"]["b"]["inputs"]["video"] = name
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert [p.key_path for p in caught.value.problems] == ["test.yaml: prompts.b.inputs.video"]
+    assert "plain suffix" in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_non_finite_numbers_are_refused(inputs: Path, value: float) -> None:
+    data = manifest()
+    data["model"]["guidance"] = value
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert [p.key_path for p in caught.value.problems] == ["test.yaml: model.guidance"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,10 +17,15 @@ from pathlib import Path
 
 import pytest
 import testhost
+import yaml
 from conftest import Project, make_project
 from sshd import keygen
 from test_demo_sweep import RUN_FILES, free_box_metadata, plan_ids
 from test_ssh import INJECTION_CORPUS
+
+from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+
+FAKES = Path(__file__).resolve().parent / "fakes"
 
 
 @pytest.fixture(scope="module")
@@ -161,23 +167,28 @@ def omegaconf_escaped(value: str) -> str:
 
 
 def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
-    host, remote_project
+    host, remote_project, tmp_path: Path
 ) -> None:
     """Shell-hostile text crosses SSH, Docker and the spec files verbatim."""
     project, work_dir = remote_project
+    # Text may name an absolute canary; a file name cannot hold "/", so it
+    # names a relative one, created wherever a shell would run it.
     canary = work_dir / "canary"
-    demo = project.root / "inputs" / "demo" / "street"
     texts = [v.replace("{canary}", str(canary)) for v in INJECTION_CORPUS if v.strip()]
+    file_names = [v.replace("{canary}", "canary") for v in INJECTION_CORPUS if v.strip()]
+    negative = " && ".join(texts[:3])
+    demo = project.root / "inputs" / "demo" / "street"
     prompts = {}
-    for index, text in enumerate(texts):
-        folder = project.root / "inputs" / f"{index} {text}"[:80].replace("/", "_")
+    for index, (text, name) in enumerate(zip(texts, file_names, strict=True)):
+        folder = project.root / "inputs" / f"{index} {name}"
         folder.mkdir(parents=True)
-        video = folder / f"{text[:40]}.MP4".replace("/", "_")
-        depth = folder / f"depth $(touch {canary}) `x`;&&*?.mp4".replace("/", "_")
+        video, depth = folder / f"{name}.MP4", folder / f"depth {name}.mp4"
         shutil.copy(demo / "color.mp4", video)
         shutil.copy(demo / "depth.mp4", depth)
         prompts[f"{text} #{index}"] = {
             "text": omegaconf_escaped(text),
+            # One negative prompt for all, so that the runs share containers.
+            "negative": omegaconf_escaped(negative),
             "inputs": {
                 "video": omegaconf_escaped(str(video.relative_to(project.root))),
                 "controls": {"depth": omegaconf_escaped(str(depth.relative_to(project.root)))},
@@ -193,15 +204,54 @@ def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
     assert done.returncode == 0, done.stderr
     runs = project.cosmos_json("list", "runs")
     assert len(runs) == len(texts) and {r["status"] for r in runs} == {"succeeded"}
-    names = {p["name"] for p in project.cosmos_json("list", "prompts")}
-    assert names == set(prompts)
+    assert {p["name"] for p in project.cosmos_json("list", "prompts")} == set(prompts)
     arrived = set()
     for run in runs:
         folder = Path(run["output_dir"])
         spec = json.loads((folder / "spec.json").read_text())
         made = free_box_metadata(folder / "output.mp4")
         assert made["prompt"] == spec["prompt"], "the program read another prompt"
+        assert made["negative_prompt"] == negative
         assert (folder / "output.txt").read_text() == spec["prompt"]
+        recorded = yaml.safe_load((folder / "run.yaml").read_text())["prompt"]["inputs"]
+        assert Path(recorded["video"]["path"]).name in {f"{n}.MP4" for n in file_names}
         arrived.add(made["prompt"])
     assert arrived == set(texts)
-    assert not canary.exists(), "user text was executed on the host"
+    # Only content-addressed names reached the host.
+    assert all(re.fullmatch(r"[0-9a-f]{64}\.mp4", p.name) for p in (work_dir / "cache").iterdir())
+    for root in (tmp_path, Path.home(), Path("/")):
+        found = [p for p in root.glob("canary*")] + list(root.glob("*/canary"))
+        assert not found, f"user text was executed: {found}"
+
+
+def test_transfer1_runs_from_its_checkout_inside_the_container(host, remote_project) -> None:
+    """The adapter's working folder and environment reach the container."""
+    project, work_dir = remote_project
+    workspace = work_dir / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    shutil.copy(SIMULATED_PROGRAM, program)
+    # The image has no /usr/bin/env: the stand-in names its interpreter.
+    torchrun = work_dir / "bin" / "torchrun"
+    torchrun.parent.mkdir()
+    body = (FAKES / "torchrun").read_text().split("\n", 1)[1]
+    torchrun.write_text("#!/usr/bin/python3\n" + body)
+    torchrun.chmod(0o755)
+    log = work_dir / "torchrun.jsonl"
+    done = project.batch(
+        "+experiment=demo",
+        "model=transfer1",
+        *overrides(host, work_dir),
+        f"adapters.transfer1.workspace={workspace}",
+        f"+target.env.PATH={torchrun.parent}:/usr/bin:/bin",
+        f"+target.env.FAKE_TORCHRUN_LOG={log}",
+    )
+    assert done.returncode == 0, done.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 6
+    assert {(c["cwd"], c["pythonpath"]) for c in calls} == {(str(workspace), ".")}
+    for run in project.cosmos_json("list", "runs"):
+        spec = yaml.safe_load((Path(run["output_dir"]) / "run.yaml").read_text())
+        made = free_box_metadata(Path(run["output_dir"]) / "output.mp4")
+        assert made["seed"] == spec["model"]["seed"]
+        assert made["controls"]["depth"]["control_weight"] == spec["model"]["weights"]["depth"]

@@ -277,6 +277,8 @@ def test_help_mentions_simulation(work: Path) -> None:
 def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> None:
     spec = {
         "prompt": "shared prompt",
+        # transfer.py validates the shared spec first: it needs a video too.
+        "input_video_path": "c.mp4",
         "seed": 11,
         "guidance": 6.5,
         "edge": {"control_weight": 0.25},
@@ -325,7 +327,7 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
 
 
 def test_batch_override_adding_control_without_weight_warns(work: Path) -> None:
-    write_json(work / "spec.json", {"edge": {"control_weight": 0.2}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {"control_weight": 0.2}})
     line = {"visual_input": "a.mp4", "control_overrides": {"seg": {"input_control": None}}}
     write_jsonl(work / "batch.jsonl", [line])
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
@@ -337,7 +339,7 @@ def test_batch_override_adding_control_without_weight_warns(work: Path) -> None:
 
 
 def test_batch_flag_shadows_json_seed_for_every_line(work: Path) -> None:
-    write_json(work / "spec.json", {"seed": 11, "vis": {}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "seed": 11, "vis": {}})
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}, {"visual_input": "b.mp4"}])
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl", "--seed", "5"]
     assert run_sim(args, work).returncode == 0
@@ -374,7 +376,7 @@ def test_ledger_gets_one_line_per_video(work: Path) -> None:
 
 
 def test_concurrent_processes_share_one_ledger(work: Path) -> None:
-    write_json(work / "spec.json", {"edge": {}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {}})
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}] * 4)
     procs = []
     for worker in range(4):
@@ -405,7 +407,7 @@ def test_concurrent_processes_share_one_ledger(work: Path) -> None:
 
 
 def test_fail_on_seed_exits_17_and_keeps_earlier_outputs(work: Path) -> None:
-    write_json(work / "spec.json", {"edge": {"control_weight": 0.5}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {"control_weight": 0.5}})
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}, {"visual_input": "b.mp4"}])
     common = ["--controlnet_specs", "spec.json", "--video_save_folder", "out"]
     common += ["--ledger", "ledger.jsonl", "--fail_on_seed", "9"]
@@ -429,7 +431,7 @@ def test_fail_on_seed_exits_17_and_keeps_earlier_outputs(work: Path) -> None:
 
 
 def test_fail_on_seed_ignores_other_seeds(work: Path) -> None:
-    write_json(work / "spec.json", {"seed": 4, "edge": {}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "seed": 4, "edge": {}})
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}, {"visual_input": "b.mp4"}])
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
     assert run_sim([*args, "--fail_on_seed", "5"], work).returncode == 0
@@ -441,7 +443,7 @@ def test_fail_on_seed_ignores_other_seeds(work: Path) -> None:
 
 
 def test_model_load_sleeps_once_per_invocation(work: Path) -> None:
-    write_json(work / "spec.json", {"edge": {}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {}})
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}] * 3)
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
     start = time.monotonic()
@@ -653,9 +655,19 @@ BATCH_ERRORS = {
 @pytest.mark.parametrize("case", sorted(BATCH_ERRORS))
 def test_invalid_batch_exits_2_before_writing_anything(work: Path, case: str) -> None:
     lines, fragment = BATCH_ERRORS[case]
-    write_json(work / "spec.json", {"edge": {}})
+    write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {}})
     write_jsonl(work / "batch.jsonl", lines)
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
     assert_error(run_sim([*args, "--ledger", "ledger.jsonl"], work), fragment)
     assert not (work / "outputs").exists()
     assert not (work / "ledger.jsonl").exists()
+
+
+def test_a_batch_whose_shared_spec_has_no_video_is_refused_like_transfer_py(work: Path) -> None:
+    write_json(work / "spec.json", {"depth": {"control_weight": 0.5}})
+    write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}])
+    args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
+    result = run_sim([*args, "--video_save_folder", "out"], work)
+    assert result.returncode == 2
+    assert "without an input video sigma_max must be >= 80" in result.stderr
+    assert not (work / "out").exists()

@@ -86,7 +86,7 @@ class ConfigManager:
             problems = []
             for error in exc.errors():
                 key = format_loc(tuple(error["loc"]))
-                source = sources.get(key) or sources.get(key.split(".")[0], "defaults")
+                source = _source_of(key, sources)
                 problems.append(Problem(f"{key} (from {source})", error["msg"]))
             raise SettingsError(problems) from exc
 
@@ -147,11 +147,22 @@ class ConfigManager:
         for key, value in layer.items():
             path = f"{prefix}{key}"
             if isinstance(value, Mapping) and path != "target":
-                section = merged.setdefault(key, {})
-                cls._apply(section, sources, value, label, f"{path}.")
+                if not isinstance(merged.get(key), dict):
+                    merged[key] = {}
+                cls._apply(merged[key], sources, value, label, f"{path}.")
             elif value is not None:
                 merged[key] = value
                 sources[path] = label
+
+
+def _source_of(key: str, sources: Mapping[str, str]) -> str:
+    """The layer that set ``key`` or its nearest enclosing section (``a.b[0]`` -> ``a.b``)."""
+    parts = key.replace("[", ".[").split(".")
+    for end in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:end]).replace(".[", "["))
+        if found:
+            return found
+    return "defaults"
 
 
 def default_user_file(env: Mapping[str, str]) -> Path:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
-from cosmos_workflow.errors import CosmosError
+from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
@@ -137,6 +137,11 @@ class LocalExecutor(Executor):
             "PYTHONUNBUFFERED": "1",
         }
         cwd = Path(invocation.workdir) if invocation.workdir else staging
+        if not cwd.is_dir():
+            raise ExecutionFailure(
+                f"the program's working folder {cwd} does not exist on {self.target_name}; "
+                "set adapters.<adapter>.workspace to the model's checkout"
+            )
         started = self._clock.now()
         logger.debug("Starting job %s: %s", invocation.job_id, invocation.argv)
         with log_path.open("w", encoding="utf-8") as log:

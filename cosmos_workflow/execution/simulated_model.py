@@ -776,6 +776,8 @@ def plan_jobs(values: dict[str, Any], explicit: set[str]) -> list[VideoJob]:
             raise SimulatorError("video_save_name must not be empty")
         check_job_inputs(params, controls, f"spec {spec_path}")
         return [VideoJob(0, params, controls, folder / (name + ".mp4"), folder / (name + ".txt"))]
+    # Like transfer.py, the shared spec must be valid on its own before any line.
+    check_job_inputs(params, controls, f"spec {spec_path}")
     batch_path = Path(params["batch_input_path"])
     jobs = []
     for index, item in enumerate(load_batch(batch_path)):

@@ -17,7 +17,13 @@ from pydantic import ValidationError
 
 from cosmos_workflow.errors import ManifestError, Problem
 from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
-from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.manifest.specs import (
+    PLAIN_SUFFIX,
+    InputFile,
+    PromptInputSet,
+    ResolvedPrompt,
+    RunSpec,
+)
 from cosmos_workflow.manifest.templates import TemplateProblem, render_prompt
 from cosmos_workflow.utils.hashing import sha256_file
 
@@ -97,6 +103,9 @@ class _Expander:
         if path not in self._hashes:
             if not path.is_file():
                 self.problem(key_path, f"file not found: {relative} (looked for {path})")
+                return None
+            if not PLAIN_SUFFIX.fullmatch(path.suffix.lower()):
+                self.problem(key_path, f"{relative}: the name must end in a plain suffix (.mp4)")
                 return None
             self._hashes[path] = sha256_file(path)
         return InputFile(path=path, sha256=self._hashes[path])

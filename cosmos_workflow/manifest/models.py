@@ -15,9 +15,9 @@ Strength = Literal["very_low", "low", "medium", "high", "very_high"]
 
 
 class Strict(BaseModel):
-    """Base: unknown keys are errors; values are not coerced across types."""
+    """Base: unknown keys are errors; numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=False, allow_inf_nan=False)
 
 
 class PromptInputs(Strict):

@@ -13,7 +13,7 @@ from cosmos_workflow.utils.hashing import content_id
 EXECUTION_ONLY_FIELDS = frozenset({"num_gpus"})
 # Version of the identity layout; bump it only with a migration of stored ids.
 IDENTITY_VERSION = 1
-_PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
+PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 
 
 def _without_nulls(data: Any) -> Any:
@@ -35,10 +35,11 @@ class InputFile:
         """Content-addressed file name: the sha256 plus a plain suffix such as ``.mp4``.
 
         Programs tell formats by suffix, so a plain one is kept (lowercase);
-        anything else in the user's file name never reaches a host.
+        nothing else of the user's file name ever reaches a host. Manifests
+        with other suffixes are refused before this is used.
         """
         suffix = self.path.suffix.lower()
-        return self.sha256 + (suffix if _PLAIN_SUFFIX.fullmatch(suffix) else "")
+        return self.sha256 + (suffix if PLAIN_SUFFIX.fullmatch(suffix) else "")
 
     def to_dict(self) -> dict[str, str]:
         """JSON form."""

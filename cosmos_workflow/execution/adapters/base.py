@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from cosmos_workflow.errors import Problem
+from cosmos_workflow.manifest.models import CONTROL_KEYS
 from cosmos_workflow.manifest.specs import InputFile, RunSpec
 
 
@@ -32,6 +33,57 @@ class JobLayout:
 def input_name(item: InputFile) -> str:
     """Relative name of an input in the job folder: content-addressed."""
     return f"inputs/{item.stored_name}"
+
+
+def inputs_of(runs: list[RunSpec]) -> dict[str, InputFile]:
+    """Every input file of ``runs`` by its job-folder name (deduplicated)."""
+    found: dict[str, InputFile] = {}
+    for run in runs:
+        for item in run.prompt.inputs.files():
+            found[input_name(item)] = item
+    return found
+
+
+def active_controls(run: RunSpec) -> dict[str, float]:
+    """The run's controls and weights, in canonical order."""
+    weights = run.model["weights"]
+    return {k: float(weights[k]) for k in CONTROL_KEYS if weights.get(k) is not None}
+
+
+def run_options(run: RunSpec) -> dict[str, Any]:
+    """The run's adapter options that are set (null means the program's default)."""
+    return {k: v for k, v in run.model.get("options", {}).items() if v is not None}
+
+
+def option_problems(run: RunSpec, allowed: dict[str, type]) -> list[Problem]:
+    """Options the run's adapter does not have, or of the wrong JSON type."""
+    problems = []
+    for key, value in run_options(run).items():
+        where = f"model.options.{key}"
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            problems.append(Problem(where, f"is not an option of {run.adapter} (options: {known})"))
+        elif type(value) is not allowed[key]:
+            hint = " (quote it on the command line, e.g. '\"720\"')" if allowed[key] is str else ""
+            problems.append(Problem(where, f"must be a {allowed[key].__name__}{hint}"))
+    return problems
+
+
+def setup_flag_problems(
+    extra_args: list[str], allowed: frozenset[str], where: str
+) -> list[Problem]:
+    """Set-up flags that are not known to leave outputs unchanged.
+
+    Anything that can change an output belongs in ``model:`` (and so in the
+    run id); ``extra_args`` may only carry flags from the adapter's allowlist,
+    spelled exactly as the program spells them (a value as ``--flag=value``).
+    """
+    known = ", ".join(sorted(allowed))
+    return [
+        Problem(where, f"{token!r} is not a set-up flag that leaves outputs unchanged ({known})")
+        for token in extra_args
+        if token.split("=", 1)[0] not in allowed
+    ]
 
 
 @dataclass(frozen=True)

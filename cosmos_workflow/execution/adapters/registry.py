@@ -12,7 +12,14 @@ from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
 
 
 def build_adapters(settings: Settings) -> dict[str, ModelAdapter]:
-    """The adapters by the name a manifest's ``model.adapter`` uses."""
+    """Build every adapter.
+
+    Args:
+        settings: The merged settings (simulator, adapter set-up, project folder).
+
+    Returns:
+        The adapters by the name a manifest's ``model.adapter`` uses.
+    """
     simulator = settings.simulator
     if simulator.ledger:
         ledger = Path(simulator.ledger).expanduser()

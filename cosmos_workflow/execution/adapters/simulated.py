@@ -8,7 +8,7 @@ from pathlib import Path
 from cosmos_workflow.config.settings import SimulatorSettings
 from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters import transfer1_spec
-from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
+from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter, inputs_of
 from cosmos_workflow.manifest.specs import RunSpec
 
 SIMULATED_PROGRAM = Path(__file__).resolve().parent.parent / "simulated_model.py"
@@ -55,7 +55,7 @@ class SimulatedAdapter(ModelAdapter):
             job_id=job_id,
             argv=argv,
             files=files,
-            inputs=transfer1_spec.inputs_of(runs),
+            inputs=inputs_of(runs),
             outputs=outputs,
             run_specs=effective,
         )

@@ -1,9 +1,9 @@
 """The ``transfer1`` adapter: NVIDIA Cosmos-Transfer1's ``transfer.py`` under torchrun.
 
 The spec JSON (and batch JSONL) carry every parameter that changes the output;
-the command line carries only set-up flags. ``extra_args`` from the settings
-may add set-up flags (offloading, say) but never a flag whose value the spec
-already gives, so no value is silently shadowed.
+the command line carries only paths, the GPU count and set-up flags from an
+allowlist (offloading), so no value is ever given twice and nothing outside
+the run id changes an output.
 """
 
 from __future__ import annotations
@@ -13,42 +13,26 @@ from collections.abc import Hashable
 from cosmos_workflow.config.settings import Transfer1Settings
 from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters import transfer1_spec
-from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
+from cosmos_workflow.execution.adapters.base import (
+    Invocation,
+    JobLayout,
+    ModelAdapter,
+    inputs_of,
+    setup_flag_problems,
+)
 from cosmos_workflow.manifest.specs import RunSpec
 
 PROGRAM = "cosmos_transfer1/diffusion/inference/transfer.py"
-# Flags the adapter sets itself, and every parameter the spec JSON carries.
-OWN_FLAGS = frozenset(
+# transfer.py flags that change memory use or timing, never an output.
+SETUP_FLAGS = frozenset(
     {
-        "checkpoint_dir",
-        "num_gpus",
-        "controlnet_specs",
-        "video_save_folder",
-        "video_save_name",
-        "batch_input_path",
-        "batch_size",
-        "prompt",
-        "negative_prompt",
-        "input_video_path",
-        *transfer1_spec.SCALAR_FIELDS,
+        "--offload_diffusion_transformer",
+        "--offload_text_encoder_model",
+        "--offload_guardrail_models",
+        "--offload_prompt_upsampler",
+        "--benchmark",
     }
 )
-
-
-def flag_name(token: str) -> str | None:
-    """``--seed=3`` or ``--seed`` -> ``seed``; a token that is not a flag -> None."""
-    if not token.startswith("-"):
-        return None
-    return token.lstrip("-").split("=", 1)[0].replace("-", "_")
-
-
-def shadowing_problems(extra_args: list[str], owned: frozenset[str], where: str) -> list[Problem]:
-    """Set-up flags in ``extra_args`` that would shadow a value the adapter gives."""
-    return [
-        Problem(where, f"{token!r} is set by the adapter or the manifest; remove it")
-        for token in extra_args
-        if flag_name(token) in owned
-    ]
 
 
 class Transfer1Adapter(ModelAdapter):
@@ -63,12 +47,12 @@ class Transfer1Adapter(ModelAdapter):
     def __init__(self, settings: Transfer1Settings) -> None:
         self._settings = settings
         self.max_batch_size = settings.max_batch_size
-        self._setting_problems = shadowing_problems(
-            settings.extra_args, OWN_FLAGS, "adapters.transfer1.extra_args"
+        self._setting_problems = setup_flag_problems(
+            settings.extra_args, SETUP_FLAGS, "adapters.transfer1.extra_args"
         )
 
     def validate(self, run: RunSpec) -> list[Problem]:
-        """What transfer.py would refuse, and set-up flags that would shadow the spec."""
+        """What transfer.py would refuse, and set-up flags that are not allowed."""
         return [*self._setting_problems, *transfer1_spec.transfer1_problems(run)]
 
     def batch_key(self, run: RunSpec) -> Hashable:
@@ -86,7 +70,7 @@ class Transfer1Adapter(ModelAdapter):
             job_id=job_id,
             argv=argv,
             files=files,
-            inputs=transfer1_spec.inputs_of(runs),
+            inputs=inputs_of(runs),
             outputs=outputs,
             run_specs=effective,
             workdir=self._settings.workspace,

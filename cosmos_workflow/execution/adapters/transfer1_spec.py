@@ -14,9 +14,15 @@ from collections.abc import Hashable
 from typing import Any
 
 from cosmos_workflow.errors import Problem
-from cosmos_workflow.execution.adapters.base import JobLayout, RunOutputs, input_name
-from cosmos_workflow.manifest.models import CONTROL_KEYS
-from cosmos_workflow.manifest.specs import InputFile, RunSpec
+from cosmos_workflow.execution.adapters.base import (
+    JobLayout,
+    RunOutputs,
+    active_controls,
+    input_name,
+    option_problems,
+    run_options,
+)
+from cosmos_workflow.manifest.specs import RunSpec
 
 SCALAR_FIELDS = (
     "seed",
@@ -27,6 +33,9 @@ SCALAR_FIELDS = (
     "blur_strength",
     "canny_threshold",
 )
+# transfer.py arguments a manifest may set under model.options; they go into
+# the spec JSON like every other parameter.
+OPTIONS: dict[str, type] = {"num_input_frames": int, "upsample_prompt": bool, "use_distilled": bool}
 # Transfer1 refuses a run without input video unless sigma_max is at least this.
 NO_VIDEO_MIN_SIGMA = 80.0
 # transfer.py's own default, used when the manifest leaves sigma_max null.
@@ -36,19 +45,9 @@ BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
 
 
-def active_controls(run: RunSpec) -> dict[str, float]:
-    """The run's controls and weights, in canonical order."""
-    weights = run.model["weights"]
-    return {k: float(weights[k]) for k in CONTROL_KEYS if weights.get(k) is not None}
-
-
 def transfer1_problems(run: RunSpec) -> list[Problem]:
     """What Cosmos-Transfer1 would refuse in ``run``, found before any GPU time."""
-    problems = [
-        Problem(f"model.options.{key}", f"is not a parameter of {run.adapter} (remove it)")
-        for key, value in run.model.get("options", {}).items()
-        if value is not None
-    ]
+    problems = option_problems(run, OPTIONS)
     controls = active_controls(run)
     name = run.prompt.name
     if not controls:
@@ -91,7 +90,7 @@ def transfer1_batch_key(run: RunSpec) -> Hashable:
         (key, weight, key in run.prompt.inputs.controls)
         for key, weight in active_controls(run).items()
     )
-    scalars = tuple((name, run.model.get(name)) for name in SCALAR_FIELDS)
+    scalars = tuple(sorted(_scalars(run).items()))
     return (
         run.adapter,
         run.model["version"],
@@ -125,13 +124,19 @@ def single_spec(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
 
 
 def _scalars(run: RunSpec) -> dict[str, Any]:
-    """The run's scalar parameters; a null one is left to the program's default."""
-    return {name: run.model[name] for name in SCALAR_FIELDS if run.model.get(name) is not None}
+    """The run's scalar parameters and options; a null one is left to the program's default."""
+    scalars = {name: run.model[name] for name in SCALAR_FIELDS if run.model.get(name) is not None}
+    return {**scalars, **run_options(run)}
 
 
-def shared_spec(first: RunSpec) -> dict[str, Any]:
-    """The spec shared by a batch: scalars and control weights only."""
-    spec: dict[str, Any] = {}
+def shared_spec(first: RunSpec, layout: JobLayout) -> dict[str, Any]:
+    """The spec shared by a batch: scalars and control weights.
+
+    transfer.py validates the shared spec before it reads any batch line, and
+    refuses one without input video when sigma_max is below 80. So it names
+    the first run's video; every line's ``visual_input`` replaces it.
+    """
+    spec: dict[str, Any] = {"input_video_path": layout.path(input_name(first.prompt.inputs.video))}
     if first.prompt.negative is not None:
         spec["negative_prompt"] = first.prompt.negative
     spec.update(_scalars(first))
@@ -193,13 +198,15 @@ def render_transfer1(
             run.id: RunOutputs(f"{OUTPUT_DIR}/output.mp4", {"prompt": f"{OUTPUT_DIR}/output.txt"})
         }
         return files, flags, outputs, {run.id: spec}
-    shared = shared_spec(runs[0])
+    shared = shared_spec(runs[0], layout)
     lines = [batch_line(run, layout) for run in runs]
     files[SPEC_FILE] = _json_bytes(shared)
     files[BATCH_FILE] = "".join(
         json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines
     ).encode("utf-8")
-    flags += ["--batch_input_path", layout.path(BATCH_FILE), "--batch_size", str(len(runs))]
+    # One model load for every line; --batch_size stays 1 (it is the number of
+    # videos generated at once, which a GPU's memory cannot take for 720p).
+    flags += ["--batch_input_path", layout.path(BATCH_FILE)]
     outputs = {
         run.id: RunOutputs(
             f"{OUTPUT_DIR}/video_{i}/output.mp4", {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"}
@@ -210,15 +217,6 @@ def render_transfer1(
         run.id: merge_batch_line(shared, line) for run, line in zip(runs, lines, strict=True)
     }
     return files, flags, outputs, effective
-
-
-def inputs_of(runs: list[RunSpec]) -> dict[str, InputFile]:
-    """Every input file of ``runs`` by its job-folder name (deduplicated)."""
-    found: dict[str, InputFile] = {}
-    for run in runs:
-        for item in run.prompt.inputs.files():
-            found[input_name(item)] = item
-    return found
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:

@@ -3,26 +3,31 @@
 Every run is one sample JSON file named after its run id; several samples
 given to one invocation share one model load and run one after another. Each
 sample carries all its own parameters, so runs may share an invocation
-whenever they need the same checkpoint (``options.model``) and GPU count.
+whenever they need the same checkpoint (``--model``), guardrail setting and
+GPU count.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Hashable
 from typing import Any
 
 from cosmos_workflow.config.settings import Transfer25Settings
 from cosmos_workflow.errors import Problem
-from cosmos_workflow.execution.adapters import transfer1_spec
 from cosmos_workflow.execution.adapters.base import (
     Invocation,
     JobLayout,
     ModelAdapter,
     RunOutputs,
+    active_controls,
     input_name,
+    inputs_of,
+    option_problems,
+    run_options,
+    setup_flag_problems,
 )
-from cosmos_workflow.execution.adapters.transfer1 import shadowing_problems
 from cosmos_workflow.manifest.specs import RunSpec
 
 PROGRAM = "examples/inference.py"
@@ -39,58 +44,66 @@ SAMPLE_OPTIONS: dict[str, type] = {
     "num_video_frames_per_chunk": int,
     "keep_input_resolution": bool,
 }
+# Options that are command-line flags shared by the whole invocation.
+OPTIONS: dict[str, type] = {**SAMPLE_OPTIONS, "model": str, "disable_guardrails": bool}
 # Transfer1 parameters that Transfer2.5 does not have: they must stay null.
 NOT_PARAMETERS = ("fps", "blur_strength", "canny_threshold")
-OWN_FLAGS = frozenset(
+# Flags that change memory use, timing or error handling, never an output.
+SETUP_FLAGS = frozenset(
     {
-        "i",
-        "o",
-        "input_files",
-        "output_dir",
-        "model",
-        "name",
-        "prompt",
-        "prompt_path",
-        "video_path",
-        "negative_prompt",
-        "seed",
-        "guidance",
-        "num_steps",
-        "sigma_max",
-        *SAMPLE_OPTIONS,
+        "--offload-guardrail-models",
+        "--keep-going",
+        "--no-keep-going",
+        "--profile",
+        "--benchmark",
+        "--compile-tokenizer",
     }
 )
 
 
-def _option_problems(options: dict[str, Any]) -> list[Problem]:
-    problems = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        where = f"model.options.{key}"
-        if key == "model":
-            if value not in VARIANTS:
-                problems.append(Problem(where, f"must be one of {', '.join(VARIANTS)}"))
-        elif key not in SAMPLE_OPTIONS:
-            known = ", ".join(["model", *SAMPLE_OPTIONS])
-            problems.append(Problem(where, f"is not a Transfer2.5 option ({known})"))
-        elif type(value) is not SAMPLE_OPTIONS[key]:
-            problems.append(Problem(where, f"must be a {SAMPLE_OPTIONS[key].__name__}"))
-    return problems
+def checkpoint(run: RunSpec) -> str | None:
+    """The ``--model`` checkpoint: the option, else the run's only control, else the default."""
+    chosen = run_options(run).get("model")
+    if chosen is not None:
+        return str(chosen)
+    controls = list(active_controls(run))
+    return controls[0] if len(controls) == 1 else None
+
+
+def _checkpoint_problems(run: RunSpec) -> list[Problem]:
+    chosen = run_options(run).get("model")
+    if chosen is None:
+        return []
+    if chosen not in VARIANTS:
+        return [Problem("model.options.model", f"must be one of {', '.join(VARIANTS)}")]
+    control = str(chosen).split("/", 1)[0]
+    used = sorted(active_controls(run))
+    if used and used != [control]:
+        return [
+            Problem(
+                "model.options.model",
+                f"checkpoint {chosen!r} takes the {control} control only, but the run uses "
+                f"{', '.join(used)} (leave it null for several controls)",
+            )
+        ]
+    return []
 
 
 def _parameter_problems(run: RunSpec) -> list[Problem]:
     problems = [
-        Problem(f"model.{key}", "is not a Transfer2.5 parameter; set it to null")
+        Problem(
+            f"model.{key}",
+            "is not a Transfer2.5 parameter; set it to null (model=transfer2.5 does)",
+        )
         for key in NOT_PARAMETERS
         if run.model.get(key) is not None
     ]
-    guidance = run.model["guidance"]
-    if guidance != int(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+    guidance = float(run.model["guidance"])
+    if not (math.isfinite(guidance) and guidance.is_integer() and 0 <= guidance <= MAX_GUIDANCE):
         problems.append(
             Problem("model.guidance", f"Transfer2.5 takes a whole number from 0 to {MAX_GUIDANCE}")
         )
-    controls = transfer1_spec.active_controls(run)
+    controls = active_controls(run)
     if not controls:
         problems.append(Problem("model.weights", "set at least one control weight"))
     for key, weight in controls.items():
@@ -117,9 +130,9 @@ def sample(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
     data["num_steps"] = run.model["num_steps"]
     if run.model.get("sigma_max") is not None:
         data["sigma_max"] = run.model["sigma_max"]
-    options = run.model.get("options", {})
-    data.update({k: options[k] for k in SAMPLE_OPTIONS if options.get(k) is not None})
-    for key, weight in transfer1_spec.active_controls(run).items():
+    options = run_options(run)
+    data.update({k: options[k] for k in SAMPLE_OPTIONS if k in options})
+    for key, weight in active_controls(run).items():
         block: dict[str, Any] = {"control_weight": weight}
         control = run.prompt.inputs.controls.get(key)
         if control is not None:
@@ -140,62 +153,65 @@ class Transfer25Adapter(ModelAdapter):
     def __init__(self, settings: Transfer25Settings) -> None:
         self._settings = settings
         self.max_batch_size = settings.max_batch_size
-        self._setting_problems = shadowing_problems(
-            settings.extra_args, OWN_FLAGS, "adapters.transfer2_5.extra_args"
+        self._setting_problems = setup_flag_problems(
+            settings.extra_args, SETUP_FLAGS, "adapters.transfer2_5.extra_args"
         )
 
     def validate(self, run: RunSpec) -> list[Problem]:
         """What examples/inference.py would refuse in ``run``."""
         return [
             *self._setting_problems,
-            *_option_problems(run.model.get("options", {})),
+            *option_problems(run, OPTIONS),
+            *_checkpoint_problems(run),
             *_parameter_problems(run),
         ]
 
     def batch_key(self, run: RunSpec) -> Hashable:
-        """Samples carry their own parameters: only the checkpoint and GPUs are shared."""
+        """Samples carry their own parameters: only the command line is shared."""
         return (
             run.adapter,
             run.model["version"],
             run.model.get("image"),
             run.model["num_gpus"],
-            run.model.get("options", {}).get("model"),
+            checkpoint(run),
+            bool(run_options(run).get("disable_guardrails")),
         )
 
     def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
         """One sample file per run, all given to one ``examples/inference.py``."""
         files: dict[str, bytes] = {}
         specs: dict[str, dict[str, Any]] = {}
-        paths = []
         for run in runs:
-            relative = f"{SAMPLES_DIR}/{run.id}.json"
             specs[run.id] = sample(run, layout)
-            files[relative] = (
+            files[f"{SAMPLES_DIR}/{run.id}.json"] = (
                 json.dumps(specs[run.id], indent=2, sort_keys=True, ensure_ascii=False) + "\n"
             ).encode("utf-8")
-            paths.append(layout.path(relative))
-        gpus = runs[0].model["num_gpus"]
+        return Invocation(
+            job_id=job_id,
+            argv=self._argv(runs, layout, [layout.path(name) for name in files]),
+            files=files,
+            inputs=inputs_of(runs),
+            outputs={
+                run.id: RunOutputs(
+                    f"{OUTPUT_DIR}/{run.id}.mp4", {"prompt": f"{OUTPUT_DIR}/{run.id}.txt"}
+                )
+                for run in runs
+            },
+            run_specs=specs,
+            workdir=self._settings.workspace,
+        )
+
+    def _argv(self, runs: list[RunSpec], layout: JobLayout, samples: list[str]) -> list[str]:
+        first = runs[0]
+        gpus = first.model["num_gpus"]
         if gpus > 1:
             argv = ["torchrun", "--standalone", "--nnodes=1", f"--nproc_per_node={gpus}", PROGRAM]
         else:
             argv = [layout.python, PROGRAM]
-        argv += ["-i", *paths, "-o", layout.path(OUTPUT_DIR)]
-        variant = runs[0].model.get("options", {}).get("model")
+        argv += ["-i", *samples, "-o", layout.path(OUTPUT_DIR)]
+        variant = checkpoint(first)
         if variant is not None:
             argv.append(f"--model={variant}")
-        argv += self._settings.extra_args
-        outputs = {
-            run.id: RunOutputs(
-                f"{OUTPUT_DIR}/{run.id}.mp4", {"prompt": f"{OUTPUT_DIR}/{run.id}.txt"}
-            )
-            for run in runs
-        }
-        return Invocation(
-            job_id=job_id,
-            argv=argv,
-            files=files,
-            inputs=transfer1_spec.inputs_of(runs),
-            outputs=outputs,
-            run_specs=specs,
-            workdir=self._settings.workspace,
-        )
+        if run_options(first).get("disable_guardrails"):
+            argv.append("--disable-guardrails")
+        return argv + self._settings.extra_args

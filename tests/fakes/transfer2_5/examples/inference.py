@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("-o", required=True)
     parser.add_argument("--model", default="edge")
     parser.add_argument("--disable-guardrails", action="store_true")
+    parser.add_argument("--keep-going", action="store_true")
     args = parser.parse_args()
     samples = []
     for path in args.i:
@@ -82,7 +83,9 @@ def main() -> None:
         sys.exit("sample names must be unique")
     print(f"loading {args.model} model for {len(samples)} sample(s)", flush=True)
     with open(os.environ["FAKE_T25_LOG"], "a", encoding="utf-8") as log:
-        log.write(json.dumps({"model": args.model, "samples": names}) + "\n")
+        guardrails = "disabled" if args.disable_guardrails else "on"
+        log.write(json.dumps({"model": args.model, "guardrails": guardrails, "samples": names}))
+        log.write("\n")
     out = Path(args.o)
     out.mkdir(parents=True, exist_ok=True)
     for sample in samples:
