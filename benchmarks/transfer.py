@@ -2,7 +2,10 @@
 
 Starts a throwaway sshd, moves one file each way with both tools, prints
 MB/s and the ratio ours/scp (target: >= 0.8 both ways). Ours includes its
-sha256 verification on both sides; scp verifies nothing.
+sha256 verification on both sides; scp verifies nothing. The rounds
+alternate between the tools, so both see the same load on the machine, and
+every transfer writes a new file (the previous copy is deleted beforehand,
+untimed). The figures are the best round of each.
 
     .venv/bin/python benchmarks/transfer.py [--mib 200] [--repeat 3]
 """
@@ -15,25 +18,80 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from sshd import start_sshd  # noqa: E402
+from sshd import Sshd, start_sshd  # noqa: E402
 
 from cosmos_workflow.connection.remote import RemoteCommandExecutor  # noqa: E402
 from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager  # noqa: E402
 from cosmos_workflow.transfer.files import FileTransferService  # noqa: E402
 
+# name -> (the transfer, the file it writes)
+Cases = dict[str, tuple[Callable[[], object], Path]]
 
-def best_seconds(action, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+
+def scp_cases(server: Sshd, source: Path, far: Path, back: Path) -> Cases:
+    options = [
+        "-P", str(server.port), "-i", str(server.client_key), "-q",
+        "-o", f"UserKnownHostsFile={server.known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+    ]  # fmt: skip
+    host = f"{server.user}@{server.host}:"
+    return {
+        "scp upload": (
+            lambda: subprocess.run(["scp", *options, str(source), host + str(far)], check=True),
+            far,
+        ),
+        "scp download": (
+            lambda: subprocess.run(["scp", *options, host + str(far), str(back)], check=True),
+            back,
+        ),
+    }
+
+
+def our_cases(transfer: FileTransferService, source: Path, far: Path, back: Path) -> Cases:
+    return {
+        "ours upload": (lambda: transfer.upload(source, str(far)), far),
+        "ours download": (lambda: transfer.download(str(far), back), back),
+    }
+
+
+def seconds(action: Callable[[], object], destination: Path) -> float:
+    """Time ``action``, which writes ``destination``; an old copy is deleted first, untimed."""
+    destination.unlink(missing_ok=True)
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def measure(server: Sshd, root: Path, mib: int, repeat: int) -> dict[str, float]:
+    """MB/s of the best round of each case."""
+    source = root / "payload.bin"
+    with source.open("wb") as handle:
+        for _ in range(mib):
+            handle.write(os.urandom(1024 * 1024))
+    (root / "remote").mkdir()
+    endpoint = SSHEndpoint(
+        host=server.host, port=server.port, user=server.user,
+        key_file=server.client_key, known_hosts=server.known_hosts,
+    )  # fmt: skip
+    with SSHManager(endpoint) as ssh:
+        transfer = FileTransferService(ssh, RemoteCommandExecutor(ssh))
+        cases = {
+            **scp_cases(server, source, root / "remote" / "scp.bin", root / "scp_back.bin"),
+            **our_cases(transfer, source, root / "remote" / "ours.bin", root / "ours_back.bin"),
+        }
+        best: dict[str, float] = {}
+        for _ in range(repeat):
+            for name in ("scp upload", "ours upload", "scp download", "ours download"):
+                elapsed = seconds(*cases[name])
+                best[name] = min(best.get(name, elapsed), elapsed)
+    assert (root / "ours_back.bin").read_bytes() == source.read_bytes()
+    return {name: mib * 1.048576 / elapsed for name, elapsed in best.items()}
 
 
 def main() -> None:
@@ -44,69 +102,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(
         dir=REPO / ".work" if (REPO / ".work").is_dir() else None
     ) as tmp:
-        root = Path(tmp)
-        server = start_sshd(root / "sshd")
+        server = start_sshd(Path(tmp) / "sshd")
         try:
-            source = root / "payload.bin"
-            with source.open("wb") as handle:
-                for _ in range(args.mib):
-                    handle.write(os.urandom(1024 * 1024))
-            remote_dir = root / "remote"
-            remote_dir.mkdir()
-            ssh_opts = [
-                "-P", str(server.port), "-i", str(server.client_key), "-q",
-                "-o", f"UserKnownHostsFile={server.known_hosts}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-            ]  # fmt: skip
-            far = f"{server.user}@{server.host}:"
-
-            def scp_up() -> None:
-                subprocess.run(
-                    ["scp", *ssh_opts, str(source), far + str(remote_dir / "scp.bin")], check=True
-                )
-
-            def scp_down() -> None:
-                subprocess.run(
-                    [
-                        "scp",
-                        *ssh_opts,
-                        far + str(remote_dir / "scp.bin"),
-                        str(root / "scp_back.bin"),
-                    ],
-                    check=True,
-                )
-
-            endpoint = SSHEndpoint(
-                host=server.host, port=server.port, user=server.user,
-                key_file=server.client_key, known_hosts=server.known_hosts,
-            )  # fmt: skip
-            with SSHManager(endpoint) as ssh:
-                transfer = FileTransferService(ssh, RemoteCommandExecutor(ssh))
-
-                def ours_up() -> None:
-                    transfer.upload(source, str(remote_dir / "ours.bin"))
-
-                def ours_down() -> None:
-                    transfer.download(str(remote_dir / "ours.bin"), root / "ours_back.bin")
-
-                figures = {}
-                for name, action in (
-                    ("scp upload", scp_up),
-                    ("ours upload", ours_up),
-                    ("scp download", scp_down),
-                    ("ours download", ours_down),
-                ):
-                    figures[name] = args.mib * 1.048576 / best_seconds(action, args.repeat)
-            assert (root / "ours_back.bin").read_bytes() == source.read_bytes()
+            figures = measure(server, Path(tmp), args.mib, args.repeat)
         finally:
             server.stop()
     print(f"file: {args.mib} MiB, best of {args.repeat}, loopback")
     for name, rate in figures.items():
         print(f"{name:<14} {rate:8.1f} MB/s")
-    up = figures["ours upload"] / figures["scp upload"]
-    down = figures["ours download"] / figures["scp download"]
-    print(f"ratio upload   {up:5.2f} (ours/scp, target >= 0.8)")
-    print(f"ratio download {down:5.2f} (ours/scp, target >= 0.8)")
+    for direction in ("upload", "download"):
+        ratio = figures[f"ours {direction}"] / figures[f"scp {direction}"]
+        print(f"ratio {direction:<8} {ratio:5.2f} (ours/scp, target >= 0.8)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_runs_commands_and_returns_exit_code_and_output(sshd: Sshd) -> None:
         assert remote.run(["printenv", "COSMOS_X"], env={"COSMOS_X": "a b"}).stdout == "a b\n"
         with pytest.raises(RemoteCommandError, match="exit code 1"):
             remote.run(["false"], check=True)
+
+
+def test_the_connection_prefers_aes_gcm_and_sends_without_delay(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh:
+        transport = ssh.transport()
+        assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
+        assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_streams_lines_as_they_come(sshd: Sshd) -> None:

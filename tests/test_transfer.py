@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from sshd import Sshd, start_sshd
 
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
-from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager
-from cosmos_workflow.errors import ExecutionFailure
+from cosmos_workflow.connection.ssh import Channel, SSHEndpoint, SSHManager
+from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
-from cosmos_workflow.transfer.files import FileTransferService
+from cosmos_workflow.transfer.files import ChecksumMismatch, FileTransferService
 
 NAMES = ["plain.bin", "with space.bin", 'it\'s "quoted".bin', "$(touch x).bin", "\u00e9t\u00e9.bin"]
+
+# Runs on the host around the far-side program of a transfer and flips one bit
+# of the last byte on the way: of what we send (upload) or of what the program
+# sends back (download). The program itself is unchanged; its exit code is kept.
+FLIP = r"""
+import os, subprocess, sys
+direction, argv = sys.argv[1], sys.argv[2:]
+if direction == "upload":
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    source, sink = 0, child.stdin.fileno()
+else:
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    source, sink = child.stdout.fileno(), 1
+    os.close(2)  # only the program's stderr (its sha256) stays open
+chunks = []
+while chunk := os.read(source, 1 << 16):
+    chunks.append(chunk)
+data = bytearray(b"".join(chunks))
+data[-1] ^= 1
+view = memoryview(data)
+while view:
+    view = view[os.write(sink, view):]
+os.close(sink)
+os._exit(child.wait())
+"""
+
+
+class FlipOnTheWay(RemoteCommandExecutor):
+    """Our executor, but the first ``times`` transfers get one bit flipped on the host."""
+
+    def __init__(self, ssh: SSHManager, direction: str, times: int) -> None:
+        super().__init__(ssh)
+        self.direction = direction
+        self.times = times
+        self.streams = 0
+
+    def open_stream(self, argv: list[str], window: int, max_packet: int) -> Channel:
+        self.streams += 1
+        if self.streams <= self.times:
+            argv = [sys.executable, "-c", FLIP, self.direction, *argv]
+        return super().open_stream(argv, window, max_packet)
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +68,32 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Sshd:
     server.stop()
 
 
-@pytest.fixture
-def transfer(sshd: Sshd) -> FileTransferService:
-    endpoint = SSHEndpoint(
+def endpoint_of(sshd: Sshd) -> SSHEndpoint:
+    return SSHEndpoint(
         host=sshd.host,
         port=sshd.port,
         user=sshd.user,
         key_file=sshd.client_key,
         known_hosts=sshd.known_hosts,
     )
-    with SSHManager(endpoint) as ssh:
-        yield FileTransferService(ssh, RemoteCommandExecutor(ssh), backoff_s=0.01)
+
+
+@pytest.fixture
+def connection(sshd: Sshd) -> SSHManager:
+    with SSHManager(endpoint_of(sshd)) as ssh:
+        yield ssh
+
+
+@pytest.fixture
+def transfer(connection: SSHManager) -> FileTransferService:
+    return FileTransferService(connection, RemoteCommandExecutor(connection), backoff_s=0.01)
+
+
+def flipping(
+    connection: SSHManager, direction: str, times: int
+) -> tuple[FileTransferService, FlipOnTheWay]:
+    remote = FlipOnTheWay(connection, direction, times)
+    return FileTransferService(connection, remote, retries=3, backoff_s=0.01), remote
 
 
 def sha(path: Path) -> str:
@@ -102,14 +160,7 @@ def test_shared_inputs_cross_the_wire_once_per_host(
     stamp = Path(path).stat().st_mtime_ns
     assert transfer.ensure_cached(item, cache) == path
     # A new runner (fresh service, same host) finds the verified entry too.
-    endpoint = SSHEndpoint(
-        host=sshd.host,
-        port=sshd.port,
-        user=sshd.user,
-        key_file=sshd.client_key,
-        known_hosts=sshd.known_hosts,
-    )
-    with SSHManager(endpoint) as ssh:
+    with SSHManager(endpoint_of(sshd)) as ssh:
         again = FileTransferService(ssh, RemoteCommandExecutor(ssh)).ensure_cached(item, cache)
     assert again == path and Path(path).stat().st_mtime_ns == stamp
     assert Path(path).read_bytes() == video.read_bytes()
@@ -125,3 +176,112 @@ def test_an_input_whose_content_changed_never_enters_the_cache(
     with pytest.raises(ExecutionFailure, match="changed"):
         transfer.ensure_cached(item, str(tmp_path / "cache"))
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def partial_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if ".part" in p.name]
+
+
+def random_file(path: Path, size: int = 1024 * 1024 + 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def test_a_bit_flipped_on_the_way_up_is_caught_and_the_upload_retried(
+    connection: SSHManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = random_file(tmp_path / "local" / "a.bin")
+    far = tmp_path / "far" / "a.bin"
+    transfer, remote = flipping(connection, "upload", times=2)
+    with caplog.at_level(logging.WARNING):
+        assert transfer.upload(source, str(far)) == sha(source)
+    assert remote.streams == 3
+    assert far.read_bytes() == source.read_bytes()
+    assert partial_files(tmp_path) == []
+    failures = [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()]
+    assert len(failures) == 2 and all("sha256" in m for m in failures)
+
+
+def test_a_bit_flipped_on_the_way_down_is_caught_and_the_download_retried(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    far = random_file(tmp_path / "far" / "a.bin")
+    back = tmp_path / "back" / "a.bin"
+    transfer, remote = flipping(connection, "download", times=2)
+    assert transfer.download(str(far), back) == sha(far)
+    assert remote.streams == 3
+    assert back.read_bytes() == far.read_bytes()
+    assert partial_files(tmp_path) == []
+
+
+def test_an_upload_that_never_arrives_intact_leaves_nothing_on_the_host(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "local" / "a.bin")
+    far = tmp_path / "far" / "a.bin"
+    transfer, remote = flipping(connection, "upload", times=99)
+    with pytest.raises(ChecksumMismatch) as caught:
+        transfer.upload(source, str(far))
+    assert isinstance(caught.value, NetworkFailure)
+    assert remote.streams == 3
+    assert list(far.parent.iterdir()) == []
+
+
+def test_a_download_that_never_arrives_intact_leaves_nothing_here(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    far = random_file(tmp_path / "far" / "a.bin")
+    back = tmp_path / "back" / "a.bin"
+    transfer, remote = flipping(connection, "download", times=99)
+    with pytest.raises(ChecksumMismatch) as caught:
+        transfer.download(str(far), back)
+    assert isinstance(caught.value, NetworkFailure)
+    assert remote.streams == 3
+    assert list(back.parent.iterdir()) == []
+
+
+def test_a_corrupted_input_is_retried_and_the_cache_gets_the_intact_one(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    video = random_file(tmp_path / "color.mp4")
+    item = InputFile(video, sha(video))
+    transfer, remote = flipping(connection, "upload", times=1)
+    path = transfer.ensure_cached(item, str(tmp_path / "cache"))
+    assert remote.streams == 2
+    assert sha(Path(path)) == item.sha256
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(path).name]
+
+
+def test_an_input_that_never_arrives_intact_never_enters_the_cache(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    video = random_file(tmp_path / "color.mp4")
+    item = InputFile(video, sha(video))
+    cache = tmp_path / "cache"
+    transfer, remote = flipping(connection, "upload", times=99)
+    for _ in range(2):  # nothing was recorded as cached: the second call tries again
+        with pytest.raises(ChecksumMismatch):
+            transfer.ensure_cached(item, str(cache))
+    assert remote.streams == 6
+    assert list(cache.iterdir()) == []
+
+
+def test_an_empty_file_travels_both_ways(transfer: FileTransferService, tmp_path: Path) -> None:
+    source = tmp_path / "empty.bin"
+    source.write_bytes(b"")
+    far = tmp_path / "far" / "empty.bin"
+    assert transfer.upload(source, str(far)) == hashlib.sha256(b"").hexdigest()
+    assert transfer.download(str(far), tmp_path / "back" / "empty.bin") == sha(source)
+    assert far.read_bytes() == b"" and (tmp_path / "back" / "empty.bin").read_bytes() == b""
+
+
+def test_a_destination_the_host_cannot_write_is_a_clear_error(
+    transfer: FileTransferService, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"x")
+    source = random_file(tmp_path / "a.bin", 8 * 1024 * 1024)  # more than the host's window
+    with pytest.raises(ExecutionFailure, match="cannot write"):
+        transfer.upload(source, str(blocker / "a.bin"))
+    assert blocker.read_bytes() == b"x"

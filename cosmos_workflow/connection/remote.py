@@ -131,6 +131,21 @@ class RemoteCommandExecutor:
             on_line(pending.decode("utf-8", "replace"))
         return code
 
+    def open_stream(self, argv: list[str], window: int, max_packet: int) -> paramiko.Channel:
+        """Start ``argv`` for bulk data; the caller drives its stdin/stdout and closes it.
+
+        Args:
+            argv: The command as an argument list.
+            window: Bytes the host may send ahead of what has been read.
+            max_packet: The largest data packet the host may send.
+
+        Raises:
+            NetworkFailure: the channel cannot be opened or the command started.
+        """
+        command = RemoteCommand(argv).render()
+        logger.debug("%s$ %s", self._ssh.endpoint.label, command)
+        return self._ssh.exec_stream(command, window, max_packet)
+
     def _start(self, command: str, combine: bool = False) -> paramiko.Channel:
         channel = self._ssh.open_session(timeout=30)
         channel.set_combine_stderr(combine)

@@ -5,11 +5,19 @@ unknown host or a changed key is refused, never added. Keys come from the
 target's config (ssh-agent optional). A jump host (ProxyJump) is supported.
 The connection is shared by threads; a dropped connection is reopened on
 the next use.
+
+Two settings differ from paramiko's defaults, both measured with
+benchmarks/transfer.py: AES-GCM is preferred when the server offers it
+(paramiko encrypts and authenticates a packet in one call there, about 1.5x
+the throughput of its default aes128-ctr + hmac-sha2-256; the other ciphers
+remain as fallbacks), and the TCP socket has TCP_NODELAY (without it, every
+new channel waits about 40 ms for a delayed ACK).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +32,8 @@ logger = logging.getLogger(__name__)
 # What a broken or closed connection raises while data flows on a channel.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (paramiko.SSHException, OSError, EOFError)
 Channel = paramiko.Channel
+# Tried first, in this order, when the server offers them.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,18 @@ def _check_known(endpoint: SSHEndpoint) -> None:
         )
 
 
+def _transport(sock: object, **options: object) -> paramiko.Transport:
+    """A paramiko Transport that proposes PREFERRED_CIPHERS first, on a TCP_NODELAY socket."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport = paramiko.Transport(sock, **options)
+    security = transport.get_security_options()
+    offered = security.ciphers
+    first = tuple(name for name in PREFERRED_CIPHERS if name in offered)
+    security.ciphers = first + tuple(name for name in offered if name not in first)
+    return transport
+
+
 def _open_client(endpoint: SSHEndpoint, sock: paramiko.Channel | None) -> paramiko.SSHClient:
     """Connect and authenticate one client; errors are classified."""
     _check_known(endpoint)
@@ -126,6 +148,7 @@ def _open_client(endpoint: SSHEndpoint, sock: paramiko.Channel | None) -> parami
             auth_timeout=endpoint.connect_timeout,
             channel_timeout=endpoint.connect_timeout,
             sock=sock,
+            transport_factory=_transport,
         )
     except paramiko.BadHostKeyException as exc:
         client.close()
@@ -242,14 +265,19 @@ class SSHManager:
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
             raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
 
-    def exec_stream(self, command: str, window: int) -> paramiko.Channel:
+    def exec_stream(self, command: str, window: int, max_packet: int) -> paramiko.Channel:
         """Start ``command`` (already quoted) on a channel with a large window, for bulk data.
+
+        Args:
+            command: The command line, every word already quoted.
+            window: Bytes the host may send ahead of what has been read.
+            max_packet: The largest data packet the host may send on this channel.
 
         Raises:
             NetworkFailure: the channel cannot be opened or the command started.
         """
         try:
-            channel = self.transport().open_session(window_size=window, max_packet_size=32768)
+            channel = self.transport().open_session(window_size=window, max_packet_size=max_packet)
             channel.exec_command(command)
         except TRANSPORT_ERRORS as exc:
             raise NetworkFailure(f"{self.endpoint.label}: {exc}") from exc
