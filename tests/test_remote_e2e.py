@@ -21,6 +21,10 @@ from sshd import keygen
 from test_demo_sweep import RUN_FILES, free_box_metadata, plan_ids
 from test_ssh import INJECTION_CORPUS
 
+from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> testhost.TestHost:
@@ -81,6 +85,45 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
     assert list((work_dir / "jobs").iterdir()) == [], "job folders were left on the host"
+
+
+def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(
+    host, remote_project
+) -> None:
+    """The adapter's working folder and PYTHONPATH reach the container, not only a local run."""
+    project, work_dir = remote_project
+    # A Transfer1 checkout (the simulated model as transfer.py) and the fake
+    # torchrun, on the host under the work dir, which the container mounts.
+    workspace = work_dir / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    shutil.copy(SIMULATED_PROGRAM, program)
+    tools = work_dir / "bin"
+    tools.mkdir()
+    shutil.copy(FAKES / "torchrun", tools / "torchrun.py")
+    (tools / "torchrun").write_text(f'#!/bin/sh\nexec python3 {tools / "torchrun.py"} "$@"\n')
+    (tools / "torchrun").chmod(0o755)
+    log = work_dir / "torchrun.jsonl"
+    done = project.batch(
+        "+experiment=demo",
+        *overrides(host, work_dir),
+        "model=transfer1",
+        "model.seed=1",
+        f"adapters.transfer1.workspace={workspace}",
+        f"+target.env.PATH={tools}:/usr/bin:/bin",
+        f"+target.env.FAKE_TORCHRUN_LOG={log}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 executed (6 succeeded, 0 failed)" in done.stdout
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 3
+    for call in calls:
+        assert call["cwd"] == str(workspace)
+        assert call["pythonpath"] == "."
+        assert call["argv"][0] == "cosmos_transfer1/diffusion/inference/transfer.py"
+    for run in project.cosmos_json("list", "runs"):
+        made = free_box_metadata(Path(run["output_dir"]) / "output.mp4")
+        assert made["prompt"] == (Path(run["output_dir"]) / "output.txt").read_text()
 
 
 def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None:
