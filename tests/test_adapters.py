@@ -307,6 +307,22 @@ def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() ->
         "--tokenizer_dir=x",
         "--offload-text-encoder-model",  # transfer.py spells it with underscores
         "offload_guardrail_models",
+        "--num-gpus",
+        # Every parameter the spec JSON carries (COSMOS_INTERFACE.md) ...
+        "--prompt",
+        "--negative_prompt",
+        "--input_video_path",
+        "--num_steps",
+        "--sigma_max",
+        "--fps=30",
+        "--blur_strength",
+        "--canny-threshold",
+        # ... and every set-up flag the adapter sets itself.
+        "--controlnet_specs",
+        "--video_save_folder",
+        "--video_save_name",
+        "--batch_input_path",
+        "--batch_size=4",
     ],
 )
 def test_extra_args_may_only_hold_flags_that_leave_outputs_unchanged(flag: str) -> None:
@@ -333,6 +349,94 @@ def test_transfer25_flags_that_change_outputs_are_refused(flag: str) -> None:
     run = random_t25_runs(random.Random(0), 1)[0]
     problems = Transfer25Adapter(Transfer25Settings(extra_args=[flag])).validate(run)
     assert [p.key_path for p in problems] == ["adapters.transfer2_5.extra_args"]
+
+
+def twin_runs(adapter: str, name: str, value: Any) -> list[RunSpec]:
+    """Two runs with input videos that differ only in the model value ``name``."""
+    runs = []
+    for index in range(2):
+        model = base_model(adapter)
+        if index:
+            model[name] = value
+        inputs = PromptInputSet(video=VIDEOS[index], controls={"depth": CONTROL_VIDEOS["depth"]})
+        runs.append(RunSpec(ResolvedPrompt(f"p{index}", f"scene {index}", None, inputs), model))
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("seed", 2),
+        ("guidance", 7.0),
+        ("num_steps", 10),
+        ("sigma_max", 90.0),
+        ("fps", 30),
+        ("blur_strength", "high"),
+        ("canny_threshold", "low"),
+    ],
+)
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_runs_that_differ_in_one_scalar_each_read_their_own(
+    adapter: ModelAdapter, name: str, value: Any
+) -> None:
+    same = twin_runs(adapter.name, name, base_model(adapter.name)[name])
+    assert len(plan_batches(same, {adapter.name: adapter})) == 1, "precondition: they batch"
+    runs = twin_runs(adapter.name, name, value)
+    for number, batch in enumerate(plan_batches(runs, {adapter.name: adapter})):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        reads = transfer1_reads(invocation, program_of(invocation))
+        for run in batch:
+            got = reads[LAYOUT.path(invocation.outputs[run.id].video)]
+            assert {k: got[k] for k in asked_for(run)} == asked_for(run), name
+
+
+@pytest.mark.parametrize(
+    ("sigma_max", "controls", "expected"),
+    [
+        (90.0, {"depth"}, []),
+        (80.0, {"depth"}, []),
+        (79.5, {"depth"}, ["model.sigma_max"]),
+        # Null leaves sigma_max to transfer.py's default, 70: too low.
+        (None, {"depth"}, ["model.sigma_max"]),
+        (90.0, set(), ["prompts.bare.inputs.controls.depth"]),
+    ],
+)
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_transfer1_without_input_video_needs_sigma_80_and_control_videos(
+    adapter: ModelAdapter, sigma_max: float | None, controls: set[str], expected: list[str]
+) -> None:
+    model = {**base_model(adapter.name), "sigma_max": sigma_max}
+    inputs = PromptInputSet(video=None, controls={k: CONTROL_VIDEOS[k] for k in controls})
+    run = RunSpec(ResolvedPrompt("bare", "a street", None, inputs), model)
+    assert [p.key_path for p in adapter.validate(run)] == expected
+
+
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_transfer1_needs_at_least_one_control(adapter: ModelAdapter) -> None:
+    run = twin_runs(adapter.name, "seed", 1)[0]
+    assert adapter.validate(run) == [], "precondition: the run with a depth weight is valid"
+    run.model["weights"] = {"vis": None, "edge": None, "depth": None, "seg": None}
+    assert [p.key_path for p in adapter.validate(run)] == ["model.weights"]
+
+
+@pytest.mark.parametrize(
+    "adapter",
+    [
+        Transfer1Adapter(Transfer1Settings(max_batch_size=2)),
+        Transfer25Adapter(Transfer25Settings(max_batch_size=2)),
+    ],
+    ids=lambda a: a.name,
+)
+def test_max_batch_size_of_the_settings_bounds_every_batch(adapter: ModelAdapter) -> None:
+    model = base_model(adapter.name)
+    runs = [
+        RunSpec(
+            ResolvedPrompt(f"p{i}", f"scene {i}", None, PromptInputSet(video=VIDEOS[0])),
+            copy.deepcopy(model),
+        )
+        for i in range(5)
+    ]
+    assert [len(b) for b in plan_batches(runs, {adapter.name: adapter})] == [2, 2, 1]
 
 
 # -- Transfer2.5 -------------------------------------------------------------------
@@ -458,6 +562,8 @@ def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
         gpus = batch[0].model["num_gpus"]
         uses_torchrun = invocation.argv[0] == "torchrun"
         assert uses_torchrun == (gpus > 1)
+        launcher = invocation.argv[: invocation.argv.index("examples/inference.py")]
+        assert (f"--nproc_per_node={gpus}" in launcher) == uses_torchrun
         assert all(run.model["num_gpus"] == gpus for run in batch)
 
 
@@ -466,12 +572,14 @@ def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
     [
         ({"fps": 24}, "model.fps"),
         ({"blur_strength": "high"}, "model.blur_strength"),
+        ({"canny_threshold": "low"}, "model.canny_threshold"),
         ({"guidance": 3.5}, "model.guidance"),
         ({"guidance": 8}, "model.guidance"),
         ({"weights": {"vis": None, "edge": 1.5, "depth": None, "seg": None}}, "model.weights.edge"),
         ({"weights": {"vis": None, "edge": None, "depth": None, "seg": None}}, "model.weights"),
         ({"options": {"model": "canny"}}, "model.options.model"),
         ({"options": {"resolution": 720}}, "model.options.resolution"),
+        ({"options": {"max_frames": True}}, "model.options.max_frames"),
         ({"options": {"steps": 3}}, "model.options.steps"),
     ],
 )
@@ -517,3 +625,27 @@ def test_a_transfer25_checkpoint_must_fit_the_runs_controls(
     run.model["options"] = {"model": checkpoint}
     problems = Transfer25Adapter(Transfer25Settings()).validate(run)
     assert [p.key_path for p in problems] == ([] if ok else ["model.options.model"])
+
+
+def test_transfer25_command_runs_inference_py_from_the_checkout() -> None:
+    settings = Transfer25Settings(workspace="/opt/ct25", extra_args=["--keep-going"])
+    run = random_t25_runs(random.Random(0), 1)[0]
+    run.model["num_gpus"] = 1
+    invocation = Transfer25Adapter(settings).render("jb_x", [run], LAYOUT)
+    argv = invocation.argv
+    assert argv[:2] == [LAYOUT.python, "examples/inference.py"]
+    assert argv[argv.index("-o") + 1] == LAYOUT.path("out")
+    assert argv[-1] == "--keep-going"
+    assert invocation.workdir == "/opt/ct25"
+
+
+@pytest.mark.parametrize(
+    "flag", ["-o", "--output-dir", "-i", "--model=edge", "--seed", "--guidance", "--num-steps"]
+)
+def test_transfer25_extra_args_that_would_shadow_a_value_are_refused(flag: str) -> None:
+    extra_args = ["--keep-going", flag]
+    adapter = Transfer25Adapter(Transfer25Settings(extra_args=extra_args))
+    run = random_t25_runs(random.Random(0), 1)[0]
+    problems = adapter.validate(run)
+    assert [p.key_path for p in problems] == ["adapters.transfer2_5.extra_args"]
+    assert flag in problems[0].message

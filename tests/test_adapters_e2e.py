@@ -153,6 +153,7 @@ def test_every_transfer25_sample_carries_its_runs_parameters(t25_demo) -> None:
         assert isinstance(sample["guidance"], int)
         assert sample["depth"]["control_weight"] == spec["model"]["weights"]["depth"]
         assert sample["prompt"] == spec["prompt"]["text"]
+        assert (Path(run["output_dir"]) / "output.txt").read_text() == spec["prompt"]["text"]
         assert sample["resolution"] == "480"
         assert Path(sample["depth"]["control_path"]).name.endswith(".mp4")
 

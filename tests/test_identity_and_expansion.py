@@ -93,6 +93,8 @@ def test_run_id_is_the_hash_of_the_canonical_spec_and_stays_pinned() -> None:
         {"adapter": "transfer1"},
         {"version": "2"},
         {"image": "cosmos:2"},
+        {"options": {"resolution": "480"}},
+        {"options": {"model": "depth"}},
     ],
 )
 def test_every_output_parameter_changes_the_run_id(changes: dict) -> None:
@@ -131,6 +133,29 @@ def test_what_cannot_change_the_output_does_not_change_the_id() -> None:
     assert RunSpec(base.prompt, base.model, varying={"x": 1}).id == base.id
     reordered = dict(reversed(list(copy.deepcopy(MODEL).items())))
     assert make_run(reordered).id == base.id
+
+
+@pytest.mark.parametrize("options", [{}, {"model": None, "resolution": None}])
+def test_no_adapter_options_keeps_the_ids_from_before_options_existed(options: dict) -> None:
+    """Stored runs were hashed without an options key: their ids must not change."""
+    assert make_run(with_model(options=options)).id == "rs_31fc8c48b12a2eea"
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("clip.mp4", ".mp4"),
+        ("CLIP.MP4", ".mp4"),
+        ("noext", ""),
+        ("x.mp4;rm -rf ~", ""),
+        ("x.mp4 $(touch y)", ""),
+        ("weights.averylongsuffix", ""),
+        ("depth.mp4\nrm", ""),
+    ],
+)
+def test_stored_name_is_the_checksum_and_a_plain_lowercase_suffix(name: str, suffix: str) -> None:
+    """Nothing of the user's file name but a plain suffix reaches a host."""
+    assert InputFile(Path("/data") / name, "c" * 64).stored_name == "c" * 64 + suffix
 
 
 def test_round_trip_through_stored_dict_keeps_the_id() -> None:

@@ -89,6 +89,49 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     assert list((work_dir / "jobs").iterdir()) == [], "job folders were left on the host"
 
 
+def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(
+    host, remote_project
+) -> None:
+    """The adapter's working folder and PYTHONPATH reach the container, not only a local run."""
+    project, work_dir = remote_project
+    # A Transfer1 checkout (the simulated model as transfer.py) and the fake
+    # torchrun, on the host under the work dir, which the container mounts.
+    workspace = work_dir / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    shutil.copy(SIMULATED_PROGRAM, program)
+    tools = work_dir / "bin"
+    tools.mkdir()
+    shutil.copy(FAKES / "torchrun", tools / "torchrun.py")
+    (tools / "torchrun").write_text(f'#!/bin/sh\nexec python3 {tools / "torchrun.py"} "$@"\n')
+    (tools / "torchrun").chmod(0o755)
+    log = work_dir / "torchrun.jsonl"
+    done = project.batch(
+        "+experiment=demo",
+        *overrides(host, work_dir),
+        "model=transfer1",
+        "model.seed=1",
+        f"adapters.transfer1.workspace={workspace}",
+        f"+target.env.PATH={tools}:/usr/bin:/bin",
+        f"+target.env.FAKE_TORCHRUN_LOG={log}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 executed (6 succeeded, 0 failed)" in done.stdout
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 3
+    for call in calls:
+        assert call["cwd"] == str(workspace)
+        assert call["pythonpath"] == "."
+        assert call["argv"][0] == "cosmos_transfer1/diffusion/inference/transfer.py"
+    for run in project.cosmos_json("list", "runs"):
+        folder = Path(run["output_dir"])
+        spec = yaml.safe_load((folder / "run.yaml").read_text())
+        made = free_box_metadata(folder / "output.mp4")
+        assert made["prompt"] == (folder / "output.txt").read_text() == spec["prompt"]["text"]
+        assert made["seed"] == spec["model"]["seed"]
+        assert made["controls"]["depth"]["control_weight"] == spec["model"]["weights"]["depth"]
+
+
 def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None:
     project, work_dir = remote_project
     remote = project.batch("+experiment=demo", "dry_run=true", *overrides(host, work_dir))
@@ -222,36 +265,3 @@ def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
     for root in (tmp_path, Path.home(), Path("/")):
         found = [p for p in root.glob("canary*")] + list(root.glob("*/canary"))
         assert not found, f"user text was executed: {found}"
-
-
-def test_transfer1_runs_from_its_checkout_inside_the_container(host, remote_project) -> None:
-    """The adapter's working folder and environment reach the container."""
-    project, work_dir = remote_project
-    workspace = work_dir / "cosmos-transfer1"
-    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
-    program.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, program)
-    # The image has no /usr/bin/env: the stand-in names its interpreter.
-    torchrun = work_dir / "bin" / "torchrun"
-    torchrun.parent.mkdir()
-    body = (FAKES / "torchrun").read_text().split("\n", 1)[1]
-    torchrun.write_text("#!/usr/bin/python3\n" + body)
-    torchrun.chmod(0o755)
-    log = work_dir / "torchrun.jsonl"
-    done = project.batch(
-        "+experiment=demo",
-        "model=transfer1",
-        *overrides(host, work_dir),
-        f"adapters.transfer1.workspace={workspace}",
-        f"+target.env.PATH={torchrun.parent}:/usr/bin:/bin",
-        f"+target.env.FAKE_TORCHRUN_LOG={log}",
-    )
-    assert done.returncode == 0, done.stderr
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(calls) == 6
-    assert {(c["cwd"], c["pythonpath"]) for c in calls} == {(str(workspace), ".")}
-    for run in project.cosmos_json("list", "runs"):
-        spec = yaml.safe_load((Path(run["output_dir"]) / "run.yaml").read_text())
-        made = free_box_metadata(Path(run["output_dir"]) / "output.mp4")
-        assert made["seed"] == spec["model"]["seed"]
-        assert made["controls"]["depth"]["control_weight"] == spec["model"]["weights"]["depth"]
