@@ -20,14 +20,6 @@ from sshd import keygen
 from test_demo_sweep import RUN_FILES, plan_ids
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> testhost.TestHost:
-    """The disposable remote host of scripts/test-host, in its own network namespace."""
-    started = testhost.up(tmp_path_factory.mktemp("host"))
-    yield started
-    testhost.stop(started)
-
-
 def overrides(host: testhost.TestHost, work_dir: Path, **changes: str) -> list[str]:
     values = dict(o.split("=", 1) for o in host.overrides())
     values["target.work_dir"] = str(work_dir)
@@ -78,7 +70,8 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     again = project.batch("+experiment=demo", *overrides(host, work_dir), "model.seed=9")
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
-    assert list((work_dir / "jobs").iterdir()) == [], "job folders were left on the host"
+    left = list((work_dir / "jobs").iterdir())
+    assert left == [], f"job folders were left on the host: {done.stderr}\n{again.stderr}"
 
 
 def test_the_image_that_runs_is_part_of_the_run_id(host, remote_project) -> None:
