@@ -143,6 +143,19 @@ def project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj")
 
 
+@pytest.fixture(scope="session")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The disposable remote host of scripts/test-host, in its own network namespace.
+
+    One per test session: a network namespace with sshd and a private dockerd.
+    """
+    import testhost
+
+    started = testhost.up(tmp_path_factory.mktemp("host"))
+    yield started
+    testhost.stop(started)
+
+
 @pytest.fixture(scope="module")
 def demo_done(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A project on which `cosmos-batch +experiment=demo` already ran once."""

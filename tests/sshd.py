@@ -49,8 +49,13 @@ class Sshd:
             self.process.wait()
 
 
-def start_sshd(root: Path, host: str = "127.0.0.1", netns: str | None = None) -> Sshd:
-    """Start sshd in the foreground on a free port; fail loudly if it is missing."""
+def start_sshd(
+    root: Path, host: str = "127.0.0.1", netns: str | None = None, path: str | None = None
+) -> Sshd:
+    """Start sshd in the foreground on a free port; fail loudly if it is missing.
+
+    ``path`` is the PATH of the sessions (a host's own programs, e.g. a fake nvidia-smi).
+    """
     if not SSHD.is_file():
         raise RuntimeError(
             "openssh-server is not installed: run scripts/install-system-deps (make test does it)"
@@ -69,6 +74,7 @@ def start_sshd(root: Path, host: str = "127.0.0.1", netns: str | None = None) ->
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
         "ClientAliveInterval 5\nMaxSessions 64\nMaxStartups 64\n"
+        + (f"SetEnv PATH={path}\n" if path else "")
     )
     public = (root / "host_ed25519.pub").read_text().split()
     name = host if port == 22 else f"[{host}]:{port}"

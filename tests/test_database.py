@@ -10,7 +10,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
@@ -189,6 +191,47 @@ def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.close()
     assert tables == {"alembic_version"}
     assert version == [(future,)]
+
+
+def test_a_database_at_0001_is_upgraded_with_a_backup_and_keeps_its_runs(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db_file = tmp_path / "cosmos.db"
+    engine = create_db_engine(sqlite_url(db_file))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    command.upgrade(config, "0001")
+    engine.dispose()
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(
+            "INSERT INTO prompts (id, name, text, inputs, created_at) "
+            "VALUES ('ps_old', 'old', 'an old prompt', '{}', '2030-01-01 00:00:00')"
+        )
+        conn.execute(
+            "INSERT INTO runs (id, prompt_id, adapter, spec, status, created_at, attempts) "
+            "VALUES ('rs_old', 'ps_old', 'simulated', '{}', 'succeeded', "
+            "'2030-01-01 00:00:00', 1)"
+        )
+    conn.close()
+
+    engine, repo = open_repo(db_file, clock)
+    try:
+        assert current_revision(engine) == expected_head()
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("runs")}
+        assert "ix_runs_job_id" in indexes
+        old = repo.get_run("rs_old")
+        assert old.status is RunStatus.SUCCEEDED and old.job_id is None
+    finally:
+        engine.dispose()
+    assert backups_in(tmp_path) == ["cosmos.db.bak-0001"]
+    with sqlite3.connect(tmp_path / "cosmos.db.bak-0001") as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    conn.close()
+    assert "job_id" not in columns and version == [("0001",)]
 
 
 # ---------------------------------------------------------------- status machine
@@ -509,3 +552,46 @@ def test_find_ids_treats_wildcards_literally(repo: DataRepository) -> None:
     assert repo.find_ids("rs%") == []
     assert repo.find_ids(run_id[:4] + "%") == []
     assert repo.find_ids("rs\\") == []
+
+
+# ---------------------------------------------------------------- cancellation
+
+
+def queued_runs(repo: DataRepository, count: int) -> list[str]:
+    prompt = make_prompt("cancellable")
+    specs = [make_spec(prompt, seed=seed) for seed in range(count)]
+    repo.add_prompts([prompt])
+    repo.add_runs(specs)
+    ids = [spec.id for spec in specs]
+    repo.transition(ids, RunStatus.QUEUED)
+    return ids
+
+
+def test_claim_starts_queued_runs_as_one_job_and_skips_cancelled_ones(
+    repo: DataRepository,
+) -> None:
+    first, second, third = queued_runs(repo, 3)
+    assert repo.cancel_unfinished([second], "cancelled by the user") == [second]
+    started = repo.claim([first, second, third], target="local", gpus="0", job_id="jb_1")
+    assert started == [first, third]
+    assert [run.id for run in repo.runs_of_job("jb_1")] == sorted([first, third])
+    assert repo.get_run(first).status is RunStatus.RUNNING and repo.get_run(first).attempts == 1
+    skipped = repo.get_run(second)
+    assert skipped.status is RunStatus.CANCELLED and skipped.job_id is None
+    assert skipped.attempts == 0
+    assert repo.cancelled_among([third, second, first]) == [second]
+
+
+def test_settle_never_overwrites_a_cancelled_run(repo: DataRepository) -> None:
+    kept, cancelled = queued_runs(repo, 2)
+    repo.claim([kept, cancelled], job_id="jb_2")
+    repo.cancel_unfinished([cancelled], "cancelled by cosmos kill")
+    assert repo.settle(cancelled, RunStatus.FAILED, error_class="execution") is False
+    assert repo.settle(cancelled, RunStatus.SUCCEEDED, exit_code=0) is False
+    run = repo.get_run(cancelled)
+    assert run.status is RunStatus.CANCELLED
+    assert (run.error_class, run.error_message) == ("cancelled", "cancelled by cosmos kill")
+    assert repo.settle(kept, RunStatus.SUCCEEDED, exit_code=0) is True
+    assert repo.get_run(kept).status is RunStatus.SUCCEEDED
+    with pytest.raises(StateError):
+        repo.settle(kept, RunStatus.FAILED)

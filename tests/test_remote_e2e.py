@@ -28,14 +28,6 @@ from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 FAKES = Path(__file__).resolve().parent / "fakes"
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> testhost.TestHost:
-    """The disposable remote host of scripts/test-host, in its own network namespace."""
-    started = testhost.up(tmp_path_factory.mktemp("host"))
-    yield started
-    testhost.stop(started)
-
-
 def overrides(host: testhost.TestHost, work_dir: Path, **changes: str) -> list[str]:
     values = dict(o.split("=", 1) for o in host.overrides())
     values["target.work_dir"] = str(work_dir)
@@ -86,7 +78,8 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     again = project.batch("+experiment=demo", *overrides(host, work_dir), "model.seed=9")
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
-    assert list((work_dir / "jobs").iterdir()) == [], "job folders were left on the host"
+    left = list((work_dir / "jobs").iterdir())
+    assert left == [], f"job folders were left on the host: {done.stderr}\n{again.stderr}"
 
 
 def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(

@@ -36,6 +36,29 @@ class TestHost:
         """The remote work dir (on this machine's file system)."""
         return self.state_dir / "work"
 
+    @property
+    def bin_dir(self) -> Path:
+        """First on the PATH of SSH sessions: programs only this host has (e.g. nvidia-smi)."""
+        return self.state_dir / "bin"
+
+    def target_config(self, work_dir: Path, name: str = "test-host") -> dict:
+        """A conf/target/ file's content that selects this host (like overrides())."""
+        return {
+            "name": name,
+            "kind": "ssh",
+            "host": self.address,
+            "port": self.sshd.port,
+            "user": self.sshd.user,
+            "key_file": str(self.sshd.client_key),
+            "known_hosts": str(self.sshd.known_hosts),
+            "work_dir": str(work_dir),
+            "image": self.image,
+            "gpu_flags": False,
+            "network": "none",
+            "shm_size": "64m",
+            "runtime_env": {"DOCKER_HOST": self.dockerd.env["DOCKER_HOST"]},
+        }
+
     def overrides(self) -> list[str]:
         """The cosmos-batch overrides that select this host."""
         values = {
@@ -60,6 +83,10 @@ class TestHost:
         _ip("link", "set", self.link, "up" if up else "down")
 
 
+# The PATH of SSH sessions on the host, after its own bin folder.
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
@@ -80,7 +107,11 @@ def up(state_dir: Path, subnet: int | None = None) -> TestHost:
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "link", "set", "lo", "up")
         dockerd = start_dockerd(state_dir / "docker", netns=netns)
-        sshd = start_sshd(state_dir / "sshd", host=address, netns=netns)
+        bin_dir = state_dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        sshd = start_sshd(
+            state_dir / "sshd", host=address, netns=netns, path=f"{bin_dir}:{HOST_PATH}"
+        )
         image = import_python_image(dockerd)
     except BaseException:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)

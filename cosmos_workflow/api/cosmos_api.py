@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cosmos_workflow.config.settings import Settings, SSHTargetSettings
+from cosmos_workflow.config.settings import Settings, SSHTargetSettings, TargetSettings
 from cosmos_workflow.config.sources import ConfigSources
+from cosmos_workflow.config.targets import ConfiguredTarget
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.engine import (
     create_db_engine,
@@ -20,7 +21,7 @@ from cosmos_workflow.database.engine import (
     session_factory,
 )
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
-from cosmos_workflow.errors import NotFoundFailure, Problem, ValidationFailure
+from cosmos_workflow.errors import CosmosError, NotFoundFailure, Problem, ValidationFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
@@ -29,6 +30,7 @@ from cosmos_workflow.manifest.expansion import expand, pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.services.control import KillReport, LogResult, RunControl
 from cosmos_workflow.services.outputs import OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
@@ -100,6 +102,8 @@ class CosmosAPI:
         settings: Validated settings.
         clock: Time source (tests inject a fixed one).
         commands: Local command wrapper (git, local model processes).
+        targets: Every configured target (status, logs and kill look at them);
+            by default only the selected one, ``settings.target``.
     """
 
     def __init__(
@@ -107,13 +111,17 @@ class CosmosAPI:
         settings: Settings,
         clock: Clock | None = None,
         commands: LocalCommandExecutor | None = None,
+        targets: list[ConfiguredTarget] | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock or SystemClock()
         self._commands = commands or LocalCommandExecutor()
         self.store = OutputStore(settings.outputs_dir)
         self._repo: DataRepository | None = None
-        self._target_executor: Executor | None = None
+        self._targets = targets or [
+            ConfiguredTarget(settings.target.name, "config", settings.target)
+        ]
+        self._executors: dict[str, Executor] = {}
 
     def __enter__(self) -> CosmosAPI:
         return self
@@ -123,9 +131,9 @@ class CosmosAPI:
 
     def close(self) -> None:
         """Close connections to targets."""
-        if self._target_executor is not None:
-            self._target_executor.close()
-            self._target_executor = None
+        for executor in self._executors.values():
+            executor.close()
+        self._executors.clear()
 
     # -- plumbing ------------------------------------------------------------
     @property
@@ -147,17 +155,35 @@ class CosmosAPI:
         return build_adapters(self.settings)
 
     def _executor(self) -> Executor:
-        """The target's executor, made once per API (one connection per host)."""
-        if self._target_executor is None:
-            target = self.settings.target
+        """The selected target's executor."""
+        return self._executor_for(self.settings.target)
+
+    def _executor_for(self, target: TargetSettings | SSHTargetSettings) -> Executor:
+        """A target's executor, made once per API (one connection per host)."""
+        if target.name not in self._executors:
             if isinstance(target, SSHTargetSettings):
-                self._target_executor = make_remote_executor(target, self._clock)
+                executor: Executor = make_remote_executor(target, self._clock)
             else:
                 cache = LocalInputCache(self.store.input_cache_dir)
-                self._target_executor = LocalExecutor(
-                    target.name, self._commands, cache, self._clock
-                )
-        return self._target_executor
+                executor = LocalExecutor(target.name, self._commands, cache, self._clock)
+            self._executors[target.name] = executor
+        return self._executors[target.name]
+
+    def _executor_named(self, name: str | None, what: str) -> Executor:
+        """The executor of the configured target called ``name`` (where a run ran).
+
+        Raises:
+            ValidationFailure: no usable target has that name here.
+        """
+        for target in self._targets:
+            if target.settings is not None and target.name == name:
+                return self._executor_for(target.settings)
+        known = ", ".join(t.name for t in self._targets if t.settings is not None)
+        raise ValidationFailure(
+            f"{what} runs on target {name!r}, which is not configured here "
+            f"(configured: {known}); add it to conf/target/, or pass the target overrides "
+            "that cosmos-batch was given with --set"
+        )
 
     def _runner(self, progress: ProgressSink) -> Runner:
         return Runner(
@@ -480,6 +506,7 @@ class CosmosAPI:
             "error_message": run.error_message,
             "target": run.target,
             "gpus": run.gpus,
+            "job_id": run.job_id,
             "output_dir": run.output_dir,
             "output_path": str(output) if output.is_file() else None,
         }
@@ -499,10 +526,19 @@ class CosmosAPI:
         }
 
     def status(self) -> dict[str, Any]:
-        """Counts by status and what is running where."""
+        """Counts by status, what is running where, and each configured target's state.
+
+        A target that cannot be reached is reported in its entry, never raised.
+        """
+        targets = [self._target_status(target) for target in self._targets]
         if not self._database_exists():
             counts = {s.value: 0 for s in RunStatus}
-            return {"counts": counts, "running": [], "database": self._db_label()}
+            return {
+                "counts": counts,
+                "running": [],
+                "database": self._db_label(),
+                "targets": targets,
+            }
         running = self.repository.list_runs(RunStatus.RUNNING)
         return {
             "database": self._db_label(),
@@ -512,14 +548,65 @@ class CosmosAPI:
                     "id": r.id,
                     "target": r.target,
                     "gpus": r.gpus,
+                    "job_id": r.job_id,
                     "started_at": _iso(r.started_at),
                 }
                 for r in running
             ],
+            "targets": targets,
         }
+
+    def _target_status(self, target: ConfiguredTarget) -> dict[str, Any]:
+        """One target's GPUs and containers, or why they are not known."""
+        entry: dict[str, Any] = {"name": target.name, "source": target.source}
+        if target.settings is None:
+            return {**entry, "configured": False, "problem": target.problem}
+        try:
+            report = self._executor_for(target.settings).describe().to_dict()
+        except CosmosError as exc:
+            report = {"name": target.name, "reachable": False, "error": f"{exc.kind}: {exc}"}
+        return {**entry, "configured": True, **report}
 
     def _db_label(self) -> str:
         return parse_url(self.settings.database_url).render_as_string(hide_password=True)
+
+    # -- logs and kill ---------------------------------------------------------
+    def logs(self, given: str, on_line: Callable[[str], None], follow: bool = False) -> LogResult:
+        """Pass a run's log to ``on_line``: live while it runs, else its run folder's copy.
+
+        Args:
+            given: A rs_ id or unique prefix.
+            on_line: Receives each line.
+            follow: Wait for a queued run to start; follow a running one until it ends.
+
+        Raises:
+            NotFoundFailure: no such run. ValidationFailure: not a run id, or
+            the run's target is not configured here.
+        """
+        return self._control().logs(self.resolve_id(given, "rs"), on_line, follow)
+
+    def kill(self, given: str) -> KillReport:
+        """Cancel a run and stop the container or process of its job (with its other runs).
+
+        Raises:
+            NotFoundFailure: no such run. ValidationFailure: not a run id, the
+            run is over (nothing to kill), or its target is not configured here.
+            NetworkFailure: the target cannot be reached (nothing was cancelled).
+        """
+        return self._control().kill(self.resolve_id(given, "rs"))
+
+    def kill_sweep(self, given: str) -> KillReport:
+        """Cancel every unfinished run of a sweep and stop its running jobs.
+
+        Raises:
+            NotFoundFailure: no such sweep. ValidationFailure: not a sweep id,
+            nothing unfinished, or a target is not configured here.
+            NetworkFailure: a target cannot be reached (nothing was cancelled).
+        """
+        return self._control().kill_sweep(self.resolve_id(given, "sw"))
+
+    def _control(self) -> RunControl:
+        return RunControl(self.repository, self.store, self._executor_named)
 
     # -- deletion -----------------------------------------------------------
     def delete_preview(self, kind: str, given: str) -> dict[str, Any]:

@@ -101,15 +101,20 @@ def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
     """Counts and where the outputs are."""
     tally = summary.tally
     _print_notes(plan)
+    cancelled = f", {len(tally.cancelled)} cancelled" if tally.cancelled else ""
     print(
         f"sweep {summary.sweep_id} ({plan.name}): {summary.total} runs: "
         f"{summary.executed} executed ({len(tally.succeeded)} succeeded, "
-        f"{len(tally.failed)} failed), {summary.cached} cached"
+        f"{len(tally.failed)} failed), {summary.cached} cached{cancelled}"
     )
     if tally.failed:
         print("failed runs (see their logs/run.log):")
         for run_id in tally.failed:
             print(f"  {summary.runs_dir / run_id}")
+    if tally.cancelled:
+        print("cancelled runs (cosmos kill); they run again the next time:")
+        for run_id in tally.cancelled:
+            print(f"  {run_id}")
     print(f"runs:  {summary.runs_dir}/<run_id>/")
     print(f"sweep: {summary.sweep_dir}/")
 
@@ -137,7 +142,7 @@ def _execute(cfg: DictConfig, project: ProjectPaths) -> int:
             return 0
         summary = api.run_sweep(plan, make_progress(stderr_console()))
     print_summary(plan, summary)
-    return 1 if summary.tally.failed else 0
+    return 1 if summary.tally.failed or summary.tally.cancelled else 0
 
 
 def _make_task(project: ProjectPaths, outcome: _Outcome) -> Callable[[DictConfig], None]:

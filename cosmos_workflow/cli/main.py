@@ -1,6 +1,8 @@
 """`cosmos`: manage prompts, runs and sweeps (over CosmosAPI only).
 
-Exit codes: 0 ok, 1 runs failed, 2 bad input, 3 connection or auth.
+Exit codes: 0 ok, 1 runs failed, 2 bad input (or nothing to kill),
+3 connection or auth (`status`: a configured target could not be reached),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from cosmos_workflow.cli.console import (
 from cosmos_workflow.config.compose import compose_config
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
-from cosmos_workflow.errors import ValidationFailure
+from cosmos_workflow.config.targets import configured_targets
+from cosmos_workflow.errors import NetworkFailure, ValidationFailure
 
 STATUS_CHOICES = list(RUN_STATUSES)
+TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."
+# What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED_EXIT = 130
 
 
 class _Context:
@@ -36,15 +42,26 @@ class _Context:
         self._api: CosmosAPI | None = None
         self.composed: dict[str, Any] = {}
 
-    def api(self, overrides: list[str] | None = None) -> CosmosAPI:
+    def api(self, overrides: list[str] | None = None, all_targets: bool = False) -> CosmosAPI:
+        """The API for this command.
+
+        Args:
+            overrides: Hydra overrides (``--set``) applied to conf/.
+            all_targets: Also compose every target in conf/target/ (status, logs, kill).
+        """
         if self._api is None:
+            overrides = overrides or []
             project = find_project(Path.cwd(), os.environ)
-            self.composed = compose_config(project, overrides or [])
-            settings = ConfigManager(project, os.environ).settings(self.composed)
+            self.composed = compose_config(project, overrides)
+            manager = ConfigManager(project, os.environ)
+            settings = manager.settings(self.composed)
             # Management commands print their own results: routine INFO lines
             # (a migration, a run finishing) would clutter them.
             configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
-            self._api = CosmosAPI(settings)
+            targets = (
+                configured_targets(manager, overrides, settings.target) if all_targets else None
+            )
+            self._api = CosmosAPI(settings, targets=targets)
             click.get_current_context().call_on_close(self._api.close)
         return self._api
 
@@ -266,15 +283,126 @@ def _render_status(data: dict[str, Any]) -> None:
     for row in data["running"]:
         click.echo(
             f"running {row['id']} on {row['target']} gpus {row['gpus']} since {row['started_at']}"
+            f" (job {row['job_id']})"
+        )
+    for target in data["targets"]:
+        _render_target(target)
+
+
+def _render_target(target: dict[str, Any]) -> None:
+    if not target["configured"]:
+        click.echo(f"target {target['name']} ({target['source']}): not usable: {target['problem']}")
+        return
+    where = target.get("address") or target["source"]
+    if target.get("kind") == "ssh":
+        where = f"ssh {where}"
+    click.echo(f"target {target['name']} ({where}):")
+    if not target["reachable"]:
+        click.echo(f"  unreachable: {target['error']}")
+        return
+    if target["gpus"] is None:
+        click.echo("  no GPU information")
+    for gpu in target["gpus"] or []:
+        click.echo(
+            f"  gpu {gpu['index']}: {gpu['name']}, {_or_na(gpu['memory_used_mib'])}/"
+            f"{_or_na(gpu['memory_total_mib'])} MiB used, "
+            f"{_or_na(gpu['utilization_pct'])}% busy"
+        )
+    if target["error"]:
+        click.echo(f"  containers: unknown ({target['error']})")
+    elif target["containers"] is not None:
+        _render_containers(target["containers"])
+
+
+def _render_containers(containers: list[dict[str, Any]]) -> None:
+    if not containers:
+        click.echo("  no containers of ours")
+    for container in containers:
+        labels = container["labels"]
+        click.echo(
+            f"  container {container['name']} {container['state']}: job {labels.get('job', '-')}"
+            f", runs {labels.get('runs', '-')}"
         )
 
 
+def _or_na(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
 @cli.command()
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def status(obj: _Context, as_json: bool) -> None:
-    """What is running where, and run counts by status."""
-    _emit(obj.api().status(), as_json, _render_status)
+def status(obj: _Context, sets: tuple[str, ...], as_json: bool) -> None:
+    """Run counts, what is running where, and each configured target's GPUs and containers.
+
+    Targets are the selected one (conf/ and --set) and every file in
+    conf/target/. Exits 3 if a target could not be reached (after printing
+    everything).
+    """
+    data = obj.api(_set_overrides(sets), all_targets=True).status()
+    _emit(data, as_json, _render_status)
+    unreachable = [t["name"] for t in data["targets"] if t["configured"] and not t["reachable"]]
+    if unreachable:
+        raise NetworkFailure(f"cannot reach target(s): {', '.join(unreachable)}")
+
+
+def _set_overrides(sets: tuple[str, ...]) -> list[str]:
+    for item in sets:
+        if "=" not in item:
+            raise ValidationFailure(f"--set takes KEY=VALUE, got {item!r}")
+    return list(sets)
+
+
+# -- logs / kill -------------------------------------------------------------------
+@cli.command()
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
+@click.pass_obj
+def logs(obj: _Context, run_id: str, follow: bool, sets: tuple[str, ...]) -> None:
+    """Print a run's log: live while it runs, else the copy in its run folder.
+
+    With -f, wait for a queued run to start and follow a running one until
+    it ends. A unique id prefix is enough.
+    """
+    api = obj.api(_set_overrides(sets), all_targets=True)
+    try:
+        result = api.logs(run_id, click.echo, follow=follow)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED_EXIT)
+    if result.source is None:
+        click.echo(f"run {result.run_id} is {result.status}: it has no log", err=True)
+
+
+def _render_kill(report: dict[str, Any]) -> None:
+    for job in report["jobs"]:
+        what = f"stopped {job['stopped']}" if job["stopped"] else "it had not started its program"
+        runs = job["runs"]
+        click.echo(f"job {job['job_id']} on {job['target']}: {what}")
+        if len(runs) > 1:
+            click.echo(f"  it held {len(runs)} runs; all of them are cancelled: {', '.join(runs)}")
+    cancelled = report["cancelled"]
+    click.echo(f"cancelled {len(cancelled)} run(s): {', '.join(cancelled) or '-'}")
+
+
+@cli.command()
+@click.argument("object_id", metavar="ID")
+@click.option("--sweep", "sweep", is_flag=True, help="ID is a sweep: kill all of it.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def kill(obj: _Context, object_id: str, sweep: bool, sets: tuple[str, ...], as_json: bool) -> None:
+    """Stop run ID (or with --sweep, sweep ID) and mark it cancelled.
+
+    A run runs in a job (one container or process) that may hold several
+    runs of a batch: killing the run stops the job and cancels all of them.
+    --sweep cancels every unfinished run of the sweep, queued ones too.
+    A run or sweep with nothing unfinished exits 2.
+    """
+    api = obj.api(_set_overrides(sets), all_targets=True)
+    report = api.kill_sweep(object_id) if sweep else api.kill(object_id)
+    _emit(report.to_dict(), as_json, _render_kill)
 
 
 # -- delete --------------------------------------------------------------------

@@ -68,8 +68,16 @@ class LocalCommandExecutor:
         on_line: Callable[[str], None],
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> int:
         """Run ``argv``, passing each line of stdout and stderr to ``on_line``.
+
+        Args:
+            argv: The command as an argument list.
+            on_line: Receives each output line (without its newline).
+            cwd: Working directory.
+            env: Variables added to this process's environment.
+            on_start: Receives the process id once the program started.
 
         Returns:
             The exit code.
@@ -93,6 +101,8 @@ class LocalCommandExecutor:
         except FileNotFoundError as exc:
             raise ExecutionFailure(f"program not found: {argv[0]}") from exc
         try:
+            if on_start is not None:
+                on_start(process.pid)
             assert process.stdout is not None
             for line in process.stdout:
                 on_line(line.rstrip("\n"))
@@ -107,6 +117,39 @@ class LocalCommandExecutor:
             # own KeyboardInterrupt, which Python drops if it lands in a finalizer.
             raise KeyboardInterrupt
         return code
+
+    def terminate(self, pid: int, cwd: Path) -> bool:
+        """Ask a program started by :meth:`stream` (in any process) to stop (SIGTERM).
+
+        Args:
+            pid: Its process id.
+            cwd: Its working directory; where the system tells (Linux /proc),
+                a process elsewhere is not ours (its id was reused) and is left alone.
+
+        Returns:
+            False if no such process of ours runs.
+        """
+        return self._signal(pid, cwd, signal.SIGTERM)
+
+    def kill(self, pid: int, cwd: Path) -> bool:
+        """Stop a program started by :meth:`stream` now (SIGKILL); see :meth:`terminate`."""
+        return self._signal(pid, cwd, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(pid: int, cwd: Path, sig: signal.Signals) -> bool:
+        proc_cwd = Path("/proc") / str(pid) / "cwd"
+        if Path("/proc/self").exists():
+            try:
+                if proc_cwd.resolve(strict=True) != cwd.resolve():
+                    return False
+            except OSError:
+                return False
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+        logger.info("Sent %s to process %d", sig.name, pid)
+        return True
 
     @staticmethod
     def _env(extra: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -176,7 +176,10 @@ class RemoteCommandExecutor:
             while channel.recv_stderr_ready():
                 on_err(channel.recv_stderr(_READ))
                 progressed = True
-            if channel.exit_status_ready() and not channel.recv_ready():
+            # sshd may send the exit status before the last output: the output
+            # is complete once the channel's EOF (or close) has arrived too.
+            finished = channel.exit_status_ready() and (channel.eof_received or channel.closed)
+            if finished and not channel.recv_ready():
                 if not channel.recv_stderr_ready():
                     code = channel.recv_exit_status()
                     if code == -1 and not self._ssh.connected:

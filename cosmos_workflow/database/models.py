@@ -113,6 +113,8 @@ class Run(Base):
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     gpus: Mapped[str | None] = mapped_column(String(64), nullable=True)
     output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The job (one model invocation) that executes or last executed the run.
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     prompt: Mapped[Prompt] = relationship(back_populates="runs")
     sweep_links: Mapped[list[SweepRun]] = relationship(
@@ -123,6 +125,7 @@ class Run(Base):
         Index("ix_runs_status", "status"),
         Index("ix_runs_prompt_id", "prompt_id"),
         Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_job_id", "job_id"),
     )
 
 

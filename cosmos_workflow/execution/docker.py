@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cosmos_workflow.connection.local import CommandResult
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
@@ -74,15 +74,26 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class ContainerInfo:
-    """A container found by label."""
+    """A container found by label.
+
+    Attributes:
+        name: Container name.
+        state: The runtime's state (running, exited, ...).
+        labels: Our labels, without the prefix (filled by :meth:`DockerExecutor.list_ours`).
+    """
 
     name: str
     state: str
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
         """True while the container runs."""
         return self.state == "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"name": self.name, "state": self.state, "labels": dict(self.labels)}
 
 
 class DockerCommandBuilder:
@@ -153,6 +164,23 @@ class DockerCommandBuilder:
             argv += ["--filter", f"label={LABEL_PREFIX}{key}={value}"]
         return [*argv, "--format", "{{json .Names}}\t{{json .State}}"]
 
+    def list_ours(self) -> list[str]:
+        """Names of every container (running or not) that carries our job label."""
+        return [
+            self.runtime,
+            "ps",
+            "-a",
+            "--filter",
+            f"label={LABEL_PREFIX}job",
+            "--format",
+            "{{json .Names}}",
+        ]
+
+    def inspect(self, names: list[str]) -> list[str]:
+        """Name, state and labels of containers, one tab-separated JSON line each."""
+        template = "{{json .Name}}\t{{json .State.Status}}\t{{json .Config.Labels}}"
+        return [self.runtime, "inspect", "--type", "container", "--format", template, *names]
+
 
 class DockerExecutor:
     """Starts, follows, waits for, kills and finds containers.
@@ -189,9 +217,9 @@ class DockerExecutor:
             )
         return done.stdout.strip()
 
-    def follow_logs(self, name: str, on_line: Callable[[str], None]) -> None:
-        """Pass the container's output to ``on_line`` until it exits."""
-        self._runner.stream(self._builder.logs(name), on_line, env=self._env)
+    def follow_logs(self, name: str, on_line: Callable[[str], None], follow: bool = True) -> None:
+        """Pass the container's output to ``on_line``; with ``follow``, until it exits."""
+        self._runner.stream(self._builder.logs(name, follow=follow), on_line, env=self._env)
 
     def wait(self, name: str) -> int:
         """The container's exit code, once it has exited.
@@ -229,3 +257,33 @@ class DockerExecutor:
                 ContainerInfo(name[0] if isinstance(name, list) else name, json.loads(state))
             )
         return found
+
+    def list_ours(self) -> list[ContainerInfo]:
+        """Every container of ours on the host (running or not), with its labels.
+
+        Raises:
+            ExecutionFailure: the runtime could not list containers.
+        """
+        done = self._run(self._builder.list_ours())
+        if done.exit_code != 0:
+            raise ExecutionFailure(f"cannot list containers: {done.stderr.strip()}")
+        names = [_first_name(json.loads(line)) for line in done.stdout.splitlines() if line]
+        if not names:
+            return []
+        # A container removed since the listing makes inspect fail for it only.
+        inspected = self._run(self._builder.inspect(names))
+        return [_inspected(line) for line in inspected.stdout.splitlines() if line.strip()]
+
+
+def _first_name(names: str | list[str]) -> str:
+    return names[0] if isinstance(names, list) else names.split(",")[0]
+
+
+def _inspected(line: str) -> ContainerInfo:
+    name, state, labels = (json.loads(part) for part in line.split("\t"))
+    ours = {
+        key[len(LABEL_PREFIX) :]: value
+        for key, value in (labels or {}).items()
+        if key.startswith(LABEL_PREFIX)
+    }
+    return ContainerInfo(name.lstrip("/"), state, ours)

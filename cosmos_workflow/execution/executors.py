@@ -9,23 +9,97 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
+from cosmos_workflow.execution.docker import ContainerInfo
+from cosmos_workflow.execution.gpus import GpuInfo, query_gpus
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
-from cosmos_workflow.utils.atomic import write_bytes_atomic
+from cosmos_workflow.utils.atomic import write_bytes_atomic, write_text_atomic
 from cosmos_workflow.utils.clock import Clock
+from cosmos_workflow.utils.tail import tail_lines
 
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "logs/job.log"
+# The local model process's id, in its job folder while it runs (for `cosmos kill`).
+PID_NAME = "job.pid"
+# How long a stopped local model may take to exit before it is killed outright.
+STOP_GRACE_S = 10.0
+# How long `cosmos kill` waits for a job whose work folder exists to start its program.
+START_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """What a target says about itself for `cosmos status`.
+
+    Attributes:
+        name: The target's name.
+        kind: ``local`` or ``ssh``.
+        address: Where it is (``this machine`` or user@host:port).
+        reachable: False if the host could not be reached or refused us.
+        error: Why it is unreachable, or what could not be listed.
+        gpus: The GPUs nvidia-smi reports; None when there is no GPU information.
+        containers: Our containers there (running or not); None where the
+            target runs no containers (local) or they could not be listed.
+    """
+
+    name: str
+    kind: str
+    address: str
+    reachable: bool = True
+    error: str | None = None
+    gpus: list[GpuInfo] | None = None
+    containers: list[ContainerInfo] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "address": self.address,
+            "reachable": self.reachable,
+            "error": self.error,
+            "gpus": None if self.gpus is None else [gpu.to_dict() for gpu in self.gpus],
+            "containers": None
+            if self.containers is None
+            else [container.to_dict() for container in self.containers],
+        }
+
+
+@dataclass(frozen=True)
+class LiveLog:
+    """What a job's live log delivered.
+
+    Attributes:
+        lines: Complete lines passed on.
+        complete: True if those are the whole log (the program has exited);
+            False if the end must be read from the run folder's copy.
+    """
+
+    lines: int
+    complete: bool
+
+
+def wait_while_starting(staging: Path, started: Callable[[], bool]) -> None:
+    """Wait (a bounded time) while a job's work folder exists but its program has not started.
+
+    The runner makes the work folder after its last look at cancellations,
+    so a job in that state will start its program: wait for it, to stop it.
+    """
+    deadline = time.monotonic() + START_WAIT_S
+    while staging.is_dir() and not started() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -72,6 +146,39 @@ class Executor(ABC):
         on_line: Callable[[str], None],
     ) -> ExecutionResult:
         """Run ``invocation``; afterwards ``staging`` holds its outputs and log."""
+
+    @abstractmethod
+    def describe(self) -> TargetReport:
+        """GPUs and our containers on the target; an unreachable host is reported, not raised."""
+
+    @abstractmethod
+    def job_log(
+        self,
+        job_id: str,
+        staging: Path,
+        on_line: Callable[[str], None],
+        keep_going: Callable[[], bool] | None,
+    ) -> LiveLog | None:
+        """Pass a running job's log to ``on_line``.
+
+        Args:
+            job_id: The job.
+            staging: The job's local work folder.
+            on_line: Receives each line.
+            keep_going: None prints what exists; otherwise the log is
+                followed until the job ends (or ``keep_going()`` turns false).
+
+        Returns:
+            None if the job has no live log on the target (not started yet, or over).
+        """
+
+    @abstractmethod
+    def stop_job(self, job_id: str, staging: Path) -> str | None:
+        """Stop a job's program now.
+
+        Returns:
+            What was stopped (for messages), or None if nothing of the job was running.
+        """
 
 
 class LocalExecutor(Executor):
@@ -151,5 +258,54 @@ class LocalExecutor(Executor):
                 log.flush()
                 on_line(line)
 
-            exit_code = self._commands.stream(invocation.argv, tee, cwd=cwd, env=env)
+            exit_code = self._commands.stream(
+                invocation.argv,
+                tee,
+                cwd=cwd,
+                env=env,
+                # The pid and its working folder: stop_job checks both.
+                on_start=lambda pid: write_text_atomic(staging / PID_NAME, f"{pid}\n{cwd}\n"),
+            )
+        (staging / PID_NAME).unlink(missing_ok=True)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)
+
+    def describe(self) -> TargetReport:
+        """This machine's GPUs; the local target runs no containers."""
+        return TargetReport(
+            self.target_name, "local", "this machine", gpus=query_gpus(self._commands)
+        )
+
+    def job_log(
+        self,
+        job_id: str,
+        staging: Path,
+        on_line: Callable[[str], None],
+        keep_going: Callable[[], bool] | None,
+    ) -> LiveLog | None:
+        """Read (and follow) the job's log file in its work folder."""
+        try:
+            lines = tail_lines(staging / LOG_NAME, on_line, keep_going)
+        except FileNotFoundError:
+            return None
+        return LiveLog(lines, complete=False)
+
+    def stop_job(self, job_id: str, staging: Path) -> str | None:
+        """SIGTERM the job's model process; SIGKILL if it is still there after a grace period.
+
+        The job is over once the runner has recorded it and removed its work folder.
+        """
+        pid_file = staging / PID_NAME
+        wait_while_starting(staging, pid_file.is_file)
+        try:
+            pid_text, cwd_text = pid_file.read_text(encoding="utf-8").splitlines()[:2]
+            pid, cwd = int(pid_text), Path(cwd_text)
+        except (OSError, ValueError):
+            return None
+        if not self._commands.terminate(pid, cwd):
+            return None
+        deadline = time.monotonic() + STOP_GRACE_S
+        while staging.is_dir() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if staging.is_dir() and self._commands.kill(pid, cwd):
+            logger.warning("Process %d ignored SIGTERM for %.0fs; killed it", pid, STOP_GRACE_S)
+        return f"process {pid}"

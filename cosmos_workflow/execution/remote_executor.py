@@ -19,10 +19,18 @@ from pathlib import Path
 from cosmos_workflow.config.settings import SSHTargetSettings
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager, parse_jump
-from cosmos_workflow.errors import CosmosError, NetworkFailure
+from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.docker import ContainerSpec, DockerCommandBuilder, DockerExecutor
-from cosmos_workflow.execution.executors import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.execution.executors import (
+    LOG_NAME,
+    ExecutionResult,
+    Executor,
+    LiveLog,
+    TargetReport,
+    wait_while_starting,
+)
+from cosmos_workflow.execution.gpus import query_gpus
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.utils.clock import Clock
@@ -30,6 +38,11 @@ from cosmos_workflow.utils.clock import Clock
 logger = logging.getLogger(__name__)
 
 REATTACH_TRIES = 5
+
+
+def container_name(job_id: str) -> str:
+    """The name of a job's container."""
+    return f"cosmos-{job_id}"
 
 
 def endpoints(target: SSHTargetSettings) -> tuple[SSHEndpoint, SSHEndpoint | None]:
@@ -109,7 +122,7 @@ class RemoteExecutor(Executor):
         """Upload the job, run its container, bring back outputs and log."""
         layout = self.layout(invocation.job_id, staging)
         self._upload_job(invocation, staging, layout)
-        name = f"cosmos-{invocation.job_id}"
+        name = container_name(invocation.job_id)
         spec = ContainerSpec(
             name=name,
             image=self._target.image,
@@ -212,6 +225,53 @@ class RemoteExecutor(Executor):
             self._remote.run(["rm", "-rf", "--", layout.root])
         except CosmosError as exc:
             logger.warning("Could not clean up %s on %s: %s", name, self._target.name, exc)
+
+    def describe(self) -> TargetReport:
+        """The host's GPUs (nvidia-smi) and our containers there."""
+        address = self._ssh.endpoint.label
+        try:
+            self._ssh.connect()
+            gpus = query_gpus(self._remote)
+        except NetworkFailure as exc:
+            return TargetReport(self.target_name, "ssh", address, reachable=False, error=str(exc))
+        try:
+            containers = self._docker.list_ours()
+        except (ExecutionFailure, NetworkFailure) as exc:
+            return TargetReport(self.target_name, "ssh", address, error=str(exc), gpus=gpus)
+        return TargetReport(self.target_name, "ssh", address, gpus=gpus, containers=containers)
+
+    def job_log(
+        self,
+        job_id: str,
+        staging: Path,
+        on_line: Callable[[str], None],
+        keep_going: Callable[[], bool] | None,
+    ) -> LiveLog | None:
+        """The container's log (``logs -f`` follows it until the container exits)."""
+        name = container_name(job_id)
+        if not self._docker.find({"job": job_id}):
+            return None
+        lines = 0
+
+        def count(line: str) -> None:
+            nonlocal lines
+            lines += 1
+            on_line(line)
+
+        self._docker.follow_logs(name, count, follow=keep_going is not None)
+        return LiveLog(lines, complete=True)
+
+    def stop_job(self, job_id: str, staging: Path) -> str | None:
+        """Kill the job's container (the runner following it removes it)."""
+        wait_while_starting(staging, lambda: bool(self._docker.find({"job": job_id})))
+        stopped = [
+            info.name
+            for info in self._docker.find({"job": job_id})
+            if info.running and self._docker.kill(info.name)
+        ]
+        if not stopped:
+            return None
+        return f"container {', '.join(stopped)} on {self._ssh.endpoint.label}"
 
     def close(self) -> None:
         """Close the connection."""

@@ -41,6 +41,7 @@ RESULT_FILE = "result.json"
 OUTPUT_VIDEO = "output.mp4"
 OUTPUT_PROMPT = "output.txt"
 OUTPUTS_SUMS = "outputs.sha256"
+RUN_LOG = "logs/run.log"
 SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
 
 
@@ -171,9 +172,17 @@ class OutputStore:
 
     def staging(self, job_id: str) -> Path:
         """A fresh work folder for one job."""
-        path = self.root / ".staging" / job_id
+        path = self.staging_path(job_id)
         path.mkdir(parents=True, exist_ok=False)
         return path
+
+    def staging_path(self, job_id: str) -> Path:
+        """Where a job's work folder is while the job runs (it may not exist)."""
+        return self.root / ".staging" / job_id
+
+    def run_log(self, run_id: str) -> Path:
+        """The log kept in a run's folder (it may not exist)."""
+        return self.run_dir(run_id) / RUN_LOG
 
     def discard_staging(self, path: Path) -> None:
         """Remove a job's work folder."""
@@ -245,7 +254,7 @@ class OutputStore:
         write_json_atomic(folder / "spec.json", invocation.run_specs[spec.id])
         write_text_atomic(folder / "command.txt", shlex.join(invocation.argv) + "\n")
         log_bytes = log_path.read_bytes() if log_path.is_file() else b""
-        write_bytes_atomic(folder / "logs" / "run.log", log_bytes)
+        write_bytes_atomic(folder / RUN_LOG, log_bytes)
 
     @staticmethod
     def _clear_outputs(folder: Path) -> None:

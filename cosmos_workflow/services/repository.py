@@ -28,6 +28,28 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
+def _move(run: Run, to: RunStatus, now: datetime, fields: dict[str, Any]) -> None:
+    """Apply one allowed status change to a loaded run.
+
+    Raises:
+        StateError: the status machine forbids it.
+    """
+    if to not in TRANSITIONS[run.status]:
+        raise StateError(f"run {run.id}: cannot go from {run.status.value} to {to.value}")
+    run.status = to
+    if to is RunStatus.RUNNING:
+        run.attempts += 1
+        run.started_at = now
+        run.finished_at = None
+        run.exit_code = None
+        run.error_class = None
+        run.error_message = None
+    if to.is_final:
+        run.finished_at = now
+    for name, value in fields.items():
+        setattr(run, name, value)
+
+
 class DataRepository:
     """Queries and updates prompts, runs and sweeps.
 
@@ -163,24 +185,61 @@ class DataRepository:
                 run = session.get(Run, run_id)
                 if run is None:
                     raise NotFoundFailure(f"no run with id {run_id}")
-                if to is run.status:
-                    continue
-                if to not in TRANSITIONS[run.status]:
-                    raise StateError(
-                        f"run {run_id}: cannot go from {run.status.value} to {to.value}"
-                    )
-                run.status = to
-                if to is RunStatus.RUNNING:
-                    run.attempts += 1
-                    run.started_at = now
-                    run.finished_at = None
-                    run.exit_code = None
-                    run.error_class = None
-                    run.error_message = None
-                if to.is_final:
-                    run.finished_at = now
-                for name, value in fields.items():
-                    setattr(run, name, value)
+                if to is not run.status:
+                    _move(run, to, now, fields)
+
+    def claim(self, run_ids: Iterable[str], **fields: Any) -> list[str]:
+        """Start the queued runs among ``run_ids`` (queued -> running).
+
+        Runs that are no longer queued (the user cancelled them) are left
+        as they are. Extra ``fields`` (target, GPUs, job id) are stored.
+
+        Returns:
+            The ids that were started, in the order given.
+        """
+        ids = list(run_ids)
+        now = self._clock.now()
+        with self._session() as session:
+            runs = {
+                run.id: run
+                for run in session.scalars(
+                    select(Run).where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
+                )
+            }
+            for run in runs.values():
+                _move(run, RunStatus.RUNNING, now, fields)
+            return [run_id for run_id in ids if run_id in runs]
+
+    def settle(self, run_id: str, to: RunStatus, **fields: Any) -> bool:
+        """Record a running run's outcome, unless the user cancelled it meanwhile.
+
+        Returns:
+            False if the run was cancelled (it stays cancelled), True otherwise.
+
+        Raises:
+            StateError: a transition that the status machine forbids.
+        """
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            if run.status is RunStatus.CANCELLED:
+                return False
+            if to is not run.status:
+                _move(run, to, self._clock.now(), fields)
+            return True
+
+    def cancelled_among(self, run_ids: Iterable[str]) -> list[str]:
+        """The runs among ``run_ids`` that are cancelled, in the order given."""
+        ids = list(run_ids)
+        statuses = self.statuses(ids)
+        return [run_id for run_id in ids if statuses.get(run_id) is RunStatus.CANCELLED]
+
+    def runs_of_job(self, job_id: str) -> list[Run]:
+        """The runs that a job executes (or last executed), by id."""
+        with self._session() as session:
+            query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
+            return list(session.scalars(query))
 
     def cancel_unfinished(self, run_ids: Iterable[str], reason: str) -> list[str]:
         """Mark as cancelled every run among ``run_ids`` not in a final status.

@@ -15,7 +15,7 @@ from pathlib import Path
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.errors import CosmosError, StateError, ValidationFailure
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
-from cosmos_workflow.execution.executors import ExecutionResult, Executor
+from cosmos_workflow.execution.executors import LOG_NAME, ExecutionResult, Executor
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.services.outputs import OutputStore, RunRecord
 from cosmos_workflow.services.progress import ProgressSink
@@ -102,27 +102,28 @@ class Runner:
         return tally
 
     def _run_batch(self, batch: list[RunSpec], tally: RunTally) -> None:
-        batch = self._drop_unstageable(batch, tally)
+        job_id = f"jb_{uuid.uuid4().hex[:12]}"
+        gpus = self._gpus[: batch[0].model["num_gpus"]]
+        batch = self._claim(batch, job_id, gpus, tally)
+        batch = self._drop_unstageable(batch, gpus, tally)
+        batch = self._drop_cancelled(batch, tally)
         if not batch:
             return
         adapter = self._adapters[batch[0].adapter]
-        job_id = f"jb_{uuid.uuid4().hex[:12]}"
-        gpus = self._gpus[: batch[0].model["num_gpus"]]
         ids = [run.id for run in batch]
         staging = self._store.staging(job_id)
         try:
             invocation = adapter.render(job_id, batch, self._executor.layout(job_id, staging))
-            self._repo.transition(
-                ids, RunStatus.RUNNING, target=self._executor.target_name, gpus=_gpu_text(gpus)
-            )
             self._progress.job_started(job_id, ids, self._executor.target_name, gpus)
             try:
                 result = self._executor.execute(
                     invocation, staging, gpus, lambda line: self._progress.log_line(job_id, line)
                 )
             except CosmosError as exc:
-                self._fail_all(batch, invocation, staging, gpus, exc)
-                tally.failed += ids
+                job = _Job(invocation, staging / LOG_NAME)
+                for run in batch:
+                    outcome = self._unsuccessful(run, job, gpus, None, (exc.kind, str(exc)), 0.0)
+                    getattr(tally, outcome).append(run.id)
                 return
             except KeyboardInterrupt:
                 self._record_cancelled(batch, invocation, staging, gpus)
@@ -134,7 +135,48 @@ class Runner:
         finally:
             self._store.discard_staging(staging)
 
-    def _drop_unstageable(self, batch: list[RunSpec], tally: RunTally) -> list[RunSpec]:
+    def _claim(
+        self, batch: list[RunSpec], job_id: str, gpus: list[int], tally: RunTally
+    ) -> list[RunSpec]:
+        """Start the batch's runs as one job; skip those cancelled while they were queued."""
+        claimed = set(
+            self._repo.claim(
+                [run.id for run in batch],
+                target=self._executor.target_name,
+                gpus=_gpu_text(gpus),
+                job_id=job_id,
+            )
+        )
+        for run in batch:
+            if run.id not in claimed:
+                self._skip_cancelled(run.id, tally)
+        return [run for run in batch if run.id in claimed]
+
+    def _drop_cancelled(self, batch: list[RunSpec], tally: RunTally) -> list[RunSpec]:
+        """Leave out runs that the user cancelled while their inputs were staged."""
+        cancelled = set(self._repo.cancelled_among(run.id for run in batch))
+        for run_id in cancelled:
+            self._skip_cancelled(run_id, tally)
+        return [run for run in batch if run.id not in cancelled]
+
+    def _skip_cancelled(self, run_id: str, tally: RunTally) -> None:
+        tally.cancelled.append(run_id)
+        self._report_cancelled(run_id, 0.0)
+
+    def _report_cancelled(self, run_id: str, seconds: float) -> None:
+        reason = self._cancel_reason(run_id) or "cancelled"
+        self._progress.run_finished(run_id, "cancelled", seconds, reason)
+
+    def _cancel_reason(self, run_id: str) -> str | None:
+        """Why the run was cancelled, or None if it is not cancelled."""
+        run = self._repo.get_run(run_id)
+        if run.status is not RunStatus.CANCELLED:
+            return None
+        return run.error_message or "cancelled"
+
+    def _drop_unstageable(
+        self, batch: list[RunSpec], gpus: list[int], tally: RunTally
+    ) -> list[RunSpec]:
         """Stage the batch's inputs; fail (without executing) runs whose inputs fail."""
         items = {item.sha256: item for run in batch for item in run.prompt.inputs.files()}
         failures = self._executor.stage_inputs(list(items.values()))
@@ -144,12 +186,9 @@ class Runner:
             if not errors:
                 kept.append(run)
                 continue
-            self._repo.transition([run.id], RunStatus.RUNNING, target=self._executor.target_name)
             error = errors[0]
-            record = self._record(run, RunStatus.FAILED, "", 0, [], None, (error.kind, str(error)))
-            folder = self._store.record_unstarted(run, record)
-            self._mark_failed(run.id, error.kind, str(error), folder)
-            tally.failed.append(run.id)
+            outcome = self._unsuccessful(run, None, gpus, None, (error.kind, str(error)), 0.0)
+            getattr(tally, outcome).append(run.id)
         return kept
 
     def _record(
@@ -199,8 +238,10 @@ class Runner:
         except OSError as exc:
             message = f"could not record the run's outputs: {exc}"
             logger.error("Run %s: %s", run.id, message)
-            self._mark_failed(run.id, "execution", message, None)
-            return "failed"
+            if self._settle_failed(run.id, ("execution", message), 0.0):
+                return "failed"
+            self._report_cancelled(run.id, 0.0)
+            return "cancelled"
 
     def _finish(
         self,
@@ -219,66 +260,98 @@ class Runner:
             folder = self._store.record_success(
                 run, invocation, staging, result.log_path, record, seconds
             )
-            self._repo.transition(
-                [run.id], RunStatus.SUCCEEDED, exit_code=0, output_dir=str(folder)
-            )
+            if not self._repo.settle(
+                run.id, RunStatus.SUCCEEDED, exit_code=0, output_dir=str(folder)
+            ):
+                # Cancelled as it finished: its verified outputs are adopted next time.
+                self._report_cancelled(run.id, seconds)
+                return "cancelled"
             self._progress.run_finished(run.id, "succeeded", seconds, str(folder))
             return "succeeded"
         if result.exit_code == 0:
             message = f"the model exited 0 but did not write {', '.join(missing)}"
         else:
             message = f"the model exited with code {result.exit_code}; see the run's logs/run.log"
-        error = ("execution", message)
-        record = self._record(run, RunStatus.FAILED, invocation.job_id, size, gpus, result, error)
-        folder = self._store.record_failure(run, invocation, result.log_path, record, seconds)
-        self._mark_failed(run.id, "execution", message, folder, seconds, exit_code=result.exit_code)
-        return "failed"
+        job = _Job(invocation, result.log_path)
+        return self._unsuccessful(run, job, gpus, result, ("execution", message), seconds)
 
-    def _fail_all(
+    def _unsuccessful(
         self,
-        batch: list[RunSpec],
-        invocation: Invocation,
-        staging: Path,
+        run: RunSpec,
+        job: _Job | None,
         gpus: list[int],
-        exc: CosmosError,
-    ) -> None:
-        log_path = staging / "logs" / "job.log"
-        for run in batch:
-            error = (exc.kind, str(exc))
-            record = self._record(
-                run, RunStatus.FAILED, invocation.job_id, len(batch), gpus, None, error
-            )
-            folder = self._store.record_failure(run, invocation, log_path, record, 0.0)
-            self._mark_failed(run.id, exc.kind, str(exc), folder)
+        result: ExecutionResult | None,
+        error: tuple[str, str],
+        seconds: float,
+    ) -> str:
+        """Record a run that did not succeed: failed, or cancelled if the user cancelled it.
 
-    def _mark_failed(
-        self,
-        run_id: str,
-        kind: str,
-        message: str,
-        folder: Path | None,
-        seconds: float = 0.0,
-        **fields: object,
-    ) -> None:
-        """Record a failure in the database and report it."""
-        if folder is not None:
-            fields["output_dir"] = str(folder)
-        self._repo.transition(
-            [run_id], RunStatus.FAILED, error_class=kind, error_message=message, **fields
+        A cancelled run stays cancelled: its record says so and keeps the log.
+
+        Returns:
+            "failed" or "cancelled".
+        """
+        reason = self._cancel_reason(run.id)
+        if reason is None:
+            folder = self._write_outcome(run, RunStatus.FAILED, job, gpus, result, error, seconds)
+            fields: dict[str, object] = {"output_dir": str(folder)}
+            if result is not None:
+                fields["exit_code"] = result.exit_code
+            if self._settle_failed(run.id, error, seconds, **fields):
+                return "failed"
+            reason = self._cancel_reason(run.id) or "cancelled"
+        self._write_outcome(
+            run, RunStatus.CANCELLED, job, gpus, result, ("cancelled", reason), seconds
         )
-        self._progress.run_finished(run_id, "failed", seconds, message)
+        self._progress.run_finished(run.id, "cancelled", seconds, reason)
+        return "cancelled"
+
+    def _write_outcome(
+        self,
+        run: RunSpec,
+        status: RunStatus,
+        job: _Job | None,
+        gpus: list[int],
+        result: ExecutionResult | None,
+        error: tuple[str, str],
+        seconds: float,
+    ) -> Path:
+        """Write the run folder of a run that did not succeed (with the job's log, if it ran)."""
+        if job is None:
+            record = self._record(run, status, "", 0, [], None, error)
+            return self._store.record_unstarted(run, record)
+        invocation = job.invocation
+        size = len(invocation.outputs)
+        record = self._record(run, status, invocation.job_id, size, gpus, result, error)
+        return self._store.record_failure(run, invocation, job.log_path, record, seconds)
+
+    def _settle_failed(
+        self, run_id: str, error: tuple[str, str], seconds: float, **fields: object
+    ) -> bool:
+        """Record a failure in the database and report it; False if the user cancelled first."""
+        if not self._repo.settle(
+            run_id, RunStatus.FAILED, error_class=error[0], error_message=error[1], **fields
+        ):
+            return False
+        self._progress.run_finished(run_id, "failed", seconds, error[1])
+        return True
 
     def _record_cancelled(
         self, batch: list[RunSpec], invocation: Invocation, staging: Path, gpus: list[int]
     ) -> None:
         """Keep the log and a result.json of runs interrupted mid-execution."""
-        log_path = staging / "logs" / "job.log"
+        job = _Job(invocation, staging / LOG_NAME)
         for run in batch:
             error = ("cancelled", "interrupted by the user")
-            record = self._record(
-                run, RunStatus.CANCELLED, invocation.job_id, len(batch), gpus, None, error
-            )
-            self._store.record_failure(run, invocation, log_path, record, 0.0)
+            self._write_outcome(run, RunStatus.CANCELLED, job, gpus, None, error, 0.0)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """An invocation that ran (or was about to), and where its log is."""
+
+    invocation: Invocation
+    log_path: Path
 
 
 def _gpu_text(gpus: list[int]) -> str:
