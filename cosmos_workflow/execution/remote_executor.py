@@ -121,7 +121,6 @@ class RemoteExecutor(Executor):
     ) -> ExecutionResult:
         """Upload the job, run its container, bring back outputs and log."""
         layout = self.layout(invocation.job_id, staging)
-        self._upload_job(invocation, staging, layout)
         name = container_name(invocation.job_id)
         spec = ContainerSpec(
             name=name,
@@ -141,8 +140,10 @@ class RemoteExecutor(Executor):
         log_path = staging / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = self._clock.now()
-        self._docker.start(spec)
         try:
+            # Inside the try: a failed upload or start leaves nothing on the host.
+            self._upload_job(invocation, staging, layout)
+            self._docker.start(spec)
             exit_code = self._follow_and_wait(name, log_path, on_line)
             finished = self._clock.now()
             self._download_outputs(invocation, staging, layout)
@@ -220,11 +221,15 @@ class RemoteExecutor(Executor):
                     self._files.download(far, staging / relative)
 
     def _cleanup(self, name: str, layout: JobLayout) -> None:
-        try:
-            self._docker.remove(name)
-            self._remote.run(["rm", "-rf", "--", layout.root])
-        except CosmosError as exc:
-            logger.warning("Could not clean up %s on %s: %s", name, self._target.name, exc)
+        """Remove the container and the job folder; one failing does not skip the other."""
+        for step in (
+            lambda: self._docker.remove(name),
+            lambda: self._remote.run(["rm", "-rf", "--", layout.root]),
+        ):
+            try:
+                step()
+            except CosmosError as exc:
+                logger.warning("Could not clean up %s on %s: %s", name, self._target.name, exc)
 
     def describe(self) -> TargetReport:
         """The host's GPUs (nvidia-smi) and our containers there."""
