@@ -6,6 +6,8 @@ import hashlib
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,135 @@ def test_a_destination_the_host_cannot_write_is_a_clear_error(
     with pytest.raises(ExecutionFailure, match="cannot write"):
         transfer.upload(source, str(blocker / "a.bin"))
     assert blocker.read_bytes() == b"x"
+
+
+class Scripted(RemoteCommandExecutor):
+    """Our executor, but the first ``times`` far-side programs are altered by ``alter``."""
+
+    def __init__(
+        self, ssh: SSHManager, alter: Callable[[list[str]], list[str]], times: int
+    ) -> None:
+        super().__init__(ssh)
+        self.alter = alter
+        self.times = times
+        self.streams = 0
+
+    def open_stream(self, argv: list[str], window: int, max_packet: int) -> Channel:
+        self.streams += 1
+        if self.streams <= self.times:
+            argv = self.alter(argv)
+        return super().open_stream(argv, window, max_packet)
+
+
+def scripted(
+    connection: SSHManager, alter: Callable[[list[str]], list[str]], times: int = 1
+) -> tuple[FileTransferService, Scripted]:
+    remote = Scripted(connection, alter, times)
+    return FileTransferService(connection, remote, retries=3, backoff_s=0.01), remote
+
+
+def unchanged(argv: list[str]) -> list[str]:
+    return argv
+
+
+def killed_by_a_signal(argv: list[str]) -> list[str]:
+    # The host reports a signal, not an exit status: paramiko's -1.
+    return ["sh", "-c", 'kill -KILL "$$"']
+
+
+def transfer_one_way(
+    direction: str, transfer: FileTransferService, tmp_path: Path
+) -> tuple[Path, Path]:
+    """Move a random file one way; return (source, destination)."""
+    source = random_file(tmp_path / "source" / "a.bin")
+    destination = tmp_path / "destination" / "a.bin"
+    if direction == "upload":
+        transfer.upload(source, str(destination))
+    else:
+        transfer.download(str(source), destination)
+    return source, destination
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_connection_dropped_mid_transfer_is_retried(
+    connection: SSHManager, tmp_path: Path, direction: str
+) -> None:
+    def drop(argv: list[str]) -> list[str]:
+        threading.Timer(0.2, lambda: connection.transport().close()).start()
+        return ["sh", "-c", 'sleep 5; exec "$@"', "sh", *argv]
+
+    transfer, remote = scripted(connection, drop)
+    source, destination = transfer_one_way(direction, transfer, tmp_path)
+    assert remote.streams == 2
+    assert destination.read_bytes() == source.read_bytes()
+    assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_program_that_ends_without_an_exit_status_is_retried(
+    connection: SSHManager, tmp_path: Path, direction: str
+) -> None:
+    transfer, remote = scripted(connection, killed_by_a_signal)
+    source, destination = transfer_one_way(direction, transfer, tmp_path)
+    assert remote.streams == 2
+    assert destination.read_bytes() == source.read_bytes()
+
+
+def test_a_local_destination_that_is_a_folder_fails_once_without_retry(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    far = random_file(tmp_path / "far" / "a.bin")
+    folder = tmp_path / "back" / "a.bin"
+    folder.mkdir(parents=True)
+    transfer, remote = scripted(connection, unchanged, times=0)
+    with pytest.raises(ExecutionFailure, match="cannot write") as caught:
+        transfer.download(str(far), folder)
+    assert not isinstance(caught.value, NetworkFailure)
+    assert remote.streams == 1
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    assert partial_files(tmp_path) == []
+
+
+def test_uploading_onto_a_remote_folder_is_an_execution_failure(
+    connection: SSHManager, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "a.bin")
+    folder = tmp_path / "far" / "a.bin"
+    folder.mkdir(parents=True)
+    transfer, remote = scripted(connection, unchanged, times=0)
+    with pytest.raises(ExecutionFailure, match="is a directory"):
+        transfer.upload(source, str(folder))
+    assert remote.streams == 1
+    assert list(folder.iterdir()) == []
+    assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "echo 'garbage  -'",
+        "echo 'E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855  -'",
+        "echo 'e3b0c442  -'",
+        "exit 127",
+        "exit 1",
+    ],
+)
+def test_a_broken_sha256_tool_on_the_host_is_an_execution_failure(
+    connection: SSHManager, tmp_path: Path, direction: str, tool: str
+) -> None:
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    for name in ("openssl", "sha256sum"):
+        (fake / name).write_text(f"#!/bin/sh\ncat > /dev/null\n{tool}\n")
+        (fake / name).chmod(0o755)
+
+    def broken_tool(argv: list[str]) -> list[str]:
+        return ["env", f"PATH={fake}:{os.environ['PATH']}", *argv]
+
+    transfer, remote = scripted(connection, broken_tool, times=99)
+    with pytest.raises(ExecutionFailure, match="no working sha256 tool"):
+        transfer_one_way(direction, transfer, tmp_path)
+    assert remote.streams == 1
+    assert partial_files(tmp_path) == []
+    assert not (tmp_path / "destination" / "a.bin").exists()

@@ -16,6 +16,7 @@ new channel waits about 40 ms for a delayed ACK).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -278,9 +279,14 @@ class SSHManager:
         """
         try:
             channel = self.transport().open_session(window_size=window, max_packet_size=max_packet)
+        except TRANSPORT_ERRORS as exc:
+            raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
+        try:
             channel.exec_command(command)
         except TRANSPORT_ERRORS as exc:
-            raise NetworkFailure(f"{self.endpoint.label}: {exc}") from exc
+            with contextlib.suppress(*TRANSPORT_ERRORS):
+                channel.close()
+            raise NetworkFailure(f"{self.endpoint.label}: cannot start command: {exc}") from exc
         return channel
 
     def close(self) -> None:

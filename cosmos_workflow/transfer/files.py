@@ -23,16 +23,18 @@ so a file that many runs share crosses the wire once per host.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import posixpath
+import re
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import IO, BinaryIO, TypeVar
 
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import TRANSPORT_ERRORS, Channel, SSHManager
@@ -49,11 +51,23 @@ WINDOW = 16 * CHUNK
 PACKET = 256 * 1024
 # Exit code of the upload program when what landed has another sha256.
 MISMATCH = 65
+# Exit code of both programs when the host's sha256 tool fails or prints
+# something other than a digest.
+NO_HASH_TOOL = 69
+# Exit code of a shell that cannot find a command.
+NOT_FOUND = 127
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 # Far-side programs: fixed text, every path is a positional argument.
-_SHA256 = (
-    "sha256() { if command -v openssl >/dev/null 2>&1; "
-    "then openssl dgst -sha256 -r; else sha256sum; fi; }\n"
-)
+# ``digest FILE`` sets $got to the file's sha256 (64 lowercase hex digits).
+_SHA256 = f"""sha256() {{ if command -v openssl >/dev/null 2>&1; \
+then openssl dgst -sha256 -r; else sha256sum; fi; }}
+digest() {{
+got=$(sha256 < "$1") || exit {NO_HASH_TOOL}
+got=${{got%% *}}
+case $got in *[!0-9a-f]*|'') exit {NO_HASH_TOOL};; esac
+[ ${{#got}} -eq 64 ] || exit {NO_HASH_TOOL}
+}}
+"""
 # $1 final name, $2 temporary name, $3 folder; stdin: the expected sha256 on
 # one line, then the bytes. Prints the sha256 of what landed.
 _RECEIVE = (
@@ -64,10 +78,10 @@ trap 'exit 129' HUP INT PIPE TERM
 IFS= read -r want
 mkdir -p -- "$3"
 cat > "$2"
-got=$(sha256 < "$2")
-got=${{got%% *}}
+digest "$2"
 echo "$got"
 [ "$got" = "$want" ] || exit {MISMATCH}
+[ -d "$1" ] && {{ echo "is a directory: $1" >&2; exit 1; }}
 mv -f -- "$2" "$1"
 """
 )
@@ -80,7 +94,7 @@ _SEND = (
     _SHA256
     + """set -e
 [ -f "$1" ] && [ -r "$1" ] || { echo "no readable file: $1" >&2; exit 66; }
-sha256 < "$1" >&2 &
+{ digest "$1"; echo "$got" >&2; } &
 cat < "$1"
 wait $!
 exec >&- 2>&-
@@ -197,68 +211,99 @@ class FileTransferService:
             # The host's shell starts while we hash.
             channel = self._remote.open_stream(argv, WINDOW, PACKET)
             try:
-                want = expected if expected is not None else _sha256(handle)
-                handle.seek(0)
-                channel.sendall(f"{want}\n".encode())
-                _send_file(channel, handle)
-                channel.shutdown_write()
-                out, err, code = _finish(channel)
-            except TRANSPORT_ERRORS as exc:
-                raise NetworkFailure(
-                    f"upload of {local} to {self._ssh.endpoint.label}: {exc}"
-                ) from exc
+                want = expected if expected is not None else _local_sha256(handle, local)
+                _rewind(handle, local)
+                out, err, code = self._push(channel, want, handle, local)
             finally:
-                channel.close()
+                _close(channel)
         if code == 0:
             return want
         if code == MISMATCH:
+            landed = self._far_digest(out, f"upload of {local}")
             if expected is not None and _file_sha256(local) != expected:
                 raise ExecutionFailure(
                     f"input {local} changed since the runs were planned "
                     f"(expected sha256 {expected[:12]}...); run the command again"
                 )
-            raise ChecksumMismatch(
-                f"upload of {local}: sha256 {_first_word(out) or 'missing'} on the host, "
-                f"{want} here"
-            )
+            raise ChecksumMismatch(f"upload of {local}: sha256 {landed} on the host, {want} here")
         raise self._far_failure(f"cannot write {remote_path}", code, err)
 
+    def _push(
+        self, channel: Channel, want: str, handle: BinaryIO, local: Path
+    ) -> tuple[bytes, bytes, int]:
+        """Send ``want`` and the file, then EOF; return the host's stdout, stderr, exit code."""
+        try:
+            channel.sendall(f"{want}\n".encode())
+            _send_file(channel, handle, local)
+            channel.shutdown_write()
+            return _finish(channel)
+        except TRANSPORT_ERRORS as exc:
+            raise NetworkFailure(f"upload of {local} to {self._ssh.endpoint.label}: {exc}") from exc
+
     def _download_once(self, remote_path: str, local: Path) -> str:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        channel = self._remote.open_stream(["sh", "-c", _SEND, "send", remote_path], WINDOW, PACKET)
-        handle = tempfile.NamedTemporaryFile(
-            dir=local.parent, prefix=f".{local.name}.", suffix=".part", delete=False
-        )
+        handle = _temporary_file(local)
         partial = Path(handle.name)
         try:
             with handle:
-                near = _receive_file(channel, handle)
-            _, err, code = _finish(channel)
+                near, err, code = self._pull(remote_path, handle)
             if code != 0:
                 raise self._far_failure(f"cannot read {remote_path}", code, err)
-            far = _first_word(err)
+            far = self._far_digest(err, f"download of {remote_path}")
             if far != near:
                 raise ChecksumMismatch(
-                    f"download of {remote_path}: sha256 {far or 'missing'} on the host, {near} here"
+                    f"download of {remote_path}: sha256 {far} on the host, {near} here"
                 )
-            partial.replace(local)
+            try:
+                partial.replace(local)
+            except OSError as exc:
+                raise ExecutionFailure(f"cannot write {local}: {exc}") from exc
             return near
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _pull(self, remote_path: str, handle: IO[bytes]) -> tuple[str, bytes, int]:
+        """Receive ``remote_path`` into ``handle``; return our sha256, host's stderr, exit code."""
+        argv = ["sh", "-c", _SEND, "send", remote_path]
+        channel = self._remote.open_stream(argv, WINDOW, PACKET)
+        try:
+            near = _receive_file(channel, handle)
+            # The host program waits for our EOF after it has sent everything.
+            channel.shutdown_write()
+            _, err, code = _finish(channel)
         except TRANSPORT_ERRORS as exc:
             raise NetworkFailure(
                 f"download of {remote_path} from {self._ssh.endpoint.label}: {exc}"
             ) from exc
         finally:
-            channel.close()
-            partial.unlink(missing_ok=True)
+            _close(channel)
+        return near, err, code
 
     # -- plumbing --------------------------------------------------------------
     def _far_failure(self, what: str, code: int, err: bytes) -> ExecutionFailure | NetworkFailure:
         """The error for a host program that exited with ``code`` (-1: no exit status)."""
         label = self._ssh.endpoint.label
-        if code == -1 and not self._ssh.connected:
-            return NetworkFailure(f"{what}: the connection to {label} dropped")
+        if code == -1:
+            return NetworkFailure(f"{what}: {label} sent no exit status (connection lost?)")
+        if code in (NO_HASH_TOOL, NOT_FOUND):
+            return ExecutionFailure(
+                f"{what} on {label}: the host has no working sha256 tool (openssl or sha256sum)"
+            )
         detail = err.decode("utf-8", "replace").strip()[-300:]
         return ExecutionFailure(f"{what} on {label} (exit code {code}): {detail}")
+
+    def _far_digest(self, text: bytes, what: str) -> str:
+        """The sha256 the host printed first in ``text``.
+
+        Raises:
+            ExecutionFailure: that is not 64 lowercase hex digits.
+        """
+        digest = _first_word(text)
+        if not _DIGEST.fullmatch(digest):
+            raise ExecutionFailure(
+                f"{what}: {self._ssh.endpoint.label} printed {digest[:80]!r}, not a sha256; "
+                "the host has no working sha256 tool (openssl or sha256sum)"
+            )
+        return digest
 
     def _retry(self, what: str, attempt: Callable[[], T]) -> T:
         delay = self._backoff_s
@@ -284,21 +329,82 @@ def _sha256(handle: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    """The sha256 of the file at ``path``."""
-    with path.open("rb", buffering=0) as handle:
+def _local_sha256(handle: BinaryIO, path: Path) -> str:
+    """The sha256 of the rest of ``handle``, which reads ``path``.
+
+    Raises:
+        ExecutionFailure: the file cannot be read.
+    """
+    try:
         return _sha256(handle)
+    except OSError as exc:
+        raise ExecutionFailure(f"cannot read {path}: {exc}") from exc
 
 
-def _send_file(channel: Channel, handle: BinaryIO) -> None:
-    """Send the rest of ``handle``, read in CHUNK pieces into one reused buffer.
+def _file_sha256(path: Path) -> str:
+    """The sha256 of the file at ``path``.
+
+    Raises:
+        ExecutionFailure: the file cannot be read.
+    """
+    try:
+        with path.open("rb", buffering=0) as handle:
+            return _sha256(handle)
+    except OSError as exc:
+        raise ExecutionFailure(f"cannot read {path}: {exc}") from exc
+
+
+def _rewind(handle: BinaryIO, path: Path) -> None:
+    """Go back to the start of ``handle``, which reads ``path``.
+
+    Raises:
+        ExecutionFailure: the file cannot be repositioned.
+    """
+    try:
+        handle.seek(0)
+    except OSError as exc:
+        raise ExecutionFailure(f"cannot read {path}: {exc}") from exc
+
+
+def _temporary_file(local: Path) -> IO[bytes]:
+    """A new, open temporary file next to ``local`` (its folder is created).
+
+    Raises:
+        ExecutionFailure: the folder or the file cannot be created.
+    """
+    try:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.NamedTemporaryFile(
+            dir=local.parent, prefix=f".{local.name}.", suffix=".part", delete=False
+        )
+    except OSError as exc:
+        raise ExecutionFailure(f"cannot write {local}: {exc}") from exc
+
+
+def _close(channel: Channel) -> None:
+    """Close ``channel``; a connection that is already broken raises nothing here."""
+    with contextlib.suppress(*TRANSPORT_ERRORS):
+        channel.close()
+
+
+def _send_file(channel: Channel, handle: BinaryIO, path: Path) -> None:
+    """Send the rest of ``handle`` (reading ``path``) in CHUNK pieces via one reused buffer.
 
     Stops early when the host program has exited (it reads no more); its exit
     code and message then say why.
+
+    Raises:
+        ExecutionFailure: the file cannot be read.
     """
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
-    while count := handle.readinto(buffer):
+    while True:
+        try:
+            count = handle.readinto(buffer)
+        except OSError as exc:
+            raise ExecutionFailure(f"cannot read {path}: {exc}") from exc
+        if not count:
+            return
         data = view[:count]
         # Channel.sendall copies the unsent rest after every 32 KiB packet;
         # slicing a memoryview does not.
@@ -308,39 +414,48 @@ def _send_file(channel: Channel, handle: BinaryIO) -> None:
             data = data[channel.send(data) :]
 
 
-def _receive_file(channel: Channel, handle: BinaryIO) -> str:
+def _receive_file(channel: Channel, handle: IO[bytes]) -> str:
     """Write the channel's stdout to ``handle`` until EOF; return its sha256.
 
     A worker thread hashes each piece while this one writes it and receives
     the next (hashlib releases the GIL), at most one piece behind.
+
+    Raises:
+        ExecutionFailure: ``handle`` cannot be written.
     """
     digest = hashlib.sha256()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
-        hashed: Future | None = None
+        hashed: Future[None] | None = None
         # recv(WINDOW) empties paramiko's buffer at every call; a smaller read
         # makes it move the rest of its buffer (up to WINDOW bytes) each time.
         while data := channel.recv(WINDOW):
             if hashed is not None:
                 hashed.result()
             hashed = hasher.submit(digest.update, data)
-            handle.write(data)
+            try:
+                handle.write(data)
+            except OSError as exc:
+                raise ExecutionFailure(f"cannot write {handle.name}: {exc}") from exc
         if hashed is not None:
             hashed.result()
     return digest.hexdigest()
 
 
 def _finish(channel: Channel) -> tuple[bytes, bytes, int]:
-    """Read the rest of stdout and all of stderr, send EOF, and wait for the exit code."""
+    """Read the rest of stdout and all of stderr, and wait for the exit code.
+
+    The caller has sent EOF, or the host program does not wait for it.
+    """
     out = bytearray()
     while data := channel.recv(CHUNK):
         out.extend(data)
     err = bytearray()
     while channel.recv_stderr_ready():
         err.extend(channel.recv_stderr(CHUNK))
-    channel.shutdown_write()
     return bytes(out), bytes(err), channel.recv_exit_status()
 
 
 def _first_word(text: bytes) -> str:
+    """The first whitespace-separated word of ``text``, decoded as ASCII ('' if none)."""
     words = text.split()
     return words[0].decode("ascii", "replace") if words else ""
