@@ -237,6 +237,45 @@ def test_a_database_at_0001_is_upgraded_with_a_backup_and_keeps_its_runs(
     assert "job_id" not in columns and version == [("0001",)]
 
 
+def test_downgrading_and_upgrading_again_keeps_sweep_links_and_job_ids(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db_file = tmp_path / "cosmos.db"
+    engine, repo = open_repo(db_file, clock)
+    prompt = make_prompt("linked")
+    specs = [make_spec(prompt, seed=seed) for seed in range(3)]
+    repo.add_prompts([prompt])
+    repo.add_runs(specs)
+    repo.add_sweep("sw_0123456789abcdef", "s", {}, [], "/o", specs)
+    repo.transition([specs[0].id], RunStatus.QUEUED)
+    repo.claim([specs[0].id], job_id="jb_kept")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+
+    def links() -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            rows = conn.exec_driver_sql("SELECT sweep_id, run_id FROM sweep_runs ORDER BY run_id")
+            return [tuple(row) for row in rows]
+
+    expected = sorted(("sw_0123456789abcdef", spec.id) for spec in specs)
+    try:
+        assert links() == expected
+        command.downgrade(config, "0001")
+        assert current_revision(engine) == "0001"
+        assert links() == expected
+        command.upgrade(config, "head")
+        assert current_revision(engine) == expected_head()
+        assert links() == expected
+        assert [run.id for run in repo.runs_of_job("jb_kept")] == []
+        assert len(repo.sweep_runs("sw_0123456789abcdef")) == 3
+        assert repo.get_run(specs[0].id).status is RunStatus.RUNNING
+    finally:
+        engine.dispose()
+
+
 # ---------------------------------------------------------------- status machine
 
 
