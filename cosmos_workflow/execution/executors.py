@@ -94,8 +94,9 @@ class LiveLog:
 def wait_while_starting(staging: Path, started: Callable[[], bool]) -> None:
     """Wait (a bounded time) while a job's work folder exists but its program has not started.
 
-    The runner makes the work folder after its last look at cancellations,
-    so a job in that state will start its program: wait for it, to stop it.
+    The runner makes the work folder before its last look at cancellations,
+    so a job in that state either drops its cancelled runs (and removes the
+    folder) or starts its program: wait for one or the other, to stop it.
     """
     deadline = time.monotonic() + START_WAIT_S
     while staging.is_dir() and not started() and time.monotonic() < deadline:
