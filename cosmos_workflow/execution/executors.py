@@ -264,8 +264,10 @@ class LocalExecutor(Executor):
                 tee,
                 cwd=cwd,
                 env=env,
-                # The pid and its working folder: stop_job checks both.
-                on_start=lambda pid: write_text_atomic(staging / PID_NAME, f"{pid}\n{cwd}\n"),
+                # The pid and its resolved working folder (as /proc shows it): stop_job checks both.
+                on_start=lambda pid: write_text_atomic(
+                    staging / PID_NAME, f"{pid}\n{cwd.resolve()}\n"
+                ),
             )
         (staging / PID_NAME).unlink(missing_ok=True)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)
