@@ -6,6 +6,9 @@ Real SQLite files under tmp_path; time comes from an injected fake clock.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -232,6 +235,45 @@ def test_a_database_at_0001_is_upgraded_with_a_backup_and_keeps_its_runs(
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     conn.close()
     assert "job_id" not in columns and version == [("0001",)]
+
+
+def test_downgrading_and_upgrading_again_keeps_sweep_links_and_job_ids(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db_file = tmp_path / "cosmos.db"
+    engine, repo = open_repo(db_file, clock)
+    prompt = make_prompt("linked")
+    specs = [make_spec(prompt, seed=seed) for seed in range(3)]
+    repo.add_prompts([prompt])
+    repo.add_runs(specs)
+    repo.add_sweep("sw_0123456789abcdef", "s", {}, [], "/o", specs)
+    repo.transition([specs[0].id], RunStatus.QUEUED)
+    repo.claim([specs[0].id], job_id="jb_kept")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+
+    def links() -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            rows = conn.exec_driver_sql("SELECT sweep_id, run_id FROM sweep_runs ORDER BY run_id")
+            return [tuple(row) for row in rows]
+
+    expected = sorted(("sw_0123456789abcdef", spec.id) for spec in specs)
+    try:
+        assert links() == expected
+        command.downgrade(config, "0001")
+        assert current_revision(engine) == "0001"
+        assert links() == expected
+        command.upgrade(config, "head")
+        assert current_revision(engine) == expected_head()
+        assert links() == expected
+        assert [run.id for run in repo.runs_of_job("jb_kept")] == []
+        assert len(repo.sweep_runs("sw_0123456789abcdef")) == 3
+        assert repo.get_run(specs[0].id).status is RunStatus.RUNNING
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- status machine
@@ -595,3 +637,76 @@ def test_settle_never_overwrites_a_cancelled_run(repo: DataRepository) -> None:
     assert repo.get_run(kept).status is RunStatus.SUCCEEDED
     with pytest.raises(StateError):
         repo.settle(kept, RunStatus.FAILED)
+
+
+def race_with_a_kill(db_path: Path, run_id: str, call: Callable[[], object]) -> object:
+    """Run ``call`` while another connection holds the write lock with a kill.
+
+    The other connection marks ``run_id`` cancelled inside a write
+    transaction, ``call`` starts in a thread (it waits on the lock), and the
+    kill commits 0.3 s later. Returns what ``call`` returned.
+    """
+    killer = sqlite3.connect(db_path, isolation_level=None)
+    outcome: list[object] = []
+    try:
+        killer.execute("BEGIN IMMEDIATE")
+        killer.execute("UPDATE runs SET status = 'cancelled' WHERE id = ?", (run_id,))
+        worker = threading.Thread(target=lambda: outcome.append(call()))
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive(), "the repository did not wait for the write lock"
+        killer.execute("COMMIT")
+        worker.join(timeout=30)
+    finally:
+        killer.close()
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+def test_settle_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRepository) -> None:
+    (run_id,) = queued_runs(repo, 1)
+    repo.claim([run_id], job_id="jb_race")
+    settled = race_with_a_kill(
+        tmp_path / "cosmos.db",
+        run_id,
+        lambda: repo.settle(run_id, RunStatus.SUCCEEDED, exit_code=0, output_dir="/o/x"),
+    )
+    assert settled is False
+    run = repo.get_run(run_id)
+    assert run.status is RunStatus.CANCELLED
+    assert (run.exit_code, run.output_dir) == (None, None)
+
+
+def test_claim_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRepository) -> None:
+    cancelled, kept = queued_runs(repo, 2)
+    started = race_with_a_kill(
+        tmp_path / "cosmos.db", cancelled, lambda: repo.claim([cancelled, kept], job_id="jb_r")
+    )
+    assert started == [kept]
+    run = repo.get_run(cancelled)
+    assert (run.status, run.attempts, run.job_id) == (RunStatus.CANCELLED, 0, None)
+    assert repo.get_run(kept).status is RunStatus.RUNNING
+
+
+def test_cancel_unfinished_leaves_a_run_that_finished_meanwhile(
+    tmp_path: Path, repo: DataRepository
+) -> None:
+    finished, running = queued_runs(repo, 2)
+    repo.claim([finished, running], job_id="jb_c")
+    killer = sqlite3.connect(tmp_path / "cosmos.db", isolation_level=None)
+    try:
+        killer.execute("BEGIN IMMEDIATE")
+        killer.execute("UPDATE runs SET status = 'succeeded' WHERE id = ?", (finished,))
+        outcome: list[list[str]] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(repo.cancel_unfinished([finished, running], "kill"))
+        )
+        worker.start()
+        time.sleep(0.3)
+        killer.execute("COMMIT")
+        worker.join(timeout=30)
+    finally:
+        killer.close()
+    assert outcome == [[running]]
+    assert repo.get_run(finished).status is RunStatus.SUCCEEDED
+    assert repo.get_run(running).status is RunStatus.CANCELLED

@@ -213,6 +213,24 @@ def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Proje
     assert "2 executed (2 succeeded, 0 failed), 2 cached" in again.stdout
 
 
+def test_logs_follow_of_a_killed_local_run_prints_its_whole_log(project: Project) -> None:
+    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True)
+    job_id, killed = running_job(project)
+    wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")
+    follower = start_follow(project, killed[0])
+    first = follower.stdout.readline()
+    assert "[simulated]" in first, first
+
+    done = project.cosmos("kill", killed[0])
+    assert done.returncode == 0, done.stderr
+    rest = follower.stdout.read()
+    assert follower.wait(timeout=120) == 0, (project.root / "follow.err").read_text()
+    runner.communicate(timeout=120)
+    assert status_of(project, killed[0]) == "cancelled"
+    log = (project.outputs / "runs" / killed[0] / "logs" / "run.log").read_text()
+    assert first + rest == log, "the followed log differs from the cancelled run's log"
+
+
 @pytest.mark.parametrize(
     ("script", "gpus"),
     [(None, None), (FAKE_NVIDIA_SMI, FAKE_GPUS), (FAILING_NVIDIA_SMI, None)],

@@ -94,8 +94,9 @@ class LiveLog:
 def wait_while_starting(staging: Path, started: Callable[[], bool]) -> None:
     """Wait (a bounded time) while a job's work folder exists but its program has not started.
 
-    The runner makes the work folder after its last look at cancellations,
-    so a job in that state will start its program: wait for it, to stop it.
+    The runner makes the work folder before its last look at cancellations,
+    so a job in that state either drops its cancelled runs (and removes the
+    folder) or starts its program: wait for one or the other, to stop it.
     """
     deadline = time.monotonic() + START_WAIT_S
     while staging.is_dir() and not started() and time.monotonic() < deadline:
@@ -263,8 +264,10 @@ class LocalExecutor(Executor):
                 tee,
                 cwd=cwd,
                 env=env,
-                # The pid and its working folder: stop_job checks both.
-                on_start=lambda pid: write_text_atomic(staging / PID_NAME, f"{pid}\n{cwd}\n"),
+                # The pid and its resolved working folder (as /proc shows it): stop_job checks both.
+                on_start=lambda pid: write_text_atomic(
+                    staging / PID_NAME, f"{pid}\n{cwd.resolve()}\n"
+                ),
             )
         (staging / PID_NAME).unlink(missing_ok=True)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)

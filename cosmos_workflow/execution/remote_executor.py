@@ -267,8 +267,12 @@ class RemoteExecutor(Executor):
         return LiveLog(lines, complete=True)
 
     def stop_job(self, job_id: str, staging: Path) -> str | None:
-        """Kill the job's container (the runner following it removes it)."""
-        wait_while_starting(staging, lambda: bool(self._docker.find({"job": job_id})))
+        """Kill the job's container (the runner following it removes it).
+
+        A container still in state ``created`` (``docker run -d`` passes
+        through it) cannot be killed yet: wait until it runs.
+        """
+        wait_while_starting(staging, lambda: self._job_container_started(job_id))
         stopped = [
             info.name
             for info in self._docker.find({"job": job_id})
@@ -277,6 +281,11 @@ class RemoteExecutor(Executor):
         if not stopped:
             return None
         return f"container {', '.join(stopped)} on {self._ssh.endpoint.label}"
+
+    def _job_container_started(self, job_id: str) -> bool:
+        """True once the job has a container and none of them is still being created."""
+        containers = self._docker.find({"job": job_id})
+        return bool(containers) and all(info.state != "created" for info in containers)
 
     def close(self) -> None:
         """Close the connection."""

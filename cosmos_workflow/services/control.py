@@ -21,7 +21,7 @@ from cosmos_workflow.services.repository import DataRepository
 # How often `cosmos logs -f` looks again at a run that has not started its program yet.
 LOG_POLL_S = 0.5
 # How long `cosmos logs -f` waits for the runner to record a run whose program ended
-# (it downloads the outputs first).
+# (it downloads the outputs first), or stopped after a kill.
 JOB_END_WAIT_S = 600.0
 
 # Finds the executor of the target with a name; the text says what ran there (messages).
@@ -140,12 +140,16 @@ class RunControl:
     def _wait_for_record(self, run: Run) -> None:
         """Wait (a bounded time) for the runner to record the run once its program ended.
 
-        The run's record (and its folder's log) is complete once the run has
-        a final status or its job's work folder is gone.
+        The runner removes the job's work folder only after it has recorded
+        every run of the job (status, run folder and log), so the record is
+        complete once the folder is gone, whatever the status says: a kill
+        marks the run cancelled before the runner writes its folder.
         """
-        job_id = run.job_id or ""
+        if run.job_id is None:
+            return
+        staging = self._store.staging_path(run.job_id)
         deadline = time.monotonic() + JOB_END_WAIT_S
-        while self._job_is_running(run.id, job_id) and time.monotonic() < deadline:
+        while staging.is_dir() and time.monotonic() < deadline:
             time.sleep(LOG_POLL_S / 5)
 
     def _folder_log(self, run_id: str, on_line: Callable[[str], None], skip: int) -> LogResult:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cosmos_workflow.database.models import TRANSITIONS, Prompt, Run, RunStatus, Sweep, SweepRun
@@ -17,6 +17,9 @@ from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
+
+# Bulk updates check the status in SQL; loaded objects are not refreshed.
+_NO_SYNC = {"synchronize_session": False}
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -191,43 +194,66 @@ class DataRepository:
     def claim(self, run_ids: Iterable[str], **fields: Any) -> list[str]:
         """Start the queued runs among ``run_ids`` (queued -> running).
 
-        Runs that are no longer queued (the user cancelled them) are left
-        as they are. Extra ``fields`` (target, GPUs, job id) are stored.
+        The status check is part of the write, so a run cancelled by a
+        concurrent ``cosmos kill`` stays cancelled. Extra ``fields`` (target,
+        GPUs, job id) are stored on the runs that start.
 
         Returns:
             The ids that were started, in the order given.
         """
         ids = list(run_ids)
-        now = self._clock.now()
+        statement = (
+            update(Run)
+            .where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
+            .values(
+                status=RunStatus.RUNNING,
+                attempts=Run.attempts + 1,
+                started_at=self._clock.now(),
+                finished_at=None,
+                exit_code=None,
+                error_class=None,
+                error_message=None,
+                **fields,
+            )
+            .returning(Run.id)
+        )
         with self._session() as session:
-            runs = {
-                run.id: run
-                for run in session.scalars(
-                    select(Run).where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
-                )
-            }
-            for run in runs.values():
-                _move(run, RunStatus.RUNNING, now, fields)
-            return [run_id for run_id in ids if run_id in runs]
+            started = set(session.scalars(statement, execution_options=_NO_SYNC))
+        return [run_id for run_id in ids if run_id in started]
 
     def settle(self, run_id: str, to: RunStatus, **fields: Any) -> bool:
         """Record a running run's outcome, unless the user cancelled it meanwhile.
 
+        Only a run that is still running changes; the status check is part
+        of the write, so a concurrent ``cosmos kill`` is never overwritten.
+
         Returns:
-            False if the run was cancelled (it stays cancelled), True otherwise.
+            False if the run was cancelled (it stays cancelled), True if it
+            now has status ``to``.
 
         Raises:
+            NotFoundFailure: no such run.
             StateError: a transition that the status machine forbids.
         """
+        if to not in TRANSITIONS[RunStatus.RUNNING]:
+            raise StateError(f"run {run_id}: cannot go from running to {to.value}")
+        values = dict(fields, status=to)
+        if to.is_final:
+            values["finished_at"] = self._clock.now()
+        statement = (
+            update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING).values(**values)
+        )
         with self._session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                raise NotFoundFailure(f"no run with id {run_id}")
-            if run.status is RunStatus.CANCELLED:
-                return False
-            if to is not run.status:
-                _move(run, to, self._clock.now(), fields)
+            if session.execute(statement, execution_options=_NO_SYNC).rowcount == 1:
+                return True
+            status = session.scalar(select(Run.status).where(Run.id == run_id))
+        if status is None:
+            raise NotFoundFailure(f"no run with id {run_id}")
+        if status is RunStatus.CANCELLED:
+            return False
+        if status is to:
             return True
+        raise StateError(f"run {run_id}: cannot go from {status.value} to {to.value}")
 
     def cancelled_among(self, run_ids: Iterable[str]) -> list[str]:
         """The runs among ``run_ids`` that are cancelled, in the order given."""
@@ -244,22 +270,28 @@ class DataRepository:
     def cancel_unfinished(self, run_ids: Iterable[str], reason: str) -> list[str]:
         """Mark as cancelled every run among ``run_ids`` not in a final status.
 
+        The status check is part of the write: a run that finished in the
+        meantime keeps its outcome.
+
         Returns:
-            The ids that were cancelled.
+            The ids that were cancelled, in the order given.
         """
         ids = list(run_ids)
         unfinished = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)
-        now = self._clock.now()
+        statement = (
+            update(Run)
+            .where(Run.id.in_(ids), Run.status.in_(unfinished))
+            .values(
+                status=RunStatus.CANCELLED,
+                finished_at=self._clock.now(),
+                error_class="cancelled",
+                error_message=reason,
+            )
+            .returning(Run.id)
+        )
         with self._session() as session:
-            runs = session.scalars(select(Run).where(Run.id.in_(ids), Run.status.in_(unfinished)))
-            cancelled = []
-            for run in runs:
-                run.status = RunStatus.CANCELLED
-                run.finished_at = now
-                run.error_class = "cancelled"
-                run.error_message = reason
-                cancelled.append(run.id)
-            return cancelled
+            cancelled = set(session.scalars(statement, execution_options=_NO_SYNC))
+        return [run_id for run_id in ids if run_id in cancelled]
 
     def requeue_lost(self, run_ids: Iterable[str]) -> list[str]:
         """Queue again the succeeded runs among ``run_ids`` (their outputs are gone).

@@ -106,34 +106,43 @@ class Runner:
         gpus = self._gpus[: batch[0].model["num_gpus"]]
         batch = self._claim(batch, job_id, gpus, tally)
         batch = self._drop_unstageable(batch, gpus, tally)
-        batch = self._drop_cancelled(batch, tally)
         if not batch:
             return
-        adapter = self._adapters[batch[0].adapter]
-        ids = [run.id for run in batch]
+        # The work folder exists before the last look at cancellations: a
+        # `cosmos kill` that comes later finds it and waits for the program
+        # to start, to stop it; one that came earlier is seen here.
         staging = self._store.staging(job_id)
         try:
-            invocation = adapter.render(job_id, batch, self._executor.layout(job_id, staging))
-            self._progress.job_started(job_id, ids, self._executor.target_name, gpus)
-            try:
-                result = self._executor.execute(
-                    invocation, staging, gpus, lambda line: self._progress.log_line(job_id, line)
-                )
-            except CosmosError as exc:
-                job = _Job(invocation, staging / LOG_NAME)
-                for run in batch:
-                    outcome = self._unsuccessful(run, job, gpus, None, (exc.kind, str(exc)), 0.0)
-                    getattr(tally, outcome).append(run.id)
-                return
-            except KeyboardInterrupt:
-                self._record_cancelled(batch, invocation, staging, gpus)
-                raise
-            for run in batch:
-                getattr(tally, self._finish_safely(run, invocation, staging, gpus, result)).append(
-                    run.id
-                )
+            batch = self._drop_cancelled(batch, tally)
+            if batch:
+                self._execute(batch, job_id, gpus, staging, tally)
         finally:
             self._store.discard_staging(staging)
+
+    def _execute(
+        self, batch: list[RunSpec], job_id: str, gpus: list[int], staging: Path, tally: RunTally
+    ) -> None:
+        """Run one job's program in ``staging`` and record the outcome of each run."""
+        adapter = self._adapters[batch[0].adapter]
+        ids = [run.id for run in batch]
+        invocation = adapter.render(job_id, batch, self._executor.layout(job_id, staging))
+        self._progress.job_started(job_id, ids, self._executor.target_name, gpus)
+        try:
+            result = self._executor.execute(
+                invocation, staging, gpus, lambda line: self._progress.log_line(job_id, line)
+            )
+        except CosmosError as exc:
+            job = _Job(invocation, staging / LOG_NAME)
+            for run in batch:
+                outcome = self._unsuccessful(run, job, gpus, None, (exc.kind, str(exc)), 0.0)
+                getattr(tally, outcome).append(run.id)
+            return
+        except KeyboardInterrupt:
+            self._record_cancelled(batch, invocation, staging, gpus)
+            raise
+        for run in batch:
+            outcome = self._finish_safely(run, invocation, staging, gpus, result)
+            getattr(tally, outcome).append(run.id)
 
     def _claim(
         self, batch: list[RunSpec], job_id: str, gpus: list[int], tally: RunTally
