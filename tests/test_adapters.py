@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from test_identity_and_expansion import MODEL
 
 from cosmos_workflow.config.settings import (
     SimulatorSettings,
@@ -58,21 +59,8 @@ CONTROL_VIDEOS = {
 
 
 def base_model(adapter: str) -> dict[str, Any]:
-    return {
-        "adapter": adapter,
-        "version": "1",
-        "image": None,
-        "seed": 1,
-        "num_steps": 35,
-        "guidance": 5.0,
-        "sigma_max": 70.0,
-        "fps": 24,
-        "blur_strength": "medium",
-        "canny_threshold": "medium",
-        "num_gpus": 1,
-        "weights": {"vis": None, "edge": None, "depth": 0.5, "seg": None},
-        "options": {},
-    }
+    """The model block of the identity tests, for ``adapter``."""
+    return {**copy.deepcopy(MODEL), "adapter": adapter, "options": {}}
 
 
 def random_scalars(rng: random.Random) -> dict[str, Any]:

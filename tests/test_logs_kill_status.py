@@ -460,14 +460,20 @@ def test_status_and_logs_of_a_remote_sweep(host: Any, remote: Project) -> None:
     assert "ssh" not in [t["name"] for t in data["targets"]]
 
 
-def test_kill_a_remote_run_stops_its_container_and_the_others_succeed(
-    host: Any, remote: Project
-) -> None:
+def start_remote_job(host: Any, remote: Project) -> tuple[subprocess.Popen, str, list[str]]:
+    """Start a slow sweep on the test host; return the runner, a running job and its runs."""
     runner = remote.start_batch(
         *SMALL, "target=test_host", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True
     )
-    job_id, killed = running_job(remote)
+    job_id, runs = running_job(remote)
     wait_for_container(host, f"cosmos-{job_id}")
+    return runner, job_id, runs
+
+
+def test_kill_a_remote_run_stops_its_container_and_the_others_succeed(
+    host: Any, remote: Project
+) -> None:
+    runner, job_id, killed = start_remote_job(host, remote)
     done = remote.cosmos("kill", killed[1])
     assert done.returncode == 0, done.stderr
     assert f"container cosmos-{job_id}" in done.stdout
@@ -494,11 +500,7 @@ def test_kill_a_remote_run_stops_its_container_and_the_others_succeed(
 def test_kill_sweep_cancels_every_unfinished_run_and_the_runner_stops(
     host: Any, remote: Project
 ) -> None:
-    runner = remote.start_batch(
-        *SMALL, "target=test_host", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True
-    )
-    job_id, _ = running_job(remote)
-    wait_for_container(host, f"cosmos-{job_id}")
+    runner, job_id, _ = start_remote_job(host, remote)
     sweep = db_rows(remote, "SELECT id FROM sweeps")[0][0]
     done = remote.cosmos("kill", "--sweep", sweep[:8], "--json")
     assert done.returncode == 0, done.stderr

@@ -47,22 +47,6 @@ os._exit(child.wait())
 """
 
 
-class FlipOnTheWay(RemoteCommandExecutor):
-    """Our executor, but the first ``times`` transfers get one bit flipped on the host."""
-
-    def __init__(self, ssh: SSHManager, direction: str, times: int) -> None:
-        super().__init__(ssh)
-        self.direction = direction
-        self.times = times
-        self.streams = 0
-
-    def open_stream(self, argv: list[str], window: int, max_packet: int) -> Channel:
-        self.streams += 1
-        if self.streams <= self.times:
-            argv = [sys.executable, "-c", FLIP, self.direction, *argv]
-        return super().open_stream(argv, window, max_packet)
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Sshd:
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
@@ -93,9 +77,9 @@ def transfer(connection: SSHManager) -> FileTransferService:
 
 def flipping(
     connection: SSHManager, direction: str, times: int
-) -> tuple[FileTransferService, FlipOnTheWay]:
-    remote = FlipOnTheWay(connection, direction, times)
-    return FileTransferService(connection, remote, retries=3, backoff_s=0.01), remote
+) -> tuple[FileTransferService, Scripted]:
+    """The first ``times`` transfers get one bit flipped on the host, going ``direction``."""
+    return scripted(connection, lambda argv: [sys.executable, "-c", FLIP, direction, *argv], times)
 
 
 def sha(path: Path) -> str:

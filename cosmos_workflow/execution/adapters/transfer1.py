@@ -8,18 +8,10 @@ the run id changes an output.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from cosmos_workflow.config.settings import Transfer1Settings
 from cosmos_workflow.errors import Problem
-from cosmos_workflow.execution.adapters import transfer1_spec
-from cosmos_workflow.execution.adapters.base import (
-    Invocation,
-    JobLayout,
-    ModelAdapter,
-    inputs_of,
-    setup_flag_problems,
-)
+from cosmos_workflow.execution.adapters.base import JobLayout, setup_flag_problems
+from cosmos_workflow.execution.adapters.transfer1_spec import Launch, Transfer1SpecAdapter
 from cosmos_workflow.manifest.specs import RunSpec
 
 PROGRAM = "cosmos_transfer1/diffusion/inference/transfer.py"
@@ -35,7 +27,7 @@ SETUP_FLAGS = frozenset(
 )
 
 
-class Transfer1Adapter(ModelAdapter):
+class Transfer1Adapter(Transfer1SpecAdapter):
     """Renders Cosmos-Transfer1 specs and the torchrun command that reads them.
 
     Args:
@@ -53,26 +45,12 @@ class Transfer1Adapter(ModelAdapter):
 
     def validate(self, run: RunSpec) -> list[Problem]:
         """What transfer.py would refuse, and set-up flags that are not allowed."""
-        return [*self._setting_problems, *transfer1_spec.transfer1_problems(run)]
+        return [*self._setting_problems, *super().validate(run)]
 
-    def batch_key(self, run: RunSpec) -> Hashable:
-        """Transfer1's merge rule: shared scalars and the same control set."""
-        return transfer1_spec.transfer1_batch_key(run)
-
-    def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
-        """Spec files plus ``torchrun ... transfer.py``, run from the Transfer1 checkout."""
-        files, flags, outputs, effective = transfer1_spec.render_transfer1(runs, layout)
+    def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
+        """``torchrun ... transfer.py``, run from the Transfer1 checkout."""
         gpus = str(runs[0].model["num_gpus"])
         argv = ["torchrun", "--standalone", "--nnodes=1", f"--nproc_per_node={gpus}", PROGRAM]
         argv += [*flags, "--checkpoint_dir", self._settings.checkpoint_dir, "--num_gpus", gpus]
         argv += self._settings.extra_args
-        return Invocation(
-            job_id=job_id,
-            argv=argv,
-            files=files,
-            inputs=inputs_of(runs),
-            outputs=outputs,
-            run_specs=effective,
-            workdir=self._settings.workspace,
-            env={"PYTHONPATH": "."},
-        )
+        return Launch(argv=argv, workdir=self._settings.workspace, env={"PYTHONPATH": "."})

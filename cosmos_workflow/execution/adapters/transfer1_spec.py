@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import copy
 import json
+from abc import abstractmethod
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters.base import (
+    Invocation,
     JobLayout,
+    ModelAdapter,
     RunOutputs,
     active_controls,
     input_name,
+    inputs_of,
     option_problems,
     run_options,
 )
@@ -169,11 +174,11 @@ def merge_batch_line(shared: dict[str, Any], line: dict[str, Any]) -> dict[str, 
         spec["prompt"] = line["prompt"]
     for key, values in line.get("control_overrides", {}).items():
         block = spec.setdefault(key, {})
-        for field, value in values.items():
+        for name, value in values.items():
             if value is None:
-                block.pop(field, None)
+                block.pop(name, None)
             else:
-                block[field] = value
+                block[name] = value
     return spec
 
 
@@ -221,3 +226,55 @@ def render_transfer1(
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a program that reads Transfer1's spec files is started.
+
+    Attributes:
+        argv: The whole command, the spec flags included.
+        files: Files the program needs besides the spec files.
+        workdir: Its working folder (None: the job folder).
+        env: Environment variables it needs.
+    """
+
+    argv: list[str]
+    files: dict[str, bytes] = field(default_factory=dict)
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Transfer1SpecAdapter(ModelAdapter):
+    """An adapter whose program reads Transfer1's spec JSON and batch JSONL.
+
+    Subclasses say only how the program is started (:meth:`launch`); the
+    rules, batching and spec files are Transfer1's.
+    """
+
+    def validate(self, run: RunSpec) -> list[Problem]:
+        """What Transfer1 would refuse in ``run``."""
+        return transfer1_problems(run)
+
+    def batch_key(self, run: RunSpec) -> Hashable:
+        """Transfer1's merge rule: shared scalars and the same control set."""
+        return transfer1_batch_key(run)
+
+    def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
+        """Render the spec files and the program's command for ``runs``."""
+        files, flags, outputs, effective = render_transfer1(runs, layout)
+        launch = self.launch(runs, layout, flags)
+        return Invocation(
+            job_id=job_id,
+            argv=launch.argv,
+            files={**files, **launch.files},
+            inputs=inputs_of(runs),
+            outputs=outputs,
+            run_specs=effective,
+            workdir=launch.workdir,
+            env=launch.env,
+        )
+
+    @abstractmethod
+    def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
+        """The command that runs the program on the spec ``flags`` (paths, batch file)."""
