@@ -65,6 +65,12 @@ class ExecutionFailure(CosmosError):
     exit_code = 1
 
 
+class RuntimeFailure(ExecutionFailure):
+    """The container runtime on a host did not answer or broke down (usually transient)."""
+
+    kind = "runtime"
+
+
 class StateError(CosmosError):
     """The database or output tree is in a state that forbids the operation."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +23,14 @@ from cosmos_workflow.database.engine import (
     session_factory,
 )
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
-from cosmos_workflow.errors import CosmosError, NotFoundFailure, Problem, ValidationFailure
+from cosmos_workflow.errors import (
+    CosmosError,
+    ExecutionFailure,
+    NetworkFailure,
+    NotFoundFailure,
+    Problem,
+    ValidationFailure,
+)
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
@@ -31,11 +40,12 @@ from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.services.control import KillReport, LogResult, RunControl
+from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, RunnerIdentity
 from cosmos_workflow.services.outputs import OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
 from cosmos_workflow.services.repository import DataRepository
-from cosmos_workflow.services.runner import Runner, RunTally
+from cosmos_workflow.services.runner import RunTally
 from cosmos_workflow.services.video_dir import detect_videos
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import Clock, SystemClock
@@ -119,7 +129,7 @@ class CosmosAPI:
         self.store = OutputStore(settings.outputs_dir)
         self._repo: DataRepository | None = None
         self._targets = targets or [
-            ConfiguredTarget(settings.target.name, "config", settings.target)
+            ConfiguredTarget(target.name, "config", target) for target in settings.pool
         ]
         self._executors: dict[str, Executor] = {}
 
@@ -154,9 +164,26 @@ class CosmosAPI:
     def _adapters(self) -> dict[str, ModelAdapter]:
         return build_adapters(self.settings)
 
-    def _executor(self) -> Executor:
-        """The selected target's executor."""
-        return self._executor_for(self.settings.target)
+    def _pool_executors(self) -> dict[str, Executor]:
+        """An executor for every target of the pool, by name."""
+        return {target.name: self._executor_for(target) for target in self.settings.pool}
+
+    def _preflight(self) -> dict[str, CosmosError]:
+        """Reach every target of the pool; those that do not answer start drained.
+
+        Raises:
+            CosmosError: no target answers (the first target's error).
+        """
+        unreachable: dict[str, CosmosError] = {}
+        for name, executor in self._pool_executors().items():
+            try:
+                executor.preflight()
+            except (NetworkFailure, ExecutionFailure) as exc:
+                logger.warning("Target %s is unreachable: %s", name, exc)
+                unreachable[name] = exc
+        if len(unreachable) == len(self.settings.pool):
+            raise next(iter(unreachable.values()))
+        return unreachable
 
     def _executor_for(self, target: TargetSettings | SSHTargetSettings) -> Executor:
         """A target's executor, made once per API (one connection per host)."""
@@ -165,7 +192,9 @@ class CosmosAPI:
                 executor: Executor = make_remote_executor(target, self._clock)
             else:
                 cache = LocalInputCache(self.store.input_cache_dir)
-                executor = LocalExecutor(target.name, self._commands, cache, self._clock)
+                executor = LocalExecutor(
+                    target.name, self._commands, cache, self._clock, env=target.env
+                )
             self._executors[target.name] = executor
         return self._executors[target.name]
 
@@ -185,20 +214,44 @@ class CosmosAPI:
             "that cosmos-batch was given with --set"
         )
 
-    def _runner(self, progress: ProgressSink) -> Runner:
-        return Runner(
-            self.repository,
-            self.store,
-            self._executor(),
-            self._adapters(),
-            self.settings.target.gpus,
-            progress,
+    def _dispatch(
+        self, runs: list[RunSpec], progress: ProgressSink, unreachable: dict[str, CosmosError]
+    ) -> RunTally:
+        """Execute queued runs over the pool."""
+        context = DispatchContext(
+            repository=self.repository,
+            store=self.store,
+            executors=self._pool_executors(),
+            targets=self.settings.pool,
+            adapters=self._adapters(),
+            progress=progress,
+            settings=self.settings.scheduler,
+            clock=self._clock,
+            commands=self._commands,
+            identity=RunnerIdentity.new(socket.gethostname(), os.getpid()),
+            unreachable=unreachable,
         )
+        return Dispatcher(context).run(runs)
+
+    def _pool_image(self) -> str | None:
+        """The image every container target of the pool runs (None: no container target).
+
+        Raises:
+            ValidationFailure: the pool's container targets run different images.
+        """
+        images = {getattr(t, "image", None) for t in self.settings.pool} - {None}
+        if len(images) > 1:
+            raise ValidationFailure(
+                f"the targets of the pool run different images ({', '.join(sorted(images))}); "
+                "a run's image is part of its identity, so give them one image"
+            )
+        return next(iter(images), None)
 
     def _check_run(self) -> Callable[[RunSpec], list[Problem]]:
-        """Problems a run would meet on this target with its adapter."""
+        """Problems a run would meet on the pool with its adapter."""
         adapters = self._adapters()
-        target = self.settings.target
+        image = self._pool_image()
+        most_gpus = max(self.settings.pool, key=lambda t: len(t.gpus))
 
         def check(run: RunSpec) -> list[Problem]:
             adapter = adapters.get(run.adapter)
@@ -206,20 +259,19 @@ class CosmosAPI:
                 known = ", ".join(sorted(adapters))
                 return [Problem("model.adapter", f"unknown adapter {run.adapter!r} ({known})")]
             problems = adapter.validate(run)
-            image = getattr(target, "image", None)
             if image is not None and run.model.get("image") != image:
                 problems.append(
                     Problem(
                         "model.image",
-                        f"is {run.model.get('image')!r} but target {target.name!r} runs {image!r}",
+                        f"is {run.model.get('image')!r} but the targets run {image!r}",
                     )
                 )
-            if run.model["num_gpus"] > len(target.gpus):
+            if run.model["num_gpus"] > len(most_gpus.gpus):
                 problems.append(
                     Problem(
                         "model.num_gpus",
-                        f"{run.model['num_gpus']} GPUs asked, target {target.name!r} "
-                        f"has {len(target.gpus)}",
+                        f"{run.model['num_gpus']} GPUs asked, the largest target "
+                        f"({most_gpus.name!r}) has {len(most_gpus.gpus)}",
                     )
                 )
             return problems
@@ -228,7 +280,7 @@ class CosmosAPI:
 
     def _with_target_image(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """A container target's image is part of every run's identity."""
-        image = getattr(self.settings.target, "image", None)
+        image = self._pool_image()
         model = manifest.get("model")
         if image is None or not isinstance(model, dict) or model.get("image") is not None:
             return manifest
@@ -280,8 +332,8 @@ class CosmosAPI:
             StateError: another runner is working on this output tree.
         """
         progress = progress or NullProgress()
-        self._executor().preflight()
-        with self.store.runner_lock():
+        unreachable = self._preflight()
+        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
             # Another runner may have finished runs since the plan was made.
             plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
             repo = self.repository
@@ -306,7 +358,7 @@ class CosmosAPI:
             progress.start(len(plan.runs), len(plan.cached), len(to_run))
             try:
                 self._queue([run.id for run in to_run])
-                summary.tally = self._runner(progress).run(to_run)
+                summary.tally = self._dispatch(to_run, progress, unreachable)
             finally:
                 self._write_runs_jsonl(plan)
                 progress.finish()
@@ -318,7 +370,7 @@ class CosmosAPI:
             logger.warning(
                 "Run %s was succeeded but its outputs are gone; running it again", run_id
             )
-        self.repository.transition(run_ids, RunStatus.QUEUED)
+        self.repository.enqueue(run_ids)
 
     def _adopt_recovered(self, plan: SweepPlan) -> None:
         statuses = self.repository.statuses(plan.cached)
@@ -393,8 +445,8 @@ class CosmosAPI:
         if problems:
             detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
             raise ValidationFailure(f"prompt {prompt.id} cannot run so: {detail}")
-        self._executor().preflight()
-        with self.store.runner_lock():
+        unreachable = self._preflight()
+        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
             self.repository.add_runs([spec])
             if self._cached([spec.id]):
                 self._adopt_single(spec.id)
@@ -403,7 +455,7 @@ class CosmosAPI:
             progress = progress or NullProgress()
             progress.start(1, 0, 1)
             try:
-                self._runner(progress).run([spec])
+                self._dispatch([spec], progress, unreachable)
             finally:
                 progress.finish()
         run = self.repository.get_run(spec.id)
@@ -624,7 +676,7 @@ class CosmosAPI:
         Refused while a runner is executing on the same output tree.
         """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
-        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
+        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S, exclusive=True):
             if kind == "prompt":
                 run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
             else:

@@ -89,6 +89,14 @@ class PlainProgress:
         """Model output only at DEBUG level."""
         logger.debug("%s | %s", job_id, line)
 
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """Log the end of the job's program."""
+        logger.info("job %s ended on %s gpus=%s", job_id, target, gpus)
+
+    def note(self, message: str) -> None:
+        """Log the note."""
+        logger.warning("%s", message)
+
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """Log one finished run."""
         self._done += 1
@@ -129,6 +137,13 @@ class RichProgress:
 
     def log_line(self, job_id: str, line: str) -> None:
         """Model output is in the run logs, not on screen."""
+
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """Nothing to show."""
+
+    def note(self, message: str) -> None:
+        """Print the note above the bar."""
+        self._progress.console.print(escape(message))
 
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """Advance the bar."""

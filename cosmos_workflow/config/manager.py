@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
 from cosmos_workflow.config.project import ProjectPaths
@@ -80,6 +82,11 @@ class ConfigManager:
         if composed is not None:
             hydra_part = {k: v for k, v in composed.items() if k in SETTINGS_KEYS}
             self._apply(merged, sources, hydra_part, "Hydra config")
+        if isinstance(merged.get("targets"), list):
+            merged["targets"] = [
+                self._named_target(entry, index) if isinstance(entry, str) else entry
+                for index, entry in enumerate(merged["targets"])
+            ]
         try:
             return Settings.model_validate({"project_dir": self.project.root, **merged})
         except ValidationError as exc:
@@ -89,6 +96,31 @@ class ConfigManager:
                 source = _source_of(key, sources)
                 problems.append(Problem(f"{key} (from {source})", error["msg"]))
             raise SettingsError(problems) from exc
+
+    def _named_target(self, name: str, index: int) -> dict[str, Any]:
+        """A pool entry given by name: the target file conf/target/<name>.yaml.
+
+        Raises:
+            SettingsError: no such file, or it leaves values unset (``???``).
+        """
+        folder = self.project.conf_dir / "target"
+        path = folder / f"{name}.yaml"
+        key = f"targets[{index}] (from Hydra config)"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+            raise SettingsError([Problem(key, f"no target file {path} (available: {known})")])
+        try:
+            data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except OmegaConfBaseException as exc:
+            raise SettingsError([Problem(key, f"{path}: {exc}")]) from exc
+        if not isinstance(data, dict):
+            raise SettingsError([Problem(key, f"{path} is not a mapping")])
+        unset = sorted(str(k) for k, v in data.items() if v == "???")
+        if unset:
+            raise SettingsError(
+                [Problem(key, f"{path} leaves {', '.join(unset)} unset; give the target inline")]
+            )
+        return data
 
     @staticmethod
     def manifest_part(composed: Mapping[str, Any]) -> dict[str, Any]:

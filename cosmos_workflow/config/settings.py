@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class _Strict(BaseModel):
@@ -57,12 +57,38 @@ class AdapterSettings(_Strict):
     transfer2_5: Transfer25Settings = Field(default_factory=Transfer25Settings)
 
 
+class RetrySettings(_Strict):
+    """How often a job is tried again after a fault, and how long to wait between tries.
+
+    Transient faults are a host that cannot be reached, a dropped connection
+    and container runtime hiccups; deterministic ones are a model that exited
+    non-zero or rejected its spec, and a missing or changed input.
+    """
+
+    transient: int = Field(default=3, ge=0)
+    deterministic: int = Field(default=0, ge=0)
+    backoff_s: float = Field(default=2.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+
+
+class SchedulerSettings(_Strict):
+    """How runs are batched and spread over the targets' GPUs."""
+
+    batching: bool = True
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    runner_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class TargetSettings(_Strict):
     """Where runs execute. The built-in ``local`` target runs on this machine."""
 
     name: str = Field(default="local", min_length=1)
     kind: Literal["local"] = "local"
     gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Relative throughput (2.0: twice as fast); the scheduler learns it as jobs finish.
+    speed: float = Field(default=1.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class SSHTargetSettings(_Strict):
@@ -79,6 +105,7 @@ class SSHTargetSettings(_Strict):
     jump_host: str | None = None
     work_dir: str = Field(min_length=2, pattern=r"^/")
     gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    speed: float = Field(default=1.0, gt=0)
     runtime: Literal["docker", "podman"] = "docker"
     runtime_env: dict[str, str] = Field(default_factory=dict)
     image: str = Field(min_length=1)
@@ -92,6 +119,19 @@ class SSHTargetSettings(_Strict):
     connect_timeout: float = Field(default=15.0, gt=0)
 
 
+def _kind_of(value: object) -> str | None:
+    """A pool entry's kind; an inline entry without one is a local target."""
+    if isinstance(value, dict):
+        return value.get("kind", "local")
+    return getattr(value, "kind", None)
+
+
+PoolTarget = Annotated[
+    Annotated[TargetSettings, Tag("local")] | Annotated[SSHTargetSettings, Tag("ssh")],
+    Discriminator(_kind_of),
+]
+
+
 class Settings(_Strict):
     """Every setting, after all layers were merged and validated."""
 
@@ -103,8 +143,24 @@ class Settings(_Strict):
     target: TargetSettings | SSHTargetSettings = Field(
         default_factory=TargetSettings, discriminator="kind"
     )
+    # The pool: several targets at once. None: the pool is ``target`` alone.
+    targets: list[PoolTarget] | None = None
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _unique_target_names(self) -> Settings:
+        names = [target.name for target in self.pool]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"targets: each target needs its own name; repeated: {repeated}")
+        return self
+
+    @property
+    def pool(self) -> list[TargetSettings | SSHTargetSettings]:
+        """Every target runs may go to: ``targets`` if set, else ``target``."""
+        return list(self.targets) if self.targets else [self.target]
 
     @property
     def outputs_dir(self) -> Path:
@@ -122,7 +178,17 @@ class Settings(_Strict):
 
 # Keys of the composed config that are settings; everything else is manifest.
 SETTINGS_KEYS = frozenset(
-    {"database", "paths", "simulator", "adapters", "target", "log_level", "dry_run"}
+    {
+        "database",
+        "paths",
+        "simulator",
+        "adapters",
+        "target",
+        "targets",
+        "scheduler",
+        "log_level",
+        "dry_run",
+    }
 )
 # Settings that the user file and COSMOS_* variables may set.
 LAYERED_SECTIONS = ("database", "paths", "simulator")

@@ -31,6 +31,18 @@ class CommandResult:
     stderr: str
 
 
+class DetachedProcess:
+    """A program started in a session of its own, that outlives its starter if need be."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    def running(self) -> bool:
+        """True until the program has exited (its exit status is collected then)."""
+        return self._process.poll() is None
+
+
 class LocalCommandExecutor:
     """Runs commands on this machine, never through a shell."""
 
@@ -118,8 +130,55 @@ class LocalCommandExecutor:
             raise KeyboardInterrupt
         return code
 
+    def spawn_detached(
+        self, argv: list[str], cwd: Path, env: Mapping[str, str] | None = None
+    ) -> DetachedProcess:
+        """Start ``argv`` in a session of its own, without a terminal; do not wait.
+
+        Ctrl-C at the terminal does not reach it: it is stopped through
+        :meth:`terminate` and :meth:`kill`, by whoever knows its id.
+
+        Raises:
+            ExecutionFailure: the program does not exist.
+        """
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=self._env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise ExecutionFailure(f"program not found: {argv[0]}") from exc
+        return DetachedProcess(process)
+
+    def alive(self, pid: int, cwd: Path) -> bool:
+        """True if process ``pid`` runs (not a zombie) in the working folder ``cwd``."""
+        return self.process_exists(pid) and self._same_cwd(pid, cwd)
+
+    @staticmethod
+    def process_exists(pid: int) -> bool:
+        """True if some process (not a zombie) has id ``pid`` on this machine."""
+        stat = Path("/proc") / str(pid) / "stat"
+        if Path("/proc/self").exists():
+            try:
+                state = stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return False
+            return state not in ("Z", "X")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def terminate(self, pid: int, cwd: Path) -> bool:
-        """Ask a program started by :meth:`stream` (in any process) to stop (SIGTERM).
+        """Ask a program started by :meth:`spawn_detached` (by any process) to stop (SIGTERM).
 
         Args:
             pid: Its process id.
@@ -132,23 +191,29 @@ class LocalCommandExecutor:
         return self._signal(pid, cwd, signal.SIGTERM)
 
     def kill(self, pid: int, cwd: Path) -> bool:
-        """Stop a program started by :meth:`stream` now (SIGKILL); see :meth:`terminate`."""
+        """Stop a detached program and everything in its session now (SIGKILL)."""
         return self._signal(pid, cwd, signal.SIGKILL)
 
     @staticmethod
-    def _signal(pid: int, cwd: Path, sig: signal.Signals) -> bool:
+    def _same_cwd(pid: int, cwd: Path) -> bool:
         proc_cwd = Path("/proc") / str(pid) / "cwd"
-        if Path("/proc/self").exists():
-            try:
-                if proc_cwd.resolve(strict=True) != cwd.resolve():
-                    return False
-            except OSError:
-                return False
+        if not Path("/proc/self").exists():
+            return True
         try:
-            os.kill(pid, sig)
+            return proc_cwd.resolve(strict=True) == cwd.resolve()
+        except OSError:
+            return False
+
+    @classmethod
+    def _signal(cls, pid: int, cwd: Path, sig: signal.Signals) -> bool:
+        """Signal the process group that ``pid`` leads (the program and its children)."""
+        if not cls._same_cwd(pid, cwd):
+            return False
+        try:
+            os.killpg(pid, sig)
         except ProcessLookupError:
             return False
-        logger.info("Sent %s to process %d", sig.name, pid)
+        logger.info("Sent %s to process group %d", sig.name, pid)
         return True
 
     @staticmethod

@@ -289,6 +289,23 @@ class SSHManager:
             raise NetworkFailure(f"{self.endpoint.label}: cannot start command: {exc}") from exc
         return channel
 
+    def check_alive(self, timeout: float) -> None:
+        """Prove the host answers: open and close one channel within ``timeout`` seconds.
+
+        A host cut off the network answers nothing, and reads on its open
+        channels would wait for TCP to give up (many minutes). A failed
+        check closes the connection, so those reads end now.
+
+        Raises:
+            NetworkFailure: no answer in time (the connection is closed).
+        """
+        try:
+            channel = self.transport().open_session(timeout=timeout)
+            channel.close()
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise NetworkFailure(f"{self.endpoint.label} does not answer: {exc}") from exc
+
     def close(self) -> None:
         """Close the connection (and the jump host's)."""
         with self._lock:

@@ -115,6 +115,8 @@ class Run(Base):
     output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The job (one model invocation) that executes or last executed the run.
     job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The runner (process) that executes or last executed the run.
+    runner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     prompt: Mapped[Prompt] = relationship(back_populates="runs")
     sweep_links: Mapped[list[SweepRun]] = relationship(
@@ -126,7 +128,21 @@ class Run(Base):
         Index("ix_runs_prompt_id", "prompt_id"),
         Index("ix_runs_created_at", "created_at"),
         Index("ix_runs_job_id", "job_id"),
+        Index("ix_runs_runner_id", "runner_id"),
     )
+
+
+class Runner(Base):
+    """A cosmos-batch (or cosmos inference) process executing runs, and its heartbeat."""
+
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Sweep(Base):

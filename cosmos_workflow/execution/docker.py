@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from cosmos_workflow.connection.local import CommandResult
-from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
+from cosmos_workflow.errors import ExecutionFailure, RuntimeFailure, ValidationFailure
 
 Runtime = Literal["docker", "podman"]
 LABEL_PREFIX = "io.cosmos-workflow."
@@ -212,9 +212,10 @@ class DockerExecutor:
         """
         done = self._run(self._builder.run(spec))
         if done.exit_code != 0:
-            raise ExecutionFailure(
-                f"{self._builder.runtime} could not start {spec.name}: {done.stderr.strip()}"
-            )
+            message = f"{self._builder.runtime} could not start {spec.name}: {done.stderr.strip()}"
+            if runtime_unavailable(done.stderr):
+                raise RuntimeFailure(message)
+            raise ExecutionFailure(message)
         return done.stdout.strip()
 
     def follow_logs(self, name: str, on_line: Callable[[str], None], follow: bool = True) -> None:
@@ -273,6 +274,22 @@ class DockerExecutor:
         # A container removed since the listing makes inspect fail for it only.
         inspected = self._run(self._builder.inspect(names))
         return [_inspected(line) for line in inspected.stdout.splitlines() if line.strip()]
+
+
+# What the docker and podman clients say when their daemon or service is not there.
+_RUNTIME_DOWN = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "error during connect",
+    "cannot connect to podman",
+    "connection refused",
+)
+
+
+def runtime_unavailable(stderr: str) -> bool:
+    """True if a runtime client's error says its daemon could not be reached (transient)."""
+    text = stderr.lower()
+    return any(sign in text for sign in _RUNTIME_DOWN)
 
 
 def _first_name(names: str | list[str]) -> str:

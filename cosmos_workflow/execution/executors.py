@@ -8,10 +8,11 @@ outputs and the log in that folder, whichever host did the work.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,12 @@ logger = logging.getLogger(__name__)
 LOG_NAME = "logs/job.log"
 # The local model process's id, in its job folder while it runs (for `cosmos kill`).
 PID_NAME = "job.pid"
+# The local program's exit code, written by its supervisor when it ends.
+EXIT_NAME = "job.exit"
+# The supervisor of local programs (a module run with this interpreter).
+SUPERVISOR = "cosmos_workflow.execution.local_job"
+# How often a local job's log is read while it runs.
+FOLLOW_POLL_S = 0.05
 # How long a stopped local model may take to exit before it is killed outright.
 STOP_GRACE_S = 10.0
 # How long `cosmos kill` waits for a job whose work folder exists to start its program.
@@ -122,6 +129,10 @@ class Executor(ABC):
         """Check the target is reachable before any work (nothing to check by default)."""
         return None
 
+    def probe(self) -> None:
+        """Check that a target that did not answer answers again (raises if not)."""
+        self.preflight()
+
     def close(self) -> None:
         """Release connections (none by default)."""
         return None
@@ -147,6 +158,30 @@ class Executor(ABC):
         on_line: Callable[[str], None],
     ) -> ExecutionResult:
         """Run ``invocation``; afterwards ``staging`` holds its outputs and log."""
+
+    @abstractmethod
+    def reattach(
+        self,
+        invocation: Invocation,
+        staging: Path,
+        started_at: datetime,
+        on_line: Callable[[str], None],
+    ) -> ExecutionResult | None:
+        """Find a job that an earlier runner started; wait for it and stage its results.
+
+        Args:
+            invocation: The job, rendered again (same job id, same runs).
+            staging: A local work folder for its outputs and log.
+            started_at: When the job started.
+            on_line: Receives the log lines that come from now on.
+
+        Returns:
+            None if the job is gone from the target (it must run again).
+        """
+
+    def release(self, job_id: str, staging: Path) -> None:
+        """Remove what the job left on the target, once its outcome is recorded (nothing here)."""
+        return None
 
     @abstractmethod
     def describe(self) -> TargetReport:
@@ -190,6 +225,7 @@ class LocalExecutor(Executor):
         commands: The local command wrapper.
         inputs: Verified, content-addressed copies of the input files.
         clock: Time source for the timestamps.
+        env: Environment of the model processes (the target's ``env``).
     """
 
     def __init__(
@@ -198,11 +234,13 @@ class LocalExecutor(Executor):
         commands: LocalCommandExecutor,
         inputs: LocalInputCache,
         clock: Clock,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.target_name = target_name
         self._commands = commands
         self._inputs = inputs
         self._clock = clock
+        self._env = dict(env or {})
 
     def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
         """Copy inputs into the local cache, checking each sha256."""
@@ -225,7 +263,10 @@ class LocalExecutor(Executor):
         gpus: list[int],
         on_line: Callable[[str], None],
     ) -> ExecutionResult:
-        """Place verified inputs and spec files, run the command, stream its log.
+        """Place verified inputs and spec files, start the program detached, follow its log.
+
+        The program runs under a supervisor (local_job) in a session of its
+        own: it outlives this runner, and the next runner re-attaches to it.
 
         Raises:
             InputChanged: an input no longer has its planned content.
@@ -241,6 +282,7 @@ class LocalExecutor(Executor):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **invocation.env,
+            **self._env,
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
             "PYTHONUNBUFFERED": "1",
         }
@@ -252,25 +294,57 @@ class LocalExecutor(Executor):
             )
         started = self._clock.now()
         logger.debug("Starting job %s: %s", invocation.job_id, invocation.argv)
-        with log_path.open("w", encoding="utf-8") as log:
-
-            def tee(line: str) -> None:
-                log.write(line + "\n")
-                log.flush()
-                on_line(line)
-
-            exit_code = self._commands.stream(
-                invocation.argv,
-                tee,
-                cwd=cwd,
-                env=env,
-                # The pid and its resolved working folder (as /proc shows it): stop_job checks both.
-                on_start=lambda pid: write_text_atomic(
-                    staging / PID_NAME, f"{pid}\n{cwd.resolve()}\n"
-                ),
-            )
-        (staging / PID_NAME).unlink(missing_ok=True)
+        supervisor = [sys.executable, "-m", SUPERVISOR, str(log_path.resolve())]
+        supervisor += [str((staging / EXIT_NAME).resolve()), "--", *invocation.argv]
+        process = self._commands.spawn_detached(supervisor, cwd=cwd, env=env)
+        # The pid and its resolved working folder (as /proc shows it): stop_job checks both.
+        write_text_atomic(staging / PID_NAME, f"{process.pid}\n{cwd.resolve()}\n")
+        exit_code = self._follow(staging, process.running, on_line)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)
+
+    def reattach(
+        self,
+        invocation: Invocation,
+        staging: Path,
+        started_at: datetime,
+        on_line: Callable[[str], None],
+    ) -> ExecutionResult | None:
+        """Follow a job left by an earlier runner in its work folder, if it is there."""
+        process = self._process_of(staging)
+        if process is None and not (staging / EXIT_NAME).is_file():
+            return None
+        pid, cwd = process or (0, staging)
+        exit_code = self._follow(staging, lambda: self._commands.alive(pid, cwd), on_line)
+        return ExecutionResult(exit_code, started_at, self._clock.now(), staging / LOG_NAME)
+
+    def _follow(
+        self, staging: Path, running: Callable[[], bool], on_line: Callable[[str], None]
+    ) -> int:
+        """Pass on the job's log until its program ends; return the exit code.
+
+        A supervisor killed outright leaves no exit code: that counts as SIGKILL.
+        """
+        exit_file = staging / EXIT_NAME
+        log_path = staging / LOG_NAME
+        log_path.touch()
+
+        def keep_going() -> bool:
+            return not exit_file.is_file() and running()
+
+        tail_lines(log_path, on_line, keep_going, poll_s=FOLLOW_POLL_S)
+        try:
+            return int(exit_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return -signal.SIGKILL
+
+    def _process_of(self, staging: Path) -> tuple[int, Path] | None:
+        """The job's supervisor process, from its pid file, if it still runs."""
+        try:
+            pid_text, cwd_text = (staging / PID_NAME).read_text(encoding="utf-8").splitlines()[:2]
+            pid, cwd = int(pid_text), Path(cwd_text)
+        except (OSError, ValueError):
+            return None
+        return (pid, cwd) if self._commands.alive(pid, cwd) else None
 
     def describe(self) -> TargetReport:
         """This machine's GPUs; the local target runs no containers."""

@@ -10,10 +10,13 @@ the same container; it never starts a second one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.config.settings import SSHTargetSettings
@@ -68,6 +71,7 @@ class RemoteExecutor(Executor):
         ssh: The shared connection to the host.
         clock: Time source.
         reattach_wait_s: Seconds between re-attach attempts after a drop.
+        check_every_s: Seconds between checks that the host answers, while a job runs.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class RemoteExecutor(Executor):
         ssh: SSHManager,
         clock: Clock,
         reattach_wait_s: float = 1.0,
+        check_every_s: float = 5.0,
     ) -> None:
         self.target_name = target.name
         self._target = target
@@ -87,6 +92,7 @@ class RemoteExecutor(Executor):
         )
         self._clock = clock
         self._reattach_wait_s = reattach_wait_s
+        self._check_every_s = check_every_s
 
     @property
     def cache_dir(self) -> str:
@@ -96,6 +102,11 @@ class RemoteExecutor(Executor):
     def preflight(self) -> None:
         """Connect now, so auth and host-key problems stop everything early."""
         self._ssh.connect()
+
+    def probe(self) -> None:
+        """Connect if need be, and check that the host answers within the connect timeout."""
+        self._ssh.connect()
+        self._ssh.check_alive(self._target.connect_timeout)
 
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """The job folder on the host, mounted at the same path in the container."""
@@ -137,22 +148,70 @@ class RemoteExecutor(Executor):
             ipc=self._target.ipc,
             network=self._target.network,
         )
-        log_path = staging / LOG_NAME
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         started = self._clock.now()
         try:
-            # Inside the try: a failed upload or start leaves nothing on the host.
+            # A failed upload or start leaves nothing on the host.
             self._upload_job(invocation, staging, layout)
             self._docker.start(spec)
-            exit_code = self._follow_and_wait(name, log_path, on_line)
-            finished = self._clock.now()
-            self._download_outputs(invocation, staging, layout)
-        except KeyboardInterrupt:
-            self._docker.kill(name)
-            raise
-        finally:
+        except BaseException:
             self._cleanup(name, layout)
+            raise
+        return self._collect(invocation, staging, started, on_line)
+
+    def reattach(
+        self,
+        invocation: Invocation,
+        staging: Path,
+        started_at: datetime,
+        on_line: Callable[[str], None],
+    ) -> ExecutionResult | None:
+        """Find the job's container by label; follow it to its end and bring back its results."""
+        if not self._docker.find({"job": invocation.job_id}):
+            return None
+        logger.info("Re-attaching to %s on %s", container_name(invocation.job_id), self.target_name)
+        return self._collect(invocation, staging, started_at, on_line)
+
+    def _collect(
+        self,
+        invocation: Invocation,
+        staging: Path,
+        started: datetime,
+        on_line: Callable[[str], None],
+    ) -> ExecutionResult:
+        """Follow the container to its exit, then download its outputs (it stays until release)."""
+        log_path = staging / LOG_NAME
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._watchdog():
+            exit_code = self._follow_and_wait(container_name(invocation.job_id), log_path, on_line)
+        finished = self._clock.now()
+        self._download_outputs(invocation, staging, self.layout(invocation.job_id, staging))
         return ExecutionResult(exit_code, started, finished, log_path)
+
+    @contextlib.contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """While a job is followed, check every few seconds that the host still answers.
+
+        A host cut off the network sends nothing, not even a reset: without
+        this check the log stream would wait for TCP to give up.
+        """
+        stop = threading.Event()
+        timeout = self._target.connect_timeout
+
+        def watch() -> None:
+            while not stop.wait(self._check_every_s):
+                with contextlib.suppress(NetworkFailure):
+                    self._ssh.check_alive(timeout)
+
+        thread = threading.Thread(target=watch, name=f"watch-{self.target_name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+    def release(self, job_id: str, staging: Path) -> None:
+        """Remove the job's container and its folder on the host."""
+        self._cleanup(container_name(job_id), self.layout(job_id, staging))
 
     def _upload_job(self, invocation: Invocation, staging: Path, layout: JobLayout) -> None:
         for relative, content in invocation.files.items():

@@ -38,6 +38,9 @@ ERROR_PREFIX = PROG + ": error:"
 OUT_PREFIX = "[simulated]"
 GENERATOR = "cosmos-workflow simulated transfer1"
 
+# Environment variable that makes this simulated host slower (0.5) or faster (2).
+SPEED_ENV = "COSMOS_SIMULATOR_SPEED"
+
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_SIMULATED_FAILURE = 17
@@ -821,6 +824,22 @@ def produce(job: VideoJob, total: int, fail_on_seed: int | None, per_video_s: fl
     return video + free_box(metadata_payload(job.params, job.controls))
 
 
+def host_speed(env: dict[str, str] | os._Environ[str]) -> float:
+    """How fast this simulated GPU host is: SPEED_ENV (a target's env), 1 by default.
+
+    Raises:
+        SimulatorError: If the value is not a positive number.
+    """
+    text = env.get(SPEED_ENV, "1")
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not math.isfinite(speed) or speed <= 0:
+        raise SimulatorError(f"{SPEED_ENV} must be a positive number, got {text!r}")
+    return speed
+
+
 def run(argv: list[str]) -> int:
     """Run the simulated model.
 
@@ -842,12 +861,13 @@ def run(argv: list[str]) -> int:
     jobs = plan_jobs(values, explicit)
     mode = "batch" if values.get("batch_input_path") else "single"
     out(f"mode={mode} videos={len(jobs)} batch_size={jobs[0].params['batch_size']}")
-    out(f"loading model (simulated, {values['model_load_s']:g} s)")
-    time.sleep(values["model_load_s"])
+    speed = host_speed(os.environ)
+    out(f"loading model (simulated, {values['model_load_s'] / speed:g} s)")
+    time.sleep(values["model_load_s"] / speed)
     out("model loaded")
     ledger = Path(values["ledger"]) if values.get("ledger") else None
     for job in jobs:
-        data = produce(job, len(jobs), values["fail_on_seed"], values["per_video_s"])
+        data = produce(job, len(jobs), values["fail_on_seed"], values["per_video_s"] / speed)
         write_atomic(job.prompt_path, job.params["prompt"].encode("utf-8"))
         write_atomic(job.video_path, data)
         out(f"wrote {job.video_path.resolve()}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shlex
 import shutil
 import socket
@@ -122,53 +121,46 @@ class OutputStore:
         return self.sweeps_dir / sweep_id
 
     @contextmanager
-    def runner_lock(self, wait_s: float = 0.0) -> Iterator[None]:
-        """Hold the output tree for one runner; clear stale work folders.
+    def runner_lock(self, wait_s: float = 0.0, exclusive: bool = False) -> Iterator[None]:
+        """Hold the output tree: shared by runners, exclusive for deletions.
 
-        Until runs are claimed one by one in the database, one runner at a
-        time works on an output tree. Work folders left by a killed runner
-        are removed once the lock is held. The lock is an flock on a local
-        file: an output tree shared by several machines over a network file
-        system is not supported.
+        Several runners may execute runs in one output tree at once (their
+        claims in the database keep them apart); a deletion waits until none
+        is working. The lock is an flock on a local file: an output tree
+        shared by several machines over a network file system is not supported.
 
         Args:
-            wait_s: How long to wait for another holder (short operations).
+            wait_s: How long to wait for the lock.
+            exclusive: Take it alone (deletions) rather than shared (runners).
 
         Raises:
-            StateError: another runner still holds the lock after ``wait_s``.
+            StateError: the lock is still held by others after ``wait_s``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         with (self.root / ".runner.lock").open("a+") as handle:
             deadline = time.monotonic() + wait_s
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(handle, mode | fcntl.LOCK_NB)
                     break
                 except BlockingIOError as exc:
                     if time.monotonic() >= deadline:
-                        handle.seek(0)
-                        holder = handle.read().strip() or "another process"
+                        what = "a runner is" if exclusive else "a deletion is"
                         raise StateError(
-                            f"another runner ({holder}) is executing runs in {self.root}; "
-                            "wait for it to finish, or use another paths.outputs"
+                            f"{what} working on {self.root} ({socket.gethostname()}); "
+                            "wait for it to finish and try again"
                         ) from exc
                     time.sleep(0.1)
-            handle.truncate(0)
-            handle.write(f"{socket.gethostname()} pid {os.getpid()}\n")
-            handle.flush()
             try:
-                self._remove_stale_staging()
                 yield
             finally:
-                handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _remove_stale_staging(self) -> None:
-        """Remove job folders (jb_*) a killed runner left; never anything else."""
+    def staging_folders(self) -> list[Path]:
+        """The job work folders (jb_*) that exist now."""
         staging = self.root / ".staging"
-        if staging.is_dir():
-            for folder in staging.glob("jb_*"):
-                shutil.rmtree(folder, ignore_errors=True)
+        return sorted(staging.glob("jb_*")) if staging.is_dir() else []
 
     def staging(self, job_id: str) -> Path:
         """A fresh work folder for one job."""

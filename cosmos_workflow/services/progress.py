@@ -17,6 +17,12 @@ class ProgressSink(Protocol):
     def log_line(self, job_id: str, line: str) -> None:
         """One line of a job's log."""
 
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """A job's program ended; its GPUs are free."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know (a retry, a host drained)."""
+
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """One run reached a final state."""
 
@@ -34,6 +40,12 @@ class NullProgress:
         """Ignore."""
 
     def log_line(self, job_id: str, line: str) -> None:
+        """Ignore."""
+
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """Ignore."""
+
+    def note(self, message: str) -> None:
         """Ignore."""
 
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:

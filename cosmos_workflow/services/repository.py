@@ -5,13 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cosmos_workflow.database.models import TRANSITIONS, Prompt, Run, RunStatus, Sweep, SweepRun
+from cosmos_workflow.database.models import (
+    TRANSITIONS,
+    Prompt,
+    Run,
+    Runner,
+    RunStatus,
+    Sweep,
+    SweepRun,
+)
 from cosmos_workflow.errors import NotFoundFailure, StateError
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
 from cosmos_workflow.utils.clock import Clock
@@ -29,6 +38,27 @@ def _parse_time(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+@dataclass
+class RunningJob:
+    """A job (one model invocation) with running runs, as the database knows it.
+
+    Attributes:
+        job_id: The job's id.
+        target: The target it runs on.
+        gpus: Its GPU indices, comma-separated.
+        runner_id: The runner executing it.
+        runner: That runner's record (None if unknown).
+        run_ids: Its running runs, sorted.
+    """
+
+    job_id: str
+    target: str | None
+    gpus: str | None
+    runner_id: str | None
+    runner: Runner | None
+    run_ids: list[str]
 
 
 def _move(run: Run, to: RunStatus, now: datetime, fields: dict[str, Any]) -> None:
@@ -359,6 +389,119 @@ class DataRepository:
             ):
                 counts[status.value] = count
         return counts
+
+    # -- runners and their jobs ---------------------------------------------
+    def register_runner(self, runner_id: str, hostname: str, pid: int) -> None:
+        """Record a runner process that starts executing runs."""
+        now = self._clock.now()
+        with self._session() as session:
+            session.add(
+                Runner(id=runner_id, hostname=hostname, pid=pid, started_at=now, heartbeat_at=now)
+            )
+
+    def heartbeat(self, runner_id: str) -> None:
+        """Say that a runner is alive."""
+        statement = (
+            update(Runner).where(Runner.id == runner_id).values(heartbeat_at=self._clock.now())
+        )
+        with self._session() as session:
+            session.execute(statement, execution_options=_NO_SYNC)
+
+    def stop_runner(self, runner_id: str) -> None:
+        """Record that a runner stopped (it executes nothing any more)."""
+        statement = (
+            update(Runner).where(Runner.id == runner_id).values(stopped_at=self._clock.now())
+        )
+        with self._session() as session:
+            session.execute(statement, execution_options=_NO_SYNC)
+
+    def running_jobs(self, run_ids: Iterable[str] | None = None) -> list[RunningJob]:
+        """The jobs executing runs (among ``run_ids``, or all), with their runners.
+
+        Returns:
+            One entry per job id, its runs sorted by id.
+        """
+        ids = None if run_ids is None else list(run_ids)
+        jobs: dict[str, RunningJob] = {}
+        with self._session() as session:
+            query = (
+                select(Run, Runner)
+                .outerjoin(Runner, Runner.id == Run.runner_id)
+                .where(Run.status == RunStatus.RUNNING)
+                .order_by(Run.id)
+            )
+            chunks = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
+            for chunk in chunks:
+                chunk_query = query if chunk is None else query.where(Run.id.in_(chunk))
+                for run, runner in session.execute(chunk_query):
+                    job_id = run.job_id or f"run:{run.id}"
+                    job = jobs.setdefault(
+                        job_id,
+                        RunningJob(job_id, run.target, run.gpus, run.runner_id, runner, []),
+                    )
+                    job.run_ids.append(run.id)
+        for job in jobs.values():
+            job.run_ids.sort()
+        return list(jobs.values())
+
+    def take_over_job(self, job_id: str, runner_from: str | None, runner_to: str) -> list[str]:
+        """Make ``runner_to`` the runner of a job's running runs, if ``runner_from`` still is.
+
+        The check is part of the write: of two runners that take over the
+        same abandoned job at once, one gets it.
+
+        Returns:
+            The run ids taken over (empty if another runner was first).
+        """
+        owner = Run.runner_id.is_(None) if runner_from is None else Run.runner_id == runner_from
+        statement = (
+            update(Run)
+            .where(Run.job_id == job_id, Run.status == RunStatus.RUNNING, owner)
+            .values(runner_id=runner_to)
+            .returning(Run.id)
+        )
+        with self._session() as session:
+            return sorted(session.scalars(statement, execution_options=_NO_SYNC))
+
+    def requeue_running(self, run_ids: Iterable[str], runner_id: str) -> list[str]:
+        """Put a runner's running runs back in the queue (their job is to be tried again).
+
+        Returns:
+            The ids that went back to queued (not those cancelled meanwhile).
+        """
+        ids = list(run_ids)
+        statement = (
+            update(Run)
+            .where(Run.id.in_(ids), Run.status == RunStatus.RUNNING, Run.runner_id == runner_id)
+            .values(status=RunStatus.QUEUED)
+            .returning(Run.id)
+        )
+        with self._session() as session:
+            requeued = set(session.scalars(statement, execution_options=_NO_SYNC))
+        return [run_id for run_id in ids if run_id in requeued]
+
+    def enqueue(self, run_ids: Iterable[str]) -> list[str]:
+        """Queue the runs among ``run_ids`` that wait for a first or new try.
+
+        Pending, failed and cancelled runs become queued; queued and running
+        ones (perhaps another runner's) are left as they are.
+
+        Returns:
+            The ids that became queued.
+        """
+        ids = list(run_ids)
+        waiting = (RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED)
+        queued: set[str] = set()
+        with self._session() as session:
+            for start in range(0, len(ids), 500):
+                statement = (
+                    update(Run)
+                    .where(Run.id.in_(ids[start : start + 500]), Run.status.in_(waiting))
+                    .values(status=RunStatus.QUEUED, error_class=None, error_message=None)
+                    .returning(Run.id)
+                )
+                queued.update(session.scalars(statement, execution_options=_NO_SYNC))
+        return [run_id for run_id in ids if run_id in queued]
 
     # -- sweeps --------------------------------------------------------------
     def add_sweep(

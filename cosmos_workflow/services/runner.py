@@ -1,7 +1,8 @@
-"""The runner: batches runs, executes them through an executor, records results.
+"""The job runner: executes one job (a batch of runs) on a GPU slot, records every run.
 
 It never looks at what kind of target it drives: it hands invocations to an
-:class:`Executor` and reads the staged outputs back.
+:class:`Executor` and reads the staged outputs back. The dispatcher decides
+which job runs where, and calls it from several threads at once.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
-from cosmos_workflow.errors import CosmosError, StateError, ValidationFailure
+from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
 from cosmos_workflow.execution.executors import LOG_NAME, ExecutionResult, Executor
 from cosmos_workflow.manifest.specs import RunSpec
@@ -33,132 +36,230 @@ class RunTally:
     cancelled: list[str] = field(default_factory=list)
 
 
-def plan_batches(runs: list[RunSpec], adapters: Mapping[str, ModelAdapter]) -> list[list[RunSpec]]:
-    """Group runs that may share one invocation, in first-seen order.
+TRANSIENT_KINDS = frozenset({"network", "runtime"})
 
-    Raises:
-        ValidationFailure: a run names an adapter that is not available.
+
+@dataclass
+class JobOutcome:
+    """What happened to one job, for the dispatcher.
+
+    Attributes:
+        tally: The runs that reached a final state in this job.
+        elsewhere: Runs that another runner holds (they were not claimed).
+        retry: Runs put back in the queue to be tried again (their job failed).
+        fault: The error that made the job fail, if any.
+        host_lost: True if the target could not be reached (drain it).
+        seconds: How long the program ran (0 if it did not).
+        expected_ok: True if the program ran to a normal end (a measure of the host's speed).
     """
-    groups: dict[tuple, list[RunSpec]] = {}
-    for run in runs:
-        adapter = adapters.get(run.adapter)
-        if adapter is None:
-            known = ", ".join(sorted(adapters))
-            raise ValidationFailure(f"unknown model adapter {run.adapter!r} (available: {known})")
-        groups.setdefault((run.adapter, adapter.batch_key(run)), []).append(run)
-    batches = []
-    for (name, _key), members in groups.items():
-        size = max(1, adapters[name].max_batch_size)
-        batches += [members[i : i + size] for i in range(0, len(members), size)]
-    return batches
+
+    tally: RunTally = field(default_factory=RunTally)
+    elsewhere: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    fault: CosmosError | None = None
+    host_lost: bool = False
+    seconds: float = 0.0
+    expected_ok: bool = False
 
 
-class Runner:
-    """Executes runs on one target, one invocation at a time.
+@dataclass(frozen=True)
+class Slot:
+    """GPUs of one target given to a job."""
+
+    executor: Executor
+    gpus: list[int]
+
+
+class JobRunner:
+    """Executes one job at a time on a slot and records every run's outcome.
+
+    Safe to use from several threads at once (one job per call).
 
     Args:
         repository: Database access.
         store: The output tree.
-        executor: Runs invocations on the target.
         adapters: Model adapters by name.
-        gpus: GPU indices of the target.
         progress: Receives progress events.
+        runner_id: This runner's id (stored with the runs it claims).
+        retries: How many extra tries transient and deterministic faults get.
     """
 
     def __init__(
         self,
         repository: DataRepository,
         store: OutputStore,
-        executor: Executor,
         adapters: Mapping[str, ModelAdapter],
-        gpus: list[int],
         progress: ProgressSink,
+        runner_id: str,
+        retries: RetrySettings,
     ) -> None:
         self._repo = repository
         self._store = store
-        self._executor = executor
         self._adapters = adapters
-        self._gpus = gpus
         self._progress = progress
+        self._runner_id = runner_id
+        self._retries = retries
 
-    def run(self, runs: list[RunSpec]) -> RunTally:
-        """Execute ``runs`` (already queued) and record every outcome."""
-        tally = RunTally()
-        batches = plan_batches(runs, self._adapters)
-        for index, batch in enumerate(batches):
-            try:
-                self._run_batch(batch, tally)
-            except BaseException as exc:
-                # Nothing may stay queued or running when the runner stops.
-                reason = (
-                    "interrupted by the user"
-                    if isinstance(exc, KeyboardInterrupt)
-                    else f"the runner stopped: {type(exc).__name__}: {exc}"
-                )
-                unfinished = [run.id for later in batches[index:] for run in later]
-                cancelled = self._repo.cancel_unfinished(unfinished, reason)
-                tally.cancelled += [run_id for run_id in cancelled if run_id not in tally.cancelled]
-                raise
-        return tally
+    def may_retry(self, error: CosmosError, tries: int) -> bool:
+        """True if a job that failed with ``error`` after ``tries`` starts may start again."""
+        allowed = (
+            self._retries.transient
+            if error.kind in TRANSIENT_KINDS
+            else self._retries.deterministic
+        )
+        return tries <= allowed
 
-    def _run_batch(self, batch: list[RunSpec], tally: RunTally) -> None:
-        job_id = f"jb_{uuid.uuid4().hex[:12]}"
-        gpus = self._gpus[: batch[0].model["num_gpus"]]
-        batch = self._claim(batch, job_id, gpus, tally)
-        batch = self._drop_unstageable(batch, gpus, tally)
+    def run(self, batch: list[RunSpec], job_id: str, slot: Slot, tries: int) -> JobOutcome:
+        """Claim, stage and execute one job on ``slot``; record each run."""
+        outcome = JobOutcome()
+        batch = self._claim(batch, job_id, slot, outcome)
         if not batch:
-            return
+            return outcome
+        batch = self._drop_unstageable(batch, slot, tries, outcome)
+        if not batch or outcome.retry:
+            return outcome
         # The work folder exists before the last look at cancellations: a
         # `cosmos kill` that comes later finds it and waits for the program
         # to start, to stop it; one that came earlier is seen here.
         staging = self._store.staging(job_id)
         try:
-            batch = self._drop_cancelled(batch, tally)
+            batch = self._drop_cancelled(batch, outcome.tally)
             if batch:
-                self._execute(batch, job_id, gpus, staging, tally)
+                self._execute(batch, job_id, slot, staging, tries, outcome)
         finally:
             self._store.discard_staging(staging)
+        return outcome
+
+    def fail_unstarted(self, batch: list[RunSpec], slot: Slot, error: CosmosError) -> JobOutcome:
+        """Record queued runs as failed without running them (nowhere to run them)."""
+        outcome = JobOutcome(fault=error)
+        for run in self._claim(batch, f"jb_{uuid.uuid4().hex[:12]}", slot, outcome):
+            status = self._unsuccessful(run, None, slot, None, (error.kind, str(error)), 0.0)
+            getattr(outcome.tally, status).append(run.id)
+        return outcome
+
+    def resume(
+        self, batch: list[RunSpec], job_id: str, slot: Slot, started_at: datetime
+    ) -> JobOutcome | None:
+        """Re-attach to a job an earlier runner started (its runs are ours now).
+
+        Returns:
+            None if the job is gone from its target (its runs must run again).
+        """
+        outcome = JobOutcome()
+        adapter = self._adapters[batch[0].adapter]
+        staging = self._store.staging_path(job_id)
+        staging.mkdir(parents=True, exist_ok=True)
+        invocation = adapter.render(job_id, batch, slot.executor.layout(job_id, staging))
+        self._progress.job_started(
+            job_id, [r.id for r in batch], slot.executor.target_name, slot.gpus
+        )
+        try:
+            result = slot.executor.reattach(
+                invocation, staging, started_at, lambda line: self._progress.log_line(job_id, line)
+            )
+        except CosmosError as exc:
+            self._progress.job_finished(job_id, slot.executor.target_name, slot.gpus)
+            self._store.discard_staging(staging)
+            outcome.fault = exc
+            outcome.host_lost = isinstance(exc, NetworkFailure)
+            outcome.retry = self._repo.requeue_running([r.id for r in batch], self._runner_id)
+            return outcome
+        if result is None:
+            self._progress.job_finished(job_id, slot.executor.target_name, slot.gpus)
+            self._store.discard_staging(staging)
+            return None
+        try:
+            self._record_result(batch, invocation, staging, slot, result, 1, outcome)
+        finally:
+            slot.executor.release(job_id, staging)
+            self._store.discard_staging(staging)
+        return outcome
 
     def _execute(
-        self, batch: list[RunSpec], job_id: str, gpus: list[int], staging: Path, tally: RunTally
+        self,
+        batch: list[RunSpec],
+        job_id: str,
+        slot: Slot,
+        staging: Path,
+        tries: int,
+        outcome: JobOutcome,
     ) -> None:
         """Run one job's program in ``staging`` and record the outcome of each run."""
         adapter = self._adapters[batch[0].adapter]
         ids = [run.id for run in batch]
-        invocation = adapter.render(job_id, batch, self._executor.layout(job_id, staging))
-        self._progress.job_started(job_id, ids, self._executor.target_name, gpus)
+        executor = slot.executor
+        invocation = adapter.render(job_id, batch, executor.layout(job_id, staging))
+        self._progress.job_started(job_id, ids, executor.target_name, slot.gpus)
         try:
-            result = self._executor.execute(
-                invocation, staging, gpus, lambda line: self._progress.log_line(job_id, line)
+            result = executor.execute(
+                invocation, staging, slot.gpus, lambda line: self._progress.log_line(job_id, line)
             )
         except CosmosError as exc:
+            self._progress.job_finished(job_id, executor.target_name, slot.gpus)
+            outcome.fault = exc
+            outcome.host_lost = isinstance(exc, NetworkFailure)
+            if self.may_retry(exc, tries):
+                outcome.retry = self._repo.requeue_running(ids, self._runner_id)
+                ids = [run_id for run_id in ids if run_id not in outcome.retry]
             job = _Job(invocation, staging / LOG_NAME)
             for run in batch:
-                outcome = self._unsuccessful(run, job, gpus, None, (exc.kind, str(exc)), 0.0)
-                getattr(tally, outcome).append(run.id)
+                if run.id in ids:
+                    status = self._unsuccessful(run, job, slot, None, (exc.kind, str(exc)), 0.0)
+                    getattr(outcome.tally, status).append(run.id)
             return
-        except KeyboardInterrupt:
-            self._record_cancelled(batch, invocation, staging, gpus)
-            raise
+        try:
+            self._record_result(batch, invocation, staging, slot, result, tries, outcome)
+        finally:
+            executor.release(job_id, staging)
+
+    def _record_result(
+        self,
+        batch: list[RunSpec],
+        invocation: Invocation,
+        staging: Path,
+        slot: Slot,
+        result: ExecutionResult,
+        tries: int,
+        outcome: JobOutcome,
+    ) -> None:
+        """Record each run of a job whose program ended (or retry them all)."""
+        self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
+        outcome.seconds = (result.finished_at - result.started_at).total_seconds()
+        outcome.expected_ok = result.exit_code == 0
+        if result.exit_code != 0:
+            error = ExecutionFailure(f"the model exited with code {result.exit_code}")
+            if self.may_retry(error, tries):
+                outcome.fault = error
+                outcome.retry = self._repo.requeue_running(
+                    [run.id for run in batch], self._runner_id
+                )
+                batch = [run for run in batch if run.id not in outcome.retry]
         for run in batch:
-            outcome = self._finish_safely(run, invocation, staging, gpus, result)
-            getattr(tally, outcome).append(run.id)
+            status = self._finish_safely(run, invocation, staging, slot, result)
+            getattr(outcome.tally, status).append(run.id)
 
     def _claim(
-        self, batch: list[RunSpec], job_id: str, gpus: list[int], tally: RunTally
+        self, batch: list[RunSpec], job_id: str, slot: Slot, outcome: JobOutcome
     ) -> list[RunSpec]:
-        """Start the batch's runs as one job; skip those cancelled while they were queued."""
+        """Start the batch's runs as one job (atomically: no other runner gets them too)."""
         claimed = set(
             self._repo.claim(
                 [run.id for run in batch],
-                target=self._executor.target_name,
-                gpus=_gpu_text(gpus),
+                target=slot.executor.target_name,
+                gpus=_gpu_text(slot.gpus),
                 job_id=job_id,
+                runner_id=self._runner_id,
             )
         )
-        for run in batch:
-            if run.id not in claimed:
-                self._skip_cancelled(run.id, tally)
+        missed = [run.id for run in batch if run.id not in claimed]
+        if missed:
+            cancelled = set(self._repo.cancelled_among(missed))
+            for run_id in missed:
+                if run_id in cancelled:
+                    self._skip_cancelled(run_id, outcome.tally)
+                else:
+                    outcome.elsewhere.append(run_id)
         return [run for run in batch if run.id in claimed]
 
     def _drop_cancelled(self, batch: list[RunSpec], tally: RunTally) -> list[RunSpec]:
@@ -184,11 +285,25 @@ class Runner:
         return run.error_message or "cancelled"
 
     def _drop_unstageable(
-        self, batch: list[RunSpec], gpus: list[int], tally: RunTally
+        self, batch: list[RunSpec], slot: Slot, tries: int, outcome: JobOutcome
     ) -> list[RunSpec]:
-        """Stage the batch's inputs; fail (without executing) runs whose inputs fail."""
+        """Stage the batch's inputs; fail (without executing) runs whose inputs fail.
+
+        A target that cannot be reached fails none of them: the whole job is
+        tried again (elsewhere, if the target stays unreachable).
+        """
         items = {item.sha256: item for run in batch for item in run.prompt.inputs.files()}
-        failures = self._executor.stage_inputs(list(items.values()))
+        failures = slot.executor.stage_inputs(list(items.values()))
+        lost = next((e for e in failures.values() if isinstance(e, NetworkFailure)), None)
+        if lost is not None:
+            outcome.fault = lost
+            outcome.host_lost = True
+            ids = [run.id for run in batch]
+            outcome.retry = self._repo.requeue_running(ids, self._runner_id)
+            for run in batch:
+                if run.id not in outcome.retry:
+                    self._skip_cancelled(run.id, outcome.tally)
+            return []
         kept = []
         for run in batch:
             errors = [failures[f.sha256] for f in run.prompt.inputs.files() if f.sha256 in failures]
@@ -196,8 +311,8 @@ class Runner:
                 kept.append(run)
                 continue
             error = errors[0]
-            outcome = self._unsuccessful(run, None, gpus, None, (error.kind, str(error)), 0.0)
-            getattr(tally, outcome).append(run.id)
+            status = self._unsuccessful(run, None, slot, None, (error.kind, str(error)), 0.0)
+            getattr(outcome.tally, status).append(run.id)
         return kept
 
     def _record(
@@ -206,7 +321,7 @@ class Runner:
         status: RunStatus,
         job_id: str,
         batch_size: int,
-        gpus: list[int],
+        slot: Slot,
         result: ExecutionResult | None,
         error: tuple[str, str] | None = None,
     ) -> RunRecord:
@@ -216,8 +331,8 @@ class Runner:
         finished = result.finished_at if result else now
         return RunRecord(
             status=status.value,
-            target=self._executor.target_name,
-            gpus=gpus,
+            target=slot.executor.target_name,
+            gpus=slot.gpus,
             job_id=job_id,
             batch_size=batch_size,
             started_at=started.isoformat(),
@@ -233,12 +348,12 @@ class Runner:
         run: RunSpec,
         invocation: Invocation,
         staging: Path,
-        gpus: list[int],
+        slot: Slot,
         result: ExecutionResult,
     ) -> str:
         """Record one run; a failure to record marks only that run failed."""
         try:
-            return self._finish(run, invocation, staging, gpus, result)
+            return self._finish(run, invocation, staging, slot, result)
         except StateError:
             # Another process already recorded verified outputs for this run.
             result = self._store.read_result(run.id) or {}
@@ -257,7 +372,7 @@ class Runner:
         run: RunSpec,
         invocation: Invocation,
         staging: Path,
-        gpus: list[int],
+        slot: Slot,
         result: ExecutionResult,
     ) -> str:
         seconds = (result.finished_at - result.started_at).total_seconds()
@@ -265,7 +380,7 @@ class Runner:
         missing = self._store.missing_outputs(staging, outputs)
         size = len(invocation.outputs)
         if result.exit_code == 0 and not missing:
-            record = self._record(run, RunStatus.SUCCEEDED, invocation.job_id, size, gpus, result)
+            record = self._record(run, RunStatus.SUCCEEDED, invocation.job_id, size, slot, result)
             folder = self._store.record_success(
                 run, invocation, staging, result.log_path, record, seconds
             )
@@ -282,13 +397,13 @@ class Runner:
         else:
             message = f"the model exited with code {result.exit_code}; see the run's logs/run.log"
         job = _Job(invocation, result.log_path)
-        return self._unsuccessful(run, job, gpus, result, ("execution", message), seconds)
+        return self._unsuccessful(run, job, slot, result, ("execution", message), seconds)
 
     def _unsuccessful(
         self,
         run: RunSpec,
         job: _Job | None,
-        gpus: list[int],
+        slot: Slot,
         result: ExecutionResult | None,
         error: tuple[str, str],
         seconds: float,
@@ -302,7 +417,7 @@ class Runner:
         """
         reason = self._cancel_reason(run.id)
         if reason is None:
-            folder = self._write_outcome(run, RunStatus.FAILED, job, gpus, result, error, seconds)
+            folder = self._write_outcome(run, RunStatus.FAILED, job, slot, result, error, seconds)
             fields: dict[str, object] = {"output_dir": str(folder)}
             if result is not None:
                 fields["exit_code"] = result.exit_code
@@ -310,7 +425,7 @@ class Runner:
                 return "failed"
             reason = self._cancel_reason(run.id) or "cancelled"
         self._write_outcome(
-            run, RunStatus.CANCELLED, job, gpus, result, ("cancelled", reason), seconds
+            run, RunStatus.CANCELLED, job, slot, result, ("cancelled", reason), seconds
         )
         self._progress.run_finished(run.id, "cancelled", seconds, reason)
         return "cancelled"
@@ -320,18 +435,18 @@ class Runner:
         run: RunSpec,
         status: RunStatus,
         job: _Job | None,
-        gpus: list[int],
+        slot: Slot,
         result: ExecutionResult | None,
         error: tuple[str, str],
         seconds: float,
     ) -> Path:
         """Write the run folder of a run that did not succeed (with the job's log, if it ran)."""
         if job is None:
-            record = self._record(run, status, "", 0, [], None, error)
+            record = self._record(run, status, "", 0, Slot(slot.executor, []), None, error)
             return self._store.record_unstarted(run, record)
         invocation = job.invocation
         size = len(invocation.outputs)
-        record = self._record(run, status, invocation.job_id, size, gpus, result, error)
+        record = self._record(run, status, invocation.job_id, size, slot, result, error)
         return self._store.record_failure(run, invocation, job.log_path, record, seconds)
 
     def _settle_failed(
@@ -344,15 +459,6 @@ class Runner:
             return False
         self._progress.run_finished(run_id, "failed", seconds, error[1])
         return True
-
-    def _record_cancelled(
-        self, batch: list[RunSpec], invocation: Invocation, staging: Path, gpus: list[int]
-    ) -> None:
-        """Keep the log and a result.json of runs interrupted mid-execution."""
-        job = _Job(invocation, staging / LOG_NAME)
-        for run in batch:
-            error = ("cancelled", "interrupted by the user")
-            self._write_outcome(run, RunStatus.CANCELLED, job, gpus, None, error, 0.0)
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,14 @@ class ModelAdapter(ABC):
 
     name: str
     max_batch_size: int = 1
+    # Rough seconds to load the model and to make one video: the scheduler
+    # packs jobs with them (only their ratio and the hosts' speeds matter).
+    load_estimate_s: float = 120.0
+    video_estimate_s: float = 300.0
+
+    def time_estimates(self) -> tuple[float, float]:
+        """Estimated seconds of one model load and of one video, at speed 1."""
+        return self.load_estimate_s, self.video_estimate_s
 
     def validate(self, run: RunSpec) -> list[Problem]:
         """Problems that would make the program refuse ``run`` (key paths, no file)."""

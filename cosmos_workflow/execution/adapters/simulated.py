@@ -29,6 +29,10 @@ class SimulatedAdapter(Transfer1SpecAdapter):
         self._program = SIMULATED_PROGRAM.read_bytes()
         self.max_batch_size = max_batch_size
 
+    def time_estimates(self) -> tuple[float, float]:
+        """The simulator's own timing settings (a tiny floor keeps batching worth it)."""
+        return self._settings.model_load_s + 0.05, self._settings.per_video_s + 0.005
+
     def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
         """The simulated model, shipped in the job folder, with its timing settings."""
         argv = [layout.python, layout.path(PROGRAM_FILE), *flags]

@@ -1,0 +1,508 @@
+"""The dispatcher: a sweep's jobs on every GPU of every target at once.
+
+The main thread plans (services/scheduler.py) and reacts to events; each
+running job has a worker thread that executes it through the JobRunner.
+
+- Jobs start when the plan puts them on free GPUs now; a job's runs are
+  claimed atomically, so two runners never execute one run.
+- A job that fails with a transient fault is tried again after a backoff;
+  a target that cannot be reached is drained (its work goes elsewhere) and
+  probed again later; when it answers, what was left running there is
+  stopped.
+- Runs that another live runner holds are watched until they end; if that
+  runner dies, its jobs are re-attached (or started again) here.
+- The runner beats a heartbeat in the database, so the others can tell.
+- Ctrl-C cancels the runs, stops the running jobs and waits a few seconds
+  for their records; a second Ctrl-C quits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cosmos_workflow.config.settings import SchedulerSettings, SSHTargetSettings, TargetSettings
+from cosmos_workflow.connection.local import LocalCommandExecutor
+from cosmos_workflow.database.models import Runner, RunStatus
+from cosmos_workflow.errors import CosmosError, NetworkFailure
+from cosmos_workflow.execution.adapters.base import ModelAdapter
+from cosmos_workflow.execution.executors import Executor
+from cosmos_workflow.manifest.specs import RunSpec
+from cosmos_workflow.services.outputs import OutputStore
+from cosmos_workflow.services.progress import ProgressSink
+from cosmos_workflow.services.repository import DataRepository, RunningJob
+from cosmos_workflow.services.runner import JobOutcome, JobRunner, RunTally, Slot
+from cosmos_workflow.services.scheduler import (
+    CostModel,
+    HostSlots,
+    PlannedJob,
+    form_jobs,
+    split_for_balance,
+    start_now,
+)
+from cosmos_workflow.utils.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+# How long the main loop waits for an event before it looks around again.
+TICK_S = 0.05
+# How often runs held by other runners are looked at.
+WATCH_EVERY_S = 1.0
+# How long Ctrl-C waits for stopped jobs to be recorded.
+STOP_WAIT_S = 30.0
+
+Target = TargetSettings | SSHTargetSettings
+
+
+@dataclass
+class _Active:
+    """A job with a worker thread."""
+
+    job: PlannedJob
+    host: str
+    gpus: list[int]
+    expected_s: float
+
+
+@dataclass
+class _Down:
+    """A drained host: how often it failed, when to probe it next."""
+
+    failures: int
+    next_probe: float
+    probing: bool = False
+
+
+@dataclass
+class RunnerIdentity:
+    """Who this runner is, for the database and for other runners.
+
+    Attributes:
+        runner_id: Its id (rn_...).
+        hostname: The machine it runs on.
+        pid: Its process id.
+    """
+
+    runner_id: str
+    hostname: str
+    pid: int
+
+    @classmethod
+    def new(cls, hostname: str, pid: int) -> RunnerIdentity:
+        """A fresh identity for this process."""
+        return cls(f"rn_{uuid.uuid4().hex[:12]}", hostname, pid)
+
+
+@dataclass
+class _Event:
+    job_id: str
+    outcome: JobOutcome | None = None
+    lost: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class DispatchContext:
+    """What the dispatcher works with.
+
+    Attributes:
+        repository: Database access.
+        store: The output tree.
+        executors: One executor per target, by target name.
+        targets: The pool.
+        adapters: Model adapters by name.
+        progress: Receives progress events.
+        settings: Batching, retries, heartbeat.
+        clock: Wall-clock time (heartbeats, runner timeouts).
+        commands: Tells whether a local process still runs.
+        identity: This runner.
+    """
+
+    repository: DataRepository
+    store: OutputStore
+    executors: Mapping[str, Executor]
+    targets: Sequence[Target]
+    adapters: Mapping[str, ModelAdapter]
+    progress: ProgressSink
+    settings: SchedulerSettings
+    clock: Clock
+    commands: LocalCommandExecutor
+    identity: RunnerIdentity
+    unreachable: Mapping[str, CosmosError] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Executes a set of queued runs over a pool of targets.
+
+    Args:
+        context: Collaborators and settings.
+    """
+
+    def __init__(self, context: DispatchContext) -> None:
+        self._ctx = context
+        self._repo = context.repository
+        self._progress = context.progress
+        self._cost = CostModel(context.adapters)
+        self._jobs = JobRunner(
+            context.repository,
+            context.store,
+            context.adapters,
+            context.progress,
+            context.identity.runner_id,
+            context.settings.retries,
+        )
+        self._targets = {target.name: target for target in context.targets}
+        self._hosts = {t.name: HostSlots(t.name, list(t.gpus), t.speed) for t in context.targets}
+        self._down: dict[str, _Down] = {}
+        self._abandoned: dict[str, list[str]] = {}
+        self._pending: list[PlannedJob] = []
+        self._active: dict[str, _Active] = {}
+        self._watch: set[str] = set()
+        self._specs: dict[str, RunSpec] = {}
+        self._events: queue.Queue[_Event] = queue.Queue()
+        self._tally = RunTally()
+        self._stop_beating = threading.Event()
+        for name, error in context.unreachable.items():
+            self._drain(name, error)
+
+    # -- the whole run -------------------------------------------------------
+    def run(self, runs: Sequence[RunSpec]) -> RunTally:
+        """Execute ``runs`` (already queued) and record every outcome."""
+        identity = self._ctx.identity
+        self._repo.register_runner(identity.runner_id, identity.hostname, identity.pid)
+        beater = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        beater.start()
+        try:
+            self._specs = {run.id: run for run in runs}
+            self._start(runs)
+            self._loop()
+        except KeyboardInterrupt:
+            self._stop_everything("interrupted by the user")
+            raise
+        except BaseException as exc:
+            self._stop_everything(f"the runner stopped: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._stop_beating.set()
+            self._repo.stop_runner(identity.runner_id)
+        return self._tally
+
+    def _start(self, runs: Sequence[RunSpec]) -> None:
+        """Take over what dead runners left, clear stale work folders, plan the rest."""
+        ids = [run.id for run in runs]
+        self._adopt_orphans(ids)
+        self._remove_stale_staging()
+        statuses = self._repo.statuses(ids)
+        queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
+        self._watch |= {
+            run.id
+            for run in runs
+            if statuses.get(run.id) is RunStatus.RUNNING and run.id not in self._mine()
+        }
+        self._add_jobs(queued, balance=True)
+
+    def _add_jobs(self, runs: Sequence[RunSpec], balance: bool = False) -> None:
+        jobs = form_jobs(runs, self._ctx.adapters, self._ctx.settings.batching)
+        if balance and self._ctx.settings.batching:
+            jobs = split_for_balance(jobs, list(self._hosts.values()), self._cost)
+        self._pending += jobs
+
+    def _mine(self) -> set[str]:
+        return {run_id for active in self._active.values() for run_id in active.job.run_ids}
+
+    def _loop(self) -> None:
+        last_watch = 0.0
+        while True:
+            now = time.monotonic()
+            self._probe_due(now)
+            self._fail_if_no_host()
+            self._dispatch(now)
+            if not self._active and not self._pending and not self._watch:
+                return
+            if now - last_watch >= WATCH_EVERY_S:
+                self._look_at_watched()
+                last_watch = now
+            try:
+                event = self._events.get(timeout=TICK_S)
+            except queue.Empty:
+                continue
+            self._handle(event)
+
+    # -- starting jobs -------------------------------------------------------
+    def _dispatch(self, now: float) -> None:
+        hosts = [host for host in self._hosts.values() if host.up]
+        for booking in start_now(self._pending, hosts, self._cost, now):
+            job = booking.job
+            self._pending.remove(job)
+            job.tries += 1
+            host = self._hosts[booking.host]
+            expected = self._cost.seconds(job, host.speed)
+            host.occupy(booking.gpus, now + expected)
+            job_id = f"jb_{uuid.uuid4().hex[:12]}"
+            self._active[job_id] = _Active(job, host.name, list(booking.gpus), expected)
+            slot = Slot(self._ctx.executors[host.name], list(booking.gpus))
+            self._spawn(
+                job_id, lambda j=job, i=job_id, s=slot: self._jobs.run(j.runs, i, s, j.tries)
+            )
+
+    def _spawn(self, job_id: str, work: Callable[[], JobOutcome | None]) -> None:
+        def target() -> None:
+            try:
+                outcome = work()
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+                self._events.put(_Event(job_id, error=exc))
+                return
+            if outcome is None:
+                self._events.put(_Event(job_id, lost=True))
+            else:
+                self._events.put(_Event(job_id, outcome))
+
+        threading.Thread(target=target, name=job_id, daemon=True).start()
+
+    # -- events ----------------------------------------------------------------
+    def _handle(self, event: _Event) -> None:
+        active = self._active.pop(event.job_id)
+        host = self._hosts[active.host]
+        host.release(active.gpus)
+        if event.error is not None:
+            raise event.error
+        if event.lost:
+            # A job re-attached to was gone: its runs start again.
+            requeued = self._repo.requeue_running(active.job.run_ids, self._ctx.identity.runner_id)
+            self._note(f"job {event.job_id} was gone from {active.host}; running its runs again")
+            self._add_jobs([self._specs[run_id] for run_id in requeued])
+            return
+        outcome = event.outcome
+        assert outcome is not None
+        for name in ("succeeded", "failed", "cancelled"):
+            getattr(self._tally, name).extend(getattr(outcome.tally, name))
+        self._watch.update(outcome.elsewhere)
+        if outcome.expected_ok:
+            host.learn(self._cost.seconds(active.job), outcome.seconds)
+        if outcome.host_lost and outcome.fault is not None:
+            self._abandoned.setdefault(active.host, []).append(event.job_id)
+            self._drain(active.host, outcome.fault)
+        if outcome.retry:
+            self._retry(event.job_id, active, outcome)
+
+    def _retry(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
+        job = active.job
+        wait = 0.0 if outcome.host_lost else self._backoff(job.tries)
+        again = PlannedJob(
+            [self._specs[run_id] for run_id in outcome.retry],
+            job.adapter,
+            job.num_gpus,
+            tries=job.tries,
+            not_before=time.monotonic() + wait,
+        )
+        self._pending.append(again)
+        self._note(
+            f"job {job_id} on {active.host} failed ({outcome.fault}); "
+            f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
+        )
+
+    def _backoff(self, failures: int) -> float:
+        retries = self._ctx.settings.retries
+        return min(retries.max_backoff_s, retries.backoff_s * 2 ** max(0, failures - 1))
+
+    def _note(self, message: str) -> None:
+        logger.info("%s", message)
+        self._progress.note(message)
+
+    # -- unreachable hosts -----------------------------------------------------
+    def _drain(self, name: str, error: CosmosError) -> None:
+        host = self._hosts[name]
+        down = self._down.get(name)
+        failures = (down.failures if down else 0) + 1
+        host.up = False
+        self._down[name] = _Down(failures, time.monotonic() + self._backoff(failures))
+        self._note(f"target {name} is unreachable ({error}); its work goes to the other targets")
+
+    def _probe_due(self, now: float) -> None:
+        for name, down in self._down.items():
+            if down.probing or now < down.next_probe or self._given_up(down):
+                continue
+            down.probing = True
+            threading.Thread(
+                target=self._probe, args=(name,), name=f"probe-{name}", daemon=True
+            ).start()
+
+    def _given_up(self, down: _Down) -> bool:
+        return down.failures > self._ctx.settings.retries.transient
+
+    def _probe(self, name: str) -> None:
+        """Try a drained host again; when it answers, stop what was left running there."""
+        executor = self._ctx.executors[name]
+        try:
+            executor.probe()
+        except CosmosError as exc:
+            down = self._down[name]
+            down.failures += 1
+            down.next_probe = time.monotonic() + self._backoff(down.failures)
+            down.probing = False
+            logger.info("Target %s still unreachable: %s", name, exc)
+            return
+        for job_id in self._abandoned.pop(name, []):
+            staging = self._ctx.store.staging_path(job_id)
+            try:
+                executor.stop_job(job_id, staging)
+                executor.release(job_id, staging)
+            except CosmosError as exc:
+                logger.warning("Could not stop job %s left on %s: %s", job_id, name, exc)
+        self._down.pop(name, None)
+        self._hosts[name].up = True
+        self._note(f"target {name} answers again; it takes work again")
+
+    def _fail_if_no_host(self) -> None:
+        """With every host that could take a job given up, fail that job's runs."""
+        for job in list(self._pending):
+            usable = [
+                host
+                for host in self._hosts.values()
+                if len(host.gpus) >= job.num_gpus
+                and (host.up or not self._given_up(self._down[host.name]))
+            ]
+            if usable:
+                continue
+            self._pending.remove(job)
+            name = next(iter(self._hosts))
+            error = NetworkFailure(
+                "no target that could run these runs is reachable "
+                f"({', '.join(sorted(self._down))}); run the sweep again when one is"
+            )
+            outcome = self._jobs.fail_unstarted(
+                job.runs, Slot(self._ctx.executors[name], []), error
+            )
+            for status in ("failed", "cancelled"):
+                getattr(self._tally, status).extend(getattr(outcome.tally, status))
+
+    # -- other runners ---------------------------------------------------------
+    def _alive(self, runner: Runner | None) -> bool:
+        """True if a runner may still work: it beats, and (on this machine) its process runs."""
+        if runner is None or runner.stopped_at is not None:
+            return False
+        silent = self._ctx.clock.now() - runner.heartbeat_at
+        if silent > timedelta(seconds=self._ctx.settings.runner_timeout_s):
+            return False
+        if runner.hostname == self._ctx.identity.hostname:
+            return self._ctx.commands.process_exists(runner.pid)
+        return True
+
+    def _adopt_orphans(self, run_ids: Sequence[str]) -> None:
+        """Re-attach to (or queue again) the running jobs of runners that died."""
+        for job in self._repo.running_jobs(run_ids):
+            if job.runner_id == self._ctx.identity.runner_id:
+                continue
+            if self._alive(job.runner) or not self._reachable_from_here(job):
+                self._watch.update(job.run_ids)
+                continue
+            taken = self._repo.take_over_job(
+                job.job_id, job.runner_id, self._ctx.identity.runner_id
+            )
+            if not taken:
+                self._watch.update(job.run_ids)
+                continue
+            self._watch.difference_update(taken)
+            self._reattach(job, taken)
+
+    def _reachable_from_here(self, job: RunningJob) -> bool:
+        """A local job can only be found on the machine that started it."""
+        target = self._targets.get(job.target or "")
+        if isinstance(target, TargetSettings) and job.runner is not None:
+            return job.runner.hostname == self._ctx.identity.hostname
+        return True
+
+    def _reattach(self, job: RunningJob, taken: list[str]) -> None:
+        specs = [self._specs[run_id] for run_id in taken if run_id in self._specs]
+        host = self._hosts.get(job.target or "")
+        if host is None or not host.up or len(specs) != len(taken):
+            requeued = self._repo.requeue_running(taken, self._ctx.identity.runner_id)
+            self._add_jobs([self._specs[run_id] for run_id in requeued if run_id in self._specs])
+            return
+        gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
+        gpus = [gpu for gpu in gpus if gpu in host.gpus]
+        planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
+        expected = self._cost.seconds(planned, host.speed)
+        host.occupy(gpus, time.monotonic() + expected)
+        self._active[job.job_id] = _Active(planned, host.name, gpus, expected)
+        started = self._repo.get_run(taken[0]).started_at or self._ctx.clock.now()
+        slot = Slot(self._ctx.executors[host.name], gpus)
+        self._note(f"re-attaching to job {job.job_id} on {host.name} ({len(specs)} run(s))")
+        self._spawn(job.job_id, lambda: self._jobs.resume(specs, job.job_id, slot, started))
+
+    def _look_at_watched(self) -> None:
+        """Runs another runner holds: done, given back to the queue, or orphaned."""
+        if not self._watch:
+            return
+        statuses = self._repo.statuses(self._watch)
+        done = {run_id for run_id, status in statuses.items() if status.is_final}
+        self._watch -= done | (self._watch - set(statuses))
+        requeued = [run_id for run_id in self._watch if statuses.get(run_id) is RunStatus.QUEUED]
+        if requeued:
+            self._watch.difference_update(requeued)
+            self._add_jobs([self._specs[run_id] for run_id in requeued if run_id in self._specs])
+        self._adopt_orphans(sorted(self._watch))
+
+    def _remove_stale_staging(self) -> None:
+        """Remove work folders of jobs no runner executes (listed before the database is asked)."""
+        folders = self._ctx.store.staging_folders()
+        running = {job.job_id for job in self._repo.running_jobs()} | set(self._active)
+        for folder in folders:
+            if folder.name not in running:
+                self._ctx.store.discard_staging(folder)
+
+    def _beat(self) -> None:
+        while not self._stop_beating.wait(self._ctx.settings.heartbeat_s):
+            try:
+                self._repo.heartbeat(self._ctx.identity.runner_id)
+            except SQLAlchemyError as exc:
+                logger.warning("Could not record the heartbeat: %s", exc)
+
+    # -- stopping ----------------------------------------------------------------
+    def _stop_everything(self, reason: str) -> None:
+        """Cancel every run not finished, stop running jobs, wait (a while) for their records.
+
+        A second Ctrl-C while waiting quits at once.
+        """
+        waiting = [run_id for job in self._pending for run_id in job.run_ids]
+        running = [run_id for active in self._active.values() for run_id in active.job.run_ids]
+        if self._active:
+            self._note(
+                f"stopping {len(self._active)} job(s) and cancelling their runs "
+                "(Ctrl-C again to quit at once)"
+            )
+        cancelled = self._repo.cancel_unfinished(waiting + running, reason)
+        self._tally.cancelled += [run_id for run_id in cancelled if run_id in waiting]
+        self._pending.clear()
+        for job_id, active in list(self._active.items()):
+            executor = self._ctx.executors[active.host]
+            staging = self._ctx.store.staging_path(job_id)
+            threading.Thread(
+                target=self._stop_job, args=(executor, job_id, staging), daemon=True
+            ).start()
+        deadline = time.monotonic() + STOP_WAIT_S
+        while self._active and time.monotonic() < deadline:
+            try:
+                event = self._events.get(timeout=TICK_S)
+            except queue.Empty:
+                continue
+            active = self._active.pop(event.job_id, None)
+            if active is not None and event.outcome is not None:
+                for name in ("succeeded", "failed", "cancelled"):
+                    getattr(self._tally, name).extend(getattr(event.outcome.tally, name))
+
+    @staticmethod
+    def _stop_job(executor: Executor, job_id: str, staging: Path) -> None:
+        try:
+            executor.stop_job(job_id, staging)
+        except CosmosError as exc:
+            logger.warning("Could not stop job %s: %s", job_id, exc)
