@@ -28,7 +28,7 @@ from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.runner import plan_batches
+from cosmos_workflow.services.scheduler import form_jobs
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
 # transfer.py's defaults (COSMOS_INTERFACE.md), for values a spec leaves out.
@@ -237,7 +237,7 @@ def test_every_transfer1_run_reads_exactly_its_own_parameters(
     adapter: ModelAdapter, seed: int
 ) -> None:
     runs = random_transfer1_runs(random.Random(seed), adapter.name, 60)
-    batches = plan_batches(runs, {adapter.name: adapter})
+    batches = [job.runs for job in form_jobs(runs, {adapter.name: adapter})]
     assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
     assert any(len(b) > 1 for b in batches), "precondition: some runs share a batch"
     assert any(len(b) == 1 for b in batches), "precondition: some runs run alone"
@@ -256,7 +256,7 @@ def test_every_transfer1_run_reads_exactly_its_own_parameters(
 @pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
 def test_no_spec_value_is_shadowed_by_a_command_line_flag(adapter: ModelAdapter) -> None:
     runs = random_transfer1_runs(random.Random(1), adapter.name, 40)
-    for number, batch in enumerate(plan_batches(runs, {adapter.name: adapter})):
+    for number, batch in enumerate([job.runs for job in form_jobs(runs, {adapter.name: adapter})]):
         invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
         flags = command_flags(invocation.argv, program_of(invocation))
         spec = json.loads(invocation.files["spec.json"])
@@ -368,9 +368,11 @@ def test_runs_that_differ_in_one_scalar_each_read_their_own(
     adapter: ModelAdapter, name: str, value: Any
 ) -> None:
     same = twin_runs(adapter.name, name, base_model(adapter.name)[name])
-    assert len(plan_batches(same, {adapter.name: adapter})) == 1, "precondition: they batch"
+    assert len([job.runs for job in form_jobs(same, {adapter.name: adapter})]) == 1, (
+        "precondition: they batch"
+    )
     runs = twin_runs(adapter.name, name, value)
-    for number, batch in enumerate(plan_batches(runs, {adapter.name: adapter})):
+    for number, batch in enumerate([job.runs for job in form_jobs(runs, {adapter.name: adapter})]):
         invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
         reads = transfer1_reads(invocation, program_of(invocation))
         for run in batch:
@@ -424,7 +426,11 @@ def test_max_batch_size_of_the_settings_bounds_every_batch(adapter: ModelAdapter
         )
         for i in range(5)
     ]
-    assert [len(b) for b in plan_batches(runs, {adapter.name: adapter})] == [2, 2, 1]
+    assert [len(b) for b in [job.runs for job in form_jobs(runs, {adapter.name: adapter})]] == [
+        2,
+        2,
+        1,
+    ]
 
 
 # -- Transfer2.5 -------------------------------------------------------------------
@@ -513,7 +519,7 @@ def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
     adapter = Transfer25Adapter(Transfer25Settings(max_batch_size=5))
     runs = random_t25_runs(random.Random(seed), 40)
     assert all(adapter.validate(run) == [] for run in runs)
-    batches = plan_batches(runs, {adapter.name: adapter})
+    batches = [job.runs for job in form_jobs(runs, {adapter.name: adapter})]
     assert any(len(b) > 1 for b in batches), "precondition: some runs share a model load"
     for number, batch in enumerate(batches):
         invocation = adapter.render(f"jb_{number}", batch, LAYOUT)

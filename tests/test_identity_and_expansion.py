@@ -17,7 +17,7 @@ from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1_spec import single_spec
 from cosmos_workflow.manifest.expansion import expand
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.runner import plan_batches
+from cosmos_workflow.services.scheduler import form_jobs
 
 MODEL: dict[str, Any] = {
     "adapter": "simulated",
@@ -266,7 +266,7 @@ def test_batches_never_mix_runs_whose_shared_values_differ(seed: int) -> None:
     rng = random.Random(seed)
     runs = random_runs(rng, 80)
     adapter = SimulatedAdapter(SimulatorSettings(), max_batch_size=4)
-    batches = plan_batches(runs, {"simulated": adapter})
+    batches = [job.runs for job in form_jobs(runs, {"simulated": adapter})]
     assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
     assert max(len(b) for b in batches) <= 4
     assert any(len(b) > 1 for b in batches), "nothing was batched at all"

@@ -23,6 +23,7 @@ from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.docker import ContainerInfo
 from cosmos_workflow.execution.gpus import GpuInfo, query_gpus
+from cosmos_workflow.execution.local_job import PID_NAME, START_NAME, STARTED_NAME, claim_start
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.atomic import write_bytes_atomic, write_text_atomic
@@ -32,8 +33,6 @@ from cosmos_workflow.utils.tail import tail_lines
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "logs/job.log"
-# The local model process's id, in its job folder while it runs (for `cosmos kill`).
-PID_NAME = "job.pid"
 # The local program's exit code, written by its supervisor when it ends.
 EXIT_NAME = "job.exit"
 # The supervisor of local programs (a module run with this interpreter).
@@ -294,11 +293,11 @@ class LocalExecutor(Executor):
             )
         started = self._clock.now()
         logger.debug("Starting job %s: %s", invocation.job_id, invocation.argv)
+        token = staging / START_NAME
+        write_text_atomic(token, f"{invocation.job_id}\n")
         supervisor = [sys.executable, "-m", SUPERVISOR, str(log_path.resolve())]
-        supervisor += [str((staging / EXIT_NAME).resolve()), "--", *invocation.argv]
-        process = self._commands.spawn_detached(supervisor, cwd=cwd, env=env)
-        # The pid and its resolved working folder (as /proc shows it): stop_job checks both.
-        write_text_atomic(staging / PID_NAME, f"{process.pid}\n{cwd.resolve()}\n")
+        supervisor += [str((staging / EXIT_NAME).resolve()), str(token.resolve()), "--"]
+        process = self._commands.spawn_detached([*supervisor, *invocation.argv], cwd=cwd, env=env)
         exit_code = self._follow(staging, process.running, on_line)
         return ExecutionResult(exit_code, started, self._clock.now(), log_path)
 
@@ -309,10 +308,20 @@ class LocalExecutor(Executor):
         started_at: datetime,
         on_line: Callable[[str], None],
     ) -> ExecutionResult | None:
-        """Follow a job left by an earlier runner in its work folder, if it is there."""
-        process = self._process_of(staging)
-        if process is None and not (staging / EXIT_NAME).is_file():
+        """Follow a job left by an earlier runner in its work folder, if it is there.
+
+        A job whose supervisor never took its start token is given up for good
+        (the token is taken away, so it cannot start later): it runs again.
+        """
+        if not (staging / STARTED_NAME).is_file() and claim_start(staging / START_NAME):
             return None
+        deadline = time.monotonic() + START_WAIT_S
+        process = self._process_of(staging)
+        while process is None and not (staging / EXIT_NAME).is_file():
+            if not (staging / STARTED_NAME).is_file() or time.monotonic() > deadline:
+                return None
+            time.sleep(FOLLOW_POLL_S)
+            process = self._process_of(staging)
         pid, cwd = process or (0, staging)
         exit_code = self._follow(staging, lambda: self._commands.alive(pid, cwd), on_line)
         return ExecutionResult(exit_code, started_at, self._clock.now(), staging / LOG_NAME)

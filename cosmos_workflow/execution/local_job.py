@@ -1,20 +1,27 @@
 """Supervisor of one local model process, so a job outlives the runner that started it.
 
-    python -m cosmos_workflow.execution.local_job LOG EXIT -- PROGRAM [ARGS...]
+    python -m cosmos_workflow.execution.local_job LOG EXIT TOKEN -- PROGRAM [ARGS...]
 
-The runner starts this in a session of its own. It runs the program with
-its output in LOG and, when the program ends, writes the exit code to EXIT
-(atomically). A runner that was killed meanwhile finds the job again by its
-folder: still running (it follows the log), or over (it reads EXIT). SIGTERM
-is passed on to the program. Standard library only.
+The runner starts this in a session of its own. It takes the start TOKEN
+(see claim_start), writes its pid file, runs the program with its output in
+LOG and, when the program ends, writes the exit code to EXIT (atomically).
+A runner that was killed meanwhile finds the job again by its folder: still
+running (it follows the log), or over (it reads EXIT). SIGTERM is passed on
+to the program. Standard library only.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+# Names in the job folder (the runner uses the same ones).
+START_NAME = "job.start"
+STARTED_NAME = "job.started"
+PID_NAME = "job.pid"
 
 
 def write_exit_code(path: Path, code: int) -> None:
@@ -24,17 +31,37 @@ def write_exit_code(path: Path, code: int) -> None:
     temporary.replace(path)
 
 
+def claim_start(token: Path) -> bool:
+    """Take the job's start token (a rename: exactly one process gets it).
+
+    The runner writes the token before it starts this supervisor; a runner
+    that later finds the job not started takes the token away instead, so a
+    late supervisor never runs a job that was given up and started again.
+    """
+    try:
+        token.rename(token.with_name(STARTED_NAME))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the program, keep its log, record its exit code.
+    """Take the start token, record this process, run the program, record its exit code.
 
     Returns:
-        0 when the exit code was recorded; 2 on bad arguments.
+        0 when the exit code was recorded (or the job was given up); 2 on bad arguments.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 4 or args[2] != "--":
-        sys.stderr.write("usage: local_job LOG EXIT -- PROGRAM [ARGS...]\n")
+    if len(args) < 5 or args[3] != "--":
+        sys.stderr.write("usage: local_job LOG EXIT TOKEN -- PROGRAM [ARGS...]\n")
         return 2
-    log_path, exit_path, command = Path(args[0]), Path(args[1]), args[3:]
+    log_path, exit_path, token, command = Path(args[0]), Path(args[1]), Path(args[2]), args[4:]
+    if not claim_start(token):
+        return 0
+    pid_file = token.with_name(PID_NAME)
+    temporary = pid_file.with_name(pid_file.name + ".tmp")
+    temporary.write_text(f"{os.getpid()}\n{Path.cwd().resolve()}\n", encoding="utf-8")
+    temporary.replace(pid_file)
     with log_path.open("ab") as log:
         try:
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
