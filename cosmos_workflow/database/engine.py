@@ -30,6 +30,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL never corrupts the database; a power cut may undo the
+    # last commits (the runs are then found again from their folders).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -35,10 +35,10 @@ logger = logging.getLogger(__name__)
 LOG_NAME = "logs/job.log"
 # The local program's exit code, written by its supervisor when it ends.
 EXIT_NAME = "job.exit"
-# The supervisor of local programs (a module run with this interpreter).
-SUPERVISOR = "cosmos_workflow.execution.local_job"
+# The supervisor of local programs (a standard-library script run with this interpreter).
+SUPERVISOR = Path(__file__).resolve().parent / "local_job.py"
 # How often a local job's log is read while it runs.
-FOLLOW_POLL_S = 0.05
+FOLLOW_POLL_S = 0.02
 # How long a stopped local model may take to exit before it is killed outright.
 STOP_GRACE_S = 10.0
 # How long `cosmos kill` waits for a job whose work folder exists to start its program.
@@ -295,7 +295,8 @@ class LocalExecutor(Executor):
         logger.debug("Starting job %s: %s", invocation.job_id, invocation.argv)
         token = staging / START_NAME
         write_text_atomic(token, f"{invocation.job_id}\n")
-        supervisor = [sys.executable, "-m", SUPERVISOR, str(log_path.resolve())]
+        # -S -E: the supervisor needs the standard library only, and starts faster without site.
+        supervisor = [sys.executable, "-S", "-E", str(SUPERVISOR), str(log_path.resolve())]
         supervisor += [str((staging / EXIT_NAME).resolve()), str(token.resolve()), "--"]
         process = self._commands.spawn_detached([*supervisor, *invocation.argv], cwd=cwd, env=env)
         exit_code = self._follow(staging, process.running, on_line)

@@ -1,6 +1,6 @@
 """Supervisor of one local model process, so a job outlives the runner that started it.
 
-    python -m cosmos_workflow.execution.local_job LOG EXIT TOKEN -- PROGRAM [ARGS...]
+    python -S -E local_job.py LOG EXIT TOKEN -- PROGRAM [ARGS...]
 
 The runner starts this in a session of its own. It takes the start TOKEN
 (see claim_start), writes its pid file, runs the program with its output in
