@@ -133,7 +133,8 @@ def test_transfer25_demo_loads_the_model_once_for_all_samples(t25_demo) -> None:
     assert done.returncode == 0, done.stderr
     calls = log_lines(log)
     # Samples carry their own seed and weights: all 12 runs share 2 loads (batch size 8).
-    assert sorted(len(c["samples"]) for c in calls) == [4, 8]
+    # (evenly: 6 + 6, the fewest loads that batch size allows)
+    assert sorted(len(c["samples"]) for c in calls) == [6, 6]
     assert {c["model"] for c in calls} == {"depth"}
     assert {c["guardrails"] for c in calls} == {"disabled"}
     assert sorted(s for c in calls for s in c["samples"]) == sorted(

@@ -270,8 +270,8 @@ class CosmosAPI:
                 problems.append(
                     Problem(
                         "model.num_gpus",
-                        f"{run.model['num_gpus']} GPUs asked, the largest target "
-                        f"({most_gpus.name!r}) has {len(most_gpus.gpus)}",
+                        f"{run.model['num_gpus']} GPUs asked, target {most_gpus.name!r} "
+                        f"has {len(most_gpus.gpus)} (the most of the pool)",
                     )
                 )
             return problems
