@@ -128,13 +128,14 @@ def test_prompts_without_input_video_run_one_per_invocation(project: Project) ->
         assert result["batch_size"] == 1
 
 
-def test_a_second_runner_on_the_same_outputs_is_refused(project: Project) -> None:
+def test_a_second_runner_on_the_same_outputs_shares_the_sweep(project: Project) -> None:
     first = project.start_batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"})
     try:
         project.wait_for_ledger(1)
-        second = project.batch("+experiment=demo")
-        assert second.returncode == 1, second.stderr
-        assert "another runner" in second.stderr
+        second = project.batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.3"})
+        assert second.returncode == 0, second.stderr
+        # It waited for the first runner's runs and ran the rest: the sweep is whole.
+        assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"succeeded"}
     finally:
         first.wait(timeout=120)
     assert first.returncode == 0

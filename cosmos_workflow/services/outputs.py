@@ -146,9 +146,9 @@ class OutputStore:
                     break
                 except BlockingIOError as exc:
                     if time.monotonic() >= deadline:
-                        what = "a runner is" if exclusive else "a deletion is"
+                        what = "another runner is executing runs" if exclusive else "a deletion is"
                         raise StateError(
-                            f"{what} working on {self.root} ({socket.gethostname()}); "
+                            f"{what} in {self.root} ({socket.gethostname()}); "
                             "wait for it to finish and try again"
                         ) from exc
                     time.sleep(0.1)
