@@ -1,4 +1,8 @@
-"""What the runner reports while it works; the CLI decides how to show it."""
+"""What the runner reports while it works; the CLI decides how to show it.
+
+A scheduler sends these events from several worker threads at once: every
+sink must be thread-safe.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ class ProgressSink(Protocol):
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """One run reached a final state."""
 
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """A job's program ended (whatever the outcome): its GPUs are free."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know, e.g. a retry or a target taken out of use."""
+
     def finish(self) -> None:
         """The work is over (normally or not)."""
 
@@ -37,6 +47,12 @@ class NullProgress:
         """Ignore."""
 
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """Ignore."""
+
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """Ignore."""
+
+    def note(self, message: str) -> None:
         """Ignore."""
 
     def finish(self) -> None:

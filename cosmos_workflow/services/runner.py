@@ -140,6 +140,8 @@ class Runner:
         except KeyboardInterrupt:
             self._record_cancelled(batch, invocation, staging, gpus)
             raise
+        finally:
+            self._progress.job_finished(job_id, self._executor.target_name, gpus)
         for run in batch:
             outcome = self._finish_safely(run, invocation, staging, gpus, result)
             getattr(tally, outcome).append(run.id)
