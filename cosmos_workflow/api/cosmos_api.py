@@ -46,6 +46,7 @@ from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
 from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.runner import RunTally
+from cosmos_workflow.services.sweep_status import sweep_status
 from cosmos_workflow.services.video_dir import detect_videos
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import Clock, SystemClock
@@ -578,7 +579,7 @@ class CosmosAPI:
         }
 
     def status(self) -> dict[str, Any]:
-        """Counts by status, what is running where, and each configured target's state.
+        """Counts by status, what is running where, each sweep under way, and each target's state.
 
         A target that cannot be reached is reported in its entry, never raised.
         """
@@ -588,6 +589,7 @@ class CosmosAPI:
             return {
                 "counts": counts,
                 "running": [],
+                "active_sweeps": [],
                 "database": self._db_label(),
                 "targets": targets,
             }
@@ -605,8 +607,17 @@ class CosmosAPI:
                 }
                 for r in running
             ],
+            "active_sweeps": self._active_sweeps(),
             "targets": targets,
         }
+
+    def _active_sweeps(self) -> list[dict[str, Any]]:
+        """Progress of each sweep that has queued or running runs."""
+        now = self._clock.now()
+        return [
+            sweep_status(sweep.id, sweep.name, self.repository.sweep_run_times(sweep.id), now)
+            for sweep in self.repository.active_sweeps()
+        ]
 
     def _target_status(self, target: ConfiguredTarget) -> dict[str, Any]:
         """One target's GPUs and containers, or why they are not known."""

@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
+from typing import TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cosmos_workflow.errors import CosmosError, StateError
+from cosmos_workflow.services.eta import format_duration
+from cosmos_workflow.services.progress_state import ProgressState
+from cosmos_workflow.utils.clock import Clock, SystemClock
 
 logger = logging.getLogger("cosmos_workflow.progress")
 
@@ -22,12 +30,27 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each line (a live display redirects it)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        """The current sys.stderr."""
+        return sys.stderr
+
+
 def configure_logging(level: str) -> None:
-    """Plain log lines on stderr at ``level``."""
+    """Plain log lines on stderr at ``level``.
+
+    While the live display runs, the lines are printed above it.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
@@ -69,95 +92,192 @@ def guarded(action: Callable[[], int]) -> int:
         return StateError.exit_code
 
 
-class PlainProgress:
-    """Progress as log lines (when stderr is not a terminal)."""
+def _gpu_list(gpus: list[int] | tuple[int, ...]) -> str:
+    return ",".join(str(gpu) for gpu in gpus)
 
-    def __init__(self) -> None:
-        self._total = 0
-        self._done = 0
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
+class PlainProgress:
+    """Progress as log lines (when stderr is not a terminal); thread-safe.
+
+    Args:
+        clock: Time source for elapsed times and the ETA.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._state = ProgressState(clock or SystemClock())
+        # Held while logging, so that lines come out in the order they count.
+        self._lock = threading.Lock()
 
     def start(self, total: int, cached: int, to_run: int) -> None:
         """Log the counts."""
-        self._total = to_run
-        logger.info("%d runs: %d cached, %d to run", total, cached, to_run)
+        with self._lock:
+            self._state.start(total, cached, to_run)
+            logger.info("%d runs: %d cached, %d to run", total, cached, to_run)
 
     def job_started(self, job_id: str, run_ids: list[str], target: str, gpus: list[int]) -> None:
-        """Log the job."""
-        logger.info("job %s: %d run(s) on %s gpus=%s", job_id, len(run_ids), target, gpus)
+        """Log where the job runs."""
+        with self._lock:
+            self._state.job_started(job_id, run_ids, target, gpus)
+            logger.info(
+                "job %s started on %s gpus %s: %s",
+                job_id,
+                target,
+                _gpu_list(gpus),
+                _runs(len(run_ids)),
+            )
 
     def log_line(self, job_id: str, line: str) -> None:
         """Model output only at DEBUG level."""
         logger.debug("%s | %s", job_id, line)
 
+    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """Log one finished run with the counts and the ETA."""
+        with self._lock:
+            now = self._state.run_finished(run_id, status)
+            logger.info(
+                "[%d/%d] %s %s in %.1fs (done %d, running %d, failed %d, cancelled %d, left %d; "
+                "eta %s): %s",
+                now.finished,
+                now.to_run,
+                run_id,
+                status,
+                seconds,
+                now.succeeded,
+                now.running,
+                now.failed,
+                now.cancelled,
+                now.left,
+                format_duration(now.eta_s),
+                message,
+            )
+
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
-        """Log the end of the job's program."""
-        logger.info("job %s ended on %s gpus=%s", job_id, target, gpus)
+        """Log that the job's GPUs are free."""
+        with self._lock:
+            slot, _ = self._state.job_finished(job_id)
+            took = format_duration(slot.elapsed_s if slot else None)
+            logger.info(
+                "job %s ended on %s gpus %s after %s", job_id, target, _gpu_list(gpus), took
+            )
 
     def note(self, message: str) -> None:
-        """Log the note."""
-        logger.warning("%s", message)
-
-    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
-        """Log one finished run."""
-        self._done += 1
-        logger.info(
-            "[%d/%d] %s %s in %.1fs: %s", self._done, self._total, run_id, status, seconds, message
-        )
+        """Log a note as a warning."""
+        with self._lock:
+            logger.warning("%s", message)
 
     def finish(self) -> None:
         """Nothing to close."""
 
 
 class RichProgress:
-    """A live bar with counts and ETA (when stderr is a terminal)."""
+    """A live display of counts, ETA and busy GPUs (when stderr is a terminal); thread-safe.
 
-    def __init__(self, console: Console) -> None:
+    Failures and notes are printed above the live area, which stays on
+    screen with the final counts when the work is over.
+
+    Args:
+        console: The terminal console.
+        clock: Time source for elapsed times and the ETA.
+    """
+
+    def __init__(self, console: Console, clock: Clock | None = None) -> None:
         self._console = console
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("ok {task.fields[ok]} failed {task.fields[failed]}"),
-            TextColumn("{task.fields[current]}"),
-            TimeRemainingColumn(),
-            console=console,
+        self._state = ProgressState(clock or SystemClock())
+        self._live = Live(
+            console=console, get_renderable=self._render, refresh_per_second=4, transient=False
         )
-        self._task = None
-        self._counts = {"ok": 0, "failed": 0}
+        self._live_lock = threading.Lock()
+        self._started = False
 
     def start(self, total: int, cached: int, to_run: int) -> None:
-        """Show the bar."""
+        """Show the display."""
+        self._state.start(total, cached, to_run)
         self._console.print(f"{total} runs: {cached} cached, {to_run} to run")
-        self._progress.start()
-        self._task = self._progress.add_task("runs", total=to_run, ok=0, failed=0, current="")
+        with self._live_lock:
+            if not self._started:
+                self._live.start()
+                self._started = True
+        self._refresh()
 
     def job_started(self, job_id: str, run_ids: list[str], target: str, gpus: list[int]) -> None:
-        """Show what runs where."""
-        self._progress.update(self._task, current=f"{target} gpu {gpus}: {len(run_ids)} run(s)")
+        """Show the job on its GPUs."""
+        self._state.job_started(job_id, run_ids, target, gpus)
+        self._refresh()
 
     def log_line(self, job_id: str, line: str) -> None:
         """Model output is in the run logs, not on screen."""
 
+    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """Count the run; print a failure (or cancellation) above the display."""
+        self._state.run_finished(run_id, status)
+        if status != "succeeded":
+            style = "yellow" if status == "cancelled" else "red"
+            self._console.print(Text.assemble((f"{run_id} {status}", style), f": {message}"))
+        self._refresh()
+
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
-        """Nothing to show."""
+        """Free the job's GPUs."""
+        self._state.job_finished(job_id)
+        self._refresh()
 
     def note(self, message: str) -> None:
-        """Print the note above the bar."""
-        self._progress.console.print(escape(message))
-
-    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
-        """Advance the bar."""
-        key = "ok" if status == "succeeded" else "failed"
-        self._counts[key] += 1
-        if status != "succeeded":
-            self._progress.console.print(f"[red]{run_id} {status}[/red]: {escape(message)}")
-        self._progress.update(self._task, advance=1, **self._counts)
+        """Print a note above the display."""
+        self._console.print(Text(message, style="yellow"))
 
     def finish(self) -> None:
-        """Remove the live display."""
-        self._progress.stop()
+        """Stop refreshing; the last state stays on screen."""
+        with self._live_lock:
+            if self._started:
+                self._live.stop()
+                self._started = False
+
+    def _refresh(self) -> None:
+        # Lock order: _live_lock, then rich's lock, then the state's lock (to
+        # render); nothing takes _live_lock while holding one of the others.
+        with self._live_lock:
+            if self._started:
+                self._live.refresh()
+
+    def _render(self) -> RenderableType:
+        now = self._state.snapshot()
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            ProgressBar(
+                total=now.to_run or 1, completed=now.finished if now.to_run else 1, width=40
+            ),
+            f"{now.finished}/{now.to_run}",
+            f"eta {format_duration(now.eta_s)}",
+        )
+        counts = Text.assemble(
+            *_count("done", now.succeeded, "green"),
+            *_count("running", now.running, "cyan"),
+            *_count("failed", now.failed, "red"),
+            *_count("cancelled", now.cancelled, "yellow"),
+            *_count("cached", now.cached, "blue"),
+            *_count("left", now.left, "default"),
+        )
+        slots = Table.grid(padding=(0, 2))
+        for slot in now.slots:
+            slots.add_row(
+                slot.target,
+                f"gpus {_gpu_list(slot.gpus)}",
+                slot.job_id,
+                _runs(slot.runs),
+                format_duration(slot.elapsed_s),
+            )
+        return Group(head, counts, Padding(slots, (0, 0, 0, 2), expand=False))
+
+
+def _count(name: str, value: int, style: str) -> tuple[tuple[str, str], ...]:
+    """A "name N" piece of the counts line, two spaces before the next."""
+    return ((f"{name} ", ""), (str(value), f"bold {style}"), ("  ", ""))
 
 
 def make_progress(console: Console) -> PlainProgress | RichProgress:
-    """Rich display on a terminal, log lines otherwise."""
-    return RichProgress(console) if console.is_terminal else PlainProgress()
+    """Live display on a terminal, log lines otherwise."""
+    clock = SystemClock()
+    return RichProgress(console, clock) if console.is_terminal else PlainProgress(clock)

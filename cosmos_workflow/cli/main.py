@@ -28,6 +28,7 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
+from cosmos_workflow.services.eta import format_duration
 
 STATUS_CHOICES = list(RUN_STATUSES)
 TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."
@@ -285,8 +286,32 @@ def _render_status(data: dict[str, Any]) -> None:
             f"running {row['id']} on {row['target']} gpus {row['gpus']} since {row['started_at']}"
             f" (job {row['job_id']})"
         )
+    if not data["active_sweeps"]:
+        click.echo("no active sweep")
+    for sweep in data["active_sweeps"]:
+        _render_sweep(sweep)
     for target in data["targets"]:
         _render_target(target)
+
+
+SWEEP_COUNTS = ("succeeded", "running", "queued", "failed", "cancelled")
+
+
+def _render_sweep(sweep: dict[str, Any]) -> None:
+    counts = sweep["counts"]
+    shown = ", ".join(f"{counts[name]} {name}" for name in SWEEP_COUNTS)
+    pending = f", {counts['pending']} pending" if counts["pending"] else ""
+    click.echo(
+        f"sweep {sweep['id']} {sweep['name']}: {shown}{pending} of {counts['total']};"
+        f" eta {format_duration(sweep['eta_s'])}"
+    )
+    for job in sweep["jobs"]:
+        gpus = ",".join(str(gpu) for gpu in job["gpus"]) or "-"
+        runs = f"{job['runs']} run" if job["runs"] == 1 else f"{job['runs']} runs"
+        click.echo(
+            f"  job {job['job_id']} on {job['target']} gpus {gpus}: {runs}, started"
+            f" {job['started_at']}, running for {format_duration(job['elapsed_s'])}"
+        )
 
 
 def _render_target(target: dict[str, Any]) -> None:
@@ -334,7 +359,7 @@ def _or_na(value: int | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def status(obj: _Context, sets: tuple[str, ...], as_json: bool) -> None:
-    """Run counts, what is running where, and each configured target's GPUs and containers.
+    """Run counts, what runs where, sweeps under way (ETA, jobs), targets' GPUs and containers.
 
     Targets are the selected one (conf/ and --set) and every file in
     conf/target/. Exits 3 if a target could not be reached (after printing

@@ -1,4 +1,8 @@
-"""What the runner reports while it works; the CLI decides how to show it."""
+"""What the runner reports while it works; the CLI decides how to show it.
+
+A scheduler sends these events from several worker threads at once: every
+sink must be thread-safe.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +21,14 @@ class ProgressSink(Protocol):
     def log_line(self, job_id: str, line: str) -> None:
         """One line of a job's log."""
 
-    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
-        """A job's program ended; its GPUs are free."""
-
-    def note(self, message: str) -> None:
-        """Something the user should know (a retry, a host drained)."""
-
     def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """One run reached a final state."""
+
+    def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
+        """A job's program ended (whatever the outcome): its GPUs are free."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know, e.g. a retry or a target taken out of use."""
 
     def finish(self) -> None:
         """The work is over (normally or not)."""
@@ -42,13 +46,13 @@ class NullProgress:
     def log_line(self, job_id: str, line: str) -> None:
         """Ignore."""
 
+    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
+        """Ignore."""
+
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
         """Ignore."""
 
     def note(self, message: str) -> None:
-        """Ignore."""
-
-    def run_finished(self, run_id: str, status: str, seconds: float, message: str) -> None:
         """Ignore."""
 
     def finish(self) -> None:

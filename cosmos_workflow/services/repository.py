@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cosmos_workflow.database.models import (
@@ -603,3 +603,33 @@ class DataRepository:
     def now(self) -> datetime:
         """The repository's clock (for callers that stamp results)."""
         return self._clock.now()
+
+    # -- progress of active sweeps (cosmos status) -------------------------------
+    def active_sweeps(self) -> list[Sweep]:
+        """Sweeps that have queued or running runs, oldest first."""
+        active = (
+            select(SweepRun.sweep_id)
+            .join(Run, Run.id == SweepRun.run_id)
+            .where(Run.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)))
+        )
+        with self._session() as session:
+            query = select(Sweep).where(Sweep.id.in_(active)).order_by(Sweep.created_at, Sweep.id)
+            return list(session.scalars(query))
+
+    def sweep_run_times(self, sweep_id: str) -> list[Row[Any]]:
+        """Each run of a sweep: id, status, started_at, finished_at, job_id, target, gpus."""
+        query = (
+            select(
+                Run.id,
+                Run.status,
+                Run.started_at,
+                Run.finished_at,
+                Run.job_id,
+                Run.target,
+                Run.gpus,
+            )
+            .join(SweepRun, SweepRun.run_id == Run.id)
+            .where(SweepRun.sweep_id == sweep_id)
+        )
+        with self._session() as session:
+            return list(session.execute(query))
