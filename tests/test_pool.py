@@ -206,3 +206,32 @@ def test_a_host_cut_off_mid_sweep_has_its_runs_finish_elsewhere(
     moved = [r for r in runs if r["attempts"] > 1]
     assert moved, "no run was interrupted on the host"
     assert {r["target"] for r in moved} == {"local"}
+
+
+def test_a_second_ctrl_c_quits_at_once_while_jobs_cannot_be_stopped(
+    host: Any, pool_project: tuple[Project, Path]
+) -> None:
+    project, work_dir = pool_project
+    ledger = work_dir / "ledger.jsonl"
+    runner = project.start_batch(
+        "+experiment=demo",
+        "targets=[gpu-host]",
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"},
+        capture=True,
+    )
+    try:
+        project.wait_for_ledger(1, ledger=ledger)
+        host.set_link(False)  # its containers can be neither followed nor stopped now
+        os.killpg(runner.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert runner.poll() is None, "the first Ctrl-C did not wait for the jobs to stop"
+        pressed = time.monotonic()
+        os.killpg(runner.pid, signal.SIGINT)
+        _, stderr = runner.communicate(timeout=30)
+        quit_s = time.monotonic() - pressed
+    finally:
+        host.set_link(True)
+    assert runner.returncode == 130, stderr
+    assert quit_s < 5, f"the second Ctrl-C took {quit_s:.1f}s"
+    statuses = {r["status"] for r in project.cosmos_json("list", "runs")}
+    assert "running" not in statuses and "queued" not in statuses
