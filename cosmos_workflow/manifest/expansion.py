@@ -24,7 +24,7 @@ from cosmos_workflow.manifest.specs import (
     ResolvedPrompt,
     RunSpec,
 )
-from cosmos_workflow.manifest.templates import TemplateProblem, render_prompt
+from cosmos_workflow.manifest.templates import PromptRenderer, TemplateProblem
 from cosmos_workflow.utils.hashing import sha256_file
 
 # Stop expanding after this many distinct problems: one screen is enough.
@@ -76,12 +76,13 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
 
 
 class _Expander:
-    """Holds the state of one expansion (problems found, file hashes)."""
+    """Holds the state of one expansion (problems found, file hashes, templates)."""
 
     def __init__(self, project_dir: Path, blame: Blame) -> None:
         self.project_dir = project_dir
         self.blame = blame
         self.problems: list[Problem] = []
+        self.templates = PromptRenderer()
         self._hashes: dict[Path, str] = {}
 
     def problem(self, key_path: str, message: str) -> None:
@@ -226,7 +227,7 @@ def _render(
     if template is None:
         return None
     try:
-        return render_prompt(template, {**context, "prompt_name": name})
+        return ex.templates.render(template, {**context, "prompt_name": name})
     except TemplateProblem as exc:
         ex.problem(f"prompts.{name}.{field}", str(exc))
         return None
@@ -278,16 +279,17 @@ def expand(
             )
             for found in check_run(spec) if check_run else []:
                 ex.problem(_swept_key(found.key_path, manifest), found.message)
-            if spec.id in owner:
+            run_id = spec.id
+            if run_id in owner:
                 duplicates += 1
                 note = (
-                    f"prompt {name!r} gives the same runs as prompt {owner[spec.id]!r} "
+                    f"prompt {name!r} gives the same runs as prompt {owner[run_id]!r} "
                     "(same text and inputs): they run once"
                 )
-                if owner[spec.id] != name and note not in notes:
+                if owner[run_id] != name and note not in notes:
                     notes.append(note)
                 continue
-            owner[spec.id] = name
+            owner[run_id] = name
             runs.append(spec)
         if len(ex.problems) >= MAX_PROBLEMS:
             break
