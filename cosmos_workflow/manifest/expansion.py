@@ -41,12 +41,14 @@ class Expansion:
     Attributes:
         manifest: The validated manifest.
         runs: One spec per distinct run, prompts in manifest order.
+        run_ids: The id of each run, in the order of ``runs``.
         duplicates: Sweep points that gave an already listed run.
         notes: Things the user should know (e.g. two prompts that are identical).
     """
 
     manifest: Manifest
     runs: list[RunSpec]
+    run_ids: list[str]
     duplicates: int
     notes: list[str]
 
@@ -259,7 +261,7 @@ def expand(
     inputs = _resolve_inputs(manifest, ex)
     ex.fail_if_problems()
 
-    runs: list[RunSpec] = []
+    runs: list[tuple[str, RunSpec]] = []
     owner: dict[str, str] = {}
     notes: list[str] = []
     duplicates = 0
@@ -290,10 +292,16 @@ def expand(
                     notes.append(note)
                 continue
             owner[run_id] = name
-            runs.append(spec)
+            runs.append((run_id, spec))
         if len(ex.problems) >= MAX_PROBLEMS:
             break
     ex.fail_if_problems()
     order = {name: index for index, name in enumerate(manifest.prompts)}
-    runs.sort(key=lambda r: order[r.prompt.name])
-    return Expansion(manifest=manifest, runs=runs, duplicates=duplicates, notes=notes)
+    runs.sort(key=lambda pair: order[pair[1].prompt.name])
+    return Expansion(
+        manifest=manifest,
+        runs=[spec for _, spec in runs],
+        run_ids=[run_id for run_id, _ in runs],
+        duplicates=duplicates,
+        notes=notes,
+    )
