@@ -568,6 +568,88 @@ def test_adding_the_same_runs_again_keeps_their_state(
     assert len(repo.list_runs()) == 1
 
 
+def table_rows(db_file: Path, table: str) -> list[tuple]:
+    """Every row of ``table``, as SQLite stores it, in primary-key order."""
+    with sqlite3.connect(db_file) as conn:
+        rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+    conn.close()
+    return rows
+
+
+def test_thousands_of_runs_are_stored_once_and_stored_runs_keep_their_state(
+    tmp_path: Path, repo: DataRepository, clock: FakeClock
+) -> None:
+    prompts = [make_prompt(f"scene {tag}", tag) for tag in "abc"]
+    specs = [
+        make_spec(p, seed, depth) for p in prompts for seed in range(700) for depth in (0.3, 0.6)
+    ]
+    # An earlier, smaller sweep stored some of these runs and executed a few.
+    early = [s for s in specs if s.prompt is not prompts[2]][::9]
+    assert repo.add_prompts(prompts[:2]) == 2
+    repo.add_runs(early)
+    assert repo.add_sweep("sw_eeeeeeeeeeeeeeee", "early", {}, [], "/o/e", early) is True
+    moved = [s.id for s in early[:40]]
+    repo.transition(moved, RunStatus.QUEUED)
+    repo.transition(moved[:25], RunStatus.RUNNING, target="local")
+    repo.transition(moved[:10], RunStatus.SUCCEEDED, exit_code=0)
+    before = {s.id: stored(repo, s.id) for s in early}
+
+    clock.advance(60)
+    assert repo.add_prompts(run.prompt for run in specs) == 1
+    repo.add_runs(iter(specs + specs[:50]))
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "big", {"n": 1}, ["x=1"], "/o/b", specs) is True
+
+    assert len(specs) == 4200
+    counts = repo.counts_by_status()
+    assert sum(counts.values()) == len(specs)
+    assert (counts["succeeded"], counts["running"], counts["queued"]) == (10, 15, 15)
+    assert {s.id: stored(repo, s.id) for s in early} == before
+    runs = {run.id: run for run in repo.list_runs()}
+    for spec in specs[1::97]:
+        if spec.id not in before:
+            run = runs[spec.id]
+            assert (run.status, run.created_at, run.attempts) == (
+                RunStatus.PENDING,
+                T0 + timedelta(seconds=60),
+                0,
+            )
+            assert (run.prompt_id, run.adapter, run.spec) == (
+                spec.prompt.id,
+                "simulated",
+                spec.to_dict(),
+            )
+    links = repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")
+    assert [run.id for _, run in links] == [s.id for s in specs]
+    assert [(link.position, link.params) for link, _ in links] == [
+        (position, s.varying) for position, s in enumerate(specs)
+    ]
+    assert [run.id for _, run in repo.sweep_runs("sw_eeeeeeeeeeeeeeee")] == [s.id for s in early]
+
+    # Storing the same sweep again changes nothing.
+    db_file = tmp_path / "cosmos.db"
+    snapshot = {
+        table: table_rows(db_file, table) for table in ("prompts", "runs", "sweeps", "sweep_runs")
+    }
+    clock.advance(60)
+    assert repo.add_prompts(run.prompt for run in specs) == 0
+    repo.add_runs(specs)
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "big", {}, [], "/o/x", specs) is False
+    assert {table: table_rows(db_file, table) for table in snapshot} == snapshot
+
+    # Deleted runs come back as pending, with their links at their old places.
+    gone = specs[5::400]
+    for spec in gone:
+        repo.delete_run(spec.id)
+    assert sum(repo.counts_by_status().values()) == len(specs) - len(gone)
+    repo.add_runs(specs)
+    assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "big", {}, [], "/o/b", specs) is False
+    links = repo.sweep_runs("sw_bbbbbbbbbbbbbbbb")
+    assert [(link.position, run.id) for link, run in links] == [
+        (position, s.id) for position, s in enumerate(specs)
+    ]
+    assert all(repo.get_run(s.id).status is RunStatus.PENDING for s in gone)
+
+
 # ---------------------------------------------------------------- find_ids
 
 

@@ -232,6 +232,37 @@ def test_problems_are_collected_with_key_paths(inputs: Path) -> None:
     assert caught.value.exit_code == 2
 
 
+def test_each_sweep_point_renders_its_own_values_into_a_template(inputs: Path) -> None:
+    seeds = list(range(300))
+    moods = ["calm", "wild", "grey"]
+    data = manifest(sweep={"grid": {"model.seed": seeds, "vars.mood": moods}})
+    data["prompts"]["b"]["negative"] = "not {{ mood }}, not seed {{ model.seed }}"
+    result = expand(data, inputs, no_blame)
+    assert len(result.runs) == 2 * len(seeds) * len(moods) and result.duplicates == 0
+    for run in result.runs:
+        seed, mood = run.model["seed"], run.varying["vars.mood"]
+        if run.prompt.name == "a":
+            assert (run.prompt.text, run.prompt.negative) == (f"a {mood} street, seed {seed}", None)
+        else:
+            assert run.prompt.text == "a plain field"
+            assert run.prompt.negative == f"not {mood}, not seed {seed}"
+    assert len({run.id for run in result.runs}) == len(result.runs)
+
+
+def test_a_template_that_fails_at_some_points_only_is_reported(inputs: Path) -> None:
+    data = manifest(sweep={"grid": {"model.seed": [3, 2, 1, 0, 5]}})
+    data["prompts"]["a"]["text"] = "one in {{ 60 // model.seed }}"
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    found = [(p.key_path, p.message) for p in caught.value.problems]
+    assert len(found) == 1
+    assert found[0][0] == "test.yaml: prompts.a.text" and "ZeroDivisionError" in found[0][1]
+
+    data["sweep"]["grid"]["model.seed"] = [3, 2, 1, 5]
+    texts = [r.prompt.text for r in expand(data, inputs, no_blame).runs if r.prompt.name == "a"]
+    assert texts == ["one in 20", "one in 30", "one in 60", "one in 12"]
+
+
 # -- batching -------------------------------------------------------------------
 def random_runs(rng: random.Random, count: int) -> list[RunSpec]:
     runs = []

@@ -171,3 +171,20 @@ def test_a_closed_pipe_ends_the_listing_quietly(demo_done: Project) -> None:
         text=True,
     )
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_only_run_folders_with_their_outputs_count_as_cached(project: Project) -> None:
+    assert project.batch("+experiment=demo").returncode == 0
+    runs = project.outputs / "runs"
+    emptied, partial = sorted(p.name for p in runs.iterdir())[3:5]
+    shutil.rmtree(runs / emptied)
+    (runs / emptied).mkdir()
+    (runs / partial / "output.mp4").unlink()
+    (runs / "notes.txt").write_text("a file of the user's among the run folders\n")
+    states = plan_states(project.batch("+experiment=demo", "dry_run=true").stdout)
+    assert len(states) == 12
+    assert {run_id for run_id, state in states.items() if state == "to run"} == {emptied, partial}
+
+    shutil.rmtree(runs)
+    states = plan_states(project.batch("+experiment=demo", "dry_run=true").stdout)
+    assert set(states.values()) == {"to run"} and len(states) == 12

@@ -301,7 +301,7 @@ class CosmosAPI:
         expansion = expand(
             manifest, self.settings.project_dir, sources.blame, check_run=self._check_run()
         )
-        ids = [run.id for run in expansion.runs]
+        ids = expansion.run_ids
         sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
         return SweepPlan(
             sweep_id=sweep_id,
@@ -316,7 +316,7 @@ class CosmosAPI:
 
     def _cached(self, run_ids: list[str]) -> set[str]:
         """Runs whose outputs exist: succeeded in the database, or verified on disk."""
-        on_disk = [run_id for run_id in run_ids if self.store.has_outputs(run_id)]
+        on_disk = self.store.with_outputs(run_ids)
         if not on_disk:
             return set()
         statuses = self.repository.statuses(on_disk) if self._database_exists() else {}

@@ -24,7 +24,7 @@ from cosmos_workflow.manifest.specs import (
     ResolvedPrompt,
     RunSpec,
 )
-from cosmos_workflow.manifest.templates import TemplateProblem, render_prompt
+from cosmos_workflow.manifest.templates import PromptRenderer, TemplateProblem
 from cosmos_workflow.utils.hashing import sha256_file
 
 # Stop expanding after this many distinct problems: one screen is enough.
@@ -41,12 +41,14 @@ class Expansion:
     Attributes:
         manifest: The validated manifest.
         runs: One spec per distinct run, prompts in manifest order.
+        run_ids: The id of each run, in the order of ``runs``.
         duplicates: Sweep points that gave an already listed run.
         notes: Things the user should know (e.g. two prompts that are identical).
     """
 
     manifest: Manifest
     runs: list[RunSpec]
+    run_ids: list[str]
     duplicates: int
     notes: list[str]
 
@@ -76,12 +78,13 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
 
 
 class _Expander:
-    """Holds the state of one expansion (problems found, file hashes)."""
+    """Holds the state of one expansion (problems found, file hashes, templates)."""
 
     def __init__(self, project_dir: Path, blame: Blame) -> None:
         self.project_dir = project_dir
         self.blame = blame
         self.problems: list[Problem] = []
+        self.templates = PromptRenderer()
         self._hashes: dict[Path, str] = {}
 
     def problem(self, key_path: str, message: str) -> None:
@@ -226,7 +229,7 @@ def _render(
     if template is None:
         return None
     try:
-        return render_prompt(template, {**context, "prompt_name": name})
+        return ex.templates.render(template, {**context, "prompt_name": name})
     except TemplateProblem as exc:
         ex.problem(f"prompts.{name}.{field}", str(exc))
         return None
@@ -258,7 +261,7 @@ def expand(
     inputs = _resolve_inputs(manifest, ex)
     ex.fail_if_problems()
 
-    runs: list[RunSpec] = []
+    runs: list[tuple[str, RunSpec]] = []
     owner: dict[str, str] = {}
     notes: list[str] = []
     duplicates = 0
@@ -278,20 +281,27 @@ def expand(
             )
             for found in check_run(spec) if check_run else []:
                 ex.problem(_swept_key(found.key_path, manifest), found.message)
-            if spec.id in owner:
+            run_id = spec.id
+            if run_id in owner:
                 duplicates += 1
                 note = (
-                    f"prompt {name!r} gives the same runs as prompt {owner[spec.id]!r} "
+                    f"prompt {name!r} gives the same runs as prompt {owner[run_id]!r} "
                     "(same text and inputs): they run once"
                 )
-                if owner[spec.id] != name and note not in notes:
+                if owner[run_id] != name and note not in notes:
                     notes.append(note)
                 continue
-            owner[spec.id] = name
-            runs.append(spec)
+            owner[run_id] = name
+            runs.append((run_id, spec))
         if len(ex.problems) >= MAX_PROBLEMS:
             break
     ex.fail_if_problems()
     order = {name: index for index, name in enumerate(manifest.prompts)}
-    runs.sort(key=lambda r: order[r.prompt.name])
-    return Expansion(manifest=manifest, runs=runs, duplicates=duplicates, notes=notes)
+    runs.sort(key=lambda pair: order[pair[1].prompt.name])
+    return Expansion(
+        manifest=manifest,
+        runs=[spec for _, spec in runs],
+        run_ids=[run_id for run_id, _ in runs],
+        duplicates=duplicates,
+        notes=notes,
+    )

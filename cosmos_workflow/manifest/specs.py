@@ -19,7 +19,11 @@ PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 def _without_nulls(data: Any) -> Any:
     """Drop None values from mappings, so adding an optional field keeps old ids."""
     if isinstance(data, dict):
-        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+        return {
+            k: _without_nulls(v) if isinstance(v, dict) else v
+            for k, v in data.items()
+            if v is not None
+        }
     return data
 
 

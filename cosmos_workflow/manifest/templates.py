@@ -26,30 +26,48 @@ class TemplateProblem(ValueError):
     """A prompt template could not be rendered."""
 
 
-def render_prompt(text: str, context: dict[str, Any]) -> str:
-    """Render ``text`` as a sandboxed jinja2 template with StrictUndefined.
+class PromptRenderer:
+    """Renders prompt templates; each distinct template is compiled once.
 
-    Text without template syntax is returned unchanged.
-
-    Args:
-        text: The prompt text or template.
-        context: Variables the template may use.
-
-    Raises:
-        TemplateProblem: unknown variable, syntax error, or unsafe access.
+    One renderer serves one expansion, where every sweep point renders the
+    same few templates with other values.
     """
-    if "{" not in text:
-        return text
-    try:
-        return _ENV.from_string(text).render(**context)
-    except jinja2.UndefinedError as exc:
-        known = ", ".join(sorted(k for k in context if not k.startswith("_"))) or "none"
-        raise TemplateProblem(f"unknown template variable: {exc.message} (known: {known})") from exc
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateProblem(f"template syntax error: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateProblem(f"template not allowed: {exc}") from exc
-    except jinja2.TemplateError as exc:
-        raise TemplateProblem(f"template error: {exc}") from exc
-    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
-        raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, jinja2.Template] = {}
+
+    def render(self, text: str, context: dict[str, Any]) -> str:
+        """Render ``text`` as a sandboxed jinja2 template with StrictUndefined.
+
+        Text without template syntax is returned unchanged.
+
+        Args:
+            text: The prompt text or template.
+            context: Variables the template may use.
+
+        Raises:
+            TemplateProblem: unknown variable, syntax error, or unsafe access.
+        """
+        if "{" not in text:
+            return text
+        try:
+            return self._template(text).render(**context)
+        except jinja2.UndefinedError as exc:
+            known = ", ".join(sorted(k for k in context if not k.startswith("_"))) or "none"
+            raise TemplateProblem(
+                f"unknown template variable: {exc.message} (known: {known})"
+            ) from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateProblem(f"template syntax error: {exc.message}") from exc
+        except SecurityError as exc:
+            raise TemplateProblem(f"template not allowed: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateProblem(f"template error: {exc}") from exc
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+    def _template(self, text: str) -> jinja2.Template:
+        template = self._compiled.get(text)
+        if template is None:
+            template = self._compiled[text] = _ENV.from_string(text)
+        return template

@@ -217,6 +217,18 @@ class OutputStore:
                 return False
         return True
 
+    def with_outputs(self, run_ids: Iterable[str]) -> list[str]:
+        """The runs among ``run_ids`` that pass :meth:`has_outputs`, in the order given.
+
+        The runs folder is listed once, so a run without a folder (most runs of
+        a new sweep) costs no look-up on disk.
+        """
+        try:
+            folders = {folder.name for folder in self.runs_dir.iterdir()}
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [run_id for run_id in run_ids if run_id in folders and self.has_outputs(run_id)]
+
     def verify_outputs(self, run_id: str) -> bool:
         """True if the run succeeded and every output matches outputs.sha256."""
         if not self.has_outputs(run_id):

@@ -9,6 +9,9 @@ from typing import Any
 
 _CHUNK = 1024 * 1024
 ID_HEX_LENGTH = 16
+# Built once: json.dumps with options builds a new encoder per call, which
+# doubles the cost of hashing thousands of small run specs.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sha256_file(path: Path) -> str:
@@ -27,7 +30,7 @@ def canonical_json(data: Any) -> str:
     types (dict, list, str, int, float, bool, None); floats use Python's
     shortest round-trip representation.
     """
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(data)
 
 
 def content_id(prefix: str, data: Any) -> str:
