@@ -152,14 +152,8 @@ def compose_once(bench: Bench) -> tuple[dict[str, Any], ConfigSources]:
 
 
 def store(api: CosmosAPI, plan: SweepPlan) -> None:
-    """Store prompts, runs and the sweep exactly as CosmosAPI.run_sweep does."""
-    repo = api.repository
-    repo.add_prompts(run.prompt for run in plan.runs)
-    repo.add_runs(plan.runs)
-    sweep_dir = api.store.sweep_dir(plan.sweep_id)
-    repo.add_sweep(
-        plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
-    )
+    """Store prompts, runs, the sweep and its folder (CosmosAPI.submit, as run_sweep does)."""
+    api.submit(plan)
 
 
 def check_stored(api: CosmosAPI, plan: SweepPlan, runs: int) -> None:

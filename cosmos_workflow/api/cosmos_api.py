@@ -335,26 +335,14 @@ class CosmosAPI:
         progress = progress or NullProgress()
         unreachable = self._preflight()
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
-            # Another runner may have finished runs since the plan was made.
-            plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
-            repo = self.repository
-            repo.add_prompts(run.prompt for run in plan.runs)
-            repo.add_runs(plan.runs)
-            sweep_dir = self.store.sweep_dir(plan.sweep_id)
-            repo.add_sweep(
-                plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
-            )
-            if not self.store.has_sweep_record(plan.sweep_id):
-                provenance = sweep_provenance(
-                    self.settings.project_dir / "manifests",
-                    plan.manifest.get("model", {}),
-                    self._commands,
-                )
-                self.store.write_sweep(plan.sweep_id, plan.manifest, plan.overrides, provenance)
-            self._adopt_recovered(plan)
+            plan = self._submit(plan)
             to_run = plan.to_run
             summary = SweepSummary(
-                plan.sweep_id, sweep_dir, self.store.runs_dir, len(plan.runs), len(plan.cached)
+                plan.sweep_id,
+                self.store.sweep_dir(plan.sweep_id),
+                self.store.runs_dir,
+                len(plan.runs),
+                len(plan.cached),
             )
             progress.start(len(plan.runs), len(plan.cached), len(to_run))
             try:
@@ -364,6 +352,35 @@ class CosmosAPI:
                 self._write_runs_jsonl(plan)
                 progress.finish()
         return summary
+
+    def submit(self, plan: SweepPlan) -> SweepPlan:
+        """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
+
+        Returns:
+            The plan with its cached runs looked up again (another runner may
+            have finished some since it was made).
+        """
+        with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
+            return self._submit(plan)
+
+    def _submit(self, plan: SweepPlan) -> SweepPlan:
+        plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
+        repo = self.repository
+        repo.add_prompts(run.prompt for run in plan.runs)
+        repo.add_runs(plan.runs)
+        sweep_dir = self.store.sweep_dir(plan.sweep_id)
+        repo.add_sweep(
+            plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
+        )
+        if not self.store.has_sweep_record(plan.sweep_id):
+            provenance = sweep_provenance(
+                self.settings.project_dir / "manifests",
+                plan.manifest.get("model", {}),
+                self._commands,
+            )
+            self.store.write_sweep(plan.sweep_id, plan.manifest, plan.overrides, provenance)
+        self._adopt_recovered(plan)
+        return plan
 
     def _queue(self, run_ids: list[str]) -> None:
         """Queue runs to execute; succeeded runs here lost their outputs."""
