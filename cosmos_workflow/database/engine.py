@@ -1,4 +1,12 @@
-"""Engine and session factory, with migrations applied safely on start."""
+"""Engine and session factory, with migrations applied safely on start.
+
+On SQLite, SQLAlchemy rather than the sqlite3 driver opens transactions (the
+engine "connect" and "begin" events, as SQLAlchemy's SQLite documentation
+recommends), so that a transaction can take the write lock at its start:
+``BEGIN IMMEDIATE`` for the transactions that read and then write (see
+:data:`WRITE_LOCK`), a plain ``BEGIN`` for every other one, so that readers
+never wait for a writer (WAL).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,13 +33,35 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+_SQLITE_BEGIN = "cosmos_sqlite_begin"
+_BEGIN_STATEMENTS = {"DEFERRED": "BEGIN", "IMMEDIATE": "BEGIN IMMEDIATE"}
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+WRITE_LOCK: dict[str, Any] = {_SQLITE_BEGIN: "IMMEDIATE"}
+"""Execution options of a transaction that reads and then writes.
+
+On SQLite it starts with ``BEGIN IMMEDIATE``: it takes the write lock at
+once (waiting up to the busy timeout for another writer), so nothing can
+change what it read before it writes. A plain ``BEGIN`` would read from a
+snapshot that another writer may make stale, and then fail with "database is
+locked" at its first write. Other backends ignore these options. Pass them
+to ``Session.connection(execution_options=...)`` before the first statement.
+"""
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Set up a new SQLite connection; the driver no longer opens transactions."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Open the transaction: ``BEGIN IMMEDIATE`` under :data:`WRITE_LOCK`, else ``BEGIN``."""
+    mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(_BEGIN_STATEMENTS[mode])
 
 
 def create_db_engine(url: str) -> Engine:
@@ -69,7 +100,8 @@ def _engine_for(parsed: URL) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
 
@@ -162,7 +194,10 @@ def migrate(engine: Engine) -> None:
             logger.info("Migrating database from %s to %s", current or "empty", head)
             command.upgrade(_alembic_config(engine), "head")
     except OperationalError as exc:
-        raise StateError(f"cannot open the database: {exc.orig}") from exc
+        raise StateError(
+            f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+            f"{exc.orig}; check database.url and that the database server is running"
+        ) from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.models import TRANSITIONS, Prompt, Run, RunStatus, Sweep, SweepRun
 from cosmos_workflow.errors import NotFoundFailure, StateError
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
@@ -66,15 +67,23 @@ class DataRepository:
         self._clock = clock
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write`` for one that reads and then writes.
+
+        Such a transaction takes SQLite's write lock at its start (BEGIN
+        IMMEDIATE), so what it read cannot change before it writes; reads
+        alone never wait for a writer.
+        """
         with self._sessions() as session, session.begin():
+            if write:
+                session.connection(execution_options=WRITE_LOCK)
             yield session
 
     # -- prompts -----------------------------------------------------------
     def add_prompts(self, prompts: Iterable[ResolvedPrompt]) -> int:
         """Store prompts not stored yet; return how many were new."""
         unique = {p.id: p for p in prompts}
-        with self._session() as session:
+        with self._session(write=True) as session:
             existing = set(session.scalars(select(Prompt.id).where(Prompt.id.in_(unique))))
             now = self._clock.now()
             for prompt_id, prompt in unique.items():
@@ -107,7 +116,7 @@ class DataRepository:
 
     def delete_prompt(self, prompt_id: str) -> list[Run]:
         """Delete a prompt and its runs; return the deleted runs."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             prompt = session.get(Prompt, prompt_id)
             if prompt is None:
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
@@ -121,7 +130,7 @@ class DataRepository:
     def add_runs(self, specs: Iterable[RunSpec]) -> None:
         """Store runs not stored yet, as pending."""
         unique = {s.id: s for s in specs}
-        with self._session() as session:
+        with self._session(write=True) as session:
             existing = set(session.scalars(select(Run.id).where(Run.id.in_(unique))))
             now = self._clock.now()
             for run_id, spec in unique.items():
@@ -182,43 +191,58 @@ class DataRepository:
         Raises:
             StateError: a transition that the status machine forbids.
         """
+        ids = list(run_ids)
         now = self._clock.now()
-        with self._session() as session:
-            for run_id in run_ids:
-                run = session.get(Run, run_id)
+        with self._session(write=True) as session:
+            # Lock the rows (PostgreSQL), in id order: two callers cannot deadlock.
+            locked = select(Run).where(Run.id.in_(ids)).order_by(Run.id).with_for_update()
+            runs = {run.id: run for run in session.scalars(locked)}
+            for run_id in ids:
+                run = runs.get(run_id)
                 if run is None:
                     raise NotFoundFailure(f"no run with id {run_id}")
                 if to is not run.status:
                     _move(run, to, now, fields)
 
     def claim(self, run_ids: Iterable[str], **fields: Any) -> list[str]:
-        """Start the queued runs among ``run_ids`` (queued -> running).
+        """Start the queued runs among ``run_ids`` (queued -> running), atomically.
 
-        The status check is part of the write, so a run cancelled by a
-        concurrent ``cosmos kill`` stays cancelled. Extra ``fields`` (target,
-        GPUs, job id) are stored on the runs that start.
+        One transaction selects the queued runs among the ids and starts
+        them. On PostgreSQL the select locks them (FOR UPDATE SKIP LOCKED):
+        a run that another runner or a ``cosmos kill`` is changing right now
+        is skipped, not waited for. On SQLite the transaction holds the
+        write lock from its start (BEGIN IMMEDIATE). So runners that share a
+        database never start a run twice, and a run cancelled by a
+        concurrent kill stays cancelled. Extra ``fields`` (target, GPUs, job
+        id) are stored on the runs that start.
 
         Returns:
             The ids that were started, in the order given.
         """
         ids = list(run_ids)
-        statement = (
-            update(Run)
+        queued = (
+            select(Run.id)
             .where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
-            .values(
-                status=RunStatus.RUNNING,
-                attempts=Run.attempts + 1,
-                started_at=self._clock.now(),
-                finished_at=None,
-                exit_code=None,
-                error_class=None,
-                error_message=None,
-                **fields,
-            )
-            .returning(Run.id)
+            .with_for_update(skip_locked=True)
         )
-        with self._session() as session:
-            started = set(session.scalars(statement, execution_options=_NO_SYNC))
+        with self._session(write=True) as session:
+            started = set(session.scalars(queued))
+            if started:
+                statement = (
+                    update(Run)
+                    .where(Run.id.in_(started))
+                    .values(
+                        status=RunStatus.RUNNING,
+                        attempts=Run.attempts + 1,
+                        started_at=self._clock.now(),
+                        finished_at=None,
+                        exit_code=None,
+                        error_class=None,
+                        error_message=None,
+                        **fields,
+                    )
+                )
+                session.execute(statement, execution_options=_NO_SYNC)
         return [run_id for run_id in ids if run_id in started]
 
     def settle(self, run_id: str, to: RunStatus, **fields: Any) -> bool:
@@ -303,9 +327,12 @@ class DataRepository:
             The ids that were re-queued.
         """
         ids = list(run_ids)
-        with self._session() as session:
+        with self._session(write=True) as session:
             runs = session.scalars(
-                select(Run).where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
+                select(Run)
+                .where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
+                .order_by(Run.id)
+                .with_for_update()
             )
             requeued = []
             for run in runs:
@@ -323,8 +350,8 @@ class DataRepository:
         or re-creates a deleted run whose folder was kept. Timestamps, target,
         GPUs, attempts and exit code come from that result.json.
         """
-        with self._session() as session:
-            run = session.get(Run, run_id)
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id, with_for_update=True)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
             run.status = RunStatus.SUCCEEDED
@@ -343,7 +370,7 @@ class DataRepository:
 
     def delete_run(self, run_id: str) -> Run:
         """Delete one run (and its sweep links); return it."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
@@ -374,7 +401,7 @@ class DataRepository:
 
         Links go missing when a run was deleted and the sweep runs again.
         """
-        with self._session() as session:
+        with self._session(write=True) as session:
             created = session.get(Sweep, sweep_id) is None
             if created:
                 session.add(
