@@ -1,7 +1,8 @@
 """Atomic claims: several runner processes on one database never start a run twice.
 
-Real OS processes (tests/claimer.py) claim the same queued runs at the same
-time, on a SQLite file and on a real PostgreSQL database. On SQLite only the
+Real OS processes (tests/db_worker.py) claim the same queued runs, or submit
+the same runs, at the same time, on a SQLite file and on a real PostgreSQL
+database. On SQLite only the
 transactions that read then write take the write lock at BEGIN (BEGIN
 IMMEDIATE); readers such as `cosmos status` never wait for a runner.
 """
@@ -24,7 +25,7 @@ from cosmos_workflow.database.engine import create_db_engine, migrate, session_f
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.services.repository import DataRepository
 
-CLAIMER = Path(__file__).with_name("claimer.py")
+WORKER = Path(__file__).with_name("db_worker.py")
 RUNS = 2000
 
 
@@ -59,14 +60,46 @@ def queue_runs(repo: DataRepository, count: int) -> list[str]:
     return ids
 
 
-def start_claimer(url: str, name: str, seed: int, ids_file: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(CLAIMER), url, name, str(seed), str(ids_file)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def race(mode: str, url: str, *args: str) -> dict[str, dict]:
+    """Start workers ``alpha`` and ``beta`` (seeds 1 and 2), release them at once.
+
+    Returns each worker's JSON report, after checking that both ended
+    without an error and that their calls overlapped in time.
+    """
+    workers = {
+        name: subprocess.Popen(
+            [sys.executable, str(WORKER), mode, url, name, str(seed), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, seed in (("alpha", 1), ("beta", 2))
+    }
+    reports = {}
+    try:
+        for process in workers.values():
+            assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        for process in workers.values():
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for name, process in workers.items():
+            out, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err
+            assert "locked" not in err and "Traceback" not in err, err
+            reports[name] = json.loads(out)
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    # They worked at the same time (which of them does more is up to the locks).
+    (alpha_from, alpha_to), (beta_from, beta_to) = (r["between"] for r in reports.values())
+    assert alpha_from < beta_to and beta_from < alpha_to, "the workers did not overlap"
+    backend = url.split(":")[0]
+    for name, report in reports.items():
+        print(f"{backend} {mode} {name}: {report['calls']} calls, {report['seconds']:.2f} s")
+    return reports
 
 
 def test_two_processes_claiming_the_same_runs_start_each_exactly_once(
@@ -75,48 +108,37 @@ def test_two_processes_claiming_the_same_runs_start_each_exactly_once(
     ids = queue_runs(repo, RUNS)
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(ids))
-    claimers = {
-        name: start_claimer(db_url, name, seed, ids_file)
-        for name, seed in (("alpha", 1), ("beta", 2))
-    }
-    try:
-        for process in claimers.values():
-            assert process.stdout.readline().strip() == "ready", process.stderr.read()
-        for process in claimers.values():  # both start claiming at the same moment
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        outcomes = {}
-        for name, process in claimers.items():
-            out, err = process.communicate(timeout=240)
-            assert process.returncode == 0, err
-            assert "locked" not in err and "Traceback" not in err, err
-            outcomes[name] = json.loads(out)
-    finally:
-        for process in claimers.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    outcomes = race("claim", db_url, str(ids_file))
 
     alpha, beta = (set(outcomes[name]["claimed"]) for name in ("alpha", "beta"))
     assert len(outcomes["alpha"]["claimed"]) == len(alpha), "a claimer got a run twice"
     assert len(outcomes["beta"]["claimed"]) == len(beta), "a claimer got a run twice"
     assert alpha & beta == set(), "two runners started the same run"
     assert alpha | beta == set(ids), "a queued run was started by nobody"
-    # They claimed at the same time (which of them wins more is up to the locks).
-    (alpha_from, alpha_to), (beta_from, beta_to) = (outcomes[n]["between"] for n in outcomes)
-    assert alpha_from < beta_to and beta_from < alpha_to, "the claimers did not overlap"
     runs = {run.id: run for run in repo.list_runs()}
     assert {run.status for run in runs.values()} == {RunStatus.RUNNING}
     assert {run.attempts for run in runs.values()} == {1}
     for name, claimed in (("alpha", alpha), ("beta", beta)):
         assert all(runs[run_id].target == name for run_id in claimed)
         assert all(runs[run_id].job_id.startswith(f"jb_{name}_") for run_id in claimed)
-    print(
-        f"{db_url.split(':')[0]}: {RUNS} runs, alpha {len(alpha)} in "
-        f"{outcomes['alpha']['calls']} claims / {outcomes['alpha']['seconds']:.2f} s, "
-        f"beta {len(beta)} in {outcomes['beta']['calls']} claims / "
-        f"{outcomes['beta']['seconds']:.2f} s"
-    )
+    print(f"{RUNS} runs: alpha claimed {len(alpha)}, beta {len(beta)}")
+
+
+def test_two_processes_submitting_the_same_runs_store_each_once(
+    db_url: str, repo: DataRepository
+) -> None:
+    """Adding prompts, runs and sweep links reads then writes: writers take turns."""
+    prompts, seeds = 40, 25
+    reports = race("submit", db_url, str(prompts), str(seeds))
+    # Each prompt and the sweep were new to exactly one of the two.
+    assert sum(r["new_prompts"] for r in reports.values()) == prompts
+    assert sum(r["new_sweeps"] for r in reports.values()) == 1
+    assert len(repo.list_prompts()) == prompts
+    runs = repo.list_runs()
+    assert len(runs) == prompts * seeds
+    assert {run.status for run in runs} == {RunStatus.QUEUED}
+    links = repo.sweep_runs("sw_00000000000000aa")
+    assert sorted(run.id for _, run in links) == sorted(run.id for run in runs)
 
 
 def test_a_claim_returns_the_started_ids_in_the_order_given(repo: DataRepository) -> None:

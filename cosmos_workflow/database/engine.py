@@ -1,11 +1,12 @@
 """Engine and session factory, with migrations applied safely on start.
 
-On SQLite, SQLAlchemy rather than the sqlite3 driver opens transactions (the
-engine "connect" and "begin" events, as SQLAlchemy's SQLite documentation
-recommends), so that a transaction can take the write lock at its start:
-``BEGIN IMMEDIATE`` for the transactions that read and then write (see
-:data:`WRITE_LOCK`), a plain ``BEGIN`` for every other one, so that readers
-never wait for a writer (WAL).
+A transaction that reads and then writes says which locks it needs by
+execution options (:data:`WRITE_LOCK`, :data:`ROW_LOCKS`); the engine's
+"begin" event takes them when the transaction starts. On SQLite,
+SQLAlchemy rather than the sqlite3 driver opens transactions (the "connect"
+and "begin" events, as SQLAlchemy's SQLite documentation recommends), so
+that such a transaction can start with ``BEGIN IMMEDIATE``, and every other
+one with a plain ``BEGIN``: readers never wait for a writer (WAL).
 """
 
 from __future__ import annotations
@@ -33,18 +34,30 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-_SQLITE_BEGIN = "cosmos_sqlite_begin"
-_BEGIN_STATEMENTS = {"DEFERRED": "BEGIN", "IMMEDIATE": "BEGIN IMMEDIATE"}
+_LOCKS = "cosmos_locks"
+# pg_advisory_xact_lock key of the writers (migrations use 727001).
+_WRITERS_KEY = 727002
 
-WRITE_LOCK: dict[str, Any] = {_SQLITE_BEGIN: "IMMEDIATE"}
+WRITE_LOCK: dict[str, Any] = {_LOCKS: "writers"}
 """Execution options of a transaction that reads and then writes.
 
-On SQLite it starts with ``BEGIN IMMEDIATE``: it takes the write lock at
-once (waiting up to the busy timeout for another writer), so nothing can
-change what it read before it writes. A plain ``BEGIN`` would read from a
-snapshot that another writer may make stale, and then fail with "database is
-locked" at its first write. Other backends ignore these options. Pass them
-to ``Session.connection(execution_options=...)`` before the first statement.
+Such transactions take turns, so nothing changes what one read before it
+writes (e.g. two runners adding the same runs). On SQLite the transaction
+starts with ``BEGIN IMMEDIATE``: it takes the write lock at once, waiting up
+to the busy timeout for another writer (a plain ``BEGIN`` would read from a
+snapshot that another writer can make stale, then fail with "database is
+locked" at its first write). On PostgreSQL it first takes a
+transaction-scoped advisory lock that all such transactions share. Pass the
+options to ``Session.connection(execution_options=...)`` before the first
+statement.
+"""
+
+ROW_LOCKS: dict[str, Any] = {_LOCKS: "rows"}
+"""Execution options of a transaction whose reads lock the rows they return.
+
+Its statements lock rows themselves (``SELECT ... FOR UPDATE``), which is
+enough on PostgreSQL; SQLite locks only whole databases, so there the
+transaction starts with ``BEGIN IMMEDIATE`` as under :data:`WRITE_LOCK`.
 """
 
 
@@ -59,9 +72,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    """Open the transaction: ``BEGIN IMMEDIATE`` under :data:`WRITE_LOCK`, else ``BEGIN``."""
-    mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
-    connection.exec_driver_sql(_BEGIN_STATEMENTS[mode])
+    """Open the transaction: ``BEGIN IMMEDIATE`` if it asked for locks, else ``BEGIN``."""
+    locks = connection.get_execution_options().get(_LOCKS)
+    connection.exec_driver_sql("BEGIN" if locks is None else "BEGIN IMMEDIATE")
+
+
+def _postgres_begin(connection: Connection) -> None:
+    """Take the writers' advisory lock first thing in a :data:`WRITE_LOCK` transaction."""
+    if connection.get_execution_options().get(_LOCKS) == "writers":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITERS_KEY})")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -103,7 +122,10 @@ def _engine_for(parsed: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def _alembic_config(engine: Engine) -> Config:

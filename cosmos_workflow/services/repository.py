@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cosmos_workflow.database.engine import WRITE_LOCK
+from cosmos_workflow.database.engine import ROW_LOCKS, WRITE_LOCK
 from cosmos_workflow.database.models import TRANSITIONS, Prompt, Run, RunStatus, Sweep, SweepRun
 from cosmos_workflow.errors import NotFoundFailure, StateError
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
@@ -67,23 +67,22 @@ class DataRepository:
         self._clock = clock
 
     @contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        """One transaction; ``write`` for one that reads and then writes.
+    def _session(self, locks: dict[str, Any] | None = None) -> Iterator[Session]:
+        """One transaction; ``locks`` (WRITE_LOCK, ROW_LOCKS) for one that reads then writes.
 
-        Such a transaction takes SQLite's write lock at its start (BEGIN
-        IMMEDIATE), so what it read cannot change before it writes; reads
-        alone never wait for a writer.
+        Without ``locks`` it takes none at its start: reads never wait for a
+        writer.
         """
         with self._sessions() as session, session.begin():
-            if write:
-                session.connection(execution_options=WRITE_LOCK)
+            if locks is not None:
+                session.connection(execution_options=locks)
             yield session
 
     # -- prompts -----------------------------------------------------------
     def add_prompts(self, prompts: Iterable[ResolvedPrompt]) -> int:
         """Store prompts not stored yet; return how many were new."""
         unique = {p.id: p for p in prompts}
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             existing = set(session.scalars(select(Prompt.id).where(Prompt.id.in_(unique))))
             now = self._clock.now()
             for prompt_id, prompt in unique.items():
@@ -116,7 +115,7 @@ class DataRepository:
 
     def delete_prompt(self, prompt_id: str) -> list[Run]:
         """Delete a prompt and its runs; return the deleted runs."""
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             prompt = session.get(Prompt, prompt_id)
             if prompt is None:
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
@@ -130,7 +129,7 @@ class DataRepository:
     def add_runs(self, specs: Iterable[RunSpec]) -> None:
         """Store runs not stored yet, as pending."""
         unique = {s.id: s for s in specs}
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             existing = set(session.scalars(select(Run.id).where(Run.id.in_(unique))))
             now = self._clock.now()
             for run_id, spec in unique.items():
@@ -193,7 +192,7 @@ class DataRepository:
         """
         ids = list(run_ids)
         now = self._clock.now()
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             # Lock the rows (PostgreSQL), in id order: two callers cannot deadlock.
             locked = select(Run).where(Run.id.in_(ids)).order_by(Run.id).with_for_update()
             runs = {run.id: run for run in session.scalars(locked)}
@@ -225,7 +224,7 @@ class DataRepository:
             .where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
             .with_for_update(skip_locked=True)
         )
-        with self._session(write=True) as session:
+        with self._session(ROW_LOCKS) as session:
             started = set(session.scalars(queued))
             if started:
                 statement = (
@@ -313,7 +312,8 @@ class DataRepository:
             )
             .returning(Run.id)
         )
-        with self._session() as session:
+        # Takes turns with transition() (both lock many rows): no deadlock.
+        with self._session(WRITE_LOCK) as session:
             cancelled = set(session.scalars(statement, execution_options=_NO_SYNC))
         return [run_id for run_id in ids if run_id in cancelled]
 
@@ -327,7 +327,7 @@ class DataRepository:
             The ids that were re-queued.
         """
         ids = list(run_ids)
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             runs = session.scalars(
                 select(Run)
                 .where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
@@ -350,7 +350,7 @@ class DataRepository:
         or re-creates a deleted run whose folder was kept. Timestamps, target,
         GPUs, attempts and exit code come from that result.json.
         """
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             run = session.get(Run, run_id, with_for_update=True)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
@@ -370,7 +370,7 @@ class DataRepository:
 
     def delete_run(self, run_id: str) -> Run:
         """Delete one run (and its sweep links); return it."""
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
@@ -401,7 +401,7 @@ class DataRepository:
 
         Links go missing when a run was deleted and the sweep runs again.
         """
-        with self._session(write=True) as session:
+        with self._session(WRITE_LOCK) as session:
             created = session.get(Sweep, sweep_id) is None
             if created:
                 session.add(
