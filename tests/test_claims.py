@@ -2,9 +2,9 @@
 
 Real OS processes (tests/db_worker.py) claim the same queued runs, or submit
 the same runs, at the same time, on a SQLite file and on a real PostgreSQL
-database. On SQLite only the
-transactions that read then write take the write lock at BEGIN (BEGIN
-IMMEDIATE); readers such as `cosmos status` never wait for a runner.
+database. On SQLite only the transactions that read then write take the
+write lock at BEGIN (BEGIN IMMEDIATE); readers such as `cosmos status` never
+wait for a runner.
 """
 
 from __future__ import annotations
