@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cosmos-batch +experiment=demo
 
-# The SSH and Docker tests run against a real sshd and dockerd: install
-# them when they are missing.
+# The SSH, Docker and PostgreSQL tests run against a real sshd, dockerd and
+# PostgreSQL server: install them when they are missing.
 system-deps:
 	scripts/install-system-deps
 

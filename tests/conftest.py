@@ -156,6 +156,33 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Any:
     testhost.stop(started)
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A throwaway PostgreSQL cluster for the test session (tests/postgres.py).
+
+    Fails (never skips) when PostgreSQL is not installed.
+    """
+    import postgres
+
+    cluster = postgres.start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_database(pg_cluster: Any) -> str:
+    """The name of a new, empty database on the session's cluster (dropped afterwards)."""
+    name = pg_cluster.create_database()
+    yield name
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, pg_database: str) -> str:
+    """The SQLAlchemy URL (psycopg 3) of a new, empty database on the session's cluster."""
+    return pg_cluster.url(pg_database)
+
+
 @pytest.fixture(scope="module")
 def demo_done(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A project on which `cosmos-batch +experiment=demo` already ran once."""

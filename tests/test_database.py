@@ -1,6 +1,8 @@
 """The database: migrations, the run status machine and DataRepository queries.
 
-Real SQLite files under tmp_path; time comes from an injected fake clock.
+Real SQLite files under tmp_path; the repository tests run on SQLite and on a
+fresh database of a real PostgreSQL cluster (tests/postgres.py). Time comes
+from an injected fake clock.
 """
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import StatementError
 
 from cosmos_workflow.database.engine import (
@@ -90,11 +93,47 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of a repository test: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "cosmos.db")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def repo(tmp_path: Path, clock: FakeClock) -> DataRepository:
-    engine, repository = open_repo(tmp_path / "cosmos.db", clock)
-    yield repository
+def repo(db_url: str, clock: FakeClock) -> DataRepository:
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    yield DataRepository(session_factory(engine), clock)
     engine.dispose()
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of ``sql``, read through a connection of its own."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def other_writer(url: str, sql: str, **params: object) -> Iterator[Connection]:
+    """Another client that ran ``sql`` in a transaction it has not committed yet.
+
+    Until the caller commits it, that client holds the write lock (SQLite)
+    or the locks of the rows it changed (PostgreSQL).
+    """
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            conn.execute(text(sql), params)
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def expected_head() -> str:
@@ -500,7 +539,7 @@ def test_naive_datetimes_are_refused(repo: DataRepository, clock: FakeClock) -> 
 
 
 def test_run_shared_by_two_sweeps_and_cascading_prompt_delete(
-    tmp_path: Path, repo: DataRepository
+    db_url: str, repo: DataRepository
 ) -> None:
     forest, street = make_prompt("forest", "a"), make_prompt("street", "b")
     f1, f2 = make_spec(forest, 1), make_spec(forest, 2)
@@ -538,10 +577,9 @@ def test_run_shared_by_two_sweeps_and_cascading_prompt_delete(
 
     repo.delete_run(s1.id)
     assert repo.sweep_runs("sw_aaaaaaaaaaaaaaaa") == []
-    with sqlite3.connect(tmp_path / "cosmos.db") as conn:
-        links = conn.execute("SELECT sweep_id, run_id FROM sweep_runs").fetchall()
-    conn.close()
-    assert links == [("sw_bbbbbbbbbbbbbbbb", s2.id)]
+    assert query(db_url, "SELECT sweep_id, run_id FROM sweep_runs") == [
+        ("sw_bbbbbbbbbbbbbbbb", s2.id)
+    ]
 
     # Running the sweep again re-creates the deleted runs: their links come back
     # at their places, and the sweep's own record is not replaced.
@@ -721,35 +759,38 @@ def test_settle_never_overwrites_a_cancelled_run(repo: DataRepository) -> None:
         repo.settle(kept, RunStatus.FAILED)
 
 
-def race_with_a_kill(db_path: Path, run_id: str, call: Callable[[], object]) -> object:
-    """Run ``call`` while another connection holds the write lock with a kill.
+def race_with_a_kill(
+    url: str, run_id: str, call: Callable[[], object], waits: bool = True
+) -> object:
+    """Run ``call`` while another client holds its locks with a kill.
 
-    The other connection marks ``run_id`` cancelled inside a write
-    transaction, ``call`` starts in a thread (it waits on the lock), and the
-    kill commits 0.3 s later. Returns what ``call`` returned.
+    The other client marks ``run_id`` cancelled inside a transaction, ``call``
+    starts in a thread and the kill commits 0.3 s later. ``call`` must still
+    be waiting for the kill's locks then if ``waits``, else it must have
+    returned already. Returns what ``call`` returned.
     """
-    killer = sqlite3.connect(db_path, isolation_level=None)
     outcome: list[object] = []
-    try:
-        killer.execute("BEGIN IMMEDIATE")
-        killer.execute("UPDATE runs SET status = 'cancelled' WHERE id = ?", (run_id,))
+    update = "UPDATE runs SET status = 'cancelled' WHERE id = :id"
+    with other_writer(url, update, id=run_id) as kill:
         worker = threading.Thread(target=lambda: outcome.append(call()))
         worker.start()
         time.sleep(0.3)
-        assert worker.is_alive(), "the repository did not wait for the write lock"
-        killer.execute("COMMIT")
+        assert worker.is_alive() is waits, (
+            "the repository did not wait for the kill's locks"
+            if waits
+            else "the repository waited for a row that it should skip"
+        )
+        kill.commit()
         worker.join(timeout=30)
-    finally:
-        killer.close()
     assert len(outcome) == 1
     return outcome[0]
 
 
-def test_settle_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRepository) -> None:
+def test_settle_loses_the_race_to_a_concurrent_kill(db_url: str, repo: DataRepository) -> None:
     (run_id,) = queued_runs(repo, 1)
     repo.claim([run_id], job_id="jb_race")
     settled = race_with_a_kill(
-        tmp_path / "cosmos.db",
+        db_url,
         run_id,
         lambda: repo.settle(run_id, RunStatus.SUCCEEDED, exit_code=0, output_dir="/o/x"),
     )
@@ -759,10 +800,18 @@ def test_settle_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRe
     assert (run.exit_code, run.output_dir) == (None, None)
 
 
-def test_claim_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRepository) -> None:
+def test_claim_loses_the_race_to_a_concurrent_kill(db_url: str, repo: DataRepository) -> None:
+    """SQLite: the claim waits for the kill's write lock, then sees the run cancelled.
+
+    PostgreSQL: the claim skips the row that the kill has locked (SKIP LOCKED)
+    and does not wait; the run ends up cancelled, never started.
+    """
     cancelled, kept = queued_runs(repo, 2)
     started = race_with_a_kill(
-        tmp_path / "cosmos.db", cancelled, lambda: repo.claim([cancelled, kept], job_id="jb_r")
+        db_url,
+        cancelled,
+        lambda: repo.claim([cancelled, kept], job_id="jb_r"),
+        waits=db_url.startswith("sqlite"),
     )
     assert started == [kept]
     run = repo.get_run(cancelled)
@@ -771,24 +820,21 @@ def test_claim_loses_the_race_to_a_concurrent_kill(tmp_path: Path, repo: DataRep
 
 
 def test_cancel_unfinished_leaves_a_run_that_finished_meanwhile(
-    tmp_path: Path, repo: DataRepository
+    db_url: str, repo: DataRepository
 ) -> None:
     finished, running = queued_runs(repo, 2)
     repo.claim([finished, running], job_id="jb_c")
-    killer = sqlite3.connect(tmp_path / "cosmos.db", isolation_level=None)
-    try:
-        killer.execute("BEGIN IMMEDIATE")
-        killer.execute("UPDATE runs SET status = 'succeeded' WHERE id = ?", (finished,))
-        outcome: list[list[str]] = []
+    outcome: list[list[str]] = []
+    update = "UPDATE runs SET status = 'succeeded' WHERE id = :id"
+    with other_writer(db_url, update, id=finished) as finish:
         worker = threading.Thread(
             target=lambda: outcome.append(repo.cancel_unfinished([finished, running], "kill"))
         )
         worker.start()
         time.sleep(0.3)
-        killer.execute("COMMIT")
+        assert worker.is_alive(), "cancel_unfinished did not wait for the other writer"
+        finish.commit()
         worker.join(timeout=30)
-    finally:
-        killer.close()
     assert outcome == [[running]]
     assert repo.get_run(finished).status is RunStatus.SUCCEEDED
     assert repo.get_run(running).status is RunStatus.CANCELLED

@@ -1,4 +1,13 @@
-"""Engine and session factory, with migrations applied safely on start."""
+"""Engine and session factory, with migrations applied safely on start.
+
+A transaction that reads and then writes says which locks it needs by
+execution options (:data:`WRITE_LOCK`, :data:`ROW_LOCKS`); the engine's
+"begin" event takes them when the transaction starts. On SQLite,
+SQLAlchemy rather than the sqlite3 driver opens transactions (the "connect"
+and "begin" events, as SQLAlchemy's SQLite documentation recommends), so
+that such a transaction can start with ``BEGIN IMMEDIATE``, and every other
+one with a plain ``BEGIN``: readers never wait for a writer (WAL).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,8 +34,36 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+_LOCKS = "cosmos_locks"
+# pg_advisory_xact_lock key of the writers (migrations use 727001).
+_WRITERS_KEY = 727002
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+WRITE_LOCK: dict[str, Any] = {_LOCKS: "writers"}
+"""Execution options of a transaction that reads and then writes.
+
+Such transactions take turns, so nothing changes what one read before it
+writes (e.g. two runners adding the same runs). On SQLite the transaction
+starts with ``BEGIN IMMEDIATE``: it takes the write lock at once, waiting up
+to the busy timeout for another writer (a plain ``BEGIN`` would read from a
+snapshot that another writer can make stale, then fail with "database is
+locked" at its first write). On PostgreSQL it first takes a
+transaction-scoped advisory lock that all such transactions share. Pass the
+options to ``Session.connection(execution_options=...)`` before the first
+statement.
+"""
+
+ROW_LOCKS: dict[str, Any] = {_LOCKS: "rows"}
+"""Execution options of a transaction whose reads lock the rows they return.
+
+Its statements lock rows themselves (``SELECT ... FOR UPDATE``), which is
+enough on PostgreSQL; SQLite locks only whole databases, so there the
+transaction starts with ``BEGIN IMMEDIATE`` as under :data:`WRITE_LOCK`.
+"""
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Set up a new SQLite connection; the driver no longer opens transactions."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -34,6 +72,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # last commits (the runs are then found again from their folders).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Open the transaction: ``BEGIN IMMEDIATE`` if it asked for locks, else ``BEGIN``."""
+    locks = connection.get_execution_options().get(_LOCKS)
+    connection.exec_driver_sql("BEGIN" if locks is None else "BEGIN IMMEDIATE")
+
+
+def _postgres_begin(connection: Connection) -> None:
+    """Take the writers' advisory lock first thing in a :data:`WRITE_LOCK` transaction."""
+    if connection.get_execution_options().get(_LOCKS) == "writers":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITERS_KEY})")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -72,9 +122,13 @@ def _engine_for(parsed: URL) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def _alembic_config(engine: Engine) -> Config:
@@ -165,7 +219,10 @@ def migrate(engine: Engine) -> None:
             logger.info("Migrating database from %s to %s", current or "empty", head)
             command.upgrade(_alembic_config(engine), "head")
     except OperationalError as exc:
-        raise StateError(f"cannot open the database: {exc.orig}") from exc
+        raise StateError(
+            f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+            f"{exc.orig}; check database.url and that the database server is running"
+        ) from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from cosmos_workflow.database.engine import ROW_LOCKS, WRITE_LOCK
 from cosmos_workflow.database.models import (
     TRANSITIONS,
     Base,
@@ -118,15 +119,22 @@ class DataRepository:
         self._clock = clock
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, locks: dict[str, Any] | None = None) -> Iterator[Session]:
+        """One transaction; ``locks`` (WRITE_LOCK, ROW_LOCKS) for one that reads then writes.
+
+        Without ``locks`` it takes none at its start: reads never wait for a
+        writer.
+        """
         with self._sessions() as session, session.begin():
+            if locks is not None:
+                session.connection(execution_options=locks)
             yield session
 
     # -- prompts -----------------------------------------------------------
     def add_prompts(self, prompts: Iterable[ResolvedPrompt]) -> int:
         """Store prompts not stored yet; return how many were new."""
         unique = {p.id: p for p in prompts}
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             existing = _stored_among(session, Prompt.id, list(unique))
             now = self._clock.now()
             rows = [
@@ -160,7 +168,7 @@ class DataRepository:
 
     def delete_prompt(self, prompt_id: str) -> list[Run]:
         """Delete a prompt and its runs; return the deleted runs."""
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             prompt = session.get(Prompt, prompt_id)
             if prompt is None:
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
@@ -177,7 +185,7 @@ class DataRepository:
         for spec in specs:
             stored = spec.to_dict()
             unique.setdefault(stored["id"], (spec, stored))
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             existing = _stored_among(session, Run.id, list(unique))
             now = self._clock.now()
             rows = [
@@ -239,43 +247,58 @@ class DataRepository:
         Raises:
             StateError: a transition that the status machine forbids.
         """
+        ids = list(run_ids)
         now = self._clock.now()
-        with self._session() as session:
-            for run_id in run_ids:
-                run = session.get(Run, run_id)
+        with self._session(WRITE_LOCK) as session:
+            # Lock the rows (PostgreSQL), in id order: two callers cannot deadlock.
+            locked = select(Run).where(Run.id.in_(ids)).order_by(Run.id).with_for_update()
+            runs = {run.id: run for run in session.scalars(locked)}
+            for run_id in ids:
+                run = runs.get(run_id)
                 if run is None:
                     raise NotFoundFailure(f"no run with id {run_id}")
                 if to is not run.status:
                     _move(run, to, now, fields)
 
     def claim(self, run_ids: Iterable[str], **fields: Any) -> list[str]:
-        """Start the queued runs among ``run_ids`` (queued -> running).
+        """Start the queued runs among ``run_ids`` (queued -> running), atomically.
 
-        The status check is part of the write, so a run cancelled by a
-        concurrent ``cosmos kill`` stays cancelled. Extra ``fields`` (target,
-        GPUs, job id) are stored on the runs that start.
+        One transaction selects the queued runs among the ids and starts
+        them. On PostgreSQL the select locks them (FOR UPDATE SKIP LOCKED):
+        a run that another runner or a ``cosmos kill`` is changing right now
+        is skipped, not waited for. On SQLite the transaction holds the
+        write lock from its start (BEGIN IMMEDIATE). So runners that share a
+        database never start a run twice, and a run cancelled by a
+        concurrent kill stays cancelled. Extra ``fields`` (target, GPUs, job
+        id) are stored on the runs that start.
 
         Returns:
             The ids that were started, in the order given.
         """
         ids = list(run_ids)
-        statement = (
-            update(Run)
+        queued = (
+            select(Run.id)
             .where(Run.id.in_(ids), Run.status == RunStatus.QUEUED)
-            .values(
-                status=RunStatus.RUNNING,
-                attempts=Run.attempts + 1,
-                started_at=self._clock.now(),
-                finished_at=None,
-                exit_code=None,
-                error_class=None,
-                error_message=None,
-                **fields,
-            )
-            .returning(Run.id)
+            .with_for_update(skip_locked=True)
         )
-        with self._session() as session:
-            started = set(session.scalars(statement, execution_options=_NO_SYNC))
+        with self._session(ROW_LOCKS) as session:
+            started = set(session.scalars(queued))
+            if started:
+                statement = (
+                    update(Run)
+                    .where(Run.id.in_(started))
+                    .values(
+                        status=RunStatus.RUNNING,
+                        attempts=Run.attempts + 1,
+                        started_at=self._clock.now(),
+                        finished_at=None,
+                        exit_code=None,
+                        error_class=None,
+                        error_message=None,
+                        **fields,
+                    )
+                )
+                session.execute(statement, execution_options=_NO_SYNC)
         return [run_id for run_id in ids if run_id in started]
 
     def settle(self, run_id: str, to: RunStatus, **fields: Any) -> bool:
@@ -346,7 +369,8 @@ class DataRepository:
             )
             .returning(Run.id)
         )
-        with self._session() as session:
+        # Takes turns with transition() (both lock many rows): no deadlock.
+        with self._session(WRITE_LOCK) as session:
             cancelled = set(session.scalars(statement, execution_options=_NO_SYNC))
         return [run_id for run_id in ids if run_id in cancelled]
 
@@ -360,9 +384,12 @@ class DataRepository:
             The ids that were re-queued.
         """
         ids = list(run_ids)
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             runs = session.scalars(
-                select(Run).where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
+                select(Run)
+                .where(Run.id.in_(ids), Run.status == RunStatus.SUCCEEDED)
+                .order_by(Run.id)
+                .with_for_update()
             )
             requeued = []
             for run in runs:
@@ -380,8 +407,8 @@ class DataRepository:
         or re-creates a deleted run whose folder was kept. Timestamps, target,
         GPUs, attempts and exit code come from that result.json.
         """
-        with self._session() as session:
-            run = session.get(Run, run_id)
+        with self._session(WRITE_LOCK) as session:
+            run = session.get(Run, run_id, with_for_update=True)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
             run.status = RunStatus.SUCCEEDED
@@ -400,7 +427,7 @@ class DataRepository:
 
     def delete_run(self, run_id: str) -> Run:
         """Delete one run (and its sweep links); return it."""
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise NotFoundFailure(f"no run with id {run_id}")
@@ -544,7 +571,7 @@ class DataRepository:
 
         Links go missing when a run was deleted and the sweep runs again.
         """
-        with self._session() as session:
+        with self._session(WRITE_LOCK) as session:
             created = session.get(Sweep, sweep_id) is None
             if created:
                 session.add(

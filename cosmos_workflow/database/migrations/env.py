@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.models import Base
 from cosmos_workflow.errors import StateError
 
@@ -18,9 +19,14 @@ engine = context.config.attributes["engine"]
 
 
 def _set_foreign_keys(connection: Connection, enabled: bool) -> None:
-    """Turn SQLite's foreign-key enforcement on or off (outside a transaction)."""
-    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
-    connection.commit()
+    """Turn SQLite's foreign-key enforcement on or off, outside any transaction.
+
+    The pragma does nothing inside a transaction, and every statement sent
+    through ``connection`` would begin one (engine.py emits the BEGIN), so it
+    goes to the driver's connection, which is in autocommit mode.
+    """
+    pragma = f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}"
+    connection.connection.driver_connection.execute(pragma)
 
 
 def _check_foreign_keys(connection: Connection) -> None:
@@ -38,6 +44,8 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 
 def _run_migrations(connection: Connection, sqlite: bool) -> None:
+    # Reads the current revision, then changes the schema: one writer at a time.
+    connection.execution_options(**WRITE_LOCK)
     with connection.begin():
         context.configure(
             connection=connection,
