@@ -606,16 +606,13 @@ def test_adding_the_same_runs_again_keeps_their_state(
     assert len(repo.list_runs()) == 1
 
 
-def table_rows(db_file: Path, table: str) -> list[tuple]:
-    """Every row of ``table``, as SQLite stores it, in primary-key order."""
-    with sqlite3.connect(db_file) as conn:
-        rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-    conn.close()
-    return rows
+def table_rows(url: str, table: str) -> list[tuple]:
+    """Every row of ``table``, as the database stores it, in primary-key order."""
+    return query(url, f"SELECT * FROM {table} ORDER BY 1, 2")
 
 
 def test_thousands_of_runs_are_stored_once_and_stored_runs_keep_their_state(
-    tmp_path: Path, repo: DataRepository, clock: FakeClock
+    db_url: str, repo: DataRepository, clock: FakeClock
 ) -> None:
     prompts = [make_prompt(f"scene {tag}", tag) for tag in "abc"]
     specs = [
@@ -664,15 +661,14 @@ def test_thousands_of_runs_are_stored_once_and_stored_runs_keep_their_state(
     assert [run.id for _, run in repo.sweep_runs("sw_eeeeeeeeeeeeeeee")] == [s.id for s in early]
 
     # Storing the same sweep again changes nothing.
-    db_file = tmp_path / "cosmos.db"
     snapshot = {
-        table: table_rows(db_file, table) for table in ("prompts", "runs", "sweeps", "sweep_runs")
+        table: table_rows(db_url, table) for table in ("prompts", "runs", "sweeps", "sweep_runs")
     }
     clock.advance(60)
     assert repo.add_prompts(run.prompt for run in specs) == 0
     repo.add_runs(specs)
     assert repo.add_sweep("sw_bbbbbbbbbbbbbbbb", "big", {}, [], "/o/x", specs) is False
-    assert {table: table_rows(db_file, table) for table in snapshot} == snapshot
+    assert {table: table_rows(db_url, table) for table in snapshot} == snapshot
 
     # Deleted runs come back as pending, with their links at their old places.
     gone = specs[5::400]
