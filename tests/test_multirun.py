@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -343,6 +346,43 @@ def test_kill_sweep_stops_a_multirun_and_the_same_command_resumes_it(project: Pr
     assert len(project.cosmos_json("list", "sweeps")) == 1
 
 
+def test_ctrl_c_while_jobs_are_planned_stops_before_anything_runs(project: Project) -> None:
+    seeds = ",".join(str(seed) for seed in range(40))
+    process = project.start_batch(
+        "-m", "+experiment=demo", f"model.seed={seeds}", "hydra.sweep.dir=multi", capture=True
+    )
+    deadline = time.monotonic() + 120
+    while not (project.root / "multi" / "1" / ".hydra").is_dir():
+        assert time.monotonic() < deadline, "planning never started"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted: nothing was executed" in stderr and "Traceback" not in stderr
+    assert len(list((project.root / "multi").glob("*/.hydra"))) < 40, "planning went on"
+    assert project.ledger_lines() == []
+    assert not (project.outputs / "cosmos.db").exists()
+
+
+def test_ctrl_c_while_the_union_runs_cancels_it_and_the_same_command_finishes(
+    project: Project,
+) -> None:
+    args = ("-m", "+experiment=demo", "model.seed=1,2")
+    process = project.start_batch(*args, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}, capture=True)
+    project.wait_for_ledger(2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: unfinished runs were marked cancelled" in stderr
+    [sweep] = project.cosmos_json("list", "sweeps")
+    assert sweep["runs"] == 12 and sweep["counts"]["cancelled"] > 0
+    done = project.batch(*args)
+    assert done.returncode == 0, done.stderr
+    [line] = sweep_lines(done.stdout)
+    assert line.startswith(f"sweep {sweep['id']} (demo): 12 runs: ")
+    assert project.cosmos_json("show", sweep["id"])["counts"]["succeeded"] == 12
+
+
 # ---------------------------------------------------------------- the plugin
 
 
@@ -358,6 +398,7 @@ def test_the_plugin_is_cosmos_batchs_default_launcher(project: Project) -> None:
 
 PLAIN_APP = """
 import sys
+import time
 from pathlib import Path
 
 import hydra

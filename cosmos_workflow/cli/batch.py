@@ -168,7 +168,8 @@ class BatchTask:
         self._outcome.started = True
         hydra_cfg = HydraConfig.get()
         job = JobPlan(hydra_cfg.job.num, redact(list(hydra_cfg.overrides.task)))
-        job.exit_code = self._guarded(partial(self._plan_into, job, cfg))
+        # Ctrl-C while planning ends the multirun (main() reports it).
+        job.exit_code = self._classified(partial(self._plan_into, job, cfg))
         return job
 
     def run_planned(self, jobs: list[JobPlan], sweep_dir: Path) -> list[int]:
@@ -244,12 +245,18 @@ class BatchTask:
 
     @staticmethod
     def _guarded(action: Callable[[], int]) -> int:
-        """Run an action; turn every failure into a message and an exit code."""
+        """Run an action; turn every failure and Ctrl-C into a message and an exit code."""
         try:
-            return guarded(action)
+            return BatchTask._classified(action)
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
             return INTERRUPTED_EXIT
+
+    @staticmethod
+    def _classified(action: Callable[[], int]) -> int:
+        """Run an action; turn every failure into a message and an exit code."""
+        try:
+            return guarded(action)
         except Exception:
             # A bug: show it, but never let Hydra print the overrides (secrets).
             logger.exception("internal error; please report it with the traceback above")
@@ -280,6 +287,9 @@ def main() -> None:
     )
     try:
         app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was executed\n")
+        sys.exit(INTERRUPTED_EXIT)
     except SystemExit as exc:
         if exc.code not in (0, None) and not outcome.started:
             # Hydra could not compose the config: that is bad input.
