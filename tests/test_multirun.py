@@ -123,7 +123,10 @@ def test_the_sweep_folders_record_every_jobs_overrides(grid) -> None:
 
     folder = Path(sweep["output_dir"])
     assert yaml.safe_load((folder / "overrides.yaml").read_text()) == JOB_OVERRIDES
-    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    text = (folder / "manifest.yaml").read_text()
+    assert text.startswith("# A multirun's sweep") and "@package" not in text
+    assert "&id" not in text, "YAML aliases: the file shares objects between its parts"
+    manifest = yaml.safe_load(text)
     assert manifest["name"] == "demo"
     assert [job["overrides"] for job in manifest["jobs"]] == JOB_OVERRIDES
     for job, overrides in zip(manifest["jobs"], JOB_OVERRIDES, strict=True):

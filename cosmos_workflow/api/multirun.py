@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -68,10 +69,10 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
 
 
 def _shared(models: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The entries that every mapping has with the same value."""
+    """The entries that every mapping has with the same value (copies)."""
     first, *others = list(models)
     return {
-        key: value
+        key: copy.deepcopy(value)
         for key, value in first.items()
         if all(key in other and other[key] == value for other in others)
     }

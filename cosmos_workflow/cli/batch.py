@@ -127,6 +127,10 @@ def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
     print(f"sweep: {summary.sweep_dir}/")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
     """Print the plan of a dry run, or execute it and print the summary."""
     if api.settings.dry_run:
@@ -186,7 +190,7 @@ class BatchTask:
             self._record(code)
             return [job.exit_code or code for job in jobs]
         sweeps = group_sweeps(jobs)
-        print(f"multirun: {len(jobs)} jobs, {len(sweeps)} sweep{'s' if len(sweeps) > 1 else ''}")
+        print(f"multirun: {_count(len(jobs), 'job')}, {_count(len(sweeps), 'sweep')}")
         if len(sweeps) > 1:
             print(
                 f"note: the jobs have {len(sweeps)} different settings (target, database, "
