@@ -205,6 +205,37 @@ def test_one_job_or_jobs_that_give_the_same_runs_are_the_single_sweep(project: P
     assert "12 sweep point(s) gave an already listed run and were merged" in twins.stdout
 
 
+def subset_experiment(name: str) -> str:
+    """An experiment whose 4 runs are also demo runs (seeds 1 and 2 at depth 0.5)."""
+    return (
+        "# @package _global_\n"
+        "defaults:\n  - /prompts: demo\n"
+        f"name: {name}\nvars: {{style: golden-hour}}\n"
+        "model: {weights: {depth: 0.5}}\n"
+        "sweep: {grid: {model.seed: [1, 2]}}\n"
+    )
+
+
+def test_jobs_of_different_experiments_are_one_sweep_named_after_them(project: Project) -> None:
+    project.write("manifests/experiment/subset.yaml", subset_experiment("subset"))
+    done = project.batch("-m", "+experiment=demo,subset", "dry_run=true")
+    assert done.returncode == 0, done.stderr
+    [line] = sweep_lines(done.stdout)
+    assert "(demo+subset): 12 runs, 0 cached, 12 to run" in line
+    assert "4 sweep point(s) gave an already listed run and were merged" in done.stdout
+    single = project.batch("+experiment=demo", "dry_run=true")
+    assert plan_ids(done.stdout) == plan_ids(single.stdout)
+
+    # Names too long for the database together: the first name and a count.
+    names = [f"{letter * 90}" for letter in "xyz"]
+    for name in names:
+        project.write(f"manifests/experiment/{name[0]}.yaml", subset_experiment(name))
+    many = project.batch("-m", "+experiment=x,y,z", "dry_run=true")
+    assert many.returncode == 0, many.stderr
+    [line] = sweep_lines(many.stdout)
+    assert f"({names[0]}+2-more): 4 runs" in line
+
+
 def test_compatible_runs_of_different_jobs_share_one_model_invocation(project: Project) -> None:
     # 2 jobs (two lighting styles) x 2 prompts x 2 seeds, one depth: the runs of
     # one seed may share an invocation, 2 per job, 4 across both jobs.

@@ -13,6 +13,8 @@ from cosmos_workflow.utils.hashing import content_id
 
 # The key of a run's recorded params that holds the overrides of the job that made it.
 OVERRIDES_PARAM = "overrides"
+# The longest sweep name the database keeps (sweeps.name).
+NAME_MAX = 200
 
 
 def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
@@ -38,7 +40,7 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
     plans = list(jobs.values())
     if len(plans) == 1:
         return plans[0]
-    name = "+".join(dict.fromkeys(plan.name for plan in plans))
+    name = _union_name(list(dict.fromkeys(plan.name for plan in plans)))
     runs: dict[str, RunSpec] = {}
     duplicates = sum(plan.duplicates for plan in plans)
     for plan in plans:
@@ -66,6 +68,12 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
         duplicates=duplicates,
         notes=list(dict.fromkeys(note for plan in plans for note in plan.notes)),
     )
+
+
+def _union_name(names: list[str]) -> str:
+    """The experiment names joined by '+', or the first and a count if that is too long."""
+    joined = "+".join(names)
+    return joined if len(joined) <= NAME_MAX else f"{names[0]}+{len(names) - 1}-more"
 
 
 def _shared(models: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
