@@ -67,7 +67,8 @@ class SweepPlan:
     sweep_id: str
     name: str
     manifest: dict[str, Any]
-    overrides: list[str]
+    # A multirun's sweep (api/multirun.py) has one list per Hydra job.
+    overrides: list[str] | list[list[str]]
     runs: list[RunSpec]
     cached: frozenset[str]
     duplicates: int

@@ -3,6 +3,7 @@
 cosmos-batch +experiment=demo
 cosmos-batch +experiment=demo dry_run=true
 cosmos-batch +experiment=demo model.seed=7 --cfg job
+cosmos-batch -m +experiment=demo model.seed=1,2,3    # every job's runs as one sweep
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan, SweepSummary
+from cosmos_workflow.api.multirun import OVERRIDES_PARAM
 from cosmos_workflow.cli.console import (
     configure_logging,
     guarded,
@@ -28,13 +31,17 @@ from cosmos_workflow.cli.console import (
     print_error,
     stderr_console,
 )
+from cosmos_workflow.cli.multirun import JobFailure, JobPlan, group_sweeps, write_record
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths, find_project
+from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.errors import CosmosError, ValidationFailure
-from cosmos_workflow.manifest.overrides import carries_password
+from cosmos_workflow.manifest.overrides import carries_password, redact
 
 logger = logging.getLogger(__name__)
+
+INTERRUPTED_EXIT = 130
 
 
 @dataclass
@@ -74,7 +81,8 @@ def _sources(project: ProjectPaths) -> ConfigSources:
 
 
 def _format_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "prompt")
+    shown = [f"{k}={v}" for k, v in params.items() if k not in ("prompt", OVERRIDES_PARAM)]
+    return " ".join(shown + list(params.get(OVERRIDES_PARAM, [])))
 
 
 def print_plan(plan: SweepPlan) -> None:
@@ -119,47 +127,144 @@ def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
     print(f"sweep: {summary.sweep_dir}/")
 
 
-def _execute(cfg: DictConfig, project: ProjectPaths) -> int:
-    try:
-        composed = OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        raise ValidationFailure(f"configuration error: {exc}") from exc
-    assert isinstance(composed, dict)
-    manager = ConfigManager(project, os.environ)
-    settings = manager.settings(composed)
-    configure_logging(settings.log_level)
-    manifest = manager.manifest_part(composed)
-    if "prompts" not in manifest and "name" not in manifest:
-        raise ValidationFailure(
-            "no experiment selected: add +experiment=NAME "
-            f"(available: {_available_experiments(project)})"
-        )
-    overrides = list(HydraConfig.get().overrides.task)
-    with CosmosAPI(settings) as api:
-        plan = api.plan_sweep(manifest, overrides, _sources(project))
-        if settings.dry_run:
-            print_plan(plan)
-            return 0
-        summary = api.run_sweep(plan, make_progress(stderr_console()))
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
+    """Print the plan of a dry run, or execute it and print the summary."""
+    if api.settings.dry_run:
+        print_plan(plan)
+        return 0
+    summary = api.run_sweep(plan, make_progress(stderr_console()))
     print_summary(plan, summary)
     return 1 if summary.tally.failed or summary.tally.cancelled else 0
 
 
-def _make_task(project: ProjectPaths, outcome: _Outcome) -> Callable[[DictConfig], None]:
-    def task(cfg: DictConfig) -> None:
-        outcome.started = True
+def _run(settings: Settings, plan: SweepPlan) -> int:
+    with CosmosAPI(settings) as api:
+        return _finish(api, plan)
+
+
+class BatchTask:
+    """What Hydra runs: one sweep per call, or every job of a multirun as one sweep.
+
+    Called as a function, it plans and runs one job (a single run). The
+    cosmos launcher instead calls :meth:`plan_job` for every job of a
+    multirun, then :meth:`run_planned` once with all the plans.
+
+    Args:
+        project: The project in use.
+        outcome: Where the exit code goes (main() reads it).
+    """
+
+    def __init__(self, project: ProjectPaths, outcome: _Outcome) -> None:
+        self._project = project
+        self._outcome = outcome
+
+    def __call__(self, cfg: DictConfig) -> None:
+        """Plan and run the sweep of one composed config."""
+        self._outcome.started = True
+        self._record(self._guarded(partial(self._execute, cfg)))
+
+    def plan_job(self, cfg: DictConfig) -> JobPlan:
+        """Plan one job of a multirun (inside Hydra's job); print why if it cannot be."""
+        self._outcome.started = True
+        hydra_cfg = HydraConfig.get()
+        job = JobPlan(hydra_cfg.job.num, redact(list(hydra_cfg.overrides.task)))
+        # Ctrl-C while planning ends the multirun (main() reports it).
+        job.exit_code = self._classified(partial(self._plan_into, job, cfg))
+        return job
+
+    def run_planned(self, jobs: list[JobPlan], sweep_dir: Path) -> list[int]:
+        """Run the planned jobs: those with the same settings as one sweep.
+
+        Nothing runs if any job could not be planned. Returns each job's exit code.
+        """
+        failed = [job for job in jobs if job.exit_code]
+        if failed:
+            sys.stderr.write(
+                f"{len(failed)} of {len(jobs)} job(s) could not be planned; nothing was executed\n"
+            )
+            code = max(job.exit_code for job in failed)
+            self._record(code)
+            return [job.exit_code or code for job in jobs]
+        sweeps = group_sweeps(jobs)
+        print(f"multirun: {_count(len(jobs), 'job')}, {_count(len(sweeps), 'sweep')}")
+        if len(sweeps) > 1:
+            print(
+                f"note: the jobs have {len(sweeps)} different settings (target, database, "
+                "paths, simulator, adapters, ...); each set runs as its own sweep, one after "
+                "another"
+            )
+        record = write_record(sweeps, sweep_dir)
+        codes: dict[int, int] = {}
+        for sweep in sweeps:
+            code = self._guarded(partial(_run, sweep.settings, sweep.plan))
+            codes.update(dict.fromkeys(sweep.jobs, code))
+            if code == INTERRUPTED_EXIT:
+                break
+        if record is not None:
+            print(f"hydra: {record}")
+        exit_codes = [codes.get(job.num, INTERRUPTED_EXIT) for job in jobs]
+        self._record(max(exit_codes))
+        return exit_codes
+
+    def _execute(self, cfg: DictConfig) -> int:
+        settings, manifest, overrides = self._compose(cfg)
+        with CosmosAPI(settings) as api:
+            plan = api.plan_sweep(manifest, overrides, _sources(self._project))
+            return _finish(api, plan)
+
+    def _plan_into(self, job: JobPlan, cfg: DictConfig) -> int:
         try:
-            code = guarded(lambda: _execute(cfg, project))
+            settings, manifest, overrides = self._compose(cfg)
+            with CosmosAPI(settings) as api:
+                job.plan = api.plan_sweep(manifest, overrides, _sources(self._project))
+            job.settings = settings
+        except CosmosError as exc:
+            raise JobFailure(job, exc) from exc
+        return 0
+
+    def _compose(self, cfg: DictConfig) -> tuple[Settings, dict[str, Any], list[str]]:
+        """Settings, manifest part and overrides of a composed config."""
+        try:
+            composed = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:
+            raise ValidationFailure(f"configuration error: {exc}") from exc
+        assert isinstance(composed, dict)
+        manager = ConfigManager(self._project, os.environ)
+        settings = manager.settings(composed)
+        configure_logging(settings.log_level)
+        manifest = manager.manifest_part(composed)
+        if "prompts" not in manifest and "name" not in manifest:
+            raise ValidationFailure(
+                "no experiment selected: add +experiment=NAME "
+                f"(available: {_available_experiments(self._project)})"
+            )
+        return settings, manifest, list(HydraConfig.get().overrides.task)
+
+    def _record(self, code: int) -> None:
+        self._outcome.exit_code = max(self._outcome.exit_code, code)
+
+    @staticmethod
+    def _guarded(action: Callable[[], int]) -> int:
+        """Run an action; turn every failure and Ctrl-C into a message and an exit code."""
+        try:
+            return BatchTask._classified(action)
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
-            code = 130
+            return INTERRUPTED_EXIT
+
+    @staticmethod
+    def _classified(action: Callable[[], int]) -> int:
+        """Run an action; turn every failure into a message and an exit code."""
+        try:
+            return guarded(action)
         except Exception:
             # A bug: show it, but never let Hydra print the overrides (secrets).
             logger.exception("internal error; please report it with the traceback above")
-            code = 1
-        outcome.exit_code = max(outcome.exit_code, code)
-
-    return task
+            return 1
 
 
 def _refuse_secrets(argv: list[str]) -> None:
@@ -182,10 +287,13 @@ def main() -> None:
         sys.exit(exc.exit_code)
     outcome = _Outcome()
     app = hydra.main(config_path=str(project.conf_dir), config_name="config", version_base="1.3")(
-        _make_task(project, outcome)
+        BatchTask(project, outcome)
     )
     try:
         app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was executed\n")
+        sys.exit(INTERRUPTED_EXIT)
     except SystemExit as exc:
         if exc.code not in (0, None) and not outcome.started:
             # Hydra could not compose the config: that is bad input.

@@ -42,6 +42,16 @@ OUTPUT_PROMPT = "output.txt"
 OUTPUTS_SUMS = "outputs.sha256"
 RUN_LOG = "logs/run.log"
 SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
+MANIFEST_HEADER = (
+    "# @package _global_\n"
+    "# The resolved manifest of this sweep. To run it again, copy it to\n"
+    "# manifests/experiment/NAME.yaml and run cosmos-batch +experiment=NAME.\n"
+)
+MULTIRUN_HEADER = (
+    "# A multirun's sweep: each Hydra job's number, overrides and resolved\n"
+    "# manifest. To run it again, repeat the cosmos-batch -m command; to run one\n"
+    "# job alone, copy its manifest to manifests/experiment/NAME.yaml.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -329,16 +339,16 @@ class OutputStore:
         self,
         sweep_id: str,
         manifest: dict[str, Any],
-        overrides: list[str],
+        overrides: list[str] | list[list[str]],
         provenance: dict[str, Any],
     ) -> Path:
-        """Write the sweep's manifest, overrides and provenance."""
+        """Write the sweep's manifest, overrides and provenance.
+
+        A multirun's sweep has a manifest with every job's overrides and
+        resolved manifest under ``jobs``, and one list of overrides per job.
+        """
         folder = self.sweep_dir(sweep_id)
-        header = (
-            "# @package _global_\n"
-            "# The resolved manifest of this sweep. To run it again, copy it to\n"
-            "# manifests/experiment/NAME.yaml and run cosmos-batch +experiment=NAME.\n"
-        )
+        header = MULTIRUN_HEADER if "jobs" in manifest else MANIFEST_HEADER
         write_text_atomic(folder / "manifest.yaml", header + _yaml_text(manifest))
         write_yaml_atomic(folder / "overrides.yaml", list(overrides))
         write_json_atomic(folder / "provenance.json", provenance)

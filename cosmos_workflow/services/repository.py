@@ -563,7 +563,7 @@ class DataRepository:
         sweep_id: str,
         name: str,
         manifest: dict[str, Any],
-        overrides: list[str],
+        overrides: list[str] | list[list[str]],
         output_dir: str,
         runs: list[RunSpec],
     ) -> bool:
