@@ -135,6 +135,40 @@ def test_two_runners_on_overlapping_sweeps_run_shared_runs_once(project: Project
     assert_all_succeeded_once(project)
 
 
+def test_a_multirun_grid_is_one_sweep_over_every_gpu(project: Project) -> None:
+    done = project.batch(
+        "-m", "+experiment=demo", "model.seed=1,2,3", "model.guidance=5,7", TWO_HOSTS, env=SLOW
+    )
+    assert done.returncode == 0, done.stderr
+    sweeps = project.cosmos_json("list", "sweeps")
+    assert len(sweeps) == 1 and sweeps[0]["runs"] == 36
+    records = results(project)
+    assert {gpu for r in records for gpu in r["gpus"]} == {0, 1, 2, 3}
+    assert most_at_once(records) >= 3, "the jobs ran one after another"
+    assert_all_succeeded_once(project, count=36)
+
+
+@pytest.mark.parametrize("trees", ["one output tree", "two output trees (two machines)"])
+def test_two_runners_on_postgresql_run_nothing_twice(
+    project: Project, pg_url: str, trees: str
+) -> None:
+    env = {**SLOW, "COSMOS_DATABASE__URL": pg_url}
+    second_env = dict(env)
+    if trees.startswith("two"):
+        second_env["COSMOS_PATHS__OUTPUTS"] = str(project.root / "machine-b-outputs")
+    first = project.start_batch("+experiment=demo", TWO_HOSTS, env=env, capture=True)
+    second = project.start_batch("+experiment=demo", TWO_HOSTS, env=second_env, capture=True)
+    for process in (first, second):
+        _, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr
+    listed = project.cosmos("list", "runs", "--json", env={"COSMOS_DATABASE__URL": pg_url})
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 12 and {r["status"] for r in runs} == {"succeeded"}
+    assert len(project.ledger_lines()) == 12, "a run was executed twice"
+    again = project.batch("+experiment=demo", env=second_env)
+    assert again.returncode == 0 and "12 cached" in again.stdout, again.stdout + again.stderr
+
+
 def test_ctrl_c_cancels_the_pool_and_stops_its_jobs_within_seconds(project: Project) -> None:
     process = project.start_batch(
         "+experiment=demo",

@@ -316,16 +316,22 @@ class CosmosAPI:
         )
 
     def _cached(self, run_ids: list[str]) -> set[str]:
-        """Runs whose outputs exist: succeeded in the database, or verified on disk."""
+        """Runs whose outputs exist: here (succeeded in the database, or verified on
+        disk), or in another output tree that shares this database (another machine's
+        runner made them; they are not made again)."""
         on_disk = self.store.with_outputs(run_ids)
-        if not on_disk:
-            return set()
-        statuses = self.repository.statuses(on_disk) if self._database_exists() else {}
-        return {
+        if not self._database_exists():
+            return {run_id for run_id in on_disk if self.store.verify_outputs(run_id)}
+        statuses = self.repository.statuses(on_disk)
+        here = {
             run_id
             for run_id in on_disk
             if statuses.get(run_id) is RunStatus.SUCCEEDED or self.store.verify_outputs(run_id)
         }
+        elsewhere = self.repository.succeeded_outside(
+            [run_id for run_id in run_ids if run_id not in on_disk], str(self.store.root)
+        )
+        return here | set(elsewhere)
 
     def run_sweep(self, plan: SweepPlan, progress: ProgressSink | None = None) -> SweepSummary:
         """Store the sweep, execute what is not cached, write the sweep folder.

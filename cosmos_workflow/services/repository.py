@@ -374,6 +374,30 @@ class DataRepository:
             cancelled = set(session.scalars(statement, execution_options=_NO_SYNC))
         return [run_id for run_id in ids if run_id in cancelled]
 
+    def succeeded_outside(self, run_ids: Iterable[str], root: str) -> list[str]:
+        """The succeeded runs among ``run_ids`` whose run folder is not under ``root``.
+
+        Runners on several machines share one database, each with its own
+        output tree: a run one of them made is done, wherever its folder is.
+        """
+        ids = list(run_ids)
+        prefix = root.rstrip("/") + "/"
+        found: list[str] = []
+        with self._session() as session:
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = session.execute(
+                    select(Run.id, Run.output_dir).where(
+                        Run.id.in_(ids[start : start + _IN_CHUNK]),
+                        Run.status == RunStatus.SUCCEEDED,
+                    )
+                )
+                found += [
+                    row.id
+                    for row in rows
+                    if row.output_dir and not row.output_dir.startswith(prefix)
+                ]
+        return found
+
     def requeue_lost(self, run_ids: Iterable[str]) -> list[str]:
         """Queue again the succeeded runs among ``run_ids`` (their outputs are gone).
 
