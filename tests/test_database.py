@@ -834,3 +834,32 @@ def test_cancel_unfinished_leaves_a_run_that_finished_meanwhile(
     assert outcome == [[running]]
     assert repo.get_run(finished).status is RunStatus.SUCCEEDED
     assert repo.get_run(running).status is RunStatus.CANCELLED
+
+
+def running_job(repo: DataRepository, runner_id: str, count: int = 3) -> list[str]:
+    """Runs of one job ``jb_orphan`` that runner ``runner_id`` executes."""
+    prompt = make_prompt("an orphaned job")
+    specs = [make_spec(prompt, seed) for seed in range(1, count + 1)]
+    repo.add_prompts([prompt])
+    repo.add_runs(specs)
+    ids = [spec.id for spec in specs]
+    repo.transition(ids, RunStatus.QUEUED)
+    assert repo.claim(ids, job_id="jb_orphan", runner_id=runner_id) == ids
+    return sorted(ids)
+
+
+def test_only_one_runner_takes_over_an_abandoned_job(repo: DataRepository) -> None:
+    ids = running_job(repo, "rn_dead")
+    assert repo.take_over_job("jb_orphan", "rn_other", "rn_b") == []
+    assert repo.take_over_job("jb_orphan", "rn_dead", "rn_b") == ids
+    assert repo.take_over_job("jb_orphan", "rn_dead", "rn_c") == [], "taken twice"
+    assert {job.runner_id for job in repo.running_jobs(ids)} == {"rn_b"}
+
+
+def test_a_runner_requeues_and_cancels_only_its_own_running_runs(repo: DataRepository) -> None:
+    ids = running_job(repo, "rn_a")
+    assert repo.requeue_running(ids, "rn_b") == []
+    assert repo.cancel_unfinished(ids, "Ctrl-C in b", runner_id="rn_b") == []
+    assert set(repo.statuses(ids).values()) == {RunStatus.RUNNING}
+    assert repo.requeue_running(ids[:1], "rn_a") == ids[:1]
+    assert repo.cancel_unfinished(ids, "Ctrl-C in a", runner_id="rn_a") == ids

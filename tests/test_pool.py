@@ -169,11 +169,44 @@ def test_two_runners_on_postgresql_run_nothing_twice(
     assert again.returncode == 0 and "12 cached" in again.stdout, again.stdout + again.stderr
 
 
+@pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (2, 3)])
+def test_a_failing_model_is_tried_again_only_as_often_as_configured(
+    project: Project, retries: int, attempts: int
+) -> None:
+    done = project.batch(
+        "+experiment=demo",
+        "simulator.fail_on_seed=2",
+        f"scheduler.retries.deterministic={retries}",
+        "scheduler.retries.backoff_s=0",
+    )
+    assert done.returncode == 1
+    runs = project.cosmos_json("list", "runs")
+    failed = [r for r in runs if r["status"] == "failed"]
+    assert len(failed) == 6
+    assert {r["attempts"] for r in failed} == {attempts}
+    assert {r["attempts"] for r in runs if r["status"] == "succeeded"} == {1}
+
+
+def test_two_runners_with_fast_heartbeats_never_take_each_other_for_dead(
+    project: Project,
+) -> None:
+    beats = ["scheduler.heartbeat_s=0.2", "scheduler.runner_timeout_s=1"]
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1.2", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    first = project.start_batch("+experiment=demo", *beats, env=env, capture=True)
+    project.wait_for_ledger(1)
+    second = project.start_batch("+experiment=demo", *beats, env=env, capture=True)
+    for process in (first, second):
+        _, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr
+        assert "re-attaching" not in stderr
+    assert_all_succeeded_once(project)
+
+
 def test_ctrl_c_cancels_the_pool_and_stops_its_jobs_within_seconds(project: Project) -> None:
     process = project.start_batch(
         "+experiment=demo",
         TWO_HOSTS,
-        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "2", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"},
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "5", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"},
         capture=True,
     )
     project.wait_for_ledger(1)
@@ -181,12 +214,12 @@ def test_ctrl_c_cancels_the_pool_and_stops_its_jobs_within_seconds(project: Proj
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
-    assert time.monotonic() - pressed < 10
+    assert time.monotonic() - pressed < 5
     statuses = [r["status"] for r in project.cosmos_json("list", "runs")]
     assert "running" not in statuses and "queued" not in statuses
     assert "cancelled" in statuses
     made = len(project.ledger_lines())
-    time.sleep(2.5)
+    time.sleep(6)
     assert len(project.ledger_lines()) == made, "a model went on after Ctrl-C"
     again = project.batch("+experiment=demo", TWO_HOSTS)
     assert again.returncode == 0, again.stderr

@@ -257,3 +257,70 @@ def test_a_host_speed_is_learnt_from_finished_jobs(took: float, expected: float)
     for _ in range(12):
         host.learn(expected_s=10.0, actual_s=10.0 * took)
     assert host.speed == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("count", "most", "gpus"), [(16, 8, 4), (16, 8, 8), (24, 8, 4), (40, 8, 4)]
+)
+def test_cuts_reach_the_best_even_split_of_a_group(count: int, most: int, gpus: int) -> None:
+    """Equal jobs that end together are cut until no even split of the group does better."""
+    runs = [make_run(text=f"p{i}") for i in range(count)]
+    models = adapters(load_s=3.0, per_video_s=1.0, batch=most)
+    cost = CostModel(models)
+    hosts = pool((gpus, 1.0))
+    chosen = makespan(plan(split_for_balance(form_jobs(runs, models), hosts, cost), hosts, cost, 0))
+    best = min(
+        makespan(plan(form_jobs(runs, adapters(3.0, 1.0, batch=size)), hosts, cost, 0))
+        for size in range(1, most + 1)
+    )
+    assert chosen <= best + 1e-9, (chosen, best)
+
+
+def test_a_gpu_whose_job_overran_its_estimate_is_not_given_another_job() -> None:
+    models = adapters(batch=1)
+    hosts = pool((2, 1.0))
+    hosts[0].occupy([0], until=-5.0)  # its job should have ended 5 s ago
+    jobs = form_jobs([make_run(text=f"p{i}") for i in range(3)], models)
+    started = start_now(jobs, hosts, CostModel(models), 0.0)
+    assert [booking.gpus for booking in started] == [(1,)]
+
+
+def test_an_idle_slow_host_takes_a_job_rather_than_wait_long_for_a_busy_fast_one() -> None:
+    models = adapters(load_s=3.0, per_video_s=1.0, batch=8)
+    hosts = pool((1, 2.0), (1, 1.0))
+    hosts[0].occupy([0], until=100.0)
+    jobs = form_jobs([make_run(text="a")], models)
+    started = start_now(jobs, hosts, CostModel(models), 0.0)
+    assert [(booking.host, booking.gpus) for booking in started] == [("h1", (1,))]
+
+
+def test_the_lower_bound_is_the_least_work_spread_over_every_gpu() -> None:
+    runs = [make_run(text=f"p{i}") for i in range(8)]
+    models = adapters(load_s=3.0, per_video_s=1.0, batch=8)
+    load, video = models["simulated"].time_estimates()
+    assert lower_bound(runs, models, pool((4, 1.0))) == pytest.approx(
+        max((load + 8 * video) / 4, load + video)
+    )
+    assert lower_bound(runs, models, pool((2, 1.0), (2, 3.0))) == pytest.approx(
+        max((load + 8 * video) / 8, (load + video) / 3)
+    )
+
+
+def test_a_jobs_estimate_is_one_load_and_its_videos_at_the_hosts_speed() -> None:
+    models = adapters(load_s=3.0, per_video_s=1.0, batch=8)
+    load, video = models["simulated"].time_estimates()
+    job = form_jobs([make_run(text=f"p{i}") for i in range(4)], models)[0]
+    assert CostModel(models).seconds(job, speed=2.0) == pytest.approx((load + 4 * video) / 2)
+    assert CostModel(models).gpu_seconds(job) == pytest.approx(load + 4 * video)
+
+
+def test_jobs_keep_their_runs_in_id_order() -> None:
+    runs = random_runs(random.Random(3), 40)
+    for job in form_jobs(runs, adapters(batch=4)):
+        assert job.run_ids == sorted(job.run_ids)
+
+
+def test_one_slow_job_moves_a_learnt_speed_only_part_way() -> None:
+    host = HostSlots("h", [0], speed=1.0)
+    host.learn(expected_s=10.0, actual_s=100.0)
+    assert 0.1 < host.speed < 0.9

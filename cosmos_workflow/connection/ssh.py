@@ -302,6 +302,9 @@ class SSHManager:
         try:
             channel = self.transport().open_session(timeout=timeout)
             channel.close()
+        except paramiko.ChannelException:
+            # The host answered (it refused one more session, e.g. MaxSessions): alive.
+            return
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise NetworkFailure(f"{self.endpoint.label} does not answer: {exc}") from exc

@@ -23,7 +23,13 @@ from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.docker import ContainerInfo
 from cosmos_workflow.execution.gpus import GpuInfo, query_gpus
-from cosmos_workflow.execution.local_job import PID_NAME, START_NAME, STARTED_NAME, claim_start
+from cosmos_workflow.execution.local_job import (
+    ABANDONED_NAME,
+    PID_NAME,
+    START_NAME,
+    STARTED_NAME,
+    claim_start,
+)
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.atomic import write_bytes_atomic, write_text_atomic
@@ -182,6 +188,10 @@ class Executor(ABC):
         """Remove what the job left on the target, once its outcome is recorded (nothing here)."""
         return None
 
+    def kill_now(self, job_id: str, staging: Path) -> None:
+        """Kill a job's program at once, without waiting (a runner that quits; nothing here)."""
+        return None
+
     @abstractmethod
     def describe(self) -> TargetReport:
         """GPUs and our containers on the target; an unreachable host is reported, not raised."""
@@ -314,7 +324,9 @@ class LocalExecutor(Executor):
         A job whose supervisor never took its start token is given up for good
         (the token is taken away, so it cannot start later): it runs again.
         """
-        if not (staging / STARTED_NAME).is_file() and claim_start(staging / START_NAME):
+        if not (staging / STARTED_NAME).is_file() and claim_start(
+            staging / START_NAME, ABANDONED_NAME
+        ):
             return None
         deadline = time.monotonic() + START_WAIT_S
         process = self._process_of(staging)
@@ -375,6 +387,12 @@ class LocalExecutor(Executor):
         except FileNotFoundError:
             return None
         return LiveLog(lines, complete=False)
+
+    def kill_now(self, job_id: str, staging: Path) -> None:
+        """SIGKILL the job's supervisor and program (they would outlive the runner)."""
+        process = self._process_of(staging)
+        if process is not None:
+            self._commands.kill(*process)
 
     def stop_job(self, job_id: str, staging: Path) -> str | None:
         """SIGTERM the job's model process; SIGKILL if it is still there after a grace period.

@@ -21,6 +21,8 @@ from pathlib import Path
 # Names in the job folder (the runner uses the same ones).
 START_NAME = "job.start"
 STARTED_NAME = "job.started"
+# The name the token gets when a runner gives the job up before it started.
+ABANDONED_NAME = "job.abandoned"
 PID_NAME = "job.pid"
 
 
@@ -31,7 +33,7 @@ def write_exit_code(path: Path, code: int) -> None:
     temporary.replace(path)
 
 
-def claim_start(token: Path) -> bool:
+def claim_start(token: Path, to: str = STARTED_NAME) -> bool:
     """Take the job's start token (a rename: exactly one process gets it).
 
     The runner writes the token before it starts this supervisor; a runner
@@ -39,7 +41,7 @@ def claim_start(token: Path) -> bool:
     late supervisor never runs a job that was given up and started again.
     """
     try:
-        token.rename(token.with_name(STARTED_NAME))
+        token.rename(token.with_name(to))
     except FileNotFoundError:
         return False
     return True

@@ -93,6 +93,9 @@ class RemoteExecutor(Executor):
         self._clock = clock
         self._reattach_wait_s = reattach_wait_s
         self._check_every_s = check_every_s
+        self._watch_lock = threading.Lock()
+        self._watched = 0
+        self._watch_stop = threading.Event()
 
     @property
     def cache_dir(self) -> str:
@@ -189,25 +192,34 @@ class RemoteExecutor(Executor):
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[None]:
-        """While a job is followed, check every few seconds that the host still answers.
+        """While jobs are followed, check every few seconds that the host still answers.
 
         A host cut off the network sends nothing, not even a reset: without
-        this check the log stream would wait for TCP to give up.
+        this check the log streams would wait for TCP to give up. One check
+        per host, however many jobs run there.
         """
-        stop = threading.Event()
-        timeout = self._target.connect_timeout
-
-        def watch() -> None:
-            while not stop.wait(self._check_every_s):
-                with contextlib.suppress(NetworkFailure):
-                    self._ssh.check_alive(timeout)
-
-        thread = threading.Thread(target=watch, name=f"watch-{self.target_name}", daemon=True)
-        thread.start()
+        with self._watch_lock:
+            self._watched += 1
+            if self._watched == 1:
+                self._watch_stop = threading.Event()
+                threading.Thread(
+                    target=self._watch,
+                    args=(self._watch_stop,),
+                    name=f"watch-{self.target_name}",
+                    daemon=True,
+                ).start()
         try:
             yield
         finally:
-            stop.set()
+            with self._watch_lock:
+                self._watched -= 1
+                if self._watched == 0:
+                    self._watch_stop.set()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(self._check_every_s):
+            with contextlib.suppress(NetworkFailure):
+                self._ssh.check_alive(self._target.connect_timeout)
 
     def release(self, job_id: str, staging: Path) -> None:
         """Remove the job's container and its folder on the host."""

@@ -104,10 +104,14 @@ class RunnerIdentity:
 
 @dataclass
 class _Event:
-    job_id: str
+    """What a worker or probe thread hands to the main thread (which alone changes state)."""
+
+    job_id: str = ""
     outcome: JobOutcome | None = None
     lost: bool = False
     error: BaseException | None = None
+    probed: str | None = None
+    probe_error: CosmosError | None = None
 
 
 @dataclass
@@ -152,6 +156,7 @@ class Dispatcher:
         self._repo = context.repository
         self._progress = context.progress
         self._cost = CostModel(context.adapters)
+        self._stopping = threading.Event()
         self._jobs = JobRunner(
             context.repository,
             context.store,
@@ -159,6 +164,7 @@ class Dispatcher:
             context.progress,
             context.identity.runner_id,
             context.settings.retries,
+            self._stopping,
         )
         self._targets = {target.name: target for target in context.targets}
         self._hosts = {t.name: HostSlots(t.name, list(t.gpus), t.speed) for t in context.targets}
@@ -171,6 +177,11 @@ class Dispatcher:
         self._events: queue.Queue[_Event] = queue.Queue()
         self._tally = RunTally()
         self._stop_beating = threading.Event()
+        # Orphaned runs that cannot be taken over from here (their job's host is
+        # not in this pool, or unreachable): not waited for once nothing else is left.
+        self._stranded: set[str] = set()
+        self._replan = True
+        self._wake_at = 0.0
         for name, error in context.unreachable.items():
             self._drain(name, error)
 
@@ -213,8 +224,10 @@ class Dispatcher:
     def _add_jobs(self, runs: Sequence[RunSpec], balance: bool = False) -> None:
         jobs = form_jobs(runs, self._ctx.adapters, self._ctx.settings.batching)
         if balance and self._ctx.settings.batching:
-            jobs = split_for_balance(jobs, list(self._hosts.values()), self._cost)
+            hosts = [host for host in self._hosts.values() if host.up]
+            jobs = split_for_balance(jobs, hosts, self._cost, now=time.monotonic())
         self._pending += jobs
+        self._replan = True
 
     def _mine(self) -> set[str]:
         return {run_id for active in self._active.values() for run_id in active.job.run_ids}
@@ -225,8 +238,10 @@ class Dispatcher:
             now = time.monotonic()
             self._probe_due(now)
             self._fail_if_no_host()
-            self._dispatch(now)
-            if not self._active and not self._pending and not self._watch:
+            if self._replan or now >= self._wake_at:
+                self._dispatch(now)
+            if not self._active and not self._pending and self._watch <= self._stranded:
+                self._report_stranded()
                 return
             if now - last_watch >= WATCH_EVERY_S:
                 self._look_at_watched()
@@ -239,6 +254,14 @@ class Dispatcher:
 
     # -- starting jobs -------------------------------------------------------
     def _dispatch(self, now: float) -> None:
+        """Start the jobs the plan puts on free GPUs now; plan again at the next change.
+
+        With jobs left and none startable, look again in a second (a job
+        overrunning its estimate moves the plan as time passes).
+        """
+        self._replan = False
+        waits = [job.not_before for job in self._pending if job.not_before > now]
+        self._wake_at = min([*waits, now + 1.0]) if self._pending else float("inf")
         hosts = [host for host in self._hosts.values() if host.up]
         for booking in start_now(self._pending, hosts, self._cost, now):
             job = booking.job
@@ -270,6 +293,10 @@ class Dispatcher:
 
     # -- events ----------------------------------------------------------------
     def _handle(self, event: _Event) -> None:
+        self._replan = True
+        if event.probed is not None:
+            self._probed(event.probed, event.probe_error)
+            return
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
         host.release(active.gpus)
@@ -320,11 +347,13 @@ class Dispatcher:
 
     # -- unreachable hosts -----------------------------------------------------
     def _drain(self, name: str, error: CosmosError) -> None:
+        """Take a host out of use (once: its other jobs that fail with it count no more)."""
         host = self._hosts[name]
-        down = self._down.get(name)
-        failures = (down.failures if down else 0) + 1
+        if not host.up:
+            return
         host.up = False
-        self._down[name] = _Down(failures, time.monotonic() + self._backoff(failures))
+        self._down[name] = _Down(1, time.monotonic() + self._backoff(1))
+        self._replan = True
         self._note(f"target {name} is unreachable ({error}); its work goes to the other targets")
 
     def _probe_due(self, now: float) -> None:
@@ -340,27 +369,42 @@ class Dispatcher:
         return down.failures > self._ctx.settings.retries.transient
 
     def _probe(self, name: str) -> None:
-        """Try a drained host again; when it answers, stop what was left running there."""
-        executor = self._ctx.executors[name]
+        """Ask a drained host whether it answers (in a thread of its own; reports an event)."""
         try:
-            executor.probe()
+            self._ctx.executors[name].probe()
         except CosmosError as exc:
-            down = self._down[name]
+            self._events.put(_Event(probed=name, probe_error=exc))
+            return
+        self._events.put(_Event(probed=name))
+
+    def _probed(self, name: str, error: CosmosError | None) -> None:
+        """Apply a probe's answer: back in use (stopping what was left there), or wait longer."""
+        down = self._down[name]
+        down.probing = False
+        if error is not None:
             down.failures += 1
             down.next_probe = time.monotonic() + self._backoff(down.failures)
-            down.probing = False
-            logger.info("Target %s still unreachable: %s", name, exc)
+            logger.info("Target %s still unreachable: %s", name, error)
             return
-        for job_id in self._abandoned.pop(name, []):
+        abandoned = self._abandoned.pop(name, [])
+        if abandoned:
+            threading.Thread(
+                target=self._stop_abandoned, args=(name, abandoned), daemon=True
+            ).start()
+        del self._down[name]
+        self._hosts[name].up = True
+        self._note(f"target {name} answers again; it takes work again")
+
+    def _stop_abandoned(self, name: str, job_ids: list[str]) -> None:
+        """Stop and remove jobs left running on a host while it could not be reached."""
+        executor = self._ctx.executors[name]
+        for job_id in job_ids:
             staging = self._ctx.store.staging_path(job_id)
             try:
                 executor.stop_job(job_id, staging)
                 executor.release(job_id, staging)
             except CosmosError as exc:
                 logger.warning("Could not stop job %s left on %s: %s", job_id, name, exc)
-        self._down.pop(name, None)
-        self._hosts[name].up = True
-        self._note(f"target {name} answers again; it takes work again")
 
     def _fail_if_no_host(self) -> None:
         """With every host that could take a job given up, fail that job's runs."""
@@ -402,17 +446,22 @@ class Dispatcher:
         for job in self._repo.running_jobs(run_ids):
             if job.runner_id == self._ctx.identity.runner_id:
                 continue
-            if self._alive(job.runner) or not self._reachable_from_here(job):
-                self._watch.update(job.run_ids)
+            self._watch.update(job.run_ids)
+            if self._alive(job.runner):
+                continue
+            host = self._hosts.get(job.target or "")
+            if host is None or not host.up or not self._reachable_from_here(job):
+                # Its program may still run where this runner cannot look: leave
+                # the runs to a runner that can (never start them a second time).
+                self._stranded.update(job.run_ids)
                 continue
             taken = self._repo.take_over_job(
                 job.job_id, job.runner_id, self._ctx.identity.runner_id
             )
-            if not taken:
-                self._watch.update(job.run_ids)
-                continue
-            self._watch.difference_update(taken)
-            self._reattach(job, taken)
+            if taken:
+                self._watch.difference_update(taken)
+                self._stranded.difference_update(taken)
+                self._reattach(job, taken, host)
 
     def _reachable_from_here(self, job: RunningJob) -> bool:
         """A local job can only be found on the machine that started it."""
@@ -421,15 +470,13 @@ class Dispatcher:
             return job.runner.hostname == self._ctx.identity.hostname
         return True
 
-    def _reattach(self, job: RunningJob, taken: list[str]) -> None:
-        specs = [self._specs[run_id] for run_id in taken if run_id in self._specs]
-        host = self._hosts.get(job.target or "")
-        if host is None or not host.up or len(specs) != len(taken):
-            requeued = self._repo.requeue_running(taken, self._ctx.identity.runner_id)
-            self._add_jobs([self._specs[run_id] for run_id in requeued if run_id in self._specs])
-            return
+    def _reattach(self, job: RunningJob, taken: list[str], host: HostSlots) -> None:
+        missing = [run_id for run_id in taken if run_id not in self._specs]
+        for spec in self._repo.run_specs(missing):
+            self._specs[spec.id] = spec
+        specs = [self._specs[run_id] for run_id in taken]
         gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
-        gpus = [gpu for gpu in gpus if gpu in host.gpus]
+        gpus = [gpu for gpu in gpus if gpu in host.gpus and gpu not in host.busy_until]
         planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
         expected = self._cost.seconds(planned, host.speed)
         host.occupy(gpus, time.monotonic() + expected)
@@ -450,7 +497,15 @@ class Dispatcher:
         if requeued:
             self._watch.difference_update(requeued)
             self._add_jobs([self._specs[run_id] for run_id in requeued if run_id in self._specs])
-        self._adopt_orphans(sorted(self._watch))
+        self._adopt_orphans(sorted(self._watch - self._stranded))
+
+    def _report_stranded(self) -> None:
+        if self._stranded:
+            self._note(
+                f"{len(self._stranded)} run(s) were left running by a runner that stopped, on a "
+                "target this runner cannot reach; run the sweep again where that target is "
+                "configured and reachable"
+            )
 
     def _remove_stale_staging(self) -> None:
         """Remove work folders of jobs no runner executes (listed before the database is asked)."""
@@ -480,7 +535,10 @@ class Dispatcher:
                 f"stopping {len(self._active)} job(s) and cancelling their runs "
                 "(Ctrl-C again to quit at once)"
             )
-        cancelled = self._repo.cancel_unfinished(waiting + running, reason)
+        self._stopping.set()
+        cancelled = self._repo.cancel_unfinished(
+            waiting + running, reason, runner_id=self._ctx.identity.runner_id
+        )
         self._tally.cancelled += [run_id for run_id in cancelled if run_id in waiting]
         self._pending.clear()
         for job_id, active in list(self._active.items()):
@@ -495,6 +553,13 @@ class Dispatcher:
                 event = self._events.get(timeout=TICK_S)
             except queue.Empty:
                 continue
+            except KeyboardInterrupt:
+                # A second Ctrl-C: quit now, but leave no local program running.
+                for job_id, active in self._active.items():
+                    self._ctx.executors[active.host].kill_now(
+                        job_id, self._ctx.store.staging_path(job_id)
+                    )
+                raise
             active = self._active.pop(event.job_id, None)
             if active is not None and event.outcome is not None:
                 for name in ("succeeded", "failed", "cancelled"):

@@ -275,9 +275,16 @@ class OutputStore:
         for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
             (folder / stale).unlink(missing_ok=True)
 
-    def missing_outputs(self, staging: Path, outputs: RunOutputs) -> list[str]:
-        """Output files the program should have written but did not."""
-        return [rel for rel in [outputs.video] if not (staging / rel).is_file()]
+    def missing_outputs(self, staging: Path, outputs: RunOutputs, run_id: str) -> list[str]:
+        """Output files the program should have written but did not.
+
+        A video already moved into the run's folder counts: a runner killed
+        while it recorded the run moved it there, and the next one finishes
+        the record.
+        """
+        video = outputs.video
+        moved = (self.run_dir(run_id) / OUTPUT_VIDEO).is_file()
+        return [] if (staging / video).is_file() or moved else [video]
 
     def record_success(
         self,
@@ -293,12 +300,16 @@ class OutputStore:
         self._write_common(folder, spec, invocation, log_path)
         outputs = invocation.outputs[spec.id]
         placed = [(outputs.video, OUTPUT_VIDEO)]
-        if "prompt" in outputs.extras and (staging / outputs.extras["prompt"]).is_file():
+        prompt = outputs.extras.get("prompt")
+        if prompt and ((staging / prompt).is_file() or (folder / OUTPUT_PROMPT).is_file()):
             placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))
         sums = []
         sizes = {}
         for relative, name in placed:
-            move_atomic(staging / relative, folder / name)
+            if (staging / relative).is_file():
+                move_atomic(staging / relative, folder / name)
+            elif not (folder / name).is_file():
+                raise FileNotFoundError(f"output {relative} of run {spec.id} is gone")
             sums.append((sha256_file(folder / name), name))
             sizes[name] = (folder / name).stat().st_size
         write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))

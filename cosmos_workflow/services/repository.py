@@ -347,20 +347,31 @@ class DataRepository:
             query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
             return list(session.scalars(query))
 
-    def cancel_unfinished(self, run_ids: Iterable[str], reason: str) -> list[str]:
+    def cancel_unfinished(
+        self, run_ids: Iterable[str], reason: str, runner_id: str | None = None
+    ) -> list[str]:
         """Mark as cancelled every run among ``run_ids`` not in a final status.
 
         The status check is part of the write: a run that finished in the
         meantime keeps its outcome.
 
+        Args:
+            run_ids: The runs.
+            reason: Stored as the runs' error message.
+            runner_id: If given, a running run is cancelled only if this
+                runner executes it (another runner's work is left alone).
+
         Returns:
             The ids that were cancelled, in the order given.
         """
         ids = list(run_ids)
-        unfinished = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)
+        waiting = Run.status.in_((RunStatus.PENDING, RunStatus.QUEUED))
+        running = Run.status == RunStatus.RUNNING
+        if runner_id is not None:
+            running = running & (Run.runner_id == runner_id)
         statement = (
             update(Run)
-            .where(Run.id.in_(ids), Run.status.in_(unfinished))
+            .where(Run.id.in_(ids), waiting | running)
             .values(
                 status=RunStatus.CANCELLED,
                 finished_at=self._clock.now(),
@@ -567,19 +578,34 @@ class DataRepository:
         Returns:
             The ids that became queued.
         """
-        ids = list(run_ids)
+        ids = sorted(set(run_ids))
         waiting = (RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED)
         queued: set[str] = set()
-        with self._session() as session:
-            for start in range(0, len(ids), 500):
+        # In id order, taking turns with the other writers: two runners that
+        # queue overlapping sweeps at once cannot deadlock.
+        with self._session(WRITE_LOCK) as session:
+            for start in range(0, len(ids), _IN_CHUNK):
                 statement = (
                     update(Run)
-                    .where(Run.id.in_(ids[start : start + 500]), Run.status.in_(waiting))
+                    .where(Run.id.in_(ids[start : start + _IN_CHUNK]), Run.status.in_(waiting))
                     .values(status=RunStatus.QUEUED, error_class=None, error_message=None)
                     .returning(Run.id)
                 )
                 queued.update(session.scalars(statement, execution_options=_NO_SYNC))
         return [run_id for run_id in ids if run_id in queued]
+
+    def run_specs(self, run_ids: Iterable[str]) -> list[RunSpec]:
+        """The stored specs of runs (for a job whose runs belong to other sweeps too)."""
+        ids = list(run_ids)
+        specs: list[RunSpec] = []
+        with self._session() as session:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                specs += [
+                    RunSpec.from_dict(spec)
+                    for spec in session.scalars(select(Run.spec).where(Run.id.in_(chunk)))
+                ]
+        return specs
 
     # -- sweeps --------------------------------------------------------------
     def add_sweep(

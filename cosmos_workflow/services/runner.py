@@ -7,7 +7,9 @@ which job runs where, and calls it from several threads at once.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,8 +25,12 @@ from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.services.outputs import OutputStore, RunRecord
 from cosmos_workflow.services.progress import ProgressSink
 from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
+
+# In a job's work folder: the ids of the runs its program was given, in order.
+JOB_RUNS = "job.runs.json"
 
 
 @dataclass
@@ -82,6 +88,7 @@ class JobRunner:
         progress: Receives progress events.
         runner_id: This runner's id (stored with the runs it claims).
         retries: How many extra tries transient and deterministic faults get.
+        stopping: Set when the runner stops: no program starts any more.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class JobRunner:
         progress: ProgressSink,
         runner_id: str,
         retries: RetrySettings,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._repo = repository
         self._store = store
@@ -99,6 +107,7 @@ class JobRunner:
         self._progress = progress
         self._runner_id = runner_id
         self._retries = retries
+        self._stopping = stopping or threading.Event()
 
     def may_retry(self, error: CosmosError, tries: int) -> bool:
         """True if a job that failed with ``error`` after ``tries`` starts may start again."""
@@ -124,6 +133,11 @@ class JobRunner:
         staging = self._store.staging(job_id)
         try:
             batch = self._drop_cancelled(batch, outcome.tally)
+            if self._stopping.is_set():
+                # The runner stops: its runs were cancelled, nothing starts now.
+                for run in batch:
+                    self._skip_cancelled(run.id, outcome.tally)
+                batch = []
             if batch:
                 self._execute(batch, job_id, slot, staging, tries, outcome)
         finally:
@@ -150,7 +164,8 @@ class JobRunner:
         adapter = self._adapters[batch[0].adapter]
         staging = self._store.staging_path(job_id)
         staging.mkdir(parents=True, exist_ok=True)
-        invocation = adapter.render(job_id, batch, slot.executor.layout(job_id, staging))
+        rendered = self._rendered_runs(job_id, staging, batch)
+        invocation = adapter.render(job_id, rendered, slot.executor.layout(job_id, staging))
         self._progress.job_started(
             job_id, [r.id for r in batch], slot.executor.target_name, slot.gpus
         )
@@ -176,6 +191,23 @@ class JobRunner:
             self._store.discard_staging(staging)
         return outcome
 
+    def _rendered_runs(self, job_id: str, staging: Path, batch: list[RunSpec]) -> list[RunSpec]:
+        """The runs the job's program was given, in their order (outputs map by position).
+
+        The job folder names them; without it (another machine started the
+        job), the job's runs that were executing or done, in id order, as jobs
+        are formed.
+        """
+        try:
+            ids = json.loads((staging / JOB_RUNS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            executing = (RunStatus.RUNNING, RunStatus.SUCCEEDED)
+            ids = [run.id for run in self._repo.runs_of_job(job_id) if run.status in executing]
+        known = {run.id: run for run in batch}
+        missing = [run_id for run_id in ids if run_id not in known]
+        known.update({spec.id: spec for spec in self._repo.run_specs(missing)})
+        return [known[run_id] for run_id in ids if run_id in known]
+
     def _execute(
         self,
         batch: list[RunSpec],
@@ -190,6 +222,7 @@ class JobRunner:
         ids = [run.id for run in batch]
         executor = slot.executor
         invocation = adapter.render(job_id, batch, executor.layout(job_id, staging))
+        write_json_atomic(staging / JOB_RUNS, ids)
         self._progress.job_started(job_id, ids, executor.target_name, slot.gpus)
         try:
             result = executor.execute(
@@ -377,7 +410,7 @@ class JobRunner:
     ) -> str:
         seconds = (result.finished_at - result.started_at).total_seconds()
         outputs = invocation.outputs[run.id]
-        missing = self._store.missing_outputs(staging, outputs)
+        missing = self._store.missing_outputs(staging, outputs, run.id)
         size = len(invocation.outputs)
         if result.exit_code == 0 and not missing:
             record = self._record(run, RunStatus.SUCCEEDED, invocation.job_id, size, slot, result)

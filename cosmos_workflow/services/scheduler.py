@@ -35,7 +35,7 @@ EPSILON_S = 1e-6
 LEARNING_RATE = 0.5
 
 
-@dataclass
+@dataclass(eq=False)
 class PlannedJob:
     """Runs that go to one model invocation, and the job's retry state.
 
@@ -45,6 +45,7 @@ class PlannedJob:
         num_gpus: GPUs the invocation needs, all on one host.
         tries: How many times it was started by this runner.
         not_before: Monotonic time before which it may not start (backoff).
+        group: The compatibility group it was cut from (its runs may share a job).
     """
 
     runs: list[RunSpec]
@@ -52,6 +53,7 @@ class PlannedJob:
     num_gpus: int
     tries: int = 0
     not_before: float = 0.0
+    group: tuple[object, ...] = ()
 
     @property
     def run_ids(self) -> list[str]:
@@ -163,16 +165,25 @@ def form_jobs(
         key = (run.adapter, adapter.batch_key(run), run.model["num_gpus"])
         groups.setdefault(key, []).append(run)
     jobs = []
-    for (name, _key, num_gpus), members in groups.items():
+    for key, members in groups.items():
+        name = str(key[0])
         size = max(1, adapters[name].max_batch_size) if batching else 1
-        for chunk in _even_chunks(sorted(members, key=lambda r: r.id), size):
-            jobs.append(PlannedJob(chunk, name, num_gpus))
+        count = math.ceil(len(members) / size)
+        jobs += _group_jobs(key, sorted(members, key=lambda r: r.id), count)
     return jobs
 
 
-def _even_chunks(items: list[RunSpec], most: int) -> list[list[RunSpec]]:
-    """``items`` cut into the fewest chunks of at most ``most``, sizes differing by one at most."""
-    count = math.ceil(len(items) / most)
+def _group_jobs(key: tuple[object, ...], members: list[RunSpec], count: int) -> list[PlannedJob]:
+    """A group's runs (sorted by id) cut into ``count`` jobs of near-equal size."""
+    name, _, num_gpus = key
+    return [
+        PlannedJob(chunk, str(name), int(str(num_gpus)), group=key)
+        for chunk in _even_chunks(members, count)
+    ]
+
+
+def _even_chunks(items: list[RunSpec], count: int) -> list[list[RunSpec]]:
+    """``items`` cut into ``count`` chunks whose sizes differ by one at most."""
     base, extra = divmod(len(items), count)
     chunks, start = [], 0
     for index in range(count):
@@ -193,7 +204,7 @@ def plan(
     Jobs that fit no host that is up are left out.
     """
     free_at = {
-        host.name: {gpu: max(now, host.busy_until.get(gpu, now)) for gpu in host.gpus}
+        host.name: {gpu: _expected_free(host, gpu, now) for gpu in host.gpus}
         for host in hosts
         if host.up
     }
@@ -216,6 +227,15 @@ def plan(
             free_at[best.host][gpu] = best.finish
         bookings.append(best)
     return bookings
+
+
+def _expected_free(host: HostSlots, gpu: int, now: float) -> float:
+    """When a GPU is expected to be free: now, its job's estimated end, or, for a
+    job already past its estimate, as long again as it has overrun."""
+    until = host.busy_until.get(gpu)
+    if until is None:
+        return now
+    return until if until > now else now + (now - until) + EPSILON_S
 
 
 def start_now(
@@ -243,33 +263,41 @@ def split_for_balance(
     hosts: Sequence[HostSlots],
     cost: CostModel,
     max_rounds: int | None = None,
+    now: float = 0.0,
 ) -> list[PlannedJob]:
-    """Cut the job that ends last in two while that shortens the planned makespan.
+    """Cut the group of the job that ends last into one more job, keeping the best plan.
 
-    Each cut costs one more model load; it is kept only if the whole plan
-    ends earlier.
+    Each cut costs one more model load. Groups are always cut evenly (24 runs
+    in 4 jobs: 6 each); equal jobs that end together may need several cuts
+    before the plan ends earlier, so cuts go on for a few rounds, and the
+    plan that ends earliest (with the fewest cuts) wins. ``now`` is the clock
+    of the hosts' busy times.
     """
-    rounds = max_rounds if max_rounds is not None else 4 * sum(len(h.gpus) for h in hosts)
+    rounds = max_rounds if max_rounds is not None else 2 * sum(len(h.gpus) for h in hosts)
+    groups: dict[tuple[object, ...], list[PlannedJob]] = {}
+    for job in jobs:
+        groups.setdefault(job.group, []).append(job)
+    members = {
+        key: sorted((r for j in js for r in j.runs), key=lambda r: r.id)
+        for key, js in groups.items()
+    }
     current = list(jobs)
-    best = makespan(plan(current, hosts, cost, 0.0))
+    best_jobs, best = current, makespan(plan(current, hosts, cost, now), now)
     for _ in range(rounds):
-        bookings = plan(current, hosts, cost, 0.0)
-        if not bookings:
+        bookings = plan(current, hosts, cost, now)
+        end = max((booking.finish for booking in bookings), default=now)
+        last = [b.job for b in bookings if b.finish >= end - EPSILON_S and b.job.group]
+        key = next(
+            (job.group for job in last if len(groups[job.group]) < len(members[job.group])), None
+        )
+        if key is None:
             break
-        last = max(bookings, key=lambda booking: booking.finish).job
-        if len(last.runs) < 2:
-            break
-        half = len(last.runs) // 2
-        pieces = [
-            PlannedJob(last.runs[:half], last.adapter, last.num_gpus),
-            PlannedJob(last.runs[half:], last.adapter, last.num_gpus),
-        ]
-        candidate = [job for job in current if job is not last] + pieces
-        span = makespan(plan(candidate, hosts, cost, 0.0))
-        if span >= best - EPSILON_S:
-            break
-        current, best = candidate, span
-    return current
+        groups[key] = _group_jobs(key, members[key], len(groups[key]) + 1)
+        current = [job for js in groups.values() for job in js]
+        span = makespan(plan(current, hosts, cost, now), now)
+        if span < best - EPSILON_S:
+            best_jobs, best = current, span
+    return best_jobs
 
 
 def lower_bound(
