@@ -35,7 +35,9 @@ class SimulatedAdapter(Transfer1SpecAdapter):
 
     def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
         """The simulated model, shipped in the job folder, with its timing settings."""
-        argv = [layout.python, layout.path(PROGRAM_FILE), *flags]
+        # -S: the standard library is all it needs (it starts faster without
+        # site-packages); -u: its log lines arrive as they are written.
+        argv = [layout.python, "-S", "-u", layout.path(PROGRAM_FILE), *flags]
         argv += ["--num_gpus", str(runs[0].model["num_gpus"])]
         argv += ["--model_load_s", str(self._settings.model_load_s)]
         argv += ["--per_video_s", str(self._settings.per_video_s)]
