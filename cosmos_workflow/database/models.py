@@ -119,6 +119,8 @@ class Run(Base):
     job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # The runner (process) that executes or last executed the run.
     runner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The run's place among the runs its job's program was given (outputs map by it).
+    job_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     prompt: Mapped[Prompt] = relationship(back_populates="runs")
     sweep_links: Mapped[list[SweepRun]] = relationship(

@@ -389,7 +389,11 @@ class LocalExecutor(Executor):
         return LiveLog(lines, complete=False)
 
     def kill_now(self, job_id: str, staging: Path) -> None:
-        """SIGKILL the job's supervisor and program (they would outlive the runner)."""
+        """SIGKILL the job's supervisor and program (they would outlive the runner).
+
+        A supervisor that has not taken its start token yet never will.
+        """
+        claim_start(staging / START_NAME, ABANDONED_NAME)
         process = self._process_of(staging)
         if process is not None:
             self._commands.kill(*process)

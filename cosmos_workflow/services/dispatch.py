@@ -197,7 +197,11 @@ class Dispatcher:
             self._start(runs)
             self._loop()
         except KeyboardInterrupt:
-            self._stop_everything("interrupted by the user")
+            try:
+                self._stop_everything("interrupted by the user")
+            except KeyboardInterrupt:
+                # A second Ctrl-C: quit now, but leave no local program running.
+                self._kill_local_jobs()
             raise
         except BaseException as exc:
             self._stop_everything(f"the runner stopped: {type(exc).__name__}: {exc}")
@@ -497,7 +501,9 @@ class Dispatcher:
         if requeued:
             self._watch.difference_update(requeued)
             self._add_jobs([self._specs[run_id] for run_id in requeued if run_id in self._specs])
-        self._adopt_orphans(sorted(self._watch - self._stranded))
+        # Stranded runs are looked at again: their target may answer now.
+        self._stranded &= self._watch
+        self._adopt_orphans(sorted(self._watch))
 
     def _report_stranded(self) -> None:
         if self._stranded:
@@ -539,7 +545,8 @@ class Dispatcher:
         cancelled = self._repo.cancel_unfinished(
             waiting + running, reason, runner_id=self._ctx.identity.runner_id
         )
-        self._tally.cancelled += [run_id for run_id in cancelled if run_id in waiting]
+        waiting_set = set(waiting)
+        self._tally.cancelled += [run_id for run_id in cancelled if run_id in waiting_set]
         self._pending.clear()
         for job_id, active in list(self._active.items()):
             executor = self._ctx.executors[active.host]
@@ -553,17 +560,15 @@ class Dispatcher:
                 event = self._events.get(timeout=TICK_S)
             except queue.Empty:
                 continue
-            except KeyboardInterrupt:
-                # A second Ctrl-C: quit now, but leave no local program running.
-                for job_id, active in self._active.items():
-                    self._ctx.executors[active.host].kill_now(
-                        job_id, self._ctx.store.staging_path(job_id)
-                    )
-                raise
             active = self._active.pop(event.job_id, None)
             if active is not None and event.outcome is not None:
                 for name in ("succeeded", "failed", "cancelled"):
                     getattr(self._tally, name).extend(getattr(event.outcome.tally, name))
+
+    def _kill_local_jobs(self) -> None:
+        """Kill the programs of this runner's local jobs (or keep them from starting)."""
+        for job_id, active in self._active.items():
+            self._ctx.executors[active.host].kill_now(job_id, self._ctx.store.staging_path(job_id))
 
     @staticmethod
     def _stop_job(executor: Executor, job_id: str, staging: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -568,6 +568,27 @@ class DataRepository:
         with self._session() as session:
             requeued = set(session.scalars(statement, execution_options=_NO_SYNC))
         return [run_id for run_id in ids if run_id in requeued]
+
+    def set_job_positions(self, job_id: str, run_ids: Sequence[str]) -> None:
+        """Record the order in which a job's program was given its runs."""
+        with self._session() as session:
+            for position, run_id in enumerate(run_ids):
+                session.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.job_id == job_id)
+                    .values(job_position=position),
+                    execution_options=_NO_SYNC,
+                )
+
+    def job_run_order(self, job_id: str) -> list[str]:
+        """The runs a job's program was given, in their order (empty if not recorded)."""
+        with self._session() as session:
+            query = (
+                select(Run.id)
+                .where(Run.job_id == job_id, Run.job_position.is_not(None))
+                .order_by(Run.job_position)
+            )
+            return list(session.scalars(query))
 
     def enqueue(self, run_ids: Iterable[str]) -> list[str]:
         """Queue the runs among ``run_ids`` that wait for a first or new try.

@@ -7,7 +7,6 @@ which job runs where, and calls it from several threads at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -25,12 +24,8 @@ from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.services.outputs import OutputStore, RunRecord
 from cosmos_workflow.services.progress import ProgressSink
 from cosmos_workflow.services.repository import DataRepository
-from cosmos_workflow.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-# In a job's work folder: the ids of the runs its program was given, in order.
-JOB_RUNS = "job.runs.json"
 
 
 @dataclass
@@ -164,7 +159,12 @@ class JobRunner:
         adapter = self._adapters[batch[0].adapter]
         staging = self._store.staging_path(job_id)
         staging.mkdir(parents=True, exist_ok=True)
-        rendered = self._rendered_runs(job_id, staging, batch)
+        try:
+            rendered = self._rendered_runs(job_id, batch)
+        except StateError:
+            # Its runner died before the program could start: run them again.
+            self._store.discard_staging(staging)
+            return None
         invocation = adapter.render(job_id, rendered, slot.executor.layout(job_id, staging))
         self._progress.job_started(
             job_id, [r.id for r in batch], slot.executor.target_name, slot.gpus
@@ -191,22 +191,19 @@ class JobRunner:
             self._store.discard_staging(staging)
         return outcome
 
-    def _rendered_runs(self, job_id: str, staging: Path, batch: list[RunSpec]) -> list[RunSpec]:
+    def _rendered_runs(self, job_id: str, batch: list[RunSpec]) -> list[RunSpec]:
         """The runs the job's program was given, in their order (outputs map by position).
 
-        The job folder names them; without it (another machine started the
-        job), the job's runs that were executing or done, in id order, as jobs
-        are formed.
+        Raises:
+            StateError: the order was never recorded (the program cannot have started).
         """
-        try:
-            ids = json.loads((staging / JOB_RUNS).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            executing = (RunStatus.RUNNING, RunStatus.SUCCEEDED)
-            ids = [run.id for run in self._repo.runs_of_job(job_id) if run.status in executing]
+        ids = self._repo.job_run_order(job_id)
+        if not ids:
+            raise StateError(f"job {job_id} has no recorded runs; it never started")
         known = {run.id: run for run in batch}
         missing = [run_id for run_id in ids if run_id not in known]
         known.update({spec.id: spec for spec in self._repo.run_specs(missing)})
-        return [known[run_id] for run_id in ids if run_id in known]
+        return [known[run_id] for run_id in ids]
 
     def _execute(
         self,
@@ -222,7 +219,7 @@ class JobRunner:
         ids = [run.id for run in batch]
         executor = slot.executor
         invocation = adapter.render(job_id, batch, executor.layout(job_id, staging))
-        write_json_atomic(staging / JOB_RUNS, ids)
+        self._repo.set_job_positions(job_id, ids)
         self._progress.job_started(job_id, ids, executor.target_name, slot.gpus)
         try:
             result = executor.execute(
@@ -283,6 +280,7 @@ class JobRunner:
                 gpus=_gpu_text(slot.gpus),
                 job_id=job_id,
                 runner_id=self._runner_id,
+                job_position=None,
             )
         )
         missed = [run.id for run in batch if run.id not in claimed]

@@ -1,5 +1,8 @@
 """Runners: who executes a run, and whether that process is still alive.
 
+Runs also keep their place in their job's program (job_position): a runner
+that re-attaches to a job maps its outputs back by it.
+
 Several runners may share one database. Each registers itself (host name,
 process id) and beats a heartbeat; a running run remembers its runner, so
 the next runner knows which runs were left behind by one that died and can
@@ -34,6 +37,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("runner_id", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("job_position", sa.Integer, nullable=True))
         batch.create_index("ix_runs_runner_id", ["runner_id"])
 
 
@@ -41,5 +45,6 @@ def downgrade() -> None:
     """Drop runs.runner_id and the runners table."""
     with op.batch_alter_table("runs") as batch:
         batch.drop_index("ix_runs_runner_id")
+        batch.drop_column("job_position")
         batch.drop_column("runner_id")
     op.drop_table("runners")
