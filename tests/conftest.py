@@ -183,6 +183,14 @@ def pg_url(pg_cluster: Any, pg_database: str) -> str:
     return pg_cluster.url(pg_database)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of a repository test: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cosmos.db'}"
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture(scope="module")
 def demo_done(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A project on which `cosmos-batch +experiment=demo` already ran once."""

@@ -29,14 +29,6 @@ WORKER = Path(__file__).with_name("db_worker.py")
 RUNS = 2000
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A SQLite file, or a new database on the session's PostgreSQL cluster."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "cosmos.db")
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     engine = create_db_engine(db_url)

@@ -93,14 +93,6 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database of a repository test: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "cosmos.db")
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def repo(db_url: str, clock: FakeClock) -> DataRepository:
     engine = create_db_engine(db_url)

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Project, make_project
+
+from cosmos_workflow.execution.docker import LABEL_PREFIX
 
 TWO_HOSTS = "targets=[{name:a,gpus:[0,1]},{name:b,gpus:[2,3]}]"
 SLOW = {"COSMOS_SIMULATOR__PER_VIDEO_S": "0.3", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0.2"}
@@ -228,7 +231,7 @@ def test_ctrl_c_cancels_the_pool_and_stops_its_jobs_within_seconds(project: Proj
 
 # -- a remote host going down mid-sweep ------------------------------------------
 @pytest.fixture
-def pool_project(tmp_path: Path, host: Any) -> tuple[Project, Path]:
+def pool_project(tmp_path: Path, host: Any) -> Iterator[tuple[Project, Path]]:
     project = make_project(tmp_path / "proj")
     work_dir = tmp_path / "gpu-host" / "cosmos"
     work_dir.mkdir(parents=True)
@@ -237,7 +240,25 @@ def pool_project(tmp_path: Path, host: Any) -> tuple[Project, Path]:
     config = host.target_config(work_dir, name="gpu-host")
     config["connect_timeout"] = 2
     project.write("conf/target/gpu-host.yaml", yaml.safe_dump(config))
-    return project, work_dir
+    yield project, work_dir
+    # A host cut off (or left by a second Ctrl-C) keeps its containers (a known
+    # limit): remove them, so the shared test host starts clean for the next test.
+    docker = {**os.environ, **host.dockerd.env}
+    ours = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL_PREFIX}job"],
+        env=docker,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if ours:
+        subprocess.run(["docker", "rm", "-f", *ours], env=docker, capture_output=True, check=True)
+
+
+def start_slow(project: Project, *args: str, per_video_s: float) -> subprocess.Popen:
+    """The demo in the background, each video taking ``per_video_s`` (no model load)."""
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": str(per_video_s), "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    return project.start_batch("+experiment=demo", *args, env=env, capture=True)
 
 
 def test_a_host_cut_off_mid_sweep_has_its_runs_finish_elsewhere(
@@ -245,12 +266,8 @@ def test_a_host_cut_off_mid_sweep_has_its_runs_finish_elsewhere(
 ) -> None:
     project, work_dir = pool_project
     ledger = work_dir / "ledger.jsonl"
-    runner = project.start_batch(
-        "+experiment=demo",
-        "targets=[gpu-host,local]",
-        "scheduler.retries.backoff_s=0.5",
-        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1.5", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"},
-        capture=True,
+    runner = start_slow(
+        project, "targets=[gpu-host,local]", "scheduler.retries.backoff_s=0.5", per_video_s=1.5
     )
     try:
         deadline = time.monotonic() + 60
@@ -280,12 +297,7 @@ def test_a_second_ctrl_c_quits_at_once_while_jobs_cannot_be_stopped(
 ) -> None:
     project, work_dir = pool_project
     ledger = work_dir / "ledger.jsonl"
-    runner = project.start_batch(
-        "+experiment=demo",
-        "targets=[gpu-host]",
-        env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"},
-        capture=True,
-    )
+    runner = start_slow(project, "targets=[gpu-host]", per_video_s=3)
     try:
         project.wait_for_ledger(1, ledger=ledger)
         host.set_link(False)  # its containers can be neither followed nor stopped now

@@ -361,12 +361,8 @@ class LocalExecutor(Executor):
 
     def _process_of(self, staging: Path) -> tuple[int, Path] | None:
         """The job's supervisor process, from its pid file, if it still runs."""
-        try:
-            pid_text, cwd_text = (staging / PID_NAME).read_text(encoding="utf-8").splitlines()[:2]
-            pid, cwd = int(pid_text), Path(cwd_text)
-        except (OSError, ValueError):
-            return None
-        return (pid, cwd) if self._commands.alive(pid, cwd) else None
+        process = _pid_file(staging)
+        return process if process is not None and self._commands.alive(*process) else None
 
     def describe(self) -> TargetReport:
         """This machine's GPUs; the local target runs no containers."""
@@ -403,13 +399,11 @@ class LocalExecutor(Executor):
 
         The job is over once the runner has recorded it and removed its work folder.
         """
-        pid_file = staging / PID_NAME
-        wait_while_starting(staging, pid_file.is_file)
-        try:
-            pid_text, cwd_text = pid_file.read_text(encoding="utf-8").splitlines()[:2]
-            pid, cwd = int(pid_text), Path(cwd_text)
-        except (OSError, ValueError):
+        wait_while_starting(staging, (staging / PID_NAME).is_file)
+        process = _pid_file(staging)
+        if process is None:
             return None
+        pid, cwd = process
         if not self._commands.terminate(pid, cwd):
             return None
         deadline = time.monotonic() + STOP_GRACE_S
@@ -418,3 +412,12 @@ class LocalExecutor(Executor):
         if staging.is_dir() and self._commands.kill(pid, cwd):
             logger.warning("Process %d ignored SIGTERM for %.0fs; killed it", pid, STOP_GRACE_S)
         return f"process {pid}"
+
+
+def _pid_file(staging: Path) -> tuple[int, Path] | None:
+    """The pid and working folder a local job's supervisor wrote, if it did."""
+    try:
+        pid_text, cwd_text = (staging / PID_NAME).read_text(encoding="utf-8").splitlines()[:2]
+        return int(pid_text), Path(cwd_text)
+    except (OSError, ValueError):
+        return None
