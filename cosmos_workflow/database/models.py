@@ -89,10 +89,18 @@ class Prompt(Base):
     negative_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The prompt this one was derived from (enhancement), and how it was made.
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("prompts.id", ondelete="SET NULL"), nullable=True
+    )
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     runs: Mapped[list[Run]] = relationship(back_populates="prompt")
 
-    __table_args__ = (Index("ix_prompts_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_prompts_created_at", "created_at"),
+        Index("ix_prompts_parent_id", "parent_id"),
+    )
 
 
 class Run(Base):
@@ -121,6 +129,12 @@ class Run(Base):
     runner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # The run's place among the runs its job's program was given (outputs map by it).
     job_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The run whose output is this run's input (a 4K upscale of it).
+    parent_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    # The user's score of the output, 1-5 (None: not rated).
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     prompt: Mapped[Prompt] = relationship(back_populates="runs")
     sweep_links: Mapped[list[SweepRun]] = relationship(
@@ -133,6 +147,8 @@ class Run(Base):
         Index("ix_runs_created_at", "created_at"),
         Index("ix_runs_job_id", "job_id"),
         Index("ix_runs_runner_id", "runner_id"),
+        Index("ix_runs_parent_run_id", "parent_run_id"),
+        Index("ix_runs_rating", "rating"),
     )
 
 
