@@ -40,8 +40,17 @@ from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.services.control import KillReport, LogResult, RunControl
+from cosmos_workflow.services.derive import (
+    DEFAULT_UPSCALE_WEIGHT,
+    UPSAMPLER_ADAPTERS,
+    enhanced_origin,
+    enhanced_prompt,
+    enhancement_spec,
+    upscale_origin,
+    upscale_spec,
+)
 from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, RunnerIdentity
-from cosmos_workflow.services.outputs import OutputStore
+from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
 from cosmos_workflow.services.repository import DataRepository
@@ -57,6 +66,8 @@ logger = logging.getLogger(__name__)
 # How long a deletion waits for another short operation to release the output tree.
 DELETE_LOCK_WAIT_S = 10.0
 # Run statuses, for callers that filter or display them.
+# The upsampled prompt in an enhancement run's folder.
+UPSAMPLED_TEXT = OUTPUT_PROMPT
 RUN_STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
@@ -73,6 +84,12 @@ class SweepPlan:
     cached: frozenset[str]
     duplicates: int
     notes: list[str] = field(default_factory=list)
+    # stages.enhance: the runs' prompts are enhanced first (``derived`` holds
+    # each enhanced prompt, the prompt it was made from and how, once known).
+    enhance: bool = False
+    derived: tuple[tuple[ResolvedPrompt, ResolvedPrompt, dict[str, Any]], ...] = ()
+    # stages.upscale: weight and prompt of the 4K upscale of every succeeded run.
+    upscale: dict[str, Any] | None = None
 
     @property
     def to_run(self) -> list[RunSpec]:
@@ -90,6 +107,9 @@ class SweepSummary:
     total: int
     cached: int
     tally: RunTally = field(default_factory=RunTally)
+    # stages.upscale: the upscale runs (made, or cached) and how the executed ones ended.
+    upscales: list[str] = field(default_factory=list)
+    upscale_tally: RunTally = field(default_factory=RunTally)
 
     @property
     def executed(self) -> int:
@@ -99,12 +119,29 @@ class SweepSummary:
 
 @dataclass(frozen=True)
 class InferenceResult:
-    """Outcome of `cosmos inference`."""
+    """Outcome of `cosmos inference` (and of one enhancement or upscale run)."""
 
     run_id: str
     status: str
     cached: bool
     output_dir: Path
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """Outcome of `cosmos enhance`.
+
+    Attributes:
+        prompt_id: The enhanced prompt (None if the upsampler failed).
+        created: True if that prompt was new.
+        parent_id: The prompt it was made from.
+        run: The upsampler's run.
+    """
+
+    prompt_id: str | None
+    created: bool
+    parent_id: str
+    run: InferenceResult
 
 
 class CosmosAPI:
@@ -304,7 +341,8 @@ class CosmosAPI:
         )
         ids = expansion.run_ids
         sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
-        return SweepPlan(
+        stages = expansion.manifest.stages
+        plan = SweepPlan(
             sweep_id=sweep_id,
             name=expansion.manifest.name,
             manifest=manifest,
@@ -313,7 +351,102 @@ class CosmosAPI:
             cached=frozenset(self._cached(ids)),
             duplicates=expansion.duplicates,
             notes=notes + expansion.notes,
+            enhance=stages.enhance,
+            upscale=stages.upscale.model_dump() if stages.upscale else None,
         )
+        if plan.enhance:
+            self._enhancements(plan)  # refuse a model without upsampler before any work
+        return plan
+
+    def with_stages(self, plan: SweepPlan) -> SweepPlan:
+        """The plan as it will run: with enhanced prompts if they are enhanced already.
+
+        Executes nothing (for dry runs); prompts not enhanced yet leave the
+        plan as it is, with a note.
+        """
+        return self._with_enhanced_prompts(plan) if plan.enhance else plan
+
+    def _enhancements(self, plan: SweepPlan) -> dict[str, RunSpec]:
+        """The enhancement run of each prompt of the plan, by the prompt's id."""
+        specs: dict[str, RunSpec] = {}
+        check = self._check_run()
+        for run in plan.runs:
+            if run.prompt.id in specs:
+                continue
+            where = f"stages.enhance (prompt {run.prompt.name!r})"
+            spec = enhancement_spec(run.prompt, run.model, where)
+            problems = check(spec)
+            if problems:
+                detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
+                raise ValidationFailure(f"{where}: {detail}")
+            specs[run.prompt.id] = spec
+        return specs
+
+    def _with_enhanced_prompts(
+        self, plan: SweepPlan, progress: ProgressSink | None = None
+    ) -> SweepPlan:
+        """The plan with every prompt replaced by its enhanced one.
+
+        Without ``progress`` nothing executes: prompts not enhanced yet leave
+        the plan as it is, with a note. With it, they are enhanced first.
+
+        Raises:
+            ExecutionFailure: the upsampler failed for a prompt.
+        """
+        if plan.derived or not plan.runs:
+            return plan
+        specs = self._enhancements(plan)
+        done = self._cached([spec.id for spec in specs.values()])
+        pending = [spec for spec in specs.values() if spec.id not in done]
+        if pending and progress is None:
+            note = (
+                f"stages.enhance: {len(pending)} prompt(s) are enhanced first; the run ids "
+                "below are those of the prompts before enhancement"
+            )
+            return replace(plan, notes=[*plan.notes, note])
+        if pending:
+            self._run_stage("enhance", pending, progress or NullProgress())
+            failed = [spec.id for spec in pending if spec.id not in self._cached([spec.id])]
+            if failed:
+                raise ExecutionFailure(
+                    f"the prompt upsampler failed for {len(failed)} prompt(s): "
+                    f"{', '.join(failed)} (see cosmos logs RUN_ID); nothing else ran"
+                )
+        return self._enhanced(plan, specs)
+
+    def _enhanced(self, plan: SweepPlan, specs: dict[str, RunSpec]) -> SweepPlan:
+        derived = {}
+        for prompt_id, spec in specs.items():
+            text = (self.store.run_dir(spec.id) / UPSAMPLED_TEXT).read_text(encoding="utf-8")
+            derived[prompt_id] = (
+                enhanced_prompt(spec.prompt, text.strip()),
+                spec.prompt,
+                enhanced_origin(spec),
+            )
+        runs: dict[str, RunSpec] = {}
+        for run in plan.runs:
+            new = RunSpec(derived[run.prompt.id][0], run.model, run.varying)
+            runs.setdefault(new.id, new)
+        ids = list(runs)
+        return replace(
+            plan,
+            sweep_id=content_id("sw", {"name": plan.name, "runs": ids}),
+            runs=list(runs.values()),
+            cached=frozenset(self._cached(ids)),
+            derived=tuple(derived.values()),
+        )
+
+    def _run_stage(self, stage: str, specs: list[RunSpec], progress: ProgressSink) -> RunTally:
+        """Store and execute a stage's runs (their prompts are stored already)."""
+        self.repository.add_prompts(spec.prompt for spec in specs)
+        self.repository.add_runs(specs)
+        logger.info("%s stage: %d run(s)", stage, len(specs))
+        progress.start(len(specs), 0, len(specs))
+        try:
+            self._queue([spec.id for spec in specs])
+            return self._dispatch(specs, progress, self._preflight())
+        finally:
+            progress.finish()
 
     def _cached(self, run_ids: list[str]) -> set[str]:
         """Runs whose outputs exist: here (succeeded in the database, or verified on
@@ -342,6 +475,8 @@ class CosmosAPI:
         progress = progress or NullProgress()
         unreachable = self._preflight()
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
+            if plan.enhance:
+                plan = self._with_enhanced_prompts(plan, progress)
             plan = self._submit(plan)
             to_run = plan.to_run
             summary = SweepSummary(
@@ -358,7 +493,34 @@ class CosmosAPI:
             finally:
                 self._write_runs_jsonl(plan)
                 progress.finish()
+            if plan.upscale is not None:
+                self._upscale_stage(plan, summary, progress)
         return summary
+
+    def _upscale_stage(
+        self, plan: SweepPlan, summary: SweepSummary, progress: ProgressSink
+    ) -> None:
+        """Upscale every succeeded run of the sweep (upscales already made are cached)."""
+        assert plan.upscale is not None
+        statuses = self.repository.statuses(run.id for run in plan.runs)
+        parents = [run.id for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
+        specs = {}
+        for parent_id in parents:
+            spec = self._upscale_spec(parent_id, plan.upscale["weight"], plan.upscale["prompt"])
+            self._refuse_problems(spec, f"stages.upscale of run {parent_id}")
+            prompt_of = self.repository.get_run(parent_id).prompt_id
+            self.repository.add_derived_prompt(spec.prompt, prompt_of, upscale_origin(parent_id))
+            specs[parent_id] = spec
+        summary.upscales = [spec.id for spec in specs.values()]
+        self.repository.add_runs(specs.values())
+        for parent_id, spec in specs.items():
+            self.repository.link_run(spec.id, parent_id)
+        cached = self._cached(summary.upscales)
+        for run_id in cached:
+            self._adopt_single(run_id)
+        to_run = [spec for spec in specs.values() if spec.id not in cached]
+        if to_run:
+            summary.upscale_tally = self._run_stage("upscale", to_run, progress)
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
@@ -373,6 +535,9 @@ class CosmosAPI:
     def _submit(self, plan: SweepPlan) -> SweepPlan:
         plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
         repo = self.repository
+        repo.add_prompts(original for _, original, _ in plan.derived)
+        for enhanced, original, origin in plan.derived:
+            repo.add_derived_prompt(enhanced, original.id, origin)
         repo.add_prompts(run.prompt for run in plan.runs)
         repo.add_runs(plan.runs)
         sweep_dir = self.store.sweep_dir(plan.sweep_id)
@@ -458,21 +623,43 @@ class CosmosAPI:
             )
             raise ValidationFailure(f"invalid model parameters: {detail}") from exc
         params = self._with_target_image({"model": params})["model"]
-        inputs = PromptInputSet.from_dict(prompt.inputs)
-        _check_inputs_unchanged(inputs)
-        resolved = ResolvedPrompt(prompt.name, prompt.text, prompt.negative_prompt, inputs)
+        resolved = _resolved(prompt)
         spec = RunSpec(prompt=resolved, model=params, varying={})
         problems = [
             Problem(f"prompts.{prompt.name}.inputs.controls.{key}", f"pass --weight {key}=W")
-            for key in inputs.controls
+            for key in resolved.inputs.controls
             if params["weights"][key] is None
-        ] + self._check_run()(spec)
-        if problems:
-            detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
-            raise ValidationFailure(f"prompt {prompt.id} cannot run so: {detail}")
+        ]
+        self._refuse_problems(spec, f"prompt {prompt.id} cannot run so", problems)
+        return self._execute_single(spec, progress)
+
+    def _refuse_problems(
+        self, spec: RunSpec, what: str, problems: list[Problem] | None = None
+    ) -> None:
+        """Raise ValidationFailure if ``spec`` (or the caller) has problems."""
+        found = [*(problems or []), *self._check_run()(spec)]
+        if found:
+            detail = "; ".join(f"{p.key_path}: {p.message}" for p in found)
+            raise ValidationFailure(f"{what}: {detail}")
+
+    def _execute_single(
+        self,
+        spec: RunSpec,
+        progress: ProgressSink | None,
+        before: Callable[[], None] | None = None,
+    ) -> InferenceResult:
+        """Store one run and execute it on the pool, unless it is cached.
+
+        Args:
+            spec: The run (its prompt is stored already).
+            progress: Where progress goes.
+            before: Called once the run is stored, before it executes (links).
+        """
         unreachable = self._preflight()
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
             self.repository.add_runs([spec])
+            if before is not None:
+                before()
             if self._cached([spec.id]):
                 self._adopt_single(spec.id)
                 return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
@@ -485,6 +672,72 @@ class CosmosAPI:
                 progress.finish()
         run = self.repository.get_run(spec.id)
         return InferenceResult(spec.id, run.status.value, False, self.store.run_dir(spec.id))
+
+    def enhance(
+        self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
+    ) -> EnhanceResult:
+        """Run the prompt upsampler on a prompt; store its text as a NEW, linked prompt.
+
+        Args:
+            prompt_id: A ps_ id (or unique prefix).
+            model: The video model (as composed from conf/); its family's
+                upsampler runs, with its version and image.
+
+        Raises:
+            ValidationFailure: the model has no upsampler, the prompt no input video.
+        """
+        prompt = self.repository.get_prompt(self.resolve_id(prompt_id, "ps"))
+        original = _resolved(prompt)
+        params = self._with_target_image({"model": dict(model)})["model"]
+        spec = enhancement_spec(original, params, f"enhance {prompt.id}")
+        self._refuse_problems(spec, f"prompt {prompt.id} cannot be enhanced")
+        result = self._execute_single(spec, progress)
+        if result.status != RunStatus.SUCCEEDED.value:
+            return EnhanceResult(None, False, prompt.id, result)
+        text = (result.output_dir / UPSAMPLED_TEXT).read_text(encoding="utf-8").strip()
+        new = enhanced_prompt(original, text)
+        created = self.repository.add_derived_prompt(new, prompt.id, enhanced_origin(spec))
+        return EnhanceResult(new.id, created, prompt.id, result)
+
+    def upscale(
+        self,
+        run_id: str,
+        weight: float = DEFAULT_UPSCALE_WEIGHT,
+        text: str | None = None,
+        progress: ProgressSink | None = None,
+    ) -> InferenceResult:
+        """4K-upscale a succeeded run's output video: a new run, linked to its parent.
+
+        Raises:
+            ValidationFailure: the run has not succeeded, its outputs are gone or
+                changed, or its model has no upscaler.
+        """
+        parent_id = self.resolve_id(run_id, "rs")
+        spec = self._upscale_spec(parent_id, weight, text)
+        self._refuse_problems(spec, f"run {parent_id} cannot be upscaled so")
+        parent = self.repository.get_run(parent_id)
+        self.repository.add_derived_prompt(spec.prompt, parent.prompt_id, upscale_origin(parent_id))
+        return self._execute_single(
+            spec, progress, before=lambda: self.repository.link_run(spec.id, parent_id)
+        )
+
+    def _upscale_spec(self, parent_id: str, weight: float, text: str | None) -> RunSpec:
+        parent = self.repository.get_run(parent_id)
+        if parent.status is not RunStatus.SUCCEEDED:
+            raise ValidationFailure(
+                f"run {parent_id} is {parent.status.value}: only a succeeded run's output "
+                "can be upscaled"
+            )
+        if not self.store.verify_outputs(parent_id):
+            raise ValidationFailure(
+                f"the outputs of run {parent_id} are missing or changed in "
+                f"{self.store.run_dir(parent_id)}; run it again first"
+            )
+        video = self.store.run_dir(parent_id) / "output.mp4"
+        if not video.is_file():
+            raise ValidationFailure(f"run {parent_id} made no video to upscale")
+        output = InputFile(video.resolve(), sha256_file(video))
+        return upscale_spec(RunSpec.from_dict(parent.spec), output, weight, text)
 
     def _adopt_single(self, run_id: str) -> None:
         if self.repository.statuses([run_id]).get(run_id) is not RunStatus.SUCCEEDED:
@@ -549,12 +802,21 @@ class CosmosAPI:
     def _show_prompt(self, prompt_id: str) -> dict[str, Any]:
         data = prompt_dict(self.repository.get_prompt(prompt_id))
         data["runs"] = [r.id for r in self.repository.list_runs(prompt_id=prompt_id)]
+        data["children"] = [
+            {"id": child.id, "origin": child.origin}
+            for child in self.repository.child_prompts([prompt_id])
+        ]
         return data
 
     def _show_run(self, run_id: str) -> dict[str, Any]:
-        data = self.run_dict(self.repository.get_run(run_id))
-        data["spec"] = self.repository.get_run(run_id).spec
+        run = self.repository.get_run(run_id)
+        data = self.run_dict(run)
+        data["spec"] = run.spec
         data["sweeps"] = self.repository.sweeps_of_run(run_id)
+        data["children"] = [
+            {"id": child.id, "adapter": child.adapter, "status": child.status.value}
+            for child in self.repository.child_runs([run_id])
+        ]
         return data
 
     def _show_sweep(self, sweep_id: str) -> dict[str, Any]:
@@ -567,11 +829,13 @@ class CosmosAPI:
 
     def run_dict(self, run: Run) -> dict[str, Any]:
         """JSON-ready view of a run."""
-        output = self.store.run_dir(run.id) / "output.mp4"
+        main = UPSAMPLED_TEXT if run.adapter in UPSAMPLER_ADAPTERS else "output.mp4"
+        output = self.store.run_dir(run.id) / main
         return {
             "id": run.id,
             "kind": "run",
             "prompt_id": run.prompt_id,
+            "parent_run_id": run.parent_run_id,
             "adapter": run.adapter,
             "status": run.status.value,
             "created_at": _iso(run.created_at),
@@ -697,31 +961,75 @@ class CosmosAPI:
 
     # -- deletion -----------------------------------------------------------
     def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
-        """What a deletion would remove (for the confirmation question)."""
+        """What a deletion would remove (for the confirmation question).
+
+        ``children`` are the prompts and runs made from it (enhanced prompts,
+        upscales): kept and unlinked, unless deleted with it.
+        """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
         if kind == "prompt":
-            runs = self.repository.list_runs(prompt_id=object_id)
-            return {"id": object_id, "runs": [r.id for r in runs]}
-        self.repository.get_run(object_id)
-        return {"id": object_id, "runs": [object_id]}
+            runs = [r.id for r in self.repository.list_runs(prompt_id=object_id)]
+            prompts = [p.id for p in self.repository.child_prompts([object_id])]
+        else:
+            self.repository.get_run(object_id)
+            runs, prompts = [object_id], []
+        child_runs = [r.id for r in self.repository.child_runs(runs)]
+        children = {"prompts": prompts, "runs": child_runs}
+        return {"id": object_id, "runs": runs, "children": children}
 
-    def delete(self, kind: str, given: str, delete_outputs: bool = False) -> dict[str, Any]:
+    def _descendants(self, kind: str, object_id: str) -> tuple[list[str], list[str]]:
+        """Every prompt and run made from the object, at any depth: (prompts, runs)."""
+        prompts: list[str] = []
+        runs: list[str] = []
+        todo_prompts = [object_id] if kind == "prompt" else []
+        todo_runs = [] if kind == "prompt" else [object_id]
+        while todo_prompts or todo_runs:
+            todo_runs += [r.id for r in self.repository.list_runs_of_prompts(todo_prompts)]
+            found_prompts = [p.id for p in self.repository.child_prompts(todo_prompts)]
+            found_runs = [r.id for r in self.repository.child_runs(todo_runs)]
+            todo_prompts = [p for p in found_prompts if p not in prompts]
+            todo_runs = [r for r in found_runs if r not in runs]
+            prompts += todo_prompts
+            runs += todo_runs
+        return prompts, runs
+
+    def delete(
+        self,
+        kind: str,
+        given: str,
+        delete_outputs: bool = False,
+        with_children: bool = False,
+    ) -> dict[str, Any]:
         """Delete a prompt (with its runs) or a run; outputs kept unless asked.
 
-        Refused while a runner is executing on the same output tree.
+        Prompts and runs made from it are kept, unlinked, unless
+        ``with_children``. Refused while a runner is executing on the same
+        output tree.
         """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S, exclusive=True):
+            child_prompts: list[str] = []
+            child_runs: list[str] = []
+            if with_children:
+                child_prompts, child_runs = self._descendants(kind, object_id)
+            run_ids = [self.repository.delete_run(run_id).id for run_id in child_runs]
+            for prompt_id in reversed(child_prompts):
+                run_ids += [r.id for r in self.repository.delete_prompt(prompt_id)]
             if kind == "prompt":
-                run_ids = [r.id for r in self.repository.delete_prompt(object_id)]
+                run_ids += [r.id for r in self.repository.delete_prompt(object_id)]
             else:
-                run_ids = [self.repository.delete_run(object_id).id]
+                run_ids.append(self.repository.delete_run(object_id).id)
             removed = []
             if delete_outputs:
                 for run_id in run_ids:
                     if self.store.remove_run_dir(run_id):
                         removed.append(run_id)
-        return {"id": object_id, "deleted_runs": run_ids, "removed_outputs": removed}
+        return {
+            "id": object_id,
+            "deleted_runs": run_ids,
+            "deleted_prompts": child_prompts,
+            "removed_outputs": removed,
+        }
 
 
 def _parse_status(status: str | None) -> RunStatus | None:
@@ -759,4 +1067,13 @@ def prompt_dict(prompt: Prompt) -> dict[str, Any]:
         "negative_prompt": prompt.negative_prompt,
         "inputs": prompt.inputs,
         "created_at": _iso(prompt.created_at),
+        "parent_id": prompt.parent_id,
+        "origin": prompt.origin,
     }
+
+
+def _resolved(prompt: Prompt) -> ResolvedPrompt:
+    """A stored prompt as a resolved prompt (its inputs must be unchanged)."""
+    inputs = PromptInputSet.from_dict(prompt.inputs)
+    _check_inputs_unchanged(inputs)
+    return ResolvedPrompt(prompt.name, prompt.text, prompt.negative_prompt, inputs)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from cosmos_workflow.api.cosmos_api import SweepPlan
+from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.utils.hashing import content_id
 
@@ -34,6 +35,7 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
 
     Raises:
         ValueError: no jobs.
+        ValidationFailure: the jobs ask for different stages.
     """
     if not jobs:
         raise ValueError("a multirun without jobs has no sweep")
@@ -58,6 +60,12 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
             for num, plan in jobs.items()
         ],
     }
+    stages = {(plan.enhance, repr(plan.upscale)) for plan in plans}
+    if len(stages) > 1:
+        raise ValidationFailure(
+            "the jobs of a multirun ask for different stages (stages.enhance, "
+            "stages.upscale); give them one setting"
+        )
     return SweepPlan(
         sweep_id=content_id("sw", {"name": name, "runs": list(runs)}),
         name=name,
@@ -67,6 +75,8 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
         cached=frozenset().union(*(plan.cached for plan in plans)),
         duplicates=duplicates,
         notes=list(dict.fromkeys(note for plan in plans for note in plan.notes)),
+        enhance=plans[0].enhance,
+        upscale=plans[0].upscale,
     )
 
 

@@ -101,6 +101,11 @@ def print_plan(plan: SweepPlan) -> None:
 def _print_notes(plan: SweepPlan) -> None:
     for note in plan.notes:
         print(f"note: {note}")
+    if plan.upscale is not None:
+        print(
+            "note: stages.upscale: every succeeded run is upscaled to 4K after the sweep "
+            f"(weight {plan.upscale['weight']:g})"
+        )
     if plan.duplicates:
         print(f"note: {plan.duplicates} sweep point(s) gave an already listed run and were merged")
 
@@ -123,8 +128,22 @@ def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
         print("cancelled runs (cosmos kill); they run again the next time:")
         for run_id in tally.cancelled:
             print(f"  {run_id}")
+    if plan.upscale is not None:
+        _print_upscales(summary)
     print(f"runs:  {summary.runs_dir}/<run_id>/")
     print(f"sweep: {summary.sweep_dir}/")
+
+
+def _print_upscales(summary: SweepSummary) -> None:
+    tally = summary.upscale_tally
+    executed = len(tally.succeeded) + len(tally.failed)
+    cached = len(summary.upscales) - executed - len(tally.cancelled)
+    print(
+        f"upscale stage: {len(summary.upscales)} upscale runs: {executed} executed "
+        f"({len(tally.succeeded)} succeeded, {len(tally.failed)} failed), {cached} cached"
+    )
+    for run_id in tally.failed:
+        print(f"  failed: {summary.runs_dir / run_id}")
 
 
 def _count(number: int, noun: str) -> str:
@@ -134,11 +153,12 @@ def _count(number: int, noun: str) -> str:
 def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
     """Print the plan of a dry run, or execute it and print the summary."""
     if api.settings.dry_run:
-        print_plan(plan)
+        print_plan(api.with_stages(plan))
         return 0
     summary = api.run_sweep(plan, make_progress(stderr_console()))
     print_summary(plan, summary)
-    return 1 if summary.tally.failed or summary.tally.cancelled else 0
+    tallies = (summary.tally, summary.upscale_tally)
+    return 1 if any(t.failed or t.cancelled for t in tallies) else 0
 
 
 def _run(settings: Settings, plan: SweepPlan) -> int:

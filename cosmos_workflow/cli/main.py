@@ -28,6 +28,7 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
+from cosmos_workflow.services.derive import DEFAULT_UPSCALE_WEIGHT
 from cosmos_workflow.services.eta import format_duration
 
 STATUS_CHOICES = list(RUN_STATUSES)
@@ -214,10 +215,105 @@ def inference(
         sys.exit(1)
 
 
+# -- enhance / upscale -----------------------------------------------------------
+@cli.command()
+@click.argument("prompt_id")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config override.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def enhance(obj: _Context, prompt_id: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """Rewrite PROMPT_ID with the prompt upsampler; print the NEW prompt's id.
+
+    The upsampler (of the configured model's family: simulated or transfer1)
+    reads the prompt and its input video. The new prompt keeps the inputs
+    and is linked to the original (`cosmos show` lists both directions).
+    """
+    api = obj.api(_set_overrides(sets))
+    result = api.enhance(prompt_id, obj.composed["model"], make_progress(stderr_console()))
+    run = result.run
+    data = {
+        "id": result.prompt_id,
+        "created": result.created,
+        "parent_id": result.parent_id,
+        "run": {"id": run.run_id, "status": run.status, "cached": run.cached},
+        "output_dir": str(run.output_dir),
+    }
+
+    def render(_: Any) -> None:
+        if result.prompt_id is None:
+            click.echo(f"the upsampler run {run.run_id} {run.status}: {run.output_dir}", err=True)
+            return
+        click.echo(result.prompt_id)
+        if not result.created:
+            click.echo("(this enhanced prompt already existed)", err=True)
+
+    _emit(data, as_json, render)
+    if result.prompt_id is None:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--weight",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_UPSCALE_WEIGHT,
+    show_default=True,
+    help="Upscale control weight.",
+)
+@click.option("--prompt", "text", help="Prompt for the upscaler (default: the run's prompt).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def upscale(
+    obj: _Context,
+    run_id: str,
+    weight: float,
+    text: str | None,
+    sets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """4K-upscale RUN_ID's output video: a new run (rs_...) linked to RUN_ID.
+
+    The run uses the upscaler of RUN_ID's model family, with its version,
+    image and seed, and 10 steps. Prints the new run's id and folder.
+    """
+    api = obj.api(_set_overrides(sets))
+    result = api.upscale(run_id, weight, text, make_progress(stderr_console()))
+    data = {
+        "id": result.run_id,
+        "parent_run_id": api.resolve_id(run_id, "rs"),
+        "status": result.status,
+        "cached": result.cached,
+        "output_dir": str(result.output_dir),
+    }
+
+    def render(_: Any) -> None:
+        click.echo(result.run_id)
+        note = " (cached)" if result.cached else ""
+        click.echo(f"{result.status}{note}: {result.output_dir}")
+
+    _emit(data, as_json, render)
+    if result.status != "succeeded":
+        sys.exit(1)
+
+
 # -- list / show / status ------------------------------------------------------
+def _origin_note(row: dict[str, Any]) -> str:
+    origin = row.get("origin") or {}
+    if origin.get("kind") == "enhanced":
+        return f"  (enhanced from {row['parent_id'] or 'a deleted prompt'})"
+    if origin.get("kind") == "upscale_input":
+        return f"  (input of upscales of {origin.get('run')})"
+    return ""
+
+
 def _render_prompts(rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        click.echo(f"{row['id']}  {_short(row['name'], 16):<16}  {_short(row['text'], 60)}")
+        click.echo(
+            f"{row['id']}  {_short(row['name'], 16):<16}  {_short(row['text'], 60)}"
+            f"{_origin_note(row)}"
+        )
     click.echo(f"{len(rows)} prompt(s)")
 
 
@@ -436,12 +532,28 @@ def kill(obj: _Context, object_id: str, sweep: bool, sets: tuple[str, ...], as_j
 @click.argument("object_id")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-outputs", is_flag=True, help="Also remove the run folders.")
+@click.option(
+    "--with-children",
+    is_flag=True,
+    help="Also delete the prompts and runs made from it (enhanced prompts, upscales).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def delete(
-    obj: _Context, kind: str, object_id: str, yes: bool, delete_outputs: bool, as_json: bool
+    obj: _Context,
+    kind: str,
+    object_id: str,
+    yes: bool,
+    delete_outputs: bool,
+    with_children: bool,
+    as_json: bool,
 ) -> None:
-    """Delete a prompt (and its runs) or a run. Output folders are kept unless asked."""
+    """Delete a prompt (and its runs) or a run. Output folders are kept unless asked.
+
+    Prompts and runs made from it (enhanced prompts, upscale runs) are its
+    children: without --yes you are asked about them too; with --yes they are
+    kept, unlinked, unless --with-children.
+    """
     api = obj.api()
     preview = api.delete_preview(kind, object_id)
     if not yes:
@@ -452,14 +564,32 @@ def delete(
         if not click.confirm(f"Delete {what} {kept}?", default=False, err=True):
             click.echo("nothing deleted", err=True)
             sys.exit(1)
-    result = api.delete(kind, preview["id"], delete_outputs=delete_outputs)
+        with_children = with_children or _confirm_children(preview["children"])
+    result = api.delete(
+        kind, preview["id"], delete_outputs=delete_outputs, with_children=with_children
+    )
 
     def render(data: dict[str, Any]) -> None:
-        click.echo(f"deleted {kind} {data['id']} ({len(data['deleted_runs'])} run(s))")
+        prompts = data["deleted_prompts"]
+        also = f", {len(prompts)} child prompt(s)" if prompts else ""
+        click.echo(f"deleted {kind} {data['id']} ({len(data['deleted_runs'])} run(s){also})")
         if data["removed_outputs"]:
             click.echo(f"removed {len(data['removed_outputs'])} output folder(s)")
 
     _emit(result, as_json, render)
+
+
+def _confirm_children(children: dict[str, list[str]]) -> bool:
+    """Ask whether the children go too (False: they are kept, unlinked)."""
+    named = [*children["prompts"], *children["runs"]]
+    if not named:
+        return False
+    shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+    question = (
+        f"It has {len(named)} child prompt(s)/run(s) made from it: {shown}. "
+        "Delete them too (no: they are kept, unlinked)?"
+    )
+    return click.confirm(question, default=False, err=True)
 
 
 def main() -> None:

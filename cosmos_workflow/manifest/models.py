@@ -76,6 +76,26 @@ class SweepBlock(Strict):
     zip: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+class UpscaleStage(Strict):
+    """4K-upscale every succeeded output of the sweep, after it."""
+
+    weight: float = Field(default=0.5, ge=0)
+    prompt: str | None = Field(default=None, min_length=1)
+
+
+class Stages(Strict):
+    """Work before and after a sweep's runs.
+
+    Attributes:
+        enhance: Rewrite every prompt with the prompt upsampler first; the
+            sweep runs the enhanced prompts.
+        upscale: Upscale every succeeded output to 4K afterwards (null: no).
+    """
+
+    enhance: bool = False
+    upscale: UpscaleStage | None = None
+
+
 class Manifest(Strict):
     """A whole experiment: what to run, with which model, over which sweep."""
 
@@ -85,3 +105,4 @@ class Manifest(Strict):
     prompts: dict[str, PromptSpec] = Field(min_length=1)
     model: ModelConfig
     sweep: SweepBlock = Field(default_factory=SweepBlock)
+    stages: Stages = Field(default_factory=Stages)

@@ -219,7 +219,7 @@ class OutputStore:
             return False
         folder = self.run_dir(run_id)
         sizes = result.get("outputs") or {}
-        if OUTPUT_VIDEO not in sizes:
+        if not sizes:
             return False
         for name, size in sizes.items():
             path = folder / name
@@ -283,7 +283,7 @@ class OutputStore:
         the record.
         """
         video = outputs.video
-        moved = (self.run_dir(run_id) / OUTPUT_VIDEO).is_file()
+        moved = (self.run_dir(run_id) / outputs.stored_as).is_file()
         return [] if (staging / video).is_file() or moved else [video]
 
     def record_success(
@@ -299,7 +299,7 @@ class OutputStore:
         folder = self.run_dir(spec.id)
         self._write_common(folder, spec, invocation, log_path)
         outputs = invocation.outputs[spec.id]
-        placed = [(outputs.video, OUTPUT_VIDEO)]
+        placed = [(outputs.video, outputs.stored_as)]
         prompt = outputs.extras.get("prompt")
         if prompt and ((staging / prompt).is_file() or (folder / OUTPUT_PROMPT).is_file()):
             placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))

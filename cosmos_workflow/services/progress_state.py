@@ -70,9 +70,16 @@ class ProgressState:
         self._first_start: float | None = None
 
     def start(self, total: int, cached: int, to_run: int) -> Snapshot:
-        """A sweep begins: ``to_run`` of ``total`` runs will execute."""
+        """A sweep (or one of its stages) begins: ``to_run`` of ``total`` runs will execute.
+
+        Counts of an earlier stage are forgotten.
+        """
         with self._lock:
             self._total, self._cached, self._to_run = total, cached, to_run
+            self._outcomes = dict.fromkeys(self._outcomes, 0)
+            self._running.clear()
+            self._jobs.clear()
+            self._first_start = None
             return self._snapshot()
 
     def job_started(

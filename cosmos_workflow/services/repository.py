@@ -152,6 +152,45 @@ class DataRepository:
             _insert(session, Prompt, rows)
             return len(rows)
 
+    def add_derived_prompt(
+        self, prompt: ResolvedPrompt, parent_id: str, origin: dict[str, Any]
+    ) -> bool:
+        """Store a prompt made from another one, linked to it.
+
+        A prompt already stored keeps what it has, but gains the link if it had
+        none (the same text and inputs typed in by hand).
+
+        Returns:
+            True if the prompt was new.
+        """
+        with self._session(WRITE_LOCK) as session:
+            stored = session.get(Prompt, prompt.id)
+            if stored is not None:
+                if stored.parent_id is None and stored.id != parent_id:
+                    stored.parent_id = parent_id
+                    stored.origin = origin
+                return False
+            session.add(
+                Prompt(
+                    id=prompt.id,
+                    name=prompt.name,
+                    text=prompt.text,
+                    negative_prompt=prompt.negative,
+                    inputs=prompt.inputs.to_dict(),
+                    created_at=self._clock.now(),
+                    parent_id=parent_id,
+                    origin=origin,
+                )
+            )
+            return True
+
+    def child_prompts(self, prompt_ids: Iterable[str]) -> list[Prompt]:
+        """Prompts made from any of ``prompt_ids`` (enhanced prompts, upscale inputs)."""
+        ids = list(prompt_ids)
+        with self._session() as session:
+            query = select(Prompt).where(Prompt.parent_id.in_(ids)).order_by(Prompt.id)
+            return list(session.scalars(query)) if ids else []
+
     def get_prompt(self, prompt_id: str) -> Prompt:
         """Return one prompt. Raises NotFoundFailure."""
         with self._session() as session:
@@ -203,6 +242,22 @@ class DataRepository:
             ]
             _insert(session, Run, rows)
 
+    def link_run(self, run_id: str, parent_run_id: str) -> None:
+        """Record that ``run_id``'s input is ``parent_run_id``'s output."""
+        with self._session(WRITE_LOCK) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            if run.parent_run_id is None:
+                run.parent_run_id = parent_run_id
+
+    def child_runs(self, run_ids: Iterable[str]) -> list[Run]:
+        """Runs whose input is the output of any of ``run_ids`` (upscales)."""
+        ids = list(run_ids)
+        with self._session() as session:
+            query = select(Run).where(Run.parent_run_id.in_(ids)).order_by(Run.id)
+            return list(session.scalars(query)) if ids else []
+
     def statuses(self, run_ids: Iterable[str]) -> dict[str, RunStatus]:
         """Status of each stored run among ``run_ids``."""
         ids = list(run_ids)
@@ -236,6 +291,13 @@ class DataRepository:
             if prompt_id is not None:
                 query = query.where(Run.prompt_id == prompt_id)
             return list(session.scalars(query.limit(limit)))
+
+    def list_runs_of_prompts(self, prompt_ids: Iterable[str]) -> list[Run]:
+        """Every run of any of ``prompt_ids``."""
+        ids = list(prompt_ids)
+        with self._session() as session:
+            query = select(Run).where(Run.prompt_id.in_(ids)).order_by(Run.id)
+            return list(session.scalars(query)) if ids else []
 
     def transition(self, run_ids: Iterable[str], to: RunStatus, **fields: Any) -> None:
         """Move runs to status ``to``, enforcing the status machine.

@@ -44,10 +44,15 @@ def inputs_of(runs: list[RunSpec]) -> dict[str, InputFile]:
     return found
 
 
+# The 4K upscaler's control: only upscale runs have it (their model is built, not composed).
+UPSCALE_CONTROL = "upscale"
+SPEC_CONTROL_KEYS = (*CONTROL_KEYS, UPSCALE_CONTROL)
+
+
 def active_controls(run: RunSpec) -> dict[str, float]:
     """The run's controls and weights, in canonical order."""
     weights = run.model["weights"]
-    return {k: float(weights[k]) for k in CONTROL_KEYS if weights.get(k) is not None}
+    return {k: float(weights[k]) for k in SPEC_CONTROL_KEYS if weights.get(k) is not None}
 
 
 def run_options(run: RunSpec) -> dict[str, Any]:
@@ -88,10 +93,17 @@ def setup_flag_problems(
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """Where one run's results are, relative to the job folder."""
+    """Where one run's results are, relative to the job folder.
+
+    Attributes:
+        video: The run's main output (a video; a text for the prompt upsampler).
+        extras: Other outputs by role (``prompt``: the final prompt text).
+        stored_as: The main output's name in the run folder.
+    """
 
     video: str
     extras: dict[str, str] = field(default_factory=dict)
+    stored_as: str = "output.mp4"
 
 
 @dataclass(frozen=True)

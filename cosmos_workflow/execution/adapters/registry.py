@@ -9,6 +9,14 @@ from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
+from cosmos_workflow.execution.adapters.upsampler import (
+    SimulatedUpsamplerAdapter,
+    Transfer1UpsamplerAdapter,
+)
+from cosmos_workflow.execution.adapters.upscale import (
+    SimulatedUpscalerAdapter,
+    Transfer1UpscalerAdapter,
+)
 
 
 def build_adapters(settings: Settings) -> dict[str, ModelAdapter]:
@@ -30,5 +38,9 @@ def build_adapters(settings: Settings) -> dict[str, ModelAdapter]:
         SimulatedAdapter(simulator),
         Transfer1Adapter(settings.adapters.transfer1),
         Transfer25Adapter(settings.adapters.transfer2_5),
+        SimulatedUpscalerAdapter(simulator),
+        Transfer1UpscalerAdapter(settings.adapters.transfer1),
+        SimulatedUpsamplerAdapter(simulator),
+        Transfer1UpsamplerAdapter(settings.adapters.transfer1),
     ]
     return {adapter.name: adapter for adapter in adapters}

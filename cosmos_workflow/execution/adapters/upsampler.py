@@ -1,0 +1,133 @@
+"""The prompt upsampler: a prompt and its input video in, a richer prompt out.
+
+An enhancement run's main output is a text (``output.txt`` in its run
+folder), not a video. NVIDIA's standalone upsampler prints its result only in
+its log, so every upsampler runs under prompt_capture.py, which writes the
+last ``Upsampled prompt:`` line to the job's output file.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Hashable
+from pathlib import Path
+
+from cosmos_workflow.config.settings import SimulatorSettings, Transfer1Settings
+from cosmos_workflow.errors import Problem
+from cosmos_workflow.execution.adapters.base import (
+    Invocation,
+    JobLayout,
+    ModelAdapter,
+    RunOutputs,
+    input_name,
+    inputs_of,
+)
+from cosmos_workflow.manifest.specs import RunSpec
+
+EXECUTION_DIR = Path(__file__).resolve().parent.parent
+CAPTURE_FILE = "prompt_capture.py"
+SIMULATED_FILE = "simulated_upsampler.py"
+OUTPUT_FILE = "out/prompt.txt"
+# Where the upsampled prompt is kept in the run folder.
+STORED_AS = "output.txt"
+PROGRAM = "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py"
+SETUP_FLAGS = frozenset({"--offload_prompt_upsampler"})
+
+
+def upsampler_problems(run: RunSpec) -> list[Problem]:
+    """What an upsampler would refuse in ``run``."""
+    problems = []
+    if not run.prompt.text.strip():
+        problems.append(Problem("prompt.text", "is empty"))
+    if run.prompt.inputs.video is None:
+        problems.append(
+            Problem("inputs.video", "the prompt upsampler needs the input video as context")
+        )
+    return problems
+
+
+class PromptUpsamplerAdapter(ModelAdapter):
+    """One prompt per invocation; subclasses say which program makes the text."""
+
+    max_batch_size = 1
+    load_estimate_s = 60.0
+    video_estimate_s = 20.0
+
+    def __init__(self) -> None:
+        self._capture = (EXECUTION_DIR / CAPTURE_FILE).read_bytes()
+
+    def validate(self, run: RunSpec) -> list[Problem]:
+        """A prompt text and an input video are needed."""
+        return upsampler_problems(run)
+
+    def batch_key(self, run: RunSpec) -> Hashable:
+        """Every prompt is upsampled by an invocation of its own."""
+        return ("single", run.id)
+
+    def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
+        """The upsampler's command under prompt_capture.py."""
+        (run,) = runs
+        video = layout.path(input_name(run.prompt.inputs.video))  # type: ignore[arg-type]
+        program, files, workdir, env = self.program(run, video, layout)
+        argv = [layout.python, "-S", "-u", layout.path(CAPTURE_FILE)]
+        argv += ["--out", layout.path(OUTPUT_FILE), "--", *program]
+        return Invocation(
+            job_id=job_id,
+            argv=argv,
+            files={CAPTURE_FILE: self._capture, **files},
+            inputs=inputs_of(runs),
+            outputs={run.id: RunOutputs(OUTPUT_FILE, stored_as=STORED_AS)},
+            run_specs={run.id: {"prompt": run.prompt.text, "input_video": video}},
+            workdir=workdir,
+            env=env,
+        )
+
+    @abstractmethod
+    def program(
+        self, run: RunSpec, video: str, layout: JobLayout
+    ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
+        """(argv, files to ship, working folder, environment) of the upsampler itself."""
+
+
+class SimulatedUpsamplerAdapter(PromptUpsamplerAdapter):
+    """The simulated upsampler (no model; says so in the text it makes)."""
+
+    name = "simulated_upsampler"
+
+    def __init__(self, settings: SimulatorSettings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._program = (EXECUTION_DIR / SIMULATED_FILE).read_bytes()
+
+    def time_estimates(self) -> tuple[float, float]:
+        """The simulator's load time; the text itself takes no time."""
+        return self._settings.model_load_s + 0.05, 0.005
+
+    def program(
+        self, run: RunSpec, video: str, layout: JobLayout
+    ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
+        """``python3 -S -u simulated_upsampler.py --prompt ... --input_video ...``."""
+        argv = [layout.python, "-S", "-u", layout.path(SIMULATED_FILE)]
+        argv += ["--prompt", run.prompt.text, "--input_video", video]
+        argv += ["--model_load_s", str(self._settings.model_load_s)]
+        return argv, {SIMULATED_FILE: self._program}, None, {}
+
+
+class Transfer1UpsamplerAdapter(PromptUpsamplerAdapter):
+    """NVIDIA's prompt upsampler of Cosmos-Transfer1 (upsampler_pipeline.py)."""
+
+    name = "transfer1_upsampler"
+
+    def __init__(self, settings: Transfer1Settings) -> None:
+        super().__init__()
+        self._settings = settings
+        # transfer.py's set-up flags are not the upsampler's: only offloading carries over.
+        self._flags = [arg for arg in settings.extra_args if arg.split("=", 1)[0] in SETUP_FLAGS]
+
+    def program(
+        self, run: RunSpec, video: str, layout: JobLayout
+    ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
+        """``python upsampler_pipeline.py --prompt ... --input_video ...`` in the checkout."""
+        argv = ["python", PROGRAM, "--prompt", run.prompt.text, "--input_video", video]
+        argv += ["--checkpoint_dir", self._settings.checkpoint_dir, *self._flags]
+        return argv, {}, self._settings.workspace, {"PYTHONPATH": "."}

@@ -1,0 +1,419 @@
+"""Prompt enhancement and 4K upscaling, end to end with the simulated model.
+
+`cosmos enhance` runs the prompt upsampler and stores its text as a NEW
+prompt linked to the original; `cosmos upscale` makes a run whose input is
+another run's output, linked to it. Links show in both directions, survive
+listing, and deleting a parent asks about its children. A manifest asks for
+both as stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project, make_project
+from test_demo_sweep import free_box_metadata
+
+from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+CAPTURE = (
+    Path(__file__).resolve().parents[1] / "cosmos_workflow" / "execution" / "prompt_capture.py"
+)
+
+
+def create_prompt(project: Project, text: str, scene: str = "street") -> str:
+    done = project.cosmos("create", "prompt", text, f"inputs/demo/{scene}")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def infer(project: Project, prompt_id: str, *args: str) -> str:
+    done = project.cosmos("inference", prompt_id, "--weight", "depth=0.4", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["id"]
+
+
+def show(project: Project, object_id: str) -> dict[str, Any]:
+    return project.cosmos_json("show", object_id)
+
+
+def ledger_count(project: Project) -> int:
+    return len(project.ledger_lines())
+
+
+# -- enhance ---------------------------------------------------------------------
+def test_enhance_makes_a_new_prompt_linked_both_ways(project: Project) -> None:
+    original = create_prompt(project, "A quiet harbor at dawn")
+    data = project.cosmos_json("enhance", original)
+    new = data["id"]
+    assert new.startswith("ps_") and new != original
+    assert data["created"] is True and data["parent_id"] == original
+    assert data["run"]["status"] == "succeeded" and data["run"]["cached"] is False
+
+    child, parent = show(project, new), show(project, original)
+    assert child["parent_id"] == original
+    assert child["origin"]["kind"] == "enhanced"
+    assert child["origin"]["run"] == data["run"]["id"]
+    assert child["text"].startswith("A quiet harbor at dawn.")
+    assert "SIMULATED prompt upsampler" in child["text"]
+    # Same inputs as the original: the video was the upsampler's context.
+    assert child["inputs"] == parent["inputs"]
+    assert [c["id"] for c in parent["children"]] == [new]
+    assert parent["parent_id"] is None
+
+    # The upsampler's run holds the text it made, checksummed like any output.
+    run_dir = Path(data["output_dir"])
+    assert (run_dir / "output.txt").read_text().strip() == child["text"]
+    assert subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=run_dir).returncode == 0
+    run = show(project, data["run"]["id"])
+    assert run["adapter"] == "simulated_upsampler"
+    assert run["output_path"] == str(run_dir / "output.txt")
+
+    listed = {p["id"]: p for p in project.cosmos_json("list", "prompts")}
+    assert listed[new]["parent_id"] == original and listed[original]["parent_id"] is None
+    plain = project.cosmos("list", "prompts")
+    assert f"enhanced from {original}" in plain.stdout
+
+
+def test_enhancing_again_is_cached_and_the_context_video_matters(project: Project) -> None:
+    street = create_prompt(project, "A quiet harbor at dawn", "street")
+    forest = create_prompt(project, "A quiet harbor at dawn", "forest")
+    first = project.cosmos_json("enhance", street)
+    again = project.cosmos_json("enhance", street[:8])
+    assert again["id"] == first["id"] and again["created"] is False
+    assert again["run"]["cached"] is True
+    other = project.cosmos_json("enhance", forest)
+    assert other["id"] != first["id"]
+    assert show(project, other["id"])["text"] != show(project, first["id"])["text"]
+
+
+def test_an_enhanced_prompt_runs_like_any_prompt(project: Project) -> None:
+    original = create_prompt(project, "Snow on a mountain pass")
+    new = project.cosmos_json("enhance", original)["id"]
+    run_id = infer(project, new)
+    spec = show(project, run_id)["spec"]
+    assert spec["prompt"]["id"] == new
+    assert "SIMULATED prompt upsampler" in spec["prompt"]["text"]
+
+
+def test_enhance_refuses_bad_input(project: Project) -> None:
+    original = create_prompt(project, "A bridge in fog")
+    unknown = project.cosmos("enhance", "ps_0000000000000000")
+    assert unknown.returncode == 2 and "no prompt" in unknown.stderr
+    not_a_prompt = project.cosmos("enhance", "rs_1234")
+    assert not_a_prompt.returncode == 2
+    other_model = project.cosmos("enhance", original, "--set", "model=transfer2.5")
+    assert other_model.returncode == 2
+    assert "no prompt upsampler" in other_model.stderr
+    assert ledger_count(project) == 0
+    assert project.cosmos_json("list", "prompts")[0]["id"] == original
+    assert len(project.cosmos_json("list", "prompts")) == 1
+
+
+# -- upscale -------------------------------------------------------------------------
+def test_upscale_makes_a_linked_run_from_the_parent_output(project: Project) -> None:
+    prompt = create_prompt(project, "A canal at night")
+    parent = infer(project, prompt, "--seed", "4")
+    done = project.cosmos("upscale", parent[:10], "--weight", "0.7", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    child = data["id"]
+    assert child != parent and data["parent_run_id"] == parent
+    assert data["status"] == "succeeded"
+
+    child_view, parent_view = show(project, child), show(project, parent)
+    assert child_view["parent_run_id"] == parent
+    assert child_view["adapter"] == "simulated_upscaler"
+    assert [c["id"] for c in parent_view["children"]] == [child]
+    assert parent_view["parent_run_id"] is None
+
+    parent_video = Path(parent_view["output_path"]).read_bytes()
+    child_dir = Path(child_view["output_dir"])
+    spec = json.loads((child_dir / "spec.json").read_text())
+    controls = {k for k, v in spec.items() if isinstance(v, dict)}
+    assert controls == {"upscale"}
+    assert spec["upscale"] == {"control_weight": 0.7}
+    assert spec["num_steps"] == 10 and spec["seed"] == 4
+    assert spec["prompt"] == "A canal at night"
+    # The simulated model copies its input: the upscale starts with the parent's video.
+    video = (child_dir / "output.mp4").read_bytes()
+    assert video.startswith(parent_video[:-200])
+    meta = free_box_metadata(child_dir / "output.mp4")
+    assert "upscale" in json.dumps(meta)
+    assert subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=child_dir).returncode == 0
+    # The upscale's input is a prompt of its own, linked to the parent's prompt.
+    input_prompt = show(project, child_view["prompt_id"])
+    assert input_prompt["origin"] == {"kind": "upscale_input", "run": parent}
+    assert input_prompt["parent_id"] == prompt
+
+    text = project.cosmos("show", parent).stdout
+    assert child in text
+    listed = {r["id"]: r for r in project.cosmos_json("list", "runs")}
+    assert listed[child]["parent_run_id"] == parent
+
+
+def test_upscale_identity_follows_weight_and_prompt(project: Project) -> None:
+    parent = infer(project, create_prompt(project, "A desert road"))
+    first = project.cosmos_json("upscale", parent)
+    again = project.cosmos_json("upscale", parent)
+    assert again["id"] == first["id"] and again["cached"] is True
+    heavier = project.cosmos_json("upscale", parent, "--weight", "0.9")
+    worded = project.cosmos_json("upscale", parent, "--prompt", "sharp 4K detail")
+    assert len({first["id"], heavier["id"], worded["id"]}) == 3
+    spec = json.loads((Path(worded["output_dir"]) / "spec.json").read_text())
+    assert spec["prompt"] == "sharp 4K detail"
+    assert spec["upscale"] == {"control_weight": 0.5}
+
+
+def test_upscale_refuses_what_cannot_be_upscaled(project: Project) -> None:
+    prompt = create_prompt(project, "A storm over fields")
+    failed = project.cosmos(
+        "inference",
+        prompt,
+        "--weight",
+        "depth=0.4",
+        "--seed",
+        "9",
+        env={"COSMOS_SIMULATOR__FAIL_ON_SEED": "9"},
+    )
+    assert failed.returncode == 1
+    failed_id = project.cosmos_json("list", "runs", "--status", "failed")[0]["id"]
+    refused = project.cosmos("upscale", failed_id)
+    assert refused.returncode == 2 and "only a succeeded run" in refused.stderr
+
+    parent = infer(project, prompt)
+    child = project.cosmos_json("upscale", parent)["id"]
+    twice = project.cosmos("upscale", child)
+    assert twice.returncode == 2 and "no 4K upscaler" in twice.stderr
+    negative = project.cosmos("upscale", parent, "--weight", "-1")
+    assert negative.returncode == 2
+
+    Path(show(project, parent)["output_dir"], "output.mp4").write_bytes(b"changed")
+    gone = project.cosmos("upscale", parent, "--weight", "0.8")
+    assert gone.returncode == 2 and "missing or changed" in gone.stderr
+    ids = {r["id"] for r in project.cosmos_json("list", "runs")}
+    assert ids == {failed_id, parent, child}
+
+
+# -- deletion rules ------------------------------------------------------------------
+@pytest.fixture
+def family(project: Project) -> tuple[Project, dict[str, str]]:
+    prompt = create_prompt(project, "A lighthouse in rain")
+    enhanced = project.cosmos_json("enhance", prompt)["id"]
+    parent = infer(project, prompt)
+    child = project.cosmos_json("upscale", parent)["id"]
+    ids = {"prompt": prompt, "enhanced": enhanced, "parent": parent, "child": child}
+    return project, ids
+
+
+def test_deleting_a_parent_run_asks_and_can_keep_its_children(family) -> None:
+    project, ids = family
+    done = project.cosmos("delete", "run", ids["parent"], input_text="y\nn\n")
+    assert done.returncode == 0, done.stderr
+    assert ids["child"] in done.stderr and "Delete them too" in done.stderr
+    runs = {r["id"]: r for r in project.cosmos_json("list", "runs")}
+    assert ids["parent"] not in runs
+    assert runs[ids["child"]]["parent_run_id"] is None
+    assert Path(show(project, ids["child"])["output_dir"], "output.mp4").is_file()
+
+
+def test_deleting_a_parent_run_with_its_children(family) -> None:
+    project, ids = family
+    done = project.cosmos("delete", "run", ids["parent"], input_text="y\ny\n")
+    assert done.returncode == 0, done.stderr
+    runs = {r["id"] for r in project.cosmos_json("list", "runs")}
+    assert ids["parent"] not in runs and ids["child"] not in runs
+
+
+def test_yes_keeps_children_unless_asked(family) -> None:
+    project, ids = family
+    kept = project.cosmos_json("delete", "run", ids["parent"], "--yes")
+    assert kept["deleted_runs"] == [ids["parent"]]
+    assert ids["child"] in {r["id"] for r in project.cosmos_json("list", "runs")}
+    gone = project.cosmos_json("delete", "prompt", ids["prompt"], "--yes", "--with-children")
+    assert ids["enhanced"] in gone["deleted_prompts"]
+    left = {p["id"] for p in project.cosmos_json("list", "prompts")}
+    assert ids["prompt"] not in left and ids["enhanced"] not in left
+    # The upscale's input prompt was made from the deleted prompt: it went too.
+    assert left == set()
+    assert project.cosmos_json("list", "runs") == []
+
+
+def test_deleting_a_prompt_unlinks_its_enhanced_prompt(family) -> None:
+    project, ids = family
+    done = project.cosmos("delete", "prompt", ids["prompt"], "--yes")
+    assert done.returncode == 0, done.stderr
+    enhanced = show(project, ids["enhanced"])
+    assert enhanced["parent_id"] is None
+    assert enhanced["origin"]["kind"] == "enhanced"
+    assert "a deleted prompt" in project.cosmos("list", "prompts").stdout
+
+
+def test_refusing_the_question_deletes_nothing(family) -> None:
+    project, ids = family
+    before = project.cosmos_json("list", "runs")
+    done = project.cosmos("delete", "run", ids["parent"], input_text="n\n")
+    assert done.returncode == 1
+    assert project.cosmos_json("list", "runs") == before
+
+
+# -- stages in a manifest --------------------------------------------------------------
+def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
+    planned = project.batch("+experiment=demo_stages", "dry_run=true")
+    assert planned.returncode == 0, planned.stderr
+    assert "2 prompt(s) are enhanced first" in planned.stdout
+    assert "stages.upscale" in planned.stdout
+    assert ledger_count(project) == 0
+
+    done = project.batch("+experiment=demo_stages")
+    assert done.returncode == 0, done.stderr
+    assert "6 runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
+    assert "upscale stage: 6 upscale runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
+    sweep = project.cosmos_json("list", "sweeps")[0]
+    runs = {r["id"]: r for r in project.cosmos_json("list", "runs", "--limit", "100")}
+    members = [r["id"] for r in show(project, sweep["id"])["runs"]]
+    assert len(members) == 6
+    for run_id in members:
+        prompt = show(project, runs[run_id]["prompt_id"])
+        assert prompt["origin"]["kind"] == "enhanced"
+        assert "SIMULATED prompt upsampler" in prompt["text"]
+        children = show(project, run_id)["children"]
+        assert len(children) == 1 and children[0]["adapter"] == "simulated_upscaler"
+    adapters = sorted(r["adapter"] for r in runs.values())
+    assert adapters.count("simulated_upsampler") == 2
+    assert adapters.count("simulated_upscaler") == 6
+
+    # Everything is cached the second time; the dry run now shows the real ids.
+    lines = ledger_count(project)
+    planned = project.batch("+experiment=demo_stages", "dry_run=true")
+    assert all(run_id in planned.stdout for run_id in members)
+    assert "enhanced first" not in planned.stdout
+    again = project.batch("+experiment=demo_stages")
+    assert again.returncode == 0, again.stderr
+    assert "0 executed" in again.stdout and "6 cached" in again.stdout
+    assert ledger_count(project) == lines
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("stages.upscale.weight=-1", "stages.upscale.weight"),
+        ("stages.enhance=maybe", "stages.enhance"),
+        ("model=transfer2.5", "no prompt upsampler"),
+    ],
+)
+def test_bad_stages_are_refused_before_anything_runs(
+    project: Project, override: str, message: str
+) -> None:
+    done = project.batch("+experiment=demo_stages", override)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert ledger_count(project) == 0
+    assert not (project.outputs / "runs").exists()
+
+
+# -- the real programs' adapters, with stand-ins where they live ------------------------
+@pytest.fixture(scope="module")
+def transfer1_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path, dict]:
+    root = tmp_path_factory.mktemp("t1x")
+    project = make_project(root / "project")
+    workspace = root / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    shutil.copy(SIMULATED_PROGRAM, program)
+    upsampler = (
+        workspace
+        / "cosmos_transfer1"
+        / "auxiliary"
+        / "upsampler"
+        / "inference"
+        / "upsampler_pipeline.py"
+    )
+    upsampler.parent.mkdir(parents=True)
+    upsampler.write_text(
+        "import argparse, os\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--prompt'); p.add_argument('--input_video')\n"
+        "p.add_argument('--checkpoint_dir'); p.add_argument('--offload_prompt_upsampler',"
+        " action='store_true')\n"
+        "a = p.parse_args()\n"
+        "assert os.path.isfile(a.input_video), a.input_video\n"
+        "print('[INFO] loading'); print('[11-25 01:02:03|INFO|x.py:1] Upsampled prompt: draft')\n"
+        "print('[11-25 01:02:04|INFO|x.py:2] Upsampled prompt: ' + a.prompt.upper()"
+        " + ' (' + a.checkpoint_dir + ', offload=' + str(a.offload_prompt_upsampler) + ')')\n"
+    )
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    path = os.pathsep.join([str(FAKES), str(bin_dir), os.environ["PATH"]])
+    env = {"PATH": path, "FAKE_TORCHRUN_LOG": str(root / "torchrun.jsonl")}
+    return project, workspace, env
+
+
+def test_transfer1_upsampler_and_upscaler_run_nvidias_programs(transfer1_checkout) -> None:
+    project, workspace, env = transfer1_checkout
+    sets = [
+        "--set", "model=transfer1",
+        "--set", f"adapters.transfer1.workspace={workspace}",
+        "--set", "adapters.transfer1.extra_args=[--offload_prompt_upsampler,--benchmark]",
+    ]  # fmt: skip
+    prompt = create_prompt(project, "a tram in the snow")
+    done = project.cosmos("enhance", prompt, *sets, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    enhanced = show(project, json.loads(done.stdout)["id"])
+    # The last marker line wins; only the upsampler's own set-up flag reaches it.
+    assert enhanced["text"] == "A TRAM IN THE SNOW (checkpoints, offload=True)"
+
+    run = project.cosmos("inference", prompt, "--weight", "depth=0.5", *sets, "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    parent = json.loads(run.stdout)["id"]
+    up = project.cosmos("upscale", parent, *sets, "--json", env=env)
+    assert up.returncode == 0, up.stderr
+    child = json.loads(up.stdout)
+    assert show(project, child["id"])["adapter"] == "transfer1_upscaler"
+    command = (Path(child["output_dir"]) / "command.txt").read_text()
+    assert "cosmos_transfer1/diffusion/inference/transfer.py" in command
+    assert "--batch_input_path" not in command
+
+
+def test_prompt_capture_keeps_the_last_prompt_and_the_exit_code(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "prompt.txt"
+
+    def capture(code: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(CAPTURE), "--out", str(out), "--", sys.executable, "-c"]
+        return subprocess.run([*command, code], capture_output=True, text=True, timeout=60)
+
+    done = capture(
+        "print('x Upsampled prompt: one'); print('noise'); print('Upsampled prompt: two')"
+    )
+    assert done.returncode == 0 and out.read_text() == "two\n"
+    assert "noise" in done.stdout, "the program's output passes through"
+    out.unlink()
+    failed = capture("print('Upsampled prompt: partial'); raise SystemExit(5)")
+    assert failed.returncode == 5 and not out.exists()
+    silent = capture("print('no prompt here')")
+    assert silent.returncode == 3 and not out.exists()
+    assert "printed no line" in silent.stdout
+
+
+def test_enhance_and_upscale_work_on_the_demo_sweep(demo_done: Project) -> None:
+    prompts = demo_done.cosmos_json("list", "prompts")
+    runs = demo_done.cosmos_json("list", "runs")
+    assert len(prompts) == 2 and len(runs) == 12
+    for prompt in prompts:
+        enhanced = demo_done.cosmos_json("enhance", prompt["id"])
+        assert show(demo_done, enhanced["id"])["parent_id"] == prompt["id"]
+    upscaled = demo_done.cosmos_json("upscale", runs[0]["id"])
+    assert upscaled["status"] == "succeeded"
+    assert show(demo_done, upscaled["id"])["parent_run_id"] == runs[0]["id"]
+    # The demo sweep itself is untouched: its 12 runs are still cached.
+    again = demo_done.batch("+experiment=demo")
+    assert again.returncode == 0 and "12 cached" in again.stdout
