@@ -198,7 +198,7 @@ def test_upscale_refuses_what_cannot_be_upscaled(project: Project) -> None:
 
     Path(show(project, parent)["output_dir"], "output.mp4").write_bytes(b"changed")
     gone = project.cosmos("upscale", parent, "--weight", "0.8")
-    assert gone.returncode == 2 and "missing or changed" in gone.stderr
+    assert gone.returncode == 2 and "do not match their checksums" in gone.stderr
     ids = {r["id"] for r in project.cosmos_json("list", "runs")}
     assert ids == {failed_id, parent, child}
 
@@ -350,10 +350,7 @@ def transfer1_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Projec
         "print('[11-25 01:02:04|INFO|x.py:2] Upsampled prompt: ' + a.prompt.upper()"
         " + ' (' + a.checkpoint_dir + ', offload=' + str(a.offload_prompt_upsampler) + ')')\n"
     )
-    bin_dir = root / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
-    path = os.pathsep.join([str(FAKES), str(bin_dir), os.environ["PATH"]])
+    path = os.pathsep.join([str(FAKES), os.environ["PATH"]])
     env = {"PATH": path, "FAKE_TORCHRUN_LOG": str(root / "torchrun.jsonl")}
     return project, workspace, env
 
@@ -417,3 +414,112 @@ def test_enhance_and_upscale_work_on_the_demo_sweep(demo_done: Project) -> None:
     # The demo sweep itself is untouched: its 12 runs are still cached.
     again = demo_done.batch("+experiment=demo")
     assert again.returncode == 0 and "12 cached" in again.stdout
+
+
+# -- failures and edges --------------------------------------------------------------
+def test_a_failed_enhancement_makes_no_prompt(project: Project) -> None:
+    original = create_prompt(project, "A village FAILME at noon")
+    env = {"COSMOS_SIMULATOR__FAIL_ON_PROMPT": "FAILME"}
+    done = project.cosmos("enhance", original, "--json", env=env)
+    assert done.returncode == 1, done.stderr
+    data = json.loads(done.stdout)
+    assert data["id"] is None and data["run"]["status"] == "failed"
+    assert [p["id"] for p in project.cosmos_json("list", "prompts")] == [original]
+
+
+def test_a_prompt_that_looks_like_a_flag_is_enhanced(project: Project) -> None:
+    created = project.cosmos("create", "prompt", "--", "-dawn", "inputs/demo/street")
+    assert created.returncode == 0, created.stderr
+    original = created.stdout.strip()
+    new = project.cosmos_json("enhance", original)["id"]
+    assert show(project, new)["text"].startswith("-dawn. [SIMULATED")
+
+
+def test_a_changed_upsampler_output_is_never_used(project: Project) -> None:
+    original = create_prompt(project, "A pier in wind")
+    first = project.cosmos_json("enhance", original)
+    text = Path(first["output_dir"], "output.txt")
+    good = text.read_text()
+    text.write_text(good.replace("pier", "PIER"))  # same size, other content
+    again = project.cosmos_json("enhance", original)
+    assert again["id"] == first["id"] and again["created"] is False
+    assert show(project, again["id"])["text"] == good.strip()
+    assert len(project.cosmos_json("list", "prompts")) == 2
+
+
+def test_an_infinite_weight_is_refused(project: Project) -> None:
+    parent = infer(project, create_prompt(project, "A valley"))
+    done = project.cosmos("upscale", parent, "--weight", "inf")
+    assert done.returncode == 2
+    assert len(project.cosmos_json("list", "runs")) == 1
+
+
+def test_the_children_question_names_every_descendant(project: Project) -> None:
+    prompt = create_prompt(project, "A ferry at dusk")
+    enhanced = project.cosmos_json("enhance", prompt)["id"]
+    enhanced_run = infer(project, enhanced)
+    upscale = project.cosmos_json("upscale", enhanced_run)
+    upscale_prompt = show(project, upscale["id"])["prompt_id"]
+    own_run = infer(project, prompt)
+    done = project.cosmos("delete", "prompt", prompt, input_text="y\ny\n")
+    assert done.returncode == 0, done.stderr
+    for descendant in (enhanced, enhanced_run, upscale["id"], upscale_prompt):
+        assert descendant in done.stderr
+    assert own_run not in done.stderr.split("made from it")[1]
+    assert project.cosmos_json("list", "prompts") == []
+    assert project.cosmos_json("list", "runs") == []
+
+
+def test_a_run_deleted_with_its_children_leaves_no_orphan_prompt(project: Project) -> None:
+    prompt = create_prompt(project, "A quarry")
+    parent = infer(project, prompt)
+    upscale = project.cosmos_json("upscale", parent)["id"]
+    done = project.cosmos_json("delete", "run", parent, "--yes", "--with-children")
+    assert set(done["deleted_runs"]) == {parent, upscale}
+    assert [p["id"] for p in project.cosmos_json("list", "prompts")] == [prompt]
+
+
+def test_an_upsampler_failure_in_a_stage_stops_the_sweep(project: Project) -> None:
+    env = {"COSMOS_SIMULATOR__FAIL_ON_PROMPT": "neon"}
+    done = project.batch("+experiment=demo_stages", env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "prompt upsampler failed for 1 prompt(s)" in done.stderr
+    assert ledger_count(project) == 0, "no video was made"
+    assert project.cosmos_json("list", "sweeps") == []
+
+
+def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(project: Project) -> None:
+    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
+    assert first.returncode == 0, first.stderr
+    sweep = project.cosmos_json("list", "sweeps")[0]
+    members = [r["id"] for r in show(project, sweep["id"])["runs"]]
+    video = Path(show(project, members[0])["output_dir"], "output.mp4")
+    data = bytearray(video.read_bytes())
+    data[100] ^= 0xFF
+    video.write_bytes(bytes(data))
+    done = project.batch("+experiment=demo_stages")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "5 upscale runs: 5 executed (5 succeeded, 0 failed), 0 cached, 1 not upscaled" in (
+        done.stdout
+    )
+    assert f"not upscaled: {members[0]}" in done.stdout
+    assert "cosmos delete run" in done.stdout
+    for run_id in members[1:]:
+        assert len(show(project, run_id)["children"]) == 1
+    assert show(project, members[0])["children"] == []
+
+
+def test_stages_of_a_model_without_upscaler_are_refused_at_planning(project: Project) -> None:
+    done = project.batch(
+        "+experiment=demo_stages", "stages.enhance=false", "model=transfer2.5", "dry_run=true"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no 4K upscaler" in done.stderr
+
+
+def test_multirun_jobs_must_agree_on_stages(project: Project) -> None:
+    done = project.batch("-m", "+experiment=demo_stages", "stages.enhance=true,false")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "different stages" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert ledger_count(project) == 0

@@ -41,7 +41,9 @@ from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.services.control import KillReport, LogResult, RunControl
 from cosmos_workflow.services.derive import (
-    DEFAULT_UPSCALE_WEIGHT,
+    DEFAULT_UPSCALE_WEIGHT as DEFAULT_UPSCALE_WEIGHT,
+)
+from cosmos_workflow.services.derive import (
     UPSAMPLER_ADAPTERS,
     enhanced_origin,
     enhanced_prompt,
@@ -110,6 +112,8 @@ class SweepSummary:
     # stages.upscale: the upscale runs (made, or cached) and how the executed ones ended.
     upscales: list[str] = field(default_factory=list)
     upscale_tally: RunTally = field(default_factory=RunTally)
+    # Succeeded runs that could not be upscaled here, and why.
+    upscale_skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def executed(self) -> int:
@@ -356,7 +360,33 @@ class CosmosAPI:
         )
         if plan.enhance:
             self._enhancements(plan)  # refuse a model without upsampler before any work
+        if plan.upscale is not None:
+            self._check_upscale_stage(plan)
         return plan
+
+    def _check_upscale_stage(self, plan: SweepPlan) -> None:
+        """Refuse stages.upscale before any work if a run's model could not be upscaled so.
+
+        Raises:
+            ValidationFailure: no upscaler for the model, a bad prompt, or a
+                problem of the upscale run on the pool (image, GPUs).
+        """
+        assert plan.upscale is not None
+        placeholder = InputFile(Path("output.mp4"), "0" * 64)
+        seen = set()
+        for run in plan.runs:
+            key = (run.adapter, run.model.get("version"), run.model.get("image"))
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"stages.upscale (run {run.id})"
+            try:
+                spec = upscale_spec(
+                    run, placeholder, plan.upscale["weight"], plan.upscale["prompt"]
+                )
+            except ValidationFailure as exc:
+                raise ValidationFailure(f"{where}: {exc}") from exc
+            self._refuse_problems(spec, where)
 
     def with_stages(self, plan: SweepPlan) -> SweepPlan:
         """The plan as it will run: with enhanced prompts if they are enhanced already.
@@ -366,20 +396,20 @@ class CosmosAPI:
         """
         return self._with_enhanced_prompts(plan) if plan.enhance else plan
 
-    def _enhancements(self, plan: SweepPlan) -> dict[str, RunSpec]:
-        """The enhancement run of each prompt of the plan, by the prompt's id."""
-        specs: dict[str, RunSpec] = {}
-        check = self._check_run()
+    def _enhancements(self, plan: SweepPlan) -> dict[tuple[Any, ...], RunSpec]:
+        """The enhancement run of each prompt and model family of the plan.
+
+        Keyed by :func:`_enhancement_key` of the runs that use it.
+        """
+        specs: dict[tuple[Any, ...], RunSpec] = {}
         for run in plan.runs:
-            if run.prompt.id in specs:
+            key = _enhancement_key(run)
+            if key in specs:
                 continue
             where = f"stages.enhance (prompt {run.prompt.name!r})"
             spec = enhancement_spec(run.prompt, run.model, where)
-            problems = check(spec)
-            if problems:
-                detail = "; ".join(f"{p.key_path}: {p.message}" for p in problems)
-                raise ValidationFailure(f"{where}: {detail}")
-            specs[run.prompt.id] = spec
+            self._refuse_problems(spec, where)
+            specs[key] = spec
         return specs
 
     def _with_enhanced_prompts(
@@ -405,8 +435,8 @@ class CosmosAPI:
             )
             return replace(plan, notes=[*plan.notes, note])
         if pending:
-            self._run_stage("enhance", pending, progress or NullProgress())
-            failed = [spec.id for spec in pending if spec.id not in self._cached([spec.id])]
+            tally = self._run_stage("enhance", pending, progress or NullProgress())
+            failed = [spec.id for spec in pending if spec.id not in tally.succeeded]
             if failed:
                 raise ExecutionFailure(
                     f"the prompt upsampler failed for {len(failed)} prompt(s): "
@@ -414,18 +444,15 @@ class CosmosAPI:
                 )
         return self._enhanced(plan, specs)
 
-    def _enhanced(self, plan: SweepPlan, specs: dict[str, RunSpec]) -> SweepPlan:
-        derived = {}
-        for prompt_id, spec in specs.items():
-            text = (self.store.run_dir(spec.id) / UPSAMPLED_TEXT).read_text(encoding="utf-8")
-            derived[prompt_id] = (
-                enhanced_prompt(spec.prompt, text.strip()),
-                spec.prompt,
-                enhanced_origin(spec),
-            )
+    def _enhanced(self, plan: SweepPlan, specs: dict[tuple[Any, ...], RunSpec]) -> SweepPlan:
+        """The plan with each run's prompt replaced by its (made) enhanced prompt."""
+        derived = {
+            key: (enhanced_prompt(spec.prompt, self._enhanced_text(spec)), spec.prompt, spec)
+            for key, spec in specs.items()
+        }
         runs: dict[str, RunSpec] = {}
         for run in plan.runs:
-            new = RunSpec(derived[run.prompt.id][0], run.model, run.varying)
+            new = RunSpec(derived[_enhancement_key(run)][0], run.model, run.varying)
             runs.setdefault(new.id, new)
         ids = list(runs)
         return replace(
@@ -433,7 +460,30 @@ class CosmosAPI:
             sweep_id=content_id("sw", {"name": plan.name, "runs": ids}),
             runs=list(runs.values()),
             cached=frozenset(self._cached(ids)),
-            derived=tuple(derived.values()),
+            derived=tuple(
+                (new, original, enhanced_origin(spec)) for new, original, spec in derived.values()
+            ),
+        )
+
+    def _enhanced_text(self, spec: RunSpec) -> str:
+        """The text an enhancement run made: its verified output, or the prompt it made.
+
+        A run made in another output tree (several machines, one database)
+        has no folder here; the enhanced prompt it made is in the database.
+
+        Raises:
+            ExecutionFailure: neither is there (the output was changed or lost).
+        """
+        if self.store.verify_outputs(spec.id):
+            path = self.store.run_dir(spec.id) / UPSAMPLED_TEXT
+            return path.read_text(encoding="utf-8").strip()
+        made = self.repository.prompt_made_by(spec.id)
+        if made is not None:
+            return made.text
+        raise ExecutionFailure(
+            f"the upsampled prompt of run {spec.id} is missing or changed in "
+            f"{self.store.run_dir(spec.id)}: delete that run "
+            f"(cosmos delete run {spec.id} --delete-outputs) and enhance again"
         )
 
     def _run_stage(self, stage: str, specs: list[RunSpec], progress: ProgressSink) -> RunTally:
@@ -493,7 +543,7 @@ class CosmosAPI:
             finally:
                 self._write_runs_jsonl(plan)
                 progress.finish()
-            if plan.upscale is not None:
+            if plan.upscale is not None and not summary.tally.cancelled:
                 self._upscale_stage(plan, summary, progress)
         return summary
 
@@ -506,8 +556,14 @@ class CosmosAPI:
         parents = [run.id for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
         specs = {}
         for parent_id in parents:
-            spec = self._upscale_spec(parent_id, plan.upscale["weight"], plan.upscale["prompt"])
-            self._refuse_problems(spec, f"stages.upscale of run {parent_id}")
+            try:
+                spec = self._upscale_spec(parent_id, plan.upscale["weight"], plan.upscale["prompt"])
+                self._refuse_problems(spec, f"stages.upscale of run {parent_id}")
+            except ValidationFailure as exc:
+                # Its output is not here to read (changed, or made in another
+                # output tree): the others are upscaled all the same.
+                summary.upscale_skipped[parent_id] = str(exc)
+                continue
             prompt_of = self.repository.get_run(parent_id).prompt_id
             self.repository.add_derived_prompt(spec.prompt, prompt_of, upscale_origin(parent_id))
             specs[parent_id] = spec
@@ -529,6 +585,13 @@ class CosmosAPI:
             The plan with its cached runs looked up again (another runner may
             have finished some since it was made).
         """
+        if plan.enhance:
+            plan = self._with_enhanced_prompts(plan)
+            if not plan.derived:
+                raise ValidationFailure(
+                    f"sweep {plan.sweep_id} enhances its prompts first (stages.enhance): run "
+                    "it (run_sweep) rather than storing it"
+                )
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
             return self._submit(plan)
 
@@ -646,20 +709,24 @@ class CosmosAPI:
         self,
         spec: RunSpec,
         progress: ProgressSink | None,
-        before: Callable[[], None] | None = None,
+        parent_run: Run | None = None,
     ) -> InferenceResult:
         """Store one run and execute it on the pool, unless it is cached.
 
         Args:
-            spec: The run (its prompt is stored already).
+            spec: The run (its prompt is stored already, unless ``parent_run``).
             progress: Where progress goes.
-            before: Called once the run is stored, before it executes (links).
+            parent_run: The run whose output ``spec`` upscales: the run's
+                input prompt is stored and both are linked to it.
         """
         unreachable = self._preflight()
         with self.store.runner_lock(wait_s=DELETE_LOCK_WAIT_S):
+            if parent_run is not None:
+                origin = upscale_origin(parent_run.id)
+                self.repository.add_derived_prompt(spec.prompt, parent_run.prompt_id, origin)
             self.repository.add_runs([spec])
-            if before is not None:
-                before()
+            if parent_run is not None:
+                self.repository.link_run(spec.id, parent_run.id)
             if self._cached([spec.id]):
                 self._adopt_single(spec.id)
                 return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))
@@ -694,8 +761,7 @@ class CosmosAPI:
         result = self._execute_single(spec, progress)
         if result.status != RunStatus.SUCCEEDED.value:
             return EnhanceResult(None, False, prompt.id, result)
-        text = (result.output_dir / UPSAMPLED_TEXT).read_text(encoding="utf-8").strip()
-        new = enhanced_prompt(original, text)
+        new = enhanced_prompt(original, self._enhanced_text(spec))
         created = self.repository.add_derived_prompt(new, prompt.id, enhanced_origin(spec))
         return EnhanceResult(new.id, created, prompt.id, result)
 
@@ -715,11 +781,7 @@ class CosmosAPI:
         parent_id = self.resolve_id(run_id, "rs")
         spec = self._upscale_spec(parent_id, weight, text)
         self._refuse_problems(spec, f"run {parent_id} cannot be upscaled so")
-        parent = self.repository.get_run(parent_id)
-        self.repository.add_derived_prompt(spec.prompt, parent.prompt_id, upscale_origin(parent_id))
-        return self._execute_single(
-            spec, progress, before=lambda: self.repository.link_run(spec.id, parent_id)
-        )
+        return self._execute_single(spec, progress, self.repository.get_run(parent_id))
 
     def _upscale_spec(self, parent_id: str, weight: float, text: str | None) -> RunSpec:
         parent = self.repository.get_run(parent_id)
@@ -730,8 +792,10 @@ class CosmosAPI:
             )
         if not self.store.verify_outputs(parent_id):
             raise ValidationFailure(
-                f"the outputs of run {parent_id} are missing or changed in "
-                f"{self.store.run_dir(parent_id)}; run it again first"
+                f"the outputs of run {parent_id} are not in {self.store.run_dir(parent_id)} "
+                "or do not match their checksums (outputs.sha256); upscale it where it was "
+                f"made, or make it again here: cosmos delete run {parent_id} --delete-outputs, "
+                "then run it again"
             )
         video = self.store.run_dir(parent_id) / "output.mp4"
         if not video.is_file():
@@ -963,35 +1027,44 @@ class CosmosAPI:
     def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
         """What a deletion would remove (for the confirmation question).
 
-        ``children`` are the prompts and runs made from it (enhanced prompts,
-        upscales): kept and unlinked, unless deleted with it.
+        ``children`` are the prompts and runs made from it, at any depth
+        (enhanced prompts and their runs, upscales and their input prompts):
+        kept and unlinked, unless deleted with it.
         """
         object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
-        if kind == "prompt":
-            runs = [r.id for r in self.repository.list_runs(prompt_id=object_id)]
-            prompts = [p.id for p in self.repository.child_prompts([object_id])]
-        else:
-            self.repository.get_run(object_id)
-            runs, prompts = [object_id], []
-        child_runs = [r.id for r in self.repository.child_runs(runs)]
-        children = {"prompts": prompts, "runs": child_runs}
-        return {"id": object_id, "runs": runs, "children": children}
+        own, prompts, runs = self._descendants(kind, object_id)
+        return {"id": object_id, "runs": own, "children": {"prompts": prompts, "runs": runs}}
 
-    def _descendants(self, kind: str, object_id: str) -> tuple[list[str], list[str]]:
-        """Every prompt and run made from the object, at any depth: (prompts, runs)."""
+    def _descendants(self, kind: str, object_id: str) -> tuple[list[str], list[str], list[str]]:
+        """(its own runs, the prompts made from it, the runs made from it), at any depth.
+
+        Made from a prompt: prompts whose parent it is, and their runs. Made
+        from a run: runs whose parent it is (upscales), and their input prompts.
+        """
+        repo = self.repository
+        if kind == "prompt":
+            repo.get_prompt(object_id)
+            own = [run.id for run in repo.list_runs_of_prompts([object_id])]
+            seen_prompts, new_prompts = {object_id}, [object_id]
+        else:
+            repo.get_run(object_id)
+            own, seen_prompts, new_prompts = [object_id], set(), []
         prompts: list[str] = []
         runs: list[str] = []
-        todo_prompts = [object_id] if kind == "prompt" else []
-        todo_runs = [] if kind == "prompt" else [object_id]
-        while todo_prompts or todo_runs:
-            todo_runs += [r.id for r in self.repository.list_runs_of_prompts(todo_prompts)]
-            found_prompts = [p.id for p in self.repository.child_prompts(todo_prompts)]
-            found_runs = [r.id for r in self.repository.child_runs(todo_runs)]
-            todo_prompts = [p for p in found_prompts if p not in prompts]
-            todo_runs = [r for r in found_runs if r not in runs]
-            prompts += todo_prompts
-            runs += todo_runs
-        return prompts, runs
+        seen_runs, new_runs = set(own), list(own)
+        while new_prompts or new_runs:
+            upscales = repo.child_runs(new_runs)
+            found = [p.id for p in repo.child_prompts(new_prompts)]
+            found += [run.prompt_id for run in upscales]
+            new_prompts = [p for p in dict.fromkeys(found) if p not in seen_prompts]
+            seen_prompts.update(new_prompts)
+            found_runs = [run.id for run in upscales]
+            found_runs += [run.id for run in repo.list_runs_of_prompts(new_prompts)]
+            new_runs = [r for r in dict.fromkeys(found_runs) if r not in seen_runs]
+            seen_runs.update(new_runs)
+            prompts += new_prompts
+            runs += new_runs
+        return own, prompts, runs
 
     def delete(
         self,
@@ -1011,7 +1084,7 @@ class CosmosAPI:
             child_prompts: list[str] = []
             child_runs: list[str] = []
             if with_children:
-                child_prompts, child_runs = self._descendants(kind, object_id)
+                _, child_prompts, child_runs = self._descendants(kind, object_id)
             run_ids = [self.repository.delete_run(run_id).id for run_id in child_runs]
             for prompt_id in reversed(child_prompts):
                 run_ids += [r.id for r in self.repository.delete_prompt(prompt_id)]
@@ -1070,6 +1143,12 @@ def prompt_dict(prompt: Prompt) -> dict[str, Any]:
         "parent_id": prompt.parent_id,
         "origin": prompt.origin,
     }
+
+
+def _enhancement_key(run: RunSpec) -> tuple[Any, ...]:
+    """What decides a run's enhancement: its prompt and its model family, version, image."""
+    model = run.model
+    return (run.prompt.id, run.adapter, model.get("version"), model.get("image"))
 
 
 def _resolved(prompt: Prompt) -> ResolvedPrompt:

@@ -138,12 +138,16 @@ def _print_upscales(summary: SweepSummary) -> None:
     tally = summary.upscale_tally
     executed = len(tally.succeeded) + len(tally.failed)
     cached = len(summary.upscales) - executed - len(tally.cancelled)
+    skipped = f", {len(summary.upscale_skipped)} not upscaled" if summary.upscale_skipped else ""
     print(
         f"upscale stage: {len(summary.upscales)} upscale runs: {executed} executed "
         f"({len(tally.succeeded)} succeeded, {len(tally.failed)} failed), {cached} cached"
+        f"{skipped}"
     )
     for run_id in tally.failed:
         print(f"  failed: {summary.runs_dir / run_id}")
+    for run_id, reason in summary.upscale_skipped.items():
+        print(f"  not upscaled: {run_id}: {reason}")
 
 
 def _count(number: int, noun: str) -> str:
@@ -158,7 +162,8 @@ def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
     summary = api.run_sweep(plan, make_progress(stderr_console()))
     print_summary(plan, summary)
     tallies = (summary.tally, summary.upscale_tally)
-    return 1 if any(t.failed or t.cancelled for t in tallies) else 0
+    failed = any(t.failed or t.cancelled for t in tallies) or summary.upscale_skipped
+    return 1 if failed else 0
 
 
 def _run(settings: Settings, plan: SweepPlan) -> int:
@@ -209,7 +214,12 @@ class BatchTask:
             code = max(job.exit_code for job in failed)
             self._record(code)
             return [job.exit_code or code for job in jobs]
-        sweeps = group_sweeps(jobs)
+        try:
+            sweeps = group_sweeps(jobs)
+        except CosmosError as exc:
+            print_error(exc)
+            self._record(exc.exit_code)
+            return [exc.exit_code] * len(jobs)
         print(f"multirun: {_count(len(jobs), 'job')}, {_count(len(sweeps), 'sweep')}")
         if len(sweeps) > 1:
             print(

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cosmos_workflow.api.cosmos_api import RUN_STATUSES, CosmosAPI
+from cosmos_workflow.api.cosmos_api import DEFAULT_UPSCALE_WEIGHT, RUN_STATUSES, CosmosAPI
 from cosmos_workflow.cli.console import (
     configure_logging,
     guarded,
@@ -28,7 +28,6 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
-from cosmos_workflow.services.derive import DEFAULT_UPSCALE_WEIGHT
 from cosmos_workflow.services.eta import format_duration
 
 STATUS_CHOICES = list(RUN_STATUSES)

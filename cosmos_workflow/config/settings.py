@@ -31,6 +31,8 @@ class SimulatorSettings(_Strict):
     per_video_s: float = Field(default=0.05, ge=0)
     ledger: str | None = None
     fail_on_seed: int | None = None
+    # The simulated prompt upsampler fails on prompts that contain this text.
+    fail_on_prompt: str | None = Field(default=None, min_length=1)
 
 
 class Transfer1Settings(_Strict):

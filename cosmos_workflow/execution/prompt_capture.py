@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             if MARKER in line:
                 seen.append(line)
+    if child.returncode < 0:
+        return 128 - child.returncode  # killed by a signal, as a shell reports it
     if child.returncode != 0:
         return child.returncode
     prompt = last_prompt(seen)

@@ -8,7 +8,8 @@ the context video exists, and logs an "upsampled" prompt: the input prompt
 followed by a fixed, clearly marked elaboration that names the context video
 by size and checksum. Same inputs, same output.
 
-Standard library only, like simulated_model.py. Exit codes: 0 ok, 2 bad input.
+Standard library only, like simulated_model.py. Exit codes: 0 ok, 2 bad
+input, 17 simulated failure (``--fail_on_prompt TEXT`` found in the prompt).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 PROG = "simulated upsampler"
+EXIT_SIMULATED_FAILURE = 17
 ELABORATION = (
     "[SIMULATED prompt upsampler: no model ran] Rendered as a photoreal video with "
     "natural light, coherent motion and fine surface detail"
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint_dir", default="checkpoints")
     parser.add_argument("--offload_prompt_upsampler", action="store_true")
     parser.add_argument("--model_load_s", type=float, default=0.0)
+    parser.add_argument("--fail_on_prompt", default=None)
     args = parser.parse_args(argv)
     if not args.prompt.strip():
         print(f"{PROG}: error: the prompt is empty", file=sys.stderr)
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"[simulated] loading the prompt upsampler ({args.model_load_s:g} s)", flush=True)
     time.sleep(args.model_load_s)
+    if args.fail_on_prompt and args.fail_on_prompt in args.prompt:
+        print(f"{PROG}: error: simulated failure (the prompt contains {args.fail_on_prompt!r})")
+        return EXIT_SIMULATED_FAILURE
     print(f"Upsampled prompt: {enhanced(args.prompt, args.input_video)}", flush=True)
     return 0
 

@@ -10,6 +10,7 @@ other run's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cosmos_workflow.errors import ValidationFailure
@@ -87,8 +88,8 @@ def upscale_spec(
     """
     where = f"upscale of {parent.id}"
     adapter = _family_adapter(UPSCALERS, parent.adapter, "4K upscaler", where)
-    if not weight >= 0:
-        raise ValidationFailure(f"{where}: the weight must be >= 0, got {weight}")
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValidationFailure(f"{where}: the weight must be a number >= 0, got {weight}")
     if text is not None and not text.strip():
         raise ValidationFailure(f"{where}: the prompt text is empty")
     model = parent.model

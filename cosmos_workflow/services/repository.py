@@ -184,6 +184,17 @@ class DataRepository:
             )
             return True
 
+    def prompt_made_by(self, run_id: str) -> Prompt | None:
+        """The enhanced prompt that enhancement run ``run_id`` made, if stored."""
+        with self._session() as session:
+            query = select(Prompt).where(Prompt.origin.is_not(None)).order_by(Prompt.id)
+            for prompt in session.scalars(query):
+                if (prompt.origin or {}).get("run") == run_id and prompt.origin.get(
+                    "kind"
+                ) == "enhanced":
+                    return prompt
+        return None
+
     def child_prompts(self, prompt_ids: Iterable[str]) -> list[Prompt]:
         """Prompts made from any of ``prompt_ids`` (enhanced prompts, upscale inputs)."""
         ids = list(prompt_ids)

@@ -108,8 +108,11 @@ class SimulatedUpsamplerAdapter(PromptUpsamplerAdapter):
     ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
         """``python3 -S -u simulated_upsampler.py --prompt ... --input_video ...``."""
         argv = [layout.python, "-S", "-u", layout.path(SIMULATED_FILE)]
-        argv += ["--prompt", run.prompt.text, "--input_video", video]
+        # --prompt=TEXT: a prompt that starts with "-" is not taken for a flag.
+        argv += [f"--prompt={run.prompt.text}", f"--input_video={video}"]
         argv += ["--model_load_s", str(self._settings.model_load_s)]
+        if self._settings.fail_on_prompt:
+            argv.append(f"--fail_on_prompt={self._settings.fail_on_prompt}")
         return argv, {SIMULATED_FILE: self._program}, None, {}
 
 
@@ -128,6 +131,7 @@ class Transfer1UpsamplerAdapter(PromptUpsamplerAdapter):
         self, run: RunSpec, video: str, layout: JobLayout
     ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
         """``python upsampler_pipeline.py --prompt ... --input_video ...`` in the checkout."""
-        argv = ["python", PROGRAM, "--prompt", run.prompt.text, "--input_video", video]
-        argv += ["--checkpoint_dir", self._settings.checkpoint_dir, *self._flags]
+        argv = [layout.python, "-u", PROGRAM, f"--prompt={run.prompt.text}"]
+        argv += [f"--input_video={video}", "--checkpoint_dir", self._settings.checkpoint_dir]
+        argv += self._flags
         return argv, {}, self._settings.workspace, {"PYTHONPATH": "."}
