@@ -13,6 +13,8 @@ import yaml
 
 from cosmos_workflow.utils.atomic import (
     move_atomic,
+    publish,
+    temp_file_beside,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -140,3 +142,26 @@ def test_move_atomic_moves_into_new_folder_and_replaces(tmp_path: Path) -> None:
     assert dst.read_bytes() == b"replacement"
     assert not replacement.exists()
     assert names_in(dst.parent) == ["output.mp4"]
+
+
+def test_a_temp_file_beside_is_published_with_a_plain_mode_or_the_old_one(tmp_path: Path) -> None:
+    """A library writes the temporary file; publish puts it in place like any atomic write."""
+    plain = tmp_path / "plain.mp4"
+    plain.write_bytes(b"x")
+    target = tmp_path / "color.mp4"
+    tmp = temp_file_beside(target)
+    assert tmp.parent == tmp_path and tmp.name.startswith(".color.mp4.") and tmp.stat().st_size == 0
+    tmp.write_bytes(b"new video")
+    assert not target.exists(), "nothing in place before publish"
+    publish(tmp, target)
+    assert target.read_bytes() == b"new video"
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    assert names_in(tmp_path) == ["color.mp4", "plain.mp4"]
+
+    target.chmod(0o640)
+    again = temp_file_beside(target)
+    again.write_bytes(b"replacement")
+    publish(again, target)
+    assert target.read_bytes() == b"replacement"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert names_in(tmp_path) == ["color.mp4", "plain.mp4"]

@@ -85,6 +85,24 @@ CASES = {
         [],
         ["manifests/prompts/bad_prompts.yaml", "prompts.scene.inputs.video", "nope.mp4"],
     ),
+    "an input that is not a video": (
+        {
+            "inputs/notavideo.mp4": "plain text, not a video\n",
+            "manifests/prompts/bad_prompts.yaml": GOOD_PROMPTS.replace(
+                "inputs/demo/street/depth.mp4", "inputs/notavideo.mp4"
+            ),
+            "manifests/experiment/bad.yaml": experiment(
+                "vars: {style: x}\nmodel: {weights: {depth: 0.5}}\n"
+            ),
+        },
+        [],
+        [
+            "manifests/prompts/bad_prompts.yaml",
+            "prompts.scene.inputs.controls.depth",
+            "inputs/notavideo.mp4",
+            "not a readable video",
+        ],
+    ),
     "unknown template variable": (
         {
             "manifests/experiment/bad.yaml": experiment(

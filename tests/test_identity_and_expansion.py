@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +165,14 @@ def test_round_trip_through_stored_dict_keeps_the_id() -> None:
 
 
 # -- expansion ---------------------------------------------------------------
+DEMO = Path(__file__).resolve().parents[1] / "inputs" / "demo" / "street"
+
+
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
-    (tmp_path / "v.mp4").write_bytes(b"video")
-    (tmp_path / "d.mp4").write_bytes(b"depth")
+    """Real tiny videos (the demo's) as v.mp4 and d.mp4."""
+    shutil.copyfile(DEMO / "color.mp4", tmp_path / "v.mp4")
+    shutil.copyfile(DEMO / "depth.mp4", tmp_path / "d.mp4")
     return tmp_path
 
 
@@ -343,7 +348,7 @@ def test_stored_names_keep_only_a_plain_suffix(name: str, stored: str) -> None:
 
 @pytest.mark.parametrize("name", ["v.mp4 $(x)", "v", "v.\u00e9"])
 def test_an_input_without_a_plain_suffix_is_refused_by_key(inputs: Path, name: str) -> None:
-    (inputs / name).write_bytes(b"video")
+    shutil.copyfile(inputs / "v.mp4", inputs / name)
     data = manifest()
     data["prompts"]["b"]["inputs"]["video"] = name
     with pytest.raises(ManifestError) as caught:

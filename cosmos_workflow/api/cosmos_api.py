@@ -35,6 +35,10 @@ from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
 from cosmos_workflow.execution.remote_executor import make_remote_executor
+from cosmos_workflow.local_ai.checks import InputVideo, check_prompt_videos, check_video_folder
+from cosmos_workflow.local_ai.encode import EncodeProgress
+from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, PrepareResult, prepare_inputs
+from cosmos_workflow.local_ai.probe import PROBES
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
@@ -341,7 +345,11 @@ class CosmosAPI:
         manifest, notes = fix_swept_keys(manifest, overrides)
         manifest = self._with_target_image(manifest)
         expansion = expand(
-            manifest, self.settings.project_dir, sources.blame, check_run=self._check_run()
+            manifest,
+            self.settings.project_dir,
+            sources.blame,
+            check_run=self._check_run(),
+            check_inputs=_check_inputs,
         )
         ids = expansion.run_ids
         sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
@@ -660,6 +668,9 @@ class CosmosAPI:
         files = {
             role: InputFile(path.resolve(), sha256_file(path)) for role, path in videos.items()
         }
+        check_video_folder(
+            video_dir, {role: (path, files[role].sha256) for role, path in videos.items()}, PROBES
+        )
         prompt = ResolvedPrompt(
             name=name or video_dir.resolve().name,
             text=text,
@@ -810,6 +821,23 @@ class CosmosAPI:
     def _adopt(self, run_id: str) -> None:
         result = self.store.read_result(run_id) or {}
         self.repository.adopt_succeeded(run_id, str(self.store.run_dir(run_id)), result)
+
+    # -- input preparation -----------------------------------------------------
+    def prepare_inputs(
+        self,
+        folder: Path,
+        out: Path | None = None,
+        fps: int = DEFAULT_FPS,
+        dry_run: bool = False,
+        force: bool = False,
+        progress: EncodeProgress | None = None,
+    ) -> PrepareResult:
+        """Turn a folder of PNG sequences into one mp4 per modality (see local_ai/prepare.py).
+
+        Raises:
+            ValidationFailure: bad frames or names, or a video exists (nothing written).
+        """
+        return prepare_inputs(folder, out, fps, dry_run=dry_run, force=force, progress=progress)
 
     # -- queries ----------------------------------------------------------------
     def resolve_id(self, given: str, prefix: str | None = None) -> str:
@@ -1103,6 +1131,11 @@ class CosmosAPI:
             "deleted_prompts": child_prompts,
             "removed_outputs": removed,
         }
+
+
+def _check_inputs(videos: list[InputVideo]) -> list[Problem]:
+    """Input checks of a manifest's prompt (each distinct file probed once per process)."""
+    return check_prompt_videos(videos, PROBES)
 
 
 def _parse_status(status: str | None) -> RunStatus | None:

@@ -23,6 +23,7 @@ from cosmos_workflow.cli.console import (
     make_progress,
     stderr_console,
 )
+from cosmos_workflow.cli.encode_progress import make_encode_progress
 from cosmos_workflow.config.compose import compose_config
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
@@ -132,6 +133,68 @@ def create_prompt(
         click.echo(prompt_id)
         if not created:
             click.echo("(an identical prompt already existed)", err=True)
+
+
+# -- prepare -----------------------------------------------------------------
+def _render_prepared(data: dict[str, Any]) -> None:
+    verb = "would make" if data["dry_run"] else "made"
+    click.echo(f"{verb} {len(data['videos'])} video(s) from {data['source']}:")
+    for video in data["videos"]:
+        replaced = " (replaces the existing file)" if video["replaces"] else ""
+        click.echo(
+            f"  {video['modality']:<5}  {video['frames']} frames {video['first_frame']}-"
+            f"{video['last_frame']}  {video['width']}x{video['height']}  {video['fps']} fps  "
+            f"{video['pattern']} -> {video['output']}{replaced}"
+        )
+    if data["dry_run"]:
+        click.echo("nothing was written (dry run)")
+    else:
+        click.echo(f"next: cosmos create prompt TEXT {data['out']}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--fps", type=click.IntRange(1, 240), default=24, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Where the videos go [FOLDER].")
+@click.option("--dry-run", is_flag=True, help="Check and show the plan; write nothing.")
+@click.option("--force", is_flag=True, help="Replace videos that exist already.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def prepare(
+    obj: _Context,
+    folder: Path,
+    fps: int,
+    out: Path | None,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Turn the PNG sequences in FOLDER into one mp4 per modality (color.mp4, depth.mp4...).
+
+    Names: color.0001.png (Houdini), depth_0001.png, frame_000.png or 0001.png
+    (color). Every modality must have the same frames and size. Other passes
+    (normal, albedo...) are skipped with a warning.
+    """
+    api = obj.api()
+    try:
+        result = api.prepare_inputs(
+            folder,
+            out,
+            fps,
+            dry_run=dry_run,
+            force=force,
+            progress=make_encode_progress(stderr_console()),
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was written", err=True)
+        sys.exit(INTERRUPTED_EXIT)
+    for item in result.skipped:
+        click.echo(
+            f"warning: skipped {item.pattern} ({item.frames} frames): {item.reason}", err=True
+        )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    _emit(result.to_dict(), as_json, _render_prepared)
 
 
 # -- inference ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cosmos_workflow.errors import ManifestError, Problem
+from cosmos_workflow.local_ai.checks import VIDEO_ROLE, InputVideo
 from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
 from cosmos_workflow.manifest.specs import (
     PLAIN_SUFFIX,
@@ -32,6 +33,8 @@ MAX_PROBLEMS = 20
 
 Blame = Callable[[str], str]
 RunCheck = Callable[[RunSpec], list[Problem]]
+# Problems of one prompt's input files (the input video first).
+InputCheck = Callable[[list[InputVideo]], list[Problem]]
 
 
 @dataclass(frozen=True)
@@ -177,19 +180,33 @@ def _points(manifest: Manifest) -> Iterator[dict[str, Any]]:
             yield point
 
 
-def _resolve_inputs(manifest: Manifest, ex: _Expander) -> dict[str, PromptInputSet]:
+def _resolve_inputs(
+    manifest: Manifest, ex: _Expander, check_inputs: InputCheck | None
+) -> dict[str, PromptInputSet]:
     resolved = {}
     for name, prompt in manifest.prompts.items():
         base = f"prompts.{name}.inputs"
+        named: list[InputVideo] = []
         video = ex.input_file(f"{base}.video", prompt.inputs.video) if prompt.inputs.video else None
+        if video is not None:
+            named.append(
+                InputVideo(
+                    f"{base}.video", prompt.inputs.video, VIDEO_ROLE, video.path, video.sha256
+                )
+            )
         controls = {}
         for key in CONTROL_KEYS:
             if key in prompt.inputs.controls:
-                found = ex.input_file(f"{base}.controls.{key}", prompt.inputs.controls[key])
+                where, written = f"{base}.controls.{key}", prompt.inputs.controls[key]
+                found = ex.input_file(where, written)
                 if found is not None:
                     controls[key] = found
+                    named.append(InputVideo(where, written, key, found.path, found.sha256))
         if video is None and not prompt.inputs.video and not prompt.inputs.controls:
             ex.problem(base, "a prompt needs an input video or at least one control video")
+        if check_inputs is not None and named and (video is not None or not prompt.inputs.video):
+            for found in check_inputs(named):
+                ex.problem(found.key_path, found.message)
         resolved[name] = PromptInputSet(video=video, controls=controls)
     return resolved
 
@@ -236,7 +253,11 @@ def _render(
 
 
 def expand(
-    raw: dict[str, Any], project_dir: Path, blame: Blame, check_run: RunCheck | None = None
+    raw: dict[str, Any],
+    project_dir: Path,
+    blame: Blame,
+    check_run: RunCheck | None = None,
+    check_inputs: InputCheck | None = None,
 ) -> Expansion:
     """Validate a composed manifest and expand it into run specs.
 
@@ -246,6 +267,8 @@ def expand(
         blame: Maps a key path to the file (or override) that set it.
         check_run: Finds problems the model or target would have with a run
             (called for every run; its key paths get blamed like the others).
+        check_inputs: Finds problems in a prompt's input files (called once per
+            prompt whose files exist; key paths get blamed like the others).
 
     Raises:
         ManifestError: with every problem found, each naming file and key path.
@@ -258,7 +281,7 @@ def expand(
         ex.fail_if_problems()
         raise  # unreachable: fail_if_problems raised
     _check_sweep(manifest, ex)
-    inputs = _resolve_inputs(manifest, ex)
+    inputs = _resolve_inputs(manifest, ex, check_inputs)
     ex.fail_if_problems()
 
     runs: list[tuple[str, RunSpec]] = []

@@ -79,3 +79,25 @@ def move_atomic(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst`` with one rename (same file system)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     src.replace(dst)
+
+
+def temp_file_beside(path: Path) -> Path:
+    """A new, empty temporary file in ``path``'s folder (the folder must exist).
+
+    Write it (e.g. with a library that wants a file name), then :func:`publish`
+    it over ``path``, or delete it.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Flush a finished temporary file to disk and rename it over ``path``.
+
+    It gets the mode of the file it replaces, or the umask's default.
+    """
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    tmp.chmod(_target_mode(path))
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Input preparation and input checks: PNG sequences to videos, probing videos (PyAV)."""

@@ -1,0 +1,113 @@
+"""Encode a PNG sequence into an H.264 mp4 (yuv420p) with PyAV.
+
+The encoder runs on one thread with bit-exact muxing, so the same frames
+give the same bytes on every machine (the same prompt id, since inputs are
+identified by their sha256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import av
+from av.video.reformatter import ColorRange
+
+from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
+
+CODEC = "libx264"
+PIXEL_FORMAT = "yuv420p"
+# Near-lossless for a model input; "threads 1" keeps the output byte-identical everywhere.
+CODEC_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}
+MUXER_OPTIONS = {"fflags": "+bitexact"}
+
+
+class EncodeProgress(Protocol):
+    """Receives the progress of an encoding (a live display, log lines, or nothing)."""
+
+    def start(self, videos: list[tuple[str, int]]) -> None:
+        """Encoding begins: (modality, frames) of every video, in order."""
+
+    def frame_done(self, modality: str) -> None:
+        """One more frame of ``modality`` is encoded."""
+
+    def video_done(self, modality: str, output: Path) -> None:
+        """The video of ``modality`` is complete (not yet in place)."""
+
+    def finish(self) -> None:
+        """Encoding is over (done, failed or interrupted)."""
+
+
+class NullEncodeProgress:
+    """Progress that shows nothing."""
+
+    def start(self, videos: list[tuple[str, int]]) -> None:
+        """Nothing to show."""
+
+    def frame_done(self, modality: str) -> None:
+        """Nothing to show."""
+
+    def video_done(self, modality: str, output: Path) -> None:
+        """Nothing to show."""
+
+    def finish(self) -> None:
+        """Nothing to show."""
+
+
+def _read_frame(path: Path, size: tuple[int, int]) -> av.VideoFrame:
+    """Decode one PNG frame; it must still have the size it was checked at."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+    except (av.FFmpegError, OSError) as exc:
+        raise ValidationFailure(f"{path} is not a readable PNG any more ({exc})") from exc
+    if frame is None or (frame.width, frame.height) != size:
+        raise ValidationFailure(f"{path} changed while the videos were being made")
+    return frame
+
+
+def encode_png_sequence(
+    frames: Sequence[Path],
+    dest: Path,
+    fps: int,
+    size: tuple[int, int],
+    on_frame: Callable[[], None],
+) -> None:
+    """Write ``frames`` (in order) as an H.264 mp4 at ``fps`` to ``dest``.
+
+    Args:
+        frames: The PNG files, one per frame, already checked.
+        dest: The file to write (a temporary name; the caller renames it).
+        fps: Frames per second.
+        size: (width, height) of every frame; both even.
+        on_frame: Called after each frame is encoded.
+
+    Raises:
+        ValidationFailure: a frame changed or became unreadable since it was checked.
+        ExecutionFailure: the encoder failed.
+    """
+    width, height = size
+    try:
+        with av.open(str(dest), mode="w", format="mp4", options=MUXER_OPTIONS) as container:
+            stream = container.add_stream(CODEC, rate=fps)
+            stream.width, stream.height = width, height
+            stream.pix_fmt = PIXEL_FORMAT
+            stream.codec_context.options = dict(CODEC_OPTIONS)
+            for index, path in enumerate(frames):
+                # PNG pixels are full range; H.264 players expect limited range.
+                frame = _read_frame(path, size).reformat(
+                    format=PIXEL_FORMAT, src_color_range="JPEG", dst_color_range="MPEG"
+                )
+                frame.color_range = ColorRange.MPEG
+                # Frame i at i/fps (a decoded PNG carries its demuxer's time base).
+                frame.time_base = Fraction(1, fps)
+                frame.pts = index
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                on_frame()
+            for packet in stream.encode(None):
+                container.mux(packet)
+    except av.FFmpegError as exc:
+        raise ExecutionFailure(f"encoding {dest.name} failed: {exc}") from exc

@@ -1,0 +1,379 @@
+"""`cosmos prepare`: PNG sequences to one mp4 per modality, checked first.
+
+The frames are real PNG files made by FFmpeg (PyAV); the videos are decoded
+frame by frame to prove what went in and in which order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from conftest import Project, tree_snapshot
+from media import Decoded, decode, level, noise_png_bytes, png_bytes, write_sequence
+
+SIZE = (64, 48)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_frames_in_order(video: Decoded, count: int) -> None:
+    """Frame i of the video is frame i of the sequence (its red level, within coding loss)."""
+    assert video.frames == count
+    for index, red in enumerate(video.reds):
+        assert abs(red - level(index)) <= 4, (index, red, level(index))
+
+
+def assert_refused(done, *fragments: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) <= 24, done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr, f"{fragment!r} not in:\n{done.stderr}"
+
+
+def houdini(folder: Path, frames: int = 24) -> Path:
+    write_sequence(folder, "color.{:04d}.png", range(1, frames + 1), SIZE)
+    write_sequence(folder, "depth.{:04d}.png", range(1, frames + 1), SIZE, pix_fmt="gray16be")
+    return folder
+
+
+# ---------------------------------------------------------------- the happy paths
+
+
+def test_a_houdini_folder_gives_videos_that_create_prompt_accepts(project: Project) -> None:
+    folder = houdini(project.root / "renders" / "shot1")
+    done = project.cosmos("prepare", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "made 2 video(s)" in done.stdout
+    assert "eta" in done.stderr, "plain progress lines when stderr is not a terminal"
+    for modality in ("color", "depth"):
+        assert modality in done.stdout and str(folder / f"{modality}.mp4") in done.stdout
+        video = decode(folder / f"{modality}.mp4")
+        assert (video.codec, video.pix_fmt) == ("h264", "yuv420p")
+        assert (video.width, video.height, video.fps) == (*SIZE, 24)
+        if modality == "color":
+            assert_frames_in_order(video, 24)
+        else:
+            assert video.frames == 24
+
+    created = project.cosmos("create", "prompt", "a street at dusk", str(folder))
+    assert created.returncode == 0, created.stderr
+    shown = project.cosmos_json("show", created.stdout.strip())
+    assert shown["name"] == "shot1"
+    assert shown["inputs"]["video"]["sha256"] == sha256(folder / "color.mp4")
+    assert shown["inputs"]["controls"]["depth"]["sha256"] == sha256(folder / "depth.mp4")
+    assert set(shown["inputs"]["controls"]) == {"depth"}
+
+
+def test_frame_underscore_names_are_the_color_modality(project: Project) -> None:
+    folder = project.root / "frames"
+    write_sequence(folder, "frame_{:03d}.png", range(0, 12), SIZE)
+    out = project.root / "videos"
+    done = project.cosmos("prepare", str(folder), "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [v["modality"] for v in report["videos"]] == ["color"]
+    video = report["videos"][0]
+    assert video["pattern"] == "frame_###.png"
+    assert (video["frames"], video["first_frame"], video["last_frame"]) == (12, 0, 11)
+    assert video["output"] == str(out / "color.mp4")
+    assert sorted(p.name for p in out.iterdir()) == ["color.mp4"]
+    assert_frames_in_order(decode(out / "color.mp4"), 12)
+    assert all(p.suffix == ".png" for p in folder.iterdir()), "--out: the source folder is kept"
+
+
+def test_other_name_styles_and_paddings_line_up_by_frame_number(project: Project) -> None:
+    """<modality>_<digits>, a shot prefix, bare numbers; padding may differ per modality."""
+    folder = project.root / "mixed"
+    write_sequence(folder, "{:d}.png", range(8, 18), SIZE)  # bare numbers: color
+    write_sequence(folder, "shot1.depth.{:05d}.png", range(8, 18), SIZE)
+    write_sequence(folder, "seg_{:d}.png", range(8, 18), SIZE)
+    write_sequence(folder, "Edge.{:04d}.png", range(8, 18), SIZE)
+    report = prepare_json(project, folder)
+    by_modality = {v["modality"]: v for v in report["videos"]}
+    assert sorted(by_modality) == ["color", "depth", "edge", "seg"]
+    for video in by_modality.values():
+        assert (video["frames"], video["first_frame"], video["last_frame"]) == (10, 8, 17)
+        assert_frames_in_order(decode(Path(video["output"])), 10)
+    assert by_modality["depth"]["pattern"] == "shot1.depth.#####.png"
+
+
+def prepare_json(project: Project, folder: Path, *args: str) -> dict:
+    done = project.cosmos("prepare", str(folder), *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_fps_sets_the_rate_and_keeps_every_frame(project: Project) -> None:
+    folder = project.root / "fast"
+    write_sequence(folder, "color.{:04d}.png", range(1, 16), SIZE)
+    report = prepare_json(project, folder, "--fps", "30")
+    assert report["fps"] == 30 and report["videos"][0]["fps"] == 30
+    video = decode(folder / "color.mp4")
+    assert video.fps == 30
+    assert_frames_in_order(video, 15)
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "abc", "2.5"])
+def test_a_bad_fps_is_refused(project: Project, fps: str) -> None:
+    folder = project.root / "f"
+    write_sequence(folder, "color.{:04d}.png", range(1, 3), SIZE)
+    done = project.cosmos("prepare", str(folder), "--fps", fps)
+    assert done.returncode == 2, done.stderr
+    assert "--fps" in done.stderr
+    assert not (folder / "color.mp4").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(project: Project) -> None:
+    folder = houdini(project.root / "shot")
+    out = project.root / "not-yet"
+    before = tree_snapshot(project.root)
+
+    plain = project.cosmos("prepare", str(folder), "--out", str(out), "--dry-run")
+    as_json = project.cosmos("prepare", str(folder), "--out", str(out), "--dry-run", "--json")
+
+    assert plain.returncode == 0, plain.stderr
+    assert as_json.returncode == 0, as_json.stderr
+    assert tree_snapshot(project.root) == before
+    assert not out.exists()
+    lines = plain.stdout.splitlines()
+    assert "would make 2 video(s)" in plain.stdout and "dry run" in plain.stdout
+    for modality in ("color", "depth"):
+        line = next(line for line in lines if str(out / f"{modality}.mp4") in line)
+        for fragment in (modality, "24 frames", "1-24", "64x48", "24 fps"):
+            assert fragment in line, (fragment, line)
+    report = json.loads(as_json.stdout)
+    assert report["dry_run"] is True and report["fps"] == 24
+    assert report["source"] == str(folder) and report["out"] == str(out)
+    assert [
+        (v["modality"], v["frames"], v["width"], v["height"], v["fps"], v["output"])
+        for v in report["videos"]
+    ] == [
+        ("color", 24, 64, 48, 24, str(out / "color.mp4")),
+        ("depth", 24, 64, 48, 24, str(out / "depth.mp4")),
+    ]
+
+
+def test_existing_videos_are_kept_unless_force(project: Project) -> None:
+    folder = houdini(project.root / "shot", frames=6)
+    assert project.cosmos("prepare", str(folder)).returncode == 0
+    first = sha256(folder / "color.mp4")
+    # New frames, same names: a second prepare must not silently replace the videos.
+    write_sequence(folder, "color.{:04d}.png", range(1, 7), (32, 24))
+    write_sequence(folder, "depth.{:04d}.png", range(1, 7), (32, 24))
+    for args in ((), ("--dry-run",)):
+        again = project.cosmos("prepare", str(folder), *args)
+        assert_refused(again, str(folder / "color.mp4"), "--force")
+        assert sha256(folder / "color.mp4") == first
+
+    forced = project.cosmos("prepare", str(folder), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (decode(folder / "color.mp4").width, decode(folder / "depth.mp4").width) == (32, 32)
+
+
+def test_the_same_frames_give_the_same_bytes(project: Project) -> None:
+    """Re-preparing unchanged frames gives identical videos, so the same prompt id."""
+    folder = houdini(project.root / "shot", frames=8)
+    one, two = project.root / "one", project.root / "two"
+    assert project.cosmos("prepare", str(folder), "--out", str(one)).returncode == 0
+    assert project.cosmos("prepare", str(folder), "--out", str(two)).returncode == 0
+    for name in ("color.mp4", "depth.mp4"):
+        assert sha256(one / name) == sha256(two / name)
+
+
+def test_an_extra_pass_is_skipped_with_a_warning(project: Project) -> None:
+    folder = houdini(project.root / "shot", frames=5)
+    write_sequence(folder, "normal.{:04d}.png", range(1, 6), SIZE)
+    write_sequence(folder, "albedo.{:04d}.png", range(1, 3), (30, 20))  # not checked: skipped
+    (folder / "notes.txt").write_text("render notes\n")
+    done = project.cosmos("prepare", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "normal.####.png" in done.stderr and "albedo.####.png" in done.stderr
+    assert "skipped" in done.stderr
+    assert sorted(p.name for p in folder.glob("*.mp4")) == ["color.mp4", "depth.mp4"]
+    report = prepare_json(project, folder, "--dry-run", "--force")
+    assert sorted(s["pattern"] for s in report["skipped"]) == ["albedo.####.png", "normal.####.png"]
+    assert {s["frames"] for s in report["skipped"]} == {5, 2}
+
+
+# ---------------------------------------------------------------- refused input
+
+
+def missing_frame(folder: Path) -> None:
+    houdini(folder, frames=12)
+    (folder / "color.0007.png").unlink()
+    for number in (9, 10, 11):
+        (folder / f"depth.{number:04d}.png").unlink()
+
+
+def size_between_modalities(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 6), SIZE)
+    write_sequence(folder, "depth.{:04d}.png", range(1, 6), (32, 24))
+
+
+def size_inside_a_modality(folder: Path) -> None:
+    houdini(folder, frames=6)
+    (folder / "depth.0004.png").write_bytes(png_bytes(32, 24, 50))
+
+
+def frame_count(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 11), SIZE)
+    write_sequence(folder, "depth.{:04d}.png", range(1, 9), SIZE)
+
+
+def not_lined_up(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 6), SIZE)
+    write_sequence(folder, "depth.{:04d}.png", range(0, 5), SIZE)
+
+
+def unsupported_names(folder: Path) -> None:
+    houdini(folder, frames=3)
+    (folder / "color-0004.png").write_bytes(png_bytes(*SIZE, 10))
+    (folder / "thumbnail.png").write_bytes(png_bytes(*SIZE, 10))
+
+
+def duplicate_numbers(folder: Path) -> None:
+    houdini(folder, frames=4)
+    (folder / "color.3.png").write_bytes(png_bytes(*SIZE, 10))
+
+
+def unreadable_png(folder: Path) -> None:
+    houdini(folder, frames=4)
+    (folder / "depth.0002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+
+def jpeg_named_png(folder: Path) -> None:
+    houdini(folder, frames=3)
+    import av
+
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = 64, 48, "yuvj420p"
+    codec.time_base = Fraction(1, 24)
+    frame = av.VideoFrame(64, 48, "yuvj420p")
+    data = b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
+    (folder / "color.0002.png").write_bytes(data)
+
+
+def other_image_format(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 4), SIZE)
+    for number in range(1, 4):
+        (folder / f"depth.{number:04d}.exr").write_bytes(b"v/1\x01 not decoded")
+
+
+def odd_size(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 4), (63, 47))
+
+
+def two_sequences_for_one_modality(folder: Path) -> None:
+    write_sequence(folder, "color.{:04d}.png", range(1, 4), SIZE)
+    write_sequence(folder, "take2.color.{:04d}.png", range(1, 4), SIZE)
+
+
+def empty(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "readme.txt").write_text("nothing here\n")
+
+
+def only_unknown_passes(folder: Path) -> None:
+    write_sequence(folder, "normal.{:04d}.png", range(1, 4), SIZE)
+
+
+REFUSED = {
+    "a missing frame": (
+        missing_frame,
+        ["color.####.png", "missing frame(s) 7 (color.0007.png)", "9-11", "depth.0009.png"],
+    ),
+    "a size mismatch between modalities": (
+        size_between_modalities,
+        ["color 64x48", "depth 32x24", "resolution"],
+    ),
+    "a size mismatch inside one modality": (
+        size_inside_a_modality,
+        ["depth.####.png", "depth.0004.png", "32x24", "64x48"],
+    ),
+    "a frame count mismatch": (frame_count, ["frame counts differ", "color 10", "depth 8"]),
+    "frame numbers that do not line up": (not_lined_up, ["line up", "color 1-5", "depth 0-4"]),
+    "an unsupported name pattern": (
+        unsupported_names,
+        ["color-0004.png", "thumbnail.png", "color.0001.png", "frame_000.png"],
+    ),
+    "a duplicate frame number": (duplicate_numbers, ["frame 3", "color.0003.png", "color.3.png"]),
+    "an unreadable PNG": (unreadable_png, ["depth.0002.png", "not a readable PNG"]),
+    "a JPEG named .png": (jpeg_named_png, ["color.0002.png", "not a PNG"]),
+    "frames that are not PNG": (other_image_format, ["depth.0001.exr", "PNG"]),
+    "an odd frame size": (odd_size, ["63x47", "even"]),
+    "two sequences for one modality": (
+        two_sequences_for_one_modality,
+        ["color.####.png", "take2.color.####.png"],
+    ),
+    "an empty folder": (empty, ["no PNG frames", "color.0001.png"]),
+    "no modality that cosmos uses": (only_unknown_passes, ["normal.####.png", "color"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_bad_frames_are_refused_naming_the_files_and_nothing_is_written(
+    project: Project, case: str
+) -> None:
+    make, fragments = REFUSED[case]
+    folder = project.root / "shot"
+    make(folder)
+    before = tree_snapshot(project.root)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [
+            pool.submit(project.cosmos, "prepare", str(folder), *args)
+            for args in ((), ("--dry-run", "--json"))
+        ]
+    for run in runs:
+        done = run.result()
+        assert_refused(done, *fragments)
+        assert done.stdout == ""
+    assert tree_snapshot(project.root) == before
+    assert not [p for p in folder.iterdir() if not p.name.endswith((".png", ".exr", ".txt"))]
+
+
+def test_a_missing_folder_or_an_out_that_is_a_file_is_refused(project: Project) -> None:
+    assert_refused(project.cosmos("prepare", str(project.root / "nowhere")), "nowhere")
+    folder = houdini(project.root / "shot", frames=2)
+    blocker = project.write("blocker", "a file\n")
+    assert_refused(project.cosmos("prepare", str(folder), "--out", str(blocker)), "blocker")
+    assert not list(folder.glob("*.mp4"))
+
+
+def test_ctrl_c_while_encoding_leaves_nothing_behind(project: Project) -> None:
+    folder = project.root / "long"
+    folder.mkdir()
+    for number in range(1, 121):
+        (folder / f"color.{number:04d}.png").write_bytes(noise_png_bytes(640, 352, number))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_workflow.cli.main", "prepare", str(folder)],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(".color.mp4.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(folder.glob(".color.mp4.*.tmp")), "the encoding never started"
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "nothing was written" in stderr
+    assert "Traceback" not in stderr
+    assert sorted(p.suffix for p in folder.iterdir()) == [".png"] * 120
