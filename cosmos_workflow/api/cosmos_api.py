@@ -59,6 +59,7 @@ from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, Runne
 from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
+from cosmos_workflow.services.report import ReportResult, SweepReport
 from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.runner import RunTally
 from cosmos_workflow.services.sweep_status import sweep_status
@@ -1012,6 +1013,23 @@ class CosmosAPI:
 
     def _db_label(self) -> str:
         return parse_url(self.settings.database_url).render_as_string(hide_password=True)
+
+    # -- reports ------------------------------------------------------------------
+    def report(self, given: str, rows: str | None = None, cols: str | None = None) -> ReportResult:
+        """Write (or refresh) a sweep's report.html: a grid of its outputs.
+
+        Args:
+            given: A sw_ id or unique prefix.
+            rows: The axis for the rows (a parameter name such as ``model.seed``
+                or ``prompt``); None follows the rule (services/report_axes.py).
+            cols: The axis for the columns.
+
+        Raises:
+            NotFoundFailure: no such sweep. ValidationFailure: not a sweep id, or
+            an unknown axis. StateError: the report cannot be written.
+        """
+        sweep_id = self.resolve_id(given, "sw")
+        return SweepReport(self.repository, self.store, self._clock).write(sweep_id, rows, cols)
 
     # -- logs and kill ---------------------------------------------------------
     def logs(self, given: str, on_line: Callable[[str], None], follow: bool = False) -> LogResult:

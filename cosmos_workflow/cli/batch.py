@@ -21,6 +21,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from sqlalchemy.exc import SQLAlchemyError
 
 from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan, SweepSummary
 from cosmos_workflow.api.multirun import OVERRIDES_PARAM
@@ -36,7 +37,7 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths, find_project
 from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.config.sources import ConfigSources
-from cosmos_workflow.errors import CosmosError, ValidationFailure
+from cosmos_workflow.errors import CosmosError, NotFoundFailure, ValidationFailure
 from cosmos_workflow.manifest.overrides import carries_password, redact
 
 logger = logging.getLogger(__name__)
@@ -155,15 +156,44 @@ def _count(number: int, noun: str) -> str:
 
 
 def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
-    """Print the plan of a dry run, or execute it and print the summary."""
+    """Print the plan of a dry run, or execute it, print the summary and write the report.
+
+    The report is written whatever the outcome (failed runs, an error, Ctrl-C).
+    """
     if api.settings.dry_run:
         print_plan(api.with_stages(plan))
         return 0
-    summary = api.run_sweep(plan, make_progress(stderr_console()))
-    print_summary(plan, summary)
+    summary: SweepSummary | None = None
+    try:
+        summary = api.run_sweep(plan, make_progress(stderr_console()))
+        print_summary(plan, summary)
+    finally:
+        # stages.enhance gives the sweep its id only once its prompts are enhanced.
+        write_report(api, summary.sweep_id if summary is not None else plan.sweep_id)
     tallies = (summary.tally, summary.upscale_tally)
     failed = any(t.failed or t.cancelled for t in tallies) or summary.upscale_skipped
     return 1 if failed else 0
+
+
+def write_report(api: CosmosAPI, sweep_id: str) -> None:
+    """Write or refresh the sweep's report.html and print its path.
+
+    A report that cannot be written is a warning: the sweep's exit code stands.
+    """
+    try:
+        result = api.report(sweep_id)
+    except NotFoundFailure:
+        return  # the sweep was never stored (it stopped before): nothing to report
+    except (CosmosError, SQLAlchemyError, OSError) as exc:
+        logger.warning(
+            "The report of sweep %s was not written: %s; the sweep's result stands. "
+            "Write it again with: cosmos report %s",
+            sweep_id,
+            exc,
+            sweep_id,
+        )
+        return
+    print(f"report: {result.path}", flush=True)
 
 
 def _run(settings: Settings, plan: SweepPlan) -> int:

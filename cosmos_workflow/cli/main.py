@@ -588,6 +588,23 @@ def kill(obj: _Context, object_id: str, sweep: bool, sets: tuple[str, ...], as_j
     _emit(report.to_dict(), as_json, _render_kill)
 
 
+# -- report --------------------------------------------------------------------
+@cli.command()
+@click.argument("sweep_id")
+@click.option("--rows", metavar="AXIS", help="Axis for the rows, e.g. model.seed or prompt.")
+@click.option("--cols", metavar="AXIS", help="Axis for the columns.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (path, axes, layout, counts).")
+@click.pass_obj
+def report(obj: _Context, sweep_id: str, rows: str | None, cols: str | None, as_json: bool) -> None:
+    """Write the sweep's report.html (a grid of its outputs) and print its path.
+
+    By default the two axes with the most values are the rows and columns and
+    any other axis makes sections. A unique id prefix is enough.
+    """
+    result = obj.api().report(sweep_id, rows=rows, cols=cols)
+    _emit(result.to_dict(), as_json, lambda data: click.echo(data["path"]))
+
+
 # -- delete --------------------------------------------------------------------
 @cli.command()
 @click.argument("kind", type=click.Choice(["prompt", "run"]))

@@ -1,0 +1,303 @@
+"""A sweep's report: outputs/sweeps/<id>/report.html, a grid of its runs' outputs.
+
+The page is static HTML rendered with jinja2 (autoescaped: prompts are user
+text). It opens from disk with no server; every link is relative (to the
+run folders and the sweep folder's thumbs/), so a moved or copied output tree
+keeps working. Thumbnails load lazily and videos only when clicked, and no
+data is inlined, so a report of hundreds of runs stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from cosmos_workflow.database.models import Run, RunStatus
+from cosmos_workflow.errors import StateError
+from cosmos_workflow.services.outputs import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore
+from cosmos_workflow.services.report_axes import (
+    Axis,
+    Layout,
+    choose_layout,
+    find_axes,
+    format_value,
+    run_coordinates,
+    value_key,
+)
+from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.services.thumbnails import ThumbnailStore
+from cosmos_workflow.utils.atomic import write_text_atomic
+from cosmos_workflow.utils.clock import Clock
+from cosmos_workflow.utils.hashing import sha256_file
+
+REPORT_FILE = "report.html"
+THUMBS_DIR = "thumbs"
+TEMPLATE = "report.html.j2"
+# Longest error message shown in a cell (the run's log has all of it).
+ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What writing a report did: where it is, its layout, the sweep's counts."""
+
+    path: Path
+    sweep_id: str
+    axes: list[Axis]
+    layout: Layout
+    counts: dict[str, int]
+    thumbnails: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (`cosmos report --json`)."""
+        return {
+            "path": str(self.path),
+            "sweep_id": self.sweep_id,
+            "axes": [{"name": axis.name, "values": list(axis.values)} for axis in self.axes],
+            "layout": {
+                "rows": self.layout.rows.name if self.layout.rows else None,
+                "cols": self.layout.cols.name if self.layout.cols else None,
+                "sections": [axis.name for axis in self.layout.sections],
+            },
+            "counts": self.counts,
+            "thumbnails": self.thumbnails,
+        }
+
+
+@dataclass
+class Cell:
+    """One run as the report shows it."""
+
+    run_id: str
+    status: str
+    coordinates: dict[str, Any]
+    params: list[tuple[str, str]]
+    prompt_text: str
+    run_href: str
+    video_href: str | None = None
+    thumb_href: str | None = None
+    log_href: str | None = None
+    error: str | None = None
+    duration: str | None = None
+
+
+@dataclass
+class Section:
+    """A grid of cells for one combination of the section axes."""
+
+    title: list[tuple[str, str]]
+    rows: list[tuple[str | None, list[list[Cell]]]] = field(default_factory=list)
+
+
+def _href(relative: str) -> str:
+    """A relative URL (posix path, percent-encoded)."""
+    return quote(relative, safe="/")
+
+
+def _duration(run: Run) -> str | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}min"
+
+
+def _short(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+class SweepReport:
+    """Writes a sweep's report.html from the database and the output tree.
+
+    Args:
+        repository: The database.
+        store: The output tree (run folders, the sweep folder).
+        clock: When the report is written.
+    """
+
+    def __init__(self, repository: DataRepository, store: OutputStore, clock: Clock) -> None:
+        self._repository = repository
+        self._store = store
+        self._clock = clock
+        self._env = Environment(
+            loader=PackageLoader("cosmos_workflow.services", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def write(
+        self, sweep_id: str, rows: str | None = None, cols: str | None = None
+    ) -> ReportResult:
+        """Write (or refresh) the report of a sweep.
+
+        Args:
+            sweep_id: The full sweep id.
+            rows: Axis for the rows (None: by the rule, see report_axes).
+            cols: Axis for the columns.
+
+        Raises:
+            NotFoundFailure: no such sweep. ValidationFailure: an unknown axis.
+            StateError: the report cannot be written.
+        """
+        sweep = self._repository.get_sweep(sweep_id)
+        links = self._repository.sweep_runs(sweep_id)
+        points = [run_coordinates(link.params or {}) for link, _ in links]
+        axes = find_axes(points)
+        layout = choose_layout(axes, rows, cols)
+        folder = self._store.sweep_dir(sweep_id)
+        runs_href = posixpath.join(*Path(os.path.relpath(self._store.runs_dir, folder)).parts)
+        thumbs = ThumbnailStore(folder / THUMBS_DIR)
+        cells = [
+            self._cell(run, point, runs_href, thumbs)
+            for (_, run), point in zip(links, points, strict=True)
+        ]
+        counts = {status.value: 0 for status in RunStatus}
+        for cell in cells:
+            counts[cell.status] += 1
+        counts["total"] = len(cells)
+        page = self._env.get_template(TEMPLATE).render(
+            sweep=sweep,
+            created=_iso(sweep.created_at),
+            written=_iso(self._clock.now()),
+            description=_description(sweep.manifest),
+            overrides=_override_lines(sweep.overrides),
+            provenance=_read_json(folder / "provenance.json"),
+            counts=counts,
+            statuses=[status.value for status in RunStatus],
+            axes=axes,
+            layout=layout,
+            sections=_sections(cells, layout),
+            fmt=format_value,
+        )
+        path = folder / REPORT_FILE
+        try:
+            write_text_atomic(path, page)
+        except OSError as exc:
+            raise StateError(f"cannot write the report {path}: {exc}") from exc
+        return ReportResult(
+            path=path,
+            sweep_id=sweep_id,
+            axes=axes,
+            layout=layout,
+            counts=counts,
+            thumbnails={"made": thumbs.made, "reused": thumbs.reused, "failed": thumbs.failed},
+        )
+
+    def _cell(
+        self, run: Run, point: dict[str, Any], runs_href: str, thumbs: ThumbnailStore
+    ) -> Cell:
+        run_dir = self._store.run_dir(run.id)
+        run_href = f"{runs_href}/{run.id}"
+        cell = Cell(
+            run_id=run.id,
+            status=run.status.value,
+            coordinates=point,
+            params=[(key, format_value(value)) for key, value in point.items()],
+            prompt_text=str((run.spec or {}).get("prompt", {}).get("text", "")),
+            run_href=_href(run_href + "/"),
+            error=_short(run.error_message, ERROR_CHARS),
+            duration=_duration(run),
+        )
+        if (run_dir / RUN_LOG).is_file():
+            cell.log_href = _href(f"{run_href}/{RUN_LOG}")
+        video = run_dir / OUTPUT_VIDEO
+        if run.status is RunStatus.SUCCEEDED and video.is_file():
+            cell.video_href = _href(f"{run_href}/{OUTPUT_VIDEO}")
+            thumb = thumbs.thumbnail(run.id, video, _recorded_checksum(run_dir, video))
+            if thumb is not None:
+                cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
+        return cell
+
+
+def _recorded_checksum(run_dir: Path, video: Path) -> str:
+    """The video's sha256 from outputs.sha256 (what `sha256sum -c` checks), else computed."""
+    sums = run_dir / OUTPUTS_SUMS
+    try:
+        for line in sums.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            if name == video.name:
+                return digest
+    except OSError:
+        pass
+    return sha256_file(video)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _description(manifest: dict[str, Any]) -> str:
+    """The manifest's description; a multirun's: each distinct one of its jobs."""
+    if manifest.get("description"):
+        return str(manifest["description"])
+    found = [
+        str(job.get("manifest", {}).get("description") or "")
+        for job in manifest.get("jobs") or []
+        if isinstance(job, dict)
+    ]
+    return " / ".join(dict.fromkeys(text for text in found if text))
+
+
+def _override_lines(overrides: list[Any] | None) -> list[str]:
+    """One line per job of a multirun, else one line (empty: no overrides)."""
+    if not overrides:
+        return []
+    if all(isinstance(item, list) for item in overrides):
+        return [" ".join(map(str, job)) or "(none)" for job in overrides]
+    return [" ".join(map(str, overrides))]
+
+
+def _section_key(cell: Cell, axes: Iterable[Axis]) -> tuple[int, ...]:
+    return tuple(axis.index(cell.coordinates.get(axis.name)) for axis in axes)
+
+
+def _sections(cells: list[Cell], layout: Layout) -> list[Section]:
+    """Cells grouped by the section axes, each group a grid of rows x columns."""
+    groups: dict[tuple[int, ...], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(_section_key(cell, layout.sections), []).append(cell)
+    sections = []
+    for key in sorted(groups):
+        title = [
+            (axis.name, format_value(axis.values[index]))
+            for axis, index in zip(layout.sections, key, strict=True)
+        ]
+        sections.append(_grid(Section(title), groups[key], layout))
+    return sections
+
+
+def _grid(section: Section, cells: list[Cell], layout: Layout) -> Section:
+    row_values = layout.rows.values if layout.rows else (None,)
+    col_values = layout.cols.values if layout.cols else (None,)
+    slots: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        row = value_key(cell.coordinates.get(layout.rows.name)) if layout.rows else "null"
+        col = value_key(cell.coordinates.get(layout.cols.name)) if layout.cols else "null"
+        slots.setdefault((row, col), []).append(cell)
+    for row_value in row_values:
+        row_key = value_key(row_value)
+        line = [slots.get((row_key, value_key(col)), []) for col in col_values]
+        if any(line):
+            label = format_value(row_value) if layout.rows else None
+            section.rows.append((label, line))
+    return section

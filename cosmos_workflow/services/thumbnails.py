@@ -1,0 +1,95 @@
+"""Thumbnails of output videos for sweep reports: one frame, decoded with PyAV, as a JPEG.
+
+A thumbnail is named after its run and the first hex digits of its video's
+sha256 (``<run_id>-<sha256[:16]>.jpg``), so it is made once and kept while the
+video is unchanged; a new video of the run replaces it. Thumbnails live in
+the sweep folder, never in run folders (those are checksummed).
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from cosmos_workflow.utils.atomic import write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+THUMB_WIDTH = 320
+CHECKSUM_DIGITS = 16
+
+
+class ThumbnailStore:
+    """Makes and finds the thumbnails in one folder, counting what it did.
+
+    Args:
+        folder: Where the thumbnails are (created when the first one is made).
+        width: Largest thumbnail width in pixels (smaller videos keep their size).
+    """
+
+    def __init__(self, folder: Path, width: int = THUMB_WIDTH) -> None:
+        self.folder = folder
+        self.width = width
+        self.made = 0
+        self.reused = 0
+        self.failed = 0
+
+    def thumbnail(self, key: str, video: Path, checksum: str) -> Path | None:
+        """The thumbnail of ``video``, made if the folder has none for this checksum.
+
+        Args:
+            key: Whose video it is (a run id); part of the file name.
+            video: The video file.
+            checksum: The video's sha256 (hex), as recorded next to it.
+
+        Returns:
+            The thumbnail file, or None if the video cannot be read or decoded,
+            or the thumbnail cannot be written (a warning says why).
+        """
+        path = self.folder / f"{key}-{checksum[:CHECKSUM_DIGITS]}.jpg"
+        if path.is_file():
+            self.reused += 1
+            return path
+        try:
+            write_bytes_atomic(path, frame_jpeg(video, self.width))
+        except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration) as exc:
+            logger.warning("No thumbnail of %s: %s", video, exc)
+            self.failed += 1
+            return None
+        for stale in self.folder.glob(f"{key}-*.jpg"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        self.made += 1
+        return path
+
+
+def frame_jpeg(video: Path, width: int) -> bytes:
+    """One frame of ``video`` as JPEG bytes, at most ``width`` pixels wide.
+
+    The frame is the keyframe at or before the middle of the video (one
+    seek, one decode: cheap for long videos); for a video with a single
+    keyframe, that is its first frame.
+
+    Raises:
+        av.FFmpegError, OSError: the file cannot be opened or decoded.
+        IndexError: it has no video stream. StopIteration: no frame decodes.
+    """
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        if stream.duration:
+            container.seek((stream.start_time or 0) + stream.duration // 2, stream=stream)
+        frame = next(container.decode(stream))
+    out_width = min(width, frame.width)
+    out_height = max(2, round(frame.height * out_width / frame.width / 2) * 2)
+    out_width -= out_width % 2
+    scaled = frame.reformat(width=out_width, height=out_height, format="yuvj420p")
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = out_width, out_height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"qmin": "2", "qmax": "6"}
+    packets = [*encoder.encode(scaled), *encoder.encode(None)]
+    return b"".join(bytes(packet) for packet in packets)

@@ -1,0 +1,111 @@
+"""Thumbnails of output videos: one frame decoded with PyAV, kept while the video is unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from cosmos_workflow.services.thumbnails import ThumbnailStore
+from cosmos_workflow.utils.hashing import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_VIDEO = REPO / "inputs" / "demo" / "street" / "color.mp4"
+
+
+def make_gray_video(path: Path, width: int, height: int, levels: list[int]) -> None:
+    """An H.264 MP4 whose frame i is uniformly gray at levels[i]; every frame a keyframe."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = 1
+        for index, level in enumerate(levels):
+            frame = av.VideoFrame(width, height, "gray")
+            plane = frame.planes[0]
+            plane.update(bytes([level]) * (plane.line_size * height))
+            frame.pts = index
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def decode_image(path: Path) -> tuple[int, int, float]:
+    """Width, height and mean luma of an image file, decoded with PyAV."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    gray = frame.reformat(format="gray")
+    plane = gray.planes[0]
+    data = bytes(plane)
+    rows = [
+        data[y * plane.line_size : y * plane.line_size + gray.width] for y in range(gray.height)
+    ]
+    mean = sum(sum(row) for row in rows) / (gray.width * gray.height)
+    return frame.width, frame.height, mean
+
+
+@pytest.fixture
+def gray_video(tmp_path: Path) -> Path:
+    video = tmp_path / "gray.mp4"
+    make_gray_video(video, 640, 360, [20 + 25 * i for i in range(9)])
+    return video
+
+
+def test_a_thumbnail_is_a_small_jpeg_of_the_middle_frame(tmp_path: Path, gray_video: Path) -> None:
+    store = ThumbnailStore(tmp_path / "thumbs")
+    thumb = store.thumbnail("rs_a", gray_video, sha256_file(gray_video))
+    assert thumb is not None and thumb.parent == tmp_path / "thumbs"
+    assert thumb.read_bytes()[:2] == b"\xff\xd8"  # JPEG
+    width, height, mean = decode_image(thumb)
+    assert (width, height) == (320, 180)  # scaled down, aspect kept
+    assert abs(mean - (20 + 25 * 4)) < 10  # frame 4 of 9
+    assert (store.made, store.reused, store.failed) == (1, 0, 0)
+
+
+def test_a_small_video_is_not_scaled_up(tmp_path: Path) -> None:
+    store = ThumbnailStore(tmp_path / "thumbs")
+    thumb = store.thumbnail("rs_b", DEMO_VIDEO, sha256_file(DEMO_VIDEO))
+    with av.open(str(DEMO_VIDEO)) as container:
+        size = (container.streams.video[0].width, container.streams.video[0].height)
+    assert thumb is not None and decode_image(thumb)[:2] == size
+
+
+def test_an_unchanged_video_reuses_its_thumbnail_and_a_changed_one_replaces_it(
+    tmp_path: Path, gray_video: Path
+) -> None:
+    folder = tmp_path / "thumbs"
+    first = ThumbnailStore(folder).thumbnail("rs_a", gray_video, sha256_file(gray_video))
+    before = first.stat().st_mtime_ns
+
+    again = ThumbnailStore(folder)
+    assert again.thumbnail("rs_a", gray_video, sha256_file(gray_video)) == first
+    assert first.stat().st_mtime_ns == before
+    assert (again.made, again.reused) == (0, 1)
+
+    make_gray_video(gray_video, 320, 240, [200] * 5)
+    changed = ThumbnailStore(folder)
+    second = changed.thumbnail("rs_a", gray_video, sha256_file(gray_video))
+    assert second != first and second.is_file() and not first.exists()
+    assert decode_image(second)[:2] == (320, 240)
+    assert changed.made == 1
+    # Another run's thumbnail is its own.
+    other = changed.thumbnail("rs_b", DEMO_VIDEO, sha256_file(DEMO_VIDEO))
+    assert second.is_file() and other.is_file()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([second.name, other.name])
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all" * 100])
+def test_a_video_that_does_not_decode_has_no_thumbnail(tmp_path: Path, content: bytes) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(content)
+    store = ThumbnailStore(tmp_path / "thumbs")
+    assert store.thumbnail("rs_c", broken, sha256_file(broken)) is None
+    assert store.failed == 1
+    assert list((tmp_path / "thumbs").glob("*")) == []
+
+
+def test_a_missing_video_has_no_thumbnail(tmp_path: Path) -> None:
+    store = ThumbnailStore(tmp_path / "thumbs")
+    assert store.thumbnail("rs_d", tmp_path / "gone.mp4", "0" * 64) is None
+    assert store.failed == 1
