@@ -59,9 +59,11 @@ from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, Runne
 from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
+from cosmos_workflow.services.ratings import check_rating
 from cosmos_workflow.services.report import ReportResult, SweepReport
 from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.runner import RunTally
+from cosmos_workflow.services.search import MAX_SEARCH_CHARS, matched_fields
 from cosmos_workflow.services.sweep_status import sweep_status
 from cosmos_workflow.services.video_dir import detect_videos
 from cosmos_workflow.transfer.input_cache import LocalInputCache
@@ -867,19 +869,92 @@ class CosmosAPI:
         return [prompt_dict(p) for p in self.repository.list_prompts(limit)]
 
     def list_runs(
-        self, status: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        rating: int | None = None,
+        min_rating: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs as dicts, newest first."""
+        """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least."""
         wanted = _parse_status(status)
+        if rating is not None:
+            check_rating(rating, "--rating")
+        if min_rating is not None:
+            check_rating(min_rating, "--min-rating")
         if not self._database_exists():
             return []
-        return [self.run_dict(r) for r in self.repository.list_runs(wanted, limit)]
+        runs = self.repository.list_runs(wanted, limit, rating=rating, min_rating=min_rating)
+        return [self.run_dict(r) for r in runs]
 
     def list_sweeps(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Sweeps as dicts with run counts, newest first."""
         if not self._database_exists():
             return []
         return [self.sweep_dict(s) for s in self.repository.list_sweeps(limit)]
+
+    def search(self, text: str, limit: int = 50) -> dict[str, Any]:
+        """Prompts whose text, name or negative prompt contains ``text``, and their runs.
+
+        ``text`` is matched literally (``%``, ``_`` and ``\\`` too), ignoring case.
+
+        Returns:
+            ``{query, prompts, runs, prompts_total, runs_total}``: the newest
+            ``limit`` prompts (each with ``matched``: the fields that contain
+            the text) and runs, and how many match in all.
+
+        Raises:
+            ValidationFailure: empty or overlong text, or a limit below 1.
+        """
+        if not text:
+            raise ValidationFailure("the search text is empty")
+        if len(text) > MAX_SEARCH_CHARS:
+            raise ValidationFailure(
+                f"the search text has {len(text)} characters; at most {MAX_SEARCH_CHARS}"
+            )
+        if limit < 1:
+            raise ValidationFailure(f"--limit must be at least 1, got {limit}")
+        found: dict[str, Any] = {"query": text, "prompts": [], "runs": []}
+        if not self._database_exists():
+            return {**found, "prompts_total": 0, "runs_total": 0}
+        hits = self.repository.search(text, limit)
+        found["prompts"] = [
+            {**prompt_dict(p), "matched": matched_fields(p, text)} for p in hits.prompts
+        ]
+        found["runs"] = [self.run_dict(r) for r in hits.runs]
+        return {**found, "prompts_total": hits.prompts_total, "runs_total": hits.runs_total}
+
+    def rate(self, given: str, rating: int | None) -> dict[str, Any]:
+        """Rate a succeeded run 1-5 (None clears its rating).
+
+        Returns:
+            ``{id, rating, previous}``.
+
+        Raises:
+            ValidationFailure: a rating outside 1-5, not a run id, or a run that
+            did not succeed; nothing changes. NotFoundFailure: no such run.
+        """
+        if rating is not None:
+            check_rating(rating)
+        run_id = self.resolve_id(given, "rs")
+        previous = self.repository.set_rating(run_id, rating)
+        return {"id": run_id, "rating": rating, "previous": previous}
+
+    def ids_with_prefix(
+        self, prefix: str, kinds: tuple[str, ...] = ("ps", "rs", "sw"), limit: int = 100
+    ) -> list[tuple[str, str]]:
+        """(id, label) of objects whose id starts with ``prefix`` (shell completion).
+
+        Without a database, none (and none is created).
+
+        Args:
+            prefix: What was typed so far.
+            kinds: "ps" (prompts, labelled by name), "rs" (runs, by status),
+                "sw" (sweeps, by name).
+            limit: At most this many.
+        """
+        if not self._database_exists():
+            return []
+        return self.repository.ids_with_prefix(prefix, kinds, limit)
 
     def show(self, given: str) -> dict[str, Any]:
         """Details of a prompt, run or sweep by id (or unique prefix)."""
@@ -931,6 +1006,7 @@ class CosmosAPI:
             "parent_run_id": run.parent_run_id,
             "adapter": run.adapter,
             "status": run.status.value,
+            "rating": run.rating,
             "created_at": _iso(run.created_at),
             "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at),

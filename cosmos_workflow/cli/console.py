@@ -30,6 +30,38 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _ResultConsole(Console):
+    """A console whose closed output pipe ends the command like SIGPIPE (see guarded)."""
+
+    def on_broken_pipe(self) -> None:
+        """Leave the closed pipe to guarded() (rich itself would exit with code 1)."""
+        raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    """A console on stdout for results: colour only on a terminal without NO_COLOR.
+
+    Text is printed as given: no markup, emoji codes, highlighting or wrapping.
+    """
+    return _ResultConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+# How a run status is coloured on a terminal.
+STATUS_STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "blue",
+    "pending": "default",
+}
+
+
+def status_text(status: str, width: int = 0) -> Text:
+    """A run status padded to ``width``, in its colour."""
+    return Text(status.ljust(width), style=STATUS_STYLES.get(status, "default"))
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to sys.stderr as it is at each line (a live display redirects it)."""
 
@@ -59,8 +91,12 @@ def configure_logging(level: str) -> None:
 
 
 def print_error(error: CosmosError) -> None:
-    """One screen: 'error (kind): message', nothing else."""
-    sys.stderr.write(f"error ({error.kind}): {error}\n")
+    """One screen: 'error (kind): message', nothing else (in red on a terminal)."""
+    console = stderr_console()
+    if console.is_terminal:
+        console.print(Text.assemble((f"error ({error.kind}):", "bold red"), f" {error}"))
+    else:
+        sys.stderr.write(f"error ({error.kind}): {error}\n")
 
 
 # What a shell reports for a program stopped by SIGPIPE (128 + 13).

@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 runs failed, 2 bad input (or nothing to kill),
 3 connection or auth (`status`: a configured target could not be reached),
-130 interrupted.
+130 interrupted, 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.text import Text
 
 from cosmos_workflow.api.cosmos_api import DEFAULT_UPSCALE_WEIGHT, RUN_STATUSES, CosmosAPI
+from cosmos_workflow.cli.complete import (
+    SHELLS,
+    complete_any_id,
+    complete_ids_of_kind,
+    complete_prompt_ids,
+    complete_run_ids,
+    completion_script,
+)
 from cosmos_workflow.cli.console import (
     configure_logging,
     guarded,
     make_progress,
+    status_text,
     stderr_console,
+    stdout_console,
 )
 from cosmos_workflow.cli.encode_progress import make_encode_progress
 from cosmos_workflow.config.compose import compose_config
@@ -30,6 +41,7 @@ from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
 from cosmos_workflow.services.eta import format_duration
+from cosmos_workflow.services.ratings import MAX_RATING, MIN_RATING
 
 STATUS_CHOICES = list(RUN_STATUSES)
 TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."
@@ -78,7 +90,11 @@ class _Group(click.Group):
             result.append(super(_Group, self).invoke(ctx))
             return 0
 
-        code = guarded(action)
+        try:
+            code = guarded(action)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            code = INTERRUPTED_EXIT
         if code:
             sys.exit(code)
         return result[0] if result else None
@@ -99,7 +115,20 @@ def _short(text: str | None, width: int) -> str:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Manage Cosmos prompts, runs and sweeps. Sweeps run with `cosmos-batch`."""
+    """Manage Cosmos prompts, runs and sweeps. Sweeps run with `cosmos-batch`.
+
+    Every list, show and status command takes --json. Ids complete on Tab
+    once the shell knows the script: eval "$(cosmos completion bash)".
+
+    \b
+    Exit codes:
+      0    ok
+      1    runs failed or were cancelled, or the output tree is busy
+      2    bad input: an unknown id, option or value (nothing is changed)
+      3    a target could not be reached, or SSH refused the login or host key
+      130  interrupted (Ctrl-C)
+      141  the output pipe was closed (| head)
+    """
     ctx.obj = _Context()
 
 
@@ -232,7 +261,7 @@ def _model_overrides(
 
 
 @cli.command()
-@click.argument("prompt_id")
+@click.argument("prompt_id", shell_complete=complete_prompt_ids)
 @click.option("--seed", type=int)
 @click.option("--num-steps", type=int)
 @click.option("--guidance", type=float)
@@ -279,7 +308,7 @@ def inference(
 
 # -- enhance / upscale -----------------------------------------------------------
 @cli.command()
-@click.argument("prompt_id")
+@click.argument("prompt_id", shell_complete=complete_prompt_ids)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config override.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -315,7 +344,7 @@ def enhance(obj: _Context, prompt_id: str, sets: tuple[str, ...], as_json: bool)
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_ids)
 @click.option(
     "--weight",
     type=click.FloatRange(min=0),
@@ -379,11 +408,20 @@ def _render_prompts(rows: list[dict[str, Any]]) -> None:
     click.echo(f"{len(rows)} prompt(s)")
 
 
+def _rating(value: int | None) -> str:
+    return "-" if value is None else f"{value}/{MAX_RATING}"
+
+
 def _render_runs(rows: list[dict[str, Any]]) -> None:
+    out = stdout_console()
     for row in rows:
-        click.echo(
-            f"{row['id']}  {row['status']:<9}  {row['prompt_id']}  {row['target'] or '-':<8}  "
-            f"{row['output_path'] or '-'}"
+        out.print(
+            Text.assemble(
+                f"{row['id']}  ",
+                status_text(row["status"], 9),
+                f"  {_rating(row['rating']):<3}  {row['prompt_id']}  "
+                f"{row['target'] or '-':<8}  {row['output_path'] or '-'}",
+            )
         )
     click.echo(f"{len(rows)} run(s)")
 
@@ -398,18 +436,31 @@ def _render_sweeps(rows: list[dict[str, Any]]) -> None:
 @cli.command("list")
 @click.argument("what", type=click.Choice(["prompts", "runs", "sweeps"]))
 @click.option("--status", type=click.Choice(STATUS_CHOICES), help="Runs in this status only.")
+@click.option("--rating", type=int, help=f"Runs rated exactly so ({MIN_RATING}-{MAX_RATING}).")
+@click.option("--min-rating", type=int, help="Runs rated at least so.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def list_(obj: _Context, what: str, status: str | None, limit: int | None, as_json: bool) -> None:
+def list_(
+    obj: _Context,
+    what: str,
+    status: str | None,
+    rating: int | None,
+    min_rating: int | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
     """List prompts, runs or sweeps, newest first."""
     api = obj.api()
     if status is not None and what != "runs":
         raise ValidationFailure("--status filters runs only")
+    for flag, value in (("--rating", rating), ("--min-rating", min_rating)):
+        if value is not None and what != "runs":
+            raise ValidationFailure(f"{flag} filters runs only")
     if what == "prompts":
         _emit(api.list_prompts(limit), as_json, _render_prompts)
     elif what == "runs":
-        _emit(api.list_runs(status, limit), as_json, _render_runs)
+        _emit(api.list_runs(status, limit, rating, min_rating), as_json, _render_runs)
     else:
         _emit(api.list_sweeps(limit), as_json, _render_sweeps)
 
@@ -425,7 +476,7 @@ def _render_show(data: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.argument("object_id")
+@click.argument("object_id", shell_complete=complete_any_id)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def show(obj: _Context, object_id: str, as_json: bool) -> None:
@@ -539,22 +590,29 @@ def _set_overrides(sets: tuple[str, ...]) -> list[str]:
 
 # -- logs / kill -------------------------------------------------------------------
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_ids)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.pass_obj
-def logs(obj: _Context, run_id: str, follow: bool, sets: tuple[str, ...]) -> None:
+def logs(obj: _Context, run_id: str, follow: bool, sets: tuple[str, ...], as_json: bool) -> None:
     """Print a run's log: live while it runs, else the copy in its run folder.
 
     With -f, wait for a queued run to start and follow a running one until
-    it ends. A unique id prefix is enough.
+    it ends. A unique id prefix is enough. With --json, the lines are
+    collected and printed once, with the run's status and where the log
+    came from.
     """
     api = obj.api(_set_overrides(sets), all_targets=True)
+    lines: list[str] = []
     try:
-        result = api.logs(run_id, click.echo, follow=follow)
+        result = api.logs(run_id, lines.append if as_json else click.echo, follow=follow)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED_EXIT)
-    if result.source is None:
+    if as_json:
+        data = {"id": result.run_id, "status": result.status, "source": result.source}
+        click.echo(json.dumps({**data, "lines": lines}, indent=2, ensure_ascii=False))
+    elif result.source is None:
         click.echo(f"run {result.run_id} is {result.status}: it has no log", err=True)
 
 
@@ -570,8 +628,8 @@ def _render_kill(report: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.argument("object_id", metavar="ID")
 @click.option("--sweep", "sweep", is_flag=True, help="ID is a sweep: kill all of it.")
+@click.argument("object_id", metavar="ID", shell_complete=complete_ids_of_kind)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=TARGET_SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -608,7 +666,7 @@ def report(obj: _Context, sweep_id: str, rows: str | None, cols: str | None, as_
 # -- delete --------------------------------------------------------------------
 @cli.command()
 @click.argument("kind", type=click.Choice(["prompt", "run"]))
-@click.argument("object_id")
+@click.argument("object_id", shell_complete=complete_ids_of_kind)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-outputs", is_flag=True, help="Also remove the run folders.")
 @click.option(
@@ -669,6 +727,93 @@ def _confirm_children(children: dict[str, list[str]]) -> bool:
         "Delete them too (no: they are kept, unlinked)?"
     )
     return click.confirm(question, default=False, err=True)
+
+
+# -- search / rate / completion --------------------------------------------------
+def _render_search(data: dict[str, Any]) -> None:
+    if not data["prompts"] and not data["runs"]:
+        click.echo(f"no prompt or run contains {data['query']!r}")
+        return
+    _render_found("prompt", len(data["prompts"]), data["prompts_total"])
+    for row in data["prompts"]:
+        fields = ",".join(row["matched"])
+        click.echo(
+            f"  {row['id']}  {_short(row['name'], 16):<16}  [{fields}]  {_short(row['text'], 60)}"
+        )
+    _render_found("run", len(data["runs"]), data["runs_total"])
+    out = stdout_console()
+    for row in data["runs"]:
+        out.print(
+            Text.assemble(
+                f"  {row['id']}  ",
+                status_text(row["status"], 9),
+                f"  {_rating(row['rating']):<3}  {row['prompt_id']}",
+            )
+        )
+
+
+def _render_found(kind: str, shown: int, total: int) -> None:
+    more = f" (the newest {shown}; --limit shows more)" if total > shown else ""
+    click.echo(f"{total} {kind}(s){more}")
+
+
+@cli.command()
+@click.argument("text")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many prompts and this many runs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def search(obj: _Context, text: str, limit: int, as_json: bool) -> None:
+    """Find prompts whose text, name or negative prompt contains TEXT, and their runs.
+
+    TEXT is matched literally, ignoring case: % _ and \\ are plain
+    characters. Newest first.
+    """
+    _emit(obj.api().search(text, limit), as_json, _render_search)
+
+
+@cli.command()
+@click.argument("run_id", shell_complete=complete_run_ids)
+@click.argument("rating", type=int, required=False)
+@click.option("--clear", is_flag=True, help="Remove the run's rating.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def rate(obj: _Context, run_id: str, rating: int | None, clear: bool, as_json: bool) -> None:
+    """Rate a succeeded run's output from 1 (bad) to 5 (good); --clear removes it.
+
+    A unique id prefix is enough. `cosmos list runs --rating N` or
+    `--min-rating N` lists rated runs.
+    """
+    if clear == (rating is not None):
+        raise ValidationFailure(
+            f"give a rating from {MIN_RATING} to {MAX_RATING}, or --clear (not both)"
+        )
+    result = obj.api().rate(run_id, rating)
+
+    def render(data: dict[str, Any]) -> None:
+        before = f" (was {_rating(data['previous'])})" if data["previous"] is not None else ""
+        now = "not rated" if data["rating"] is None else f"rated {_rating(data['rating'])}"
+        click.echo(f"{data['id']} {now}{before}")
+
+    _emit(result, as_json, render)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete cosmos commands and ids.
+
+    \b
+    bash: eval "$(cosmos completion bash)"     (in ~/.bashrc)
+    zsh:  eval "$(cosmos completion zsh)"      (in ~/.zshrc)
+    fish: cosmos completion fish | source      (in ~/.config/fish/config.fish)
+    """
+    click.echo(completion_script(cli, shell, "cosmos"))
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -25,7 +26,7 @@ def compose_config(project: ProjectPaths, overrides: list[str]) -> dict[str, Any
         ):
             cfg = compose(config_name="config", overrides=overrides)
             data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ValidationFailure(f"configuration error: {exc}") from exc
     assert isinstance(data, dict)
     return data
@@ -43,6 +44,6 @@ def selected_option(project: ProjectPaths, overrides: list[str], group: str) -> 
         ):
             cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
             choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ValidationFailure(f"configuration error: {exc}") from exc
     return None if choice is None else str(choice)

@@ -72,6 +72,14 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # last commits (the runs are then found again from their folders).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLite's own lower() folds ASCII letters only; this one folds every
+    # letter, as PostgreSQL's does, so that searches ignore case in any script.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: object) -> object:
+    """SQL lower() on SQLite: Python's str.lower(); anything but text unchanged."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def _sqlite_begin(connection: Connection) -> None:

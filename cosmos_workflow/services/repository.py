@@ -23,8 +23,10 @@ from cosmos_workflow.database.models import (
     Sweep,
     SweepRun,
 )
-from cosmos_workflow.errors import NotFoundFailure, StateError
+from cosmos_workflow.errors import NotFoundFailure, StateError, ValidationFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
+from cosmos_workflow.services.id_lookup import ids_starting_with
+from cosmos_workflow.services.search import SearchHits, find_text
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -293,14 +295,20 @@ class DataRepository:
         status: RunStatus | None = None,
         limit: int | None = None,
         prompt_id: str | None = None,
+        rating: int | None = None,
+        min_rating: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered (``min_rating``: rated at least so)."""
         with self._session() as session:
             query = select(Run).order_by(Run.created_at.desc(), Run.id)
             if status is not None:
                 query = query.where(Run.status == status)
             if prompt_id is not None:
                 query = query.where(Run.prompt_id == prompt_id)
+            if rating is not None:
+                query = query.where(Run.rating == rating)
+            if min_rating is not None:
+                query = query.where(Run.rating >= min_rating)
             return list(session.scalars(query.limit(limit)))
 
     def list_runs_of_prompts(self, prompt_ids: Iterable[str]) -> list[Run]:
@@ -800,6 +808,38 @@ class DataRepository:
                     select(model.id).where(model.id.like(pattern, escape="\\")).limit(5)
                 )
         return found
+
+    def ids_with_prefix(
+        self, prefix: str, kinds: Sequence[str], limit: int
+    ) -> list[tuple[str, str]]:
+        """(id, label) of prompts/runs/sweeps (``kinds``: ps, rs, sw) whose id starts so."""
+        with self._session() as session:
+            return ids_starting_with(session, prefix, kinds, limit)
+
+    def search(self, text: str, limit: int) -> SearchHits:
+        """Prompts containing ``text`` (literally, ignoring case) and their runs."""
+        with self._session() as session:
+            return find_text(session, text, limit)
+
+    def set_rating(self, run_id: str, rating: int | None) -> int | None:
+        """Rate a succeeded run (None: clear its rating); return its previous rating.
+
+        Raises:
+            NotFoundFailure: no such run. ValidationFailure: a rating for a run
+            that did not succeed (it has no output to judge); nothing changes.
+        """
+        with self._session(WRITE_LOCK) as session:
+            run = session.get(Run, run_id, with_for_update=True)
+            if run is None:
+                raise NotFoundFailure(f"no run with id {run_id}")
+            if rating is not None and run.status is not RunStatus.SUCCEEDED:
+                raise ValidationFailure(
+                    f"run {run_id} is {run.status.value}: only a succeeded run has an output "
+                    "to rate"
+                )
+            previous = run.rating
+            run.rating = rating
+            return previous
 
     def now(self) -> datetime:
         """The repository's clock (for callers that stamp results)."""
