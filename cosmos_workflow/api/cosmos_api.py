@@ -36,7 +36,6 @@ from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
 from cosmos_workflow.execution.remote_executor import make_remote_executor
 from cosmos_workflow.local_ai.checks import InputVideo, check_prompt_videos, check_video_folder
-from cosmos_workflow.local_ai.encode import EncodeProgress
 from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, PrepareResult, prepare_inputs
 from cosmos_workflow.local_ai.probe import PROBES
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
@@ -64,6 +63,7 @@ from cosmos_workflow.services.report import ReportResult, SweepReport
 from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.runner import RunTally
 from cosmos_workflow.services.search import MAX_SEARCH_CHARS, matched_fields
+from cosmos_workflow.services.step_progress import StepProgress
 from cosmos_workflow.services.sweep_status import sweep_status
 from cosmos_workflow.services.video_dir import detect_videos
 from cosmos_workflow.transfer.input_cache import LocalInputCache
@@ -833,7 +833,7 @@ class CosmosAPI:
         fps: int = DEFAULT_FPS,
         dry_run: bool = False,
         force: bool = False,
-        progress: EncodeProgress | None = None,
+        progress: StepProgress | None = None,
     ) -> PrepareResult:
         """Turn a folder of PNG sequences into one mp4 per modality (see local_ai/prepare.py).
 

@@ -34,7 +34,7 @@ from cosmos_workflow.cli.console import (
     stderr_console,
     stdout_console,
 )
-from cosmos_workflow.cli.encode_progress import make_encode_progress
+from cosmos_workflow.cli.step_display import make_step_progress
 from cosmos_workflow.config.compose import compose_config
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
@@ -212,7 +212,7 @@ def prepare(
             fps,
             dry_run=dry_run,
             force=force,
-            progress=make_encode_progress(stderr_console()),
+            progress=make_step_progress(stderr_console()),
         )
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was written", err=True)

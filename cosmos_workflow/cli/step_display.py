@@ -1,4 +1,4 @@
-"""Show a :class:`StepProgress`: a live bar with an ETA on a terminal, log lines otherwise.
+"""Show a :class:`StepProgress`: a live bar with an ETA on a terminal, plain lines otherwise.
 
 Usage, for a command with a long operation::
 
@@ -8,7 +8,6 @@ Usage, for a command with a long operation::
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from rich.console import Console, RenderableType
@@ -19,9 +18,7 @@ from rich.table import Table
 from cosmos_workflow.services.eta import eta_seconds, format_duration
 from cosmos_workflow.utils.clock import Clock, SystemClock
 
-logger = logging.getLogger("cosmos_workflow.progress")
-
-# Seconds between two log lines when stderr is not a terminal.
+# Seconds between two progress lines when stderr is not a terminal.
 PLAIN_INTERVAL_S = 5.0
 
 
@@ -55,14 +52,18 @@ class _Steps:
 
 
 class PlainStepProgress:
-    """Log lines: at the start, at most every ``interval_s`` seconds, and at the end.
+    """Plain lines: at the start, at most every ``interval_s`` seconds, and at the end.
 
     Args:
+        console: Where the lines go (stderr, not a terminal).
         clock: Time source.
         interval_s: Least time between two progress lines.
     """
 
-    def __init__(self, clock: Clock | None = None, interval_s: float = PLAIN_INTERVAL_S) -> None:
+    def __init__(
+        self, console: Console, clock: Clock | None = None, interval_s: float = PLAIN_INTERVAL_S
+    ) -> None:
+        self._console = console
         self._clock = clock or SystemClock()
         self._steps = _Steps(self._clock)
         self._interval_s = interval_s
@@ -70,35 +71,34 @@ class PlainStepProgress:
         self._lock = threading.Lock()
 
     def start(self, what: str, total: int | None) -> None:
-        """Log what begins and how many steps it has."""
+        """Say what begins and how many steps it has."""
         self._steps.start(what, total)
         self._last = self._clock.monotonic()
-        logger.info("%s: %s step(s)", what, "unknown" if total is None else total)
+        self._line(f"{what}: {'unknown' if total is None else total} step(s)")
 
     def advance(self, steps: int = 1) -> None:
-        """Count steps; log the counts and ETA when ``interval_s`` has passed."""
+        """Count steps; print the counts and ETA when ``interval_s`` has passed."""
         self._steps.advance(steps)
         with self._lock:
             now = self._clock.monotonic()
             if now - self._last < self._interval_s:
                 return
             self._last = now
-        self._log()
+        self._counts()
 
     def finish(self) -> None:
-        """Log the final counts."""
-        self._log()
+        """Print the final counts."""
+        self._counts()
 
-    def _log(self) -> None:
+    def _counts(self) -> None:
         what, total, done, elapsed, eta = self._steps.state()
-        logger.info(
-            "%s: %d/%s after %s; eta %s",
-            what,
-            done,
-            "?" if total is None else total,
-            format_duration(elapsed),
-            format_duration(eta),
+        count = "?" if total is None else total
+        self._line(
+            f"{what}: {done}/{count} after {format_duration(elapsed)}; eta {format_duration(eta)}"
         )
+
+    def _line(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class RichStepProgress:
@@ -160,4 +160,6 @@ def make_step_progress(
     console: Console, clock: Clock | None = None
 ) -> PlainStepProgress | RichStepProgress:
     """A live bar with an ETA on a terminal, log lines otherwise."""
-    return RichStepProgress(console, clock) if console.is_terminal else PlainStepProgress(clock)
+    if console.is_terminal:
+        return RichStepProgress(console, clock)
+    return PlainStepProgress(console, clock)

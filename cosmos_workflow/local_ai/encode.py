@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
 
 import av
 from av.video.reformatter import ColorRange
@@ -22,38 +21,6 @@ PIXEL_FORMAT = "yuv420p"
 # Near-lossless for a model input; "threads 1" keeps the output byte-identical everywhere.
 CODEC_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}
 MUXER_OPTIONS = {"fflags": "+bitexact"}
-
-
-class EncodeProgress(Protocol):
-    """Receives the progress of an encoding (a live display, log lines, or nothing)."""
-
-    def start(self, videos: list[tuple[str, int]]) -> None:
-        """Encoding begins: (modality, frames) of every video, in order."""
-
-    def frame_done(self, modality: str) -> None:
-        """One more frame of ``modality`` is encoded."""
-
-    def video_done(self, modality: str, output: Path) -> None:
-        """The video of ``modality`` is complete (not yet in place)."""
-
-    def finish(self) -> None:
-        """Encoding is over (done, failed or interrupted)."""
-
-
-class NullEncodeProgress:
-    """Progress that shows nothing."""
-
-    def start(self, videos: list[tuple[str, int]]) -> None:
-        """Nothing to show."""
-
-    def frame_done(self, modality: str) -> None:
-        """Nothing to show."""
-
-    def video_done(self, modality: str, output: Path) -> None:
-        """Nothing to show."""
-
-    def finish(self) -> None:
-        """Nothing to show."""
 
 
 def _read_frame(path: Path, size: tuple[int, int]) -> av.VideoFrame:

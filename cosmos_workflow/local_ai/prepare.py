@@ -17,11 +17,10 @@ from typing import Any
 from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.local_ai.checks import CheckedSequence, check_sequences
 from cosmos_workflow.local_ai.encode import (
-    EncodeProgress,
-    NullEncodeProgress,
     encode_png_sequence,
 )
 from cosmos_workflow.local_ai.sequences import MODALITIES, FrameSequence, scan_folder
+from cosmos_workflow.services.step_progress import NullStepProgress, StepProgress
 from cosmos_workflow.utils.atomic import publish, temp_file_beside
 
 logger = logging.getLogger(__name__)
@@ -174,7 +173,7 @@ def prepare_inputs(
     fps: int = DEFAULT_FPS,
     dry_run: bool = False,
     force: bool = False,
-    progress: EncodeProgress | None = None,
+    progress: StepProgress | None = None,
 ) -> PrepareResult:
     """Turn a folder of PNG sequences into one H.264 mp4 per modality.
 
@@ -184,7 +183,7 @@ def prepare_inputs(
         fps: Frames per second of the videos.
         dry_run: Check and plan only; write nothing.
         force: Replace videos that exist already.
-        progress: Receives the encoding progress.
+        progress: Receives the encoding progress (one step per frame).
 
     Raises:
         ValidationFailure: bad input (nothing was written).
@@ -193,11 +192,12 @@ def prepare_inputs(
     plan = plan_preparation(folder, out, fps, force)
     if dry_run:
         return plan
-    progress = progress or NullEncodeProgress()
+    progress = progress or NullStepProgress()
     created = not plan.out.exists()
     plan.out.mkdir(parents=True, exist_ok=True)
     temps: list[tuple[Path, Path]] = []
-    progress.start([(video.modality, len(video.frames)) for video in plan.videos])
+    frames = sum(len(video.frames) for video in plan.videos)
+    progress.start(f"encoding {len(plan.videos)} video(s)", frames)
     try:
         for video in plan.videos:
             tmp = temp_file_beside(video.output)
@@ -208,9 +208,8 @@ def prepare_inputs(
                 tmp,
                 fps,
                 (video.width, video.height),
-                lambda modality=video.modality: progress.frame_done(modality),
+                progress.advance,
             )
-            progress.video_done(video.modality, video.output)
         for tmp, output in temps:
             publish(tmp, output)
     except BaseException:
