@@ -260,7 +260,12 @@ def test_create_and_delete_print_json(project: Project) -> None:
     )
     assert set(created) == {"id", "created"} and created["created"] is True
     deleted = ok_json(project.cosmos("delete", "prompt", created["id"], "--yes", "--json"))
-    assert deleted == {"id": created["id"], "deleted_runs": [], "removed_outputs": []}
+    assert deleted == {
+        "id": created["id"],
+        "deleted_runs": [],
+        "deleted_prompts": [],
+        "removed_outputs": [],
+    }
 
 
 # ---------------------------------------------------------------- search
