@@ -165,3 +165,15 @@ def test_a_temp_file_beside_is_published_with_a_plain_mode_or_the_old_one(tmp_pa
     assert target.read_bytes() == b"replacement"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert names_in(tmp_path) == ["color.mp4", "plain.mp4"]
+
+
+def test_rewriting_a_file_keeps_its_mode(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    write_text_atomic(target, "first")
+    target.chmod(0o640)
+    write_text_atomic(target, "second")
+    assert target.read_text() == "second"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    write_bytes_atomic(target, b"third")
+    assert target.read_bytes() == b"third"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640

@@ -307,6 +307,13 @@ def test_search_matches_percent_underscore_and_backslash_literally(scratch: dict
     assert results["limit0"].returncode == 2
 
 
+def test_search_says_which_field_matched_whatever_the_case(project: Project) -> None:
+    done = project.cosmos("create", "prompt", "A quiet HARBOR at dawn", "inputs/demo/street")
+    assert done.returncode == 0, done.stderr
+    assert project.cosmos_json("search", "harbor")["prompts"][0]["matched"] == ["text"]
+    assert project.cosmos_json("search", "STREET")["prompts"][0]["matched"] == ["name"]
+
+
 def test_search_without_a_database_finds_nothing_and_creates_none(project: Project) -> None:
     done = project.cosmos("search", "harbor", "--json")
     assert ok_json(done) == {
@@ -382,6 +389,7 @@ def test_bad_ratings_exit_2_and_change_nothing(scratch: dict) -> None:
             "unknown": ("rate", "rs_ffffffffffffffff", "2"),
             "list_prompts": ("list", "prompts", "--rating", "2"),
             "list_range": ("list", "runs", "--min-rating", "9"),
+            "list_both": ("list", "runs", "--rating", "3", "--min-rating", "3"),
         },
     )
     assert_bad_input(results["zero"], "from 1 to 5", "got 0")
@@ -395,6 +403,7 @@ def test_bad_ratings_exit_2_and_change_nothing(scratch: dict) -> None:
     assert_bad_input(results["unknown"], "rs_ffffffffffffffff")
     assert_bad_input(results["list_prompts"], "--rating filters runs only")
     assert_bad_input(results["list_range"], "--min-rating", "got 9")
+    assert_bad_input(results["list_both"], "--rating or --min-rating, not both")
     assert rating_of(proj, good) == 3
     assert rating_of(proj, failed) is None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from conftest import Project, make_project
 
 from cosmos_workflow.cli.main import cli
@@ -99,6 +100,11 @@ def test_ids_complete_by_kind_and_prefix(demo_done: Project, ids: dict[str, Any]
         "cosmos kill --sweep ": sweeps,
         "cosmos delete prompt ": prompts,
         "cosmos delete run rs_": runs,
+        "cosmos report ": sweeps,
+        "cosmos report sw_": sweeps,
+        "cosmos report rs_": [],
+        "cosmos enhance ": prompts,
+        "cosmos upscale ": runs,
     }
     for line, values in expected.items():
         assert bash_values(complete(demo_done, line)) == values, line
@@ -173,3 +179,20 @@ def test_zsh_and_fish_scripts_and_an_unknown_shell(
     assert marker in done.stdout and f"_COSMOS_COMPLETE={shell}_complete" in done.stdout
     unknown = demo_done.cosmos("completion", "tcsh")
     assert unknown.returncode == 2 and "tcsh" in unknown.stderr
+
+
+def test_completion_never_creates_or_migrates_a_postgresql_schema(
+    project: Project, pg_url: str
+) -> None:
+    project.env["COSMOS_DATABASE__URL"] = pg_url
+    assert bash_values(complete(project, "cosmos show ")) == []
+    engine = sqlalchemy.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert sqlalchemy.inspect(conn).get_table_names() == []
+        # Once a command made the schema, completion offers its ids.
+        prompt = project.cosmos("create", "prompt", "a pier", "inputs/demo/street")
+        assert prompt.returncode == 0, prompt.stderr
+        assert bash_values(complete(project, "cosmos show ps_")) == [prompt.stdout.strip()]
+    finally:
+        engine.dispose()

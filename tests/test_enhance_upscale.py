@@ -14,10 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import Project, make_project
 from test_demo_sweep import free_box_metadata
 
@@ -47,6 +50,25 @@ def show(project: Project, object_id: str) -> dict[str, Any]:
 
 def ledger_count(project: Project) -> int:
     return len(project.ledger_lines())
+
+
+def stage_members(project: Project, sweep_id: str) -> dict[str, list[str]]:
+    """The run ids of a sweep by stage (main: its own runs), in sweep order."""
+    found: dict[str, list[str]] = {"main": [], "enhance": [], "upscale": []}
+    for run in show(project, sweep_id)["runs"]:
+        found[run["stage"]].append(run["id"])
+    return found
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Poll ``condition`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 # -- enhance ---------------------------------------------------------------------
@@ -277,19 +299,44 @@ def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
     assert done.returncode == 0, done.stderr
     assert "6 runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
     assert "upscale stage: 6 upscale runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
-    sweep = project.cosmos_json("list", "sweeps")[0]
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    assert sweep["runs"] == 6 and sweep["counts"]["succeeded"] == 6
+    assert sweep["stages"] == {"enhance": 2, "upscale": 6}
     runs = {r["id"]: r for r in project.cosmos_json("list", "runs", "--limit", "100")}
-    members = [r["id"] for r in show(project, sweep["id"])["runs"]]
+    by_stage = stage_members(project, sweep["id"])
+    members = by_stage["main"]
     assert len(members) == 6
+    upscales = {}
     for run_id in members:
         prompt = show(project, runs[run_id]["prompt_id"])
         assert prompt["origin"]["kind"] == "enhanced"
+        assert prompt["origin"]["run"] in by_stage["enhance"]
         assert "SIMULATED prompt upsampler" in prompt["text"]
         children = show(project, run_id)["children"]
         assert len(children) == 1 and children[0]["adapter"] == "simulated_upscaler"
+        upscales[run_id] = children[0]["id"]
     adapters = sorted(r["adapter"] for r in runs.values())
     assert adapters.count("simulated_upsampler") == 2
     assert adapters.count("simulated_upscaler") == 6
+    # The stages' runs are members of the sweep: the enhancements and the upscales.
+    assert sorted(by_stage["enhance"]) == sorted(
+        r["id"] for r in runs.values() if r["adapter"] == "simulated_upsampler"
+    )
+    assert sorted(by_stage["upscale"]) == sorted(upscales.values())
+    listed = [json.loads(line) for line in (Path(sweep["output_dir"]) / "runs.jsonl").open()]
+    assert [(row["id"], row["stage"]) for row in listed] == [
+        (run_id, stage) for stage in ("main", "enhance", "upscale") for run_id in by_stage[stage]
+    ]
+    assert all(row["status"] == "succeeded" for row in listed)
+    # The report shows the sweep's own runs, each with a link to its 4K upscale.
+    report = Path(sweep["output_dir"]) / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert html.count('class="run ') == 6
+    for run_id, child in upscales.items():
+        assert f'data-run-id="{run_id}"' in html and f'data-run-id="{child}"' not in html
+        link = f'href="../../runs/{child}/output.mp4"'
+        assert html.count(link) == 1
+        assert (report.parent / "../../runs" / child / "output.mp4").is_file()
 
     # Everything is cached the second time; the dry run now shows the real ids.
     lines = ledger_count(project)
@@ -394,6 +441,15 @@ def test_prompt_capture_keeps_the_last_prompt_and_the_exit_code(tmp_path: Path) 
     assert done.returncode == 0 and out.read_text() == "two\n"
     assert "noise" in done.stdout, "the program's output passes through"
     out.unlink()
+    # The prompt is UTF-8 whatever the locale says (here: ASCII, no coercion).
+    ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    command = [sys.executable, str(CAPTURE), "--out", str(out), "--", sys.executable, "-c"]
+    code = "import sys; sys.stdout.buffer.write('Upsampled prompt: caf\\u00e9 \\u6771\\n'.encode())"
+    utf8 = subprocess.run([*command, code], capture_output=True, env=ascii_locale, timeout=60)
+    assert utf8.returncode == 0, utf8.stdout
+    assert out.read_text(encoding="utf-8") == "caf\u00e9 \u6771\n"
+    assert "caf\u00e9".encode() in utf8.stdout
+    out.unlink()
     failed = capture("print('Upsampled prompt: partial'); raise SystemExit(5)")
     assert failed.returncode == 5 and not out.exists()
     silent = capture("print('no prompt here')")
@@ -492,7 +548,7 @@ def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(project: Project)
     first = project.batch("+experiment=demo_stages", "stages.upscale=null")
     assert first.returncode == 0, first.stderr
     sweep = project.cosmos_json("list", "sweeps")[0]
-    members = [r["id"] for r in show(project, sweep["id"])["runs"]]
+    members = stage_members(project, sweep["id"])["main"]
     video = Path(show(project, members[0])["output_dir"], "output.mp4")
     data = bytearray(video.read_bytes())
     data[100] ^= 0xFF
@@ -523,3 +579,105 @@ def test_multirun_jobs_must_agree_on_stages(project: Project) -> None:
     assert "different stages" in done.stderr
     assert "Traceback" not in done.stderr
     assert ledger_count(project) == 0
+
+
+def test_kill_sweep_and_status_cover_the_upscale_stage(project: Project) -> None:
+    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
+    assert first.returncode == 0, first.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    # The same manifest with its upscale stage: the sweep's runs are cached, its
+    # upscales (slow now) make the same sweep go on.
+    runner = project.start_batch(
+        "+experiment=demo_stages", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "30"}, capture=True
+    )
+
+    def upscale_running() -> list[str]:
+        runs = show(project, sweep["id"])["runs"]
+        return [r["id"] for r in runs if r["stage"] == "upscale" and r["status"] == "running"]
+
+    running = wait_for(upscale_running, "an upscale run of the sweep running")
+    status = project.cosmos_json("status")
+    (active,) = status["active_sweeps"]
+    assert active["id"] == sweep["id"]
+    assert set(running) <= {r["id"] for r in status["running"]}
+    killed = project.cosmos("kill", "--sweep", sweep["id"][:9], "--json")
+    assert killed.returncode == 0, killed.stderr
+    cancelled = json.loads(killed.stdout)["cancelled"]
+    upscales = stage_members(project, sweep["id"])["upscale"]
+    assert len(upscales) == 6 and sorted(cancelled) == sorted(upscales)
+    stdout, stderr = runner.communicate(timeout=120)
+    assert runner.returncode == 1, stdout + stderr
+    assert "6 upscale runs: 0 executed (0 succeeded, 0 failed), 0 cached, 6 cancelled" in stdout
+    assert {r["status"] for r in show(project, sweep["id"])["runs"] if r["stage"] == "main"} == {
+        "succeeded"
+    }
+    assert project.cosmos_json("status")["active_sweeps"] == []
+
+
+def test_a_prompt_typed_by_hand_is_never_taken_for_a_child(project: Project) -> None:
+    original = create_prompt(project, "A quiet harbor at dawn")
+    enhanced = project.cosmos_json("enhance", original)["id"]
+    text = show(project, enhanced)["text"]
+    assert project.cosmos("delete", "prompt", enhanced, "--yes").returncode == 0
+    # The same text and inputs typed in by hand: the same prompt id.
+    assert create_prompt(project, text) == enhanced
+    again = project.cosmos_json("enhance", original)
+    assert again["id"] == enhanced and again["created"] is False
+    assert again["run"]["cached"] is True
+    assert show(project, enhanced)["parent_id"] is None
+    assert show(project, enhanced)["origin"] is None
+    assert show(project, original)["children"] == []
+    gone = project.cosmos_json("delete", "prompt", original, "--yes", "--with-children")
+    assert gone["deleted_prompts"] == []
+    assert [p["id"] for p in project.cosmos_json("list", "prompts")] == [enhanced]
+
+
+def test_an_enhanced_prompt_whose_parent_came_back_is_linked_again(project: Project) -> None:
+    original = create_prompt(project, "A quiet harbor at dawn")
+    enhanced = project.cosmos_json("enhance", original)["id"]
+    assert project.cosmos("delete", "prompt", original, "--yes").returncode == 0
+    assert show(project, enhanced)["parent_id"] is None
+    assert create_prompt(project, "A quiet harbor at dawn") == original
+    again = project.cosmos_json("enhance", original)
+    assert again["id"] == enhanced and again["created"] is False
+    assert show(project, enhanced)["parent_id"] == original
+    assert [c["id"] for c in show(project, original)["children"]] == [enhanced]
+
+
+def test_a_failed_enhancement_rewrites_no_other_sweep_report(project: Project) -> None:
+    # The same runs without enhancement: the sweep id the stages' plan starts from.
+    plain = project.batch("+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null")
+    assert plain.returncode == 0, plain.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    report = Path(sweep["output_dir"]) / "report.html"
+    before = report.read_bytes()
+    failed = project.batch(
+        "+experiment=demo_stages", env={"COSMOS_SIMULATOR__FAIL_ON_PROMPT": "neon"}
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "prompt upsampler failed" in failed.stderr
+    assert "report: " not in failed.stdout
+    assert report.read_bytes() == before
+    assert [s["id"] for s in project.cosmos_json("list", "sweeps")] == [sweep["id"]]
+
+
+def test_a_multirun_with_enhancement_records_the_sweep_it_stored(project: Project) -> None:
+    done = project.batch(
+        "-m",
+        "+experiment=demo_stages",
+        "model.weights.depth=0.5",
+        "model.seed=1,2",
+        "stages.upscale=null",
+        "hydra.sweep.dir=multi",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    record = yaml.safe_load((project.root / "multi" / "cosmos_sweep.yaml").read_text())
+    (entry,) = record["sweeps"]
+    assert entry["id"] == sweep["id"]
+    assert entry["outputs"] == sweep["output_dir"]
+    members = stage_members(project, sweep["id"])["main"]
+    recorded = [run_id for job in entry["jobs"] for run_id in job["runs"]]
+    assert sorted(recorded) == sorted(members) and len(members) == 4
+    for run_id in recorded:
+        assert show(project, show(project, run_id)["prompt_id"])["origin"]["kind"] == "enhanced"

@@ -119,6 +119,29 @@ def test_tampered_outputs_are_not_trusted(project: Project) -> None:
     assert check.returncode == 0
 
 
+def test_a_run_folder_without_its_video_is_not_trusted(project: Project) -> None:
+    """A record whose outputs are all there but its main one (the video) is run again."""
+    assert project.batch("+experiment=demo").returncode == 0
+    victim = project.cosmos_json("list", "runs")[0]["id"]
+    with sqlite3.connect(project.outputs / "cosmos.db") as db:
+        db.execute("UPDATE runs SET status='failed' WHERE id=?", (victim,))
+    folder = project.outputs / "runs" / victim
+    (folder / "output.mp4").unlink()
+    (folder / "output.txt").write_text("a note\n", encoding="utf-8")
+    digest = subprocess.run(
+        ["sha256sum", "output.txt"], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout
+    (folder / "outputs.sha256").write_text(digest, encoding="utf-8")
+    result = json.loads((folder / "result.json").read_text())
+    result["outputs"] = {"output.txt": len("a note\n")}
+    (folder / "result.json").write_text(json.dumps(result))
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 0, done.stderr
+    assert "1 executed (1 succeeded, 0 failed), 11 cached" in done.stdout
+    assert (folder / "output.mp4").is_file()
+    assert json.loads((folder / "result.json").read_text())["main_output"] == "output.mp4"
+
+
 def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -> None:
     process = project.start_batch(
         "+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.4"}, capture=True

@@ -246,3 +246,31 @@ def test_each_input_is_probed_once_per_command(project: Project) -> None:
     probed = re.findall(r"probed video (\S+): ", done.stderr)
     demo = sorted(str(p) for p in (project.root / "inputs" / "demo").glob("*/*.mp4"))
     assert sorted(probed) == demo
+
+
+def test_create_prompt_blames_the_control_not_the_input_video(project: Project) -> None:
+    folder = project.root / "videos" / "shot"
+    write_video(folder / "color.mp4")
+    write_video(folder / "depth.mp4", frames=20)
+    done = project.cosmos("create", "prompt", "a scene", str(folder))
+    assert done.returncode == 2, done.stderr
+    assert f"{folder / 'depth.mp4'} does not match the input video" in done.stderr
+    assert "20 frames against 24 frames" in done.stderr
+    assert not project.outputs.exists()
+
+
+def test_a_control_only_prompt_whose_controls_disagree_is_refused(tmp_path: Path) -> None:
+    proj = make_project(tmp_path / "proj")
+    proj.write("manifests/experiment/checked.yaml", EXPERIMENT)
+    proj.write(
+        "manifests/prompts/checked.yaml",
+        "scene:\n  text: a scene\n  inputs:\n"
+        "    controls: {depth: inputs/d.mp4, seg: inputs/s.mp4}\n",
+    )
+    write_video(proj.root / "inputs" / "d.mp4", frames=24)
+    write_video(proj.root / "inputs" / "s.mp4", frames=20)
+    done = proj.batch("+experiment=checked", "dry_run=true")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "prompts.scene.inputs.controls.seg" in done.stderr
+    assert "20 frames against 24 frames" in done.stderr
+    assert not proj.outputs.exists()

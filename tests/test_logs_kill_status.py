@@ -25,6 +25,9 @@ from test_cli import assert_bad_input, run_all
 # street share one model invocation per seed.
 SMALL = ("+experiment=demo", "model.weights.depth=0.5")
 FINAL = {"succeeded", "failed", "cancelled"}
+# Seconds per video of a job that a test kills: long enough that the job is
+# still running when a loaded machine has started `cosmos kill`.
+SLOW_VIDEO_S = "10"
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 printf '0, NVIDIA H100 80GB HBM3, 1234, 81559, 37\\n'
@@ -174,7 +177,9 @@ def test_logs_follow_a_queued_local_run_live_until_it_ends(project: Project) -> 
 
 
 def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Project) -> None:
-    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True)
+    runner = project.start_batch(
+        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S}, capture=True
+    )
     job_id, killed = running_job(project)
     wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")
 
@@ -214,7 +219,9 @@ def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Proje
 
 
 def test_logs_follow_of_a_killed_local_run_prints_its_whole_log(project: Project) -> None:
-    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True)
+    runner = project.start_batch(
+        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S}, capture=True
+    )
     job_id, killed = running_job(project)
     wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")
     follower = start_follow(project, killed[0])
@@ -463,7 +470,10 @@ def test_status_and_logs_of_a_remote_sweep(host: Any, remote: Project) -> None:
 def start_remote_job(host: Any, remote: Project) -> tuple[subprocess.Popen, str, list[str]]:
     """Start a slow sweep on the test host; return the runner, a running job and its runs."""
     runner = remote.start_batch(
-        *SMALL, "target=test_host", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "3"}, capture=True
+        *SMALL,
+        "target=test_host",
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S},
+        capture=True,
     )
     job_id, runs = running_job(remote)
     wait_for_container(host, f"cosmos-{job_id}")

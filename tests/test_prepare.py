@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
+import stat
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +24,9 @@ from pathlib import Path
 import pytest
 from conftest import Project, tree_snapshot
 from media import Decoded, decode, level, noise_png_bytes, png_bytes, write_sequence
+
+from cosmos_workflow.errors import ExecutionFailure
+from cosmos_workflow.local_ai.prepare import prepare_inputs, publish_videos
 
 SIZE = (64, 48)
 
@@ -57,7 +64,10 @@ def test_a_houdini_folder_gives_videos_that_create_prompt_accepts(project: Proje
     done = project.cosmos("prepare", str(folder))
     assert done.returncode == 0, done.stderr
     assert "made 2 video(s)" in done.stdout
-    assert "eta" in done.stderr, "plain progress lines when stderr is not a terminal"
+    # Plain progress lines when stderr is not a terminal, with an ETA.
+    assert re.search(r"^encoding 2 video\(s\): \d+/\d+ after .*; eta ", done.stderr, re.M), (
+        done.stderr
+    )
     for modality in ("color", "depth"):
         assert modality in done.stdout and str(folder / f"{modality}.mp4") in done.stdout
         video = decode(folder / f"{modality}.mp4")
@@ -126,7 +136,7 @@ def test_fps_sets_the_rate_and_keeps_every_frame(project: Project) -> None:
     assert_frames_in_order(video, 15)
 
 
-@pytest.mark.parametrize("fps", ["0", "-1", "abc", "2.5"])
+@pytest.mark.parametrize("fps", ["0", "-1", "abc", "2.5", "241"])
 def test_a_bad_fps_is_refused(project: Project, fps: str) -> None:
     folder = project.root / "f"
     write_sequence(folder, "color.{:04d}.png", range(1, 3), SIZE)
@@ -377,3 +387,198 @@ def test_ctrl_c_while_encoding_leaves_nothing_behind(project: Project) -> None:
     assert "interrupted" in stderr and "nothing was written" in stderr
     assert "Traceback" not in stderr
     assert sorted(p.suffix for p in folder.iterdir()) == [".png"] * 120
+
+
+# ---------------------------------------------------------------- checking and publishing
+
+
+class RecordingProgress:
+    """A StepProgress (services/step_progress.py) that records every call in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def start(self, what: str, total: int | None) -> None:
+        self.events.append(("start", what, total))
+
+    def advance(self, steps: int = 1) -> None:
+        self.events.append(("advance", steps))
+
+    def finish(self) -> None:
+        self.events.append(("finish",))
+
+    def phases(self) -> list[tuple[str, int | None, int]]:
+        """(what, total, steps done) of each started operation, in order."""
+        phases: list[tuple[str, int | None, int]] = []
+        for event in self.events:
+            if event[0] == "start":
+                phases.append((event[1], event[2], 0))
+            elif event[0] == "advance":
+                what, total, done = phases[-1]
+                phases[-1] = (what, total, done + event[1])
+        return phases
+
+
+def test_the_check_reports_progress_before_the_encoding(tmp_path: Path) -> None:
+    folder = houdini(tmp_path / "shot", frames=6)
+    progress = RecordingProgress()
+    prepare_inputs(folder, progress=progress)
+    (checking, total, done), (encoding, frames, encoded) = progress.phases()
+    assert "checking" in checking and "12" in checking
+    assert (total, done) == (12, 12), "one step per frame checked, before the encoding starts"
+    assert "encoding" in encoding and (frames, encoded) == (12, 12)
+    assert progress.events.count(("finish",)) == 2
+    assert progress.events.index(("finish",)) < progress.events.index(("start", encoding, 12))
+
+    dry = RecordingProgress()
+    prepare_inputs(folder, dry_run=True, force=True, progress=dry)
+    assert dry.phases() == [(checking, 12, 12)]
+
+
+def test_the_cli_shows_the_check_before_the_encoding(project: Project) -> None:
+    folder = houdini(project.root / "shot", frames=4)
+    done = project.cosmos("prepare", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "checking 8 frame(s)" in done.stderr, done.stderr
+    assert done.stderr.index("checking") < done.stderr.index("encoding")
+
+
+@pytest.mark.parametrize(
+    "pix_fmt", ["rgb24", "rgba", "rgb48be", "rgba64be", "gray", "gray16be", "ya8", "monob"]
+)
+def test_every_kind_of_png_passes_the_check(tmp_path: Path, pix_fmt: str) -> None:
+    folder = tmp_path / "shot"
+    write_sequence(folder, "color.{:04d}.png", range(1, 4), SIZE, pix_fmt=pix_fmt)
+    plan = prepare_inputs(folder, dry_run=True)
+    assert [(v.frames[0].name, v.width, v.height) for v in plan.videos] == [
+        ("color.0001.png", *SIZE)
+    ]
+
+
+def png_chunks(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(offset, length, type) of each chunk of a PNG file."""
+    chunks, offset = [], 8
+    while offset < len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        chunks.append((offset, length, kind))
+        offset += 12 + length
+    return chunks
+
+
+def damaged_image_data(data: bytes) -> bytes:
+    """The PNG with its image data zeroed: a sound header and end, chunk CRCs right."""
+    offset, length, _ = next(c for c in png_chunks(data) if c[2] == b"IDAT")
+    zeros = bytes(length)
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + zeros))
+    return data[: offset + 8] + zeros + crc + data[offset + 12 + length :]
+
+
+CUT = {
+    "cut in half": lambda data: data[: len(data) // 2],
+    "missing its end (IEND)": lambda data: data[: png_chunks(data)[-1][0]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CUT))
+def test_a_cut_png_is_refused_by_the_check(project: Project, case: str) -> None:
+    folder = houdini(project.root / "shot", frames=4)
+    frame = folder / "depth.0003.png"
+    frame.write_bytes(CUT[case](frame.read_bytes()))
+    out = project.root / "videos"
+    before = tree_snapshot(project.root)
+    for args in ((), ("--dry-run",)):
+        done = project.cosmos("prepare", str(folder), "--out", str(out), *args)
+        assert_refused(done, "depth.0003.png", "not a readable PNG")
+    assert tree_snapshot(project.root) == before
+    assert not out.exists()
+
+
+def test_damaged_image_data_fails_the_encoding_and_leaves_nothing(project: Project) -> None:
+    """A frame whose header is sound but whose pixels do not decode: found at encoding time."""
+    folder = houdini(project.root / "shot", frames=4)
+    frame = folder / "depth.0002.png"
+    frame.write_bytes(damaged_image_data(frame.read_bytes()))
+    out = project.root / "videos"
+    before = tree_snapshot(project.root)
+    done = project.cosmos("prepare", str(folder), "--out", str(out))
+    assert_refused(done, "depth.0002.png", "not a readable PNG", "nothing was written")
+    assert done.stdout == ""
+    assert tree_snapshot(project.root) == before
+    assert not out.exists()
+
+
+def test_a_failure_publishing_the_second_video_keeps_the_old_set(project: Project) -> None:
+    folder = houdini(project.root / "shot", frames=4)
+    assert project.cosmos("prepare", str(folder)).returncode == 0
+    old_color = sha256(folder / "color.mp4")
+    # depth.mp4 cannot be replaced: it is a folder that holds a file.
+    (folder / "depth.mp4").unlink()
+    (folder / "depth.mp4").mkdir()
+    (folder / "depth.mp4" / "keep.txt").write_text("kept\n")
+    write_sequence(folder, "color.{:04d}.png", range(1, 5), (32, 24))
+    write_sequence(folder, "depth.{:04d}.png", range(1, 5), (32, 24))
+    before = tree_snapshot(folder)
+
+    done = project.cosmos("prepare", str(folder), "--force")
+
+    assert sha256(folder / "color.mp4") == old_color
+    assert (folder / "depth.mp4" / "keep.txt").read_text() == "kept\n"
+    assert tree_snapshot(folder) == before, "no new video, no temporary or moved-aside file"
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "depth.mp4" in done.stderr and "no video was replaced" in done.stderr, done.stderr
+
+
+def finished_set(folder: Path, old: dict[str, bytes]) -> list[tuple[Path, Path]]:
+    """Old videos (mode 0o640) and finished temporary new ones, as publish_videos takes them."""
+    folder.mkdir()
+    for name, content in old.items():
+        (folder / name).write_bytes(content)
+        (folder / name).chmod(0o640)
+    pairs = []
+    for name in ("color.mp4", "depth.mp4"):
+        tmp = folder / f".{name}.new.tmp"
+        tmp.write_bytes(b"new " + name.encode())
+        pairs.append((tmp, folder / name))
+    return pairs
+
+
+def fail_on_second(error: BaseException):
+    """A publish function that publishes the first video for real, then fails."""
+    calls = []
+
+    def publish_file(tmp: Path, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise error
+        tmp.replace(path)
+
+    return publish_file
+
+
+OLD_SETS = {
+    "both videos existed": {"color.mp4": b"old color", "depth.mp4": b"old depth"},
+    "depth is new": {"color.mp4": b"old color"},
+}
+
+
+@pytest.mark.parametrize("old_set", sorted(OLD_SETS))
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_publishing_is_all_or_nothing(tmp_path: Path, old_set: str, error: BaseException) -> None:
+    old = OLD_SETS[old_set]
+    pairs = finished_set(tmp_path / "out", old)
+    expected = ExecutionFailure if isinstance(error, OSError) else KeyboardInterrupt
+    with pytest.raises(expected):
+        publish_videos(pairs, publish_file=fail_on_second(error))
+    for tmp, _ in pairs:
+        tmp.unlink(missing_ok=True)  # the caller deletes its temporary files
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == old
+    assert all(stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o640 for name in old)
+
+
+def test_publishing_replaces_the_whole_set_and_keeps_modes(tmp_path: Path) -> None:
+    pairs = finished_set(tmp_path / "out", OLD_SETS["both videos existed"])
+    publish_videos(pairs)
+    found = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert found == {"color.mp4": b"new color.mp4", "depth.mp4": b"new depth.mp4"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o640 for p in (tmp_path / "out").iterdir())

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -209,8 +210,8 @@ def test_the_header_gives_manifest_provenance_overrides_and_counts(demo, demo_sw
     text = header.text()
     assert provenance["package"]["version"] in text
     assert provenance["model"]["adapter"] in text
-    if provenance["git"]["commit"]:
-        assert provenance["git"]["commit"] in text
+    # A test project is not a git repository (test_the_header_names_the_manifests_commit).
+    assert provenance["git"]["commit"] is None and "not in a git repository" in text
     assert "+experiment=demo" in text
     created = project.cosmos_json("show", demo_sweep)["created_at"][:19]
     assert created in text
@@ -386,6 +387,30 @@ def test_failed_runs_are_marked_and_the_report_refreshes_when_they_succeed(
     assert len(list((path.parent / "thumbs").iterdir())) == 12
 
 
+def test_an_edited_checksum_file_cannot_put_a_thumbnail_outside_the_sweep(
+    project: Project,
+) -> None:
+    done = project.batch("+experiment=demo", "model.seed=1", "model.weights.depth=0.5")
+    assert done.returncode == 0, done.stderr
+    path = report_line(done.stdout)
+    run_id = next(iter(cells(parse(path))))
+    shutil.rmtree(path.parent / "thumbs")
+    sums = project.outputs / "runs" / run_id / "outputs.sha256"
+    lines = sums.read_text(encoding="utf-8").splitlines()
+    edited = [
+        "/../../../../escaped  output.mp4" if line.endswith("  output.mp4") else line
+        for line in lines
+    ]
+    assert edited != lines
+    sums.write_text("\n".join(edited) + "\n", encoding="utf-8")
+    again = project.cosmos("report", path.parent.name)
+    assert again.returncode == 0, again.stderr
+    made = sorted(p.relative_to(project.root) for p in project.root.rglob("*.jpg"))
+    thumbs = path.relative_to(project.root).parent / "thumbs"
+    assert len(made) == 2 and all(p.parent == thumbs for p in made), made
+    assert all(len(list(f.iter("img"))) == 1 for f in cells(parse(path)).values())
+
+
 def test_a_multirun_report_lays_out_the_jobs_overrides(project: Project) -> None:
     done = project.batch(
         "-m", "+experiment=demo", "model.seed=1,2,3", "model.weights.depth=0.2,0.5"
@@ -467,6 +492,10 @@ def test_an_interrupted_sweep_writes_its_report_with_the_cancelled_runs(
         "+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"}, capture=True
     )
     project.wait_for_ledger(1)
+    deadline = time.monotonic() + 60
+    while not project.cosmos_json("list", "runs", "--status", "succeeded"):
+        assert time.monotonic() < deadline, "no run succeeded"
+        time.sleep(0.2)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -476,6 +505,20 @@ def test_an_interrupted_sweep_writes_its_report_with_the_cancelled_runs(
     for figure in figures.values():
         if figure.attrs["data-status"] == "cancelled":
             assert next(figure.iter(class_="mark")).text() == "CANCELLED"
+    # Ctrl-C quits soon: no thumbnail is made then; `cosmos report` makes them.
+    succeeded = [f for f in figures.values() if f.attrs["data-status"] == "succeeded"]
+    assert succeeded, "a run succeeded before Ctrl-C"
+    for figure in succeeded:
+        assert list(figure.iter("img")) == []
+        assert next(figure.iter("span", class_="ph")).text().startswith("no thumbnail")
+    path = report_line(stdout)
+    assert not (path.parent / "thumbs").exists()
+    again = project.cosmos("report", path.parent.name)
+    assert again.returncode == 0, again.stderr
+    refreshed = cells(parse(path))
+    for figure in succeeded:
+        (img,) = refreshed[figure.attrs["data-run-id"]].iter("img")
+        assert (path.parent / img.attrs["src"]).is_file()
 
 
 # ---------------------------------------------------------------- scale
@@ -507,3 +550,88 @@ def test_a_500_run_report_stays_small_and_loads_thumbnails_lazily(project: Proje
     assert len(list((path.parent / "thumbs").iterdir())) == 500
     cols, rows, _ = grid_of(next(page.iter("table")))
     assert (len(rows), cols) == (250, ["street", "forest"])
+
+
+# ---------------------------------------------------------------- header, thumbnails, rows
+
+
+def git(project: Project, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_the_header_names_the_manifests_commit(project: Project) -> None:
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "manifests")
+    head = git(project, "rev-parse", "HEAD")
+    done = project.batch("+experiment=demo", "model.seed=1", "model.weights.depth=0.5")
+    assert done.returncode == 0, done.stderr
+    header = next(parse(report_line(done.stdout)).iter("header")).text()
+    assert head in header and "uncommitted" not in header
+
+
+def test_a_multirun_header_lists_every_jobs_overrides_and_the_description(
+    project: Project,
+) -> None:
+    done = project.batch("-m", "+experiment=demo", "model.seed=1,2", "model.weights.depth=0.5")
+    assert done.returncode == 0, done.stderr
+    header = next(parse(report_line(done.stdout)).iter("header"))
+    lines = [code.text() for code in next(header.iter("dd", id_="overrides")).iter("code")]
+    assert lines == [
+        "+experiment=demo model.seed=1 model.weights.depth=0.5",
+        "+experiment=demo model.seed=2 model.weights.depth=0.5",
+    ]
+    assert "Depth-weight and seed sweep" in header.text()
+
+
+def test_a_new_output_video_gets_a_new_thumbnail(project: Project) -> None:
+    done = project.batch("+experiment=demo", "model.seed=1", "model.weights.depth=0.5")
+    assert done.returncode == 0, done.stderr
+    path = report_line(done.stdout)
+    run_id = next(iter(cells(parse(path))))
+    run_dir = project.outputs / "runs" / run_id
+    shutil.copyfile(
+        project.root / "inputs" / "demo" / "forest" / "depth.mp4", run_dir / "output.mp4"
+    )
+    digest = subprocess.run(
+        ["sha256sum", "output.mp4"], cwd=run_dir, capture_output=True, text=True, check=True
+    ).stdout
+    sums = run_dir / "outputs.sha256"
+    lines = [
+        digest.strip() if line.endswith("  output.mp4") else line
+        for line in sums.read_text(encoding="utf-8").splitlines()
+    ]
+    sums.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = project.cosmos_json("report", path.parent.name)
+    assert data["thumbnails"] == {"made": 1, "reused": 1, "failed": 0}
+    assert len(list((path.parent / "thumbs").glob(f"{run_id}-*.jpg"))) == 1
+
+
+def test_a_section_shows_only_the_rows_it_has(project: Project) -> None:
+    project.write(
+        "manifests/experiment/zipped.yaml",
+        "# @package _global_\n"
+        "defaults:\n  - /prompts: demo\n"
+        "name: zipped\nvars:\n  style: soft\n"
+        "sweep:\n  zip:\n    model.seed: [1, 2, 3]\n    model.weights.depth: [0.2, 0.5, 0.8]\n",
+    )
+    done = project.batch("+experiment=zipped")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    data = project.cosmos_json("report", sweep["id"], "--rows", "model.seed", "--cols", "prompt")
+    assert data["layout"]["sections"] == ["model.weights.depth"]
+    sections = list(parse(Path(data["path"])).iter("section", class_="section"))
+    assert len(sections) == 3
+    for section, seed in zip(sections, ("1", "2", "3"), strict=True):
+        # Only the seed that goes with this depth: no row of empty cells.
+        rows = list(next(section.iter("tbody")).iter("tr"))
+        assert [next(row.iter("th", class_="row-label")).text() for row in rows] == [seed]
+        assert list(section.iter("td", class_="empty")) == []
+        assert len(list(section.iter("figure"))) == 2

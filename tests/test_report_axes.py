@@ -186,3 +186,9 @@ def test_values_are_shown_as_the_manifest_spells_them() -> None:
     assert format_value("street") == "street"
     assert format_value([1, 2]) == "[1, 2]"
     assert format_value({"b": 1}) == '{"b": 1}'
+
+
+def test_a_number_and_the_same_digits_as_text_are_two_values() -> None:
+    points = [run_coordinates({"prompt": "a", "vars.tag": value}) for value in (1, "1", 1)]
+    (axis,) = find_axes(points)
+    assert axis.values == (1, "1")

@@ -8,6 +8,8 @@ no server, as a user would open it.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,4 +163,46 @@ def test_failed_runs_are_marked_in_chromium(browser: BrowserContext, tmp_path: P
     assert badges == ["6 succeeded", "6 failed"]
     shot = screenshot(page, tmp_path / "failed-report.png")
     print(f"screenshot: {shot}")
+    assert errors == []
+
+
+def test_cancelled_runs_are_framed_orange_in_chromium(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "proj")
+    process = project.start_batch(
+        "+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"}, capture=True
+    )
+    project.wait_for_ledger(1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    page, errors = open_report(browser, report_line(stdout))
+    cancelled = page.locator('figure.run[data-status="cancelled"]')
+    assert cancelled.count() > 0
+    for index in range(cancelled.count()):
+        cell = cancelled.nth(index)
+        assert cell.locator(".mark").inner_text() == "CANCELLED"
+        assert cell.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(188, 76, 0)"
+    assert errors == []
+
+
+def test_each_cell_links_its_4k_upscale_in_chromium(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "proj")
+    done = project.batch("+experiment=demo_stages")
+    assert done.returncode == 0, done.stdout + done.stderr
+    page, errors = open_report(browser, report_line(done.stdout))
+    cells = page.locator("figure.run")
+    assert cells.count() == 6
+    for index in range(cells.count()):
+        cell = cells.nth(index)
+        run_id = cell.get_attribute("data-run-id")
+        (child,) = project.cosmos_json("show", run_id)["children"]
+        link = cell.locator("a.upscale-video")
+        assert link.count() == 1 and link.is_visible()
+        assert link.evaluate("a => a.href").endswith(f"/runs/{child['id']}/output.mp4")
+        href = link.get_attribute("href")
+        assert (report_line(done.stdout).parent / href).resolve().is_file(), href
     assert errors == []

@@ -109,3 +109,22 @@ def test_a_missing_video_has_no_thumbnail(tmp_path: Path) -> None:
     store = ThumbnailStore(tmp_path / "thumbs")
     assert store.thumbnail("rs_d", tmp_path / "gone.mp4", "0" * 64) is None
     assert store.failed == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "checksum"),
+    [
+        ("rs_a", "/../../../../escaped" + "0" * 44),
+        ("rs_a", "../" + "a" * 61),
+        ("../rs_a", "a" * 64),
+        ("rs_a/..", "a" * 64),
+        ("rs_a", "A" * 64),
+    ],
+)
+def test_a_name_that_could_leave_the_folder_is_refused(
+    tmp_path: Path, gray_video: Path, key: str, checksum: str
+) -> None:
+    store = ThumbnailStore(tmp_path / "deep" / "thumbs")
+    with pytest.raises(ValueError, match="not a run id and sha256"):
+        store.thumbnail(key, gray_video, checksum)
+    assert [p for p in tmp_path.rglob("*.jpg")] == []

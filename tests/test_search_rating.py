@@ -231,3 +231,17 @@ def test_ids_by_prefix_per_kind_with_labels_and_a_limit(
     assert store.ids_with_prefix("rs%", ("rs",), 100) == []  # % is not a wildcard
     assert store.ids_with_prefix("r__", ("rs",), 100) == []  # nor is _
     assert len(store.ids_with_prefix("", ("ps", "rs", "sw"), 3)) == 3
+
+
+def test_id_prefixes_treat_percent_and_underscore_literally(
+    repo: tuple[DataRepository, FakeClock],
+) -> None:
+    store, clock = repo
+    run_id = add_run(
+        store, clock, add_prompt(store, clock, "a harbor", "a"), 1, RunStatus.SUCCEEDED
+    )
+    assert store.ids_with_prefix(run_id[:5], ("rs",), 100) == [(run_id, "succeeded")]
+    assert store.ids_with_prefix("rs_%", ("rs",), 100) == []
+    assert store.ids_with_prefix("rs_" + "_" * 4, ("rs",), 100) == []
+    assert store.find_ids("rs_%") == [] and store.find_ids("rs_" + "_" * 4) == []
+    assert store.find_ids(run_id[:6]) == [run_id]

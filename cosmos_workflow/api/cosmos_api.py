@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from cosmos_workflow.config.targets import ConfiguredTarget
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.engine import (
     create_db_engine,
+    current_revision,
+    head_revision,
     migrate,
     parse_url,
     session_factory,
 )
-from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
+from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep, SweepStage
 from cosmos_workflow.errors import (
     CosmosError,
     ExecutionFailure,
@@ -35,11 +38,11 @@ from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.executors import Executor, LocalExecutor
 from cosmos_workflow.execution.remote_executor import make_remote_executor
-from cosmos_workflow.local_ai.checks import InputVideo, check_prompt_videos, check_video_folder
+from cosmos_workflow.local_ai.checks import check_prompt_videos, check_video_folder
 from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, PrepareResult, prepare_inputs
-from cosmos_workflow.local_ai.probe import PROBES
+from cosmos_workflow.local_ai.probe import ProbeCache
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
-from cosmos_workflow.manifest.models import ModelConfig
+from cosmos_workflow.manifest.models import ModelConfig, UpscaleStage
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.services.control import KillReport, LogResult, RunControl
@@ -47,7 +50,9 @@ from cosmos_workflow.services.derive import (
     DEFAULT_UPSCALE_WEIGHT as DEFAULT_UPSCALE_WEIGHT,
 )
 from cosmos_workflow.services.derive import (
+    ORIGIN_ENHANCED,
     UPSAMPLER_ADAPTERS,
+    UPSCALE_OF,
     enhanced_origin,
     enhanced_prompt,
     enhancement_spec,
@@ -55,7 +60,7 @@ from cosmos_workflow.services.derive import (
     upscale_spec,
 )
 from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, RunnerIdentity
-from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OutputStore
+from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OUTPUT_VIDEO, OutputStore
 from cosmos_workflow.services.progress import NullProgress, ProgressSink
 from cosmos_workflow.services.provenance import sweep_provenance
 from cosmos_workflow.services.ratings import check_rating
@@ -75,8 +80,6 @@ logger = logging.getLogger(__name__)
 # How long a deletion waits for another short operation to release the output tree.
 DELETE_LOCK_WAIT_S = 10.0
 # Run statuses, for callers that filter or display them.
-# The upsampled prompt in an enhancement run's folder.
-UPSAMPLED_TEXT = OUTPUT_PROMPT
 RUN_STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
@@ -94,16 +97,32 @@ class SweepPlan:
     duplicates: int
     notes: list[str] = field(default_factory=list)
     # stages.enhance: the runs' prompts are enhanced first (``derived`` holds
-    # each enhanced prompt, the prompt it was made from and how, once known).
+    # each enhanced prompt, once known; ``renamed`` each planned run id's
+    # id with the enhanced prompt).
     enhance: bool = False
-    derived: tuple[tuple[ResolvedPrompt, ResolvedPrompt, dict[str, Any]], ...] = ()
+    derived: tuple[DerivedPrompt, ...] = ()
+    renamed: dict[str, str] = field(default_factory=dict)
     # stages.upscale: weight and prompt of the 4K upscale of every succeeded run.
-    upscale: dict[str, Any] | None = None
+    upscale: UpscaleStage | None = None
 
     @property
     def to_run(self) -> list[RunSpec]:
         """Runs that are not cached."""
         return [run for run in self.runs if run.id not in self.cached]
+
+
+@dataclass(frozen=True)
+class DerivedPrompt:
+    """An enhanced prompt of a sweep: the prompt, the one it was made from, and how."""
+
+    prompt: ResolvedPrompt
+    original: ResolvedPrompt
+    origin: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        """The enhancement run that made it."""
+        return str(self.origin["run"])
 
 
 @dataclass
@@ -164,6 +183,8 @@ class CosmosAPI:
         commands: Local command wrapper (git, local model processes).
         targets: Every configured target (status, logs and kill look at them);
             by default only the selected one, ``settings.target``.
+        probes: Facts of the input videos probed so far (a multirun's jobs
+            share one, so that each video is probed once); by default, a new one.
     """
 
     def __init__(
@@ -172,10 +193,12 @@ class CosmosAPI:
         clock: Clock | None = None,
         commands: LocalCommandExecutor | None = None,
         targets: list[ConfiguredTarget] | None = None,
+        probes: ProbeCache | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock or SystemClock()
         self._commands = commands or LocalCommandExecutor()
+        self._probes = probes or ProbeCache()
         self.store = OutputStore(settings.outputs_dir)
         self._repo: DataRepository | None = None
         self._targets = targets or [
@@ -352,7 +375,7 @@ class CosmosAPI:
             self.settings.project_dir,
             sources.blame,
             check_run=self._check_run(),
-            check_inputs=_check_inputs,
+            check_inputs=partial(check_prompt_videos, probes=self._probes),
         )
         ids = expansion.run_ids
         sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
@@ -367,23 +390,22 @@ class CosmosAPI:
             duplicates=expansion.duplicates,
             notes=notes + expansion.notes,
             enhance=stages.enhance,
-            upscale=stages.upscale.model_dump() if stages.upscale else None,
+            upscale=stages.upscale,
         )
         if plan.enhance:
             self._enhancements(plan)  # refuse a model without upsampler before any work
         if plan.upscale is not None:
-            self._check_upscale_stage(plan)
+            self._check_upscale_stage(plan, plan.upscale)
         return plan
 
-    def _check_upscale_stage(self, plan: SweepPlan) -> None:
+    def _check_upscale_stage(self, plan: SweepPlan, stage: UpscaleStage) -> None:
         """Refuse stages.upscale before any work if a run's model could not be upscaled so.
 
         Raises:
             ValidationFailure: no upscaler for the model, a bad prompt, or a
                 problem of the upscale run on the pool (image, GPUs).
         """
-        assert plan.upscale is not None
-        placeholder = InputFile(Path("output.mp4"), "0" * 64)
+        placeholder = InputFile(Path(OUTPUT_VIDEO), "0" * 64)
         seen = set()
         for run in plan.runs:
             key = (run.adapter, run.model.get("version"), run.model.get("image"))
@@ -392,9 +414,7 @@ class CosmosAPI:
             seen.add(key)
             where = f"stages.upscale (run {run.id})"
             try:
-                spec = upscale_spec(
-                    run, placeholder, plan.upscale["weight"], plan.upscale["prompt"]
-                )
+                spec = upscale_spec(run, placeholder, stage.weight, stage.prompt)
             except ValidationFailure as exc:
                 raise ValidationFailure(f"{where}: {exc}") from exc
             self._refuse_problems(spec, where)
@@ -458,22 +478,27 @@ class CosmosAPI:
     def _enhanced(self, plan: SweepPlan, specs: dict[tuple[Any, ...], RunSpec]) -> SweepPlan:
         """The plan with each run's prompt replaced by its (made) enhanced prompt."""
         derived = {
-            key: (enhanced_prompt(spec.prompt, self._enhanced_text(spec)), spec.prompt, spec)
+            key: DerivedPrompt(
+                enhanced_prompt(spec.prompt, self._enhanced_text(spec)),
+                spec.prompt,
+                enhanced_origin(spec),
+            )
             for key, spec in specs.items()
         }
         runs: dict[str, RunSpec] = {}
+        renamed: dict[str, str] = {}
         for run in plan.runs:
-            new = RunSpec(derived[_enhancement_key(run)][0], run.model, run.varying)
+            new = RunSpec(derived[_enhancement_key(run)].prompt, run.model, run.varying)
             runs.setdefault(new.id, new)
+            renamed[run.id] = new.id
         ids = list(runs)
         return replace(
             plan,
             sweep_id=content_id("sw", {"name": plan.name, "runs": ids}),
             runs=list(runs.values()),
             cached=frozenset(self._cached(ids)),
-            derived=tuple(
-                (new, original, enhanced_origin(spec)) for new, original, spec in derived.values()
-            ),
+            derived=tuple(derived.values()),
+            renamed=renamed,
         )
 
     def _enhanced_text(self, spec: RunSpec) -> str:
@@ -486,9 +511,9 @@ class CosmosAPI:
             ExecutionFailure: neither is there (the output was changed or lost).
         """
         if self.store.verify_outputs(spec.id):
-            path = self.store.run_dir(spec.id) / UPSAMPLED_TEXT
+            path = self.store.run_dir(spec.id) / OUTPUT_PROMPT
             return path.read_text(encoding="utf-8").strip()
-        made = self.repository.prompt_made_by(spec.id)
+        made = self.repository.prompt_made_by(spec.id, ORIGIN_ENHANCED)
         if made is not None:
             return made.text
         raise ExecutionFailure(
@@ -527,8 +552,21 @@ class CosmosAPI:
         )
         return here | set(elsewhere)
 
-    def run_sweep(self, plan: SweepPlan, progress: ProgressSink | None = None) -> SweepSummary:
+    def run_sweep(
+        self,
+        plan: SweepPlan,
+        progress: ProgressSink | None = None,
+        on_stored: Callable[[SweepPlan], None] | None = None,
+    ) -> SweepSummary:
         """Store the sweep, execute what is not cached, write the sweep folder.
+
+        Args:
+            plan: The planned sweep.
+            progress: Where progress goes.
+            on_stored: Called with the sweep as stored, before its runs
+                execute (with stages.enhance, its id and runs are those of
+                the enhanced prompts); a caller that is interrupted later
+                still knows which sweep it was.
 
         Raises:
             StateError: another runner is working on this output tree.
@@ -539,6 +577,8 @@ class CosmosAPI:
             if plan.enhance:
                 plan = self._with_enhanced_prompts(plan, progress)
             plan = self._submit(plan)
+            if on_stored is not None:
+                on_stored(plan)
             to_run = plan.to_run
             summary = SweepSummary(
                 plan.sweep_id,
@@ -555,33 +595,46 @@ class CosmosAPI:
                 self._write_runs_jsonl(plan)
                 progress.finish()
             if plan.upscale is not None and not summary.tally.cancelled:
-                self._upscale_stage(plan, summary, progress)
+                try:
+                    self._upscale_stage(plan, plan.upscale, summary, progress)
+                finally:
+                    self._write_runs_jsonl(plan)
         return summary
 
     def _upscale_stage(
-        self, plan: SweepPlan, summary: SweepSummary, progress: ProgressSink
+        self,
+        plan: SweepPlan,
+        stage: UpscaleStage,
+        summary: SweepSummary,
+        progress: ProgressSink,
     ) -> None:
-        """Upscale every succeeded run of the sweep (upscales already made are cached)."""
-        assert plan.upscale is not None
+        """Upscale every succeeded run of the sweep (upscales already made are cached).
+
+        The upscale runs become members of the sweep (stage ``upscale``), so
+        `cosmos status` and `cosmos kill --sweep` cover them.
+        """
         statuses = self.repository.statuses(run.id for run in plan.runs)
-        parents = [run.id for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
-        specs = {}
-        for parent_id in parents:
+        parents = [run for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
+        specs: dict[str, RunSpec] = {}
+        links: list[tuple[str, dict[str, Any]]] = []
+        for parent in parents:
             try:
-                spec = self._upscale_spec(parent_id, plan.upscale["weight"], plan.upscale["prompt"])
-                self._refuse_problems(spec, f"stages.upscale of run {parent_id}")
+                spec = self._upscale_spec(parent.id, stage.weight, stage.prompt)
+                self._refuse_problems(spec, f"stages.upscale of run {parent.id}")
             except ValidationFailure as exc:
                 # Its output is not here to read (changed, or made in another
                 # output tree): the others are upscaled all the same.
-                summary.upscale_skipped[parent_id] = str(exc)
+                summary.upscale_skipped[parent.id] = str(exc)
                 continue
-            prompt_of = self.repository.get_run(parent_id).prompt_id
-            self.repository.add_derived_prompt(spec.prompt, prompt_of, upscale_origin(parent_id))
-            specs[parent_id] = spec
-        summary.upscales = [spec.id for spec in specs.values()]
-        self.repository.add_runs(specs.values())
-        for parent_id, spec in specs.items():
-            self.repository.link_run(spec.id, parent_id)
+            prompt_of = self.repository.get_run(parent.id).prompt_id
+            self.repository.add_derived_prompt(spec.prompt, prompt_of, upscale_origin(parent.id))
+            self.repository.add_runs([spec])
+            self.repository.link_run(spec.id, parent.id)
+            # Two parents with the same output make the same upscale: it runs once.
+            if specs.setdefault(spec.id, spec) is spec:
+                links.append((spec.id, {**parent.varying, UPSCALE_OF: parent.id}))
+        summary.upscales = list(specs)
+        self.repository.link_stage_runs(plan.sweep_id, SweepStage.UPSCALE, links)
         cached = self._cached(summary.upscales)
         for run_id in cached:
             self._adopt_single(run_id)
@@ -609,15 +662,19 @@ class CosmosAPI:
     def _submit(self, plan: SweepPlan) -> SweepPlan:
         plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
         repo = self.repository
-        repo.add_prompts(original for _, original, _ in plan.derived)
-        for enhanced, original, origin in plan.derived:
-            repo.add_derived_prompt(enhanced, original.id, origin)
+        repo.add_prompts(derived.original for derived in plan.derived)
+        for derived in plan.derived:
+            repo.add_derived_prompt(derived.prompt, derived.original.id, derived.origin)
         repo.add_prompts(run.prompt for run in plan.runs)
         repo.add_runs(plan.runs)
         sweep_dir = self.store.sweep_dir(plan.sweep_id)
         repo.add_sweep(
             plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
         )
+        enhancements = [
+            (derived.run_id, {"prompt": derived.original.name}) for derived in plan.derived
+        ]
+        repo.link_stage_runs(plan.sweep_id, SweepStage.ENHANCE, enhancements)
         if not self.store.has_sweep_record(plan.sweep_id):
             provenance = sweep_provenance(
                 self.settings.project_dir / "manifests",
@@ -644,15 +701,28 @@ class CosmosAPI:
                 self._adopt(run_id)
 
     def _write_runs_jsonl(self, plan: SweepPlan) -> None:
+        """The sweep folder's list of its runs: its own, then its stages' runs."""
         statuses = self.repository.statuses(run.id for run in plan.runs)
         rows = [
             {
                 "id": run.id,
+                "stage": SweepStage.MAIN.value,
                 "params": run.varying,
                 "status": statuses[run.id].value if run.id in statuses else "deleted",
                 "dir": str(self.store.run_dir(run.id)),
             }
             for run in plan.runs
+        ]
+        rows += [
+            {
+                "id": run.id,
+                "stage": link.stage.value,
+                "params": link.params,
+                "status": run.status.value,
+                "dir": str(self.store.run_dir(run.id)),
+            }
+            for link, run in self.repository.sweep_runs(plan.sweep_id)
+            if link.stage is not SweepStage.MAIN
         ]
         self.store.write_sweep_runs(plan.sweep_id, rows)
 
@@ -672,7 +742,9 @@ class CosmosAPI:
             role: InputFile(path.resolve(), sha256_file(path)) for role, path in videos.items()
         }
         check_video_folder(
-            video_dir, {role: (path, files[role].sha256) for role, path in videos.items()}, PROBES
+            video_dir,
+            {role: (path, files[role].sha256) for role, path in videos.items()},
+            self._probes,
         )
         prompt = ResolvedPrompt(
             name=name or video_dir.resolve().name,
@@ -811,7 +883,7 @@ class CosmosAPI:
                 f"made, or make it again here: cosmos delete run {parent_id} --delete-outputs, "
                 "then run it again"
             )
-        video = self.store.run_dir(parent_id) / "output.mp4"
+        video = self.store.run_dir(parent_id) / OUTPUT_VIDEO
         if not video.is_file():
             raise ValidationFailure(f"run {parent_id} made no video to upscale")
         output = InputFile(video.resolve(), sha256_file(video))
@@ -875,8 +947,15 @@ class CosmosAPI:
         rating: int | None = None,
         min_rating: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least."""
+        """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least.
+
+        Raises:
+            ValidationFailure: an unknown status, a rating outside 1-5, or both
+                rating filters (one of them would be ignored).
+        """
         wanted = _parse_status(status)
+        if rating is not None and min_rating is not None:
+            raise ValidationFailure("give --rating or --min-rating, not both")
         if rating is not None:
             check_rating(rating, "--rating")
         if min_rating is not None:
@@ -944,7 +1023,8 @@ class CosmosAPI:
     ) -> list[tuple[str, str]]:
         """(id, label) of objects whose id starts with ``prefix`` (shell completion).
 
-        Without a database, none (and none is created).
+        Without a database, or with one whose schema is not this version's,
+        none (and nothing is created or migrated).
 
         Args:
             prefix: What was typed so far.
@@ -954,7 +1034,15 @@ class CosmosAPI:
         """
         if not self._database_exists():
             return []
-        return self.repository.ids_with_prefix(prefix, kinds, limit)
+        # Completion reads only: it never creates or migrates a (shared) schema.
+        engine = create_db_engine(self.settings.database_url)
+        try:
+            if current_revision(engine) != head_revision(engine):
+                return []
+            repository = DataRepository(session_factory(engine), self._clock)
+            return repository.ids_with_prefix(prefix, kinds, limit)
+        finally:
+            engine.dispose()
 
     def show(self, given: str) -> dict[str, Any]:
         """Details of a prompt, run or sweep by id (or unique prefix)."""
@@ -990,14 +1078,19 @@ class CosmosAPI:
     def _show_sweep(self, sweep_id: str) -> dict[str, Any]:
         data = self.sweep_dict(self.repository.get_sweep(sweep_id))
         data["runs"] = [
-            {"id": run.id, "params": link.params, "status": run.status.value}
+            {
+                "id": run.id,
+                "stage": link.stage.value,
+                "params": link.params,
+                "status": run.status.value,
+            }
             for link, run in self.repository.sweep_runs(sweep_id)
         ]
         return data
 
     def run_dict(self, run: Run) -> dict[str, Any]:
         """JSON-ready view of a run."""
-        main = UPSAMPLED_TEXT if run.adapter in UPSAMPLER_ADAPTERS else "output.mp4"
+        main = OUTPUT_PROMPT if run.adapter in UPSAMPLER_ADAPTERS else OUTPUT_VIDEO
         output = self.store.run_dir(run.id) / main
         return {
             "id": run.id,
@@ -1033,6 +1126,7 @@ class CosmosAPI:
             "overrides": sweep.overrides,
             "runs": sum(counts.values()),
             "counts": counts,
+            "stages": self.repository.sweep_stage_sizes(sweep.id),
         }
 
     def status(self) -> dict[str, Any]:
@@ -1091,7 +1185,13 @@ class CosmosAPI:
         return parse_url(self.settings.database_url).render_as_string(hide_password=True)
 
     # -- reports ------------------------------------------------------------------
-    def report(self, given: str, rows: str | None = None, cols: str | None = None) -> ReportResult:
+    def report(
+        self,
+        given: str,
+        rows: str | None = None,
+        cols: str | None = None,
+        thumbnails: bool = True,
+    ) -> ReportResult:
         """Write (or refresh) a sweep's report.html: a grid of its outputs.
 
         Args:
@@ -1099,13 +1199,16 @@ class CosmosAPI:
             rows: The axis for the rows (a parameter name such as ``model.seed``
                 or ``prompt``); None follows the rule (services/report_axes.py).
             cols: The axis for the columns.
+            thumbnails: Make the thumbnails that are missing (False: the
+                report shows only those made before; quick).
 
         Raises:
             NotFoundFailure: no such sweep. ValidationFailure: not a sweep id, or
             an unknown axis. StateError: the report cannot be written.
         """
         sweep_id = self.resolve_id(given, "sw")
-        return SweepReport(self.repository, self.store, self._clock).write(sweep_id, rows, cols)
+        report = SweepReport(self.repository, self.store, self._clock)
+        return report.write(sweep_id, rows, cols, thumbnails=thumbnails)
 
     # -- logs and kill ---------------------------------------------------------
     def logs(self, given: str, on_line: Callable[[str], None], follow: bool = False) -> LogResult:
@@ -1225,11 +1328,6 @@ class CosmosAPI:
             "deleted_prompts": child_prompts,
             "removed_outputs": removed,
         }
-
-
-def _check_inputs(videos: list[InputVideo]) -> list[Problem]:
-    """Input checks of a manifest's prompt (each distinct file probed once per process)."""
-    return check_prompt_videos(videos, PROBES)
 
 
 def _parse_status(status: str | None) -> RunStatus | None:

@@ -37,7 +37,8 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths, find_project
 from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.config.sources import ConfigSources
-from cosmos_workflow.errors import CosmosError, NotFoundFailure, ValidationFailure
+from cosmos_workflow.errors import CosmosError, ValidationFailure
+from cosmos_workflow.local_ai.probe import ProbeCache
 from cosmos_workflow.manifest.overrides import carries_password, redact
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _print_notes(plan: SweepPlan) -> None:
     if plan.upscale is not None:
         print(
             "note: stages.upscale: every succeeded run is upscaled to 4K after the sweep "
-            f"(weight {plan.upscale['weight']:g})"
+            f"(weight {plan.upscale.weight:g})"
         )
     if plan.duplicates:
         print(f"note: {plan.duplicates} sweep point(s) gave an already listed run and were merged")
@@ -139,11 +140,12 @@ def _print_upscales(summary: SweepSummary) -> None:
     tally = summary.upscale_tally
     executed = len(tally.succeeded) + len(tally.failed)
     cached = len(summary.upscales) - executed - len(tally.cancelled)
+    cancelled = f", {len(tally.cancelled)} cancelled" if tally.cancelled else ""
     skipped = f", {len(summary.upscale_skipped)} not upscaled" if summary.upscale_skipped else ""
     print(
         f"upscale stage: {len(summary.upscales)} upscale runs: {executed} executed "
         f"({len(tally.succeeded)} succeeded, {len(tally.failed)} failed), {cached} cached"
-        f"{skipped}"
+        f"{cancelled}{skipped}"
     )
     for run_id in tally.failed:
         print(f"  failed: {summary.runs_dir / run_id}")
@@ -155,35 +157,58 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _finish(api: CosmosAPI, plan: SweepPlan) -> int:
+def _finish(
+    api: CosmosAPI, plan: SweepPlan, on_stored: Callable[[SweepPlan], None] | None = None
+) -> int:
     """Print the plan of a dry run, or execute it, print the summary and write the report.
 
     The report is written whatever the outcome (failed runs, an error, Ctrl-C).
+
+    Args:
+        api: The API to run it through.
+        plan: The planned sweep.
+        on_stored: Also called with the sweep as stored (see CosmosAPI.run_sweep).
     """
     if api.settings.dry_run:
         print_plan(api.with_stages(plan))
         return 0
     summary: SweepSummary | None = None
+    # The sweep once stored (stages.enhance gives it its id only after enhancing).
+    stored: list[SweepPlan] = []
+
+    def remember(stored_plan: SweepPlan) -> None:
+        stored.append(stored_plan)
+        if on_stored is not None:
+            on_stored(stored_plan)
+
+    interrupted = False
     try:
-        summary = api.run_sweep(plan, make_progress(stderr_console()))
+        summary = api.run_sweep(plan, make_progress(stderr_console()), on_stored=remember)
         print_summary(plan, summary)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        # stages.enhance gives the sweep its id only once its prompts are enhanced.
-        write_report(api, summary.sweep_id if summary is not None else plan.sweep_id)
+        if stored:
+            # After Ctrl-C, quit soon: no new thumbnails (cosmos report makes them).
+            write_report(api, stored[-1].sweep_id, thumbnails=not interrupted)
     tallies = (summary.tally, summary.upscale_tally)
     failed = any(t.failed or t.cancelled for t in tallies) or summary.upscale_skipped
     return 1 if failed else 0
 
 
-def write_report(api: CosmosAPI, sweep_id: str) -> None:
+def write_report(api: CosmosAPI, sweep_id: str, thumbnails: bool = True) -> None:
     """Write or refresh the sweep's report.html and print its path.
 
     A report that cannot be written is a warning: the sweep's exit code stands.
+
+    Args:
+        api: The API the sweep ran through.
+        sweep_id: The stored sweep.
+        thumbnails: Make the thumbnails that are missing (False: show only those made).
     """
     try:
-        result = api.report(sweep_id)
-    except NotFoundFailure:
-        return  # the sweep was never stored (it stopped before): nothing to report
+        result = api.report(sweep_id, thumbnails=thumbnails)
     except (CosmosError, SQLAlchemyError, OSError) as exc:
         logger.warning(
             "The report of sweep %s was not written: %s; the sweep's result stands. "
@@ -196,9 +221,14 @@ def write_report(api: CosmosAPI, sweep_id: str) -> None:
     print(f"report: {result.path}", flush=True)
 
 
-def _run(settings: Settings, plan: SweepPlan) -> int:
-    with CosmosAPI(settings) as api:
-        return _finish(api, plan)
+def _run(
+    settings: Settings,
+    plan: SweepPlan,
+    probes: ProbeCache,
+    on_stored: Callable[[SweepPlan], None] | None = None,
+) -> int:
+    with CosmosAPI(settings, probes=probes) as api:
+        return _finish(api, plan, on_stored)
 
 
 class BatchTask:
@@ -216,6 +246,8 @@ class BatchTask:
     def __init__(self, project: ProjectPaths, outcome: _Outcome) -> None:
         self._project = project
         self._outcome = outcome
+        # Every job of a multirun probes each input video once.
+        self._probes = ProbeCache()
 
     def __call__(self, cfg: DictConfig) -> None:
         """Plan and run the sweep of one composed config."""
@@ -258,9 +290,18 @@ class BatchTask:
                 "another"
             )
         record = write_record(sweeps, sweep_dir)
+        stored: dict[int, SweepPlan] = {}
+
+        def record_stored(index: int, stored_plan: SweepPlan) -> None:
+            # stages.enhance: the sweep was stored with other ids than planned.
+            if stored_plan.sweep_id != sweeps[index].plan.sweep_id:
+                stored[index] = stored_plan
+                write_record(sweeps, sweep_dir, stored)
+
         codes: dict[int, int] = {}
-        for sweep in sweeps:
-            code = self._guarded(partial(_run, sweep.settings, sweep.plan))
+        for index, sweep in enumerate(sweeps):
+            update = partial(record_stored, index)
+            code = self._guarded(partial(_run, sweep.settings, sweep.plan, self._probes, update))
             codes.update(dict.fromkeys(sweep.jobs, code))
             if code == INTERRUPTED_EXIT:
                 break
@@ -272,14 +313,14 @@ class BatchTask:
 
     def _execute(self, cfg: DictConfig) -> int:
         settings, manifest, overrides = self._compose(cfg)
-        with CosmosAPI(settings) as api:
+        with CosmosAPI(settings, probes=self._probes) as api:
             plan = api.plan_sweep(manifest, overrides, _sources(self._project))
             return _finish(api, plan)
 
     def _plan_into(self, job: JobPlan, cfg: DictConfig) -> int:
         try:
             settings, manifest, overrides = self._compose(cfg)
-            with CosmosAPI(settings) as api:
+            with CosmosAPI(settings, probes=self._probes) as api:
                 job.plan = api.plan_sweep(manifest, overrides, _sources(self._project))
             job.settings = settings
         except CosmosError as exc:

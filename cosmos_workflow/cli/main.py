@@ -24,6 +24,7 @@ from cosmos_workflow.cli.complete import (
     complete_ids_of_kind,
     complete_prompt_ids,
     complete_run_ids,
+    complete_sweep_ids,
     completion_script,
 )
 from cosmos_workflow.cli.console import (
@@ -40,6 +41,7 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
+from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, MAX_FPS
 from cosmos_workflow.services.eta import format_duration
 from cosmos_workflow.services.ratings import MAX_RATING, MIN_RATING
 
@@ -183,7 +185,7 @@ def _render_prepared(data: dict[str, Any]) -> None:
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--fps", type=click.IntRange(1, 240), default=24, show_default=True)
+@click.option("--fps", type=click.IntRange(1, MAX_FPS), default=DEFAULT_FPS, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Where the videos go [FOLDER].")
 @click.option("--dry-run", is_flag=True, help="Check and show the plan; write nothing.")
 @click.option("--force", is_flag=True, help="Replace videos that exist already.")
@@ -648,7 +650,7 @@ def kill(obj: _Context, object_id: str, sweep: bool, sets: tuple[str, ...], as_j
 
 # -- report --------------------------------------------------------------------
 @cli.command()
-@click.argument("sweep_id")
+@click.argument("sweep_id", shell_complete=complete_sweep_ids)
 @click.option("--rows", metavar="AXIS", help="Axis for the rows, e.g. model.seed or prompt.")
 @click.option("--cols", metavar="AXIS", help="Axis for the columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (path, axes, layout, counts).")

@@ -8,6 +8,7 @@ record of the sweeps and their jobs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,39 +70,62 @@ def group_sweeps(jobs: list[JobPlan]) -> list[MultirunSweep]:
     ]
 
 
-def multirun_record(sweeps: list[MultirunSweep]) -> dict[str, Any]:
-    """Each sweep's id, name and output folder, with each job's number, overrides and runs."""
+def _sweep_record(sweep: MultirunSweep, stored: SweepPlan | None) -> dict[str, Any]:
+    """One sweep's entry; once stored, with the id and run ids it was stored with."""
+    plan = stored or sweep.plan
+    renamed = plan.renamed
     return {
-        "sweeps": [
+        "id": plan.sweep_id,
+        "name": plan.name,
+        "outputs": str(OutputStore(sweep.settings.outputs_dir).sweep_dir(plan.sweep_id)),
+        "jobs": [
             {
-                "id": sweep.plan.sweep_id,
-                "name": sweep.plan.name,
-                "outputs": str(
-                    OutputStore(sweep.settings.outputs_dir).sweep_dir(sweep.plan.sweep_id)
-                ),
-                "jobs": [
-                    {
-                        "num": num,
-                        "overrides": list(plan.overrides),
-                        "runs": [run.id for run in plan.runs],
-                    }
-                    for num, plan in sweep.jobs.items()
-                ],
+                "num": num,
+                "overrides": list(job.overrides),
+                "runs": [renamed.get(run.id, run.id) for run in job.runs],
             }
-            for sweep in sweeps
-        ]
+            for num, job in sweep.jobs.items()
+        ],
     }
 
 
-def write_record(sweeps: list[MultirunSweep], sweep_dir: Path) -> Path | None:
-    """Write cosmos_sweep.yaml into Hydra's sweep folder; dry runs are left out.
+def multirun_record(
+    sweeps: list[MultirunSweep], stored: Mapping[int, SweepPlan] | None = None
+) -> dict[str, Any]:
+    """Each sweep's id, name and output folder, with each job's number, overrides and runs.
+
+    Args:
+        sweeps: The sweeps of the multirun.
+        stored: The plan each sweep (by index) was stored with, once it was:
+            stages.enhance changes a sweep's id and run ids when it runs.
+    """
+    stored = stored or {}
+    return {"sweeps": [_sweep_record(sweep, stored.get(i)) for i, sweep in enumerate(sweeps)]}
+
+
+def write_record(
+    sweeps: list[MultirunSweep],
+    sweep_dir: Path,
+    stored: Mapping[int, SweepPlan] | None = None,
+) -> Path | None:
+    """Write (or rewrite) cosmos_sweep.yaml into Hydra's sweep folder; dry runs are left out.
+
+    Args:
+        sweeps: The sweeps of the multirun.
+        sweep_dir: Hydra's sweep folder.
+        stored: See :func:`multirun_record`.
 
     Returns:
         The file, or None if every sweep is a dry run (nothing is written).
     """
-    executed = [sweep for sweep in sweeps if not sweep.settings.dry_run]
+    stored = stored or {}
+    executed = [i for i, sweep in enumerate(sweeps) if not sweep.settings.dry_run]
     if not executed:
         return None
+    record = multirun_record(
+        [sweeps[i] for i in executed],
+        {n: stored[i] for n, i in enumerate(executed) if i in stored},
+    )
     path = sweep_dir.absolute() / MULTIRUN_RECORD
-    write_yaml_atomic(path, multirun_record(executed))
+    write_yaml_atomic(path, record)
     return path

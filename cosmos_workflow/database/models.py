@@ -94,12 +94,15 @@ class Prompt(Base):
         ForeignKey("prompts.id", ondelete="SET NULL"), nullable=True
     )
     origin: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The run it was made by or for (origin["run"]), to find it without reading JSON.
+    origin_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     runs: Mapped[list[Run]] = relationship(back_populates="prompt")
 
     __table_args__ = (
         Index("ix_prompts_created_at", "created_at"),
         Index("ix_prompts_parent_id", "parent_id"),
+        Index("ix_prompts_origin_run_id", "origin_run_id"),
     )
 
 
@@ -184,8 +187,31 @@ class Sweep(Base):
     __table_args__ = (Index("ix_sweeps_created_at", "created_at"),)
 
 
+class SweepStage(str, enum.Enum):
+    """Why a run belongs to a sweep: one of its points, or one of its stages' runs."""
+
+    MAIN = "main"
+    ENHANCE = "enhance"
+    UPSCALE = "upscale"
+
+
+_STAGE_ENUM = Enum(
+    SweepStage,
+    name="sweep_stage",
+    native_enum=False,
+    length=16,
+    values_callable=lambda members: [m.value for m in members],
+    validate_strings=True,
+)
+
+
 class SweepRun(Base):
-    """Link between a sweep and a run; a run may belong to several sweeps."""
+    """Link between a sweep and a run; a run may belong to several sweeps.
+
+    A sweep's own runs (its points) are ``main``; the runs of its stages
+    (prompt enhancement first, 4K upscales after) are linked too, so that the
+    sweep's progress, status and `cosmos kill --sweep` cover them.
+    """
 
     __tablename__ = "sweep_runs"
 
@@ -195,6 +221,9 @@ class SweepRun(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stage: Mapped[SweepStage] = mapped_column(
+        _STAGE_ENUM, default=SweepStage.MAIN, server_default=SweepStage.MAIN.value
+    )
 
     sweep: Mapped[Sweep] = relationship(back_populates="run_links")
     run: Mapped[Run] = relationship(back_populates="sweep_links")

@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no command given after --")
     seen: list[str] = []
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as child:
-        assert child.stdout is not None
-        for line in child.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+    # Bytes pass through unchanged and are read as UTF-8, whatever the locale.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
+        if child.stdout is None:
+            raise RuntimeError("the command's output is not a pipe")
+        for raw in child.stdout:
+            sys.stdout.buffer.write(raw)
+            sys.stdout.buffer.flush()
+            line = raw.decode("utf-8", errors="replace")
             if MARKER in line:
                 seen.append(line)
     if child.returncode < 0:

@@ -5,24 +5,23 @@ run too): every file is a usable video, and a prompt's videos agree in frame
 count, resolution and fps. Each distinct file is probed once (see
 :class:`~cosmos_workflow.local_ai.probe.ProbeCache`).
 
-PNG sequences (`cosmos prepare`): readable PNGs, numbering without gaps or
-duplicates, one even size, and every modality alike.
+PNG sequences (`cosmos prepare`): numbering without gaps or duplicates, one
+even size, and every modality alike. Each frame's header is read, not its
+pixels (a PNG signature, a sound IHDR chunk, an IEND chunk at the end): the
+pixels are decoded once, by the encoder.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_workflow.errors import Problem, ValidationFailure
-from cosmos_workflow.local_ai.probe import (
-    ImageInfo,
-    ProbeCache,
-    ProbeError,
-    VideoInfo,
-    probe_image,
-)
+from cosmos_workflow.local_ai.probe import ProbeCache, ProbeError, VideoInfo
 from cosmos_workflow.local_ai.sequences import (
     MODALITIES,
     SUPPORTED_NAMES,
@@ -32,30 +31,11 @@ from cosmos_workflow.local_ai.sequences import (
     format_ranges,
     missing_numbers,
 )
+from cosmos_workflow.manifest.specs import VIDEO_ROLE, InputVideo
+from cosmos_workflow.services.step_progress import NullStepProgress, StepProgress
 
-# The role of a prompt's input (color) video; controls are named by their key.
-VIDEO_ROLE = "video"
 # What `cosmos create prompt` calls the input video in a folder.
 COLOR = "color"
-
-
-@dataclass(frozen=True)
-class InputVideo:
-    """One input file of a prompt, as the user named it.
-
-    Attributes:
-        where: Where it is named: a manifest key path, or the file for `create prompt`.
-        shown: The path as the user wrote it (for messages).
-        role: ``video`` (the input video) or a control key (depth, seg, ...).
-        path: The file.
-        sha256: Its checksum (the probe cache key).
-    """
-
-    where: str
-    shown: str
-    role: str
-    path: Path
-    sha256: str
 
 
 def _describe(video: InputVideo) -> str:
@@ -139,6 +119,83 @@ def check_video_folder(
 # -- PNG sequences (`cosmos prepare`) -----------------------------------------------
 # How many file names one problem lists before "and N more".
 MAX_NAMES = 4
+# The first 8 bytes of every PNG file, and the IEND chunk every PNG file ends with.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+# The IHDR chunk that follows the signature: length, type, 13 bytes of fields, CRC.
+_IHDR_CHUNK = struct.Struct(">I4s13sI")
+_IHDR_FIELDS = struct.Struct(">IIBBBBB")
+_IHDR_LENGTH = 13
+# The bit depths each PNG colour type allows (PNG specification, IHDR).
+_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_MAX_SIDE = 2**31 - 1
+_DAMAGED_HEADER = "is not a readable PNG (its IHDR header is missing or damaged)"
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    """What a PNG's IHDR chunk says (no pixel is decoded)."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+
+
+def read_png_header(path: Path) -> PngHeader:
+    """Read a PNG frame's signature, IHDR chunk and last chunk, not its pixels.
+
+    This finds files of another format, damaged headers, and files cut short
+    (e.g. a frame still being rendered). Damage inside the image data is
+    found when the frame is decoded, by the encoder.
+
+    Args:
+        path: The frame.
+
+    Raises:
+        ProbeError: it is not a PNG, or its header or its end is missing or damaged.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(PNG_SIGNATURE) + _IHDR_CHUNK.size)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - len(PNG_END)))
+            tail = handle.read()
+    except OSError as exc:
+        raise ProbeError(f"is not a readable PNG ({exc.strerror or exc})") from exc
+    if not head:
+        raise ProbeError("is not a readable PNG (the file is empty)")
+    if not head.startswith(PNG_SIGNATURE):
+        raise ProbeError(
+            "is not a PNG (it does not start with the PNG signature); convert it to PNG"
+        )
+    header = _parse_ihdr(head[len(PNG_SIGNATURE) :])
+    if size < len(head) + len(PNG_END) or tail != PNG_END:
+        raise ProbeError(
+            "is not a readable PNG (it does not end with an IEND chunk: cut short, or still "
+            "being written?)"
+        )
+    return header
+
+
+def _parse_ihdr(chunk: bytes) -> PngHeader:
+    """The IHDR chunk's fields, checked against the PNG specification."""
+    if len(chunk) < _IHDR_CHUNK.size:
+        raise ProbeError(_DAMAGED_HEADER)
+    length, kind, fields, crc = _IHDR_CHUNK.unpack(chunk)
+    if length != _IHDR_LENGTH or kind != b"IHDR" or zlib.crc32(kind + fields) != crc:
+        raise ProbeError(_DAMAGED_HEADER)
+    width, height, depth, colour, compression, filtering, interlace = _IHDR_FIELDS.unpack(fields)
+    if not (
+        1 <= width <= _MAX_SIDE
+        and 1 <= height <= _MAX_SIDE
+        and depth in _BIT_DEPTHS.get(colour, ())
+        and compression == 0
+        and filtering == 0
+        and interlace in (0, 1)
+    ):
+        raise ProbeError(_DAMAGED_HEADER)
+    return PngHeader(width, height, depth, colour)
 
 
 @dataclass(frozen=True)
@@ -236,18 +293,19 @@ def _numbering_problems(sequence: FrameSequence) -> list[str]:
 
 
 def _image_problems(
-    sequence: FrameSequence, probe: Callable[[Path], ImageInfo]
+    sequence: FrameSequence, on_frame: Callable[[], None]
 ) -> tuple[list[str], tuple[int, int] | None]:
-    """Problems of the frames' content, and the size of the sequence if it has one."""
+    """Problems of the frames' headers, and the size of the sequence if it has one."""
     unreadable: list[str] = []
     sizes: dict[tuple[int, int], list[Path]] = {}
     for frame in sequence.frames:
         try:
-            info = probe(frame.path)
+            header = read_png_header(frame.path)
         except ProbeError as exc:
             unreadable.append(f"{frame.path.name} {exc}")
-            continue
-        sizes.setdefault((info.width, info.height), []).append(frame.path)
+        else:
+            sizes.setdefault((header.width, header.height), []).append(frame.path)
+        on_frame()
     problems = [f"{sequence.pattern}: {line}" for line in unreadable[:MAX_NAMES]]
     if len(unreadable) > MAX_NAMES:
         problems.append(f"{sequence.pattern}: and {len(unreadable) - MAX_NAMES} more unreadable")
@@ -290,25 +348,10 @@ def _across_problems(checked: list[CheckedSequence]) -> list[str]:
     return problems
 
 
-def check_sequences(
-    folder: Path, scan: FolderScan, probe: Callable[[Path], ImageInfo] = probe_image
-) -> SequenceCheck:
-    """Check a folder's sequences before anything is encoded.
-
-    Every file of a modality's sequence must be a readable PNG of one even
-    size, numbered without gaps or duplicates; every modality must have the
-    same frame numbers and size; one sequence per modality. Sequences of
-    other passes are skipped (not checked).
-
-    Args:
-        folder: The folder (for messages).
-        scan: What :func:`~cosmos_workflow.local_ai.sequences.scan_folder` found.
-        probe: Reads one PNG frame (PyAV).
-    """
-    problems = _folder_problems(folder, scan)
-    skipped = [s for s in scan.sequences if s.modality is None]
-    checked: list[CheckedSequence] = []
-    all_fine = True
+def _one_per_modality(scan: FolderScan) -> tuple[list[tuple[str, FrameSequence]], list[str]]:
+    """The sequence of each modality found, and a problem per modality found twice."""
+    chosen: list[tuple[str, FrameSequence]] = []
+    problems = []
     for modality in MODALITIES:
         found = [s for s in scan.sequences if s.modality == modality]
         if len(found) > 1:
@@ -316,19 +359,55 @@ def check_sequences(
                 f"{len(found)} sequences for {modality}: {', '.join(s.pattern for s in found)}"
                 " (keep one per modality; move the others out of the folder)"
             )
-            all_fine = False
-            continue
-        if not found:
-            continue
-        sequence = found[0]
-        numbering = _numbering_problems(sequence)
-        images, size = _image_problems(sequence, probe)
-        problems += numbering + images
-        if numbering or size is None:
-            all_fine = False
-            continue
-        numbers = [frame.number for frame in sequence.frames]
-        checked.append(CheckedSequence(sequence, modality, numbers[0], numbers[-1], *size))
-    if all_fine and len(checked) > 1:
+        elif found:
+            chosen.append((modality, found[0]))
+    return chosen, problems
+
+
+def _check_frames(
+    chosen: list[tuple[str, FrameSequence]], progress: StepProgress
+) -> tuple[list[CheckedSequence], list[str]]:
+    """Check each sequence's numbering and frame headers, one progress step per frame."""
+    checked: list[CheckedSequence] = []
+    problems: list[str] = []
+    if not chosen:
+        return checked, problems
+    total = sum(len(sequence.frames) for _, sequence in chosen)
+    progress.start(f"checking {total} frame(s)", total)
+    try:
+        for modality, sequence in chosen:
+            numbering = _numbering_problems(sequence)
+            images, size = _image_problems(sequence, progress.advance)
+            problems += numbering + images
+            if not numbering and size is not None:
+                numbers = [frame.number for frame in sequence.frames]
+                checked.append(CheckedSequence(sequence, modality, numbers[0], numbers[-1], *size))
+    finally:
+        progress.finish()
+    return checked, problems
+
+
+def check_sequences(
+    folder: Path, scan: FolderScan, progress: StepProgress | None = None
+) -> SequenceCheck:
+    """Check a folder's sequences before anything is encoded.
+
+    Every file of a modality's sequence must be a PNG (its header is read,
+    see :func:`read_png_header`) of one even size, numbered without gaps or
+    duplicates; every modality must have the same frame numbers and size;
+    one sequence per modality. Sequences of other passes are skipped (not
+    checked).
+
+    Args:
+        folder: The folder (for messages).
+        scan: What :func:`~cosmos_workflow.local_ai.sequences.scan_folder` found.
+        progress: Receives one step per frame checked.
+    """
+    problems = _folder_problems(folder, scan)
+    skipped = [s for s in scan.sequences if s.modality is None]
+    chosen, twice = _one_per_modality(scan)
+    checked, found = _check_frames(chosen, progress or NullStepProgress())
+    problems += twice + found
+    if not twice and len(checked) == len(chosen) > 1:
         problems += _across_problems(checked)
     return SequenceCheck(checked, skipped, problems)

@@ -2,7 +2,8 @@
 
 The encoder runs on one thread with bit-exact muxing, so the same frames
 give the same bytes on every machine (the same prompt id, since inputs are
-identified by their sha256).
+identified by their sha256). Each frame is decoded here and only here (the
+checks before read its header), so damaged image data is found here.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ MUXER_OPTIONS = {"fflags": "+bitexact"}
 
 
 def _read_frame(path: Path, size: tuple[int, int]) -> av.VideoFrame:
-    """Decode one PNG frame; it must still have the size it was checked at."""
+    """Decode one PNG frame; it must have the size its header was checked at."""
     try:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0), None)
-    except (av.FFmpegError, OSError) as exc:
-        raise ValidationFailure(f"{path} is not a readable PNG any more ({exc})") from exc
-    if frame is None or (frame.width, frame.height) != size:
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ValidationFailure(f"{path} is not a readable PNG ({reason})") from exc
+    if frame is None:
+        raise ValidationFailure(f"{path} is not a readable PNG (no image decodes)")
+    if (frame.width, frame.height) != size:
         raise ValidationFailure(f"{path} changed while the videos were being made")
     return frame
 
@@ -45,14 +49,14 @@ def encode_png_sequence(
     """Write ``frames`` (in order) as an H.264 mp4 at ``fps`` to ``dest``.
 
     Args:
-        frames: The PNG files, one per frame, already checked.
+        frames: The PNG files, one per frame, their headers already checked.
         dest: The file to write (a temporary name; the caller renames it).
         fps: Frames per second.
         size: (width, height) of every frame; both even.
         on_frame: Called after each frame is encoded.
 
     Raises:
-        ValidationFailure: a frame changed or became unreadable since it was checked.
+        ValidationFailure: a frame does not decode, or changed since it was checked.
         ExecutionFailure: the encoder failed.
     """
     width, height = size

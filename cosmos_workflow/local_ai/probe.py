@@ -1,4 +1,4 @@
-"""What a video or a PNG frame holds, read with PyAV (FFmpeg), never by hand.
+"""What a video holds, read with PyAV (FFmpeg), never by hand.
 
 A video is usable when it opens, has a video stream whose codec FFmpeg can
 decode, holds at least one frame and its first frame decodes. Frames are
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class ProbeError(Exception):
-    """A file is not a usable video or PNG frame; the message says why."""
+    """A file is not a usable video (or PNG frame); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,6 @@ class VideoInfo:
             f"{self.frames} frames, {self.size}, {self.fps_text} fps, {self.codec}"
             f" {self.pixel_format or ''}".rstrip()
         )
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """The facts of one PNG frame."""
-
-    width: int
-    height: int
-    pixel_format: str
 
 
 def format_fps(fps: Fraction) -> str:
@@ -109,39 +100,18 @@ def probe_video(path: Path) -> VideoInfo:
     )
 
 
-def probe_image(path: Path) -> ImageInfo:
-    """Decode one PNG frame and read its size and pixel format.
-
-    Raises:
-        ProbeError: it does not decode, or it is an image of another format.
-    """
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ProbeError("is not a readable PNG (no image in it)")
-            codec = container.streams.video[0].codec_context.name
-            if codec != "png":
-                raise ProbeError(f"is not a PNG (it holds {codec}); convert it to PNG")
-            frame = next(container.decode(video=0), None)
-    except ProbeError:
-        raise
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise ProbeError(f"is not a readable PNG ({_reason(exc)})") from exc
-    if frame is None:
-        raise ProbeError("is not a readable PNG (no image decodes)")
-    return ImageInfo(frame.width, frame.height, frame.format.name)
-
-
 class ProbeCache:
     """Probes each distinct content once, by its sha256 (thread-safe).
 
-    The result of a probe depends only on the file's content, so it is kept
-    for the life of the process: the jobs of a multirun, and the prompts of a
-    manifest that share a video, probe it once.
+    A usable video's facts depend only on its content, so they are kept for
+    the life of the cache: the jobs of a multirun, and the prompts of a
+    manifest that share a video, probe it once. A failed probe is not kept
+    (the next look probes again: the file may have been fixed, or the error
+    was the file system's, not the content's).
     """
 
     def __init__(self) -> None:
-        self._results: dict[str, VideoInfo | ProbeError] = {}
+        self._results: dict[str, VideoInfo] = {}
         self._lock = threading.Lock()
 
     def video(self, path: Path, sha256: str) -> VideoInfo:
@@ -152,17 +122,9 @@ class ProbeCache:
         """
         with self._lock:
             found = self._results.get(sha256)
-            if found is None:
-                try:
-                    found = probe_video(path)
-                except ProbeError as exc:
-                    found = exc
-                logger.debug("probed video %s: %s", path, found)
+        if found is None:
+            found = probe_video(path)
+            logger.debug("probed video %s: %s", path, found)
+            with self._lock:
                 self._results[sha256] = found
-        if isinstance(found, ProbeError):
-            raise ProbeError(str(found))
         return found
-
-
-# One cache per process (see ProbeCache).
-PROBES = ProbeCache()

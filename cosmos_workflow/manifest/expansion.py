@@ -16,11 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from cosmos_workflow.errors import ManifestError, Problem
-from cosmos_workflow.local_ai.checks import VIDEO_ROLE, InputVideo
 from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
 from cosmos_workflow.manifest.specs import (
     PLAIN_SUFFIX,
+    VIDEO_ROLE,
     InputFile,
+    InputVideo,
     PromptInputSet,
     ResolvedPrompt,
     RunSpec,

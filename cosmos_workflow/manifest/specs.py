@@ -14,6 +14,8 @@ EXECUTION_ONLY_FIELDS = frozenset({"num_gpus"})
 # Version of the identity layout; bump it only with a migration of stored ids.
 IDENTITY_VERSION = 1
 PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
+# The role of a prompt's input (color) video; controls are named by their key.
+VIDEO_ROLE = "video"
 
 
 def _without_nulls(data: Any) -> Any:
@@ -178,3 +180,22 @@ class RunSpec:
             model=dict(data["model"]),
             varying=dict(data.get("varying", {})),
         )
+
+
+@dataclass(frozen=True)
+class InputVideo:
+    """One input file of a prompt, as the user named it (what input checks look at).
+
+    Attributes:
+        where: Where it is named: a manifest key path, or the file for `create prompt`.
+        shown: The path as the user wrote it (for messages).
+        role: ``video`` (the input video) or a control key (depth, seg, ...).
+        path: The file.
+        sha256: Its checksum (the probe cache key).
+    """
+
+    where: str
+    shown: str
+    role: str
+    path: Path
+    sha256: str

@@ -39,6 +39,8 @@ from cosmos_workflow.utils.hashing import sha256_file
 RESULT_FILE = "result.json"
 OUTPUT_VIDEO = "output.mp4"
 OUTPUT_PROMPT = "output.txt"
+# The key of result.json that names a run's main output (the video, or the upsampled text).
+MAIN_OUTPUT = "main_output"
 OUTPUTS_SUMS = "outputs.sha256"
 RUN_LOG = "logs/run.log"
 SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
@@ -211,15 +213,17 @@ class OutputStore:
     def has_outputs(self, run_id: str) -> bool:
         """True if the run folder says succeeded and its outputs have their sizes.
 
-        A cheap check (no hashing): every output that result.json lists must
-        exist with the recorded size. :meth:`verify_outputs` checks sha256.
+        A cheap check (no hashing): the run's main output must be among the
+        outputs result.json lists, and every one must exist with the recorded
+        size. :meth:`verify_outputs` checks sha256.
         """
         result = self.read_result(run_id)
         if not result or result.get("status") != "succeeded":
             return False
         folder = self.run_dir(run_id)
         sizes = result.get("outputs") or {}
-        if not sizes:
+        # Folders of video runs written before there were other main outputs lack the key.
+        if result.get(MAIN_OUTPUT, OUTPUT_VIDEO) not in sizes:
             return False
         for name, size in sizes.items():
             path = folder / name
@@ -315,6 +319,7 @@ class OutputStore:
         write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
         result = record.to_dict(spec.id, duration_s)
         result["outputs"] = sizes
+        result[MAIN_OUTPUT] = outputs.stored_as
         write_json_atomic(folder / RESULT_FILE, result)
         return folder
 

@@ -10,6 +10,7 @@ data is inlined, so a report of hundreds of runs stays small.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 from collections.abc import Iterable
@@ -21,8 +22,9 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from cosmos_workflow.database.models import Run, RunStatus
+from cosmos_workflow.database.models import Run, RunStatus, SweepStage
 from cosmos_workflow.errors import StateError
+from cosmos_workflow.services.derive import UPSCALE_OF
 from cosmos_workflow.services.outputs import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore
 from cosmos_workflow.services.report_axes import (
     Axis,
@@ -37,7 +39,9 @@ from cosmos_workflow.services.repository import DataRepository
 from cosmos_workflow.services.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.atomic import write_text_atomic
 from cosmos_workflow.utils.clock import Clock
-from cosmos_workflow.utils.hashing import sha256_file
+from cosmos_workflow.utils.hashing import SHA256_HEX, sha256_file
+
+logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 THUMBS_DIR = "thumbs"
@@ -88,6 +92,9 @@ class Cell:
     log_href: str | None = None
     error: str | None = None
     duration: str | None = None
+    # The 4K upscale of its output (stages.upscale): its status and video.
+    upscale_status: str | None = None
+    upscale_href: str | None = None
 
 
 @dataclass
@@ -142,29 +149,41 @@ class SweepReport:
         )
 
     def write(
-        self, sweep_id: str, rows: str | None = None, cols: str | None = None
+        self,
+        sweep_id: str,
+        rows: str | None = None,
+        cols: str | None = None,
+        thumbnails: bool = True,
     ) -> ReportResult:
         """Write (or refresh) the report of a sweep.
+
+        The grid holds the sweep's own runs; the upscale of a run
+        (stages.upscale) is linked from the run's cell.
 
         Args:
             sweep_id: The full sweep id.
             rows: Axis for the rows (None: by the rule, see report_axes).
             cols: Axis for the columns.
+            thumbnails: Make missing thumbnails (False: use only those made before).
 
         Raises:
             NotFoundFailure: no such sweep. ValidationFailure: an unknown axis.
             StateError: the report cannot be written.
         """
         sweep = self._repository.get_sweep(sweep_id)
-        links = self._repository.sweep_runs(sweep_id)
+        links = self._repository.sweep_runs(sweep_id, SweepStage.MAIN)
+        upscales = {
+            str(link.params.get(UPSCALE_OF)): run
+            for link, run in self._repository.sweep_runs(sweep_id, SweepStage.UPSCALE)
+        }
         points = [run_coordinates(link.params or {}) for link, _ in links]
         axes = find_axes(points)
         layout = choose_layout(axes, rows, cols)
         folder = self._store.sweep_dir(sweep_id)
         runs_href = posixpath.join(*Path(os.path.relpath(self._store.runs_dir, folder)).parts)
-        thumbs = ThumbnailStore(folder / THUMBS_DIR)
+        thumbs = ThumbnailStore(folder / THUMBS_DIR, make=thumbnails)
         cells = [
-            self._cell(run, point, runs_href, thumbs)
+            self._cell(run, point, runs_href, thumbs, upscales.get(run.id))
             for (_, run), point in zip(links, points, strict=True)
         ]
         counts = {status.value: 0 for status in RunStatus}
@@ -200,7 +219,12 @@ class SweepReport:
         )
 
     def _cell(
-        self, run: Run, point: dict[str, Any], runs_href: str, thumbs: ThumbnailStore
+        self,
+        run: Run,
+        point: dict[str, Any],
+        runs_href: str,
+        thumbs: ThumbnailStore,
+        upscale: Run | None,
     ) -> Cell:
         run_dir = self._store.run_dir(run.id)
         run_href = f"{runs_href}/{run.id}"
@@ -222,19 +246,27 @@ class SweepReport:
             thumb = thumbs.thumbnail(run.id, video, _recorded_checksum(run_dir, video))
             if thumb is not None:
                 cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
+        if upscale is not None:
+            cell.upscale_status = upscale.status.value
+            video = self._store.run_dir(upscale.id) / OUTPUT_VIDEO
+            if upscale.status is RunStatus.SUCCEEDED and video.is_file():
+                cell.upscale_href = _href(f"{runs_href}/{upscale.id}/{OUTPUT_VIDEO}")
         return cell
 
 
 def _recorded_checksum(run_dir: Path, video: Path) -> str:
-    """The video's sha256 from outputs.sha256 (what `sha256sum -c` checks), else computed."""
+    """The video's sha256 from outputs.sha256 (what `sha256sum -c` checks), else computed.
+
+    A recorded line that is not a sha256 (an edited or foreign file) is ignored.
+    """
     sums = run_dir / OUTPUTS_SUMS
     try:
         for line in sums.read_text(encoding="utf-8").splitlines():
             digest, _, name = line.partition("  ")
-            if name == video.name:
+            if name == video.name and SHA256_HEX.fullmatch(digest):
                 return digest
     except OSError:
-        pass
+        logger.debug("no readable %s; hashing %s", sums, video)
     return sha256_file(video)
 
 

@@ -22,11 +22,12 @@ from cosmos_workflow.database.models import (
     RunStatus,
     Sweep,
     SweepRun,
+    SweepStage,
 )
 from cosmos_workflow.errors import NotFoundFailure, StateError, ValidationFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
 from cosmos_workflow.services.id_lookup import ids_starting_with
-from cosmos_workflow.services.search import SearchHits, find_text
+from cosmos_workflow.services.search import LIKE_ESCAPE, SearchHits, find_text, like_literal
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -159,8 +160,11 @@ class DataRepository:
     ) -> bool:
         """Store a prompt made from another one, linked to it.
 
-        A prompt already stored keeps what it has, but gains the link if it had
-        none (the same text and inputs typed in by hand).
+        A prompt already stored keeps what it has. Only a derived prompt that
+        lost its parent (the parent was deleted, then made again) is linked
+        again; a prompt typed in by hand with the same text and inputs is
+        never adopted, so deleting the parent "with its children" cannot
+        take it.
 
         Returns:
             True if the prompt was new.
@@ -168,9 +172,9 @@ class DataRepository:
         with self._session(WRITE_LOCK) as session:
             stored = session.get(Prompt, prompt.id)
             if stored is not None:
-                if stored.parent_id is None and stored.id != parent_id:
+                derived = stored.origin is not None
+                if derived and stored.parent_id is None and stored.id != parent_id:
                     stored.parent_id = parent_id
-                    stored.origin = origin
                 return False
             session.add(
                 Prompt(
@@ -182,18 +186,22 @@ class DataRepository:
                     created_at=self._clock.now(),
                     parent_id=parent_id,
                     origin=origin,
+                    origin_run_id=origin.get("run"),
                 )
             )
             return True
 
-    def prompt_made_by(self, run_id: str) -> Prompt | None:
-        """The enhanced prompt that enhancement run ``run_id`` made, if stored."""
+    def prompt_made_by(self, run_id: str, kind: str) -> Prompt | None:
+        """The derived prompt of origin ``kind`` that names run ``run_id``, if stored.
+
+        Args:
+            run_id: The run that made it (an enhancement) or that it was made for.
+            kind: Its origin kind ("enhanced", "upscale_input").
+        """
         with self._session() as session:
-            query = select(Prompt).where(Prompt.origin.is_not(None)).order_by(Prompt.id)
+            query = select(Prompt).where(Prompt.origin_run_id == run_id).order_by(Prompt.id)
             for prompt in session.scalars(query):
-                if (prompt.origin or {}).get("run") == run_id and prompt.origin.get(
-                    "kind"
-                ) == "enhanced":
+                if (prompt.origin or {}).get("kind") == kind:
                     return prompt
         return None
 
@@ -768,8 +776,45 @@ class DataRepository:
             query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)
             return list(session.scalars(query))
 
-    def sweep_runs(self, sweep_id: str) -> list[tuple[SweepRun, Run]]:
-        """The sweep's links and runs, in sweep order."""
+    def link_stage_runs(
+        self, sweep_id: str, stage: SweepStage, runs: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Make the runs of one of a sweep's stages members of the sweep.
+
+        Args:
+            sweep_id: A stored sweep.
+            stage: The stage (not MAIN: a sweep's own runs are linked by add_sweep).
+            runs: (run id, parameters shown with it), in order; a run linked
+                already keeps its link.
+        """
+        with self._session(WRITE_LOCK) as session:
+            linked = set(
+                session.scalars(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id))
+            )
+            last = session.scalar(
+                select(func.max(SweepRun.position)).where(SweepRun.sweep_id == sweep_id)
+            )
+            start = -1 if last is None else last
+            rows = []
+            for run_id, params in runs:
+                if run_id in linked:
+                    continue
+                linked.add(run_id)
+                rows.append(
+                    {
+                        "sweep_id": sweep_id,
+                        "run_id": run_id,
+                        "position": start + 1 + len(rows),
+                        "params": params,
+                        "stage": stage,
+                    }
+                )
+            _insert(session, SweepRun, rows)
+
+    def sweep_runs(
+        self, sweep_id: str, stage: SweepStage | None = None
+    ) -> list[tuple[SweepRun, Run]]:
+        """The sweep's links and runs, in sweep order (of one stage, or all)."""
         with self._session() as session:
             query = (
                 select(SweepRun, Run)
@@ -777,21 +822,33 @@ class DataRepository:
                 .where(SweepRun.sweep_id == sweep_id)
                 .order_by(SweepRun.position)
             )
+            if stage is not None:
+                query = query.where(SweepRun.stage == stage)
             return [(link, run) for link, run in session.execute(query)]
 
     def sweep_status_counts(self, sweep_id: str) -> dict[str, int]:
-        """Run counts by status within one sweep."""
+        """Counts by status of a sweep's own runs (its points, not its stages' runs)."""
         counts = {status.value: 0 for status in RunStatus}
         with self._session() as session:
             query = (
                 select(Run.status, func.count())
                 .join(SweepRun, SweepRun.run_id == Run.id)
-                .where(SweepRun.sweep_id == sweep_id)
+                .where(SweepRun.sweep_id == sweep_id, SweepRun.stage == SweepStage.MAIN)
                 .group_by(Run.status)
             )
             for status, count in session.execute(query):
                 counts[status.value] = count
         return counts
+
+    def sweep_stage_sizes(self, sweep_id: str) -> dict[str, int]:
+        """How many runs each of a sweep's stages has (stages without runs are left out)."""
+        with self._session() as session:
+            query = (
+                select(SweepRun.stage, func.count())
+                .where(SweepRun.sweep_id == sweep_id, SweepRun.stage != SweepStage.MAIN)
+                .group_by(SweepRun.stage)
+            )
+            return {stage.value: count for stage, count in session.execute(query)}
 
     def sweeps_of_run(self, run_id: str) -> list[str]:
         """Ids of the sweeps that include ``run_id``."""
@@ -800,12 +857,12 @@ class DataRepository:
 
     def find_ids(self, prefix: str) -> list[str]:
         """Ids of prompts, runs and sweeps starting with ``prefix``."""
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = like_literal(prefix) + "%"
         found: list[str] = []
         with self._session() as session:
             for model in (Prompt, Run, Sweep):
                 found += session.scalars(
-                    select(model.id).where(model.id.like(pattern, escape="\\")).limit(5)
+                    select(model.id).where(model.id.like(pattern, escape=LIKE_ESCAPE)).limit(5)
                 )
         return found
 

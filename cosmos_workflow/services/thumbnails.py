@@ -9,17 +9,21 @@ the sweep folder, never in run folders (those are checksummed).
 from __future__ import annotations
 
 import logging
+import re
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from cosmos_workflow.utils.atomic import write_bytes_atomic
+from cosmos_workflow.utils.hashing import SHA256_HEX
 
 logger = logging.getLogger(__name__)
 
 THUMB_WIDTH = 320
 CHECKSUM_DIGITS = 16
+# What may name a thumbnail (run ids): nothing that leaves the folder.
+SAFE_KEY = re.compile(r"[A-Za-z0-9_]+")
 
 
 class ThumbnailStore:
@@ -28,11 +32,13 @@ class ThumbnailStore:
     Args:
         folder: Where the thumbnails are (created when the first one is made).
         width: Largest thumbnail width in pixels (smaller videos keep their size).
+        make: Make missing thumbnails (False: only find those made before).
     """
 
-    def __init__(self, folder: Path, width: int = THUMB_WIDTH) -> None:
+    def __init__(self, folder: Path, width: int = THUMB_WIDTH, make: bool = True) -> None:
         self.folder = folder
         self.width = width
+        self.make = make
         self.made = 0
         self.reused = 0
         self.failed = 0
@@ -47,12 +53,20 @@ class ThumbnailStore:
 
         Returns:
             The thumbnail file, or None if the video cannot be read or decoded,
-            or the thumbnail cannot be written (a warning says why).
+            or the thumbnail cannot be written (a warning says why), or it
+            is missing and the store makes none.
+
+        Raises:
+            ValueError: ``key`` or ``checksum`` could name a file outside the folder.
         """
+        if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
+            raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
         path = self.folder / f"{key}-{checksum[:CHECKSUM_DIGITS]}.jpg"
         if path.is_file():
             self.reused += 1
             return path
+        if not self.make:
+            return None
         try:
             write_bytes_atomic(path, frame_jpeg(video, self.width))
         except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration) as exc:

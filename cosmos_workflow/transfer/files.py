@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import logging
 import posixpath
-import re
 import tempfile
 import time
 import uuid
@@ -40,6 +39,7 @@ from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import TRANSPORT_ERRORS, Channel, SSHManager
 from cosmos_workflow.errors import AuthFailure, ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
+from cosmos_workflow.utils.hashing import SHA256_HEX
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ MISMATCH = 65
 NO_HASH_TOOL = 69
 # Exit code of a shell that cannot find a command.
 NOT_FOUND = 127
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 # Far-side programs: fixed text, every path is a positional argument.
 # ``digest FILE`` sets $got to the file's sha256 (64 lowercase hex digits).
 _SHA256 = f"""sha256() {{ if command -v openssl >/dev/null 2>&1; \
@@ -298,7 +297,7 @@ class FileTransferService:
             ExecutionFailure: that is not 64 lowercase hex digits.
         """
         digest = _first_word(text)
-        if not _DIGEST.fullmatch(digest):
+        if not SHA256_HEX.fullmatch(digest):
             raise ExecutionFailure(
                 f"{what}: {self._ssh.endpoint.label} printed {digest[:80]!r}, not a sha256; "
                 "the host has no working sha256 tool (openssl or sha256sum)"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 1024 * 1024
 ID_HEX_LENGTH = 16
+# A sha256 as every checksum file and host program writes it: 64 lowercase hex digits.
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Built once: json.dumps with options builds a new encoder per call, which
 # doubles the cost of hashing thousands of small run specs.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
