@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from alembic import command
+from alembic.config import Config
 from conftest import Project, make_project
 
 from cosmos_workflow.cli.main import cli
+from cosmos_workflow.database.engine import MIGRATIONS_DIR, create_db_engine, current_revision
 
 
 def complete(
@@ -196,3 +199,23 @@ def test_completion_never_creates_or_migrates_a_postgresql_schema(
         assert bash_values(complete(project, "cosmos show ps_")) == [prompt.stdout.strip()]
     finally:
         engine.dispose()
+
+
+def test_completion_offers_nothing_from_a_database_of_an_older_version(project: Project) -> None:
+    made = project.cosmos("create", "prompt", "a pier", "inputs/demo/street")
+    assert made.returncode == 0, made.stderr
+    prompt_id = made.stdout.strip()
+    assert bash_values(complete(project, "cosmos show ps_")) == [prompt_id]
+    engine = create_db_engine(f"sqlite:///{project.outputs / 'cosmos.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    try:
+        command.downgrade(config, "0003")
+        assert bash_values(complete(project, "cosmos show ps_")) == []
+        assert current_revision(engine) == "0003", "completion migrated the database"
+    finally:
+        engine.dispose()
+    # Any other command migrates it; then completion offers its ids again.
+    assert project.cosmos_json("list", "prompts")[0]["id"] == prompt_id
+    assert bash_values(complete(project, "cosmos show ps_")) == [prompt_id]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from conftest import Project, make_project
 from test_demo_sweep import free_box_metadata
+from test_report import cells, parse
 
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 
@@ -331,6 +333,7 @@ def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
     # The report shows the sweep's own runs, each with a link to its 4K upscale.
     report = Path(sweep["output_dir"]) / "report.html"
     html = report.read_text(encoding="utf-8")
+    assert '<dd id="stages">2 enhance run(s), 6 upscale run(s)</dd>' in html
     assert html.count('class="run ') == 6
     for run_id, child in upscales.items():
         assert f'data-run-id="{run_id}"' in html and f'data-run-id="{child}"' not in html
@@ -598,8 +601,15 @@ def test_kill_sweep_and_status_cover_the_upscale_stage(project: Project) -> None
     running = wait_for(upscale_running, "an upscale run of the sweep running")
     status = project.cosmos_json("status")
     (active,) = status["active_sweeps"]
-    assert active["id"] == sweep["id"]
+    assert active["id"] == sweep["id"] and active["stage"] == "upscale"
+    assert active["counts"]["succeeded"] == active["counts"]["total"] == 6
+    assert active["stages"]["upscale"]["total"] == 6
+    assert active["stages"]["upscale"]["running"] >= 1
     assert set(running) <= {r["id"] for r in status["running"]}
+    text = project.cosmos("status").stdout
+    assert re.search(r"^  upscale stage: 0 succeeded, [1-6] running, .* of 6; eta ", text, re.M)
+    listed = project.cosmos("list", "sweeps").stdout
+    assert "6 runs: 6 succeeded (+2 enhance) (+6 upscale)" in listed
     killed = project.cosmos("kill", "--sweep", sweep["id"][:9], "--json")
     assert killed.returncode == 0, killed.stderr
     cancelled = json.loads(killed.stdout)["cancelled"]
@@ -681,3 +691,72 @@ def test_a_multirun_with_enhancement_records_the_sweep_it_stored(project: Projec
     assert sorted(recorded) == sorted(members) and len(members) == 4
     for run_id in recorded:
         assert show(project, show(project, run_id)["prompt_id"])["origin"]["kind"] == "enhanced"
+
+
+def test_a_staged_sweep_runs_again_after_its_enhancement_runs_are_gone(
+    project: Project,
+) -> None:
+    args = ("+experiment=demo_stages", "stages.upscale=null")
+    first = project.batch(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    enhancements = stage_members(project, sweep["id"])["enhance"]
+    texts = {
+        run_id: (project.outputs / "runs" / run_id / "output.txt").stat().st_mtime_ns
+        for run_id in enhancements
+    }
+    assert len(texts) == 2
+    # Deleted from the database (their folders are kept), then a new database.
+    for run_id in enhancements:
+        assert project.cosmos("delete", "run", run_id, "--yes").returncode == 0
+    for step in ("deleted runs", "new database"):
+        if step == "new database":
+            (project.outputs / "cosmos.db").unlink()
+        again = project.batch(*args)
+        assert again.returncode == 0, (step, again.stdout + again.stderr)
+        assert "6 runs: 0 executed (0 succeeded, 0 failed), 6 cached" in again.stdout, step
+        assert sorted(stage_members(project, sweep["id"])["enhance"]) == sorted(enhancements)
+        for run_id, mtime in texts.items():
+            assert show(project, run_id)["status"] == "succeeded", step
+            assert (project.outputs / "runs" / run_id / "output.txt").stat().st_mtime_ns == mtime
+
+
+def upscale_links(report: Path) -> dict[str, list[str]]:
+    """The 4K links of each cell of a report, by run id."""
+    return {
+        run_id: [a.attrs["href"] for a in figure.iter("a", class_="upscale-video")]
+        for run_id, figure in cells(parse(report)).items()
+    }
+
+
+def test_each_cell_links_the_upscale_of_its_own_run(project: Project) -> None:
+    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
+    assert first.returncode == 0, first.stderr
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    members = stage_members(project, sweep["id"])["main"]
+    video = Path(show(project, members[0])["output_dir"], "output.mp4")
+    data = bytearray(video.read_bytes())
+    data[100] ^= 0xFF
+    video.write_bytes(bytes(data))
+    done = project.batch("+experiment=demo_stages")
+    assert done.returncode == 1, done.stdout + done.stderr
+    links = upscale_links(Path(sweep["output_dir"]) / "report.html")
+    assert links[members[0]] == [], "its output changed: not upscaled"
+    for run_id in members[1:]:
+        (child,) = show(project, run_id)["children"]
+        assert links[run_id] == [f"../../runs/{child['id']}/output.mp4"], run_id
+
+
+def test_a_failed_upscale_shows_its_status_not_a_video(project: Project) -> None:
+    assert project.batch("+experiment=demo_stages", "stages.upscale=null").returncode == 0
+    done = project.batch("+experiment=demo_stages", env={"COSMOS_SIMULATOR__FAIL_ON_SEED": "1"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "6 upscale runs: 6 executed (0 succeeded, 6 failed)" in done.stdout
+    (sweep,) = project.cosmos_json("list", "sweeps")
+    figures = cells(parse(Path(sweep["output_dir"]) / "report.html"))
+    assert len(figures) == 6
+    for figure in figures.values():
+        assert figure.attrs["data-status"] == "succeeded"
+        assert list(figure.iter("a", class_="upscale-video")) == []
+        (line,) = figure.iter("p", class_="upscale")
+        assert "failed" in line.text()

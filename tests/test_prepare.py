@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -216,6 +217,28 @@ def test_an_extra_pass_is_skipped_with_a_warning(project: Project) -> None:
     report = prepare_json(project, folder, "--dry-run", "--force")
     assert sorted(s["pattern"] for s in report["skipped"]) == ["albedo.####.png", "normal.####.png"]
     assert {s["frames"] for s in report["skipped"]} == {5, 2}
+
+
+def test_a_video_of_a_modality_that_has_no_frames_now_is_named(project: Project) -> None:
+    folder = houdini(project.root / "shot", frames=5)
+    assert project.cosmos("prepare", str(folder)).returncode == 0
+    for frame in folder.glob("depth.*.png"):
+        frame.unlink()
+    done = project.cosmos("prepare", str(folder), "--force")
+    assert done.returncode == 0, done.stderr
+    assert f"note: {folder / 'depth.mp4'} is older than these frames" in done.stderr
+    assert "color.mp4 is older" not in done.stderr
+    assert (folder / "depth.mp4").is_file(), "kept: it is the user's to remove"
+
+
+def test_data_after_the_end_of_a_png_is_accepted(project: Project) -> None:
+    """Some tools append metadata after IEND; FFmpeg decodes such a frame."""
+    folder = houdini(project.root / "shot", frames=4)
+    frame = folder / "color.0002.png"
+    frame.write_bytes(frame.read_bytes() + b"tool metadata" * 10)
+    done = project.cosmos("prepare", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert len(decode(folder / "color.mp4").reds) == 4
 
 
 # ---------------------------------------------------------------- refused input
@@ -479,6 +502,46 @@ CUT = {
 }
 
 
+def with_ihdr(data: bytes, change: Callable[[bytes, bytes, bytes], tuple]) -> bytes:
+    """The PNG with its first chunk (type, fields, CRC) changed."""
+    kind, fields, crc = change(data[12:16], data[16:29], data[29:33])
+    return data[:12] + kind + fields + crc + data[33:]
+
+
+def ihdr_crc(kind: bytes, fields: bytes) -> bytes:
+    return struct.pack(">I", zlib.crc32(kind + fields))
+
+
+def unknown_colour_type(kind: bytes, fields: bytes, crc: bytes) -> tuple:
+    fields = fields[:9] + b"\x05" + fields[10:]
+    return kind, fields, ihdr_crc(kind, fields)
+
+
+DAMAGED_IHDR = {
+    "a wrong crc": lambda kind, fields, crc: (kind, fields, bytes([crc[0] ^ 1]) + crc[1:]),
+    "an unknown colour type": unknown_colour_type,
+    "another chunk first": lambda kind, fields, crc: (
+        b"IHDX",
+        fields,
+        ihdr_crc(b"IHDX", fields),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_IHDR))
+def test_a_damaged_png_header_is_refused_by_the_check(project: Project, case: str) -> None:
+    folder = houdini(project.root / "shot", frames=4)
+    frame = folder / "color.0002.png"
+    frame.write_bytes(with_ihdr(frame.read_bytes(), DAMAGED_IHDR[case]))
+    out = project.root / "videos"
+    before = tree_snapshot(project.root)
+    for args in (("--dry-run",), ()):
+        done = project.cosmos("prepare", str(folder), "--out", str(out), *args)
+        assert_refused(done, "color.0002.png", "IHDR header is missing or damaged")
+    assert tree_snapshot(project.root) == before
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("case", sorted(CUT))
 def test_a_cut_png_is_refused_by_the_check(project: Project, case: str) -> None:
     folder = houdini(project.root / "shot", frames=4)
@@ -507,7 +570,7 @@ def test_damaged_image_data_fails_the_encoding_and_leaves_nothing(project: Proje
     assert not out.exists()
 
 
-def test_a_failure_publishing_the_second_video_keeps_the_old_set(project: Project) -> None:
+def test_a_failure_moving_an_old_video_aside_keeps_the_old_set(project: Project) -> None:
     folder = houdini(project.root / "shot", frames=4)
     assert project.cosmos("prepare", str(folder)).returncode == 0
     old_color = sha256(folder / "color.mp4")

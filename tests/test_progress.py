@@ -29,13 +29,13 @@ from cosmos_workflow.cli.console import PlainProgress, RichProgress
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths
 from cosmos_workflow.config.sources import ConfigSources
-from cosmos_workflow.database.models import RunStatus
+from cosmos_workflow.database.models import RunStatus, SweepStage
 from cosmos_workflow.services.eta import active_since, eta_seconds, format_duration
 
 PROGRESS_LOGGER = "cosmos_workflow.progress"
 # Four runs in two jobs of two (the demo with one depth weight).
 SMALL = ("+experiment=demo", "model.weights.depth=0.5")
-SWEEP_KEYS = {"id", "name", "counts", "eta_s", "active_since", "jobs"}
+SWEEP_KEYS = {"id", "name", "counts", "stage", "stages", "eta_s", "active_since", "jobs"}
 JOB_KEYS = {"job_id", "target", "gpus", "runs", "run_ids", "started_at", "elapsed_s"}
 COUNT_KEYS = {"pending", "queued", "running", "succeeded", "failed", "cancelled", "total"}
 
@@ -484,6 +484,48 @@ def test_status_eta_comes_from_this_pass_of_the_sweep(project: Project) -> None:
 
         repo.cancel_unfinished(ids, "test over")
         assert api.status()["active_sweeps"] == []
+
+
+def test_status_counts_the_sweeps_own_runs_and_times_the_stage_under_way(
+    project: Project,
+) -> None:
+    """An upscale stage: its runs are counted apart, and the ETA is theirs."""
+    clock = FakeClock(T0)
+    composed = yaml.safe_load(project.batch("+experiment=demo", "--cfg", "job").stdout)
+    settings = ConfigManager(ProjectPaths(project.root), project.env).settings(composed)
+    with CosmosAPI(settings, clock=clock) as api:
+        repo = api.repository
+        prompt = make_prompt("a harbor")
+        own = [make_spec(prompt, seed) for seed in range(2)]
+        upscales = [make_spec(prompt, seed) for seed in range(10, 14)]
+        repo.add_prompts([prompt])
+        repo.add_runs(own + upscales)
+        repo.add_sweep("sw_stages", "harbor", {}, [], "/nowhere", own)
+        # The sweep's own runs were slow (an hour each)...
+        repo.transition([s.id for s in own], RunStatus.QUEUED)
+        repo.claim([s.id for s in own], target="local", gpus="0", job_id="jb_own")
+        clock.advance(3600)
+        for spec in own:
+            assert repo.settle(spec.id, RunStatus.SUCCEEDED)
+        # ... its upscales are quick: one took 10 s, one runs, two wait.
+        up = [s.id for s in upscales]
+        assert repo.link_stage_runs("sw_stages", SweepStage.UPSCALE, [(i, {}) for i in up], up)
+        repo.claim(up[:1], target="local", gpus="0", job_id="jb_up1")
+        clock.advance(10)
+        assert repo.settle(up[0], RunStatus.SUCCEEDED)
+        repo.claim(up[1:2], target="local", gpus="0", job_id="jb_up2")
+
+        (sweep,) = api.status()["active_sweeps"]
+        assert sweep["stage"] == "upscale"
+        assert sweep["counts"]["succeeded"] == 2 and sweep["counts"]["total"] == 2
+        upscale = sweep["stages"]["upscale"]
+        assert (upscale["succeeded"], upscale["running"], upscale["queued"]) == (1, 1, 2)
+        assert upscale["total"] == 4 and set(sweep["stages"]) == {"upscale"}
+        # 3 upscales left at one per 10 s (the own runs' hour is not this stage's pace).
+        assert sweep["eta_s"] == pytest.approx(30)
+        assert [job["job_id"] for job in sweep["jobs"]] == ["jb_up2"]
+        listed = api.list_sweeps()[0]
+        assert listed["runs"] == 2 and listed["stages"] == {"upscale": 4}
 
 
 def test_status_follows_a_sweep_that_runs_in_another_process(project: Project) -> None:

@@ -113,16 +113,20 @@ class SweepPlan:
 
 @dataclass(frozen=True)
 class DerivedPrompt:
-    """An enhanced prompt of a sweep: the prompt, the one it was made from, and how."""
+    """An enhanced prompt of a sweep: the prompt, and the enhancement run that made it."""
 
     prompt: ResolvedPrompt
-    original: ResolvedPrompt
-    origin: dict[str, Any]
+    run: RunSpec
 
     @property
-    def run_id(self) -> str:
-        """The enhancement run that made it."""
-        return str(self.origin["run"])
+    def original(self) -> ResolvedPrompt:
+        """The prompt it was made from."""
+        return self.run.prompt
+
+    @property
+    def origin(self) -> dict[str, Any]:
+        """How it was made (stored with it)."""
+        return enhanced_origin(self.run)
 
 
 @dataclass
@@ -466,7 +470,7 @@ class CosmosAPI:
             )
             return replace(plan, notes=[*plan.notes, note])
         if pending:
-            tally = self._run_stage("enhance", pending, progress or NullProgress())
+            tally = self._run_stage(SweepStage.ENHANCE, pending, progress or NullProgress())
             failed = [spec.id for spec in pending if spec.id not in tally.succeeded]
             if failed:
                 raise ExecutionFailure(
@@ -478,11 +482,7 @@ class CosmosAPI:
     def _enhanced(self, plan: SweepPlan, specs: dict[tuple[Any, ...], RunSpec]) -> SweepPlan:
         """The plan with each run's prompt replaced by its (made) enhanced prompt."""
         derived = {
-            key: DerivedPrompt(
-                enhanced_prompt(spec.prompt, self._enhanced_text(spec)),
-                spec.prompt,
-                enhanced_origin(spec),
-            )
+            key: DerivedPrompt(enhanced_prompt(spec.prompt, self._enhanced_text(spec)), spec)
             for key, spec in specs.items()
         }
         runs: dict[str, RunSpec] = {}
@@ -522,15 +522,36 @@ class CosmosAPI:
             f"(cosmos delete run {spec.id} --delete-outputs) and enhance again"
         )
 
-    def _run_stage(self, stage: str, specs: list[RunSpec], progress: ProgressSink) -> RunTally:
-        """Store and execute a stage's runs (their prompts are stored already)."""
+    def _run_stage(
+        self,
+        stage: SweepStage,
+        specs: list[RunSpec],
+        progress: ProgressSink,
+        joins: tuple[str, list[tuple[str, dict[str, Any]]]] | None = None,
+    ) -> RunTally:
+        """Store and execute a stage's runs (their prompts are stored already).
+
+        Args:
+            stage: Which stage.
+            specs: The runs to execute.
+            progress: Where progress goes.
+            joins: (sweep id, links): the stage's runs (cached ones too, with
+                their params) join that sweep in the transaction that queues
+                ``specs``, so `cosmos kill --sweep` never misses a queued run.
+        """
         self.repository.add_prompts(spec.prompt for spec in specs)
         self.repository.add_runs(specs)
-        logger.info("%s stage: %d run(s)", stage, len(specs))
+        ids = [spec.id for spec in specs]
+        unreachable = self._preflight()
+        logger.info("%s stage: %d run(s)", stage.value, len(specs))
+        self._requeue_lost(ids)
+        if joins is None:
+            self.repository.enqueue(ids)
+        else:
+            self.repository.link_stage_runs(joins[0], stage, joins[1], enqueue=ids)
         progress.start(len(specs), 0, len(specs))
         try:
-            self._queue([spec.id for spec in specs])
-            return self._dispatch(specs, progress, self._preflight())
+            return self._dispatch(specs, progress, unreachable)
         finally:
             progress.finish()
 
@@ -616,7 +637,7 @@ class CosmosAPI:
         statuses = self.repository.statuses(run.id for run in plan.runs)
         parents = [run for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
         specs: dict[str, RunSpec] = {}
-        links: list[tuple[str, dict[str, Any]]] = []
+        params: dict[str, dict[str, Any]] = {}
         for parent in parents:
             try:
                 spec = self._upscale_spec(parent.id, stage.weight, stage.prompt)
@@ -628,19 +649,24 @@ class CosmosAPI:
                 continue
             prompt_of = self.repository.get_run(parent.id).prompt_id
             self.repository.add_derived_prompt(spec.prompt, prompt_of, upscale_origin(parent.id))
-            self.repository.add_runs([spec])
-            self.repository.link_run(spec.id, parent.id)
             # Two parents with the same output make the same upscale: it runs once.
-            if specs.setdefault(spec.id, spec) is spec:
-                links.append((spec.id, {**parent.varying, UPSCALE_OF: parent.id}))
+            specs.setdefault(spec.id, spec)
+            shown = params.setdefault(spec.id, {**parent.varying, UPSCALE_OF: []})
+            shown[UPSCALE_OF].append(parent.id)
         summary.upscales = list(specs)
-        self.repository.link_stage_runs(plan.sweep_id, SweepStage.UPSCALE, links)
+        self.repository.add_runs(specs.values())
+        self.repository.link_runs(
+            (shown[UPSCALE_OF][0], spec_id) for spec_id, shown in params.items()
+        )
         cached = self._cached(summary.upscales)
         for run_id in cached:
             self._adopt_single(run_id)
         to_run = [spec for spec in specs.values() if spec.id not in cached]
+        joins = (plan.sweep_id, list(params.items()))
         if to_run:
-            summary.upscale_tally = self._run_stage("upscale", to_run, progress)
+            summary.upscale_tally = self._run_stage(SweepStage.UPSCALE, to_run, progress, joins)
+        else:
+            self.repository.link_stage_runs(plan.sweep_id, SweepStage.UPSCALE, joins[1])
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
@@ -662,8 +688,13 @@ class CosmosAPI:
     def _submit(self, plan: SweepPlan) -> SweepPlan:
         plan = replace(plan, cached=frozenset(self._cached([run.id for run in plan.runs])))
         repo = self.repository
+        # The enhancement runs: stored, and recorded as succeeded if only their
+        # folder knew it (a deleted run, a new database).
         repo.add_prompts(derived.original for derived in plan.derived)
+        repo.add_runs(derived.run for derived in plan.derived)
         for derived in plan.derived:
+            if self.store.verify_outputs(derived.run.id):
+                self._adopt_single(derived.run.id)
             repo.add_derived_prompt(derived.prompt, derived.original.id, derived.origin)
         repo.add_prompts(run.prompt for run in plan.runs)
         repo.add_runs(plan.runs)
@@ -672,7 +703,7 @@ class CosmosAPI:
             plan.sweep_id, plan.name, plan.manifest, plan.overrides, str(sweep_dir), plan.runs
         )
         enhancements = [
-            (derived.run_id, {"prompt": derived.original.name}) for derived in plan.derived
+            (derived.run.id, {"prompt": derived.original.name}) for derived in plan.derived
         ]
         repo.link_stage_runs(plan.sweep_id, SweepStage.ENHANCE, enhancements)
         if not self.store.has_sweep_record(plan.sweep_id):
@@ -687,11 +718,15 @@ class CosmosAPI:
 
     def _queue(self, run_ids: list[str]) -> None:
         """Queue runs to execute; succeeded runs here lost their outputs."""
+        self._requeue_lost(run_ids)
+        self.repository.enqueue(run_ids)
+
+    def _requeue_lost(self, run_ids: list[str]) -> None:
+        """Queue again the succeeded runs among ``run_ids`` (their outputs are gone)."""
         for run_id in self.repository.requeue_lost(run_ids):
             logger.warning(
                 "Run %s was succeeded but its outputs are gone; running it again", run_id
             )
-        self.repository.enqueue(run_ids)
 
     def _adopt_recovered(self, plan: SweepPlan) -> None:
         statuses = self.repository.statuses(plan.cached)
@@ -721,8 +756,9 @@ class CosmosAPI:
                 "status": run.status.value,
                 "dir": str(self.store.run_dir(run.id)),
             }
-            for link, run in self.repository.sweep_runs(plan.sweep_id)
-            if link.stage is not SweepStage.MAIN
+            for link, run in self.repository.sweep_runs(
+                plan.sweep_id, [SweepStage.ENHANCE, SweepStage.UPSCALE]
+            )
         ]
         self.store.write_sweep_runs(plan.sweep_id, rows)
 
@@ -812,7 +848,7 @@ class CosmosAPI:
                 self.repository.add_derived_prompt(spec.prompt, parent_run.prompt_id, origin)
             self.repository.add_runs([spec])
             if parent_run is not None:
-                self.repository.link_run(spec.id, parent_run.id)
+                self.repository.link_runs([(parent_run.id, spec.id)])
             if self._cached([spec.id]):
                 self._adopt_single(spec.id)
                 return InferenceResult(spec.id, "succeeded", True, self.store.run_dir(spec.id))

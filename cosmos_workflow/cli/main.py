@@ -431,7 +431,10 @@ def _render_runs(rows: list[dict[str, Any]]) -> None:
 def _render_sweeps(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         counts = ", ".join(f"{v} {k}" for k, v in row["counts"].items() if v)
-        click.echo(f"{row['id']}  {_short(row['name'], 20):<20}  {row['runs']} runs: {counts}")
+        stages = "".join(f" (+{n} {stage})" for stage, n in row["stages"].items())
+        click.echo(
+            f"{row['id']}  {_short(row['name'], 20):<20}  {row['runs']} runs: {counts}{stages}"
+        )
     click.echo(f"{len(rows)} sweep(s)")
 
 
@@ -508,14 +511,21 @@ def _render_status(data: dict[str, Any]) -> None:
 SWEEP_COUNTS = ("succeeded", "running", "queued", "failed", "cancelled")
 
 
-def _render_sweep(sweep: dict[str, Any]) -> None:
-    counts = sweep["counts"]
+def _counts_text(counts: dict[str, int]) -> str:
     shown = ", ".join(f"{counts[name]} {name}" for name in SWEEP_COUNTS)
     pending = f", {counts['pending']} pending" if counts["pending"] else ""
+    return f"{shown}{pending} of {counts['total']}"
+
+
+def _render_sweep(sweep: dict[str, Any]) -> None:
+    eta = f"; eta {format_duration(sweep['eta_s'])}"
+    main = sweep["stage"] == "main"
     click.echo(
-        f"sweep {sweep['id']} {sweep['name']}: {shown}{pending} of {counts['total']};"
-        f" eta {format_duration(sweep['eta_s'])}"
+        f"sweep {sweep['id']} {sweep['name']}: {_counts_text(sweep['counts'])}{eta if main else ''}"
     )
+    for stage, counts in sweep["stages"].items():
+        now = eta if stage == sweep["stage"] else ""
+        click.echo(f"  {stage} stage: {_counts_text(counts)}{now}")
     for job in sweep["jobs"]:
         gpus = ",".join(str(gpu) for gpu in job["gpus"]) or "-"
         runs = f"{job['runs']} run" if job["runs"] == 1 else f"{job['runs']} runs"

@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: list[str] = []
     # Bytes pass through unchanged and are read as UTF-8, whatever the locale.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
-        if child.stdout is None:
-            raise RuntimeError("the command's output is not a pipe")
-        for raw in child.stdout:
+        for raw in child.stdout or ():
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
             line = raw.decode("utf-8", errors="replace")

@@ -122,6 +122,8 @@ MAX_NAMES = 4
 # The first 8 bytes of every PNG file, and the IEND chunk every PNG file ends with.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+# How far from a PNG's end its IEND chunk may be (some tools append data after it).
+PNG_TAIL = 4096
 # The IHDR chunk that follows the signature: length, type, 13 bytes of fields, CRC.
 _IHDR_CHUNK = struct.Struct(">I4s13sI")
 _IHDR_FIELDS = struct.Struct(">IIBBBBB")
@@ -138,8 +140,6 @@ class PngHeader:
 
     width: int
     height: int
-    bit_depth: int
-    colour_type: int
 
 
 def read_png_header(path: Path) -> PngHeader:
@@ -159,7 +159,7 @@ def read_png_header(path: Path) -> PngHeader:
         with path.open("rb") as handle:
             head = handle.read(len(PNG_SIGNATURE) + _IHDR_CHUNK.size)
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - len(PNG_END)))
+            handle.seek(max(0, size - PNG_TAIL))
             tail = handle.read()
     except OSError as exc:
         raise ProbeError(f"is not a readable PNG ({exc.strerror or exc})") from exc
@@ -170,7 +170,7 @@ def read_png_header(path: Path) -> PngHeader:
             "is not a PNG (it does not start with the PNG signature); convert it to PNG"
         )
     header = _parse_ihdr(head[len(PNG_SIGNATURE) :])
-    if size < len(head) + len(PNG_END) or tail != PNG_END:
+    if size < len(head) + len(PNG_END) or PNG_END not in tail:
         raise ProbeError(
             "is not a readable PNG (it does not end with an IEND chunk: cut short, or still "
             "being written?)"
@@ -195,7 +195,7 @@ def _parse_ihdr(chunk: bytes) -> PngHeader:
         and interlace in (0, 1)
     ):
         raise ProbeError(_DAMAGED_HEADER)
-    return PngHeader(width, height, depth, colour)
+    return PngHeader(width, height)
 
 
 @dataclass(frozen=True)

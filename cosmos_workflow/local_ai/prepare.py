@@ -173,12 +173,20 @@ def plan_preparation(
         raise ValidationFailure(
             f"cannot prepare {folder} ({len(problems)} problem(s); nothing was written):\n{lines}"
         )
+    made = {video.modality for video in videos}
     notes = []
-    if "color" not in {video.modality for video in videos}:
+    if "color" not in made:
         notes.append(
             "no color sequence: `cosmos create prompt` needs a color video (a manifest's "
             "prompt may use control videos alone)"
         )
+    notes += [
+        f"{out / (modality + VIDEO_SUFFIX)} is older than these frames (there is no "
+        f"{modality} sequence now) and stays: `cosmos create prompt` would use it with the "
+        "new videos; remove it if it is not of this shot"
+        for modality in MODALITIES
+        if modality not in made and (out / (modality + VIDEO_SUFFIX)).is_file()
+    ]
     skipped = [_skipped(sequence) for sequence in check.skipped]
     return PrepareResult(folder, out, fps, True, videos, skipped, notes)
 
@@ -266,6 +274,7 @@ def publish_videos(
             back (the message names any that could not be).
     """
     backups: dict[Path, Path] = {}
+    published = False
     try:
         for _, output in finished:
             if output.exists():
@@ -276,13 +285,16 @@ def publish_videos(
             publish_file(tmp, output)
             if output in backups:
                 shutil.copymode(backups[output], output)
+        published = True
     except BaseException as exc:
         stranded = _roll_back(finished, backups)
         if isinstance(exc, OSError):
             raise ExecutionFailure(_publish_error(exc, stranded)) from exc
         raise
-    for backup in backups.values():
-        _remove(backup)
+    finally:
+        if published:
+            for backup in backups.values():
+                _remove(backup)
 
 
 def _backup_beside(output: Path) -> Path:

@@ -222,8 +222,7 @@ class OutputStore:
             return False
         folder = self.run_dir(run_id)
         sizes = result.get("outputs") or {}
-        # Folders of video runs written before there were other main outputs lack the key.
-        if result.get(MAIN_OUTPUT, OUTPUT_VIDEO) not in sizes:
+        if not isinstance(sizes, dict) or _main_output(result, sizes) not in sizes:
             return False
         for name, size in sizes.items():
             path = folder / name
@@ -374,3 +373,15 @@ class OutputStore:
         """Write runs.jsonl: one line per run (id, params, status, dir)."""
         text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
         write_text_atomic(self.sweep_dir(sweep_id) / "runs.jsonl", text)
+
+
+def _main_output(result: dict[str, Any], sizes: dict[str, Any]) -> str | None:
+    """The main output's name that result.json gives.
+
+    A folder written before result.json named it holds a video, or for an
+    enhancement run only the upsampled text.
+    """
+    if MAIN_OUTPUT not in result:
+        return OUTPUT_PROMPT if list(sizes) == [OUTPUT_PROMPT] else OUTPUT_VIDEO
+    main = result[MAIN_OUTPUT]
+    return main if isinstance(main, str) else None

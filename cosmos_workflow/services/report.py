@@ -171,10 +171,11 @@ class SweepReport:
             StateError: the report cannot be written.
         """
         sweep = self._repository.get_sweep(sweep_id)
-        links = self._repository.sweep_runs(sweep_id, SweepStage.MAIN)
+        links = self._repository.sweep_runs(sweep_id, [SweepStage.MAIN])
         upscales = {
-            str(link.params.get(UPSCALE_OF)): run
-            for link, run in self._repository.sweep_runs(sweep_id, SweepStage.UPSCALE)
+            parent_id: run
+            for link, run in self._repository.sweep_runs(sweep_id, [SweepStage.UPSCALE])
+            for parent_id in link.params.get(UPSCALE_OF) or []
         }
         points = [run_coordinates(link.params or {}) for link, _ in links]
         axes = find_axes(points)
@@ -198,6 +199,7 @@ class SweepReport:
             overrides=_override_lines(sweep.overrides),
             provenance=_read_json(folder / "provenance.json"),
             counts=counts,
+            stages=self._repository.sweep_stage_sizes(sweep_id),
             statuses=[status.value for status in RunStatus],
             axes=axes,
             layout=layout,

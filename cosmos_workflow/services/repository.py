@@ -87,6 +87,24 @@ def _insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> 
         session.execute(insert(model.__table__), rows)
 
 
+def _enqueue_in(session: Session, run_ids: Iterable[str]) -> list[str]:
+    """Queue the pending, failed and cancelled runs among ``run_ids`` (see enqueue)."""
+    ids = sorted(set(run_ids))
+    waiting = (RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED)
+    queued: set[str] = set()
+    # In id order, taking turns with the other writers: two runners that
+    # queue overlapping sweeps at once cannot deadlock.
+    for start in range(0, len(ids), _IN_CHUNK):
+        statement = (
+            update(Run)
+            .where(Run.id.in_(ids[start : start + _IN_CHUNK]), Run.status.in_(waiting))
+            .values(status=RunStatus.QUEUED, error_class=None, error_message=None)
+            .returning(Run.id)
+        )
+        queued.update(session.scalars(statement, execution_options=_NO_SYNC))
+    return [run_id for run_id in ids if run_id in queued]
+
+
 def _move(run: Run, to: RunStatus, now: datetime, fields: dict[str, Any]) -> None:
     """Apply one allowed status change to a loaded run.
 
@@ -263,14 +281,29 @@ class DataRepository:
             ]
             _insert(session, Run, rows)
 
-    def link_run(self, run_id: str, parent_run_id: str) -> None:
-        """Record that ``run_id``'s input is ``parent_run_id``'s output."""
+    def link_runs(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record for each (parent run, run) that the run's input is the parent's output.
+
+        A run linked already keeps its parent.
+
+        Raises:
+            NotFoundFailure: a run is not stored.
+        """
+        parents = {run_id: parent_id for parent_id, run_id in pairs}
+        if not parents:
+            return
+        ids = list(parents)
         with self._session(WRITE_LOCK) as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                raise NotFoundFailure(f"no run with id {run_id}")
-            if run.parent_run_id is None:
-                run.parent_run_id = parent_run_id
+            runs: dict[str, Run] = {}
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = select(Run).where(Run.id.in_(ids[start : start + _IN_CHUNK]))
+                runs.update((run.id, run) for run in session.scalars(query))
+            for run_id, parent_id in parents.items():
+                run = runs.get(run_id)
+                if run is None:
+                    raise NotFoundFailure(f"no run with id {run_id}")
+                if run.parent_run_id is None:
+                    run.parent_run_id = parent_id
 
     def child_runs(self, run_ids: Iterable[str]) -> list[Run]:
         """Runs whose input is the output of any of ``run_ids`` (upscales)."""
@@ -688,21 +721,8 @@ class DataRepository:
         Returns:
             The ids that became queued.
         """
-        ids = sorted(set(run_ids))
-        waiting = (RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED)
-        queued: set[str] = set()
-        # In id order, taking turns with the other writers: two runners that
-        # queue overlapping sweeps at once cannot deadlock.
         with self._session(WRITE_LOCK) as session:
-            for start in range(0, len(ids), _IN_CHUNK):
-                statement = (
-                    update(Run)
-                    .where(Run.id.in_(ids[start : start + _IN_CHUNK]), Run.status.in_(waiting))
-                    .values(status=RunStatus.QUEUED, error_class=None, error_message=None)
-                    .returning(Run.id)
-                )
-                queued.update(session.scalars(statement, execution_options=_NO_SYNC))
-        return [run_id for run_id in ids if run_id in queued]
+            return _enqueue_in(session, run_ids)
 
     def run_specs(self, run_ids: Iterable[str]) -> list[RunSpec]:
         """The stored specs of runs (for a job whose runs belong to other sweeps too)."""
@@ -777,16 +797,30 @@ class DataRepository:
             return list(session.scalars(query))
 
     def link_stage_runs(
-        self, sweep_id: str, stage: SweepStage, runs: Sequence[tuple[str, dict[str, Any]]]
-    ) -> None:
-        """Make the runs of one of a sweep's stages members of the sweep.
+        self,
+        sweep_id: str,
+        stage: SweepStage,
+        runs: Sequence[tuple[str, dict[str, Any]]],
+        enqueue: Sequence[str] = (),
+    ) -> list[str]:
+        """Make the runs of one of a sweep's stages members of the sweep, and queue some.
+
+        Both happen in one transaction: a `cosmos kill --sweep` sees the
+        runs queued, or neither linked nor queued (then they are not run
+        after it either, unless the sweep runs again).
 
         Args:
             sweep_id: A stored sweep.
             stage: The stage (not MAIN: a sweep's own runs are linked by add_sweep).
             runs: (run id, parameters shown with it), in order; a run linked
                 already keeps its link.
+            enqueue: Runs to queue, as :meth:`enqueue` does.
+
+        Returns:
+            The ids that became queued.
         """
+        if not runs and not enqueue:
+            return []
         with self._session(WRITE_LOCK) as session:
             linked = set(
                 session.scalars(select(SweepRun.run_id).where(SweepRun.sweep_id == sweep_id))
@@ -810,11 +844,12 @@ class DataRepository:
                     }
                 )
             _insert(session, SweepRun, rows)
+            return _enqueue_in(session, enqueue)
 
     def sweep_runs(
-        self, sweep_id: str, stage: SweepStage | None = None
+        self, sweep_id: str, stages: Sequence[SweepStage] | None = None
     ) -> list[tuple[SweepRun, Run]]:
-        """The sweep's links and runs, in sweep order (of one stage, or all)."""
+        """The sweep's links and runs, in sweep order (of these stages, or all)."""
         with self._session() as session:
             query = (
                 select(SweepRun, Run)
@@ -822,8 +857,8 @@ class DataRepository:
                 .where(SweepRun.sweep_id == sweep_id)
                 .order_by(SweepRun.position)
             )
-            if stage is not None:
-                query = query.where(SweepRun.stage == stage)
+            if stages is not None:
+                query = query.where(SweepRun.stage.in_(stages))
             return [(link, run) for link, run in session.execute(query)]
 
     def sweep_status_counts(self, sweep_id: str) -> dict[str, int]:
@@ -848,7 +883,8 @@ class DataRepository:
                 .where(SweepRun.sweep_id == sweep_id, SweepRun.stage != SweepStage.MAIN)
                 .group_by(SweepRun.stage)
             )
-            return {stage.value: count for stage, count in session.execute(query)}
+            sizes = {stage: count for stage, count in session.execute(query)}
+        return {stage.value: sizes[stage] for stage in SweepStage if stage in sizes}
 
     def sweeps_of_run(self, run_id: str) -> list[str]:
         """Ids of the sweeps that include ``run_id``."""
@@ -915,10 +951,11 @@ class DataRepository:
             return list(session.scalars(query))
 
     def sweep_run_times(self, sweep_id: str) -> list[Row[Any]]:
-        """Each run of a sweep: id, status, started_at, finished_at, job_id, target, gpus."""
+        """Each run of a sweep: id, stage, status, started_at, finished_at, job_id, target, gpus."""
         query = (
             select(
                 Run.id,
+                SweepRun.stage,
                 Run.status,
                 Run.started_at,
                 Run.finished_at,
