@@ -414,12 +414,17 @@ def test_the_runner_drives_the_terminal_display_to_its_end(project: Project) -> 
 # ---------------------------------------------------------------- status from the DB
 
 
+def demo_api(project: Project, clock: FakeClock) -> CosmosAPI:
+    """The API of the demo's settings, on the project's database, with a fake clock."""
+    composed = yaml.safe_load(project.batch("+experiment=demo", "--cfg", "job").stdout)
+    settings = ConfigManager(ProjectPaths(project.root), project.env).settings(composed)
+    return CosmosAPI(settings, clock=clock)
+
+
 def test_status_eta_comes_from_this_pass_of_the_sweep(project: Project) -> None:
     """Throughput counts the runs finished since the active stretch began, not last week's."""
     clock = FakeClock(T0)
-    composed = yaml.safe_load(project.batch("+experiment=demo", "--cfg", "job").stdout)
-    settings = ConfigManager(ProjectPaths(project.root), project.env).settings(composed)
-    with CosmosAPI(settings, clock=clock) as api:
+    with demo_api(project, clock) as api:
         repo = api.repository
         prompt = make_prompt("a harbor")
         specs = [make_spec(prompt, seed) for seed in range(7)]
@@ -491,9 +496,7 @@ def test_status_counts_the_sweeps_own_runs_and_times_the_stage_under_way(
 ) -> None:
     """An upscale stage: its runs are counted apart, and the ETA is theirs."""
     clock = FakeClock(T0)
-    composed = yaml.safe_load(project.batch("+experiment=demo", "--cfg", "job").stdout)
-    settings = ConfigManager(ProjectPaths(project.root), project.env).settings(composed)
-    with CosmosAPI(settings, clock=clock) as api:
+    with demo_api(project, clock) as api:
         repo = api.repository
         prompt = make_prompt("a harbor")
         own = [make_spec(prompt, seed) for seed in range(2)]

@@ -17,7 +17,12 @@ from typing import Any
 import click
 from rich.text import Text
 
-from cosmos_workflow.api.cosmos_api import DEFAULT_UPSCALE_WEIGHT, RUN_STATUSES, CosmosAPI
+from cosmos_workflow.api.cosmos_api import (
+    DEFAULT_UPSCALE_WEIGHT,
+    RUN_STATUSES,
+    CosmosAPI,
+    InferenceResult,
+)
 from cosmos_workflow.cli.complete import (
     SHELLS,
     complete_any_id,
@@ -229,6 +234,26 @@ def prepare(
 
 
 # -- inference ---------------------------------------------------------------
+def _emit_run(result: InferenceResult, extra: dict[str, Any], as_json: bool) -> None:
+    """Print a run's id, status and folder (or JSON); exit 1 unless it succeeded."""
+    data = {
+        "id": result.run_id,
+        **extra,
+        "status": result.status,
+        "cached": result.cached,
+        "output_dir": str(result.output_dir),
+    }
+
+    def render(_: Any) -> None:
+        click.echo(result.run_id)
+        note = " (cached)" if result.cached else ""
+        click.echo(f"{result.status}{note}: {result.output_dir}")
+
+    _emit(data, as_json, render)
+    if result.status != "succeeded":
+        sys.exit(1)
+
+
 def _model_overrides(
     seed: int | None,
     num_steps: int | None,
@@ -291,21 +316,7 @@ def inference(
     overrides = _model_overrides(seed, num_steps, guidance, sigma_max, fps, num_gpus, weights, sets)
     api = obj.api(overrides)
     result = api.inference(prompt_id, obj.composed["model"], make_progress(stderr_console()))
-    data = {
-        "id": result.run_id,
-        "status": result.status,
-        "cached": result.cached,
-        "output_dir": str(result.output_dir),
-    }
-
-    def render(_: Any) -> None:
-        click.echo(result.run_id)
-        note = " (cached)" if result.cached else ""
-        click.echo(f"{result.status}{note}: {result.output_dir}")
-
-    _emit(data, as_json, render)
-    if result.status != "succeeded":
-        sys.exit(1)
+    _emit_run(result, {}, as_json)
 
 
 # -- enhance / upscale -----------------------------------------------------------
@@ -373,22 +384,7 @@ def upscale(
     """
     api = obj.api(_set_overrides(sets))
     result = api.upscale(run_id, weight, text, make_progress(stderr_console()))
-    data = {
-        "id": result.run_id,
-        "parent_run_id": api.resolve_id(run_id, "rs"),
-        "status": result.status,
-        "cached": result.cached,
-        "output_dir": str(result.output_dir),
-    }
-
-    def render(_: Any) -> None:
-        click.echo(result.run_id)
-        note = " (cached)" if result.cached else ""
-        click.echo(f"{result.status}{note}: {result.output_dir}")
-
-    _emit(data, as_json, render)
-    if result.status != "succeeded":
-        sys.exit(1)
+    _emit_run(result, {"parent_run_id": api.resolve_id(run_id, "rs")}, as_json)
 
 
 # -- list / show / status ------------------------------------------------------
