@@ -332,13 +332,15 @@ def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
     assert all(row["status"] == "succeeded" for row in listed)
     # The report shows the sweep's own runs, each with a link to its 4K upscale.
     report = Path(sweep["output_dir"]) / "report.html"
-    html = report.read_text(encoding="utf-8")
-    assert '<dd id="stages">2 enhance run(s), 6 upscale run(s)</dd>' in html
-    assert html.count('class="run ') == 6
-    for run_id, child in upscales.items():
-        assert f'data-run-id="{run_id}"' in html and f'data-run-id="{child}"' not in html
-        link = f'href="../../runs/{child}/output.mp4"'
-        assert html.count(link) == 1
+    page = parse(report)
+    assert [dd.text() for dd in page.iter("dd", id="stages")] == [
+        "2 enhance run(s), 6 upscale run(s)"
+    ]
+    assert sorted(cells(page)) == sorted(upscales), "one cell per run of the sweep, no upscale"
+    assert upscale_links(report) == {
+        run_id: [f"../../runs/{child}/output.mp4"] for run_id, child in upscales.items()
+    }
+    for child in upscales.values():
         assert (report.parent / "../../runs" / child / "output.mp4").is_file()
 
     # Everything is cached the second time; the dry run now shows the real ids.

@@ -662,11 +662,12 @@ class CosmosAPI:
         for run_id in cached:
             self._adopt_single(run_id)
         to_run = [spec for spec in specs.values() if spec.id not in cached]
-        joins = (plan.sweep_id, list(params.items()))
+        links = list(params.items())
         if to_run:
+            joins = (plan.sweep_id, links)
             summary.upscale_tally = self._run_stage(SweepStage.UPSCALE, to_run, progress, joins)
         else:
-            self.repository.link_stage_runs(plan.sweep_id, SweepStage.UPSCALE, joins[1])
+            self.repository.link_stage_runs(plan.sweep_id, SweepStage.UPSCALE, links)
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.

@@ -68,14 +68,20 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.CANCELLED: frozenset({RunStatus.QUEUED}),
 }
 
-_STATUS_ENUM = Enum(
-    RunStatus,
-    name="run_status",
-    native_enum=False,
-    length=16,
-    values_callable=lambda members: [m.value for m in members],
-    validate_strings=True,
-)
+
+def _value_enum(members: type[enum.Enum], name: str) -> Enum:
+    """A column type that stores an enum's values (not its names) as short strings."""
+    return Enum(
+        members,
+        name=name,
+        native_enum=False,
+        length=16,
+        values_callable=lambda found: [m.value for m in found],
+        validate_strings=True,
+    )
+
+
+_STATUS_ENUM = _value_enum(RunStatus, "run_status")
 
 
 class Prompt(Base):
@@ -195,14 +201,7 @@ class SweepStage(str, enum.Enum):
     UPSCALE = "upscale"
 
 
-_STAGE_ENUM = Enum(
-    SweepStage,
-    name="sweep_stage",
-    native_enum=False,
-    length=16,
-    values_callable=lambda members: [m.value for m in members],
-    validate_strings=True,
-)
+_STAGE_ENUM = _value_enum(SweepStage, "sweep_stage")
 
 
 class SweepRun(Base):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_workflow.errors import Problem, ValidationFailure
-from cosmos_workflow.local_ai.probe import ProbeCache, ProbeError, VideoInfo
+from cosmos_workflow.local_ai.probe import ProbeCache, ProbeError, VideoInfo, error_reason
 from cosmos_workflow.local_ai.sequences import (
     MODALITIES,
     SUPPORTED_NAMES,
@@ -162,7 +162,7 @@ def read_png_header(path: Path) -> PngHeader:
             handle.seek(max(0, size - PNG_TAIL))
             tail = handle.read()
     except OSError as exc:
-        raise ProbeError(f"is not a readable PNG ({exc.strerror or exc})") from exc
+        raise ProbeError(f"is not a readable PNG ({error_reason(exc)})") from exc
     if not head:
         raise ProbeError("is not a readable PNG (the file is empty)")
     if not head.startswith(PNG_SIGNATURE):

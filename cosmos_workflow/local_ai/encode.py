@@ -16,6 +16,7 @@ import av
 from av.video.reformatter import ColorRange
 
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
+from cosmos_workflow.local_ai.probe import error_reason
 
 CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
@@ -30,8 +31,7 @@ def _read_frame(path: Path, size: tuple[int, int]) -> av.VideoFrame:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0), None)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ValidationFailure(f"{path} is not a readable PNG ({reason})") from exc
+        raise ValidationFailure(f"{path} is not a readable PNG ({error_reason(exc)})") from exc
     if frame is None:
         raise ValidationFailure(f"{path} is not a readable PNG (no image decodes)")
     if (frame.width, frame.height) != size:

@@ -55,8 +55,11 @@ def format_fps(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.2f}"
 
 
-def _reason(exc: Exception) -> str:
-    """FFmpeg's own words, without the errno and the file name PyAV adds."""
+def error_reason(exc: Exception) -> str:
+    """Why a file could not be read, in FFmpeg's or the OS's own words.
+
+    The errno and the file name that PyAV and the OS add are left out.
+    """
     return getattr(exc, "strerror", None) or str(exc)
 
 
@@ -85,7 +88,7 @@ def probe_video(path: Path) -> VideoInfo:
     except ProbeError:
         raise
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise ProbeError(f"not a readable video ({_reason(exc)})") from exc
+        raise ProbeError(f"not a readable video ({error_reason(exc)})") from exc
     if first is None:
         raise ProbeError("not a readable video (no frame decodes)")
     if not fps:
