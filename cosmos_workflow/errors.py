@@ -76,3 +76,14 @@ class StateError(CosmosError):
 
     kind = "state"
     exit_code = 1
+
+
+def format_loc(loc: tuple[object, ...]) -> str:
+    """Turn a pydantic error location into a key path like ``a.b[2].c``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

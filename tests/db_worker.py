@@ -32,7 +32,7 @@ from test_database import make_prompt, make_spec
 
 from cosmos_workflow.database.engine import create_db_engine, session_factory
 from cosmos_workflow.database.models import RunStatus
-from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.utils.clock import SystemClock
 
 SWEEP_ID = "sw_00000000000000aa"

@@ -23,12 +23,12 @@ from cosmos_workflow.config.settings import (
     Transfer1Settings,
     Transfer25Settings,
 )
+from cosmos_workflow.engine.scheduler import form_jobs
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.scheduler import form_jobs
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
 # transfer.py's defaults (COSMOS_INTERFACE.md), for values a spec leaves out.

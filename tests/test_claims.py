@@ -23,7 +23,7 @@ from test_database import T0, FakeClock, make_prompt, make_spec, other_writer, s
 
 from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
 from cosmos_workflow.database.models import RunStatus
-from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.database.repository import DataRepository
 
 WORKER = Path(__file__).with_name("db_worker.py")
 RUNS = 2000

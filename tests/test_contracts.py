@@ -32,12 +32,12 @@ from test_identity_and_expansion import MODEL
 import cosmos_workflow
 from cosmos_workflow.config.settings import SimulatorSettings
 from cosmos_workflow.database.engine import create_db_engine, head_revision
+from cosmos_workflow.engine.scheduler import form_jobs
 from cosmos_workflow.errors import StateError
 from cosmos_workflow.execution.adapters.base import Invocation, RunOutputs
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.outputs import OutputStore, RunRecord
-from cosmos_workflow.services.scheduler import form_jobs
+from cosmos_workflow.outputs.store import OutputStore, RunRecord
 
 SWEEP_ID = re.compile(r"\bsw_[0-9a-f]{16}\b")
 

@@ -32,9 +32,9 @@ from cosmos_workflow.database.engine import (
     session_factory,
 )
 from cosmos_workflow.database.models import Base, RunStatus
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import NotFoundFailure, StateError
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.repository import DataRepository
 
 UTC = timezone.utc
 T0 = datetime(2031, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)

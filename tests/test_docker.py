@@ -13,7 +13,7 @@ from test_ssh import INJECTION_CORPUS
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
-from cosmos_workflow.execution.docker import (
+from cosmos_workflow.execution.targets.docker import (
     LABEL_PREFIX,
     ContainerSpec,
     DockerCommandBuilder,

@@ -30,7 +30,11 @@ from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 CAPTURE = (
-    Path(__file__).resolve().parents[1] / "cosmos_workflow" / "execution" / "prompt_capture.py"
+    Path(__file__).resolve().parents[1]
+    / "cosmos_workflow"
+    / "execution"
+    / "programs"
+    / "prompt_capture.py"
 )
 
 

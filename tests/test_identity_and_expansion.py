@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from cosmos_workflow.config.settings import SimulatorSettings
+from cosmos_workflow.engine.scheduler import form_jobs
 from cosmos_workflow.errors import ManifestError
 from cosmos_workflow.execution.adapters.base import JobLayout
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1_spec import single_spec
 from cosmos_workflow.manifest.expansion import expand
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.scheduler import form_jobs
 
 MODEL: dict[str, Any] = {
     "adapter": "simulated",

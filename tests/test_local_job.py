@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cosmos_workflow.execution import local_job
+from cosmos_workflow.execution.programs import local_job
 
 
 def supervise(folder: Path, *program: str) -> int:

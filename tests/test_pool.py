@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import Project, make_project
 
-from cosmos_workflow.execution.docker import LABEL_PREFIX
+from cosmos_workflow.execution.targets.docker import LABEL_PREFIX
 
 TWO_HOSTS = "targets=[{name:a,gpus:[0,1]},{name:b,gpus:[2,3]}]"
 SLOW = {"COSMOS_SIMULATOR__PER_VIDEO_S": "0.3", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0.2"}

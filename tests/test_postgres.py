@@ -30,8 +30,8 @@ from cosmos_workflow.database.engine import (
     session_factory,
 )
 from cosmos_workflow.database.models import Base, RunStatus
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import StateError
-from cosmos_workflow.services.repository import DataRepository
 
 SECRET = "hunter2-not-for-logs"
 

@@ -416,7 +416,7 @@ def test_ctrl_c_while_encoding_leaves_nothing_behind(project: Project) -> None:
 
 
 class RecordingProgress:
-    """A StepProgress (services/step_progress.py) that records every call in order."""
+    """A StepProgress (utils/step_progress.py) that records every call in order."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []

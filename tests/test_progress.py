@@ -30,7 +30,7 @@ from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.database.models import RunStatus, SweepStage
-from cosmos_workflow.services.eta import active_since, eta_seconds, format_duration
+from cosmos_workflow.engine.eta import active_since, eta_seconds, format_duration
 
 PROGRESS_LOGGER = "cosmos_workflow.progress"
 # Four runs in two jobs of two (the demo with one depth weight).

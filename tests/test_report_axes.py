@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from cosmos_workflow.errors import ValidationFailure
-from cosmos_workflow.services.report_axes import (
+from cosmos_workflow.outputs.axes import (
     choose_layout,
     find_axes,
     format_value,

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
-from cosmos_workflow.services.thumbnails import ThumbnailStore
+from cosmos_workflow.outputs.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,10 +16,7 @@ import pytest
 from test_identity_and_expansion import BATCH_SHARED, VIDEO, make_run, random_runs, with_model
 
 from cosmos_workflow.config.settings import SimulatorSettings, Transfer1Settings
-from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
-from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
-from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, RunSpec
-from cosmos_workflow.services.scheduler import (
+from cosmos_workflow.engine.scheduler import (
     Booking,
     CostModel,
     HostSlots,
@@ -30,6 +27,9 @@ from cosmos_workflow.services.scheduler import (
     split_for_balance,
     start_now,
 )
+from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
+from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, RunSpec
 
 CONTROL_FILES = {
     name: InputFile(Path(f"/data/{name}.mp4"), letter * 64)

@@ -13,9 +13,9 @@ from test_database import T0, FakeClock, make_prompt, make_spec
 
 from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
 from cosmos_workflow.database.models import RunStatus
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import NotFoundFailure, ValidationFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt
-from cosmos_workflow.services.repository import DataRepository
 
 # Texts chosen so that each LIKE wildcard, the escape character and case
 # would give a wrong answer if they were not matched literally.

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "cosmos_workflow" / "execution" / "simulated_model.py"
-MODULE = "cosmos_workflow.execution.simulated_model"
+SCRIPT = REPO / "cosmos_workflow" / "execution" / "programs" / "simulated_model.py"
+MODULE = "cosmos_workflow.execution.programs.simulated_model"
 FAST = ["--model_load_s", "0", "--per_video_s", "0"]
 ERROR_PREFIX = "simulated transfer1: error:"
 CONTROLS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")

@@ -10,9 +10,9 @@ import pytest
 from sshd import Sshd, free_port, keygen, start_sshd
 
 from cosmos_workflow.connection.remote import RemoteCommandError, RemoteCommandExecutor
+from cosmos_workflow.connection.scripts import BashScriptBuilder
 from cosmos_workflow.connection.ssh import HostKeyFailure, SSHEndpoint, SSHManager, parse_jump
 from cosmos_workflow.errors import AuthFailure, NetworkFailure
-from cosmos_workflow.execution.scripts import BashScriptBuilder
 
 # Text that a shell would love to interpret. Every value must arrive intact.
 INJECTION_CORPUS = [

@@ -26,6 +26,13 @@ from cosmos_workflow.database.engine import (
     session_factory,
 )
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep, SweepStage
+from cosmos_workflow.database.ratings import check_rating
+from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.database.search import MAX_SEARCH_CHARS, matched_fields
+from cosmos_workflow.engine.control import KillReport, LogResult, RunControl
+from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher, RunnerIdentity
+from cosmos_workflow.engine.progress import NullProgress, ProgressSink
+from cosmos_workflow.engine.runner import RunTally
 from cosmos_workflow.errors import (
     CosmosError,
     ExecutionFailure,
@@ -36,44 +43,37 @@ from cosmos_workflow.errors import (
 )
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
-from cosmos_workflow.execution.executors import Executor, LocalExecutor
-from cosmos_workflow.execution.remote_executor import make_remote_executor
+from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
+from cosmos_workflow.execution.targets.local import Executor, LocalExecutor
+from cosmos_workflow.execution.targets.ssh import make_remote_executor
 from cosmos_workflow.local_ai.checks import check_prompt_videos, check_video_folder
 from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, PrepareResult, prepare_inputs
 from cosmos_workflow.local_ai.probe import ProbeCache
+from cosmos_workflow.local_ai.video_dir import detect_videos
 from cosmos_workflow.manifest.expansion import expand, pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig, UpscaleStage
 from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
-from cosmos_workflow.services.control import KillReport, LogResult, RunControl
-from cosmos_workflow.services.derive import (
+from cosmos_workflow.outputs.provenance import sweep_provenance
+from cosmos_workflow.outputs.report import ReportResult, SweepReport
+from cosmos_workflow.outputs.store import OUTPUT_PROMPT, OUTPUT_VIDEO, OutputStore
+from cosmos_workflow.sweeps.derive import (
     DEFAULT_UPSCALE_WEIGHT as DEFAULT_UPSCALE_WEIGHT,
 )
-from cosmos_workflow.services.derive import (
+from cosmos_workflow.sweeps.derive import (
     ORIGIN_ENHANCED,
     UPSAMPLER_ADAPTERS,
-    UPSCALE_OF,
     enhanced_origin,
     enhanced_prompt,
     enhancement_spec,
     upscale_origin,
     upscale_spec,
 )
-from cosmos_workflow.services.dispatch import DispatchContext, Dispatcher, RunnerIdentity
-from cosmos_workflow.services.outputs import OUTPUT_PROMPT, OUTPUT_VIDEO, OutputStore
-from cosmos_workflow.services.progress import NullProgress, ProgressSink
-from cosmos_workflow.services.provenance import sweep_provenance
-from cosmos_workflow.services.ratings import check_rating
-from cosmos_workflow.services.report import ReportResult, SweepReport
-from cosmos_workflow.services.repository import DataRepository
-from cosmos_workflow.services.runner import RunTally
-from cosmos_workflow.services.search import MAX_SEARCH_CHARS, matched_fields
-from cosmos_workflow.services.step_progress import StepProgress
-from cosmos_workflow.services.sweep_status import sweep_status
-from cosmos_workflow.services.video_dir import detect_videos
+from cosmos_workflow.sweeps.status import sweep_status
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import Clock, SystemClock
 from cosmos_workflow.utils.hashing import content_id, sha256_file
+from cosmos_workflow.utils.step_progress import StepProgress
 
 logger = logging.getLogger(__name__)
 
@@ -1234,7 +1234,7 @@ class CosmosAPI:
         Args:
             given: A sw_ id or unique prefix.
             rows: The axis for the rows (a parameter name such as ``model.seed``
-                or ``prompt``); None follows the rule (services/report_axes.py).
+                or ``prompt``); None follows the rule (outputs/axes.py).
             cols: The axis for the columns.
             thumbnails: Make the thumbnails that are missing (False: the
                 report shows only those made before; quick).

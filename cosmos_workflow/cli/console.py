@@ -17,9 +17,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cosmos_workflow.engine.eta import format_duration
+from cosmos_workflow.engine.progress_state import ProgressState
 from cosmos_workflow.errors import CosmosError, StateError
-from cosmos_workflow.services.eta import format_duration
-from cosmos_workflow.services.progress_state import ProgressState
 from cosmos_workflow.utils.clock import Clock, SystemClock
 
 logger = logging.getLogger("cosmos_workflow.progress")

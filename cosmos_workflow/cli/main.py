@@ -45,10 +45,10 @@ from cosmos_workflow.config.compose import compose_config
 from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import find_project
 from cosmos_workflow.config.targets import configured_targets
+from cosmos_workflow.database.ratings import MAX_RATING, MIN_RATING
+from cosmos_workflow.engine.eta import format_duration
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
 from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, MAX_FPS
-from cosmos_workflow.services.eta import format_duration
-from cosmos_workflow.services.ratings import MAX_RATING, MIN_RATING
 
 STATUS_CHOICES = list(RUN_STATUSES)
 TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."

@@ -17,7 +17,7 @@ from cosmos_workflow.api.cosmos_api import SweepPlan
 from cosmos_workflow.api.multirun import merge_plans
 from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.errors import CosmosError
-from cosmos_workflow.services.outputs import OutputStore
+from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.atomic import write_yaml_atomic
 
 # Written into Hydra's sweep folder: each sweep of the multirun and its jobs.

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from cosmos_workflow.services.eta import eta_seconds, format_duration
+from cosmos_workflow.engine.eta import eta_seconds, format_duration
 from cosmos_workflow.utils.clock import Clock, SystemClock
 
 # Seconds between two progress lines when stderr is not a terminal.

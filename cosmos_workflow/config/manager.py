@@ -29,8 +29,7 @@ from cosmos_workflow.config.settings import (
     SETTINGS_KEYS,
     Settings,
 )
-from cosmos_workflow.errors import Problem, ValidationFailure
-from cosmos_workflow.manifest.expansion import format_loc
+from cosmos_workflow.errors import Problem, ValidationFailure, format_loc
 
 if sys.version_info >= (3, 11):
     import tomllib

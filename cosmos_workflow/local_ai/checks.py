@@ -32,7 +32,7 @@ from cosmos_workflow.local_ai.sequences import (
     missing_numbers,
 )
 from cosmos_workflow.manifest.specs import VIDEO_ROLE, InputVideo
-from cosmos_workflow.services.step_progress import NullStepProgress, StepProgress
+from cosmos_workflow.utils.step_progress import NullStepProgress, StepProgress
 
 # What `cosmos create prompt` calls the input video in a folder.
 COLOR = "color"

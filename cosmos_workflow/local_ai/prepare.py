@@ -24,8 +24,8 @@ from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
 from cosmos_workflow.local_ai.checks import CheckedSequence, check_sequences
 from cosmos_workflow.local_ai.encode import encode_png_sequence
 from cosmos_workflow.local_ai.sequences import MODALITIES, FrameSequence, scan_folder
-from cosmos_workflow.services.step_progress import NullStepProgress, StepProgress
 from cosmos_workflow.utils.atomic import publish, temp_file_beside
+from cosmos_workflow.utils.step_progress import NullStepProgress, StepProgress
 
 logger = logging.getLogger(__name__)
 

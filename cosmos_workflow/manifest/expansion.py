@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cosmos_workflow.errors import ManifestError, Problem
+from cosmos_workflow.errors import ManifestError, Problem, format_loc
 from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
 from cosmos_workflow.manifest.specs import (
     PLAIN_SUFFIX,
@@ -55,17 +55,6 @@ class Expansion:
     run_ids: list[str]
     duplicates: int
     notes: list[str]
-
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    """Turn a pydantic error location into a key path like ``a.b[2].c``."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
 
 
 def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """What the services need of time."""
+    """What the engine and the database need of time."""
 
     def now(self) -> datetime:
         """Current time, timezone-aware UTC."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cosmos_workflow.config.settings import SimulatorSettings
 from cosmos_workflow.execution.adapters.base import JobLayout
 from cosmos_workflow.execution.adapters.transfer1_spec import Launch, Transfer1SpecAdapter
+from cosmos_workflow.execution.programs import PROGRAMS_DIR
 from cosmos_workflow.manifest.specs import RunSpec
 
-SIMULATED_PROGRAM = Path(__file__).resolve().parent.parent / "simulated_model.py"
+SIMULATED_PROGRAM = PROGRAMS_DIR / "simulated_model.py"
 # The program travels with each job, so it runs the same way on every host.
 PROGRAM_FILE = "simulated_model.py"
 

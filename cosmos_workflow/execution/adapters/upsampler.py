@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Hashable
-from pathlib import Path
 
 from cosmos_workflow.config.settings import SimulatorSettings, Transfer1Settings
 from cosmos_workflow.errors import Problem
@@ -22,9 +21,9 @@ from cosmos_workflow.execution.adapters.base import (
     input_name,
     inputs_of,
 )
+from cosmos_workflow.execution.programs import PROGRAMS_DIR
 from cosmos_workflow.manifest.specs import RunSpec
 
-EXECUTION_DIR = Path(__file__).resolve().parent.parent
 CAPTURE_FILE = "prompt_capture.py"
 SIMULATED_FILE = "simulated_upsampler.py"
 OUTPUT_FILE = "out/prompt.txt"
@@ -54,7 +53,7 @@ class PromptUpsamplerAdapter(ModelAdapter):
     video_estimate_s = 20.0
 
     def __init__(self) -> None:
-        self._capture = (EXECUTION_DIR / CAPTURE_FILE).read_bytes()
+        self._capture = (PROGRAMS_DIR / CAPTURE_FILE).read_bytes()
 
     def validate(self, run: RunSpec) -> list[Problem]:
         """A prompt text and an input video are needed."""
@@ -97,7 +96,7 @@ class SimulatedUpsamplerAdapter(PromptUpsamplerAdapter):
     def __init__(self, settings: SimulatorSettings) -> None:
         super().__init__()
         self._settings = settings
-        self._program = (EXECUTION_DIR / SIMULATED_FILE).read_bytes()
+        self._program = (PROGRAMS_DIR / SIMULATED_FILE).read_bytes()
 
     def time_estimates(self) -> tuple[float, float]:
         """The simulator's load time; the text itself takes no time."""

@@ -20,6 +20,8 @@ from cosmos_workflow.manifest.specs import RunSpec
 
 # The upscaler's step count in NVIDIA's example.
 UPSCALE_NUM_STEPS = 10
+# The key of an upscale run's sweep params (stages.upscale) that names the run it upscales.
+UPSCALE_OF = "upscale_of"
 
 
 def upscale_problems(run: RunSpec) -> list[Problem]:

@@ -12,7 +12,7 @@ result is still a valid MP4 file.
 
 It uses the Python standard library only, so it can run as
 ``python3 /path/simulated_model.py ...`` inside minimal containers, or as
-``python -m cosmos_workflow.execution.simulated_model ...``.
+``python -m cosmos_workflow.execution.programs.simulated_model ...``.
 
 Exit codes: 0 success, 2 bad input or I/O error (one line on stderr starting
 with ``simulated transfer1: error:``), 17 simulated failure (``--fail_on_seed``).

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
+from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
-from cosmos_workflow.execution.executors import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.execution.targets.local import LOG_NAME, ExecutionResult, Executor
 from cosmos_workflow.manifest.specs import RunSpec
-from cosmos_workflow.services.outputs import OutputStore, RunRecord
-from cosmos_workflow.services.progress import ProgressSink
-from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.outputs.store import OutputStore, RunRecord
 
 logger = logging.getLogger(__name__)
 

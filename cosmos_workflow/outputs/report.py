@@ -24,9 +24,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cosmos_workflow.database.models import Run, RunStatus, SweepStage
 from cosmos_workflow.errors import StateError
-from cosmos_workflow.services.derive import UPSCALE_OF
-from cosmos_workflow.services.outputs import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore
-from cosmos_workflow.services.report_axes import (
+from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
+from cosmos_workflow.outputs.store import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore
+from cosmos_workflow.outputs.axes import (
     Axis,
     Layout,
     choose_layout,
@@ -35,8 +35,8 @@ from cosmos_workflow.services.report_axes import (
     run_coordinates,
     value_key,
 )
-from cosmos_workflow.services.repository import DataRepository
-from cosmos_workflow.services.thumbnails import ThumbnailStore
+from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.outputs.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.atomic import write_text_atomic
 from cosmos_workflow.utils.clock import Clock
 from cosmos_workflow.utils.hashing import SHA256_HEX, sha256_file
@@ -141,7 +141,7 @@ class SweepReport:
         self._store = store
         self._clock = clock
         self._env = Environment(
-            loader=PackageLoader("cosmos_workflow.services", "templates"),
+            loader=PackageLoader("cosmos_workflow.outputs", "templates"),
             autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,

@@ -13,6 +13,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from cosmos_workflow.database.engine import ROW_LOCKS, WRITE_LOCK
+from cosmos_workflow.database.ids import ids_starting_with
 from cosmos_workflow.database.models import (
     TRANSITIONS,
     Base,
@@ -24,10 +25,9 @@ from cosmos_workflow.database.models import (
     SweepRun,
     SweepStage,
 )
+from cosmos_workflow.database.search import LIKE_ESCAPE, SearchHits, find_text, like_literal
 from cosmos_workflow.errors import NotFoundFailure, StateError, ValidationFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt, RunSpec
-from cosmos_workflow.services.id_lookup import ids_starting_with
-from cosmos_workflow.services.search import LIKE_ESCAPE, SearchHits, find_text, like_literal
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)

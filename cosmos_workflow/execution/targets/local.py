@@ -21,15 +21,16 @@ from typing import Any
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
-from cosmos_workflow.execution.docker import ContainerInfo
-from cosmos_workflow.execution.gpus import GpuInfo, query_gpus
-from cosmos_workflow.execution.local_job import (
+from cosmos_workflow.execution.programs import PROGRAMS_DIR
+from cosmos_workflow.execution.programs.local_job import (
     ABANDONED_NAME,
     PID_NAME,
     START_NAME,
     STARTED_NAME,
     claim_start,
 )
+from cosmos_workflow.execution.targets.docker import ContainerInfo
+from cosmos_workflow.execution.targets.gpus import GpuInfo, query_gpus
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.atomic import write_bytes_atomic, write_text_atomic
@@ -42,7 +43,7 @@ LOG_NAME = "logs/job.log"
 # The local program's exit code, written by its supervisor when it ends.
 EXIT_NAME = "job.exit"
 # The supervisor of local programs (a standard-library script run with this interpreter).
-SUPERVISOR = Path(__file__).resolve().parent / "local_job.py"
+SUPERVISOR = PROGRAMS_DIR / "local_job.py"
 # How often a local job's log is read while it runs.
 FOLLOW_POLL_S = 0.02
 # How long a stopped local model may take to exit before it is killed outright.

@@ -24,8 +24,13 @@ from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager, parse_jump
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
-from cosmos_workflow.execution.docker import ContainerSpec, DockerCommandBuilder, DockerExecutor
-from cosmos_workflow.execution.executors import (
+from cosmos_workflow.execution.targets.docker import (
+    ContainerSpec,
+    DockerCommandBuilder,
+    DockerExecutor,
+)
+from cosmos_workflow.execution.targets.gpus import query_gpus
+from cosmos_workflow.execution.targets.local import (
     LOG_NAME,
     ExecutionResult,
     Executor,
@@ -33,7 +38,6 @@ from cosmos_workflow.execution.executors import (
     TargetReport,
     wait_while_starting,
 )
-from cosmos_workflow.execution.gpus import query_gpus
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.utils.clock import Clock

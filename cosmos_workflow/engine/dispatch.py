@@ -1,6 +1,6 @@
 """The dispatcher: a sweep's jobs on every GPU of every target at once.
 
-The main thread plans (services/scheduler.py) and reacts to events; each
+The main thread plans (engine/scheduler.py) and reacts to events; each
 running job has a worker thread that executes it through the JobRunner.
 
 - Jobs start when the plan puts them on free GPUs now; a job's runs are
@@ -33,15 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from cosmos_workflow.config.settings import SchedulerSettings, SSHTargetSettings, TargetSettings
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
-from cosmos_workflow.errors import CosmosError, NetworkFailure
-from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.executors import Executor
-from cosmos_workflow.manifest.specs import RunSpec
-from cosmos_workflow.services.outputs import OutputStore
-from cosmos_workflow.services.progress import ProgressSink
-from cosmos_workflow.services.repository import DataRepository, RunningJob
-from cosmos_workflow.services.runner import JobOutcome, JobRunner, RunTally, Slot
-from cosmos_workflow.services.scheduler import (
+from cosmos_workflow.database.repository import DataRepository, RunningJob
+from cosmos_workflow.engine.progress import ProgressSink
+from cosmos_workflow.engine.runner import JobOutcome, JobRunner, RunTally, Slot
+from cosmos_workflow.engine.scheduler import (
     CostModel,
     HostSlots,
     PlannedJob,
@@ -49,6 +44,11 @@ from cosmos_workflow.services.scheduler import (
     split_for_balance,
     start_now,
 )
+from cosmos_workflow.errors import CosmosError, NetworkFailure
+from cosmos_workflow.execution.adapters.base import ModelAdapter
+from cosmos_workflow.execution.targets.local import Executor
+from cosmos_workflow.manifest.specs import RunSpec
+from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from cosmos_workflow.services.eta import eta_seconds
+from cosmos_workflow.engine.eta import eta_seconds
 from cosmos_workflow.utils.clock import Clock
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
-from cosmos_workflow.services.eta import active_since, eta_seconds
+from cosmos_workflow.engine.eta import active_since, eta_seconds
 
 # Runs whose model finished: they measure throughput.
 _PROCESSED = (RunStatus.SUCCEEDED, RunStatus.FAILED)

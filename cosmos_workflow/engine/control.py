@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cosmos_workflow.database.models import Run, RunStatus
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
-from cosmos_workflow.execution.executors import Executor, LiveLog
-from cosmos_workflow.services.outputs import OutputStore
-from cosmos_workflow.services.repository import DataRepository
+from cosmos_workflow.execution.targets.local import Executor, LiveLog
+from cosmos_workflow.outputs.store import OutputStore
 
 # How often `cosmos logs -f` looks again at a run that has not started its program yet.
 LOG_POLL_S = 0.5

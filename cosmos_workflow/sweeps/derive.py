@@ -25,8 +25,6 @@ UPSAMPLER_ADAPTERS = frozenset(UPSAMPLERS.values())
 DEFAULT_UPSCALE_WEIGHT = 0.5
 ORIGIN_ENHANCED = "enhanced"
 ORIGIN_UPSCALE_INPUT = "upscale_input"
-# The key of an upscale run's sweep params (stages.upscale) that names the run it upscales.
-UPSCALE_OF = "upscale_of"
 
 
 def _family_adapter(table: dict[str, str], adapter: str, what: str, where: str) -> str:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cosmos_workflow.database.models import Prompt, Run, Sweep
-from cosmos_workflow.services.search import LIKE_ESCAPE, like_literal
+from cosmos_workflow.database.search import LIKE_ESCAPE, like_literal
 
 # The kinds of id (their prefix before "_"), and the column that labels each.
 ID_KINDS: dict[str, tuple[type[Prompt] | type[Run] | type[Sweep], str]] = {
