@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -209,6 +209,48 @@ class CosmosAPI:
             ConfiguredTarget(target.name, "config", target) for target in settings.pool
         ]
         self._executors: dict[str, Executor] = {}
+        # The composed Hydra config (from_project), e.g. the model section for inference.
+        self.composed: dict[str, Any] = {}
+
+    @classmethod
+    def from_project(
+        cls,
+        directory: Path | None = None,
+        overrides: Sequence[str] = (),
+        *,
+        environ: Mapping[str, str] | None = None,
+        all_targets: bool = False,
+        clock: Clock | None = None,
+    ) -> CosmosAPI:
+        """The API of the project at ``directory`` (or its nearest parent), composed with Hydra.
+
+        Args:
+            directory: A folder inside the project; by default the current one
+                ($COSMOS_PROJECT_DIR, when set, wins).
+            overrides: Hydra overrides of conf/ (``--set`` on the CLI).
+            environ: The environment (COSMOS_* settings); by default os.environ.
+            all_targets: Also compose every target in conf/target/ (status, logs, kill).
+            clock: Time source (tests inject a fixed one).
+
+        Raises:
+            ValidationFailure: no project, a bad override or invalid settings.
+        """
+        from cosmos_workflow.config.compose import compose_config
+        from cosmos_workflow.config.manager import ConfigManager
+        from cosmos_workflow.config.project import find_project
+        from cosmos_workflow.config.targets import configured_targets
+
+        env = os.environ if environ is None else environ
+        project = find_project(Path(directory) if directory else Path.cwd(), env)
+        composed = compose_config(project, list(overrides))
+        manager = ConfigManager(project, env)
+        settings = manager.settings(composed)
+        targets = (
+            configured_targets(manager, list(overrides), settings.target) if all_targets else None
+        )
+        api = cls(settings, clock=clock, targets=targets)
+        api.composed = composed
+        return api
 
     def __enter__(self) -> CosmosAPI:
         return self

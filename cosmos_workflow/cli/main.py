@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 runs failed, 2 bad input (or nothing to kill),
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +40,6 @@ from cosmos_workflow.cli.console import (
     stdout_console,
 )
 from cosmos_workflow.cli.step_display import make_step_progress
-from cosmos_workflow.config.compose import compose_config
-from cosmos_workflow.config.manager import ConfigManager
-from cosmos_workflow.config.project import find_project
-from cosmos_workflow.config.targets import configured_targets
 from cosmos_workflow.database.ratings import MAX_RATING, MIN_RATING
 from cosmos_workflow.engine.eta import format_duration
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
@@ -71,18 +66,12 @@ class _Context:
             all_targets: Also compose every target in conf/target/ (status, logs, kill).
         """
         if self._api is None:
-            overrides = overrides or []
-            project = find_project(Path.cwd(), os.environ)
-            self.composed = compose_config(project, overrides)
-            manager = ConfigManager(project, os.environ)
-            settings = manager.settings(self.composed)
+            self._api = CosmosAPI.from_project(overrides=overrides or [], all_targets=all_targets)
+            self.composed = self._api.composed
+            level = self._api.settings.log_level
             # Management commands print their own results: routine INFO lines
             # (a migration, a run finishing) would clutter them.
-            configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
-            targets = (
-                configured_targets(manager, overrides, settings.target) if all_targets else None
-            )
-            self._api = CosmosAPI(settings, targets=targets)
+            configure_logging(level if level != "INFO" else "WARNING")
             click.get_current_context().call_on_close(self._api.close)
         return self._api
 
