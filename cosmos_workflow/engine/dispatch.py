@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cosmos_workflow.config.settings import SchedulerSettings, SSHTargetSettings, TargetSettings
+from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
@@ -46,7 +46,7 @@ from cosmos_workflow.engine.scheduler import (
 )
 from cosmos_workflow.errors import CosmosError, NetworkFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.targets.local import Executor
+from cosmos_workflow.execution.targets.base import Executor
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock
@@ -59,8 +59,6 @@ TICK_S = 0.05
 WATCH_EVERY_S = 1.0
 # How long Ctrl-C waits for stopped jobs to be recorded.
 STOP_WAIT_S = 30.0
-
-Target = TargetSettings | SSHTargetSettings
 
 
 @dataclass
@@ -166,7 +164,6 @@ class Dispatcher:
             context.settings.retries,
             self._stopping,
         )
-        self._targets = {target.name: target for target in context.targets}
         self._hosts = {t.name: HostSlots(t.name, list(t.gpus), t.speed) for t in context.targets}
         self._down: dict[str, _Down] = {}
         self._abandoned: dict[str, list[str]] = {}
@@ -468,9 +465,9 @@ class Dispatcher:
                 self._reattach(job, taken, host)
 
     def _reachable_from_here(self, job: RunningJob) -> bool:
-        """A local job can only be found on the machine that started it."""
-        target = self._targets.get(job.target or "")
-        if isinstance(target, TargetSettings) and job.runner is not None:
+        """A job on the runner's own machine can only be found on the machine that started it."""
+        executor = self._ctx.executors.get(job.target or "")
+        if executor is not None and executor.jobs_on_this_machine and job.runner is not None:
             return job.runner.hostname == self._ctx.identity.hostname
         return True
 
