@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cosmos_workflow.config.settings import Settings, SSHTargetSettings, TargetSettings
+from cosmos_workflow.config.settings import Settings, Target
 from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.config.targets import ConfiguredTarget
 from cosmos_workflow.connection.local import LocalCommandExecutor
@@ -44,8 +44,8 @@ from cosmos_workflow.errors import (
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
-from cosmos_workflow.execution.targets.local import Executor, LocalExecutor
-from cosmos_workflow.execution.targets.ssh import make_remote_executor
+from cosmos_workflow.execution.targets.base import Executor
+from cosmos_workflow.execution.targets.registry import ExecutorContext, make_executor
 from cosmos_workflow.local_ai.checks import check_prompt_videos, check_video_folder
 from cosmos_workflow.local_ai.prepare import DEFAULT_FPS, PrepareResult, prepare_inputs
 from cosmos_workflow.local_ai.probe import ProbeCache
@@ -70,7 +70,6 @@ from cosmos_workflow.sweeps.derive import (
     upscale_spec,
 )
 from cosmos_workflow.sweeps.status import sweep_status
-from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import Clock, SystemClock
 from cosmos_workflow.utils.hashing import content_id, sha256_file
 from cosmos_workflow.utils.step_progress import StepProgress
@@ -304,17 +303,11 @@ class CosmosAPI:
             raise next(iter(unreachable.values()))
         return unreachable
 
-    def _executor_for(self, target: TargetSettings | SSHTargetSettings) -> Executor:
+    def _executor_for(self, target: Target) -> Executor:
         """A target's executor, made once per API (one connection per host)."""
         if target.name not in self._executors:
-            if isinstance(target, SSHTargetSettings):
-                executor: Executor = make_remote_executor(target, self._clock)
-            else:
-                cache = LocalInputCache(self.store.input_cache_dir)
-                executor = LocalExecutor(
-                    target.name, self._commands, cache, self._clock, env=target.env
-                )
-            self._executors[target.name] = executor
+            context = ExecutorContext(self._clock, self._commands, self.store.input_cache_dir)
+            self._executors[target.name] = make_executor(target, context)
         return self._executors[target.name]
 
     def _executor_named(self, name: str | None, what: str) -> Executor:

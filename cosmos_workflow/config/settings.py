@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from cosmos_workflow.config.target_kinds import LocalTargetSettings, SSHTargetSettings
 
 
 class _Strict(BaseModel):
@@ -82,56 +85,32 @@ class SchedulerSettings(_Strict):
     runner_timeout_s: float = Field(default=60.0, gt=0)
 
 
-class TargetSettings(_Strict):
-    """Where runs execute. The built-in ``local`` target runs on this machine."""
+def _with_kind(value: object) -> object:
+    """A target given as a mapping: without a kind it is a local one; an unknown kind is named.
 
-    name: str = Field(default="local", min_length=1)
-    kind: Literal["local"] = "local"
-    gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    # Relative throughput (2.0: twice as fast); the scheduler learns it as jobs finish.
-    speed: float = Field(default=1.0, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
-
-
-class SSHTargetSettings(_Strict):
-    """A GPU host reached over SSH, running the model in Docker or Podman."""
-
-    name: str = Field(default="ssh", min_length=1)
-    kind: Literal["ssh"] = "ssh"
-    host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    user: str = Field(min_length=1)
-    key_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
-    use_agent: bool = False
-    jump_host: str | None = None
-    work_dir: str = Field(min_length=2, pattern=r"^/")
-    gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    speed: float = Field(default=1.0, gt=0)
-    runtime: Literal["docker", "podman"] = "docker"
-    runtime_env: dict[str, str] = Field(default_factory=dict)
-    image: str = Field(min_length=1)
-    python: str = "python3"
-    gpu_flags: bool = True
-    mounts: dict[str, str] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
-    shm_size: str | None = None
-    ipc: str | None = None
-    network: str | None = None
-    connect_timeout: float = Field(default=15.0, gt=0)
+    Raises:
+        PydanticCustomError: the kind is none of :data:`TARGET_KINDS`.
+    """
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("kind", "local")
+    if kind not in TARGET_KINDS:
+        raise PydanticCustomError(
+            "target_kind",
+            "unknown target kind {kind}; the known kinds are {known}",
+            {"kind": repr(kind), "known": ", ".join(TARGET_KINDS)},
+        )
+    return {**value, "kind": kind}
 
 
-def _kind_of(value: object) -> str | None:
-    """A pool entry's kind; an inline entry without one is a local target."""
-    if isinstance(value, dict):
-        return value.get("kind", "local")
-    return getattr(value, "kind", None)
-
-
-PoolTarget = Annotated[
-    Annotated[TargetSettings, Tag("local")] | Annotated[SSHTargetSettings, Tag("ssh")],
-    Discriminator(_kind_of),
-]
+# The target kinds, one line each; a kind's executor is registered in
+# cosmos_workflow/execution/targets/registry.py.
+TargetKinds = LocalTargetSettings | SSHTargetSettings
+TARGET_KINDS: tuple[str, ...] = tuple(
+    model.model_fields["kind"].default for model in get_args(TargetKinds)
+)
+# A target of any kind (chosen by its ``kind``): the one type every layer uses.
+Target = Annotated[TargetKinds, Field(discriminator="kind"), BeforeValidator(_with_kind)]
 
 
 class Settings(_Strict):
@@ -142,11 +121,9 @@ class Settings(_Strict):
     paths: PathSettings = Field(default_factory=PathSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     adapters: AdapterSettings = Field(default_factory=AdapterSettings)
-    target: TargetSettings | SSHTargetSettings = Field(
-        default_factory=TargetSettings, discriminator="kind"
-    )
+    target: Target = Field(default_factory=LocalTargetSettings)
     # The pool: several targets at once. None: the pool is ``target`` alone.
-    targets: list[PoolTarget] | None = None
+    targets: list[Target] | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
@@ -160,7 +137,7 @@ class Settings(_Strict):
         return self
 
     @property
-    def pool(self) -> list[TargetSettings | SSHTargetSettings]:
+    def pool(self) -> list[Target]:
         """Every target runs may go to: ``targets`` if set, else ``target``."""
         return list(self.targets) if self.targets else [self.target]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cosmos_workflow.config.compose import compose_config, selected_option
 from cosmos_workflow.config.manager import ConfigManager
-from cosmos_workflow.config.settings import SSHTargetSettings, TargetSettings
+from cosmos_workflow.config.settings import Target
 from cosmos_workflow.errors import ValidationFailure
 
 TARGET_GROUP = "target"
@@ -31,14 +31,14 @@ class ConfiguredTarget:
 
     name: str
     source: str
-    settings: TargetSettings | SSHTargetSettings | None = None
+    settings: Target | None = None
     problem: str | None = None
 
 
 def configured_targets(
     manager: ConfigManager,
     overrides: list[str],
-    selected: TargetSettings | SSHTargetSettings,
+    selected: Target,
 ) -> list[ConfiguredTarget]:
     """The selected target (with ``overrides``), then every other file in conf/target/.
 

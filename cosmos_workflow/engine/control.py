@@ -15,7 +15,7 @@ from typing import Any
 from cosmos_workflow.database.models import Run, RunStatus
 from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import NetworkFailure, ValidationFailure
-from cosmos_workflow.execution.targets.local import Executor, LiveLog
+from cosmos_workflow.execution.targets.base import Executor, LiveLog
 from cosmos_workflow.outputs.store import OutputStore
 
 # How often `cosmos logs -f` looks again at a run that has not started its program yet.

@@ -8,7 +8,7 @@ running job has a worker thread that executes it through the JobRunner.
 - A job that fails with a transient fault is tried again after a backoff;
   a target that cannot be reached is drained (its work goes elsewhere) and
   probed again later; when it answers, what was left running there is
-  stopped.
+  stopped (engine/host_health.py).
 - Runs that another live runner holds are watched until they end; if that
   runner dies, its jobs are re-attached (or started again) here.
 - The runner beats a heartbeat in the database, so the others can tell.
@@ -30,10 +30,11 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cosmos_workflow.config.settings import SchedulerSettings, SSHTargetSettings, TargetSettings
+from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
+from cosmos_workflow.engine.host_health import HostHealth, backoff_s
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.engine.runner import JobOutcome, JobRunner, RunTally, Slot
 from cosmos_workflow.engine.scheduler import (
@@ -46,7 +47,7 @@ from cosmos_workflow.engine.scheduler import (
 )
 from cosmos_workflow.errors import CosmosError, NetworkFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.targets.local import Executor
+from cosmos_workflow.execution.targets.base import Executor
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock
@@ -60,8 +61,6 @@ WATCH_EVERY_S = 1.0
 # How long Ctrl-C waits for stopped jobs to be recorded.
 STOP_WAIT_S = 30.0
 
-Target = TargetSettings | SSHTargetSettings
-
 
 @dataclass
 class _Active:
@@ -71,15 +70,6 @@ class _Active:
     host: str
     gpus: list[int]
     expected_s: float
-
-
-@dataclass
-class _Down:
-    """A drained host: how often it failed, when to probe it next."""
-
-    failures: int
-    next_probe: float
-    probing: bool = False
 
 
 @dataclass
@@ -166,10 +156,15 @@ class Dispatcher:
             context.settings.retries,
             self._stopping,
         )
-        self._targets = {target.name: target for target in context.targets}
         self._hosts = {t.name: HostSlots(t.name, list(t.gpus), t.speed) for t in context.targets}
-        self._down: dict[str, _Down] = {}
-        self._abandoned: dict[str, list[str]] = {}
+        self._health = HostHealth(
+            self._hosts,
+            context.executors,
+            context.store,
+            context.settings.retries,
+            lambda name, error: self._events.put(_Event(probed=name, probe_error=error)),
+            self._note,
+        )
         self._pending: list[PlannedJob] = []
         self._active: dict[str, _Active] = {}
         self._watch: set[str] = set()
@@ -183,7 +178,7 @@ class Dispatcher:
         self._replan = True
         self._wake_at = 0.0
         for name, error in context.unreachable.items():
-            self._drain(name, error)
+            self._health.drain(name, error)
 
     # -- the whole run -------------------------------------------------------
     def run(self, runs: Sequence[RunSpec]) -> RunTally:
@@ -240,7 +235,7 @@ class Dispatcher:
         last_watch = 0.0
         while True:
             now = time.monotonic()
-            self._probe_due(now)
+            self._health.probe_due(now)
             self._fail_if_no_host()
             if self._replan or now >= self._wake_at:
                 self._dispatch(now)
@@ -299,7 +294,7 @@ class Dispatcher:
     def _handle(self, event: _Event) -> None:
         self._replan = True
         if event.probed is not None:
-            self._probed(event.probed, event.probe_error)
+            self._health.probed(event.probed, event.probe_error)
             return
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
@@ -320,14 +315,14 @@ class Dispatcher:
         if outcome.expected_ok:
             host.learn(self._cost.seconds(active.job), outcome.seconds)
         if outcome.host_lost and outcome.fault is not None:
-            self._abandoned.setdefault(active.host, []).append(event.job_id)
-            self._drain(active.host, outcome.fault)
+            self._health.abandon(active.host, event.job_id)
+            self._health.drain(active.host, outcome.fault)
         if outcome.retry:
             self._retry(event.job_id, active, outcome)
 
     def _retry(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
         job = active.job
-        wait = 0.0 if outcome.host_lost else self._backoff(job.tries)
+        wait = 0.0 if outcome.host_lost else backoff_s(self._ctx.settings.retries, job.tries)
         again = PlannedJob(
             [self._specs[run_id] for run_id in outcome.retry],
             job.adapter,
@@ -341,91 +336,21 @@ class Dispatcher:
             f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
         )
 
-    def _backoff(self, failures: int) -> float:
-        retries = self._ctx.settings.retries
-        return min(retries.max_backoff_s, retries.backoff_s * 2 ** max(0, failures - 1))
-
     def _note(self, message: str) -> None:
         logger.info("%s", message)
         self._progress.note(message)
 
     # -- unreachable hosts -----------------------------------------------------
-    def _drain(self, name: str, error: CosmosError) -> None:
-        """Take a host out of use (once: its other jobs that fail with it count no more)."""
-        host = self._hosts[name]
-        if not host.up:
-            return
-        host.up = False
-        self._down[name] = _Down(1, time.monotonic() + self._backoff(1))
-        self._replan = True
-        self._note(f"target {name} is unreachable ({error}); its work goes to the other targets")
-
-    def _probe_due(self, now: float) -> None:
-        for name, down in self._down.items():
-            if down.probing or now < down.next_probe or self._given_up(down):
-                continue
-            down.probing = True
-            threading.Thread(
-                target=self._probe, args=(name,), name=f"probe-{name}", daemon=True
-            ).start()
-
-    def _given_up(self, down: _Down) -> bool:
-        return down.failures > self._ctx.settings.retries.transient
-
-    def _probe(self, name: str) -> None:
-        """Ask a drained host whether it answers (in a thread of its own; reports an event)."""
-        try:
-            self._ctx.executors[name].probe()
-        except CosmosError as exc:
-            self._events.put(_Event(probed=name, probe_error=exc))
-            return
-        self._events.put(_Event(probed=name))
-
-    def _probed(self, name: str, error: CosmosError | None) -> None:
-        """Apply a probe's answer: back in use (stopping what was left there), or wait longer."""
-        down = self._down[name]
-        down.probing = False
-        if error is not None:
-            down.failures += 1
-            down.next_probe = time.monotonic() + self._backoff(down.failures)
-            logger.info("Target %s still unreachable: %s", name, error)
-            return
-        abandoned = self._abandoned.pop(name, [])
-        if abandoned:
-            threading.Thread(
-                target=self._stop_abandoned, args=(name, abandoned), daemon=True
-            ).start()
-        del self._down[name]
-        self._hosts[name].up = True
-        self._note(f"target {name} answers again; it takes work again")
-
-    def _stop_abandoned(self, name: str, job_ids: list[str]) -> None:
-        """Stop and remove jobs left running on a host while it could not be reached."""
-        executor = self._ctx.executors[name]
-        for job_id in job_ids:
-            staging = self._ctx.store.staging_path(job_id)
-            try:
-                executor.stop_job(job_id, staging)
-                executor.release(job_id, staging)
-            except CosmosError as exc:
-                logger.warning("Could not stop job %s left on %s: %s", job_id, name, exc)
-
     def _fail_if_no_host(self) -> None:
         """With every host that could take a job given up, fail that job's runs."""
         for job in list(self._pending):
-            usable = [
-                host
-                for host in self._hosts.values()
-                if len(host.gpus) >= job.num_gpus
-                and (host.up or not self._given_up(self._down[host.name]))
-            ]
-            if usable:
+            if not self._health.hopeless(job.num_gpus):
                 continue
             self._pending.remove(job)
             name = next(iter(self._hosts))
             error = NetworkFailure(
                 "no target that could run these runs is reachable "
-                f"({', '.join(sorted(self._down))}); run the sweep again when one is"
+                f"({', '.join(self._health.down)}); run the sweep again when one is"
             )
             outcome = self._jobs.fail_unstarted(
                 job.runs, Slot(self._ctx.executors[name], []), error
@@ -468,9 +393,9 @@ class Dispatcher:
                 self._reattach(job, taken, host)
 
     def _reachable_from_here(self, job: RunningJob) -> bool:
-        """A local job can only be found on the machine that started it."""
-        target = self._targets.get(job.target or "")
-        if isinstance(target, TargetSettings) and job.runner is not None:
+        """A job on the runner's own machine can only be found on the machine that started it."""
+        executor = self._ctx.executors.get(job.target or "")
+        if executor is not None and executor.jobs_on_this_machine and job.runner is not None:
             return job.runner.hostname == self._ctx.identity.hostname
         return True
 

@@ -21,7 +21,7 @@ from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
-from cosmos_workflow.execution.targets.local import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult, Executor
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore, RunRecord
 

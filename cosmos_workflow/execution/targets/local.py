@@ -1,8 +1,10 @@
-"""Executors: run an adapter's invocation on a target and stage its results.
+"""The local target: runs invocations as processes on this machine.
 
-Everything above this interface is target-agnostic: the runner hands over an
-:class:`Invocation` and a local staging folder, and afterwards finds the
-outputs and the log in that folder, whichever host did the work.
+A job's folder is its staging folder itself: the spec files are written
+there, inputs are linked from the verified local input cache, and the model
+runs under a supervisor (programs/local_job.py) in a session of its own,
+which outlives the runner and records the exit code in the folder. The next
+runner on this machine re-attaches from that folder.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import logging
 import signal
 import sys
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from cosmos_workflow.config.target_kinds import LocalTargetSettings
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.errors import CosmosError, ExecutionFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
@@ -29,8 +29,17 @@ from cosmos_workflow.execution.programs.local_job import (
     STARTED_NAME,
     claim_start,
 )
-from cosmos_workflow.execution.targets.docker import ContainerInfo
-from cosmos_workflow.execution.targets.gpus import GpuInfo, query_gpus
+from cosmos_workflow.execution.targets.base import (
+    LOG_NAME,
+    START_WAIT_S,
+    ExecutionResult,
+    Executor,
+    LiveLog,
+    TargetReport,
+    wait_while_starting,
+)
+from cosmos_workflow.execution.targets.gpus import query_gpus
+from cosmos_workflow.execution.targets.registry import ExecutorContext
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.atomic import write_bytes_atomic, write_text_atomic
@@ -39,7 +48,6 @@ from cosmos_workflow.utils.tail import tail_lines
 
 logger = logging.getLogger(__name__)
 
-LOG_NAME = "logs/job.log"
 # The local program's exit code, written by its supervisor when it ends.
 EXIT_NAME = "job.exit"
 # The supervisor of local programs (a standard-library script run with this interpreter).
@@ -48,187 +56,12 @@ SUPERVISOR = PROGRAMS_DIR / "local_job.py"
 FOLLOW_POLL_S = 0.02
 # How long a stopped local model may take to exit before it is killed outright.
 STOP_GRACE_S = 10.0
-# How long `cosmos kill` waits for a job whose work folder exists to start its program.
-START_WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class TargetReport:
-    """What a target says about itself for `cosmos status`.
-
-    Attributes:
-        name: The target's name.
-        kind: ``local`` or ``ssh``.
-        address: Where it is (``this machine`` or user@host:port).
-        reachable: False if the host could not be reached or refused us.
-        error: Why it is unreachable, or what could not be listed.
-        gpus: The GPUs nvidia-smi reports; None when there is no GPU information.
-        containers: Our containers there (running or not); None where the
-            target runs no containers (local) or they could not be listed.
-    """
-
-    name: str
-    kind: str
-    address: str
-    reachable: bool = True
-    error: str | None = None
-    gpus: list[GpuInfo] | None = None
-    containers: list[ContainerInfo] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "address": self.address,
-            "reachable": self.reachable,
-            "error": self.error,
-            "gpus": None if self.gpus is None else [gpu.to_dict() for gpu in self.gpus],
-            "containers": None
-            if self.containers is None
-            else [container.to_dict() for container in self.containers],
-        }
-
-
-@dataclass(frozen=True)
-class LiveLog:
-    """What a job's live log delivered.
-
-    Attributes:
-        lines: Complete lines passed on.
-        complete: True if those are the whole log (the program has exited);
-            False if the end must be read from the run folder's copy.
-    """
-
-    lines: int
-    complete: bool
-
-
-def wait_while_starting(staging: Path, started: Callable[[], bool]) -> None:
-    """Wait (a bounded time) while a job's work folder exists but its program has not started.
-
-    The runner makes the work folder before its last look at cancellations,
-    so a job in that state either drops its cancelled runs (and removes the
-    folder) or starts its program: wait for one or the other, to stop it.
-    """
-    deadline = time.monotonic() + START_WAIT_S
-    while staging.is_dir() and not started() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class ExecutionResult:
-    """How one invocation ended."""
-
-    exit_code: int
-    started_at: datetime
-    finished_at: datetime
-    log_path: Path
-
-
-class Executor(ABC):
-    """Runs invocations on one target."""
-
-    target_name: str
-
-    def preflight(self) -> None:
-        """Check the target is reachable before any work (nothing to check by default)."""
-        return None
-
-    def probe(self) -> None:
-        """Check that a target that did not answer answers again (raises if not)."""
-        self.preflight()
-
-    def close(self) -> None:
-        """Release connections (none by default)."""
-        return None
-
-    @abstractmethod
-    def layout(self, job_id: str, staging: Path) -> JobLayout:
-        """Where the job's files are, as the program will see them."""
-
-    @abstractmethod
-    def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
-        """Make inputs readable by the program, verified by sha256.
-
-        Returns:
-            The failures, by the sha256 of the input that could not be staged.
-        """
-
-    @abstractmethod
-    def execute(
-        self,
-        invocation: Invocation,
-        staging: Path,
-        gpus: list[int],
-        on_line: Callable[[str], None],
-    ) -> ExecutionResult:
-        """Run ``invocation``; afterwards ``staging`` holds its outputs and log."""
-
-    @abstractmethod
-    def reattach(
-        self,
-        invocation: Invocation,
-        staging: Path,
-        started_at: datetime,
-        on_line: Callable[[str], None],
-    ) -> ExecutionResult | None:
-        """Find a job that an earlier runner started; wait for it and stage its results.
-
-        Args:
-            invocation: The job, rendered again (same job id, same runs).
-            staging: A local work folder for its outputs and log.
-            started_at: When the job started.
-            on_line: Receives the log lines that come from now on.
-
-        Returns:
-            None if the job is gone from the target (it must run again).
-        """
-
-    def release(self, job_id: str, staging: Path) -> None:
-        """Remove what the job left on the target, once its outcome is recorded (nothing here)."""
-        return None
-
-    def kill_now(self, job_id: str, staging: Path) -> None:
-        """Kill a job's program at once, without waiting (a runner that quits; nothing here)."""
-        return None
-
-    @abstractmethod
-    def describe(self) -> TargetReport:
-        """GPUs and our containers on the target; an unreachable host is reported, not raised."""
-
-    @abstractmethod
-    def job_log(
-        self,
-        job_id: str,
-        staging: Path,
-        on_line: Callable[[str], None],
-        keep_going: Callable[[], bool] | None,
-    ) -> LiveLog | None:
-        """Pass a running job's log to ``on_line``.
-
-        Args:
-            job_id: The job.
-            staging: The job's local work folder.
-            on_line: Receives each line.
-            keep_going: None prints what exists; otherwise the log is
-                followed until the job ends (or ``keep_going()`` turns false).
-
-        Returns:
-            None if the job has no live log on the target (not started yet, or over).
-        """
-
-    @abstractmethod
-    def stop_job(self, job_id: str, staging: Path) -> str | None:
-        """Stop a job's program now.
-
-        Returns:
-            What was stopped (for messages), or None if nothing of the job was running.
-        """
 
 
 class LocalExecutor(Executor):
     """Runs invocations as local processes, in the staging folder itself.
+
+    Its jobs are found again from their staging folder, on this machine only.
 
     Args:
         target_name: Name shown in results and status.
@@ -237,6 +70,8 @@ class LocalExecutor(Executor):
         clock: Time source for the timestamps.
         env: Environment of the model processes (the target's ``env``).
     """
+
+    jobs_on_this_machine = True
 
     def __init__(
         self,
@@ -422,3 +257,9 @@ def _pid_file(staging: Path) -> tuple[int, Path] | None:
         return int(pid_text), Path(cwd_text)
     except (OSError, ValueError):
         return None
+
+
+def make_local_executor(target: LocalTargetSettings, context: ExecutorContext) -> LocalExecutor:
+    """Build the executor of a local target (inputs in this machine's input cache)."""
+    cache = LocalInputCache(context.input_cache_dir)
+    return LocalExecutor(target.name, context.commands, cache, context.clock, env=target.env)

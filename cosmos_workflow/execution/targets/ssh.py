@@ -19,18 +19,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from cosmos_workflow.config.settings import SSHTargetSettings
+from cosmos_workflow.config.target_kinds import SSHTargetSettings
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager, parse_jump
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
-from cosmos_workflow.execution.targets.docker import (
-    ContainerSpec,
-    DockerCommandBuilder,
-    DockerExecutor,
-)
-from cosmos_workflow.execution.targets.gpus import query_gpus
-from cosmos_workflow.execution.targets.local import (
+from cosmos_workflow.execution.targets.base import (
     LOG_NAME,
     ExecutionResult,
     Executor,
@@ -38,6 +32,13 @@ from cosmos_workflow.execution.targets.local import (
     TargetReport,
     wait_while_starting,
 )
+from cosmos_workflow.execution.targets.docker import (
+    ContainerSpec,
+    DockerCommandBuilder,
+    DockerExecutor,
+)
+from cosmos_workflow.execution.targets.gpus import query_gpus
+from cosmos_workflow.execution.targets.registry import ExecutorContext
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.utils.clock import Clock
@@ -69,6 +70,8 @@ def endpoints(target: SSHTargetSettings) -> tuple[SSHEndpoint, SSHEndpoint | Non
 
 class RemoteExecutor(Executor):
     """Executor for an SSH + Docker (or Podman) host.
+
+    Its jobs are containers found again by label, from any machine that reaches the host.
 
     Args:
         target: The target's settings.
@@ -367,7 +370,7 @@ class RemoteExecutor(Executor):
         self._ssh.close()
 
 
-def make_remote_executor(target: SSHTargetSettings, clock: Clock) -> RemoteExecutor:
+def make_remote_executor(target: SSHTargetSettings, context: ExecutorContext) -> RemoteExecutor:
     """Build the executor (and its connection, opened on first use) for an ssh target."""
     endpoint, jump = endpoints(target)
-    return RemoteExecutor(target, SSHManager(endpoint, jump), clock)
+    return RemoteExecutor(target, SSHManager(endpoint, jump), context.clock)
