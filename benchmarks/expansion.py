@@ -7,7 +7,7 @@ grid over seeds, depth-control weights, guidance and style. Then it times
 the real path, each phase in a fresh SQLite database:
 
     compose   Hydra composes conf/ + manifests/ once (as cosmos-batch does)
-    plan      CosmosAPI.plan_sweep: pydantic validation, expansion, run ids,
+    plan      CosmosAPI.plan_experiment: pydantic validation, expansion, run ids,
               per-run checks, cache look-up
     open db   create the SQLite database and migrate it
     store     add_prompts, add_runs, add_sweep (as run_sweep does before executing)
@@ -49,9 +49,7 @@ from omegaconf import OmegaConf, open_dict
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan  # noqa: E402
-from cosmos_workflow.config.manager import ConfigManager  # noqa: E402
-from cosmos_workflow.config.project import ProjectPaths  # noqa: E402
+from cosmos_workflow.api import CosmosAPI, SweepPlan  # noqa: E402
 from cosmos_workflow.config.sources import ConfigSources  # noqa: E402
 
 TARGET_S = 5.0
@@ -186,11 +184,8 @@ def one_round(bench: Bench, profile: cProfile.Profile | None) -> dict[str, float
         return result
 
     composed, sources = timed("compose", lambda: compose_once(bench))
-    manager = ConfigManager(ProjectPaths(bench.root), bench.env)
-    settings = manager.settings(composed)
-    manifest = manager.manifest_part(composed)
-    with CosmosAPI(settings) as api:
-        plan = timed("plan", lambda: api.plan_sweep(manifest, OVERRIDES, sources))
+    with CosmosAPI.from_composed(bench.root, composed, environ=bench.env) as api:
+        plan = timed("plan", lambda: api.plan_experiment(OVERRIDES, sources))
         timed("open db", lambda: api.repository)
         timed("store", lambda: store(api, plan))
         check_stored(api, plan, bench.runs)

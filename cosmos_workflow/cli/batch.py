@@ -15,16 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-from sqlalchemy.exc import SQLAlchemyError
-
-from cosmos_workflow.api.cosmos_api import CosmosAPI, SweepPlan, SweepSummary
-from cosmos_workflow.api.multirun import OVERRIDES_PARAM
 from cosmos_workflow.cli.console import (
     configure_logging,
     guarded,
@@ -32,14 +24,15 @@ from cosmos_workflow.cli.console import (
     print_error,
     stderr_console,
 )
-from cosmos_workflow.cli.multirun import JobFailure, JobPlan, group_sweeps, write_record
-from cosmos_workflow.config.manager import ConfigManager
 from cosmos_workflow.config.project import ProjectPaths, find_project
-from cosmos_workflow.config.settings import Settings
-from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.errors import CosmosError, ValidationFailure
-from cosmos_workflow.local_ai.probe import ProbeCache
-from cosmos_workflow.manifest.overrides import carries_password, redact
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from cosmos_workflow.api import CosmosAPI, JobPlan, MultirunSweep, SweepPlan, SweepSummary
+    from cosmos_workflow.config.sources import ConfigSources
+    from cosmos_workflow.local_ai.probe import ProbeCache
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +47,12 @@ class _Outcome:
     exit_code: int = 0
 
 
-def _available_experiments(project: ProjectPaths) -> str:
-    folder = project.manifests_dir / "experiment"
-    names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    return ", ".join(names) or "none"
-
-
 def _sources(project: ProjectPaths) -> ConfigSources:
+    """Where each key of the job's composed config came from (manifest errors name it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cosmos_workflow.config.sources import ConfigSources
+
     hydra_cfg = HydraConfig.get()
     dirs = [
         Path(source["path"])
@@ -82,7 +74,16 @@ def _sources(project: ProjectPaths) -> ConfigSources:
     )
 
 
+def _task_overrides() -> list[str]:
+    """The job's command-line overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
+
+
 def _format_params(params: dict[str, Any]) -> str:
+    from cosmos_workflow.api import OVERRIDES_PARAM
+
     shown = [f"{k}={v}" for k, v in params.items() if k not in ("prompt", OVERRIDES_PARAM)]
     return " ".join(shown + list(params.get(OVERRIDES_PARAM, [])))
 
@@ -207,6 +208,8 @@ def write_report(api: CosmosAPI, sweep_id: str, thumbnails: bool = True) -> None
         sweep_id: The stored sweep.
         thumbnails: Make the thumbnails that are missing (False: show only those made).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         result = api.report(sweep_id, thumbnails=thumbnails)
     except (CosmosError, SQLAlchemyError, OSError) as exc:
@@ -219,16 +222,6 @@ def write_report(api: CosmosAPI, sweep_id: str, thumbnails: bool = True) -> None
         )
         return
     print(f"report: {result.path}", flush=True)
-
-
-def _run(
-    settings: Settings,
-    plan: SweepPlan,
-    probes: ProbeCache,
-    on_stored: Callable[[SweepPlan], None] | None = None,
-) -> int:
-    with CosmosAPI(settings, probes=probes) as api:
-        return _finish(api, plan, on_stored)
 
 
 class BatchTask:
@@ -246,8 +239,9 @@ class BatchTask:
     def __init__(self, project: ProjectPaths, outcome: _Outcome) -> None:
         self._project = project
         self._outcome = outcome
-        # Every job of a multirun probes each input video once.
-        self._probes = ProbeCache()
+        # Every job of a multirun probes each input video once: they share
+        # the first job's probes.
+        self._probes: ProbeCache | None = None
 
     def __call__(self, cfg: DictConfig) -> None:
         """Plan and run the sweep of one composed config."""
@@ -256,9 +250,13 @@ class BatchTask:
 
     def plan_job(self, cfg: DictConfig) -> JobPlan:
         """Plan one job of a multirun (inside Hydra's job); print why if it cannot be."""
+        from hydra.core.hydra_config import HydraConfig
+
+        from cosmos_workflow.api import JobPlan
+        from cosmos_workflow.manifest.overrides import redact
+
         self._outcome.started = True
-        hydra_cfg = HydraConfig.get()
-        job = JobPlan(hydra_cfg.job.num, redact(list(hydra_cfg.overrides.task)))
+        job = JobPlan(HydraConfig.get().job.num, redact(_task_overrides()))
         # Ctrl-C while planning ends the multirun (main() reports it).
         job.exit_code = self._classified(partial(self._plan_into, job, cfg))
         return job
@@ -276,12 +274,15 @@ class BatchTask:
             code = max(job.exit_code for job in failed)
             self._record(code)
             return [job.exit_code or code for job in jobs]
+        from cosmos_workflow.api import CosmosAPI
+
         try:
-            sweeps = group_sweeps(jobs)
+            multirun = CosmosAPI.multirun(jobs, sweep_dir)
         except CosmosError as exc:
             print_error(exc)
             self._record(exc.exit_code)
             return [exc.exit_code] * len(jobs)
+        sweeps = multirun.sweeps
         print(f"multirun: {_count(len(jobs), 'job')}, {_count(len(sweeps), 'sweep')}")
         if len(sweeps) > 1:
             print(
@@ -289,19 +290,12 @@ class BatchTask:
                 "paths, simulator, adapters, ...); each set runs as its own sweep, one after "
                 "another"
             )
-        record = write_record(sweeps, sweep_dir)
-        stored: dict[int, SweepPlan] = {}
-
-        def record_stored(index: int, stored_plan: SweepPlan) -> None:
-            # stages.enhance: the sweep was stored with other ids than planned.
-            if stored_plan.sweep_id != sweeps[index].plan.sweep_id:
-                stored[index] = stored_plan
-                write_record(sweeps, sweep_dir, stored)
-
+        record = multirun.write_record()
         codes: dict[int, int] = {}
         for index, sweep in enumerate(sweeps):
-            update = partial(record_stored, index)
-            code = self._guarded(partial(_run, sweep.settings, sweep.plan, self._probes, update))
+            # stages.enhance: the sweep may be stored with other ids than planned.
+            update = partial(multirun.stored, index)
+            code = self._guarded(partial(self._run_sweep, sweep, update))
             codes.update(dict.fromkeys(sweep.jobs, code))
             if code == INTERRUPTED_EXIT:
                 break
@@ -312,38 +306,46 @@ class BatchTask:
         return exit_codes
 
     def _execute(self, cfg: DictConfig) -> int:
-        settings, manifest, overrides = self._compose(cfg)
-        with CosmosAPI(settings, probes=self._probes) as api:
-            plan = api.plan_sweep(manifest, overrides, _sources(self._project))
+        with self._api(cfg) as api:
+            plan = api.plan_experiment(_task_overrides(), _sources(self._project))
             return _finish(api, plan)
 
     def _plan_into(self, job: JobPlan, cfg: DictConfig) -> int:
+        from cosmos_workflow.api import JobFailure
+
         try:
-            settings, manifest, overrides = self._compose(cfg)
-            with CosmosAPI(settings, probes=self._probes) as api:
-                job.plan = api.plan_sweep(manifest, overrides, _sources(self._project))
-            job.settings = settings
+            with self._api(cfg) as api:
+                job.plan = api.plan_experiment(_task_overrides(), _sources(self._project))
+            job.settings = api.settings
         except CosmosError as exc:
             raise JobFailure(job, exc) from exc
         return 0
 
-    def _compose(self, cfg: DictConfig) -> tuple[Settings, dict[str, Any], list[str]]:
-        """Settings, manifest part and overrides of a composed config."""
+    def _run_sweep(
+        self, sweep: MultirunSweep, on_stored: Callable[[SweepPlan], None] | None = None
+    ) -> int:
+        """Run one sweep of a multirun (its jobs' plans, merged)."""
+        from cosmos_workflow.api import CosmosAPI
+
+        with CosmosAPI(sweep.settings, probes=self._probes) as api:
+            return _finish(api, sweep.plan, on_stored)
+
+    def _api(self, cfg: DictConfig) -> CosmosAPI:
+        """The API of a composed config; its log level is set."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        from cosmos_workflow.api import CosmosAPI
+
         try:
             composed = OmegaConf.to_container(cfg, resolve=True)
         except OmegaConfBaseException as exc:
             raise ValidationFailure(f"configuration error: {exc}") from exc
         assert isinstance(composed, dict)
-        manager = ConfigManager(self._project, os.environ)
-        settings = manager.settings(composed)
-        configure_logging(settings.log_level)
-        manifest = manager.manifest_part(composed)
-        if "prompts" not in manifest and "name" not in manifest:
-            raise ValidationFailure(
-                "no experiment selected: add +experiment=NAME "
-                f"(available: {_available_experiments(self._project)})"
-            )
-        return settings, manifest, list(HydraConfig.get().overrides.task)
+        api = CosmosAPI.from_composed(self._project.root, composed, probes=self._probes)
+        self._probes = api.probes
+        configure_logging(api.settings.log_level)
+        return api
 
     def _record(self, code: int) -> None:
         self._outcome.exit_code = max(self._outcome.exit_code, code)
@@ -370,6 +372,8 @@ class BatchTask:
 
 def _refuse_secrets(argv: list[str]) -> None:
     """Credentials on the command line would be saved with the sweep: refuse them."""
+    from cosmos_workflow.manifest.overrides import carries_password
+
     for arg in argv:
         if carries_password(arg):
             raise ValidationFailure(
@@ -380,6 +384,8 @@ def _refuse_secrets(argv: list[str]) -> None:
 
 def main() -> None:
     """Console entry point of cosmos-batch."""
+    import hydra
+
     try:
         _refuse_secrets(sys.argv[1:])
         project = find_project(Path.cwd(), os.environ)

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from cosmos_workflow.api.cosmos_api import (
+from cosmos_workflow.api import (
     DEFAULT_UPSCALE_WEIGHT,
     RUN_STATUSES,
     CosmosAPI,

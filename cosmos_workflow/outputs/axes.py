@@ -30,7 +30,7 @@ from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.manifest.overrides import override_key
 
 PROMPT_AXIS = "prompt"
-# The key of a multirun run's params that holds its job's overrides (api/multirun.py).
+# The key of a multirun run's params that holds its job's overrides (sweeps/multirun.py).
 OVERRIDES_PARAM = "overrides"
 NOT_SET = "(not set)"
 
