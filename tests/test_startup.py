@@ -173,11 +173,30 @@ def test_the_projects_conf_composes_without_hydra_as_hydra_does(overrides: list[
     assert plain_option(project, overrides, "hydra/launcher") == (False, None)
 
 
+STILL_PLAIN = {
+    "the config's own keys over a group's": "target:\n  name: other\n  gpus: ???\n",
+    "a missing value alone": "more:\n  ledger: ???\n",
+    "YAML 1.2 floats and no dates": "extra:\n  rate: 1e-3\n  day: 2024-01-01\n  n: 0x10\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(STILL_PLAIN))
+def test_other_plain_confs_compose_as_hydra_does(tmp_path: Path, case: str) -> None:
+    root = make_project(tmp_path / "proj").root
+    with (root / "conf" / "config.yaml").open("a") as handle:
+        handle.write(STILL_PLAIN[case])
+    project = ProjectPaths(root)
+    composed = compose_plain(project, ["target=ssh"])
+    assert composed is not None
+    assert repr(composed) == repr(hydra_composed(project, ["target=ssh"]))
+
+
 NOT_PLAIN = {
     "an interpolation": ("conf/config.yaml", "  outputs: null", "  outputs: ${oc.env:HOME}"),
     "a package line": ("conf/target/local.yaml", "name: local", "# @package _global_\nname: local"),
     "a group file's defaults": ("conf/model/simulated.yaml", "seed: 1", "defaults: []\nseed: 1"),
     "no _self_": ("conf/config.yaml", "  - _self_\n", ""),
+    "a key twice": ("conf/config.yaml", "dry_run: false", "dry_run: false\ndry_run: true"),
     "an optional entry": ("conf/config.yaml", "  - target: local", "  - optional target: local"),
 }
 

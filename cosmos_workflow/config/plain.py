@@ -32,6 +32,8 @@ from cosmos_workflow.config.project import ProjectPaths
 SELF = "_self_"
 HYDRA = "hydra"
 PRIMARY = "config.yaml"
+# OmegaConf's missing value.
+MISSING = "???"
 # Names of groups and options that Hydra reads the same as a plain path part.
 _GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _OPTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -163,11 +165,15 @@ def _apply_overrides(choices: dict[str, str], overrides: list[str]) -> None:
 
 
 def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
-    """Lay ``layer`` over ``base`` as OmegaConf.merge does: mappings merge, the rest replaces."""
+    """Lay ``layer`` over ``base`` as OmegaConf.merge does.
+
+    Mappings merge key by key, anything else replaces, and a missing value
+    (``???``) leaves a value that is there already.
+    """
     for key, value in layer.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
-        else:
+        elif value != MISSING or key not in base:
             base[key] = _copy(value)
 
 
