@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paramiko import Channel
 from sshd import Sshd, start_sshd
 
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
-from cosmos_workflow.connection.ssh import Channel, SSHEndpoint, SSHManager
+from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager
 from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import ChecksumMismatch, FileTransferService

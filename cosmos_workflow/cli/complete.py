@@ -7,23 +7,23 @@ give it ``shell_complete=complete_run_ids`` (or ``complete_prompt_ids``,
 
 Completing never prints an error and never creates a database: outside a
 project, with a bad config or without a database there is simply nothing
-to offer.
+to offer. A Tab press is a new process each time, so it loads little: the
+config of a plain conf/ is read without Hydra (config/plain.py) and a SQLite
+database with the standard library (database/peek.py); only another
+database is asked through the API.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
-from sqlalchemy.exc import SQLAlchemyError
 
-from cosmos_workflow.api.cosmos_api import CosmosAPI
-from cosmos_workflow.config.compose import compose_config
-from cosmos_workflow.config.manager import ConfigManager
-from cosmos_workflow.config.project import find_project
+from cosmos_workflow.cli.common import database_errors
 from cosmos_workflow.errors import CosmosError, ValidationFailure
 
 SHELLS = ("bash", "zsh", "fish")
@@ -50,15 +50,35 @@ def _candidates(incomplete: str, kinds: tuple[str, ...]) -> list[CompletionItem]
     # log line, a warning): the shell would print it in the middle of the line.
     logging.disable(logging.CRITICAL)
     try:
-        project = find_project(Path.cwd(), os.environ)
-        settings = ConfigManager(project, os.environ).settings(compose_config(project, []))
-        with CosmosAPI(settings) as api:
-            found = api.ids_with_prefix(incomplete, kinds, MAX_CANDIDATES)
-    except (CosmosError, SQLAlchemyError, OSError):
+        found = _ids_with_prefix(incomplete, kinds)
+    except (CosmosError, OSError, sqlite3.Error, *database_errors()):
         return []
     finally:
         logging.disable(logging.NOTSET)
     return [CompletionItem(object_id, help=label) for object_id, label in found]
+
+
+def _ids_with_prefix(incomplete: str, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(id, label) of the ids of ``kinds`` that start with ``incomplete``.
+
+    Raises:
+        CosmosError: no project, or a bad config. OSError, sqlite3.Error, or
+            SQLAlchemy's errors: the database cannot be read.
+    """
+    from cosmos_workflow.config.compose import compose_config
+    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.config.project import find_project
+    from cosmos_workflow.database.peek import sqlite_ids_with_prefix
+
+    project = find_project(Path.cwd(), os.environ)
+    settings = ConfigManager(project, os.environ).settings(compose_config(project, []))
+    found = sqlite_ids_with_prefix(settings.database_url, incomplete, kinds, MAX_CANDIDATES)
+    if found is not None:
+        return found
+    from cosmos_workflow.api import CosmosAPI
+
+    with CosmosAPI(settings) as api:
+        return api.ids_with_prefix(incomplete, kinds, MAX_CANDIDATES)
 
 
 def complete_prompt_ids(
@@ -102,3 +122,17 @@ def complete_ids_of_kind(
     if ctx.params.get("sweep"):
         kind = "sweep"
     return _candidates(incomplete, (kinds.get(str(kind), "rs"),))
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the script that makes SHELL complete cosmos commands and ids.
+
+    \b
+    bash: eval "$(cosmos completion bash)"     (in ~/.bashrc)
+    zsh:  eval "$(cosmos completion zsh)"      (in ~/.zshrc)
+    fish: cosmos completion fish | source      (in ~/.config/fish/config.fish)
+    """
+    click.echo(completion_script(ctx.find_root().command, shell, "cosmos"))

@@ -15,8 +15,8 @@ from rich.padding import Padding
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
+from cosmos_workflow.cli.common import database_errors
 from cosmos_workflow.engine.eta import format_duration
 from cosmos_workflow.engine.progress_state import ProgressState
 from cosmos_workflow.errors import CosmosError, StateError
@@ -115,7 +115,7 @@ def guarded(action: Callable[[], int]) -> int:
     except CosmosError as exc:
         print_error(exc)
         return exc.exit_code
-    except SQLAlchemyError as exc:
+    except database_errors() as exc:
         detail = getattr(exc, "orig", None) or exc
         print_error(StateError(f"database error: {detail}"))
         return StateError.exit_code

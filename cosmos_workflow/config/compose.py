@@ -1,17 +1,40 @@
-"""Compose the project's Hydra config outside a Hydra app (for `cosmos`)."""
+"""Compose the project's Hydra config outside a Hydra app (for `cosmos`).
+
+A plain conf/ (see plain.py) is composed without starting Hydra; any other
+is composed by Hydra, which is imported only then.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import yaml
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
+from cosmos_workflow.config.plain import compose_plain, plain_option
 from cosmos_workflow.config.project import ProjectPaths
 from cosmos_workflow.errors import ValidationFailure
+
+
+def _with_hydra(
+    project: ProjectPaths, overrides: list[str], hydra_node: bool, read: Callable[[Any], Any]
+) -> Any:
+    """Compose with Hydra and return ``read(cfg)``, inside Hydra's context.
+
+    Raises:
+        ValidationFailure: a bad override or a missing config.
+    """
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(
+            config_dir=str(project.conf_dir), version_base="1.3", job_name="cosmos"
+        ):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=hydra_node)
+            return read(cfg)
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise ValidationFailure(f"configuration error: {exc}") from exc
 
 
 def compose_config(project: ProjectPaths, overrides: list[str]) -> dict[str, Any]:
@@ -20,14 +43,14 @@ def compose_config(project: ProjectPaths, overrides: list[str]) -> dict[str, Any
     Raises:
         ValidationFailure: a bad override or a missing config.
     """
-    try:
-        with initialize_config_dir(
-            config_dir=str(project.conf_dir), version_base="1.3", job_name="cosmos"
-        ):
-            cfg = compose(config_name="config", overrides=overrides)
-            data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise ValidationFailure(f"configuration error: {exc}") from exc
+    composed = compose_plain(project, overrides)
+    if composed is not None:
+        return composed
+    from omegaconf import OmegaConf
+
+    data = _with_hydra(
+        project, overrides, False, lambda cfg: OmegaConf.to_container(cfg, resolve=True)
+    )
     assert isinstance(data, dict)
     return data
 
@@ -38,12 +61,15 @@ def selected_option(project: ProjectPaths, overrides: list[str], group: str) -> 
     Raises:
         ValidationFailure: a bad override or a missing config.
     """
-    try:
-        with initialize_config_dir(
-            config_dir=str(project.conf_dir), version_base="1.3", job_name="cosmos"
-        ):
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-            choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise ValidationFailure(f"configuration error: {exc}") from exc
+    plain, choice = plain_option(project, overrides, group)
+    if plain:
+        return choice
+    from omegaconf import OmegaConf
+
+    choice = _with_hydra(
+        project,
+        overrides,
+        True,
+        lambda cfg: OmegaConf.select(cfg, f"hydra.runtime.choices.{group}"),
+    )
     return None if choice is None else str(choice)

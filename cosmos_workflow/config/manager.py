@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
 from cosmos_workflow.config.project import ProjectPaths
@@ -102,6 +100,9 @@ class ConfigManager:
         Raises:
             SettingsError: no such file, or it leaves values unset (``???``).
         """
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
         folder = self.project.conf_dir / "target"
         path = folder / f"{name}.yaml"
         key = f"targets[{index}] (from Hydra config)"

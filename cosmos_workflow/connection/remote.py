@@ -12,12 +12,14 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.connection.local import CommandResult
-from cosmos_workflow.connection.ssh import SSHManager
+from cosmos_workflow.connection.ssh import SSHManager, transport_errors
 from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
+
+if TYPE_CHECKING:
+    import paramiko
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class RemoteCommandExecutor:
                 channel.sendall(stdin)
             channel.shutdown_write()
             code = self._pump(channel, out.extend, err.extend, timeout, command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
             channel.close()
@@ -123,7 +125,7 @@ class RemoteCommandExecutor:
         try:
             channel.shutdown_write()
             code = self._pump(channel, feed, feed, timeout, command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
             channel.close()
@@ -152,7 +154,7 @@ class RemoteCommandExecutor:
         logger.debug("%s$ %s", self._ssh.endpoint.label, command)
         try:
             channel.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except transport_errors() as exc:
             channel.close()
             raise NetworkFailure(
                 f"{self._ssh.endpoint.label}: cannot start command: {exc}"

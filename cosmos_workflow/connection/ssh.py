@@ -4,7 +4,8 @@ Host keys are checked against one known_hosts file with RejectPolicy: an
 unknown host or a changed key is refused, never added. Keys come from the
 target's config (ssh-agent optional). A jump host (ProxyJump) is supported.
 The connection is shared by threads; a dropped connection is reopened on
-the next use.
+the next use. paramiko is imported when a connection is first opened (a
+command that reaches no SSH target never loads it).
 
 Two settings differ from paramiko's defaults, both measured with
 benchmarks/transfer.py: AES-GCM is preferred when the server offers it
@@ -23,18 +24,24 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import AuthFailure, NetworkFailure, ValidationFailure
 
+if TYPE_CHECKING:
+    import paramiko
+
 logger = logging.getLogger(__name__)
 
-# What a broken or closed connection raises while data flows on a channel.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (paramiko.SSHException, OSError, EOFError)
-Channel = paramiko.Channel
 # Tried first, in this order, when the server offers them.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a broken or closed connection raises while data flows on a channel."""
+    import paramiko
+
+    return (paramiko.SSHException, OSError, EOFError)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class HostKeyFailure(AuthFailure):
 
 
 def _check_known(endpoint: SSHEndpoint) -> None:
+    import paramiko
+
     path = endpoint.known_hosts
     if not path.is_file():
         raise HostKeyFailure(
@@ -120,6 +129,8 @@ def _check_known(endpoint: SSHEndpoint) -> None:
 
 def _transport(sock: object, **options: object) -> paramiko.Transport:
     """A paramiko Transport that proposes PREFERRED_CIPHERS first, on a TCP_NODELAY socket."""
+    import paramiko
+
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock, **options)
@@ -132,6 +143,8 @@ def _transport(sock: object, **options: object) -> paramiko.Transport:
 
 def _open_client(endpoint: SSHEndpoint, sock: paramiko.Channel | None) -> paramiko.SSHClient:
     """Connect and authenticate one client; errors are classified."""
+    import paramiko
+
     _check_known(endpoint)
     client = paramiko.SSHClient()
     client.load_host_keys(str(endpoint.known_hosts))
@@ -234,6 +247,8 @@ class SSHManager:
             logger.info("Connected to %s", self.endpoint.label)
 
     def _tunnel(self, jump: paramiko.SSHClient) -> paramiko.Channel:
+        import paramiko
+
         transport = jump.get_transport()
         assert transport is not None
         try:
@@ -261,6 +276,8 @@ class SSHManager:
         Raises:
             NetworkFailure: the channel cannot be opened.
         """
+        import paramiko
+
         try:
             return self.transport().open_session(timeout=timeout)
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
@@ -279,12 +296,12 @@ class SSHManager:
         """
         try:
             channel = self.transport().open_session(window_size=window, max_packet_size=max_packet)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
         try:
             channel.exec_command(command)
-        except TRANSPORT_ERRORS as exc:
-            with contextlib.suppress(*TRANSPORT_ERRORS):
+        except transport_errors() as exc:
+            with contextlib.suppress(*transport_errors()):
                 channel.close()
             raise NetworkFailure(f"{self.endpoint.label}: cannot start command: {exc}") from exc
         return channel
@@ -299,6 +316,8 @@ class SSHManager:
         Raises:
             NetworkFailure: no answer in time (the connection is closed).
         """
+        import paramiko
+
         try:
             channel = self.transport().open_session(timeout=timeout)
             channel.close()

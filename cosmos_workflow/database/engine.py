@@ -7,6 +7,10 @@ SQLAlchemy rather than the sqlite3 driver opens transactions (the "connect"
 and "begin" events, as SQLAlchemy's SQLite documentation recommends), so
 that such a transaction can start with ``BEGIN IMMEDIATE``, and every other
 one with a plain ``BEGIN``: readers never wait for a writer (WAL).
+
+Alembic is imported only to migrate: whether a migration is due is a
+SELECT of the database's revision, compared with the newest revision in
+migrations/versions/ (read from the files themselves).
 """
 
 from __future__ import annotations
@@ -17,22 +21,25 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, column, create_engine, event, inspect, select, table
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cosmos_workflow.database import revisions
+from cosmos_workflow.database.revisions import MIGRATIONS_DIR as MIGRATIONS_DIR
+from cosmos_workflow.database.revisions import known_revisions
 from cosmos_workflow.errors import StateError, ValidationFailure
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Alembic's table of the database's revision (one row, one column).
+VERSION_TABLE = table("alembic_version", column("version_num"))
 
 _LOCKS = "cosmos_locks"
 # pg_advisory_xact_lock key of the writers (migrations use 727001).
@@ -140,6 +147,8 @@ def _engine_for(parsed: URL) -> Engine:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -170,17 +179,30 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """Return the database's alembic revision, or None for an empty database."""
+    """Return the database's alembic revision, or None for an empty database.
+
+    Raises:
+        StateError: the database holds more than one revision (branches).
+    """
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE.name):
+            return None
+        found = conn.execute(select(VERSION_TABLE.c.version_num)).scalars().all()
+    if len(found) > 1:
+        raise StateError(f"the database is at several revisions at once: {', '.join(found)}")
+    return found[0] if found else None
 
 
-def head_revision(engine: Engine) -> str:
-    """Return the newest revision this code knows."""
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
-    if head is None:
-        raise StateError("no database migrations found in the package")
-    return head
+def head_revision(engine: Engine | None = None) -> str:
+    """Return the newest revision this code knows (see revisions.py).
+
+    Args:
+        engine: Not needed (the head is the package's); accepted for callers that pass it.
+
+    Raises:
+        StateError: no migrations, or more than one newest revision.
+    """
+    return revisions.head_revision()
 
 
 def _backup_sqlite(engine: Engine, revision: str) -> None:
@@ -206,17 +228,15 @@ def migrate(engine: Engine) -> None:
     Raises:
         StateError: the database is newer than this code, or cannot be read.
     """
-    script = ScriptDirectory.from_config(_alembic_config(engine))
+    head = revisions.head_revision()
     try:
-        if current_revision(engine) == head_revision(engine):
+        if current_revision(engine) == head:
             return
         with _migration_lock(engine):
             current = current_revision(engine)
-            head = head_revision(engine)
             if current == head:
                 return
-            known = {revision.revision for revision in script.walk_revisions()}
-            if current is not None and current not in known:
+            if current is not None and current not in known_revisions():
                 raise StateError(
                     f"database {engine.url.render_as_string(hide_password=True)} is at revision "
                     f"{current}, which this version of cosmos-workflow does not know; "
@@ -225,6 +245,8 @@ def migrate(engine: Engine) -> None:
             if current is not None:
                 _backup_sqlite(engine, current)
             logger.info("Migrating database from %s to %s", current or "empty", head)
+            from alembic import command
+
             command.upgrade(_alembic_config(engine), "head")
     except OperationalError as exc:
         raise StateError(

@@ -10,6 +10,11 @@ from sqlalchemy import JSON, DateTime, Dialect, Enum, ForeignKey, Index, Integer
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# Re-exported: the enums the models store (repository.py imports TRANSITIONS from here).
+from cosmos_workflow.database.states import TRANSITIONS as TRANSITIONS
+from cosmos_workflow.database.states import RunStatus as RunStatus
+from cosmos_workflow.database.states import SweepStage as SweepStage
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
@@ -36,37 +41,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
-
-
-class RunStatus(str, enum.Enum):
-    """The life of a run: pending -> queued -> running -> a final state."""
-
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        """True for succeeded, failed and cancelled."""
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-
-# Allowed transitions. A final failed/cancelled run may be queued again (retry).
-TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.PENDING: frozenset({RunStatus.QUEUED, RunStatus.CANCELLED}),
-    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.PENDING}),
-    RunStatus.RUNNING: frozenset(
-        {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED}
-    ),
-    RunStatus.SUCCEEDED: frozenset(),
-    RunStatus.FAILED: frozenset({RunStatus.QUEUED}),
-    RunStatus.CANCELLED: frozenset({RunStatus.QUEUED}),
-}
 
 
 def _value_enum(members: type[enum.Enum], name: str) -> Enum:
@@ -191,14 +165,6 @@ class Sweep(Base):
     )
 
     __table_args__ = (Index("ix_sweeps_created_at", "created_at"),)
-
-
-class SweepStage(str, enum.Enum):
-    """Why a run belongs to a sweep: one of its points, or one of its stages' runs."""
-
-    MAIN = "main"
-    ENHANCE = "enhance"
-    UPSCALE = "upscale"
 
 
 _STAGE_ENUM = _value_enum(SweepStage, "sweep_stage")

@@ -1,4 +1,4 @@
-"""Encode a PNG sequence into an H.264 mp4 (yuv420p) with PyAV.
+"""Encode a PNG sequence into an H.264 mp4 (yuv420p) with PyAV (imported to encode).
 
 The encoder runs on one thread with bit-exact muxing, so the same frames
 give the same bytes on every machine (the same prompt id, since inputs are
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-
-import av
-from av.video.reformatter import ColorRange
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
 from cosmos_workflow.local_ai.probe import error_reason
+
+if TYPE_CHECKING:
+    import av
 
 CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
@@ -27,6 +28,8 @@ MUXER_OPTIONS = {"fflags": "+bitexact"}
 
 def _read_frame(path: Path, size: tuple[int, int]) -> av.VideoFrame:
     """Decode one PNG frame; it must have the size its header was checked at."""
+    import av
+
     try:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0), None)
@@ -59,6 +62,9 @@ def encode_png_sequence(
         ValidationFailure: a frame does not decode, or changed since it was checked.
         ExecutionFailure: the encoder failed.
     """
+    import av
+    from av.video.reformatter import ColorRange
+
     width, height = size
     try:
         with av.open(str(dest), mode="w", format="mp4", options=MUXER_OPTIONS) as container:

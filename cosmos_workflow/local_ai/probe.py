@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 logger = logging.getLogger(__name__)
 
 
@@ -70,6 +68,8 @@ def probe_video(path: Path) -> VideoInfo:
         ProbeError: it does not open, has no video stream, its codec cannot
             be decoded, it holds no frame, or its first frame does not decode.
     """
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_workflow.manifest.models import CONTROL_KEYS
+from cosmos_workflow.manifest.specs import CONTROL_KEYS
 
 MODALITIES: tuple[str, ...] = ("color", *CONTROL_KEYS)
 # The whole name before the number that means "the color frames".

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosmos_workflow.errors import ValidationFailure
-from cosmos_workflow.manifest.models import CONTROL_KEYS
+from cosmos_workflow.manifest.specs import CONTROL_KEYS
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
 ROLES = ("color", *CONTROL_KEYS)

@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg")
+# Re-exported: defined beside the specs, which need no pydantic.
+from cosmos_workflow.manifest.specs import CONTROL_KEYS as CONTROL_KEYS
+
 ControlKey = Literal["vis", "edge", "depth", "seg"]
 Strength = Literal["very_low", "low", "medium", "high", "very_high"]
 

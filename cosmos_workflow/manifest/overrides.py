@@ -1,14 +1,12 @@
 """Command-line overrides: which keys they set, how they meet the sweep block,
-and how they are stored without secrets."""
+and how they are stored without secrets (SQLAlchemy parses a database URL
+only when an override sets one)."""
 
 from __future__ import annotations
 
 import copy
 import re
 from typing import Any
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 _USERINFO_WITH_PASSWORD = re.compile(r"://[^/@:]*:[^/@]*@")
 _QUERY_PASSWORD = re.compile(r"[?&](password|passwd|pwd)=", re.IGNORECASE)
@@ -55,6 +53,9 @@ def carries_password(override: str) -> bool:
     value = override.partition("=")[2]
     if _QUERY_PASSWORD.search(value):
         return True
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(value.strip("'\"")).password is not None
     except (ArgumentError, ValueError):
@@ -67,6 +68,9 @@ def redact(overrides: list[str]) -> list[str]:
     for override in overrides:
         key = override_key(override)
         if key in _URL_KEYS:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
             prefix, _, value = override.partition("=")
             try:
                 value = make_url(value).render_as_string(hide_password=True)

@@ -16,6 +16,8 @@ IDENTITY_VERSION = 1
 PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 # The role of a prompt's input (color) video; controls are named by their key.
 VIDEO_ROLE = "video"
+# The control inputs a prompt may have, by key (manifest/models.py spells them too).
+CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg")
 
 
 def _without_nulls(data: Any) -> Any:

@@ -1,25 +1,34 @@
-"""Jinja2 prompt templates over sweep variables, strict about unknown names."""
+"""Jinja2 prompt templates over sweep variables, strict about unknown names.
+
+jinja2 is imported when the first template (text with a ``{``) is rendered.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-
-# Manifests come from shared repositories: templates run sandboxed, so they
-# can read variables but never reach Python internals. Prompts are plain
-# text for a model, never HTML: no autoescaping.
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined,
-    autoescape=False,
-    keep_trailing_newline=False,
-)
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
-# A run id is the hash of the rendered text: nothing random may render.
-_ENV.filters.pop("random", None)
-_ENV.globals.pop("lipsum", None)
+def _environment() -> ImmutableSandboxedEnvironment:
+    """A sandboxed environment with StrictUndefined and nothing random."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    # Manifests come from shared repositories: templates run sandboxed, so they
+    # can read variables but never reach Python internals. Prompts are plain
+    # text for a model, never HTML: no autoescaping.
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    # A run id is the hash of the rendered text: nothing random may render.
+    env.filters.pop("random", None)
+    env.globals.pop("lipsum", None)
+    return env
 
 
 class TemplateProblem(ValueError):
@@ -34,6 +43,7 @@ class PromptRenderer:
     """
 
     def __init__(self) -> None:
+        self._env: ImmutableSandboxedEnvironment | None = None
         self._compiled: dict[str, jinja2.Template] = {}
 
     def render(self, text: str, context: dict[str, Any]) -> str:
@@ -50,6 +60,9 @@ class PromptRenderer:
         """
         if "{" not in text:
             return text
+        import jinja2
+        from jinja2.sandbox import SecurityError
+
         try:
             return self._template(text).render(**context)
         except jinja2.UndefinedError as exc:
@@ -69,5 +82,7 @@ class PromptRenderer:
     def _template(self, text: str) -> jinja2.Template:
         template = self._compiled.get(text)
         if template is None:
-            template = self._compiled[text] = _ENV.from_string(text)
+            if self._env is None:
+                self._env = _environment()
+            template = self._compiled[text] = self._env.from_string(text)
         return template

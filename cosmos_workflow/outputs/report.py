@@ -1,7 +1,7 @@
 """A sweep's report: outputs/sweeps/<id>/report.html, a grid of its runs' outputs.
 
-The page is static HTML rendered with jinja2 (autoescaped: prompts are user
-text). It opens from disk with no server; every link is relative (to the
+The page is static HTML rendered with jinja2 (imported only to write one;
+autoescaped: prompts are user text). It opens from disk with no server; every link is relative (to the
 run folders and the sweep folder's thumbs/), so a moved or copied output tree
 keeps working. Thumbnails load lazily and videos only when clicked, and no
 data is inlined, so a report of hundreds of runs stays small.
@@ -17,10 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cosmos_workflow.database.models import Run, RunStatus, SweepStage
 from cosmos_workflow.errors import StateError
@@ -40,6 +38,9 @@ from cosmos_workflow.outputs.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.atomic import write_text_atomic
 from cosmos_workflow.utils.clock import Clock
 from cosmos_workflow.utils.hashing import SHA256_HEX, sha256_file
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,19 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
+def _environment() -> Environment:
+    """The jinja2 environment of the report's templates (autoescaped, strict)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("cosmos_workflow.outputs", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 class SweepReport:
     """Writes a sweep's report.html from the database and the output tree.
 
@@ -140,13 +154,6 @@ class SweepReport:
         self._repository = repository
         self._store = store
         self._clock = clock
-        self._env = Environment(
-            loader=PackageLoader("cosmos_workflow.outputs", "templates"),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
 
     def write(
         self,
@@ -191,7 +198,7 @@ class SweepReport:
         for cell in cells:
             counts[cell.status] += 1
         counts["total"] = len(cells)
-        page = self._env.get_template(TEMPLATE).render(
+        page = _environment().get_template(TEMPLATE).render(
             sweep=sweep,
             created=_iso(sweep.created_at),
             written=_iso(self._clock.now()),

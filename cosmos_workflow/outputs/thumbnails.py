@@ -1,5 +1,7 @@
 """Thumbnails of output videos for sweep reports: one frame, decoded with PyAV, as a JPEG.
 
+PyAV is imported when a thumbnail is made (not to find one made before).
+
 A thumbnail is named after its run and the first hex digits of its video's
 sha256 (``<run_id>-<sha256[:16]>.jpg``), so it is made once and kept while the
 video is unchanged; a new video of the run replaces it. Thumbnails live in
@@ -12,8 +14,6 @@ import logging
 import re
 from fractions import Fraction
 from pathlib import Path
-
-import av
 
 from cosmos_workflow.utils.atomic import write_bytes_atomic
 from cosmos_workflow.utils.hashing import SHA256_HEX
@@ -67,6 +67,8 @@ class ThumbnailStore:
             return path
         if not self.make:
             return None
+        import av
+
         try:
             write_bytes_atomic(path, frame_jpeg(video, self.width))
         except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration) as exc:
@@ -91,6 +93,8 @@ def frame_jpeg(video: Path, width: int) -> bytes:
         av.FFmpegError, OSError: the file cannot be opened or decoded.
         IndexError: it has no video stream. StopIteration: no frame decodes.
     """
+    import av
+
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         if stream.duration:

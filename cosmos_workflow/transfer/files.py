@@ -33,13 +33,16 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar
 
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
-from cosmos_workflow.connection.ssh import TRANSPORT_ERRORS, Channel, SSHManager
+from cosmos_workflow.connection.ssh import SSHManager, transport_errors
 from cosmos_workflow.errors import AuthFailure, ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.utils.hashing import SHA256_HEX
+
+if TYPE_CHECKING:
+    from paramiko import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +239,7 @@ class FileTransferService:
             _send_file(channel, handle, local)
             channel.shutdown_write()
             return _finish(channel)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             raise NetworkFailure(f"upload of {local} to {self._ssh.endpoint.label}: {exc}") from exc
 
     def _download_once(self, remote_path: str, local: Path) -> str:
@@ -269,7 +272,7 @@ class FileTransferService:
             # The host program waits for our EOF after it has sent everything.
             channel.shutdown_write()
             _, err, code = _finish(channel)
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             raise NetworkFailure(
                 f"download of {remote_path} from {self._ssh.endpoint.label}: {exc}"
             ) from exc
@@ -382,7 +385,7 @@ def _temporary_file(local: Path) -> IO[bytes]:
 
 def _close(channel: Channel) -> None:
     """Close ``channel``; a connection that is already broken raises nothing here."""
-    with contextlib.suppress(*TRANSPORT_ERRORS):
+    with contextlib.suppress(*transport_errors()):
         channel.close()
 
 

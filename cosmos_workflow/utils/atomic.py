@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 @functools.cache
 def _default_file_mode() -> int:
@@ -71,6 +69,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def write_yaml_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as block-style YAML atomically, keys in given order."""
+    import yaml
+
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     write_text_atomic(path, text)
 
