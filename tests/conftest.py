@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,29 +144,81 @@ def project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture(scope="session")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The disposable remote host of scripts/test-host, in its own network namespace.
+def slot() -> Iterator[Any]:
+    """This test process's slot (tests/slots.py), held for the session.
 
-    One per test session: a network namespace with sshd and a private dockerd.
+    Its number gives the test host's namespace, link and address and the
+    PostgreSQL port and folder: one of each per xdist worker, never shared
+    with another test session on this machine.
     """
-    import testhost
+    import slots
 
-    started = testhost.up(tmp_path_factory.mktemp("host"))
-    yield started
-    testhost.stop(started)
+    taken = slots.acquire()
+    yield taken
+    taken.release()
 
 
 @pytest.fixture(scope="session")
-def pg_cluster() -> Any:
-    """A throwaway PostgreSQL cluster for the test session (tests/postgres.py).
+def host(slot: Any) -> Iterator[Any]:
+    """The disposable remote host of scripts/test-host, in its own network namespace.
+
+    One per test process (xdist worker): a network namespace with sshd and a
+    private dockerd.
+    """
+    import testhost
+
+    started = testhost.up(slot.dir / "host", slot)
+    yield started
+    testhost.down(started.state_dir)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(slot: Any) -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the test process (tests/postgres.py).
 
     Fails (never skips) when PostgreSQL is not installed.
     """
     import postgres
 
-    cluster = postgres.start_cluster()
+    cluster = postgres.start_cluster(slot.dir / "pg", slot.pg_port)
     yield cluster
     cluster.stop()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium (a Playwright BrowserContext) with a fresh profile, one per process.
+
+    Debian's /usr/bin/chromium, never Playwright's own download; fails, never
+    skips, without it.
+    """
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.is_file(), "chromium is missing: run scripts/install-system-deps (as root)"
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
 
 
 @pytest.fixture

@@ -37,11 +37,17 @@ def _docker(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedPr
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, **kwargs)
 
 
-def start_dockerd(root: Path, netns: str | None = None) -> Dockerd:
+def start_dockerd(
+    root: Path, exec_root: Path | None = None, pass_fds: tuple[int, ...] = ()
+) -> Dockerd:
     """Start dockerd on a private socket (no bridge, no iptables); import a busybox image.
 
-    With ``netns``, the daemon lives in that network namespace (nsenter, not
-    ``ip netns exec``, which remounts /sys and breaks dockerd's cgroups).
+    The daemon keeps its data, socket and log under ``root`` and its runtime
+    state in ``exec_root`` (a new temporary folder if None; short, as unix
+    socket paths are limited). It runs in this machine's network namespace:
+    its clients (a test host's SSH sessions too) reach it through its socket.
+    ``pass_fds`` stay open in the daemon (e.g. a lock it holds while it runs).
+    If anything fails, the daemon is stopped again.
     """
     if not Path(DOCKERD).exists() or not BUSYBOX.exists():
         raise RuntimeError(
@@ -50,7 +56,9 @@ def start_dockerd(root: Path, netns: str | None = None) -> Dockerd:
         )
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    exec_root = Path(tempfile.mkdtemp(prefix="cwdx-"))  # short: unix socket paths are limited
+    if exec_root is None:
+        exec_root = Path(tempfile.mkdtemp(prefix="cwdx-"))
+    exec_root.mkdir(parents=True, exist_ok=True)
     socket = root / "docker.sock"
     process = subprocess.Popen(
         [
@@ -69,25 +77,48 @@ def start_dockerd(root: Path, netns: str | None = None) -> Dockerd:
         ],
         stdout=subprocess.DEVNULL,
         stderr=(root / "dockerd.log").open("w"),
+        pass_fds=pass_fds,
     )
     env = {"DOCKER_HOST": f"unix://{socket}", "PATH": "/usr/local/bin:/usr/bin:/bin"}
-    deadline = time.monotonic() + 30
-    while _docker(env, "version").returncode != 0:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("dockerd did not start: " + (root / "dockerd.log").read_text())
+    daemon = Dockerd(root, exec_root, env, process)
+    try:
+        _wait_ready(daemon)
+        _import(daemon, _busybox_rootfs(root / "rootfs", BUSYBOX_TOOLS), IMAGE)
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
+
+
+def _wait_ready(daemon: Dockerd, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _docker(daemon.env, "version").returncode != 0:
+        if daemon.process.poll() is not None or time.monotonic() > deadline:
+            log = (daemon.root / "dockerd.log").read_text()
+            raise RuntimeError("dockerd did not start: " + log)
         time.sleep(0.1)
-    rootfs = root / "rootfs"
-    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+
+
+BUSYBOX_TOOLS = ("sh", "echo", "sleep", "cat", "printf", "ls", "env", "true", "false")
+
+
+def _busybox_rootfs(rootfs: Path, tools: tuple[str, ...]) -> Path:
+    """A fresh root file system with busybox as ``tools``."""
+    shutil.rmtree(rootfs, ignore_errors=True)
+    (rootfs / "bin").mkdir(parents=True)
     shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-    for tool in ("sh", "echo", "sleep", "cat", "printf", "ls", "env", "true", "false"):
+    for tool in tools:
         (rootfs / "bin" / tool).symlink_to("busybox")
-    tarball = root / "busybox.tar"
+    return rootfs
+
+
+def _import(daemon: Dockerd, rootfs: Path, image: str) -> None:
+    """Import ``rootfs`` as ``image``."""
+    tarball = rootfs.with_suffix(".tar")
     subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
-    imported = _docker(env, "import", str(tarball), IMAGE)
+    imported = _docker(daemon.env, "import", str(tarball), image)
     if imported.returncode != 0:
-        raise RuntimeError(imported.stderr)
-    return Dockerd(root, exec_root, env, process)
+        raise RuntimeError(f"docker import {image}: {imported.stderr}")
 
 
 PYTHON_IMAGE = "cosmos-workflow-test/python:1"
@@ -101,13 +132,9 @@ _LIBS = [
 ]
 
 
-def import_python_image(daemon: Dockerd) -> str:
+def import_python_image(daemon: Dockerd, image: str = PYTHON_IMAGE) -> str:
     """An image with busybox and Debian's Python (stdlib only): the simulated model runs in it."""
-    rootfs = daemon.root / "pyroot"
-    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-    for tool in ("sh", "echo", "sleep", "cat", "ls", "env"):
-        (rootfs / "bin" / tool).symlink_to("busybox")
+    rootfs = _busybox_rootfs(daemon.root / "pyroot", ("sh", "echo", "sleep", "cat", "ls", "env"))
     (rootfs / "usr" / "bin").mkdir(parents=True)
     shutil.copy(DEBIAN_PYTHON, rootfs / "usr" / "bin" / "python3")
     for lib in _LIBS:
@@ -120,9 +147,5 @@ def import_python_image(daemon: Dockerd) -> str:
         ignore=shutil.ignore_patterns("test", "site-packages", "dist-packages", "idlelib"),
         symlinks=True,
     )
-    tarball = daemon.root / "python.tar"
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
-    imported = _docker(daemon.env, "import", str(tarball), PYTHON_IMAGE)
-    if imported.returncode != 0:
-        raise RuntimeError(imported.stderr)
-    return PYTHON_IMAGE
+    _import(daemon, rootfs, image)
+    return image

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL cluster for the test session.
 
-The cluster lives in its own temporary folder (data, log and unix socket),
-listens on a free loopback port, trusts every local connection (a password
+The cluster lives in a folder of its own (data, log and unix socket; the
+test process's slot gives it, and its port, see tests/slots.py), listens on
+loopback, trusts every local connection (a password
 in a URL is accepted and ignored) and runs with fsync off. The server runs
 in the foreground as a child of the test process and is stopped by its own
 PID. initdb refuses to run as root, so as root the server programs run as
@@ -15,9 +16,7 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,12 +26,6 @@ import psycopg
 
 PG_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def find_bin_dir() -> Path:
@@ -70,7 +63,6 @@ class Cluster:
     root: Path
     port: int
     process: subprocess.Popen
-    started_in: float
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def url(self, database: str, password: str | None = None) -> str:
@@ -125,16 +117,17 @@ def _wait_ready(cluster: Cluster, log: Path, timeout: float = 30) -> None:
             time.sleep(0.02)
 
 
-def start_cluster() -> Cluster:
-    """initdb a new cluster in a new temporary folder and start its server.
+def start_cluster(root: Path, port: int) -> Cluster:
+    """initdb a new cluster in ``root`` (emptied first) and start its server on ``port``.
 
-    The folder is made with tempfile (not pytest's tmp_path, which only root
-    may enter) and kept short, as unix socket paths are limited.
+    ``root`` must be a folder the server's user may enter (not pytest's
+    tmp_path, which only root may enter) and short, as unix socket paths are
+    limited.
     """
     bin_dir = find_bin_dir()
     user = _server_user()
-    began = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="cwpg-"))
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
     if user is not None:
         shutil.chown(root, user)
     log = root / "server.log"
@@ -158,7 +151,6 @@ def start_cluster() -> Cluster:
         ],
         log,
     )
-    port = free_port()
     with log.open("a") as out:
         process = subprocess.Popen(
             [
@@ -186,7 +178,6 @@ def start_cluster() -> Cluster:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    cluster = Cluster(root=root, port=port, process=process, started_in=0.0)
+    cluster = Cluster(root=root, port=port, process=process)
     _wait_ready(cluster, log)
-    cluster.started_in = time.monotonic() - began
     return cluster

@@ -19,6 +19,9 @@ def free_port() -> int:
 
 
 def keygen(path: Path) -> Path:
+    """A new key pair at ``path`` and ``path``.pub (replacing an old one)."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".pub").unlink(missing_ok=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
         check=True,
@@ -47,6 +50,21 @@ class Sshd:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _wait_listening(
+    process: subprocess.Popen, host: str, port: int, log: Path, timeout_s: float = 10
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError("sshd did not start: " + log.read_text()) from None
+            time.sleep(0.05)
+    raise RuntimeError("sshd did not start: " + log.read_text())
 
 
 def start_sshd(
@@ -86,17 +104,11 @@ def start_sshd(
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=(root / "sshd.log").open("w")
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError((root / "sshd.log").read_text()) from None
-            time.sleep(0.05)
-    else:
+    try:
+        _wait_listening(process, host, port, root / "sshd.log")
+    except BaseException:
         process.kill()
-        raise RuntimeError("sshd did not start: " + (root / "sshd.log").read_text())
+        process.wait()
+        raise
     user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
     return Sshd(root, port, host, user.strip(), client_key, known_hosts, host_key, process)

@@ -1,7 +1,8 @@
 """Sweep reports in a real browser: Debian's headless Chromium opens report.html from disk.
 
 Chromium is driven with Playwright's Python package, launched on
-/usr/bin/chromium (scripts/install-system-deps installs it; Playwright's own
+/usr/bin/chromium by the `browser` fixture (tests/conftest.py, one per test
+process; scripts/install-system-deps installs chromium; Playwright's own
 browser download is never used). The page is opened as a file:// URL, with
 no server, as a user would open it.
 """
@@ -11,43 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import Project, make_project
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 from test_report import report_line, sweep_runs
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """Headless Chromium with a fresh profile (fails, never skips, without chromium)."""
-    assert CHROMIUM.is_file(), "chromium is missing: run scripts/install-system-deps (as root)"
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        yield context
-        context.close()
 
 
 def open_report(browser: BrowserContext, path: Path) -> tuple[Page, list[str]]:

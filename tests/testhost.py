@@ -1,21 +1,24 @@
 """A disposable GPU-less "remote host": a network namespace with its own
-address, a real sshd and a private dockerd inside it, a locally made image in
-which the simulated model runs, and a fresh key and known_hosts.
+address and a real sshd inside it, a private dockerd (reached through its
+socket), a locally made image in which the simulated model runs, and a fresh
+key and known_hosts.
 
-Used by the end-to-end tests and by ``scripts/test-host up|down``.
+Used by the end-to-end tests and by ``scripts/test-host up|down``. Its
+namespace, link and address come from a slot (tests/slots.py). ``up``
+records in ``<state dir>/host.json`` what it makes before making it, so that
+``down`` removes all of it, after a failed ``up`` too.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockerd import Dockerd, import_python_image, start_dockerd
+from dockerd import PYTHON_IMAGE, Dockerd, import_python_image, start_dockerd
+from slots import Slot, netns_pids, pids_mentioning, quiet_ip, remove_tree, terminate
 from sshd import Sshd, start_sshd
 
 
@@ -85,83 +88,95 @@ class TestHost:
 
 # The PATH of SSH sessions on the host, after its own bin folder.
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STATE_FILE = "host.json"
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
-def up(state_dir: Path, subnet: int | None = None) -> TestHost:
-    """Create the namespace, start sshd and dockerd in it, import the image."""
+def _record(state_dir: Path, **changes: object) -> None:
+    """Add ``changes`` to the host's state file."""
+    path = state_dir / STATE_FILE
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    state.update(changes)
+    path.write_text(json.dumps(state, indent=2))
+
+
+def up(state_dir: Path, slot: Slot, image: str = PYTHON_IMAGE, hold_slot: bool = False) -> TestHost:
+    """Create the namespace and link, start sshd and dockerd, import the image.
+
+    Args:
+        state_dir: A folder of the host's own (``down`` deletes it).
+        slot: The slot whose namespace, link and address the host takes.
+        image: The name of the image the simulated model runs in.
+        hold_slot: The daemons keep the slot locked after this process ends
+            (a host that outlives the process that started it).
+
+    Raises:
+        RuntimeError: A host is up in ``state_dir`` already, or a part failed
+            (everything made so far is removed again).
+    """
     state_dir = state_dir.resolve()
+    if (state_dir / STATE_FILE).is_file():
+        raise RuntimeError(f"a test host is up in {state_dir} already")
     state_dir.mkdir(parents=True, exist_ok=True)
-    subnet = subnet if subnet is not None else 100 + os.getpid() % 100
-    netns, link = f"cwth{subnet}", f"vcwth{subnet}"
-    host_side, address = f"10.200.{subnet}.1", f"10.200.{subnet}.2"
-    _ip("netns", "add", netns)
+    netns, link, address = slot.netns, slot.link, slot.address
+    _record(state_dir, slot=slot.number, netns=netns, link=link, paths=[])
     try:
-        _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        _ip("addr", "add", f"{host_side}/30", "dev", link)
-        _ip("link", "set", link, "up")
-        _ip("-n", netns, "addr", "add", f"{address}/30", "dev", "eth0")
-        _ip("-n", netns, "link", "set", "eth0", "up")
-        _ip("-n", netns, "link", "set", "lo", "up")
-        dockerd = start_dockerd(state_dir / "docker", netns=netns)
+        _make_network(slot)
+        exec_root = Path(tempfile.mkdtemp(prefix=Path(slot.exec_root_prefix).name))
+        _record(state_dir, paths=[str(exec_root)])
+        dockerd = start_dockerd(
+            state_dir / "docker",
+            exec_root=exec_root,
+            pass_fds=(slot.lock_fd,) if hold_slot else (),
+        )
         bin_dir = state_dir / "bin"
         bin_dir.mkdir(exist_ok=True)
         sshd = start_sshd(
             state_dir / "sshd", host=address, netns=netns, path=f"{bin_dir}:{HOST_PATH}"
         )
-        image = import_python_image(dockerd)
+        import_python_image(dockerd, image)
     except BaseException:
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        down(state_dir)
         raise
     host = TestHost(netns, link, address, state_dir, sshd, dockerd, image)
     host.work_dir.mkdir(parents=True, exist_ok=True)
-    state = {
-        "netns": netns,
-        "pids": [sshd.process.pid, dockerd.process.pid],
-        "exec_root": str(dockerd.exec_root),
-        "overrides": host.overrides(),
-    }
-    (state_dir / "host.json").write_text(json.dumps(state, indent=2))
+    _record(state_dir, overrides=host.overrides())
     return host
 
 
-def _terminate(pid: int, grace_s: float = 15.0) -> None:
-    """SIGTERM, wait for the process to go, SIGKILL after ``grace_s``."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+def _make_network(slot: Slot) -> None:
+    """The namespace and the veth link between it and this machine."""
+    netns, link = slot.netns, slot.link
+    _ip("netns", "add", netns)
+    _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    _ip("addr", "add", f"{slot.gateway}/30", "dev", link)
+    _ip("link", "set", link, "up")
+    _ip("-n", netns, "addr", "add", f"{slot.address}/30", "dev", "eth0")
+    _ip("-n", netns, "link", "set", "eth0", "up")
+    _ip("-n", netns, "link", "set", "lo", "up")
 
 
 def down(state_dir: Path) -> None:
-    """Stop what ``up`` started and delete the namespace (idempotent)."""
-    state_file = state_dir / "host.json"
+    """Remove everything ``up`` made in ``state_dir`` (idempotent).
+
+    The link and namespace go first, while the daemons still hold the slot;
+    then the daemons (every process in the namespace or started on the
+    host's folders) and the folders.
+    """
+    state_dir = state_dir.resolve()
+    state_file = state_dir / STATE_FILE
     if not state_file.is_file():
         return
     state = json.loads(state_file.read_text())
-    for pid in state["pids"]:
-        _terminate(pid)
-    subprocess.run(["ip", "netns", "del", state["netns"]], capture_output=True)
-    subprocess.run(["rm", "-rf", state["exec_root"]], capture_output=True)
-    state_file.unlink()
-
-
-def stop(host: TestHost) -> None:
-    """Tear down a host started in this process."""
-    host.dockerd.stop()
-    host.sshd.stop()
-    down(host.state_dir)
+    folders = [str(state_dir), *state["paths"]]
+    pids = netns_pids(state["netns"]) | pids_mentioning(f"{folder}/" for folder in folders)
+    quiet_ip("link", "del", state["link"])
+    quiet_ip("netns", "del", state["netns"])
+    terminate(pids)
+    for folder in folders:
+        remove_tree(Path(folder))
