@@ -1,8 +1,10 @@
 """A CLI that fits people's habits: --json everywhere, exit codes, search, ratings,
 colour only on a terminal, progress with an ETA.
 
-Every command runs as a real `cosmos` / `cosmos-batch` subprocess on a
-throwaway project; "a terminal" is a real pseudo-terminal (the pty module).
+Commands run in-process on a throwaway project; where the process is under
+test (a closed pipe, Ctrl-C, a terminal, the installed entry points) a real
+`cosmos` / `cosmos-batch` process runs; "a terminal" is a real
+pseudo-terminal (the pty module).
 """
 
 from __future__ import annotations
@@ -485,17 +487,48 @@ def test_a_config_file_that_is_not_yaml_is_bad_input(project: Project) -> None:
     assert not project.outputs.exists()
 
 
-def test_exit_codes_are_in_the_help() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "cosmos_workflow.cli.main", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_exit_codes_are_in_the_help(project: Project) -> None:
+    done = project.cosmos("--help")
     assert done.returncode == 0
     expected = {"0": "ok", "1": "failed", "2": "bad input", "3": "reached", "130": "interrupted"}
     for code, words in expected.items():
         assert re.search(rf"^\s+{code}\s+.*{words}", done.stdout, re.M), (code, done.stdout)
+
+
+def test_the_installed_entry_points_run(project: Project) -> None:
+    """`cosmos` and `cosmos-batch` as installed console scripts (the rest runs in-process)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**project.env, "PATH": f"{bin_dir}{os.pathsep}{project.env.get('PATH', '')}"}
+    listed = subprocess.run(
+        ["cosmos", "list", "prompts", "--json"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    planned = subprocess.run(
+        ["cosmos-batch", *SMALL, "dry_run=true"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "4 runs, 0 cached, 4 to run" in planned.stdout
+    assert "dry run: nothing was executed" in planned.stdout
+    bad = subprocess.run(
+        ["cosmos-batch", "+experiment=no_such_experiment"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2, bad.stderr
 
 
 def test_ctrl_c_stops_an_inference_with_exit_130_and_cancels_its_run(scratch: dict) -> None:
