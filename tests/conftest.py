@@ -38,6 +38,8 @@ class Project:
 
     root: Path
     env: dict[str, str]
+    # demo_template and its copies: what `cosmos-batch +experiment=demo` printed.
+    demo_run: subprocess.CompletedProcess | None = None
 
     @property
     def outputs(self) -> Path:
@@ -225,6 +227,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Project:
     proj = make_project(tmp_path_factory.mktemp("demo-template") / "proj")
     done = proj.batch("+experiment=demo")
     assert done.returncode == 0, done.stderr
+    proj.demo_run = done
     return proj
 
 
@@ -256,7 +259,13 @@ def copy_project(template: Project, root: Path) -> Project:
             _rewrite_file(path, old, new)
     if (root / "outputs" / "cosmos.db").is_file():
         _rewrite_database(root / "outputs" / "cosmos.db", old, new)
-    return Project(root=root, env=project_env(root))
+    demo_run = None
+    if template.demo_run is not None:
+        made = template.demo_run
+        demo_run = subprocess.CompletedProcess(
+            made.args, made.returncode, made.stdout.replace(old, new), made.stderr.replace(old, new)
+        )
+    return Project(root=root, env=project_env(root), demo_run=demo_run)
 
 
 def _recorded(path: Path) -> bool:

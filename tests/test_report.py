@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from conftest import Project, make_project
+from conftest import Project, copy_project
 from test_demo_sweep import RUN_FILES
 
 VOID = {"meta", "img", "br", "link", "input", "hr", "source"}
@@ -128,11 +128,13 @@ def local_links(page: Node) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, subprocess.CompletedProcess]:
-    proj = make_project(tmp_path_factory.mktemp("report") / "proj")
-    done = proj.batch("+experiment=demo")
-    assert done.returncode == 0, done.stderr
-    return proj, done
+def demo(
+    demo_template: Project, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Project, subprocess.CompletedProcess]:
+    """A copy of the demo and what its `cosmos-batch +experiment=demo` printed."""
+    proj = copy_project(demo_template, tmp_path_factory.mktemp("report") / "proj")
+    assert proj.demo_run is not None
+    return proj, proj.demo_run
 
 
 @pytest.fixture(scope="module")
