@@ -38,8 +38,8 @@ class Project:
 
     root: Path
     env: dict[str, str]
-    # demo_template and its copies: what `cosmos-batch +experiment=demo` printed.
-    demo_run: subprocess.CompletedProcess | None = None
+    # A template (made_once) and its copies: what the `cosmos-batch` that made it printed.
+    first_run: subprocess.CompletedProcess | None = None
 
     @property
     def outputs(self) -> Path:
@@ -222,13 +222,39 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Project]:
+    """``made_once(*ARGS)``: a project on which `cosmos-batch ARGS` ran (once per session).
+
+    A template: never change it, copy it (copy_project, ran_once).
+    """
+    made: dict[tuple[str, ...], Project] = {}
+
+    def template(*args: str) -> Project:
+        if args not in made:
+            proj = make_project(tmp_path_factory.mktemp("template") / "proj")
+            done = proj.batch(*args)
+            assert done.returncode == 0, done.stdout + done.stderr
+            proj.first_run = done
+            made[args] = proj
+        return made[args]
+
+    return template
+
+
+@pytest.fixture
+def ran_once(made_once: Callable[..., Project], tmp_path: Path) -> Callable[..., Project]:
+    """``ran_once(*ARGS)``: a project of the test's own on which `cosmos-batch ARGS` ran."""
+
+    def copy(*args: str) -> Project:
+        return copy_project(made_once(*args), tmp_path / "proj")
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def demo_template(made_once: Callable[..., Project]) -> Project:
     """A project on which `cosmos-batch +experiment=demo` ran once; never changed: copy it."""
-    proj = make_project(tmp_path_factory.mktemp("demo-template") / "proj")
-    done = proj.batch("+experiment=demo")
-    assert done.returncode == 0, done.stderr
-    proj.demo_run = done
-    return proj
+    return made_once("+experiment=demo")
 
 
 @pytest.fixture(scope="module")
@@ -259,13 +285,13 @@ def copy_project(template: Project, root: Path) -> Project:
             _rewrite_file(path, old, new)
     if (root / "outputs" / "cosmos.db").is_file():
         _rewrite_database(root / "outputs" / "cosmos.db", old, new)
-    demo_run = None
-    if template.demo_run is not None:
-        made = template.demo_run
-        demo_run = subprocess.CompletedProcess(
+    first_run = None
+    if template.first_run is not None:
+        made = template.first_run
+        first_run = subprocess.CompletedProcess(
             made.args, made.returncode, made.stdout.replace(old, new), made.stderr.replace(old, new)
         )
-    return Project(root=root, env=project_env(root), demo_run=demo_run)
+    return Project(root=root, env=project_env(root), first_run=first_run)
 
 
 def _recorded(path: Path) -> bool:

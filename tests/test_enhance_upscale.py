@@ -29,6 +29,8 @@ from test_report import cells, parse
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 
 FAKES = Path(__file__).resolve().parent / "fakes"
+# The staged demo without its upscale stage (made once per session: ran_once).
+UPSCALE_LATER = ("+experiment=demo_stages", "stages.upscale=null")
 CAPTURE = (
     Path(__file__).resolve().parents[1]
     / "cosmos_workflow"
@@ -553,9 +555,8 @@ def test_an_upsampler_failure_in_a_stage_stops_the_sweep(project: Project) -> No
     assert project.cosmos_json("list", "sweeps") == []
 
 
-def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(project: Project) -> None:
-    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
-    assert first.returncode == 0, first.stderr
+def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     sweep = project.cosmos_json("list", "sweeps")[0]
     members = stage_members(project, sweep["id"])["main"]
     video = Path(show(project, members[0])["output_dir"], "output.mp4")
@@ -596,9 +597,8 @@ def test_multirun_jobs_must_agree_on_stages(project: Project) -> None:
     assert ledger_count(project) == 0
 
 
-def test_kill_sweep_and_status_cover_the_upscale_stage(project: Project) -> None:
-    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
-    assert first.returncode == 0, first.stderr
+def test_kill_sweep_and_status_cover_the_upscale_stage(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     (sweep,) = project.cosmos_json("list", "sweeps")
     # The same manifest with its upscale stage: the sweep's runs are cached, its
     # upscales (slow now) make the same sweep go on.
@@ -705,12 +705,9 @@ def test_a_multirun_with_enhancement_records_the_sweep_it_stored(project: Projec
         assert show(project, show(project, run_id)["prompt_id"])["origin"]["kind"] == "enhanced"
 
 
-def test_a_staged_sweep_runs_again_after_its_enhancement_runs_are_gone(
-    project: Project,
-) -> None:
-    args = ("+experiment=demo_stages", "stages.upscale=null")
-    first = project.batch(*args)
-    assert first.returncode == 0, first.stdout + first.stderr
+def test_a_staged_sweep_runs_again_after_its_enhancement_runs_are_gone(ran_once) -> None:
+    args = UPSCALE_LATER
+    project = ran_once(*args)
     (sweep,) = project.cosmos_json("list", "sweeps")
     enhancements = stage_members(project, sweep["id"])["enhance"]
     texts = {
@@ -741,8 +738,8 @@ def upscale_links(report: Path) -> dict[str, list[str]]:
     }
 
 
-def test_a_failed_upscale_shows_its_status_not_a_video(project: Project) -> None:
-    assert project.batch("+experiment=demo_stages", "stages.upscale=null").returncode == 0
+def test_a_failed_upscale_shows_its_status_not_a_video(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     done = project.batch("+experiment=demo_stages", env={"COSMOS_SIMULATOR__FAIL_ON_SEED": "1"})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "6 upscale runs: 6 executed (0 succeeded, 6 failed)" in done.stdout

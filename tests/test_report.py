@@ -133,8 +133,8 @@ def demo(
 ) -> tuple[Project, subprocess.CompletedProcess]:
     """A copy of the demo and what its `cosmos-batch +experiment=demo` printed."""
     proj = copy_project(demo_template, tmp_path_factory.mktemp("report") / "proj")
-    assert proj.demo_run is not None
-    return proj, proj.demo_run
+    assert proj.first_run is not None
+    return proj, proj.first_run
 
 
 @pytest.fixture(scope="module")
