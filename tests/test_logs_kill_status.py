@@ -158,7 +158,9 @@ def target_status(data: dict, name: str) -> dict:
 
 
 def test_logs_follow_a_queued_local_run_live_until_it_ends(project: Project) -> None:
-    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1.5"})
+    # The follower (a process of its own) must be up before the queued run ends: at least
+    # 3 videos' time (the first job's two, then the run's own) on a loaded machine.
+    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "2.5"})
     job_id, first_runs = running_job(project)
     queued = wait_for_rows(project, "SELECT id FROM runs WHERE status = 'queued' ORDER BY id")
     later = queued[0][0]
