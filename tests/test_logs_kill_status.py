@@ -223,8 +223,12 @@ def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Proje
 
 
 def test_logs_follow_of_a_killed_local_run_prints_its_whole_log(project: Project) -> None:
+    # Two GPUs: the other job runs beside the killed one, not for 20 s after it.
     runner = project.start_batch(
-        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S}, capture=True
+        *SMALL,
+        "target.gpus=[0,1]",
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S},
+        capture=True,
     )
     job_id, killed = running_job(project)
     wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")
