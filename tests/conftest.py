@@ -14,6 +14,7 @@ The demo sweep runs once per test session (per xdist worker):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -245,8 +246,10 @@ def made_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Project
 def ran_once(made_once: Callable[..., Project], tmp_path: Path) -> Callable[..., Project]:
     """``ran_once(*ARGS)``: a project of the test's own on which `cosmos-batch ARGS` ran."""
 
+    copies = itertools.count()
+
     def copy(*args: str) -> Project:
-        return copy_project(made_once(*args), tmp_path / "proj")
+        return copy_project(made_once(*args), tmp_path / f"ran{next(copies)}" / "proj")
 
     return copy
 

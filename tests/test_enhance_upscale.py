@@ -296,14 +296,16 @@ def test_refusing_the_question_deletes_nothing(family) -> None:
 
 
 # -- stages in a manifest --------------------------------------------------------------
-def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
+def test_a_manifest_enhances_first_and_upscales_after(project: Project, ran_once) -> None:
     planned = project.batch("+experiment=demo_stages", "dry_run=true")
     assert planned.returncode == 0, planned.stderr
     assert "2 prompt(s) are enhanced first" in planned.stdout
     assert "stages.upscale" in planned.stdout
     assert ledger_count(project) == 0
 
-    done = project.batch("+experiment=demo_stages")
+    # The same command run for real (once per session; a copy of that project).
+    project = ran_once("+experiment=demo_stages")
+    done = project.first_run
     assert done.returncode == 0, done.stderr
     assert "6 runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
     assert "upscale stage: 6 upscale runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
@@ -666,10 +668,9 @@ def test_an_enhanced_prompt_whose_parent_came_back_is_linked_again(project: Proj
     assert [c["id"] for c in show(project, original)["children"]] == [enhanced]
 
 
-def test_a_failed_enhancement_rewrites_no_other_sweep_report(project: Project) -> None:
+def test_a_failed_enhancement_rewrites_no_other_sweep_report(ran_once) -> None:
     # The same runs without enhancement: the sweep id the stages' plan starts from.
-    plain = project.batch("+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null")
-    assert plain.returncode == 0, plain.stderr
+    project = ran_once("+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null")
     (sweep,) = project.cosmos_json("list", "sweeps")
     report = Path(sweep["output_dir"]) / "report.html"
     before = report.read_bytes()
