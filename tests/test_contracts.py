@@ -322,7 +322,7 @@ def test_status_shows_running_runs_while_a_sweep_executes(project: Project, tmp_
         process = subprocess.Popen(
             [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
             cwd=project.root,
-            env={**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"},
+            env={**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.25"},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
