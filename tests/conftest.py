@@ -7,8 +7,10 @@ process itself is under test (signals, Ctrl-C, a closed pipe, a terminal,
 the installed entry points) `Project.cosmos_process`, `Project.batch_process`
 and `Project.start_batch` start a real one.
 
-The demo sweep runs once per test session (per xdist worker):
-`demo_template`; `demo_done` and `demo_project` are copies of it.
+Shared expensive state is made once per test session (per xdist worker)
+and copied: `made_once(*ARGS)` is a project on which `cosmos-batch ARGS`
+ran, `ran_once(*ARGS)` a test's own copy of it; `demo_template` is the
+demo's, `demo_done` (per module) and `demo_project` (per test) its copies.
 """
 
 from __future__ import annotations
@@ -149,9 +151,11 @@ def make_project(root: Path) -> Project:
 
 
 def project_env(root: Path) -> dict[str, str]:
-    """The environment of commands in the project at ``root``: no COSMOS_ or HYDRA_
-    variable of the caller, a user config folder of its own, a simulated model
-    without delays that writes the project's ledger."""
+    """The environment of commands in the project at ``root``.
+
+    No COSMOS_ or HYDRA_ variable of the caller, a user config folder of its
+    own, a simulated model without delays that writes the project's ledger.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
