@@ -109,6 +109,7 @@ def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(
     done = project.batch(
         "+experiment=demo",
         *overrides(host, work_dir),
+        THREE_SLOTS,
         "model=transfer1",
         "model.seed=1",
         f"adapters.transfer1.workspace={workspace}",
@@ -245,7 +246,7 @@ def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
         "# @package _global_\n" + json.dumps(manifest, ensure_ascii=False),
     )
 
-    done = project.batch("+experiment=hostile", *overrides(host, work_dir))
+    done = project.batch("+experiment=hostile", *overrides(host, work_dir), THREE_SLOTS)
     assert done.returncode == 0, done.stderr
     runs = project.cosmos_json("list", "runs")
     assert len(runs) == len(texts) and {r["status"] for r in runs} == {"succeeded"}
