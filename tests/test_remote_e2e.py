@@ -150,6 +150,7 @@ def test_a_dropped_connection_reattaches_and_runs_nothing_twice(host, remote_pro
     runner = project.start_batch(
         "+experiment=demo",
         *overrides(host, work_dir),
+        THREE_SLOTS,
         env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1"},
         capture=True,
     )
