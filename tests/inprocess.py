@@ -96,6 +96,14 @@ def _run(
                 try:
                     code = _exit_code(call)
                     _wait_for_threads(before, argv)
+                except BaseException as exc:
+                    # What the process would have printed before its traceback.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    command = " ".join(argv)
+                    exc.add_note(f"`{command}` printed on stdout:\n{out.getvalue().decode()}")
+                    exc.add_note(f"and on stderr:\n{err.getvalue().decode()}")
+                    raise
                 finally:
                     sys.stdout.flush()
                     sys.stderr.flush()
