@@ -1,11 +1,22 @@
 """Shared fixtures: a throwaway copy of the project and ways to run its CLIs.
 
-The CLIs run as real subprocesses (real exit codes, real Hydra, real
-SQLite database, real simulated-model processes).
+`Project.cosmos` and `Project.batch` run a command in this process
+(tests/inprocess.py: real Hydra, real SQLite database, real
+simulated-model processes, the exit code a process would have). Where the
+process itself is under test (signals, Ctrl-C, a closed pipe, a terminal,
+the installed entry points) `Project.cosmos_process`, `Project.batch_process`
+and `Project.start_batch` start a real one.
+
+Shared expensive state is made once per test session (per xdist worker)
+and copied: `made_once(*ARGS)` is a project on which `cosmos-batch ARGS`
+ran, `ran_once(*ARGS)` a test's own copy of it; `demo_template` is the
+demo's, `demo_done` (per module) and `demo_project` (per test) its copies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -18,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import inprocess
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +41,8 @@ class Project:
 
     root: Path
     env: dict[str, str]
+    # A template (made_once) and its copies: what the `cosmos-batch` that made it printed.
+    first_run: subprocess.CompletedProcess | None = None
 
     @property
     def outputs(self) -> Path:
@@ -43,7 +57,19 @@ class Project:
             return []
         return [json.loads(line) for line in self.ledger.read_text().splitlines()]
 
-    def _run(
+    def batch(
+        self, *args: str, env: dict | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run `cosmos-batch ARGS` in this process."""
+        return inprocess.run_batch(self.root, {**self.env, **(env or {})}, args, input_text)
+
+    def cosmos(
+        self, *args: str, env: dict | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run `cosmos ARGS` in this process."""
+        return inprocess.run_cosmos(self.root, {**self.env, **(env or {})}, args, input_text)
+
+    def _process(
         self, module: str, args: tuple[str, ...], input_text: str | None, env: dict | None
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -56,17 +82,17 @@ class Project:
             timeout=300,
         )
 
-    def batch(
+    def batch_process(
         self, *args: str, env: dict | None = None, input_text: str | None = None
     ) -> subprocess.CompletedProcess:
-        """Run `cosmos-batch ARGS`."""
-        return self._run("cosmos_workflow.cli.batch", args, input_text, env)
+        """Run `cosmos-batch ARGS` as a process of its own (where the process is under test)."""
+        return self._process("cosmos_workflow.cli.batch", args, input_text, env)
 
-    def cosmos(
+    def cosmos_process(
         self, *args: str, env: dict | None = None, input_text: str | None = None
     ) -> subprocess.CompletedProcess:
-        """Run `cosmos ARGS`."""
-        return self._run("cosmos_workflow.cli.main", args, input_text, env)
+        """Run `cosmos ARGS` as a process of its own (where the process is under test)."""
+        return self._process("cosmos_workflow.cli.main", args, input_text, env)
 
     def start_batch(
         self, *args: str, env: dict | None = None, capture: bool = False
@@ -121,6 +147,15 @@ def make_project(root: Path) -> Project:
     """Copy conf/, manifests/ and inputs/ of the repository into ``root``."""
     for folder in ("conf", "manifests", "inputs"):
         shutil.copytree(REPO / folder, root / folder)
+    return Project(root=root, env=project_env(root))
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """The environment of commands in the project at ``root``.
+
+    No COSMOS_ or HYDRA_ variable of the caller, a user config folder of its
+    own, a simulated model without delays that writes the project's ledger.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
@@ -134,7 +169,7 @@ def make_project(root: Path) -> Project:
             "COSMOS_SIMULATOR__LEDGER": str(root / "ledger.jsonl"),
         }
     )
-    return Project(root=root, env=env)
+    return env
 
 
 @pytest.fixture
@@ -243,13 +278,117 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_url")
 
 
+@pytest.fixture(scope="session")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Project]:
+    """``made_once(*ARGS)``: a project on which `cosmos-batch ARGS` ran (once per session).
+
+    A template: never change it, copy it (copy_project, ran_once).
+    """
+    made: dict[tuple[str, ...], Project] = {}
+
+    def template(*args: str) -> Project:
+        if args not in made:
+            proj = make_project(tmp_path_factory.mktemp("template") / "proj")
+            done = proj.batch(*args)
+            assert done.returncode == 0, done.stdout + done.stderr
+            proj.first_run = done
+            made[args] = proj
+        return made[args]
+
+    return template
+
+
+@pytest.fixture
+def ran_once(made_once: Callable[..., Project], tmp_path: Path) -> Callable[..., Project]:
+    """``ran_once(*ARGS)``: a project of the test's own on which `cosmos-batch ARGS` ran."""
+
+    copies = itertools.count()
+
+    def copy(*args: str) -> Project:
+        return copy_project(made_once(*args), tmp_path / f"ran{next(copies)}" / "proj")
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def demo_template(made_once: Callable[..., Project]) -> Project:
+    """A project on which `cosmos-batch +experiment=demo` ran once; never changed: copy it."""
+    return made_once("+experiment=demo")
+
+
 @pytest.fixture(scope="module")
-def demo_done(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A project on which `cosmos-batch +experiment=demo` already ran once."""
-    proj = make_project(tmp_path_factory.mktemp("demo") / "proj")
-    done = proj.batch("+experiment=demo")
-    assert done.returncode == 0, done.stderr
-    return proj
+def demo_done(demo_template: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project on which the demo ran once, shared by the tests of a module."""
+    return copy_project(demo_template, tmp_path_factory.mktemp("demo") / "proj")
+
+
+@pytest.fixture
+def demo_project(demo_template: Project, tmp_path: Path) -> Project:
+    """A project of its own on which the demo ran once (the test may change it)."""
+    return copy_project(demo_template, tmp_path / "proj")
+
+
+def copy_project(template: Project, root: Path) -> Project:
+    """A copy of ``template`` at ``root``, as if its commands had run there.
+
+    The database, the run folders and the ledger hold absolute paths of the
+    project (input videos, run and sweep folders, the command lines): they
+    are rewritten to ``root``. Model outputs are copied byte for byte (their
+    checksums are recorded); the paths inside them are those of the
+    temporary job folders, which were gone already.
+    """
+    shutil.copytree(template.root, root, symlinks=True)
+    old, new = str(template.root), str(root)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink() and not _recorded(path):
+            _rewrite_file(path, old, new)
+    if (root / "outputs" / "cosmos.db").is_file():
+        _rewrite_database(root / "outputs" / "cosmos.db", old, new)
+    first_run = None
+    if template.first_run is not None:
+        made = template.first_run
+        first_run = subprocess.CompletedProcess(
+            made.args, made.returncode, made.stdout.replace(old, new), made.stderr.replace(old, new)
+        )
+    return Project(root=root, env=project_env(root), first_run=first_run)
+
+
+def _recorded(path: Path) -> bool:
+    """True for a model output (listed in its run's outputs.sha256) or a binary file."""
+    if path.suffix.lower() in (".mp4", ".png", ".jpg", ".jpeg", ".webp", ".db"):
+        return True
+    if path.name.endswith(("-wal", "-shm")):
+        return True
+    listed = path.parent / "outputs.sha256"
+    return listed.is_file() and f"  {path.name}\n" in listed.read_text()
+
+
+def _rewrite_file(path: Path, old: str, new: str) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return
+    if old in text:
+        stat = path.stat()
+        path.write_text(text.replace(old, new), encoding="utf-8")
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _rewrite_database(database: Path, old: str, new: str) -> None:
+    import sqlite3
+
+    stat = database.stat()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]:
+                db.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                    f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
+        db.commit()
+    os.utime(database, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -254,13 +254,12 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def used_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def used_project(demo_template: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A project with outputs already (to prove bad input changes nothing)."""
-    from conftest import make_project
+    from conftest import copy_project
 
-    proj = make_project(tmp_path_factory.mktemp("bad") / "proj")
+    proj = copy_project(demo_template, tmp_path_factory.mktemp("bad") / "proj")
     proj.write("manifests/prompts/bad_prompts.yaml", GOOD_PROMPTS)
-    assert proj.batch("+experiment=demo").returncode == 0
     return proj
 
 

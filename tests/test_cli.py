@@ -1,8 +1,7 @@
-"""The `cosmos` CLI, run as real subprocesses on throwaway project copies.
+"""The `cosmos` CLI, run in-process on throwaway project copies.
 
 Every command goes through a real Hydra composition, a real SQLite database
-and, for `inference`, the real simulated-model process. Read-only commands
-on one prepared project run concurrently to keep the suite fast.
+and, for `inference`, the real simulated-model process.
 """
 
 from __future__ import annotations
@@ -13,13 +12,12 @@ import json
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, make_project, tree_snapshot
+from conftest import Project, copy_project, make_project, tree_snapshot
 
 PROMPT_ID = re.compile(r"\bps_[0-9a-f]{8,}\b")
 RUN_ID = re.compile(r"\brs_[0-9a-f]{8,}\b")
@@ -50,10 +48,8 @@ def video_dir(project: Project, name: str, files: dict[str, str]) -> Path:
 
 
 def run_all(project: Project, commands: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Run independent `cosmos` commands concurrently; results by key."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {key: pool.submit(project.cosmos, *args) for key, args in commands.items()}
-        return {key: future.result() for key, future in futures.items()}
+    """Run independent `cosmos` commands (in this process, one after another); results by key."""
+    return {key: project.cosmos(*args) for key, args in commands.items()}
 
 
 def ok_json(done: subprocess.CompletedProcess) -> Any:
@@ -124,20 +120,17 @@ def test_create_prompt_detects_roles_and_checksums(prompts_proj: Project) -> Non
 
     copy = proj.root / "videos" / "scene1-copy"
     shutil.copytree(folder, copy)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        # The same prompt again: same id, nothing new.
-        again = pool.submit(
-            proj.cosmos, "create", "prompt", "a misty forest at dawn", str(folder), "--json"
-        )
-        # Identity is content: the same files in another folder give the same id.
-        copied = pool.submit(proj.cosmos, "create", "prompt", "a misty forest at dawn", str(copy))
-        # Other text: another prompt.
-        other = pool.submit(proj.cosmos, "create", "prompt", "a misty forest at dusk", str(folder))
-    assert ok_json(again.result()) == {"id": prompt_id, "created": False}
-    assert copied.result().returncode == 0, copied.result().stderr
-    assert copied.result().stdout.strip() == prompt_id
-    assert other.result().returncode == 0, other.result().stderr
-    other_id = other.result().stdout.strip()
+    # The same prompt again: same id, nothing new.
+    again = proj.cosmos("create", "prompt", "a misty forest at dawn", str(folder), "--json")
+    # Identity is content: the same files in another folder give the same id.
+    copied = proj.cosmos("create", "prompt", "a misty forest at dawn", str(copy))
+    # Other text: another prompt.
+    other = proj.cosmos("create", "prompt", "a misty forest at dusk", str(folder))
+    assert ok_json(again) == {"id": prompt_id, "created": False}
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.strip() == prompt_id
+    assert other.returncode == 0, other.stderr
+    other_id = other.stdout.strip()
     assert PROMPT_ID.fullmatch(other_id)
     assert other_id != prompt_id
 
@@ -473,12 +466,9 @@ def test_status_counts_match_and_nothing_runs(demo_queries: dict[str, Any]) -> N
 
 
 @pytest.fixture(scope="module")
-def deletable(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def deletable(demo_template: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """Its own demo project: these tests change the database."""
-    proj = new_project(tmp_path_factory, "delete")
-    done = proj.batch("+experiment=demo")
-    assert done.returncode == 0, done.stderr
-    return proj
+    return copy_project(demo_template, tmp_path_factory.mktemp("delete") / "proj")
 
 
 def runs_by_prompt(proj: Project) -> dict[str, tuple[str, list[str]]]:
@@ -503,14 +493,11 @@ def test_delete_run_asks_and_keeps_outputs_unless_asked(deletable: Project) -> N
     assert declined.returncode != 0
     assert kept_run in declined.stderr  # the question names what would go
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # Still there after "n": a confirmed delete of the same run succeeds.
-        accepted = pool.submit(proj.cosmos, "delete", "run", kept_run, input_text="y\n")
-        removed = pool.submit(
-            proj.cosmos, "delete", "run", gone_run[:10], "--yes", "--delete-outputs"
-        )
-    assert accepted.result().returncode == 0, accepted.result().stderr
-    assert removed.result().returncode == 0, removed.result().stderr
+    # Still there after "n": a confirmed delete of the same run succeeds.
+    accepted = proj.cosmos("delete", "run", kept_run, input_text="y\n")
+    removed = proj.cosmos("delete", "run", gone_run[:10], "--yes", "--delete-outputs")
+    assert accepted.returncode == 0, accepted.stderr
+    assert removed.returncode == 0, removed.stderr
     assert kept_dir.is_dir() and (kept_dir / "output.mp4").is_file()
     assert not gone_dir.exists()
 
@@ -558,20 +545,15 @@ def test_commands_outside_a_project_say_what_to_do(tmp_path: Path, demo_done: Pr
     outside.mkdir(parents=True)
     env = {k: v for k, v in demo_done.env.items() if k != "COSMOS_PROJECT_DIR"}
     stranger = Project(root=outside, env=env)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        listed = pool.submit(stranger.cosmos, "list", "runs")
-        status = pool.submit(stranger.cosmos, "status")
-        bad_env = pool.submit(stranger.cosmos, "status", env={"COSMOS_PROJECT_DIR": str(outside)})
-        # The variable is used when set, from any folder.
-        pointed = pool.submit(
-            stranger.cosmos,
-            "list",
-            "prompts",
-            "--json",
-            env={"COSMOS_PROJECT_DIR": str(demo_done.root)},
-        )
-    for done in (listed.result(), status.result()):
+    listed = stranger.cosmos("list", "runs")
+    status = stranger.cosmos("status")
+    bad_env = stranger.cosmos("status", env={"COSMOS_PROJECT_DIR": str(outside)})
+    # The variable is used when set, from any folder.
+    pointed = stranger.cosmos(
+        "list", "prompts", "--json", env={"COSMOS_PROJECT_DIR": str(demo_done.root)}
+    )
+    for done in (listed, status):
         assert_bad_input(done, "conf/config.yaml", "COSMOS_PROJECT_DIR")
-    assert_bad_input(bad_env.result(), "COSMOS_PROJECT_DIR", str(outside))
+    assert_bad_input(bad_env, "COSMOS_PROJECT_DIR", str(outside))
     assert list(outside.iterdir()) == []
-    assert sorted(p["name"] for p in ok_json(pointed.result())) == ["forest", "street"]
+    assert sorted(p["name"] for p in ok_json(pointed)) == ["forest", "street"]

@@ -1,8 +1,10 @@
 """A CLI that fits people's habits: --json everywhere, exit codes, search, ratings,
 colour only on a terminal, progress with an ETA.
 
-Every command runs as a real `cosmos` / `cosmos-batch` subprocess on a
-throwaway project; "a terminal" is a real pseudo-terminal (the pty module).
+Commands run in-process on a throwaway project; where the process is under
+test (a closed pipe, Ctrl-C, a terminal, the installed entry points) a real
+`cosmos` / `cosmos-batch` process runs; "a terminal" is a real
+pseudo-terminal (the pty module).
 """
 
 from __future__ import annotations
@@ -461,24 +463,24 @@ def test_exit_codes_0_2_and_3(scratch: dict, tmp_path: Path) -> None:
     assert proj.cosmos_json("list", "runs") == before
 
 
-def test_a_closed_output_pipe_exits_141_quietly(demo_done: Project) -> None:
-    for args in (("list", "runs"), ("list", "prompts"), ("search", "a")):
-        read_end, write_end = os.pipe()
-        os.close(read_end)  # like `| head` that has already quit
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "cosmos_workflow.cli.main", *args],
-                cwd=demo_done.root,
-                env=demo_done.env,
-                stdout=write_end,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            os.close(write_end)
-        assert done.returncode == 141, (args, done.stderr)
-        assert done.stderr == "", (args, done.stderr)
+@pytest.mark.parametrize("args", [("list", "runs"), ("list", "prompts"), ("search", "a")])
+def test_a_closed_output_pipe_exits_141_quietly(demo_done: Project, args: tuple[str, ...]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has already quit
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cosmos_workflow.cli.main", *args],
+            cwd=demo_done.root,
+            env=demo_done.env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, (args, done.stderr)
+    assert done.stderr == "", (args, done.stderr)
 
 
 def test_a_config_file_that_is_not_yaml_is_bad_input(project: Project) -> None:
@@ -488,17 +490,39 @@ def test_a_config_file_that_is_not_yaml_is_bad_input(project: Project) -> None:
     assert not project.outputs.exists()
 
 
-def test_exit_codes_are_in_the_help() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "cosmos_workflow.cli.main", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_exit_codes_are_in_the_help(project: Project) -> None:
+    done = project.cosmos("--help")
     assert done.returncode == 0
     expected = {"0": "ok", "1": "failed", "2": "bad input", "3": "reached", "130": "interrupted"}
     for code, words in expected.items():
         assert re.search(rf"^\s+{code}\s+.*{words}", done.stdout, re.M), (code, done.stdout)
+
+
+def test_the_installed_entry_points_run(project: Project) -> None:
+    """`cosmos` and `cosmos-batch` as installed console scripts (the rest runs in-process)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**project.env, "PATH": f"{bin_dir}{os.pathsep}{project.env.get('PATH', '')}"}
+    listed = subprocess.run(
+        ["cosmos", "list", "prompts", "--json"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    planned = subprocess.run(
+        ["cosmos-batch", *SMALL, "dry_run=true"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "4 runs, 0 cached, 4 to run" in planned.stdout
+    assert "dry run: nothing was executed" in planned.stdout
 
 
 def test_ctrl_c_stops_an_inference_with_exit_130_and_cancels_its_run(scratch: dict) -> None:
@@ -559,23 +583,23 @@ def test_no_escape_codes_when_output_is_not_a_terminal(demo_done: Project) -> No
     assert results["error"].stderr.startswith("error (validation):")
 
 
-def test_on_a_terminal_statuses_and_errors_are_coloured_unless_no_color(
-    demo_done: Project,
-) -> None:
+def test_on_a_terminal_statuses_and_errors_are_coloured(demo_done: Project) -> None:
     code, listed = cosmos_on_pty(demo_done, "list", "runs")
     assert code == 0, listed
     assert 32 in styled_before(listed, "succeeded")  # green
     code, error = cosmos_on_pty(demo_done, "show", "rs_ffffffffffffffff")
     assert code == 2, error
     assert 31 in styled_before(error, "error (validation)")  # red
+    assert colour_codes(listed) and colour_codes(error)
 
+
+def test_on_a_terminal_no_color_turns_the_colours_off(demo_done: Project) -> None:
     no_color = clean_env(demo_done, TERM="xterm-256color", NO_COLOR="1")
     code, plain_list = cosmos_on_pty(demo_done, "list", "runs", env=no_color)
     assert code == 0 and "succeeded" in plain_list
     code, plain_error = cosmos_on_pty(demo_done, "show", "rs_ffffffffffffffff", env=no_color)
     assert code == 2 and "error (validation)" in plain_error
     assert colour_codes(plain_list + plain_error) == []
-    assert colour_codes(listed) and colour_codes(error)
 
 
 # ---------------------------------------------------------------- progress with an ETA

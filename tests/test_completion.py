@@ -1,9 +1,10 @@
 """Shell completion of `cosmos`: commands, and ids from the database.
 
-Completion runs the real CLI the way a shell's completion script does (the
-``_COSMOS_COMPLETE`` / ``COMP_WORDS`` / ``COMP_CWORD`` protocol of click),
-and, for bash, through the script that `cosmos completion bash` prints,
-sourced into a real bash.
+Completion runs the real CLI (in-process) the way a shell's completion
+script does (the ``_COSMOS_COMPLETE`` / ``COMP_WORDS`` / ``COMP_CWORD``
+protocol of click), and, for bash, through the script that `cosmos
+completion bash` prints, sourced into a real bash that runs the installed
+`cosmos` entry point.
 """
 
 from __future__ import annotations
@@ -35,19 +36,11 @@ def complete(
     if line.endswith(" "):
         words.append("")
     env = {
-        **project.env,
         "_COSMOS_COMPLETE": f"{shell}_complete",
         "COMP_WORDS": " ".join(shlex.quote(w) for w in words if w),
         "COMP_CWORD": words[-1] if shell == "fish" else str(len(words) - 1),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "cosmos_workflow.cli.main"],
-        cwd=cwd or project.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return Project(root=cwd or project.root, env=project.env).cosmos(env=env)
 
 
 def bash_values(done: subprocess.CompletedProcess) -> list[str]:

@@ -1,7 +1,7 @@
 """Contracts that a mutation audit found unguarded.
 
 Each test names the wrong implementation it catches. They run the real CLIs
-as subprocesses on throwaway project copies (real Hydra, SQLite, simulated
+(in-process) on throwaway project copies (real Hydra, SQLite, simulated
 model processes), except for the few unit-level checks of batching and the
 output store, which use the real classes on real files.
 """
@@ -199,12 +199,15 @@ def test_recording_over_verified_outputs_is_refused_and_changes_nothing(
 
 
 # -- 4. the sweep id is stable ----------------------------------------------------------
-def test_running_a_sweep_twice_keeps_one_sweep_with_the_planned_id(project: Project) -> None:
+def test_running_a_sweep_twice_keeps_one_sweep_with_the_planned_id(
+    demo_project: Project,
+) -> None:
+    # The demo ran once (demo_project); the plan and a second run of it:
+    project = demo_project
     dry = batch_ok(project, "+experiment=demo", "dry_run=true")
     planned = SWEEP_ID.findall(dry.splitlines()[0])
     assert len(planned) == 1, dry
 
-    batch_ok(project, "+experiment=demo")
     second = batch_ok(project, "+experiment=demo")
     assert "12 cached" in second
 
@@ -319,7 +322,7 @@ def test_status_shows_running_runs_while_a_sweep_executes(project: Project, tmp_
         process = subprocess.Popen(
             [sys.executable, "-m", "cosmos_workflow.cli.batch", "+experiment=demo"],
             cwd=project.root,
-            env={**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"},
+            env={**project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "0.25"},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
@@ -456,8 +459,8 @@ def test_target_gpus_reach_the_model_process(slow_demo_on_gpu3: Project) -> None
 
 
 # -- 13. deleting a prompt with its outputs --------------------------------------------------
-def test_delete_prompt_with_outputs_removes_all_its_run_folders(project: Project) -> None:
-    batch_ok(project, "+experiment=demo")
+def test_delete_prompt_with_outputs_removes_all_its_run_folders(demo_project: Project) -> None:
+    project = demo_project
     by_prompt: dict[str, set[str]] = {}
     for folder in run_dirs(project):
         by_prompt.setdefault(run_yaml(folder)["prompt"]["id"], set()).add(folder.name)

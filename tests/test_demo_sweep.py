@@ -149,8 +149,8 @@ def test_sweep_folder_records_manifest_overrides_provenance_and_runs(demo_done: 
         assert set(row["params"]) == {"prompt", "model.weights.depth", "model.seed"}
 
 
-def test_changing_one_seed_executes_only_the_affected_runs(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_changing_one_seed_executes_only_the_affected_runs(demo_project: Project) -> None:
+    project = demo_project
     before = {r["id"] for r in project.cosmos_json("list", "runs")}
     manifest = project.root / "manifests" / "experiment" / "demo.yaml"
     text = manifest.read_text()
@@ -168,8 +168,8 @@ def test_changing_one_seed_executes_only_the_affected_runs(project: Project) -> 
     assert len(project.cosmos_json("list", "sweeps")) == 2
 
 
-def test_a_run_shared_by_two_sweeps_executes_once(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_a_run_shared_by_two_sweeps_executes_once(demo_project: Project) -> None:
+    project = demo_project
     project.write(
         "manifests/experiment/subset.yaml",
         "# @package _global_\n"
@@ -185,14 +185,19 @@ def test_a_run_shared_by_two_sweeps_executes_once(project: Project) -> None:
 
 
 def test_ids_do_not_depend_on_the_machine_or_hash_seed(tmp_path: Path) -> None:
-    """Two copies of the project in other folders, other hash seeds: same ids."""
+    """Two copies of the project in other folders, other hash seeds: same ids.
+
+    Two processes: the hash seed is fixed when a process starts.
+    """
     first = make_project(tmp_path / "a")
     second = make_project(tmp_path / "elsewhere" / "b")
     ids_a = plan_ids(
-        first.batch("+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "1"}).stdout
+        first.batch_process("+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "1"}).stdout
     )
     ids_b = plan_ids(
-        second.batch("+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "987"}).stdout
+        second.batch_process(
+            "+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "987"}
+        ).stdout
     )
     assert len(ids_a) == 12 and ids_a == ids_b
 

@@ -29,6 +29,8 @@ from test_report import cells, parse
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 
 FAKES = Path(__file__).resolve().parent / "fakes"
+# The staged demo without its upscale stage (made once per session: ran_once).
+UPSCALE_LATER = ("+experiment=demo_stages", "stages.upscale=null")
 CAPTURE = (
     Path(__file__).resolve().parents[1]
     / "cosmos_workflow"
@@ -294,14 +296,16 @@ def test_refusing_the_question_deletes_nothing(family) -> None:
 
 
 # -- stages in a manifest --------------------------------------------------------------
-def test_a_manifest_enhances_first_and_upscales_after(project: Project) -> None:
+def test_a_manifest_enhances_first_and_upscales_after(project: Project, ran_once) -> None:
     planned = project.batch("+experiment=demo_stages", "dry_run=true")
     assert planned.returncode == 0, planned.stderr
     assert "2 prompt(s) are enhanced first" in planned.stdout
     assert "stages.upscale" in planned.stdout
     assert ledger_count(project) == 0
 
-    done = project.batch("+experiment=demo_stages")
+    # The same command run for real (once per session; a copy of that project).
+    project = ran_once("+experiment=demo_stages")
+    done = project.first_run
     assert done.returncode == 0, done.stderr
     assert "6 runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
     assert "upscale stage: 6 upscale runs: 6 executed (6 succeeded, 0 failed)" in done.stdout
@@ -553,9 +557,8 @@ def test_an_upsampler_failure_in_a_stage_stops_the_sweep(project: Project) -> No
     assert project.cosmos_json("list", "sweeps") == []
 
 
-def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(project: Project) -> None:
-    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
-    assert first.returncode == 0, first.stderr
+def test_an_upscale_stage_goes_on_past_a_run_it_cannot_upscale(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     sweep = project.cosmos_json("list", "sweeps")[0]
     members = stage_members(project, sweep["id"])["main"]
     video = Path(show(project, members[0])["output_dir"], "output.mp4")
@@ -596,9 +599,8 @@ def test_multirun_jobs_must_agree_on_stages(project: Project) -> None:
     assert ledger_count(project) == 0
 
 
-def test_kill_sweep_and_status_cover_the_upscale_stage(project: Project) -> None:
-    first = project.batch("+experiment=demo_stages", "stages.upscale=null")
-    assert first.returncode == 0, first.stderr
+def test_kill_sweep_and_status_cover_the_upscale_stage(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     (sweep,) = project.cosmos_json("list", "sweeps")
     # The same manifest with its upscale stage: the sweep's runs are cached, its
     # upscales (slow now) make the same sweep go on.
@@ -666,10 +668,9 @@ def test_an_enhanced_prompt_whose_parent_came_back_is_linked_again(project: Proj
     assert [c["id"] for c in show(project, original)["children"]] == [enhanced]
 
 
-def test_a_failed_enhancement_rewrites_no_other_sweep_report(project: Project) -> None:
+def test_a_failed_enhancement_rewrites_no_other_sweep_report(ran_once) -> None:
     # The same runs without enhancement: the sweep id the stages' plan starts from.
-    plain = project.batch("+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null")
-    assert plain.returncode == 0, plain.stderr
+    project = ran_once("+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null")
     (sweep,) = project.cosmos_json("list", "sweeps")
     report = Path(sweep["output_dir"]) / "report.html"
     before = report.read_bytes()
@@ -705,12 +706,9 @@ def test_a_multirun_with_enhancement_records_the_sweep_it_stored(project: Projec
         assert show(project, show(project, run_id)["prompt_id"])["origin"]["kind"] == "enhanced"
 
 
-def test_a_staged_sweep_runs_again_after_its_enhancement_runs_are_gone(
-    project: Project,
-) -> None:
-    args = ("+experiment=demo_stages", "stages.upscale=null")
-    first = project.batch(*args)
-    assert first.returncode == 0, first.stdout + first.stderr
+def test_a_staged_sweep_runs_again_after_its_enhancement_runs_are_gone(ran_once) -> None:
+    args = UPSCALE_LATER
+    project = ran_once(*args)
     (sweep,) = project.cosmos_json("list", "sweeps")
     enhancements = stage_members(project, sweep["id"])["enhance"]
     texts = {
@@ -741,8 +739,8 @@ def upscale_links(report: Path) -> dict[str, list[str]]:
     }
 
 
-def test_a_failed_upscale_shows_its_status_not_a_video(project: Project) -> None:
-    assert project.batch("+experiment=demo_stages", "stages.upscale=null").returncode == 0
+def test_a_failed_upscale_shows_its_status_not_a_video(ran_once) -> None:
+    project = ran_once(*UPSCALE_LATER)
     done = project.batch("+experiment=demo_stages", env={"COSMOS_SIMULATOR__FAIL_ON_SEED": "1"})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "6 upscale runs: 6 executed (0 succeeded, 6 failed)" in done.stdout

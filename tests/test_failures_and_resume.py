@@ -52,8 +52,8 @@ def test_failed_runs_keep_logs_and_exit_code_and_others_go_on(project: Project) 
         assert retried[run["id"]]["attempts"] == 1
 
 
-def test_cached_outputs_are_never_rewritten(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_cached_outputs_are_never_rewritten(demo_project: Project) -> None:
+    project = demo_project
     videos = sorted((project.outputs / "runs").glob("*/output.mp4"))
     stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in videos}
     assert project.batch("+experiment=demo").returncode == 0
@@ -91,9 +91,9 @@ def test_kill_9_mid_sweep_then_rerun_finishes_without_double_success(project: Pr
     assert len(project.ledger_lines()) == 12
 
 
-def test_outputs_written_before_a_crash_are_adopted_not_rerun(project: Project) -> None:
+def test_outputs_written_before_a_crash_are_adopted_not_rerun(demo_project: Project) -> None:
     """A crash after result.json but before the database commit loses nothing."""
-    assert project.batch("+experiment=demo").returncode == 0
+    project = demo_project
     victim = project.cosmos_json("list", "runs")[0]["id"]
     with sqlite3.connect(project.outputs / "cosmos.db") as db:
         db.execute("UPDATE runs SET status='running' WHERE id=?", (victim,))
@@ -104,9 +104,9 @@ def test_outputs_written_before_a_crash_are_adopted_not_rerun(project: Project) 
     assert project.cosmos_json("show", victim)["status"] == "succeeded"
 
 
-def test_tampered_outputs_are_not_trusted(project: Project) -> None:
+def test_tampered_outputs_are_not_trusted(demo_project: Project) -> None:
     """Outputs whose checksum no longer matches are executed again."""
-    assert project.batch("+experiment=demo").returncode == 0
+    project = demo_project
     victim = project.cosmos_json("list", "runs")[0]["id"]
     with sqlite3.connect(project.outputs / "cosmos.db") as db:
         db.execute("UPDATE runs SET status='failed' WHERE id=?", (victim,))
@@ -119,9 +119,9 @@ def test_tampered_outputs_are_not_trusted(project: Project) -> None:
     assert check.returncode == 0
 
 
-def test_a_run_folder_without_its_video_is_not_trusted(project: Project) -> None:
+def test_a_run_folder_without_its_video_is_not_trusted(demo_project: Project) -> None:
     """A record whose outputs are all there but its main one (the video) is run again."""
-    assert project.batch("+experiment=demo").returncode == 0
+    project = demo_project
     victim = project.cosmos_json("list", "runs")[0]["id"]
     with sqlite3.connect(project.outputs / "cosmos.db") as db:
         db.execute("UPDATE runs SET status='failed' WHERE id=?", (victim,))
@@ -168,8 +168,8 @@ def test_ctrl_c_cancels_unfinished_runs_and_a_rerun_finishes(project: Project) -
     assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"succeeded"}
 
 
-def test_a_deleted_run_folder_is_produced_again(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_a_deleted_run_folder_is_produced_again(demo_project: Project) -> None:
+    project = demo_project
     victim = project.cosmos_json("list", "runs")[3]["id"]
     shutil.rmtree(project.outputs / "runs" / victim)
     done = project.batch("+experiment=demo")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -129,18 +128,16 @@ CREATE_CASES = {
 
 @pytest.fixture(scope="module")
 def refused_creates(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Every bad `create prompt` on one fresh project (run two at a time)."""
+    """Every bad `create prompt` on one fresh project."""
     proj = make_project(tmp_path_factory.mktemp("checks") / "proj")
     folders = {}
     for index, (case, (make, _)) in enumerate(sorted(CREATE_CASES.items())):
         folders[case] = proj.root / "videos" / f"case{index}"
         make(folders[case])
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {
-            case: pool.submit(proj.cosmos, "create", "prompt", "a scene", str(folder))
-            for case, folder in folders.items()
-        }
-        results = {case: future.result() for case, future in futures.items()}
+    results = {
+        case: proj.cosmos("create", "prompt", "a scene", str(folder))
+        for case, folder in folders.items()
+    }
     return {"project": proj, "results": results}
 
 
@@ -220,13 +217,8 @@ def test_a_manifest_with_a_bad_input_is_refused_before_any_run(tmp_path: Path, c
     (video, depth, make), fragments = MANIFEST_CASES[case]
     proj = checked_project(tmp_path / "proj", video, depth)
     make(proj.root / "inputs" / "bad.mp4")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = [
-            pool.submit(proj.batch, "+experiment=checked", *args)
-            for args in ((), ("dry_run=true",))
-        ]
-    for run in runs:
-        done = run.result()
+    for args in ((), ("dry_run=true",)):
+        done = proj.batch("+experiment=checked", *args)
         assert done.returncode == 2, (done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
         assert "manifests/prompts/checked.yaml" in done.stderr

@@ -28,6 +28,8 @@ FINAL = {"succeeded", "failed", "cancelled"}
 # Seconds per video of a job that a test kills: long enough that the job is
 # still running when a loaded machine has started `cosmos kill`.
 SLOW_VIDEO_S = "10"
+# Enough for an in-process `cosmos kill` to land before a job of two videos ends.
+KILL_VIDEO_S = "5"
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 printf '0, NVIDIA H100 80GB HBM3, 1234, 81559, 37\\n'
@@ -158,7 +160,9 @@ def target_status(data: dict, name: str) -> dict:
 
 
 def test_logs_follow_a_queued_local_run_live_until_it_ends(project: Project) -> None:
-    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1.5"})
+    # The follower (a process of its own) must be up before the queued run ends: at least
+    # 3 videos' time (the first job's two, then the run's own) on a loaded machine.
+    runner = project.start_batch(*SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "2.5"})
     job_id, first_runs = running_job(project)
     queued = wait_for_rows(project, "SELECT id FROM runs WHERE status = 'queued' ORDER BY id")
     later = queued[0][0]
@@ -178,7 +182,7 @@ def test_logs_follow_a_queued_local_run_live_until_it_ends(project: Project) -> 
 
 def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Project) -> None:
     runner = project.start_batch(
-        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S}, capture=True
+        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": KILL_VIDEO_S}, capture=True
     )
     job_id, killed = running_job(project)
     wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")
@@ -219,8 +223,12 @@ def test_kill_a_local_run_stops_its_process_and_the_sweep_goes_on(project: Proje
 
 
 def test_logs_follow_of_a_killed_local_run_prints_its_whole_log(project: Project) -> None:
+    # Two GPUs: the other job runs beside the killed one, not for 20 s after it.
     runner = project.start_batch(
-        *SMALL, env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S}, capture=True
+        *SMALL,
+        "target.gpus=[0,1]",
+        env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S},
+        capture=True,
     )
     job_id, killed = running_job(project)
     wait_for_log_line(project.outputs / ".staging" / job_id / "logs" / "job.log")

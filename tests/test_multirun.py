@@ -167,7 +167,7 @@ def test_running_the_same_multirun_again_executes_nothing(grid) -> None:
     assert multirun_record(project.root / "multi_again")["sweeps"][0]["id"] == before["id"]
 
 
-def test_a_dry_run_prints_the_union_plan_and_executes_nothing(project: Project) -> None:
+def test_a_dry_run_prints_the_union_plan_and_executes_nothing(project: Project, grid) -> None:
     done = project.batch("-m", *GRID, "dry_run=true", "hydra.sweep.dir=multi")
     assert done.returncode == 0, done.stderr
     [line] = sweep_lines(done.stdout)
@@ -180,13 +180,13 @@ def test_a_dry_run_prints_the_union_plan_and_executes_nothing(project: Project) 
     assert not (project.outputs / "cosmos.db").exists()
     assert not (project.outputs / "sweeps").exists()
     assert not (project.root / "multi" / "cosmos_sweep.yaml").exists()
-    # The plan is what runs: same ids as executing it.
-    executed = project.batch("-m", *GRID, "hydra.sweep.dir=multi")
-    assert executed.returncode == 0, executed.stderr
-    runs = project.cosmos_json("list", "runs")
+    # The plan is what runs: same ids as executing it (the same command ran in `grid`,
+    # in another folder: ids do not depend on it).
+    executed, _ = grid
+    runs = executed.cosmos_json("list", "runs")
     assert sorted(r["id"] for r in runs) == sorted(ids)
-    assert_each_run_executed_once(project, runs)
-    [sweep] = project.cosmos_json("list", "sweeps")
+    assert_each_run_executed_once(executed, runs)
+    [sweep] = executed.cosmos_json("list", "sweeps")
     assert line.startswith(f"sweep {sweep['id']} ")
 
 

@@ -1,7 +1,7 @@
 """PostgreSQL for real: migrations, and the demo sweep end to end with the CLIs.
 
 Every test gets a new database on the session's throwaway cluster
-(tests/postgres.py); the CLIs run as real subprocesses with
+(tests/postgres.py); the CLIs run (in-process) with
 COSMOS_DATABASE__URL pointing at it (psycopg 3 driver).
 """
 

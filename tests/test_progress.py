@@ -532,8 +532,9 @@ def test_status_counts_the_sweeps_own_runs_and_times_the_stage_under_way(
 
 
 def test_status_follows_a_sweep_that_runs_in_another_process(project: Project) -> None:
-    # Each job of two runs takes about 6 + 2 x 2 s: time for `cosmos status` to look.
-    env = {"COSMOS_SIMULATOR__MODEL_LOAD_S": "6", "COSMOS_SIMULATOR__PER_VIDEO_S": "2"}
+    # Each job of two runs takes about 3 + 2 x 1.5 s: time for `cosmos status` (in this
+    # process, well under a second) to look twice.
+    env = {"COSMOS_SIMULATOR__MODEL_LOAD_S": "3", "COSMOS_SIMULATOR__PER_VIDEO_S": "1.5"}
     runner = project.start_batch(*SMALL, env=env)
     try:
         wait_for_rows(project, "SELECT 1 FROM runs WHERE status = 'running'")

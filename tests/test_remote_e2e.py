@@ -49,9 +49,14 @@ def ledger(work_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+# Three containers at once (the host has no GPUs: gpu_flags=false): the demo's six
+# jobs take two rounds, not six.
+THREE_SLOTS = "target.gpus=[0,1,2]"
+
+
 def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -> None:
     project, work_dir = remote_project
-    done = project.batch("+experiment=demo", *overrides(host, work_dir))
+    done = project.batch("+experiment=demo", *overrides(host, work_dir), THREE_SLOTS)
     assert done.returncode == 0, done.stderr
     assert "12 executed (12 succeeded, 0 failed), 0 cached" in done.stdout
     assert len(ledger(work_dir)) == 12
@@ -75,7 +80,9 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     cache = sorted((work_dir / "cache").iterdir())
     assert len(cache) == 4
     inodes = {p.name: p.stat().st_ino for p in cache}
-    again = project.batch("+experiment=demo", *overrides(host, work_dir), "model.seed=9")
+    again = project.batch(
+        "+experiment=demo", *overrides(host, work_dir), THREE_SLOTS, "model.seed=9"
+    )
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
     left = list((work_dir / "jobs").iterdir())
@@ -102,6 +109,7 @@ def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(
     done = project.batch(
         "+experiment=demo",
         *overrides(host, work_dir),
+        THREE_SLOTS,
         "model=transfer1",
         "model.seed=1",
         f"adapters.transfer1.workspace={workspace}",
@@ -142,6 +150,7 @@ def test_a_dropped_connection_reattaches_and_runs_nothing_twice(host, remote_pro
     runner = project.start_batch(
         "+experiment=demo",
         *overrides(host, work_dir),
+        THREE_SLOTS,
         env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1"},
         capture=True,
     )
@@ -163,7 +172,9 @@ def test_a_dropped_connection_reattaches_and_runs_nothing_twice(host, remote_pro
 
 def test_a_failing_container_keeps_its_log_and_the_rest_go_on(host, remote_project) -> None:
     project, work_dir = remote_project
-    done = project.batch("+experiment=demo", *overrides(host, work_dir), "simulator.fail_on_seed=2")
+    done = project.batch(
+        "+experiment=demo", *overrides(host, work_dir), THREE_SLOTS, "simulator.fail_on_seed=2"
+    )
     assert done.returncode == 1, done.stderr
     assert "12 executed (6 succeeded, 6 failed)" in done.stdout
     for run in project.cosmos_json("list", "runs", "--status", "failed"):
@@ -236,7 +247,7 @@ def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
         "# @package _global_\n" + json.dumps(manifest, ensure_ascii=False),
     )
 
-    done = project.batch("+experiment=hostile", *overrides(host, work_dir))
+    done = project.batch("+experiment=hostile", *overrides(host, work_dir), THREE_SLOTS)
     assert done.returncode == 0, done.stderr
     runs = project.cosmos_json("list", "runs")
     assert len(runs) == len(texts) and {r["status"] for r in runs} == {"succeeded"}

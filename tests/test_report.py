@@ -1,6 +1,6 @@
 """Sweep reports without a browser: what cosmos-batch and `cosmos report` write.
 
-Real CLIs as subprocesses, a real SQLite database, real simulated-model
+Real CLIs (in-process), a real SQLite database, real simulated-model
 outputs and real PyAV thumbnails. The HTML is read with the standard
 library's parser (tests/test_report_browser.py opens it in Chromium).
 """
@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from conftest import Project, make_project
+from conftest import Project, copy_project
 from test_demo_sweep import RUN_FILES
 
 VOID = {"meta", "img", "br", "link", "input", "hr", "source"}
@@ -128,11 +128,13 @@ def local_links(page: Node) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, subprocess.CompletedProcess]:
-    proj = make_project(tmp_path_factory.mktemp("report") / "proj")
-    done = proj.batch("+experiment=demo")
-    assert done.returncode == 0, done.stderr
-    return proj, done
+def demo(
+    demo_template: Project, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Project, subprocess.CompletedProcess]:
+    """A copy of the demo and what its `cosmos-batch +experiment=demo` printed."""
+    proj = copy_project(demo_template, tmp_path_factory.mktemp("report") / "proj")
+    assert proj.first_run is not None
+    return proj, proj.first_run
 
 
 @pytest.fixture(scope="module")
@@ -540,14 +542,27 @@ def test_an_interrupted_sweep_writes_its_report_with_the_cancelled_runs(
 
 
 def test_a_500_run_report_stays_small_and_loads_thumbnails_lazily(project: Project) -> None:
-    seeds = list(range(1, 251))
+    # 250 prompts x 2 seeds: runs with the same parameters share a model invocation
+    # (8 a time), so the 500 runs take 64 invocations (250 seeds x 2 prompts took 250).
+    prompts = {}
+    for number in range(250):
+        scene = ("street", "forest")[number % 2]
+        prompts[f"p{number:03d}"] = {
+            "text": f"{scene} number {number}",
+            "inputs": {
+                "video": f"inputs/demo/{scene}/color.mp4",
+                "controls": {"depth": f"inputs/demo/{scene}/depth.mp4"},
+            },
+        }
+    manifest = {
+        "name": "big",
+        "prompts": prompts,
+        "model": {"weights": {"depth": 0.5}},
+        "sweep": {"grid": {"model.seed": [1, 2]}},
+    }
     project.write(
         "manifests/experiment/big.yaml",
-        "# @package _global_\n"
-        "defaults:\n  - /prompts: demo\n"
-        "name: big\nvars:\n  style: soft\n"
-        "model:\n  weights:\n    depth: 0.5\n"
-        f"sweep:\n  grid:\n    model.seed: {json.dumps(seeds)}\n",
+        "# @package _global_\n" + yaml.safe_dump(manifest, sort_keys=False),
     )
     # Four slots on the local target: four model processes at once make it quicker.
     done = project.batch("+experiment=big", "target.gpus=[0,1,2,3]")
@@ -563,8 +578,9 @@ def test_a_500_run_report_stays_small_and_loads_thumbnails_lazily(project: Proje
     images = list(page.iter("img"))
     assert len(images) == 500 and all(img.attrs.get("loading") == "lazy" for img in images)
     assert len(list((path.parent / "thumbs").iterdir())) == 500
+    # The axis with more values is the rows: 250 rows (prompts) of 2 columns (seeds).
     cols, rows, _ = grid_of(next(page.iter("table")))
-    assert (len(rows), cols) == (250, ["street", "forest"])
+    assert (len(rows), cols) == (250, ["1", "2"])
 
 
 # ---------------------------------------------------------------- header, thumbnails, rows

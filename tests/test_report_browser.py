@@ -158,11 +158,9 @@ def test_cancelled_runs_are_framed_orange_in_chromium(
     assert errors == []
 
 
-def test_each_cell_links_its_4k_upscale_in_chromium(
-    browser: BrowserContext, tmp_path: Path
-) -> None:
-    project = make_project(tmp_path / "proj")
-    done = project.batch("+experiment=demo_stages")
+def test_each_cell_links_its_4k_upscale_in_chromium(browser: BrowserContext, ran_once) -> None:
+    project = ran_once("+experiment=demo_stages")
+    done = project.first_run
     assert done.returncode == 0, done.stdout + done.stderr
     page, errors = open_report(browser, report_line(done.stdout))
     cells = page.locator("figure.run")

@@ -34,8 +34,8 @@ def test_identical_prompts_with_other_names_are_reported(project: Project) -> No
     assert "prompt 'twin' gives the same runs as prompt 'street'" in done.stdout
 
 
-def test_deleted_runs_come_back_into_their_sweep(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_deleted_runs_come_back_into_their_sweep(demo_project: Project) -> None:
+    project = demo_project
     street = next(p for p in project.cosmos_json("list", "prompts") if p["name"] == "street")
     deleted = project.cosmos("delete", "prompt", street["id"], "--yes", "--delete-outputs")
     assert deleted.returncode == 0
@@ -46,8 +46,8 @@ def test_deleted_runs_come_back_into_their_sweep(project: Project) -> None:
     assert sweep["runs"] == 12 and sweep["counts"]["succeeded"] == 12
 
 
-def test_runs_deleted_with_kept_outputs_are_adopted_back(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_runs_deleted_with_kept_outputs_are_adopted_back(demo_project: Project) -> None:
+    project = demo_project
     street = next(p for p in project.cosmos_json("list", "prompts") if p["name"] == "street")
     assert project.cosmos("delete", "prompt", street["id"], "--yes").returncode == 0
     done = project.batch("+experiment=demo")
@@ -63,8 +63,8 @@ def test_runs_deleted_with_kept_outputs_are_adopted_back(project: Project) -> No
         assert run["finished_at"] == result["finished_at"]
 
 
-def test_the_sweep_record_is_the_first_invocation(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_the_sweep_record_is_the_first_invocation(demo_project: Project) -> None:
+    project = demo_project
     folder = next((project.outputs / "sweeps").iterdir())
     first = {name: (folder / name).read_text() for name in ("manifest.yaml", "overrides.yaml")}
     again = project.batch("+experiment=demo", "description=changed", "simulator.per_video_s=0")
@@ -97,8 +97,8 @@ def test_passwords_in_overrides_are_not_stored(project: Project) -> None:
     assert redact(["model.seed=1"]) == ["model.seed=1"]
 
 
-def test_changed_outputs_of_a_succeeded_run_are_produced_again(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_changed_outputs_of_a_succeeded_run_are_produced_again(demo_project: Project) -> None:
+    project = demo_project
     victim = project.cosmos_json("list", "runs")[5]
     video = Path(victim["output_path"])
     video.write_bytes(video.read_bytes()[:-10])
@@ -173,8 +173,8 @@ def test_a_closed_pipe_ends_the_listing_quietly(demo_done: Project) -> None:
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
 
-def test_only_run_folders_with_their_outputs_count_as_cached(project: Project) -> None:
-    assert project.batch("+experiment=demo").returncode == 0
+def test_only_run_folders_with_their_outputs_count_as_cached(demo_project: Project) -> None:
+    project = demo_project
     runs = project.outputs / "runs"
     emptied, partial = sorted(p.name for p in runs.iterdir())[3:5]
     shutil.rmtree(runs / emptied)

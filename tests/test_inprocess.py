@@ -1,0 +1,56 @@
+"""The in-process runner of the CLIs (tests/inprocess.py) leaves the test process as it was."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import inprocess
+import pytest
+from conftest import Project
+
+
+def test_a_command_leaves_cwd_environment_and_logging_as_they_were(project: Project) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    cwd, environ = Path.cwd(), dict(os.environ)
+
+    planned = project.batch("+experiment=demo", "dry_run=true", "log_level=DEBUG")
+    assert planned.returncode == 0, planned.stderr
+    assert "probed video" in planned.stderr, "the command's own log lines are its stderr"
+    listed = project.cosmos("list", "prompts", env={"COSMOS_LOG_LEVEL": "DEBUG"})
+    assert listed.returncode == 0, listed.stderr
+    assert "probed video" not in listed.stderr, "a log line of the previous command leaked"
+
+    assert (list(root.handlers), root.level) == (handlers, level)
+    assert Path.cwd() == cwd and dict(os.environ) == environ
+
+
+def test_the_command_sees_exactly_the_projects_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSMOS_DATABASE__URL", "not a url")  # the caller's, not the project's
+    done = project.cosmos("list", "prompts", "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_unexpected_exception_is_raised_with_what_was_printed(project: Project) -> None:
+    def broken() -> None:
+        print("half a result")
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug") as raised:
+        inprocess._run(["cosmos", "broken"], project.root, project.env, None, broken)
+    assert "half a result" in "".join(raised.value.__notes__)
+    assert Path.cwd() != project.root
+
+
+def test_commands_run_on_the_main_thread_only(project: Project) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(project.cosmos, "list", "prompts")
+    with pytest.raises(RuntimeError, match="main thread"):
+        future.result()
