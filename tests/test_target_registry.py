@@ -34,6 +34,7 @@ SSH = {
     "work_dir": "/data/cosmos",
     "image": "cosmos:1",
 }
+LOOPBACK_SSH = {**SSH, "host": "127.0.0.1", "port": 9}
 
 
 class FakeTargetSettings(TargetBase):
@@ -139,7 +140,14 @@ context = ExecutorContext(SystemClock(), LocalCommandExecutor(), Path({str(tmp_p
 make_executor(settings.target, context).describe()
 loaded = sorted(name for name in ("paramiko", "cryptography") if name in sys.modules)
 assert not loaded, loaded
-make_executor(Settings(project_dir=Path("."), target={SSH!r}).target, context)
+# A closed port on loopback: connecting fails at once, and nothing leaves this machine.
+ssh_target = Settings(project_dir=Path("."), target={LOOPBACK_SSH!r}).target
+ssh = make_executor(ssh_target, context)
+# The kind's module is imported when a target of it is used; paramiko itself
+# only when that target connects.
+assert type(ssh).__module__ == "cosmos_workflow.execution.targets.ssh", type(ssh)
+assert "paramiko" not in sys.modules
+ssh.describe()
 assert "paramiko" in sys.modules
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
