@@ -1,18 +1,10 @@
 """CosmosAPI: the one entry point for the CLI, cosmos-batch and any UI.
 
-It sets up (the constructor, :meth:`CosmosAPI.from_project`,
-:meth:`CosmosAPI.from_composed`, :meth:`CosmosAPI.close`) and hands off, one
-line per method:
-
-- sweeps to sweeps/: plan.py (plan_sweep), session.py (submit, run_sweep),
-  stages.py (stages.enhance and stages.upscale), multirun.py (cosmos-batch -m);
-- single prompts and runs (create prompt, inference, enhance, upscale) to
-  sweeps/single.py;
-- list, show, search, rate, status, delete and ids to api/catalogue.py;
-- reports to outputs/report.py, logs and kill to engine/control.py.
-
-Every module behind it is imported by the method that needs it, so that
-importing this one is quick.
+Setup (the constructor, from_project, from_composed, close) and one-line
+hand-offs: sweeps to sweeps/ (plan, session, stages, multirun), single
+prompts and runs to sweeps/single.py, list/show/search/rate/status/delete to
+api/catalogue.py, reports to outputs/, logs and kill to engine/control.py.
+Each method imports what it hands off to, so importing this module is quick.
 """
 
 from __future__ import annotations
@@ -297,11 +289,7 @@ class CosmosAPI:
     ) -> InferenceResult:
         """4K-upscale a succeeded run's output video: a new run, linked to its parent.
 
-        Args:
-            run_id: A rs_ id (or unique prefix).
-            weight: The upscale control's weight (None: DEFAULT_UPSCALE_WEIGHT).
-            text: The upscale run's prompt (None: the upscaler's default).
-            progress: Where progress goes.
+        ``weight`` None: DEFAULT_UPSCALE_WEIGHT; ``text`` None: the parent's prompt.
 
         Raises:
             ValidationFailure: the run has not succeeded, its outputs are gone or
@@ -324,13 +312,7 @@ class CosmosAPI:
     ) -> PrepareResult:
         """Turn a folder of PNG sequences into one mp4 per modality (see local_ai/prepare.py).
 
-        Args:
-            folder: The folder of PNG sequences.
-            out: Where the videos go (None: next to the frames).
-            fps: Frames per second (None: DEFAULT_FPS).
-            dry_run: Only say what would be made.
-            force: Replace videos that exist.
-            progress: Where the frames written are counted.
+        ``fps`` None: DEFAULT_FPS of local_ai/prepare.py.
 
         Raises:
             ValidationFailure: bad frames or names, or a video exists (nothing written).

@@ -153,7 +153,7 @@ def upscale(
         ws: The workspace.
         parent_id: A full rs_ id.
         weight: The upscale control's weight.
-        text: The upscale run's prompt (None: the upscaler's default).
+        text: A prompt for the upscaler (None: the parent's prompt).
         progress: Where progress goes.
 
     Raises:
