@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cosmos_workflow.database import revisions
 from cosmos_workflow.database.revisions import MIGRATIONS_DIR as MIGRATIONS_DIR
-from cosmos_workflow.database.revisions import known_revisions
 from cosmos_workflow.errors import StateError, ValidationFailure
 
 if TYPE_CHECKING:
@@ -236,7 +235,7 @@ def migrate(engine: Engine) -> None:
             current = current_revision(engine)
             if current == head:
                 return
-            if current is not None and current not in known_revisions():
+            if current is not None and current not in revisions.known_revisions():
                 raise StateError(
                     f"database {engine.url.render_as_string(hide_password=True)} is at revision "
                     f"{current}, which this version of cosmos-workflow does not know; "
