@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import subprocess
@@ -187,13 +188,13 @@ def test_a_run_shared_by_two_sweeps_executes_once(demo_project: Project) -> None
 def test_ids_do_not_depend_on_the_machine_or_hash_seed(tmp_path: Path) -> None:
     """Two copies of the project in other folders, other hash seeds: same ids.
 
-    Two processes: the hash seed is fixed when a process starts.
+    One plan in this process, one in a process of its own with another hash
+    seed (the hash seed is fixed when a process starts).
     """
+    assert os.environ.get("PYTHONHASHSEED") != "987", "precondition: another hash seed"
     first = make_project(tmp_path / "a")
     second = make_project(tmp_path / "elsewhere" / "b")
-    ids_a = plan_ids(
-        first.batch_process("+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "1"}).stdout
-    )
+    ids_a = plan_ids(first.batch("+experiment=demo", "dry_run=true").stdout)
     ids_b = plan_ids(
         second.batch_process(
             "+experiment=demo", "dry_run=true", env={"PYTHONHASHSEED": "987"}

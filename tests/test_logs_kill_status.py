@@ -475,11 +475,14 @@ def test_status_and_logs_of_a_remote_sweep(host: Any, remote: Project) -> None:
     assert "ssh" not in [t["name"] for t in data["targets"]]
 
 
-def start_remote_job(host: Any, remote: Project) -> tuple[subprocess.Popen, str, list[str]]:
+def start_remote_job(
+    host: Any, remote: Project, *overrides: str
+) -> tuple[subprocess.Popen, str, list[str]]:
     """Start a slow sweep on the test host; return the runner, a running job and its runs."""
     runner = remote.start_batch(
         *SMALL,
         "target=test_host",
+        *overrides,
         env={"COSMOS_SIMULATOR__PER_VIDEO_S": SLOW_VIDEO_S},
         capture=True,
     )
@@ -491,7 +494,8 @@ def start_remote_job(host: Any, remote: Project) -> tuple[subprocess.Popen, str,
 def test_kill_a_remote_run_stops_its_container_and_the_others_succeed(
     host: Any, remote: Project
 ) -> None:
-    runner, job_id, killed = start_remote_job(host, remote)
+    # Two slots: the other job runs beside the killed one, not for 20 s after it.
+    runner, job_id, killed = start_remote_job(host, remote, "+target.gpus=[0,1]")
     done = remote.cosmos("kill", killed[1])
     assert done.returncode == 0, done.stderr
     assert f"container cosmos-{job_id}" in done.stdout
