@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -166,7 +167,8 @@ def _process_state(root: Path, env: Mapping[str, str]) -> Iterator[weakref.WeakS
     os.environ.update(env)
     os.chdir(root)
     try:
-        yield engines
+        with _fresh_warnings():
+            yield engines
     finally:
         stop_tracking()
         os.chdir(saved_cwd)
@@ -179,6 +181,27 @@ def _process_state(root: Path, env: Mapping[str, str]) -> Iterator[weakref.WeakS
                 signal.signal(sig, handler)
         GlobalHydra.instance().clear()
         Singleton.set_state(saved_hydra)
+
+
+@contextmanager
+def _fresh_warnings() -> Iterator[None]:
+    """Warnings as a fresh process shows them: Python's default filters, printed on stderr.
+
+    pytest records warnings per test; a real process would print them on the
+    command's stderr, where a test can see them.
+    """
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _track_engines(engines: weakref.WeakSet) -> Callable[[], None]:

@@ -112,6 +112,22 @@ class PlanningSweep(SweepTaskFunction):
         return [self(cfg) for _, cfg in plans]
 
 
+@pytest.fixture(autouse=True)
+def _leave_logging_and_hydra_as_found() -> Iterator[None]:
+    """Hydra's suites configure logging and Hydra's singletons: later tests on this
+    worker must not inherit a root logger at INFO printing to stdout."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+    from inprocess import _logging_state, _restore_logging
+
+    logging_before = _logging_state()
+    hydra_before = Singleton.get_state()
+    yield
+    _restore_logging(logging_before)
+    GlobalHydra.instance().clear()
+    Singleton.set_state(hydra_before)
+
+
 class Planning:
     """The sweep runner of a suite made to give it PlanningSweep tasks."""
 

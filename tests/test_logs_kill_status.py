@@ -419,6 +419,7 @@ def wait_for_status(project: Project, ready: Any, timeout: float = 90) -> dict:
         data = json.loads(done.stdout)
         if ready(data):
             return data
+        time.sleep(0.2)
     raise AssertionError(f"status never showed what was expected in {timeout}s")
 
 

@@ -15,8 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cosmos_workflow.api.catalogue import RUN_STATUSES
     from cosmos_workflow.api.cosmos_api import CosmosAPI
+    from cosmos_workflow.database.states import RUN_STATUSES
     from cosmos_workflow.engine.control import KillReport, LogResult
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.outputs.report import ReportResult
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # Each public name and the module that defines it.
 _EXPORTS = {
     "CosmosAPI": "cosmos_workflow.api.cosmos_api",
-    "RUN_STATUSES": "cosmos_workflow.api.catalogue",
+    "RUN_STATUSES": "cosmos_workflow.database.states",
     "DEFAULT_UPSCALE_WEIGHT": "cosmos_workflow.sweeps.derive",
     "SweepPlan": "cosmos_workflow.sweeps.plan",
     "DerivedPrompt": "cosmos_workflow.sweeps.plan",

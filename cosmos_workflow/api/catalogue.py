@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from cosmos_workflow.database.repository import DataRepository
 
 # Run statuses, for callers that filter or display them.
-RUN_STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
 class Catalogue:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cosmos_workflow.api.catalogue import Catalogue
     from cosmos_workflow.config.manager import ConfigManager
     from cosmos_workflow.config.settings import Settings
     from cosmos_workflow.config.sources import ConfigSources
@@ -56,15 +57,23 @@ class CosmosAPI:
         targets: list[ConfiguredTarget] | None = None,
         probes: ProbeCache | None = None,
     ) -> None:
-        from cosmos_workflow.api.catalogue import Catalogue
         from cosmos_workflow.sweeps.workspace import Workspace
 
         self.settings = settings
         self._ws = Workspace(settings, clock, commands, targets, probes)
         self.store: OutputStore = self._ws.store
-        self._catalogue = Catalogue(self._ws)
+        self._catalogue_made: Catalogue | None = None
         # The composed Hydra config (from_project, from_composed), e.g. the model section.
         self.composed: dict[str, Any] = {}
+
+    @property
+    def _catalogue(self) -> Catalogue:
+        """The catalogue, made on first use (it loads the database models)."""
+        if self._catalogue_made is None:
+            from cosmos_workflow.api.catalogue import Catalogue
+
+            self._catalogue_made = Catalogue(self._ws)
+        return self._catalogue_made
 
     @classmethod
     def from_project(

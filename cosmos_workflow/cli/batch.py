@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.cli.common import INTERRUPTED_EXIT
 from cosmos_workflow.cli.console import (
     configure_logging,
     guarded,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from cosmos_workflow.local_ai.probe import ProbeCache
 
 logger = logging.getLogger(__name__)
-
-INTERRUPTED_EXIT = 130
 
 
 @dataclass

@@ -19,9 +19,9 @@ from cosmos_workflow.errors import ValidationFailure
 if TYPE_CHECKING:
     from cosmos_workflow.api import CosmosAPI
 
-TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."
 # What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED_EXIT = 130
+TARGET_SET_HELP = "Config override, e.g. the target overrides that cosmos-batch was given."
 
 
 class CliContext:

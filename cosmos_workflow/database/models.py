@@ -10,7 +10,7 @@ from sqlalchemy import JSON, DateTime, Dialect, Enum, ForeignKey, Index, Integer
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-# Re-exported: the enums the models store (repository.py imports TRANSITIONS from here).
+# Re-exported: the enums the models store (the repository imports TRANSITIONS from here).
 from cosmos_workflow.database.states import TRANSITIONS as TRANSITIONS
 from cosmos_workflow.database.states import RunStatus as RunStatus
 from cosmos_workflow.database.states import SweepStage as SweepStage

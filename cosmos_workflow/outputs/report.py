@@ -169,7 +169,7 @@ class SweepReport:
 
         Args:
             sweep_id: The full sweep id.
-            rows: Axis for the rows (None: by the rule, see report_axes).
+            rows: Axis for the rows (None: by the rule, see outputs/axes.py).
             cols: Axis for the columns.
             thumbnails: Make missing thumbnails (False: use only those made before).
 

@@ -2,7 +2,7 @@
 
 Shared by a sweep (sweeps/session.py), its stages (sweeps/stages.py) and
 single runs (sweeps/single.py); the queue itself is the database's
-(database/repository.py), and engine/dispatch.py executes what is queued.
+(database/repository/), and engine/dispatch.py executes what is queued.
 """
 
 from __future__ import annotations
