@@ -92,7 +92,11 @@ def start_sshd(
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
         "ClientAliveInterval 5\nMaxSessions 64\nMaxStartups 64\n"
-        + (f"SetEnv PATH={path}\n" if path else "")
+        # SHLVL=1: bash, as the login shell, then skips ~/.bashrc (whose output,
+        # e.g. from pyenv, would reach the sessions). sshd reads one SetEnv line.
+        + "SetEnv"
+        + (f" PATH={path}" if path else "")
+        + " SHLVL=1\n"
     )
     public = (root / "host_ed25519.pub").read_text().split()
     name = host if port == 22 else f"[{host}]:{port}"

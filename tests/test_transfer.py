@@ -404,3 +404,52 @@ def test_a_broken_sha256_tool_on_the_host_is_an_execution_failure(
     assert remote.streams == 1
     assert partial_files(tmp_path) == []
     assert not (tmp_path / "destination" / "a.bin").exists()
+
+
+# What a login shell (e.g. ~/.bashrc running ``pyenv rehash``) may print before the
+# far-side program starts, including a stale digest line that must not count.
+NOISE = "rm: cannot remove '/root/.pyenv/shims/tmp'\nsha256=" + "0" * 64
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_noise_before_the_far_side_program_is_ignored(
+    connection: SSHManager, tmp_path: Path, direction: str
+) -> None:
+    # Noise on stderr both ways; on stdout only for uploads, where stdout carries
+    # only the digest (a download's stdout is the file). The first attempt also
+    # gets a bit flipped, so the host's digest is read and compared both ways.
+    calls = 0
+
+    def noisy(argv: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            argv = [sys.executable, "-c", FLIP, direction, *argv]
+        stdout = f'echo "{NOISE}"; ' if direction == "upload" else ""
+        script = f'echo "{NOISE}" >&2; {stdout}exec "$@"'
+        return ["sh", "-c", script, "x", *argv]
+
+    transfer, remote = scripted(connection, noisy, times=99)
+    source, destination = transfer_one_way(direction, transfer, tmp_path)
+    assert remote.streams == 2
+    assert destination.read_bytes() == source.read_bytes()
+    assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_far_side_that_prints_no_digest_line_is_a_clear_error(
+    connection: SSHManager, tmp_path: Path, direction: str
+) -> None:
+    def silenced(argv: list[str]) -> list[str]:
+        if direction == "upload":  # a mismatch, so the digest on stdout is needed
+            argv = [sys.executable, "-c", FLIP, direction, *argv]
+            return ["sh", "-c", 'echo "rm: noise"; exec "$@" > /dev/null', "x", *argv]
+        return ["sh", "-c", 'echo "rm: noise" >&2; exec "$@" 2> /dev/null', "x", *argv]
+
+    transfer, remote = scripted(connection, silenced, times=99)
+    with pytest.raises(ExecutionFailure, match=r"printed no 'sha256=' line.*'rm: noise'") as caught:
+        transfer_one_way(direction, transfer, tmp_path)
+    assert "sha256 tool" not in str(caught.value)
+    assert remote.streams == 1
+    assert partial_files(tmp_path) == []
+    assert not (tmp_path / "destination" / "a.bin").exists()

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import posixpath
+import re
 import tempfile
 import time
 import uuid
@@ -39,7 +40,6 @@ from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import SSHManager, transport_errors
 from cosmos_workflow.errors import AuthFailure, ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
-from cosmos_workflow.utils.hashing import SHA256_HEX
 
 if TYPE_CHECKING:
     from paramiko import Channel
@@ -71,7 +71,8 @@ case $got in *[!0-9a-f]*|'') exit {NO_HASH_TOOL};; esac
 }}
 """
 # $1 final name, $2 temporary name, $3 folder; stdin: the expected sha256 on
-# one line, then the bytes. Prints the sha256 of what landed.
+# one line, then the bytes. Prints "sha256=" and the sha256 of what landed on
+# one line: the host's login shell may print other lines first.
 _RECEIVE = (
     _SHA256
     + f"""set -e
@@ -81,14 +82,15 @@ IFS= read -r want
 mkdir -p -- "$3"
 cat > "$2"
 digest "$2"
-echo "$got"
+echo "sha256=$got"
 [ "$got" = "$want" ] || exit {MISMATCH}
 [ -d "$1" ] && {{ echo "is a directory: $1" >&2; exit 1; }}
 mv -f -- "$2" "$1"
 """
 )
-# $1 the file. stdout: its bytes; stderr: its sha256, computed at the same
-# time. The last two lines keep the session open until our EOF: paramiko
+# $1 the file. stdout: its bytes; stderr: "sha256=" and its sha256, computed
+# at the same time, on one line (other lines may come first). The last two
+# lines keep the session open until our EOF: paramiko
 # stalls for 30 s and drops the connection when the host closes a channel
 # during a key re-exchange that paramiko started (paramiko issue #822; it
 # starts one every 512 MiB), and it never sends our EOF during one.
@@ -96,13 +98,15 @@ _SEND = (
     _SHA256
     + """set -e
 [ -f "$1" ] && [ -r "$1" ] || { echo "no readable file: $1" >&2; exit 66; }
-{ digest "$1"; echo "$got" >&2; } &
+{ digest "$1"; echo "sha256=$got" >&2; } &
 cat < "$1"
 wait $!
 exec >&- 2>&-
 exec cat > /dev/null
 """
 )
+# The line the far-side programs print their sha256 on.
+DIGEST_LINE = re.compile(rb"^sha256=([0-9a-f]{64})$", re.MULTILINE)
 T = TypeVar("T")
 
 
@@ -294,18 +298,20 @@ class FileTransferService:
         return ExecutionFailure(f"{what} on {label} (exit code {code}): {detail}")
 
     def _far_digest(self, text: bytes, what: str) -> str:
-        """The sha256 the host printed first in ``text``.
+        """The sha256 of the last ``sha256=<64 hex digits>`` line in ``text``.
+
+        Other lines are ignored: the host's login shell may print some first.
 
         Raises:
-            ExecutionFailure: that is not 64 lowercase hex digits.
+            ExecutionFailure: ``text`` has no such line.
         """
-        digest = _first_word(text)
-        if not SHA256_HEX.fullmatch(digest):
+        found = DIGEST_LINE.findall(text)
+        if not found:
             raise ExecutionFailure(
-                f"{what}: {self._ssh.endpoint.label} printed {digest[:80]!r}, not a sha256; "
-                "the host has no working sha256 tool (openssl or sha256sum)"
+                f"{what}: {self._ssh.endpoint.label} printed no 'sha256=' line; "
+                f"its output ended with {_tail(text)}"
             )
-        return digest
+        return found[-1].decode("ascii")
 
     def _retry(self, what: str, attempt: Callable[[], T]) -> T:
         delay = self._backoff_s
@@ -457,7 +463,9 @@ def _finish(channel: Channel) -> tuple[bytes, bytes, int]:
     return bytes(out), bytes(err), channel.recv_exit_status()
 
 
-def _first_word(text: bytes) -> str:
-    """The first whitespace-separated word of ``text``, decoded as ASCII ('' if none)."""
-    words = text.split()
-    return words[0].decode("ascii", "replace") if words else ""
+def _tail(text: bytes, lines: int = 3, width: int = 100) -> str:
+    """The last few lines of ``text``, each cut to ``width`` characters, for a message."""
+    last = text.decode("utf-8", "replace").strip().splitlines()[-lines:]
+    if not last:
+        return "nothing (no output)"
+    return repr("\n".join(line if len(line) <= width else line[:width] + "..." for line in last))
