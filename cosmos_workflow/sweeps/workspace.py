@@ -24,6 +24,8 @@ from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from cosmos_workflow.config.settings import Settings, Target
     from cosmos_workflow.config.targets import ConfiguredTarget
     from cosmos_workflow.database.repository import DataRepository
@@ -68,6 +70,7 @@ class Workspace:
         self._probes = probes
         self._targets = targets
         self._repo: DataRepository | None = None
+        self._engine: Engine | None = None
         self._executors: dict[str, Executor] = {}
 
     @property
@@ -109,6 +112,7 @@ class Workspace:
             from cosmos_workflow.database.repository import DataRepository
 
             engine = create_db_engine(self.settings.database_url)
+            self._engine = engine
             migrate(engine)
             self._repo = DataRepository(session_factory(engine), self.clock)
         return self._repo
@@ -165,10 +169,14 @@ class Workspace:
         return {target.name: self.executor_for(target) for target in self.settings.pool}
 
     def close(self) -> None:
-        """Close connections to targets."""
+        """Close connections to targets and the database's pooled connections."""
         for executor in self._executors.values():
             executor.close()
         self._executors.clear()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+            self._repo = None
 
     # -- execution -------------------------------------------------------------
     def preflight(self) -> dict[str, CosmosError]:
