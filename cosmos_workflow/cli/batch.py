@@ -384,6 +384,8 @@ def _refuse_secrets(argv: list[str]) -> None:
 def main() -> None:
     """Console entry point of cosmos-batch."""
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
         _refuse_secrets(sys.argv[1:])
@@ -405,6 +407,12 @@ def main() -> None:
             # Hydra could not compose the config: that is bad input.
             sys.exit(ValidationFailure.exit_code)
         raise
+    except (HydraException, OmegaConfBaseException) as exc:
+        # Under a debugger or a tracer (coverage), Hydra raises instead of reporting.
+        if outcome.started:
+            raise
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(ValidationFailure.exit_code)
     sys.exit(outcome.exit_code)
 
 
