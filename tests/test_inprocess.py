@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import inprocess
@@ -54,3 +55,37 @@ def test_commands_run_on_the_main_thread_only(project: Project) -> None:
         future = pool.submit(project.cosmos, "list", "prompts")
     with pytest.raises(RuntimeError, match="main thread"):
         future.result()
+
+
+def test_the_command_runs_in_the_project_with_only_its_environment(tmp_path: Path) -> None:
+    """What the command sees while it runs, and that all of it is put back after."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    seen: dict = {}
+
+    def record() -> None:
+        seen["cwd"] = Path.cwd()
+        seen["env"] = dict(os.environ)
+        seen["argv"] = list(sys.argv)
+        sys.argv = ["changed"]
+        os.environ["LEFT_BEHIND"] = "1"
+        print("out")
+        print("err", file=sys.stderr)
+
+    cwd, environ, argv = Path.cwd(), dict(os.environ), list(sys.argv)
+    done = inprocess._run(["cmd"], root, {"ONLY": "1"}, None, record)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
+    assert seen["cwd"] == root.resolve()
+    assert seen["env"] == {"ONLY": "1"}
+    assert (Path.cwd(), dict(os.environ), sys.argv) == (cwd, environ, argv)
+
+
+@pytest.mark.parametrize(("code", "returncode", "stderr"), [("boom", 1, "boom\n"), (3, 3, "")])
+def test_sys_exit_gives_the_exit_code_a_process_would(
+    tmp_path: Path, code: object, returncode: int, stderr: str
+) -> None:
+    def leave() -> None:
+        sys.exit(code)
+
+    done = inprocess._run(["cmd"], tmp_path, {}, None, leave)
+    assert (done.returncode, done.stderr) == (returncode, stderr)
