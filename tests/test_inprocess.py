@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -89,3 +90,44 @@ def test_sys_exit_gives_the_exit_code_a_process_would(
 
     done = inprocess._run(["cmd"], tmp_path, {}, None, leave)
     assert (done.returncode, done.stderr) == (returncode, stderr)
+
+
+def test_a_demo_copy_is_private_and_holds_no_template_path(
+    demo_template: Project, demo_project: Project
+) -> None:
+    """A copy behaves as if the demo had run in it: no path of the template is left in
+    its database or its text files, and deleting in the copy leaves the template alone."""
+    import sqlite3
+
+    from conftest import tree_snapshot
+
+    template_root = str(demo_template.root)
+    assert demo_project.root != demo_template.root
+    connection = sqlite3.connect(demo_project.outputs / "cosmos.db")
+    try:
+        tables = [
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        cells = [
+            value
+            for table in tables
+            for row in connection.execute(f'SELECT * FROM "{table}"')
+            for value in row
+            if isinstance(value, str)
+        ]
+    finally:
+        connection.close()
+    assert cells and not [cell for cell in cells if template_root in cell]
+    texts = [
+        path
+        for path in demo_project.root.rglob("*")
+        if path.is_file() and path.suffix in {".json", ".jsonl", ".yaml", ".txt", ".log", ".sha256"}
+    ]
+    assert texts and not [p for p in texts if template_root in p.read_text(errors="replace")]
+
+    before = tree_snapshot(demo_template.root)
+    run_id = json.loads(demo_project.cosmos("list", "runs", "--json").stdout)[0]["id"]
+    deleted = demo_project.cosmos("delete", "run", run_id, "--yes", "--delete-outputs")
+    assert deleted.returncode == 0, deleted.stderr
+    assert tree_snapshot(demo_template.root) == before
