@@ -47,6 +47,48 @@ def test_version_prints_the_installed_version() -> None:
     assert cosmos_workflow.__version__ == version("cosmos-workflow")
 
 
+def test_version_is_read_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    cosmos_workflow._installed_version.cache_clear()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.8.7")
+    try:
+        done = invoke("--version")
+        assert done.exit_code == 0, done.output
+        assert done.output == "cosmos 9.8.7\n"
+    finally:
+        cosmos_workflow._installed_version.cache_clear()
+
+
+# Today's commands, written out: the table is not compared with itself.
+EXPECTED_COMMANDS = {
+    "create",
+    "prepare",
+    "inference",
+    "enhance",
+    "upscale",
+    "list",
+    "show",
+    "search",
+    "rate",
+    "delete",
+    "status",
+    "logs",
+    "kill",
+    "report",
+    "completion",
+}
+
+
+def test_help_lists_exactly_the_expected_commands() -> None:
+    done = invoke("--help")
+    assert done.exit_code == 0, done.output
+    listed = done.output.split("Commands:\n", 1)[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert len(names) == len(set(names)), names
+    assert set(names) == EXPECTED_COMMANDS
+
+
 def test_help_lists_every_command_with_its_own_short_help() -> None:
     done = invoke("--help")
     assert done.exit_code == 0, done.output
@@ -134,6 +176,41 @@ def test_completing_a_command_or_an_id_loads_no_heavy_library(demo_done: Project
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("plain,rs_") == 12, done.stdout
+
+
+DATABASE_COMMAND = """
+import sys
+from cosmos_workflow.cli.main import cli
+try:
+    code = cli.main({args!r}, prog_name="cosmos", standalone_mode=False)
+except SystemExit as exc:
+    code = exc.code
+assert code in (0, None), code
+heavy = [name for name in {heavy!r} if name in sys.modules]
+assert not heavy, heavy
+"""
+# SQLAlchemy and pydantic are what the database commands need; nothing heavier.
+NOT_FOR_THE_DATABASE = ("alembic", "paramiko", "cryptography", "av", "jinja2", "hydra", "omegaconf")
+
+
+@pytest.mark.parametrize("args", [["list", "runs"], ["status"], ["show", "RUN"]], ids=str)
+def test_database_commands_load_no_migration_or_heavy_library(
+    demo_done: Project, args: list[str]
+) -> None:
+    if "RUN" in args:
+        run = demo_done.cosmos_json("list", "runs")[0]["id"]
+        args = [run if arg == "RUN" else arg for arg in args]
+    script = DATABASE_COMMAND.format(args=args, heavy=NOT_FOR_THE_DATABASE)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=demo_done.root,
+        env=demo_done.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the command printed something"
 
 
 # ---------------------------------------------------------------- conf/ without Hydra
@@ -278,5 +355,11 @@ def test_ids_read_with_sqlite3_are_the_apis(demo_done: Project) -> None:
                 fast = peek.sqlite_ids_with_prefix(url, prefix, kinds, limit)
                 assert fast == api.ids_with_prefix(prefix, kinds, limit), (prefix, limit)
         assert len(peek.sqlite_ids_with_prefix(url, "", kinds, 100) or []) > 12
+        # Prefixes that pass the kind filter and reach LIKE: _ and % match themselves only.
+        for prefix in (run[:4] + "_", run[:4] + "%", "rs_%", "rs__", "ps_%", run[:4] + "\\"):
+            for limit in (100, 5):
+                fast = peek.sqlite_ids_with_prefix(url, prefix, kinds, limit)
+                assert fast == api.ids_with_prefix(prefix, kinds, limit), (prefix, limit)
+                assert fast == [], (prefix, limit)
     finally:
         api.close()
