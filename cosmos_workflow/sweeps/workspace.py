@@ -68,7 +68,7 @@ class Workspace:
         self.commands = commands or LocalCommandExecutor()
         self.store = OutputStore(settings.outputs_dir)
         self._probes = probes
-        self._targets = targets
+        self._targets = targets or None
         self._repo: DataRepository | None = None
         self._engine: Engine | None = None
         self._executors: dict[str, Executor] = {}
