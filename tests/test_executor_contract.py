@@ -40,26 +40,17 @@ from cosmos_workflow.execution.targets.registry import (
     ExecutorContext,
     make_executor,
 )
+from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.utils.clock import SystemClock
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_INPUTS = REPO / "inputs" / "demo" / "street"
 SEED = 7
-MODEL: dict[str, Any] = {
-    "adapter": "simulated",
-    "version": "1",
-    "image": None,
-    "seed": SEED,
-    "num_steps": 35,
-    "guidance": 5.0,
-    "sigma_max": 70.0,
-    "fps": 24,
-    "blur_strength": "medium",
-    "canny_threshold": "medium",
-    "num_gpus": 1,
-    "weights": {"vis": None, "edge": None, "depth": 0.5, "seg": None},
-}
+# The simulated model with every other parameter at the manifest's default.
+MODEL: dict[str, Any] = ModelConfig(
+    adapter="simulated", version="1", seed=SEED, weights={"depth": 0.5}
+).model_dump()
 NVIDIA_SMI = "#!/bin/sh\necho '0, NVIDIA A100-SXM4-40GB, 1024, 40960, 7'\n"
 # How long a test waits for a job to get somewhere (a container start takes a while).
 WAIT_S = 90.0
