@@ -99,11 +99,14 @@ class RunOutputs:
         video: The run's main output (a video; a text for the prompt upsampler).
         extras: Other outputs by role (``prompt``: the final prompt text).
         stored_as: The main output's name in the run folder.
+        controls: Control videos the program computes itself, by control key
+            (optional outputs: kept in the run folder when the program wrote them).
     """
 
     video: str
     extras: dict[str, str] = field(default_factory=dict)
     stored_as: str = "output.mp4"
+    controls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
