@@ -123,6 +123,7 @@ class CosmosAPI:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         probes: ProbeCache | None = None,
+        blame: Callable[[str], str] | None = None,
     ) -> CosmosAPI:
         """The API of a config that Hydra composed already (cosmos-batch, a multirun's job).
 
@@ -132,12 +133,13 @@ class CosmosAPI:
             environ: The environment (COSMOS_* settings); by default os.environ.
             clock: Time source (tests inject a fixed one).
             probes: Facts of the input videos probed so far (see the constructor).
+            blame: Names the file or override that set a key of ``composed`` (for errors).
 
         Raises:
             SettingsError: invalid settings (names the key and where it came from).
         """
         env = os.environ if environ is None else environ
-        settings = _manager(project_dir, env).settings(composed)
+        settings = _manager(project_dir, env).settings(composed, blame)
         api = cls(settings, clock=clock, probes=probes)
         api.composed = composed
         return api

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,7 +48,7 @@ class _Outcome:
     exit_code: int = 0
 
 
-def _sources(project: ProjectPaths) -> ConfigSources:
+def _sources(project: ProjectPaths, extra_overrides: list[str]) -> ConfigSources:
     """Where each key of the job's composed config came from (manifest errors name it)."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -56,7 +58,7 @@ def _sources(project: ProjectPaths) -> ConfigSources:
     dirs = [
         Path(source["path"])
         for source in hydra_cfg.runtime.config_sources
-        if source["schema"] == "file"
+        if source["schema"] in ("file", "cosmos")
     ]
     primary = None
     for folder in dirs:
@@ -69,15 +71,26 @@ def _sources(project: ProjectPaths) -> ConfigSources:
         dirs,
         primary,
         dict(hydra_cfg.runtime.choices),
-        list(hydra_cfg.overrides.task),
+        [*extra_overrides, *_task_overrides()],
     )
 
 
 def _task_overrides() -> list[str]:
-    """The job's command-line overrides."""
+    """The job's command-line overrides, as typed (``${...}`` in them not resolved)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    return list(HydraConfig.get().overrides.task)
+    task = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
+    return [str(override) for override in task]
+
+
+def _value_at(data: Any, key: str) -> Any:
+    """The value at a dotted key of nested mappings (None if there is none)."""
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def _format_params(params: dict[str, Any]) -> str:
@@ -233,11 +246,17 @@ class BatchTask:
     Args:
         project: The project in use.
         outcome: Where the exit code goes (main() reads it).
+        sweep_overrides: Overrides of a swept list (``sweep.grid.KEY=[...]``),
+            taken off the command line before Hydra parses it.
     """
 
-    def __init__(self, project: ProjectPaths, outcome: _Outcome) -> None:
+    def __init__(
+        self, project: ProjectPaths, outcome: _Outcome, sweep_overrides: list[str] | None = None
+    ) -> None:
         self._project = project
         self._outcome = outcome
+        # Overrides of a swept list (sweep.grid.KEY=[...]): Hydra cannot address them.
+        self._sweep_overrides = list(sweep_overrides or [])
         # Every job of a multirun probes each input video once: they share
         # the first job's probes.
         self._probes: ProbeCache | None = None
@@ -255,10 +274,15 @@ class BatchTask:
         from cosmos_workflow.manifest.overrides import redact
 
         self._outcome.started = True
-        job = JobPlan(HydraConfig.get().job.num, redact(_task_overrides()))
+        job = JobPlan(HydraConfig.get().job.num, redact(self._overrides()))
         # Ctrl-C while planning ends the multirun (main() reports it).
         job.exit_code = self._classified(partial(self._plan_into, job, cfg))
         return job
+
+    @staticmethod
+    def planned(job: JobPlan) -> bool:
+        """True if the job was planned (False: it was refused, and nothing will run)."""
+        return not job.exit_code
 
     def run_planned(self, jobs: list[JobPlan], sweep_dir: Path) -> list[int]:
         """Run the planned jobs: those with the same settings as one sweep.
@@ -306,7 +330,7 @@ class BatchTask:
 
     def _execute(self, cfg: DictConfig) -> int:
         with self._api(cfg) as api:
-            plan = api.plan_experiment(_task_overrides(), _sources(self._project))
+            plan = api.plan_experiment(self._overrides(), self._sources())
             return _finish(api, plan)
 
     def _plan_into(self, job: JobPlan, cfg: DictConfig) -> int:
@@ -314,7 +338,7 @@ class BatchTask:
 
         try:
             with self._api(cfg) as api:
-                job.plan = api.plan_experiment(_task_overrides(), _sources(self._project))
+                job.plan = api.plan_experiment(self._overrides(), self._sources())
             job.settings = api.settings
         except CosmosError as exc:
             raise JobFailure(job, exc) from exc
@@ -329,19 +353,47 @@ class BatchTask:
         with CosmosAPI(sweep.settings, probes=self._probes) as api:
             return _finish(api, sweep.plan, on_stored)
 
+    def _overrides(self) -> list[str]:
+        """The job's command-line overrides, those of swept lists last."""
+        return _task_overrides() + self._sweep_overrides
+
+    def _sources(self) -> ConfigSources:
+        return _sources(self._project, self._sweep_overrides)
+
     def _api(self, cfg: DictConfig) -> CosmosAPI:
-        """The API of a composed config; its log level is set."""
+        """The API of a composed config; its log level is set.
+
+        Raises:
+            ManifestError: the manifest interpolates where it may not, or an
+                interpolation cannot be resolved (naming the file and key).
+        """
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
 
         from cosmos_workflow.api import CosmosAPI
+        from cosmos_workflow.config.manager import ConfigManager
+        from cosmos_workflow.errors import ManifestError, Problem
+        from cosmos_workflow.manifest.interpolations import interpolation_problems
 
+        unresolved = OmegaConf.to_container(cfg, resolve=False)
+        assert isinstance(unresolved, dict)
+        problems = interpolation_problems(ConfigManager.manifest_part(unresolved))
         try:
             composed = OmegaConf.to_container(cfg, resolve=True)
         except OmegaConfBaseException as exc:
-            raise ValidationFailure(f"configuration error: {exc}") from exc
+            key = str(getattr(exc, "full_key", "") or "(top level)")
+            raw = _value_at(unresolved, key)
+            shown = f"{raw!r} " if isinstance(raw, str) else ""
+            problems.append(Problem(key, f"{shown}cannot be resolved: {str(exc).splitlines()[0]}"))
+        if problems:
+            blame = self._sources().blame
+            raise ManifestError(
+                [Problem(f"{blame(p.key_path)}: {p.key_path}", p.message) for p in problems]
+            )
         assert isinstance(composed, dict)
-        api = CosmosAPI.from_composed(self._project.root, composed, probes=self._probes)
+        api = CosmosAPI.from_composed(
+            self._project.root, composed, probes=self._probes, blame=self._sources().blame
+        )
         self._probes = api.probes
         configure_logging(api.settings.log_level)
         return api
@@ -384,36 +436,63 @@ def _refuse_secrets(argv: list[str]) -> None:
 def main() -> None:
     """Console entry point of cosmos-batch."""
     import hydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
+    from cosmos_workflow.manifest.overrides import split_sweep_overrides
+
+    args, sweep_overrides = split_sweep_overrides(sys.argv[1:])
     try:
-        _refuse_secrets(sys.argv[1:])
+        _refuse_secrets(args)
         project = find_project(Path.cwd(), os.environ)
     except CosmosError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
     outcome = _Outcome()
     app = hydra.main(config_path=str(project.conf_dir), config_name="config", version_base="1.3")(
-        BatchTask(project, outcome)
+        BatchTask(project, outcome, sweep_overrides)
     )
+    traceback_wanted = os.environ.get(_FULL_ERROR) == "1"
+    sys.argv = [sys.argv[0], *args]
     try:
-        app()
+        with _hydra_raises():
+            app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: nothing was executed\n")
         sys.exit(INTERRUPTED_EXIT)
     except SystemExit as exc:
         if exc.code not in (0, None) and not outcome.started:
-            # Hydra could not compose the config: that is bad input.
+            # Hydra could not parse its own arguments: that is bad input.
             sys.exit(ValidationFailure.exit_code)
         raise
-    except (HydraException, OmegaConfBaseException) as exc:
-        # Under a debugger or a tracer (coverage), Hydra raises instead of reporting.
-        if outcome.started:
+    except Exception as exc:
+        from cosmos_workflow.config.compose_errors import explain
+
+        error = explain(exc, project, args)
+        if error is None:
             raise
-        sys.stderr.write(f"{exc}\n")
-        sys.exit(ValidationFailure.exit_code)
+        if traceback_wanted:
+            traceback.print_exception(exc)
+        print_error(error)
+        sys.exit(error.exit_code)
     sys.exit(outcome.exit_code)
+
+
+# Hydra prints a composition error itself (a traceback for most) unless this is set;
+# set, it raises the error to main(), which prints one clear message instead.
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+
+
+@contextmanager
+def _hydra_raises() -> Iterator[None]:
+    """Hydra raises composition errors instead of printing them, while the app runs."""
+    saved = os.environ.get(_FULL_ERROR)
+    os.environ[_FULL_ERROR] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_FULL_ERROR, None)
+        else:
+            os.environ[_FULL_ERROR] = saved
 
 
 if __name__ == "__main__":

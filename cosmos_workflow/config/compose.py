@@ -27,6 +27,8 @@ def _with_hydra(
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from cosmos_workflow.config.compose_errors import explain
+
     try:
         with initialize_config_dir(
             config_dir=str(project.conf_dir), version_base="1.3", job_name="cosmos"
@@ -34,7 +36,13 @@ def _with_hydra(
             cfg = compose(config_name="config", overrides=overrides, return_hydra_config=hydra_node)
             return read(cfg)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise ValidationFailure(f"configuration error: {exc}") from exc
+        error = explain(exc, project, overrides, _as_set)
+        raise error or ValidationFailure(f"configuration error: {exc}") from exc
+
+
+def _as_set(override: str) -> str:
+    """How `cosmos` names an override in errors."""
+    return f"--set {override}"
 
 
 def compose_config(project: ProjectPaths, overrides: list[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ Precedence, lowest first (documented in docs/user-guide.md):
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_FILE_ENV = "COSMOS_CONFIG"
+HYDRA_LAYER = "Hydra config"
+# OmegaConf's "no value yet" (a target file's host: ???).
+MISSING = "???"
 ENV_PREFIX = "COSMOS_"
 
 
@@ -63,11 +66,17 @@ class ConfigManager:
         self._env = env
         self._user_file = user_file if user_file is not None else default_user_file(env)
 
-    def settings(self, composed: Mapping[str, Any] | None = None) -> Settings:
+    def settings(
+        self,
+        composed: Mapping[str, Any] | None = None,
+        blame: Callable[[str], str] | None = None,
+    ) -> Settings:
         """Merge every layer and validate.
 
         Args:
             composed: The Hydra-composed config as plain data (or None).
+            blame: Names the file or override that set a key of ``composed``;
+                without it, such keys are said to come from the Hydra config.
 
         Raises:
             SettingsError: a value is invalid; names the key and where it came from.
@@ -78,27 +87,34 @@ class ConfigManager:
         self._apply(merged, sources, self._read_env(), "environment")
         if composed is not None:
             hydra_part = {k: v for k, v in composed.items() if k in SETTINGS_KEYS}
-            self._apply(merged, sources, hydra_part, "Hydra config")
+            self._apply(merged, sources, hydra_part, HYDRA_LAYER)
+        files: dict[str, str] = {}
         if isinstance(merged.get("targets"), list):
             merged["targets"] = [
-                self._named_target(entry, index) if isinstance(entry, str) else entry
+                self._named_target(entry, index, files) if isinstance(entry, str) else entry
                 for index, entry in enumerate(merged["targets"])
             ]
+        self._refuse_unset(merged, files)
         try:
             return Settings.model_validate({"project_dir": self.project.root, **merged})
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
-                key = format_loc(tuple(error["loc"]))
+                key = format_loc(_without_kinds(tuple(error["loc"])))
                 source = _source_of(key, sources)
+                if source == HYDRA_LAYER and blame is not None:
+                    source = blame(key)
                 problems.append(Problem(f"{key} (from {source})", error["msg"]))
             raise SettingsError(problems) from exc
 
-    def _named_target(self, name: str, index: int) -> dict[str, Any]:
+    def _named_target(self, name: str, index: int, files: dict[str, str]) -> dict[str, Any]:
         """A pool entry given by name: the target file conf/target/<name>.yaml.
 
+        Args:
+            files: Gets the file of the entry (``targets[INDEX]`` -> its path).
+
         Raises:
-            SettingsError: no such file, or it leaves values unset (``???``).
+            SettingsError: no such file, or it cannot be read.
         """
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
@@ -115,12 +131,38 @@ class ConfigManager:
             raise SettingsError([Problem(key, f"{path}: {exc}")]) from exc
         if not isinstance(data, dict):
             raise SettingsError([Problem(key, f"{path} is not a mapping")])
-        unset = sorted(str(k) for k, v in data.items() if v == "???")
-        if unset:
-            raise SettingsError(
-                [Problem(key, f"{path} leaves {', '.join(unset)} unset; give the target inline")]
-            )
+        files[f"targets[{index}]"] = _shown(path, self.project.root)
         return data
+
+    def _refuse_unset(self, merged: dict[str, Any], files: dict[str, str]) -> None:
+        """Refuse settings left ``???`` (a target file's host, user, ...), naming every one.
+
+        Raises:
+            ValidationFailure: "not set: target.host, target.user, ...".
+        """
+        unset: dict[str, list[str]] = {}
+        for key, value in _leaves(merged):
+            if value == MISSING:
+                owner = key.split(".", 1)[0]
+                unset.setdefault(files.get(owner) or self._file_of(owner, merged), []).append(key)
+        if not unset:
+            return
+        parts = []
+        for source, keys in unset.items():
+            parts.append(
+                f"not set: {', '.join(keys)}" + (f" ({source} leaves them ???)" if source else "")
+            )
+        raise ValidationFailure(
+            "; ".join(parts)
+            + "; give each on the command line (e.g. target.host=gpu1) or in the file"
+        )
+
+    def _file_of(self, owner: str, merged: dict[str, Any]) -> str:
+        """The conf/target/ file a target section most likely came from ("" if unknown)."""
+        if owner != "target" or not isinstance(merged.get("target"), dict):
+            return ""
+        path = self.project.conf_dir / "target" / f"{merged['target'].get('name')}.yaml"
+        return _shown(path, self.project.root) if path.is_file() else ""
 
     @staticmethod
     def manifest_part(composed: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +227,44 @@ class ConfigManager:
             elif value is not None:
                 merged[key] = value
                 sources[path] = label
+
+
+def _without_kinds(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A settings error's location without the target kind pydantic puts in it.
+
+    ``('target', 'ssh', 'port')`` -> ``('target', 'port')``, as the user wrote the key.
+    """
+    from cosmos_workflow.config.settings import TARGET_KINDS
+
+    kept = []
+    for index, part in enumerate(loc):
+        after_target = index and (loc[index - 1] == "target" or isinstance(loc[index - 1], int))
+        if after_target and part in TARGET_KINDS:
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every value of nested mappings and lists with its key path (``targets[1].host``)."""
+    if isinstance(data, Mapping):
+        found = []
+        for key, value in data.items():
+            found += _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+        return found
+    if isinstance(data, list):
+        found = []
+        for index, value in enumerate(data):
+            found += _leaves(value, f"{prefix}[{index}]")
+        return found
+    return [(prefix, data)]
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _source_of(key: str, sources: Mapping[str, str]) -> str:

@@ -85,6 +85,26 @@ class SchedulerSettings(_Strict):
     runner_timeout_s: float = Field(default=60.0, gt=0)
 
 
+class LimitSettings(_Strict):
+    """How much one manifest, prompt or sweep may hold before it is refused.
+
+    Each limit guards against a mistake that would otherwise cost minutes,
+    gigabytes or GPU days; raise it where the mistake is meant.
+
+    Attributes:
+        prompt_chars: Characters of a prompt's text or negative prompt, as
+            rendered (a template stops rendering when it passes this).
+        max_runs: Runs of one sweep; a larger sweep needs ``confirm_runs=N``.
+        yaml_bytes: Bytes of one YAML file of conf/ or manifests/.
+        yaml_nodes: Values of one YAML file, every alias counted as what it repeats.
+    """
+
+    prompt_chars: int = Field(default=4000, ge=1)
+    max_runs: int = Field(default=1000, ge=1)
+    yaml_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    yaml_nodes: int = Field(default=100_000, ge=1)
+
+
 def _with_kind(value: object) -> object:
     """A target given as a mapping: without a kind it is a local one; an unknown kind is named.
 
@@ -125,8 +145,11 @@ class Settings(_Strict):
     # The pool: several targets at once. None: the pool is ``target`` alone.
     targets: list[Target] | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
+    # A sweep of more than limits.max_runs runs runs only with confirm_runs >= its runs.
+    confirm_runs: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _unique_target_names(self) -> Settings:
@@ -165,10 +188,12 @@ SETTINGS_KEYS = frozenset(
         "target",
         "targets",
         "scheduler",
+        "limits",
         "log_level",
         "dry_run",
+        "confirm_runs",
     }
 )
 # Settings that the user file and COSMOS_* variables may set.
-LAYERED_SECTIONS = ("database", "paths", "simulator")
+LAYERED_SECTIONS = ("database", "paths", "simulator", "limits")
 LAYERED_TOP_LEVEL = ("log_level",)

@@ -7,9 +7,14 @@ Every problem found is collected with its key path and raised at once as a
 from __future__ import annotations
 
 import copy
+import errno
 import itertools
+import math
+import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,9 @@ from cosmos_workflow.manifest.specs import (
     RunSpec,
 )
 from cosmos_workflow.manifest.templates import PromptRenderer, TemplateProblem
+from cosmos_workflow.manifest.text_checks import name_problem, text_problem
 from cosmos_workflow.utils.hashing import sha256_file
+from cosmos_workflow.utils.schema_keys import KeyTree
 
 # Stop expanding after this many distinct problems: one screen is enough.
 MAX_PROBLEMS = 20
@@ -38,6 +45,30 @@ Blame = Callable[[str], str]
 RunCheck = Callable[[RunSpec], list[Problem]]
 # Problems of one prompt's input files (the input video first).
 InputCheck = Callable[[list[InputVideo]], list[Problem]]
+
+
+@dataclass(frozen=True)
+class ExpansionLimits:
+    """How much a manifest may ask for (limits.prompt_chars, limits.max_runs, confirm_runs).
+
+    Attributes:
+        prompt_chars: Characters of a rendered prompt or negative prompt.
+        max_runs: Runs of the sweep without a confirmation.
+        confirmed: ``confirm_runs``: the most runs the user agreed to (above max_runs).
+    """
+
+    prompt_chars: int = 4000
+    max_runs: int = 1000
+    confirmed: int | None = None
+
+
+# File types that are no input file, as people call them.
+_FILE_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,18 @@ class Expansion:
     notes: list[str]
 
 
+@cache
+def manifest_keys() -> KeyTree:
+    """The keys a manifest may hold (for "did you mean")."""
+    return KeyTree([Manifest])
+
+
+def did_you_mean(key: str) -> str:
+    """'; did you mean X?' for a misspelt manifest key ('' if nothing is alike)."""
+    closest = manifest_keys().closest(key)
+    return f"; did you mean {closest}?" if closest else ""
+
+
 def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
     """Convert a pydantic ValidationError into problems with key paths."""
     problems = []
@@ -67,7 +110,7 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
         key = f"{prefix}.{loc}" if prefix and loc else prefix or loc
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = f"unknown key{did_you_mean(key)}"
         problems.append(Problem(key_path=key or "(top level)", message=message))
     return problems
 
@@ -75,12 +118,15 @@ def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
 class _Expander:
     """Holds the state of one expansion (problems found, file hashes, templates)."""
 
-    def __init__(self, project_dir: Path, blame: Blame) -> None:
+    def __init__(self, project_dir: Path, blame: Blame, limits: ExpansionLimits) -> None:
         self.project_dir = project_dir
         self.blame = blame
+        self.limits = limits
         self.problems: list[Problem] = []
-        self.templates = PromptRenderer()
+        self.templates = PromptRenderer(limits.prompt_chars)
         self._hashes: dict[Path, str] = {}
+        # Rendered texts found sound already (a sweep renders the same few often).
+        self.sound_texts: set[str] = set()
 
     def problem(self, key_path: str, message: str) -> None:
         found = Problem(key_path=key_path, message=message)
@@ -97,16 +143,55 @@ class _Expander:
             raise ManifestError(located)
 
     def input_file(self, key_path: str, relative: str) -> InputFile | None:
-        path = (self.project_dir / relative).resolve()
+        found = _regular_file(self.project_dir, relative)
+        if isinstance(found, str):
+            self.problem(key_path, found)
+            return None
+        path = found
         if path not in self._hashes:
-            if not path.is_file():
-                self.problem(key_path, f"file not found: {relative} (looked for {path})")
-                return None
             if not PLAIN_SUFFIX.fullmatch(path.suffix.lower()):
                 self.problem(key_path, f"{relative}: the name must end in a plain suffix (.mp4)")
                 return None
-            self._hashes[path] = sha256_file(path)
+            try:
+                self._hashes[path] = sha256_file(path)
+            except OSError as exc:
+                self.problem(key_path, f"{relative} cannot be read: {exc.strerror or exc}")
+                return None
         return InputFile(path=path, sha256=self._hashes[path])
+
+
+def _regular_file(project_dir: Path, relative: str) -> Path | str:
+    """The resolved path of an input file, or why it is none (in words, naming it)."""
+    if "\0" in relative:
+        return f"{relative!r}: a NUL character cannot be in a file name"
+    candidate = project_dir / relative
+    try:
+        info = candidate.stat()
+    except OSError as exc:
+        return _stat_problem(relative, candidate, exc)
+    if stat.S_ISDIR(info.st_mode):
+        return f"{relative} is a folder, not a file"
+    for test, kind in _FILE_KINDS:
+        if test(info.st_mode):
+            return f"{relative} is {kind}, not a regular file"
+    return candidate.resolve()
+
+
+def _stat_problem(relative: str, candidate: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return f"{relative}: a symlink loop (a link that leads back to itself)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return (
+            f"the path is too long ({len(str(candidate))} characters; at most "
+            f"{os.pathconf('/', 'PC_PATH_MAX')} in all and "
+            f"{os.pathconf('/', 'PC_NAME_MAX')} per name): {relative[:60]}..."
+        )
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if candidate.is_symlink():
+            target = candidate.readlink()
+            return f"{relative} is a broken symlink (to {target}, which does not exist)"
+        return f"file not found: {relative} (looked for {candidate.absolute()})"
+    return f"{relative} cannot be read: {exc.strerror or exc}"
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -149,7 +234,9 @@ def _check_sweep(manifest: Manifest, ex: _Expander) -> None:
             if root == "vars" and rest and "." not in rest:
                 continue
             if root != "model" or not _model_path_exists(rest):
-                ex.problem(where, "unknown sweep key: use model.<parameter> or vars.<name>")
+                closest = manifest_keys().closest(key)
+                hint = f"; did you mean sweep.{block}.{closest}?" if closest else ""
+                ex.problem(where, f"unknown sweep key: use model.<parameter> or vars.<name>{hint}")
                 continue
             for index, value in enumerate(values):
                 trial = copy.deepcopy(base_model)
@@ -267,10 +354,45 @@ def _render(
     if template is None:
         return None
     try:
-        return ex.templates.render(template, {**context, "prompt_name": name})
+        text = ex.templates.render(template, {**context, "prompt_name": name})
     except TemplateProblem as exc:
         ex.problem(f"prompts.{name}.{field}", str(exc))
         return None
+    if text not in ex.sound_texts:
+        problem = text_problem(text, ex.limits.prompt_chars)
+        if problem is not None:
+            ex.problem(f"prompts.{name}.{field}", problem)
+            return None
+        ex.sound_texts.add(text)
+    return text
+
+
+def _check_names(manifest: Manifest, ex: _Expander) -> None:
+    for name in manifest.prompts:
+        problem = name_problem(name)
+        if problem is not None:
+            ex.problem("prompts", problem)
+
+
+def _check_count(manifest: Manifest, ex: _Expander) -> None:
+    """Refuse a sweep of more runs than the limits allow, before any of it is planned."""
+    points = math.prod(len(values) for values in manifest.sweep.grid.values())
+    if manifest.sweep.zip:
+        points *= len(next(iter(manifest.sweep.zip.values())))
+    runs = len(manifest.prompts) * points
+    allowed = max(ex.limits.max_runs, ex.limits.confirmed or 0)
+    if runs <= allowed:
+        return
+    key = "sweep" if manifest.sweep.grid or manifest.sweep.zip else "prompts"
+    size = f"{runs} runs ({len(manifest.prompts)} prompts x {points} sweep points)"
+    if ex.limits.confirmed is not None:
+        ex.problem(key, f"{size}, more than confirm_runs={ex.limits.confirmed} allows")
+        return
+    ex.problem(
+        key,
+        f"{size}, more than limits.max_runs ({ex.limits.max_runs}); check the sweep, and to "
+        f"run them all add confirm_runs={runs} (or raise limits.max_runs)",
+    )
 
 
 def expand(
@@ -279,6 +401,7 @@ def expand(
     blame: Blame,
     check_run: RunCheck | None = None,
     check_inputs: InputCheck | None = None,
+    limits: ExpansionLimits | None = None,
 ) -> Expansion:
     """Validate a composed manifest and expand it into run specs.
 
@@ -290,18 +413,23 @@ def expand(
             (called for every run; its key paths get blamed like the others).
         check_inputs: Finds problems in a prompt's input files (called once per
             prompt whose files exist; key paths get blamed like the others).
+        limits: Prompt length and run count limits (default: the built-in ones).
 
     Raises:
         ManifestError: with every problem found, each naming file and key path.
     """
-    ex = _Expander(project_dir, blame)
+    ex = _Expander(project_dir, blame, limits or ExpansionLimits())
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         ex.problems.extend(pydantic_problems(exc))
         ex.fail_if_problems()
         raise  # unreachable: fail_if_problems raised
+    _check_names(manifest, ex)
     _check_sweep(manifest, ex)
+    ex.fail_if_problems()
+    _check_count(manifest, ex)
+    ex.fail_if_problems()
     inputs = _resolve_inputs(manifest, ex, check_inputs)
     ex.fail_if_problems()
 

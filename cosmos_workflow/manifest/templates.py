@@ -1,38 +1,196 @@
-"""Jinja2 prompt templates over sweep variables, strict about unknown names.
+"""Jinja2 prompt templates over sweep variables, strict about unknown names and bounded.
 
 jinja2 is imported when the first template (text with a ``{``) is rendered.
+
+A template renders at most ``max_chars`` characters (limits.prompt_chars):
+rendering stops as soon as the text is longer, and no step of it may make a
+string or list longer than that either (``{{ 'x' * 10**9 }}`` is refused
+before it allocates anything), nor a number of more than :data:`MAX_INT_BITS`
+bits. Every call and every loop item counts against :data:`MAX_STEPS`, so
+that a template that would loop or recurse for hours is refused at once.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import string
+from collections.abc import Callable, Iterable, Iterator
+from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    """A sandboxed environment with StrictUndefined and nothing random."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    # Manifests come from shared repositories: templates run sandboxed, so they
-    # can read variables but never reach Python internals. Prompts are plain
-    # text for a model, never HTML: no autoescaping.
-    env = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=False,
-    )
-    # A run id is the hash of the rendered text: nothing random may render.
-    env.filters.pop("random", None)
-    env.globals.pop("lipsum", None)
-    return env
+# Calls and loop items one rendering may take (a prompt template needs a few dozen).
+MAX_STEPS = 10_000
+# The largest number a template may compute (far beyond any prompt's needs).
+MAX_INT_BITS = 4096
+# Filters and string methods whose integer arguments are widths of their result.
+_WIDTH_FILTERS = frozenset({"center", "indent", "truncate", "wordwrap"})
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_PERCENT_SPEC = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d+))?")
+_NUMBER = re.compile(r"\d+")
+# The global that every loop's items go through (see _count_loops).
+_LOOP_GLOBAL = "__cosmos_loop_items"
 
 
 class TemplateProblem(ValueError):
     """A prompt template could not be rendered."""
+
+
+class _Limit(TemplateProblem):
+    """A template went past a limit while it rendered."""
+
+
+def _environment(max_chars: int) -> ImmutableSandboxedEnvironment:
+    """A sandboxed, bounded environment with StrictUndefined and nothing random."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Bounded(ImmutableSandboxedEnvironment):
+        """Sandboxed, and every step is checked against the limits before it runs."""
+
+        intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            _check_binop(operator, left, right, max_chars)
+            return _sized(super().call_binop(context, operator, left, right), max_chars)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            _step(__context)
+            if getattr(__obj, "__name__", None) in _WIDTH_METHODS and isinstance(
+                getattr(__obj, "__self__", None), str
+            ):
+                _check_widths(args, kwargs, max_chars)
+            return _sized(super().call(__context, __obj, *args, **kwargs), max_chars)
+
+        def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+            wrapped = super().wrap_str_format(value)
+            if wrapped is None:
+                return None
+            _check_format_string(value.__self__, max_chars)
+            return wrapped
+
+    # Manifests come from shared repositories: templates run sandboxed, so they
+    # can read variables but never reach Python internals. Prompts are plain
+    # text for a model, never HTML: no autoescaping.
+    env = Bounded(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    # A run id is the hash of the rendered text: nothing random may render.
+    env.filters.pop("random", None)
+    env.globals.pop("lipsum", None)
+    env.filters = {name: _bounded_filter(name, f, max_chars) for name, f in env.filters.items()}
+    return env
+
+
+def _step(context: Any) -> None:
+    """Count one step of the rendering in its context's budget."""
+    budget = context.get("__cosmos_steps")
+    if budget is not None:
+        budget.take()
+
+
+class _Steps:
+    """The steps one rendering may still take."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.limit = limit
+
+    def take(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _Limit(
+                f"takes more than {self.limit} steps (calls and loop items): "
+                "a prompt template must render at once"
+            )
+
+    def items(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            self.take()
+            yield item
+
+
+def _check_binop(operator: str, left: Any, right: Any, max_chars: int) -> None:
+    sequences = (str, list, tuple)
+    if operator == "**" and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
+        if right * math.log2(abs(left)) > MAX_INT_BITS:
+            raise _Limit(f"{left} ** {right}: a number too large (more than {MAX_INT_BITS} bits)")
+    elif operator == "*":
+        if _is_int(left) and _is_int(right):
+            if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise _Limit(f"a number too large (more than {MAX_INT_BITS} bits)")
+            return
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, sequences) and _is_int(times) and len(seq) * times > max_chars:
+                raise _too_long(len(seq) * times, max_chars)
+    elif operator == "%" and isinstance(left, str):
+        for width, precision in _PERCENT_SPEC.findall(left):
+            for number in (width, precision):
+                if number and int(number) > max_chars:
+                    raise _too_long(int(number), max_chars)
+    elif operator == "+" and isinstance(left, sequences) and isinstance(right, sequences):
+        if len(left) + len(right) > max_chars:
+            raise _too_long(len(left) + len(right), max_chars)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_widths(args: tuple[Any, ...], kwargs: dict[str, Any], max_chars: int) -> None:
+    for value in (*args, *kwargs.values()):
+        if _is_int(value) and value > max_chars:
+            raise _too_long(value, max_chars)
+
+
+def _check_format_string(text: str, max_chars: int) -> None:
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:
+        return  # str.format reports it
+    for _, _, spec, _ in fields:
+        for number in _NUMBER.findall(spec or ""):
+            if int(number) > max_chars:
+                raise _too_long(int(number), max_chars)
+
+
+def _sized(value: Any, max_chars: int) -> Any:
+    """``value``, unless it is a string or list longer than a prompt may be."""
+    if isinstance(value, (str, list, tuple)) and len(value) > max_chars:
+        raise _too_long(len(value), max_chars)
+    return value
+
+
+def _too_long(size: int, max_chars: int) -> _Limit:
+    return _Limit(
+        f"would render more than {max_chars} characters ({size}); the limit is limits.prompt_chars"
+    )
+
+
+def _bounded_filter(name: str, function: Callable[..., Any], max_chars: int) -> Callable[..., Any]:
+    """A filter whose widths and result are checked (its jinja2 markers kept)."""
+
+    @wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if name in _WIDTH_FILTERS:
+            _check_widths(args[1:], kwargs, max_chars)
+        if name == "format" and args and isinstance(args[0], str):
+            _check_binop("%", args[0], None, max_chars)
+        return _sized(function(*args, **kwargs), max_chars)
+
+    return bounded
+
+
+def _count_loops(env: ImmutableSandboxedEnvironment, text: str) -> Any:
+    """The parsed template, each loop's items counted as steps."""
+    from jinja2 import nodes
+
+    tree = env.parse(text)
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Call(nodes.Name(_LOOP_GLOBAL, "load"), [loop.iter], [], None, None)
+    return tree
 
 
 class PromptRenderer:
@@ -40,9 +198,13 @@ class PromptRenderer:
 
     One renderer serves one expansion, where every sweep point renders the
     same few templates with other values.
+
+    Args:
+        max_chars: The most characters a rendered prompt may have (limits.prompt_chars).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_chars: int = 4000) -> None:
+        self._max_chars = max_chars
         self._env: ImmutableSandboxedEnvironment | None = None
         self._compiled: dict[str, jinja2.Template] = {}
 
@@ -56,7 +218,7 @@ class PromptRenderer:
             context: Variables the template may use.
 
         Raises:
-            TemplateProblem: unknown variable, syntax error, or unsafe access.
+            TemplateProblem: unknown variable, syntax error, unsafe access, or a limit.
         """
         if "{" not in text:
             return text
@@ -64,7 +226,9 @@ class PromptRenderer:
         from jinja2.sandbox import SecurityError
 
         try:
-            return self._template(text).render(**context)
+            return self._render(self._template(text), context)
+        except TemplateProblem:
+            raise
         except jinja2.UndefinedError as exc:
             known = ", ".join(sorted(k for k in context if not k.startswith("_"))) or "none"
             raise TemplateProblem(
@@ -76,13 +240,28 @@ class PromptRenderer:
             raise TemplateProblem(f"template not allowed: {exc}") from exc
         except jinja2.TemplateError as exc:
             raise TemplateProblem(f"template error: {exc}") from exc
+        except RecursionError as exc:
+            raise TemplateProblem("the template recurses without end") from exc
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
             raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+    def _render(self, template: jinja2.Template, context: dict[str, Any]) -> str:
+        """Render, stopping as soon as the text is longer than a prompt may be."""
+        steps = _Steps(MAX_STEPS)
+        chunks: list[str] = []
+        size = 0
+        variables = {**context, "__cosmos_steps": steps, _LOOP_GLOBAL: steps.items}
+        for chunk in template.generate(**variables):
+            size += len(chunk)
+            if size > self._max_chars:
+                raise _too_long(size, self._max_chars)
+            chunks.append(chunk)
+        return "".join(chunks)
 
     def _template(self, text: str) -> jinja2.Template:
         template = self._compiled.get(text)
         if template is None:
             if self._env is None:
-                self._env = _environment()
-            template = self._compiled[text] = self._env.from_string(text)
+                self._env = _environment(self._max_chars)
+            template = self._compiled[text] = self._env.from_string(_count_loops(self._env, text))
         return template

@@ -20,9 +20,9 @@ from cosmos_workflow.config.sources import ConfigSources
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.errors import Problem, ValidationFailure
 from cosmos_workflow.local_ai.checks import check_prompt_videos
-from cosmos_workflow.manifest.expansion import expand
+from cosmos_workflow.manifest.expansion import ExpansionLimits, expand
 from cosmos_workflow.manifest.models import UpscaleStage
-from cosmos_workflow.manifest.overrides import fix_swept_keys, redact
+from cosmos_workflow.manifest.overrides import apply_sweep_overrides, fix_swept_keys, redact
 from cosmos_workflow.manifest.specs import InputFile, ResolvedPrompt, RunSpec
 from cosmos_workflow.outputs.store import OUTPUT_VIDEO
 from cosmos_workflow.sweeps.derive import enhanced_origin, enhancement_spec, upscale_spec
@@ -107,14 +107,16 @@ def plan_sweep(
     A command-line override of a swept key fixes that key. Writes
     nothing. Raises ManifestError on any problem.
     """
-    manifest, notes = fix_swept_keys(manifest, overrides)
+    manifest, notes = fix_swept_keys(apply_sweep_overrides(manifest, overrides), overrides)
     manifest = with_target_image(ws, manifest)
+    limits = ws.settings.limits
     expansion = expand(
         manifest,
         ws.settings.project_dir,
         sources.blame,
         check_run=run_checker(ws),
         check_inputs=partial(check_prompt_videos, probes=ws.probes),
+        limits=ExpansionLimits(limits.prompt_chars, limits.max_runs, ws.settings.confirm_runs),
     )
     ids = expansion.run_ids
     sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})

@@ -21,6 +21,7 @@ from cosmos_workflow.local_ai.video_dir import detect_videos
 from cosmos_workflow.manifest.expansion import pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
+from cosmos_workflow.manifest.text_checks import name_problem, text_problem
 from cosmos_workflow.sweeps.derive import (
     enhanced_origin,
     enhanced_prompt,
@@ -71,6 +72,7 @@ def create_prompt(
     """
     if not text.strip():
         raise ValidationFailure("the prompt text is empty")
+    _refuse_bad_text(ws, text, negative, name or video_dir.resolve().name, name is not None)
     videos = detect_videos(video_dir)
     files = {role: InputFile(path.resolve(), sha256_file(path)) for role, path in videos.items()}
     check_video_folder(
@@ -85,6 +87,24 @@ def create_prompt(
         inputs=PromptInputSet(video=files.pop("color"), controls=dict(sorted(files.items()))),
     )
     return prompt.id, ws.repository.add_prompts([prompt]) == 1
+
+
+def _refuse_bad_text(
+    ws: Workspace, text: str, negative: str | None, name: str, named: bool
+) -> None:
+    """Refuse control characters in a new prompt's name or texts, and over-long texts.
+
+    Raises:
+        ValidationFailure: naming the argument or option.
+    """
+    limit = ws.settings.limits.prompt_chars
+    for what, value in (("TEXT", text), ("--negative", negative)):
+        problem = text_problem(value, limit) if value is not None else None
+        if problem is not None:
+            raise ValidationFailure(f"{what}: {problem}")
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValidationFailure(f"{'--name' if named else 'the folder name'}: {problem}")
 
 
 def inference(

@@ -8,21 +8,30 @@ at once, which executes them as one scheduled sweep.
 
 A task function that cannot be split into planning and execution (see
 :class:`PlannedTask`) is run job by job, as the basic launcher would.
+
+If any job cannot be composed or planned, nothing runs and the multirun
+leaves nothing behind: the files Hydra wrote for it (multirun.yaml, each
+job's .hydra/ folder) are removed again, with the folders that are then empty.
 """
 
 # No "from __future__ import annotations": Hydra's plugin scan executes this
 # module outside sys.modules, where dataclasses cannot resolve string annotations.
 import logging
+import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, RangeSweep
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,9 @@ class PlannedTask(Protocol):
 
     def run_planned(self, plans: list[Any], sweep_dir: Path) -> list[Any]:
         """Execute every planned job together; return each job's return value, in order."""
+
+    def planned(self, plan: Any) -> bool:
+        """True if ``plan`` (what plan_job returned) can run; False if its job was refused."""
 
 
 @dataclass
@@ -55,6 +67,80 @@ class CosmosLauncherConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="cosmos", node=CosmosLauncherConf, provider="cosmos-workflow"
 )
+
+
+@dataclass
+class CosmosSweeperConf:
+    """Config node of the sweeper (``hydra/sweeper: cosmos``): Hydra's basic sweeper's."""
+
+    _target_: str = "hydra_plugins.cosmos_workflow_launcher.launcher.CosmosSweeper"
+    max_batch_size: Optional[int] = None  # noqa: UP045 - the dataclass is read by OmegaConf
+    params: Optional[dict[str, str]] = None  # noqa: UP045
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="cosmos", node=CosmosSweeperConf, provider="cosmos-workflow"
+)
+
+
+class CosmosSweeper(BasicSweeper):
+    """Hydra's basic sweeper (a cartesian product of the swept overrides), with two checks.
+
+    A sweep of more jobs than limits.max_runs allows is refused before any
+    job is composed (each job is a run at least), and a sweep whose jobs
+    cannot all be composed leaves no multirun folder behind.
+    """
+
+    def sweep(self, arguments: list[str]) -> Any:
+        """Refuse too many jobs; run the sweep; remove its folder if a job cannot be composed."""
+        assert self.config is not None and self.hydra_context is not None
+        self._refuse_too_many(arguments)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        try:
+            return super().sweep(arguments)
+        except BaseException:
+            discard_multirun(sweep_dir, [], ".hydra")
+            raise
+
+    def _refuse_too_many(self, arguments: list[str]) -> None:
+        """Raise ValidationFailure if the sweep has more jobs than may run unconfirmed."""
+        from cosmos_workflow.config.manager import ConfigManager
+        from cosmos_workflow.config.project import find_project
+        from cosmos_workflow.errors import ValidationFailure
+
+        assert self.config is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        jobs = math.prod(
+            _sweep_length(override)
+            for override in parser.parse_overrides([*self._parse_config(), *arguments])
+        )
+        layers = {
+            key: OmegaConf.to_container(self.config[key], resolve=True)
+            if OmegaConf.is_config(self.config[key])
+            else self.config[key]
+            for key in ("limits", "confirm_runs")
+            if key in self.config
+        }
+        settings = ConfigManager(find_project(Path.cwd(), os.environ), os.environ).settings(layers)
+        allowed = max(settings.limits.max_runs, settings.confirm_runs or 0)
+        if jobs > allowed:
+            raise ValidationFailure(
+                f"-m: {jobs} jobs, and every job is a run at least: more than "
+                f"limits.max_runs ({settings.limits.max_runs}); check the swept overrides, and "
+                "to run them all add confirm_runs=N (N: every job's runs) or raise "
+                "limits.max_runs"
+            )
+
+
+def _sweep_length(override: Override) -> int:
+    """How many values a swept override takes (1 for a plain one)."""
+    if not override.is_sweep_override():
+        return 1
+    value = override.value()
+    if isinstance(value, RangeSweep) and value.start is not None and value.stop is not None:
+        step = value.step or 1
+        return max(0, math.ceil((value.stop - value.start) / step))
+    return sum(1 for _ in override.sweep_string_iterator())
 
 
 class CosmosLauncher(Launcher):
@@ -91,13 +177,23 @@ class CosmosLauncher(Launcher):
             logger.info("Launching %d jobs one after another", len(job_overrides))
             return self._run_each(job_overrides, initial_job_idx, task, None)
         logger.info("Planning %d jobs to run as one sweep", len(job_overrides))
-        returns = self._run_each(
-            job_overrides, initial_job_idx, task.plan_job, self._job_output_subdir
-        )
+        nums = range(initial_job_idx, initial_job_idx + len(job_overrides))
+        try:
+            returns = self._run_each(
+                job_overrides, initial_job_idx, task.plan_job, self._job_output_subdir
+            )
+        except BaseException:
+            # A job could not be composed: nothing runs, nothing stays.
+            self._discard(sweep_dir, nums)
+            raise
         if any(ret.status is not JobStatus.COMPLETED for ret in returns):
             # Hydra reports the failed job; nothing was executed.
+            self._discard(sweep_dir, nums)
             return returns
-        values = task.run_planned([ret.return_value for ret in returns], sweep_dir)
+        plans = [ret.return_value for ret in returns]
+        if not all(task.planned(plan) for plan in plans):
+            self._discard(sweep_dir, nums)
+        values = task.run_planned(plans, sweep_dir)
         for ret, value in zip(returns, values, strict=True):
             ret.return_value = value
         return returns
@@ -136,6 +232,10 @@ class CosmosLauncher(Launcher):
             configure_log(primary.hydra.hydra_logging, primary.hydra.verbose)
         return returns
 
+    def _discard(self, sweep_dir: Path, nums: Sequence[int]) -> None:
+        """Remove what Hydra wrote for this multirun (see :func:`discard_multirun`)."""
+        discard_multirun(sweep_dir, nums, self._job_output_subdir)
+
     def _ready(self) -> tuple[DictConfig, HydraContext, TaskFunction]:
         """What setup() gave.
 
@@ -145,3 +245,38 @@ class CosmosLauncher(Launcher):
         if self._config is None or self._context is None or self._task is None:
             raise RuntimeError("CosmosLauncher.launch() called before setup()")
         return self._config, self._context, self._task
+
+
+def discard_multirun(sweep_dir: Path, nums: Sequence[int], output_subdir: str) -> None:
+    """Remove what Hydra wrote for a multirun that did not run, and the folders left empty.
+
+    Only Hydra's own files go (multirun.yaml, each job's config.yaml,
+    hydra.yaml and overrides.yaml); a folder goes only if nothing else is in
+    it, and never the current folder or one outside it.
+
+    Args:
+        sweep_dir: The multirun's folder (hydra.sweep.dir).
+        nums: The jobs whose folders (<sweep_dir>/<num>/) were made.
+        output_subdir: Where in a job's folder Hydra's files are.
+    """
+    for num in nums:
+        job = sweep_dir / str(num)
+        files = job / output_subdir
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (files / name).unlink(missing_ok=True)
+        _remove_if_empty(files)
+        _remove_if_empty(job)
+    (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
+    top = Path.cwd().resolve()
+    folder = sweep_dir.resolve()
+    while folder != top and top in folder.parents and _remove_if_empty(folder):
+        folder = folder.parent
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    """Remove ``folder`` if it is an empty folder; True if it was removed."""
+    try:
+        folder.rmdir()
+    except OSError:
+        return False
+    return True

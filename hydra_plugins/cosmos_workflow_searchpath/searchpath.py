@@ -3,27 +3,30 @@
 So ``+experiment=NAME`` finds ``manifests/experiment/NAME.yaml`` and a
 manifest's defaults list finds ``manifests/prompts/*.yaml``. Only a folder
 named ``conf`` that holds ``config.yaml`` and has a sibling ``manifests``
-folder is taken as a project.
+folder is taken as a project. Both folders are read through the ``cosmos``
+config source (source.py), which checks each file before Hydra uses it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.config_search_path import ConfigSearchPath, SearchPathElement
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 _FILE_SCHEME = "file://"
+_COSMOS_SCHEME = "cosmos://"
 
 
 class CosmosManifestsSearchPath(SearchPathPlugin):
     """Appends the manifests folder of the project whose conf/ is in use."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        """Append file://<project>/manifests if a project conf/ is present."""
-        present = {element.path for element in search_path.get_path()}
+        """Read a project's conf/ through cosmos://, and append cosmos://<project>/manifests."""
+        elements = search_path.get_path()
+        present = {element.path for element in elements}
         # Hydra hands the primary config dir over with or without file://.
-        for element in list(search_path.get_path()):
+        for index, element in enumerate(list(elements)):
             path = element.path or ""
             if path.startswith(_FILE_SCHEME):
                 path = path[len(_FILE_SCHEME) :]
@@ -31,12 +34,12 @@ class CosmosManifestsSearchPath(SearchPathPlugin):
                 continue
             conf = Path(path)
             manifests = conf.parent / "manifests"
-            entry = f"{_FILE_SCHEME}{manifests}"
-            if (
-                conf.name == "conf"
-                and (conf / "config.yaml").is_file()
-                and manifests.is_dir()
-                and entry not in present
-            ):
+            if conf.name != "conf" or not (conf / "config.yaml").is_file():
+                continue
+            if not manifests.is_dir():
+                continue
+            elements[index] = SearchPathElement(element.provider, f"{_COSMOS_SCHEME}{conf}")
+            entry = f"{_COSMOS_SCHEME}{manifests}"
+            if entry not in present:
                 search_path.append(provider="cosmos-workflow", path=entry)
                 present.add(entry)

@@ -1,0 +1,76 @@
+"""The ``cosmos`` config source: a project's conf/ and manifests/, each file checked before use.
+
+Hydra's own file source hands a file straight to PyYAML and OmegaConf: a
+syntax error comes back as a long traceback, bytes that are not UTF-8 as an
+error that never names the file, and an alias bomb takes minutes and
+gigabytes. This source reads the same files, but each one through
+:func:`cosmos_workflow.config.yaml_file.read_config_file` first, so that
+every such problem is one sentence naming the file, line and column.
+The search-path plugin (searchpath.py) points the project's folders at it.
+"""
+
+# No "from __future__ import annotations": Hydra's plugin scan executes this
+# module outside sys.modules.
+import io
+import os
+from pathlib import Path
+
+from hydra._internal.core_plugins.file_config_source import FileConfigSource
+from hydra.plugins.config_source import ConfigLoadError, ConfigResult
+from omegaconf import OmegaConf
+
+SCHEME = "cosmos"
+
+
+class CosmosConfigSource(FileConfigSource):
+    """A folder of YAML files, read like Hydra's file source after the checks of yaml_file.py."""
+
+    @staticmethod
+    def scheme() -> str:
+        """The scheme of the project's folders on the search path (cosmos://<folder>)."""
+        return SCHEME
+
+    def load_config(self, config_path: str) -> ConfigResult:
+        """Check and load one config file.
+
+        Raises:
+            ConfigFileError: the file cannot be used (it names the file and the place).
+        """
+        from cosmos_workflow.config.yaml_file import ConfigFileError, read_config_file
+
+        normalized = self._normalize_file_name(config_path)
+        joined = Path(self.path) / normalized
+        full_path = Path(os.path.realpath(joined))
+        if not full_path.exists():
+            raise ConfigLoadError(f"Config not found : {full_path}")
+        root = Path(self.path).parent
+        shown = _shown(joined, root)
+        group = normalized.split("/", 1)[0] if "/" in normalized else None
+        text = read_config_file(full_path, shown, _limits(root), group)
+        try:
+            header = self._get_header_dict(text)
+        except ValueError as exc:
+            raise ConfigFileError(f"{shown}: {exc}") from exc
+        return ConfigResult(
+            config=OmegaConf.load(io.StringIO(text)),
+            path=f"{self.scheme()}://{self.path}",
+            provider=self.provider,
+            header=header,
+        )
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _limits(root: Path) -> "object":
+    """limits.yaml_* of the user config file and COSMOS_LIMITS__* (read before conf/)."""
+    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.config.project import ProjectPaths
+    from cosmos_workflow.config.yaml_file import YamlLimits
+
+    limits = ConfigManager(ProjectPaths(root), os.environ).settings().limits
+    return YamlLimits(limits.yaml_bytes, limits.yaml_nodes)
