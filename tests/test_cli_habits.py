@@ -486,7 +486,7 @@ def test_a_closed_output_pipe_exits_141_quietly(demo_done: Project, args: tuple[
 def test_a_config_file_that_is_not_yaml_is_bad_input(project: Project) -> None:
     project.write("conf/config.yaml", "defaults: [target: local\n")
     done = project.cosmos("list", "runs")
-    assert_bad_input(done, "configuration error", "config.yaml")
+    assert_bad_input(done, "conf/config.yaml, line 2", "YAML syntax error")
     assert not project.outputs.exists()
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -82,15 +80,6 @@ def _task_overrides() -> list[str]:
 
     task = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
     return [str(override) for override in task]
-
-
-def _value_at(data: Any, key: str) -> Any:
-    """The value at a dotted key of nested mappings (None if there is none)."""
-    for part in key.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
 
 
 def _format_params(params: dict[str, Any]) -> str:
@@ -248,13 +237,19 @@ class BatchTask:
         outcome: Where the exit code goes (main() reads it).
         sweep_overrides: Overrides of a swept list (``sweep.grid.KEY=[...]``),
             taken off the command line before Hydra parses it.
+        debug: Print the traceback of an error too (HYDRA_FULL_ERROR=1).
     """
 
     def __init__(
-        self, project: ProjectPaths, outcome: _Outcome, sweep_overrides: list[str] | None = None
+        self,
+        project: ProjectPaths,
+        outcome: _Outcome,
+        sweep_overrides: list[str] | None = None,
+        debug: bool = False,
     ) -> None:
         self._project = project
         self._outcome = outcome
+        self._debug = debug
         # Overrides of a swept list (sweep.grid.KEY=[...]): Hydra cannot address them.
         self._sweep_overrides = list(sweep_overrides or [])
         # Every job of a multirun probes each input video once: they share
@@ -264,7 +259,7 @@ class BatchTask:
     def __call__(self, cfg: DictConfig) -> None:
         """Plan and run the sweep of one composed config."""
         self._outcome.started = True
-        self._record(self._guarded(partial(self._execute, cfg)))
+        self._record(self._guarded(partial(self._execute, cfg), self._debug))
 
     def plan_job(self, cfg: DictConfig) -> JobPlan:
         """Plan one job of a multirun (inside Hydra's job); print why if it cannot be."""
@@ -276,11 +271,11 @@ class BatchTask:
         self._outcome.started = True
         job = JobPlan(HydraConfig.get().job.num, redact(self._overrides()))
         # Ctrl-C while planning ends the multirun (main() reports it).
-        job.exit_code = self._classified(partial(self._plan_into, job, cfg))
+        job.exit_code = self._classified(partial(self._plan_into, job, cfg), self._debug)
         return job
 
     @staticmethod
-    def planned(job: JobPlan) -> bool:
+    def can_run(job: JobPlan) -> bool:
         """True if the job was planned (False: it was refused, and nothing will run)."""
         return not job.exit_code
 
@@ -318,7 +313,7 @@ class BatchTask:
         for index, sweep in enumerate(sweeps):
             # stages.enhance: the sweep may be stored with other ids than planned.
             update = partial(multirun.stored, index)
-            code = self._guarded(partial(self._run_sweep, sweep, update))
+            code = self._guarded(partial(self._run_sweep, sweep, update), self._debug)
             codes.update(dict.fromkeys(sweep.jobs, code))
             if code == INTERRUPTED_EXIT:
                 break
@@ -367,32 +362,12 @@ class BatchTask:
             ManifestError: the manifest interpolates where it may not, or an
                 interpolation cannot be resolved (naming the file and key).
         """
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-
         from cosmos_workflow.api import CosmosAPI
-        from cosmos_workflow.config.manager import ConfigManager
-        from cosmos_workflow.errors import ManifestError, Problem
-        from cosmos_workflow.manifest.interpolations import interpolation_problems
+        from cosmos_workflow.cli.batch_input import resolve_config
 
-        unresolved = OmegaConf.to_container(cfg, resolve=False)
-        assert isinstance(unresolved, dict)
-        problems = interpolation_problems(ConfigManager.manifest_part(unresolved))
-        try:
-            composed = OmegaConf.to_container(cfg, resolve=True)
-        except OmegaConfBaseException as exc:
-            key = str(getattr(exc, "full_key", "") or "(top level)")
-            raw = _value_at(unresolved, key)
-            shown = f"{raw!r} " if isinstance(raw, str) else ""
-            problems.append(Problem(key, f"{shown}cannot be resolved: {str(exc).splitlines()[0]}"))
-        if problems:
-            blame = self._sources().blame
-            raise ManifestError(
-                [Problem(f"{blame(p.key_path)}: {p.key_path}", p.message) for p in problems]
-            )
-        assert isinstance(composed, dict)
+        blame = self._sources().blame
         api = CosmosAPI.from_composed(
-            self._project.root, composed, probes=self._probes, blame=self._sources().blame
+            self._project.root, resolve_config(cfg, blame), probes=self._probes, blame=blame
         )
         self._probes = api.probes
         configure_logging(api.settings.log_level)
@@ -402,19 +377,19 @@ class BatchTask:
         self._outcome.exit_code = max(self._outcome.exit_code, code)
 
     @staticmethod
-    def _guarded(action: Callable[[], int]) -> int:
+    def _guarded(action: Callable[[], int], debug: bool = False) -> int:
         """Run an action; turn every failure and Ctrl-C into a message and an exit code."""
         try:
-            return BatchTask._classified(action)
+            return BatchTask._classified(action, debug)
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: unfinished runs were marked cancelled\n")
             return INTERRUPTED_EXIT
 
     @staticmethod
-    def _classified(action: Callable[[], int]) -> int:
+    def _classified(action: Callable[[], int], debug: bool = False) -> int:
         """Run an action; turn every failure into a message and an exit code."""
         try:
-            return guarded(action)
+            return guarded(action, debug)
         except Exception:
             # A bug: show it, but never let Hydra print the overrides (secrets).
             logger.exception("internal error; please report it with the traceback above")
@@ -437,6 +412,11 @@ def main() -> None:
     """Console entry point of cosmos-batch."""
     import hydra
 
+    from cosmos_workflow.cli.batch_input import (
+        hydra_raises,
+        report_composition,
+        traceback_wanted,
+    )
     from cosmos_workflow.manifest.overrides import split_sweep_overrides
 
     args, sweep_overrides = split_sweep_overrides(sys.argv[1:])
@@ -447,13 +427,13 @@ def main() -> None:
         print_error(exc)
         sys.exit(exc.exit_code)
     outcome = _Outcome()
+    debug = traceback_wanted()
     app = hydra.main(config_path=str(project.conf_dir), config_name="config", version_base="1.3")(
-        BatchTask(project, outcome, sweep_overrides)
+        BatchTask(project, outcome, sweep_overrides, debug)
     )
-    traceback_wanted = os.environ.get(_FULL_ERROR) == "1"
     sys.argv = [sys.argv[0], *args]
     try:
-        with _hydra_raises():
+        with hydra_raises():
             app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: nothing was executed\n")
@@ -464,35 +444,11 @@ def main() -> None:
             sys.exit(ValidationFailure.exit_code)
         raise
     except Exception as exc:
-        from cosmos_workflow.config.compose_errors import explain
-
-        error = explain(exc, project, args)
-        if error is None:
+        code = report_composition(exc, project, args, debug)
+        if code is None:
             raise
-        if traceback_wanted:
-            traceback.print_exception(exc)
-        print_error(error)
-        sys.exit(error.exit_code)
+        sys.exit(code)
     sys.exit(outcome.exit_code)
-
-
-# Hydra prints a composition error itself (a traceback for most) unless this is set;
-# set, it raises the error to main(), which prints one clear message instead.
-_FULL_ERROR = "HYDRA_FULL_ERROR"
-
-
-@contextmanager
-def _hydra_raises() -> Iterator[None]:
-    """Hydra raises composition errors instead of printing them, while the app runs."""
-    saved = os.environ.get(_FULL_ERROR)
-    os.environ[_FULL_ERROR] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(_FULL_ERROR, None)
-        else:
-            os.environ[_FULL_ERROR] = saved
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class GuardedGroup(click.Group):
             return 0
 
         try:
-            code = guarded(action)
+            code = guarded(action, debug=bool(ctx.params.get("debug")))
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             code = INTERRUPTED_EXIT

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import TextIO
 
@@ -103,19 +104,26 @@ def print_error(error: CosmosError) -> None:
 BROKEN_PIPE_EXIT = 141
 
 
-def guarded(action: Callable[[], int]) -> int:
+def guarded(action: Callable[[], int], debug: bool = False) -> int:
     """Run a CLI action; turn every expected failure into a message and exit code.
 
     Database and file-system errors become state errors (exit 1), classified
     errors keep their own exit code. A closed output pipe (``| head``) ends
     the command quietly, with exit code 141 as if SIGPIPE had stopped it.
+
+    Args:
+        action: What to run.
+        debug: Print the traceback of a failure above its message
+            (``cosmos --debug``, ``HYDRA_FULL_ERROR=1 cosmos-batch``).
     """
     try:
         return action()
     except CosmosError as exc:
+        _traceback(debug)
         print_error(exc)
         return exc.exit_code
     except database_errors() as exc:
+        _traceback(debug)
         detail = getattr(exc, "orig", None) or exc
         print_error(StateError(f"database error: {detail}"))
         return StateError.exit_code
@@ -124,8 +132,15 @@ def guarded(action: Callable[[], int]) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return BROKEN_PIPE_EXIT
     except OSError as exc:
+        _traceback(debug)
         print_error(StateError(f"file system error: {exc}"))
         return StateError.exit_code
+
+
+def _traceback(debug: bool) -> None:
+    """The traceback of the exception being handled, on stderr, if asked for."""
+    if debug:
+        traceback.print_exc(file=sys.stderr)
 
 
 def _gpu_list(gpus: list[int] | tuple[int, ...]) -> str:

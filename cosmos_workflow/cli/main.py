@@ -182,8 +182,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     callback=_print_version,
     help="Show the version and exit.",
 )
+@click.option("--debug", is_flag=True, help="On an error, print its traceback too.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """Manage Cosmos prompts, runs and sweeps. Sweeps run with `cosmos-batch`.
 
     Every list, show and status command takes --json. Ids complete on Tab

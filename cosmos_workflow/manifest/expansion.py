@@ -53,12 +53,12 @@ class ExpansionLimits:
 
     Attributes:
         prompt_chars: Characters of a rendered prompt or negative prompt.
-        max_runs: Runs of the sweep without a confirmation.
+        max_runs: Runs of the sweep without a confirmation (None: any number).
         confirmed: ``confirm_runs``: the most runs the user agreed to (above max_runs).
     """
 
     prompt_chars: int = 4000
-    max_runs: int = 1000
+    max_runs: int | None = None
     confirmed: int | None = None
 
 
@@ -380,6 +380,8 @@ def _check_count(manifest: Manifest, ex: _Expander) -> None:
     if manifest.sweep.zip:
         points *= len(next(iter(manifest.sweep.zip.values())))
     runs = len(manifest.prompts) * points
+    if ex.limits.max_runs is None:
+        return
     allowed = max(ex.limits.max_runs, ex.limits.confirmed or 0)
     if runs <= allowed:
         return
@@ -413,7 +415,8 @@ def expand(
             (called for every run; its key paths get blamed like the others).
         check_inputs: Finds problems in a prompt's input files (called once per
             prompt whose files exist; key paths get blamed like the others).
-        limits: Prompt length and run count limits (default: the built-in ones).
+        limits: Prompt length and run count limits (default: 4000 characters, any number
+            of runs).
 
     Raises:
         ManifestError: with every problem found, each naming file and key path.
@@ -427,9 +430,10 @@ def expand(
         raise  # unreachable: fail_if_problems raised
     _check_names(manifest, ex)
     _check_sweep(manifest, ex)
-    ex.fail_if_problems()
-    _check_count(manifest, ex)
-    ex.fail_if_problems()
+    if not ex.problems:
+        # Before any input file is read: a sweep too large is refused at once.
+        _check_count(manifest, ex)
+        ex.fail_if_problems()
     inputs = _resolve_inputs(manifest, ex, check_inputs)
     ex.fail_if_problems()
 

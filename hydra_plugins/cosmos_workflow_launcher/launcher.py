@@ -46,9 +46,6 @@ class PlannedTask(Protocol):
     def run_planned(self, plans: list[Any], sweep_dir: Path) -> list[Any]:
         """Execute every planned job together; return each job's return value, in order."""
 
-    def planned(self, plan: Any) -> bool:
-        """True if ``plan`` (what plan_job returned) can run; False if its job was refused."""
-
 
 @dataclass
 class CosmosLauncherConf:
@@ -191,7 +188,9 @@ class CosmosLauncher(Launcher):
             self._discard(sweep_dir, nums)
             return returns
         plans = [ret.return_value for ret in returns]
-        if not all(task.planned(plan) for plan in plans):
+        # A task may say that a job was refused (``can_run(plan)``): then nothing runs.
+        can_run = getattr(task, "can_run", None)
+        if can_run is not None and not all(can_run(plan) for plan in plans):
             self._discard(sweep_dir, nums)
         values = task.run_planned(plans, sweep_dir)
         for ret, value in zip(returns, values, strict=True):
