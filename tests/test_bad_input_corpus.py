@@ -481,6 +481,11 @@ CASES: dict[str, Case] = {
         (BAD_PROMPTS, "prompts.scene.text", "limits.prompt_chars"),
         with_prompts(prompt_set("\"{{ '{:>999999999}'.format(1) }}\"")),
     ),
+    "a template that doubles a string": Case(
+        ("+experiment=bad",),
+        (BAD_PROMPTS, "prompts.scene.text", "limits.prompt_chars"),
+        with_prompts(prompt_set("\"{% set a = 'x' * 4000 %}{% set b = a ~ a %}{{ b | length }}\"")),
+    ),
     "a template that recurses forever": Case(
         ("+experiment=bad",),
         (BAD_PROMPTS, "prompts.scene.text", "recurs"),
@@ -634,6 +639,18 @@ CASES: dict[str, Case] = {
         ("-m", "+experiment=bad", "model.seed=1,2"),
         (BAD, "line 6"),
         {BAD: experiment("model: {seed: 1\n")},
+    ),
+    "a multirun of 5,000 jobs": Case(
+        ("-m", "+experiment=demo", "model.seed=range(0,5000)"),
+        ("-m", "5000 jobs", "limits.max_runs", "confirm_runs"),
+    ),
+    "a multirun of 1,000,000 jobs": Case(
+        ("-m", "+experiment=demo", "model.seed=range(0,1000)", "model.num_steps=range(1,1001)"),
+        ("-m", "1000000 jobs", "limits.max_runs"),
+    ),
+    "the YAML size limit on the command line": Case(
+        ("+experiment=demo", "limits.yaml_bytes=10000000"),
+        ("limits.yaml_bytes=10000000", "COSMOS_LIMITS__YAML_BYTES"),
     ),
     # -- cosmos -----------------------------------------------------------------------------
     "cosmos: a misspelt --set": Case(

@@ -179,6 +179,13 @@ def _unknown_override(
     key: str, override: str, cause: BaseException | None, shown: Shown
 ) -> ValidationFailure:
     """An override of a key that the composed config does not hold."""
+    from cosmos_workflow.config.settings import EARLY_LIMITS
+
+    if key in EARLY_LIMITS:
+        return ValidationFailure(
+            f"{shown(override)}: {key} limits how YAML files are read, which happens before "
+            f"the command line is: set it in the user config file or with {EARLY_LIMITS[key]}"
+        )
     tree = config_keys()
     if tree.known(key):
         missing = str(getattr(cause, "full_key", "") or key)

@@ -87,6 +87,7 @@ class ConfigManager:
         self._apply(merged, sources, self._read_env(), "environment")
         if composed is not None:
             hydra_part = {k: v for k, v in composed.items() if k in SETTINGS_KEYS}
+            _refuse_early_limits(hydra_part)
             self._apply(merged, sources, hydra_part, HYDRA_LAYER)
         files: dict[str, str] = {}
         if isinstance(merged.get("targets"), list):
@@ -227,6 +228,30 @@ class ConfigManager:
             elif value is not None:
                 merged[key] = value
                 sources[path] = label
+
+
+def _refuse_early_limits(hydra_part: Mapping[str, Any]) -> None:
+    """The YAML limits cannot come from conf/ (they apply while it is read).
+
+    Raises:
+        SettingsError: conf/ or the command line sets one of them.
+    """
+    from cosmos_workflow.config.settings import EARLY_LIMITS
+
+    limits = hydra_part.get("limits")
+    if not isinstance(limits, Mapping):
+        return
+    problems = [
+        Problem(
+            f"{key} (from {HYDRA_LAYER})",
+            f"YAML files are read before conf/ is composed: set it in the user config file or "
+            f"with {variable}",
+        )
+        for key, variable in EARLY_LIMITS.items()
+        if limits.get(key.partition(".")[2]) is not None
+    ]
+    if problems:
+        raise SettingsError(problems)
 
 
 def _without_kinds(loc: tuple[Any, ...]) -> tuple[Any, ...]:

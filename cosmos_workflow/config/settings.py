@@ -105,6 +105,14 @@ class LimitSettings(_Strict):
     yaml_nodes: int = Field(default=100_000, ge=1)
 
 
+# Limits on reading the YAML files themselves, which are read before conf/ and
+# the command line are composed: only the user config file and COSMOS_* set them.
+EARLY_LIMITS = {
+    "limits.yaml_bytes": "COSMOS_LIMITS__YAML_BYTES",
+    "limits.yaml_nodes": "COSMOS_LIMITS__YAML_NODES",
+}
+
+
 def _with_kind(value: object) -> object:
     """A target given as a mapping: without a kind it is a local one; an unknown kind is named.
 

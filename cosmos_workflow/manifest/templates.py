@@ -32,8 +32,9 @@ _WIDTH_FILTERS = frozenset({"center", "indent", "truncate", "wordwrap"})
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _PERCENT_SPEC = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d+))?")
 _NUMBER = re.compile(r"\d+")
-# The global that every loop's items go through (see _count_loops).
+# The globals that every loop's items and every ``~`` go through (see _bounded_tree).
 _LOOP_GLOBAL = "__cosmos_loop_items"
+_CONCAT_GLOBAL = "__cosmos_concat"
 
 
 class TemplateProblem(ValueError):
@@ -76,7 +77,13 @@ def _environment(max_chars: int) -> ImmutableSandboxedEnvironment:
     # Manifests come from shared repositories: templates run sandboxed, so they
     # can read variables but never reach Python internals. Prompts are plain
     # text for a model, never HTML: no autoescaping.
-    env = Bounded(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = Bounded(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        # Every {{ value }} that is output: no longer than a prompt may be.
+        finalize=lambda value: _sized(value if isinstance(value, str) else str(value), max_chars),
+    )
     # A run id is the hash of the rendered text: nothing random may render.
     env.filters.pop("random", None)
     env.globals.pop("lipsum", None)
@@ -183,14 +190,35 @@ def _bounded_filter(name: str, function: Callable[..., Any], max_chars: int) -> 
     return bounded
 
 
-def _count_loops(env: ImmutableSandboxedEnvironment, text: str) -> Any:
-    """The parsed template, each loop's items counted as steps."""
+def _bounded_tree(env: ImmutableSandboxedEnvironment, text: str) -> Any:
+    """The parsed template, each loop's items counted as steps and each ``~`` sized."""
     from jinja2 import nodes
+    from jinja2.visitor import NodeTransformer
 
-    tree = env.parse(text)
-    for loop in tree.find_all(nodes.For):
-        loop.iter = nodes.Call(nodes.Name(_LOOP_GLOBAL, "load"), [loop.iter], [], None, None)
-    return tree
+    class Bound(NodeTransformer):
+        def visit_For(self, node: nodes.For) -> nodes.Node:
+            self.generic_visit(node)
+            node.iter = nodes.Call(nodes.Name(_LOOP_GLOBAL, "load"), [node.iter], [], None, None)
+            return node
+
+        def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+            self.generic_visit(node)
+            return nodes.Call(nodes.Name(_CONCAT_GLOBAL, "load"), node.nodes, [], None, None)
+
+    return Bound().visit(env.parse(text))
+
+
+def _concat(max_chars: int) -> Callable[..., str]:
+    """``a ~ b ~ ...``: the parts as text, joined, unless the result is too long."""
+
+    def concat(*parts: Any) -> str:
+        texts = [part if isinstance(part, str) else str(part) for part in parts]
+        size = sum(len(text) for text in texts)
+        if size > max_chars:
+            raise _too_long(size, max_chars)
+        return "".join(texts)
+
+    return concat
 
 
 class PromptRenderer:
@@ -250,7 +278,12 @@ class PromptRenderer:
         steps = _Steps(MAX_STEPS)
         chunks: list[str] = []
         size = 0
-        variables = {**context, "__cosmos_steps": steps, _LOOP_GLOBAL: steps.items}
+        variables = {
+            **context,
+            "__cosmos_steps": steps,
+            _LOOP_GLOBAL: steps.items,
+            _CONCAT_GLOBAL: _concat(self._max_chars),
+        }
         for chunk in template.generate(**variables):
             size += len(chunk)
             if size > self._max_chars:
@@ -263,5 +296,5 @@ class PromptRenderer:
         if template is None:
             if self._env is None:
                 self._env = _environment(self._max_chars)
-            template = self._compiled[text] = self._env.from_string(_count_loops(self._env, text))
+            template = self._compiled[text] = self._env.from_string(_bounded_tree(self._env, text))
         return template
