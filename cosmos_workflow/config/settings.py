@@ -36,6 +36,8 @@ class SimulatorSettings(_Strict):
     fail_on_seed: int | None = None
     # The simulated prompt upsampler fails on prompts that contain this text.
     fail_on_prompt: str | None = Field(default=None, min_length=1)
+    # The simulated model's guardrail blocks prompts that contain this text.
+    block_prompt: str | None = Field(default=None, min_length=1)
 
 
 class Transfer1Settings(_Strict):

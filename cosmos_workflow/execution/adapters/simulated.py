@@ -44,4 +44,6 @@ class SimulatedAdapter(Transfer1SpecAdapter):
             argv += ["--ledger", self._settings.ledger]
         if self._settings.fail_on_seed is not None:
             argv += ["--fail_on_seed", str(self._settings.fail_on_seed)]
+        if self._settings.block_prompt:
+            argv += ["--block_prompt", self._settings.block_prompt]
         return Launch(argv=argv, files={PROGRAM_FILE: self._program})

@@ -15,7 +15,9 @@ It uses the Python standard library only, so it can run as
 ``python -m cosmos_workflow.execution.programs.simulated_model ...``.
 
 Exit codes: 0 success, 2 bad input or I/O error (one line on stderr starting
-with ``simulated transfer1: error:``), 17 simulated failure (``--fail_on_seed``).
+with ``simulated transfer1: error:``), 17 simulated failure (``--fail_on_seed``),
+1 a prompt blocked by the simulated guardrail (like transfer.py: an uncaught
+``TypeError`` after the earlier videos were saved).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ DEFAULT_PROMPT = "A simulated scene: the SIMULATED Cosmos-Transfer1 stand-in cop
 DEFAULT_NEGATIVE_PROMPT = "Blurry, distorted, low quality, jittery motion, artifacts."
 
 MAX_BOX_PAYLOAD = 0xFFFFFFFF - 8
+
+# transfer.py's blocklist guardrail reads extra words from files in this folder
+# of --checkpoint_dir (Blocklist in cosmos_transfer1/auxiliary/guardrail/blocklist).
+BLOCKLIST_DIR = "nvidia/Cosmos-Guardrail1/blocklist/exact_match"
 
 
 class SimulatorError(Exception):
@@ -138,6 +144,7 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
     ArgSpec("per_video_s", "float", 0.05, "SIMULATOR: sleep per video.", False, minimum=0.0),
     ArgSpec("ledger", "str", None, "SIMULATOR: append one JSON line per video.", False),
     ArgSpec("fail_on_seed", "int", None, "SIMULATOR: exit 17 at this seed.", False),
+    ArgSpec("block_prompt", "str", None, "SIMULATOR: the guardrail blocks this text.", False),
 )
 ARGS_BY_NAME = {spec.name: spec for spec in ARG_SPECS}
 
@@ -824,6 +831,66 @@ def produce(job: VideoJob, total: int, fail_on_seed: int | None, per_video_s: fl
     return video + free_box(metadata_payload(job.params, job.controls))
 
 
+def blocked_words(values: dict[str, Any]) -> list[str]:
+    """Words the simulated text guardrail blocks: --block_prompt and the blocklist files.
+
+    Args:
+        values: Command-line values with defaults.
+
+    Returns:
+        The words, in the order they are checked.
+
+    Raises:
+        SimulatorError: If a blocklist file cannot be read.
+    """
+    words = [values["block_prompt"]] if values.get("block_prompt") else []
+    folder = Path(values["checkpoint_dir"]) / BLOCKLIST_DIR
+    if folder.is_dir():
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            words += [w.strip() for w in read_text(path, "blocklist").splitlines() if w.strip()]
+    return words
+
+
+def run_guardrail(job: VideoJob, values: dict[str, Any], ledger: Path | None) -> None:
+    """Check a video's prompt like transfer.py's text guardrail, and fail as it does.
+
+    transfer.py makes one video at a time; for a blocked prompt the pipeline's
+    generate() logs why and returns None, transfer.py logs that the batch was
+    blocked and then unpacks the None: an uncaught TypeError (exit code 1),
+    with the videos before it already saved and the ones after it never made.
+
+    Args:
+        job: The video about to be made.
+        values: Command-line values with defaults.
+        ledger: The ledger, which records the blocked video, or None.
+
+    Raises:
+        TypeError: If a blocked word is in the prompt (case-insensitive).
+        SimulatorError: If the video's folder cannot be made.
+    """
+    try:
+        # transfer.py makes a batch line's folder before it runs the line.
+        job.video_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulatorError(f"cannot write {job.video_path.parent}: {exc}") from None
+    prompt = job.params["prompt"]
+    word = next((w for w in blocked_words(values) if w.lower() in prompt.lower()), None)
+    if word is None:
+        return
+    preview = json.dumps(prompt[:60], ensure_ascii=True)
+    out(
+        "CRITICAL GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: "
+        f"Prompt: {preview}, Exact Match Word: {json.dumps(word, ensure_ascii=True)}"
+    )
+    out("CRITICAL Input text prompt 1 is not safe")
+    out("CRITICAL All prompts failed safety checks")
+    out("CRITICAL Guardrail blocked generation for entire batch.")
+    if ledger is not None:
+        record = {"output": None, "blocked": True, "seed": job.params["seed"], "prompt": prompt}
+        append_ledger(ledger, {**record, "pid": os.getpid(), "index": job.index})
+    raise TypeError("cannot unpack non-iterable NoneType object")
+
+
 def host_speed(env: dict[str, str] | os._Environ[str]) -> float:
     """How fast this simulated GPU host is: SPEED_ENV (a target's env), 1 by default.
 
@@ -867,6 +934,7 @@ def run(argv: list[str]) -> int:
     out("model loaded")
     ledger = Path(values["ledger"]) if values.get("ledger") else None
     for job in jobs:
+        run_guardrail(job, values, ledger)
         data = produce(job, len(jobs), values["fail_on_seed"], values["per_video_s"] / speed)
         write_atomic(job.prompt_path, job.params["prompt"].encode("utf-8"))
         write_atomic(job.video_path, data)
