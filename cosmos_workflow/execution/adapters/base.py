@@ -152,6 +152,17 @@ class ModelAdapter(ABC):
         """Problems that would make the program refuse ``run`` (key paths, no file)."""
         return []
 
+    def failure_reason(self, log: str) -> str | None:
+        """Why a failed job's program failed, read from (the end of) its log, for people.
+
+        A reason means the failure comes from the runs' content (e.g. a prompt
+        the guardrail blocked), so it is never retried, only isolated.
+
+        Returns:
+            None if the log does not say (the runner then gives the exit code).
+        """
+        return None
+
     @abstractmethod
     def batch_key(self, run: RunSpec) -> Hashable:
         """Runs with equal keys may share one invocation."""
