@@ -5,6 +5,8 @@ running job has a worker thread that executes it through the JobRunner.
 
 - Jobs start when the plan puts them on free GPUs now; a job's runs are
   claimed atomically, so two runners never execute one run.
+- A job whose model fails keeps the outputs it wrote; its other runs are
+  planned again as halves, down to single runs (engine/isolation.py).
 - A job that fails with a transient fault is tried again after a backoff;
   a target that cannot be reached is drained (its work goes elsewhere) and
   probed again later; when it answers, what was left running there is
@@ -319,6 +321,8 @@ class Dispatcher:
             self._health.drain(active.host, outcome.fault)
         if outcome.retry:
             self._retry(event.job_id, active, outcome)
+        if outcome.split:
+            self._isolate(event.job_id, active, outcome)
 
     def _retry(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
         job = active.job
@@ -334,6 +338,18 @@ class Dispatcher:
         self._note(
             f"job {job_id} on {active.host} failed ({outcome.fault}); "
             f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
+        )
+
+    def _isolate(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
+        """Plan a failed job's runs without output as smaller jobs, to find the failing one."""
+        job = active.job
+        for run_ids in outcome.split:
+            runs = [self._specs[run_id] for run_id in run_ids]
+            self._pending.append(PlannedJob(runs, job.adapter, job.num_gpus, tries=job.tries))
+        sizes = " + ".join(str(len(run_ids)) for run_ids in outcome.split)
+        self._note(
+            f"job {job_id} on {active.host} failed ({outcome.fault}); running its "
+            f"{sum(map(len, outcome.split))} run(s) without output as smaller jobs ({sizes})"
         )
 
     def _note(self, message: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.engine.isolation import Failure, assess_failure
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
@@ -47,7 +48,8 @@ class JobOutcome:
     Attributes:
         tally: The runs that reached a final state in this job.
         elsewhere: Runs that another runner holds (they were not claimed).
-        retry: Runs put back in the queue to be tried again (their job failed).
+        retry: Runs put back in the queue to be tried again as one job (their job failed).
+        split: Groups of runs put back in the queue, each to be tried as a job of its own.
         fault: The error that made the job fail, if any.
         host_lost: True if the target could not be reached (drain it).
         seconds: How long the program ran (0 if it did not).
@@ -57,6 +59,7 @@ class JobOutcome:
     tally: RunTally = field(default_factory=RunTally)
     elsewhere: list[str] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
+    split: list[list[str]] = field(default_factory=list)
     fault: CosmosError | None = None
     host_lost: bool = False
     seconds: float = 0.0
@@ -253,21 +256,32 @@ class JobRunner:
         tries: int,
         outcome: JobOutcome,
     ) -> None:
-        """Record each run of a job whose program ended (or retry them all)."""
+        """Record each run of a job whose program ended (a failed one: engine/isolation.py)."""
         self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
         outcome.seconds = (result.finished_at - result.started_at).total_seconds()
         outcome.expected_ok = result.exit_code == 0
+        failure = None
         if result.exit_code != 0:
-            error = ExecutionFailure(f"the model exited with code {result.exit_code}")
-            if self.may_retry(error, tries):
-                outcome.fault = error
-                outcome.retry = self._repo.requeue_running(
-                    [run.id for run in batch], self._runner_id
-                )
-                batch = [run for run in batch if run.id not in outcome.retry]
+            adapter = self._adapters[batch[0].adapter]
+            retry = self.may_retry(ExecutionFailure("the model failed"), tries)
+            job = (batch, invocation, staging)
+            failure = assess_failure(adapter, self._store, job, result, retry)
+            batch = self._queue_again(batch, failure, outcome)
         for run in batch:
-            status = self._finish_safely(run, invocation, staging, slot, result)
+            status = self._finish_safely(run, invocation, staging, slot, result, failure)
             getattr(outcome.tally, status).append(run.id)
+
+    def _queue_again(
+        self, batch: list[RunSpec], failure: Failure, outcome: JobOutcome
+    ) -> list[RunSpec]:
+        """Queue again the runs a failed job tries again; return the runs to record now."""
+        again = failure.plan.again()
+        queued = set(self._repo.requeue_running(again, self._runner_id) if again else [])
+        if queued:
+            outcome.fault = failure.error
+            outcome.retry, outcome.split = failure.plan.kept(queued)
+        # Runs cancelled meanwhile were not queued again: they are recorded (cancelled).
+        return [run for run in batch if run.id not in queued]
 
     def _claim(
         self, batch: list[RunSpec], job_id: str, slot: Slot, outcome: JobOutcome
@@ -381,10 +395,11 @@ class JobRunner:
         staging: Path,
         slot: Slot,
         result: ExecutionResult,
+        failure: Failure | None,
     ) -> str:
         """Record one run; a failure to record marks only that run failed."""
         try:
-            return self._finish(run, invocation, staging, slot, result)
+            return self._finish(run, invocation, staging, slot, result, failure)
         except StateError:
             # Another process already recorded verified outputs for this run.
             result = self._store.read_result(run.id) or {}
@@ -405,28 +420,29 @@ class JobRunner:
         staging: Path,
         slot: Slot,
         result: ExecutionResult,
+        failure: Failure | None,
     ) -> str:
         seconds = (result.finished_at - result.started_at).total_seconds()
         outputs = invocation.outputs[run.id]
         missing = self._store.missing_outputs(staging, outputs, run.id)
         size = len(invocation.outputs)
-        if result.exit_code == 0 and not missing:
+        if (failure is None or run.id in failure.plan.adopt) and not missing:
             record = self._record(run, RunStatus.SUCCEEDED, invocation.job_id, size, slot, result)
             folder = self._store.record_success(
                 run, invocation, staging, result.log_path, record, seconds
             )
             if not self._repo.settle(
-                run.id, RunStatus.SUCCEEDED, exit_code=0, output_dir=str(folder)
+                run.id, RunStatus.SUCCEEDED, exit_code=result.exit_code, output_dir=str(folder)
             ):
                 # Cancelled as it finished: its verified outputs are adopted next time.
                 self._report_cancelled(run.id, seconds)
                 return "cancelled"
             self._progress.run_finished(run.id, "succeeded", seconds, str(folder))
             return "succeeded"
-        if result.exit_code == 0:
+        if failure is None:
             message = f"the model exited 0 but did not write {', '.join(missing)}"
         else:
-            message = f"the model exited with code {result.exit_code}; see the run's logs/run.log"
+            message = failure.run_message()
         job = _Job(invocation, result.log_path)
         return self._unsuccessful(run, job, slot, result, ("execution", message), seconds)
 
