@@ -37,7 +37,7 @@ makes the text guardrail block a prompt or negative prompt containing TEXT
 and FAKE_T25_BLOCK_VIDEO=TEXT makes the video guardrail block the video of a
 prompt containing TEXT. A blocked sample is skipped (--keep-going, the
 default) or ends the program (--no-keep-going), as in the real one. One JSON
-line per invocation goes to $FAKE_T25_LOG.
+line per invocation goes to $FAKE_T25_LOG when it is set.
 """
 
 import argparse
@@ -302,19 +302,20 @@ def main() -> None:
     args = parse_args()
     samples = load_samples(args.input_files)
     hint_keys = [key for key in CONTROLS if any(key in s.hint_keys() for _, s in samples)]
-    with open(os.environ["FAKE_T25_LOG"], "a", encoding="utf-8") as record:
-        entry = {
-            "model": args.model,
-            "guardrails": "on" if not args.disable_guardrails else "disabled",
-            "samples": [sample.name for _, sample in samples],
-            "hint_keys": hint_keys,
-            "checkpoint_path": args.checkpoint_path,
-            "experiment": args.experiment,
-            "config_file": args.config_file,
-            "keep_going": args.keep_going,
-            "cwd": os.getcwd(),
-        }
-        record.write(json.dumps(entry) + "\n")
+    entry = {
+        "model": args.model,
+        "guardrails": "on" if not args.disable_guardrails else "disabled",
+        "samples": [sample.name for _, sample in samples],
+        "hint_keys": hint_keys,
+        "checkpoint_path": args.checkpoint_path,
+        "experiment": args.experiment,
+        "config_file": args.config_file,
+        "keep_going": args.keep_going,
+        "cwd": os.getcwd(),
+    }
+    if os.environ.get("FAKE_T25_LOG"):
+        with open(os.environ["FAKE_T25_LOG"], "a", encoding="utf-8") as record:
+            record.write(json.dumps(entry) + "\n")
     inference = Inference(args, hint_keys)
     for index, (written, sample) in enumerate(samples):
         inference.generate(written, sample, index, len(samples))
