@@ -152,6 +152,12 @@ def test_sample_names_must_be_unique_across_files(tmp_path: Path, media: Path) -
         (["--model=edge/distilled"], {}, 2),
         (["--model=edge/distilled"], {"COSMOS_EXPERIMENTAL_CHECKPOINTS": "1"}, 0),
         (["--model=edge/distilled"], {"COSMOS_EXPERIMENTAL_CHECKPOINTS": "yes"}, 0),
+        (["--model=edge/distilled"], {"COSMOS_INTERNAL": "true"}, 0),
+        (
+            ["--model=edge/distilled"],
+            {"COSMOS_INTERNAL": "1", "COSMOS_EXPERIMENTAL_CHECKPOINTS": "0"},
+            2,
+        ),
         (["--seeds=3"], {}, 2),
         (["--compile-tokenizer=fast"], {}, 2),
         (["--checkpoint-path=missing/model.pt"], {}, 1),

@@ -60,9 +60,10 @@ DISTILLED = "edge/distilled"
 DEFAULT_NEGATIVE = "(the program's long default negative prompt)"
 
 
-def flag(name: str) -> bool:
-    """A boolean environment flag, parsed as the real program parses it."""
-    return os.environ.get(name, "").lower() in ("true", "1", "yes", "y")
+def flag(name: str, default: bool = False) -> bool:
+    """An environment flag as the real program parses it (unset or empty: ``default``)."""
+    value = os.environ.get(name, "")
+    return value.lower() in ("true", "1", "yes", "y") if value else default
 
 
 def log(level: str, message: str) -> None:
@@ -153,7 +154,8 @@ class Sample(pydantic.BaseModel):
 
 
 def parse_args() -> argparse.Namespace:
-    models = BASE_MODELS + ((DISTILLED,) if flag("COSMOS_EXPERIMENTAL_CHECKPOINTS") else ())
+    experimental = flag("COSMOS_EXPERIMENTAL_CHECKPOINTS", flag("COSMOS_INTERNAL"))
+    models = BASE_MODELS + ((DISTILLED,) if experimental else ())
     on_off = argparse.BooleanOptionalAction
     parser = argparse.ArgumentParser(prog="examples/inference.py", allow_abbrev=False)
     parser.add_argument("-i", "--input-files", nargs="+", required=True, type=Path)
@@ -259,7 +261,8 @@ class Inference:
         if self.guardrails:
             for label, text in (("Prompt", sample.prompt), ("Negative prompt", negative)):
                 if blocked("FAKE_T25_BLOCK", text):
-                    self.block(f"Guardrail blocked generation. {label}: {text}")
+                    log("CRITICAL", f"Guardrail blocked generation. {label}: {text}")
+                    self.blocked(f"Guardrail blocked generation. {label}: {text}")
                     return
         video = Path(sample.video_path)
         if video.suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
@@ -284,16 +287,15 @@ class Inference:
                 Path(f"{out}_mask_{key}{ext}").write_bytes(boxed(video.read_bytes(), made))
         if self.guardrails and blocked("FAKE_T25_BLOCK_VIDEO", sample.prompt):
             # The real one logs this block below the console's level: nothing is printed.
-            self.block("Guardrail blocked video2world generation.")
+            self.blocked("Guardrail blocked video2world generation.")
             return
         Path(f"{out}{ext}").write_bytes(boxed(video.read_bytes(), written))
         with open(f"{out}.txt", "w") as file:
             file.write(sample.prompt)
         log("SUCCESS", f"Generated video saved to {out}{ext}")
 
-    def block(self, message: str) -> None:
-        if "video" not in message:
-            log("CRITICAL", message)
+    def blocked(self, message: str) -> None:
+        """Skip the sample (keep going) or end the program."""
         if not self.args.keep_going:
             raise Exception(message)
 
