@@ -28,6 +28,7 @@ from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, Model
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
+from cosmos_workflow.execution.adapters.upscale import SimulatedUpscalerAdapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
@@ -263,6 +264,48 @@ def test_no_spec_value_is_shadowed_by_a_command_line_flag(adapter: ModelAdapter)
         scalars = {k for k, v in spec.items() if not isinstance(v, dict)}
         assert scalars, "precondition: the spec carries parameters"
         assert not scalars & set(flags), "a flag would make these JSON values dead"
+
+
+# transfer.py's preprocessors compute these controls when a block has no input_control and
+# save each in the video's folder (--video_save_folder, or its video_<i> in a batch) as
+# <key>_input_control_<LOCAL_RANK>.mp4; rank 0 is always there (preprocessors.py).
+PREPROCESSED = ("depth", "seg", "keypoint", "vis", "edge")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_the_control_videos_transfer1_computes_are_outputs_of_their_run(
+    adapter: ModelAdapter, seed: int
+) -> None:
+    runs = random_transfer1_runs(random.Random(seed), adapter.name, 40)
+    seen = set()
+    for number, batch in enumerate([job.runs for job in form_jobs(runs, {adapter.name: adapter})]):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        reads = transfer1_reads(invocation, program_of(invocation))
+        for run in batch:
+            outputs = invocation.outputs[run.id]
+            video = LAYOUT.path(outputs.video)
+            folder = PurePosixPath(video).parent
+            computed = {
+                key: str(folder / f"{key}_input_control_0.mp4")
+                for key, block in reads[video]["controls"].items()
+                if key in PREPROCESSED and not block.get("input_control")
+            }
+            assert {k: LAYOUT.path(v) for k, v in outputs.controls.items()} == computed
+            if computed:
+                seen.add("batch" if len(batch) > 1 else "alone")
+            if set(run.prompt.inputs.controls) & set(reads[video]["controls"]):
+                seen.add("own control video")
+    assert seen == {"batch", "alone", "own control video"}, "precondition"
+
+
+def test_an_upscale_run_computes_no_control() -> None:
+    adapter = SimulatedUpscalerAdapter(SimulatorSettings())
+    model = {**base_model("simulated_upscaler"), "weights": {"upscale": 0.5}}
+    prompt = ResolvedPrompt("up", "a street", None, PromptInputSet(video=VIDEOS[0]))
+    run = RunSpec(prompt=prompt, model=model)
+    assert adapter.validate(run) == []
+    assert adapter.render("jb_up", [run], LAYOUT).outputs[run.id].controls == {}
 
 
 def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() -> None:
