@@ -28,6 +28,7 @@ from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, Model
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
+from cosmos_workflow.execution.adapters.upscale import SimulatedUpscalerAdapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
@@ -265,6 +266,48 @@ def test_no_spec_value_is_shadowed_by_a_command_line_flag(adapter: ModelAdapter)
         assert not scalars & set(flags), "a flag would make these JSON values dead"
 
 
+# transfer.py's preprocessors compute these controls when a block has no input_control and
+# save each in the video's folder (--video_save_folder, or its video_<i> in a batch) as
+# <key>_input_control_<LOCAL_RANK>.mp4; rank 0 is always there (preprocessors.py).
+PREPROCESSED = ("depth", "seg", "keypoint", "vis", "edge")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_the_control_videos_transfer1_computes_are_outputs_of_their_run(
+    adapter: ModelAdapter, seed: int
+) -> None:
+    runs = random_transfer1_runs(random.Random(seed), adapter.name, 40)
+    seen = set()
+    for number, batch in enumerate([job.runs for job in form_jobs(runs, {adapter.name: adapter})]):
+        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
+        reads = transfer1_reads(invocation, program_of(invocation))
+        for run in batch:
+            outputs = invocation.outputs[run.id]
+            video = LAYOUT.path(outputs.video)
+            folder = PurePosixPath(video).parent
+            computed = {
+                key: str(folder / f"{key}_input_control_0.mp4")
+                for key, block in reads[video]["controls"].items()
+                if key in PREPROCESSED and not block.get("input_control")
+            }
+            assert {k: LAYOUT.path(v) for k, v in outputs.controls.items()} == computed
+            if computed:
+                seen.add("batch" if len(batch) > 1 else "alone")
+            if set(run.prompt.inputs.controls) & set(reads[video]["controls"]):
+                seen.add("own control video")
+    assert seen == {"batch", "alone", "own control video"}, "precondition"
+
+
+def test_an_upscale_run_computes_no_control() -> None:
+    adapter = SimulatedUpscalerAdapter(SimulatorSettings())
+    model = {**base_model("simulated_upscaler"), "weights": {"upscale": 0.5}}
+    prompt = ResolvedPrompt("up", "a street", None, PromptInputSet(video=VIDEOS[0]))
+    run = RunSpec(prompt=prompt, model=model)
+    assert adapter.validate(run) == []
+    assert adapter.render("jb_up", [run], LAYOUT).outputs[run.id].controls == {}
+
+
 def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() -> None:
     settings = Transfer1Settings(
         workspace="/opt/ct1",
@@ -320,23 +363,6 @@ def test_extra_args_may_only_hold_flags_that_leave_outputs_unchanged(flag: str) 
     problems = adapter.validate(run)
     assert [p.key_path for p in problems] == ["adapters.transfer1.extra_args"]
     assert flag in problems[0].message
-
-
-@pytest.mark.parametrize(
-    "flags", [["--offload-guardrail-models", "--compile-tokenizer=moderate"], ["--keep-going"]]
-)
-def test_transfer25_set_up_flags_pass_through(flags: list[str]) -> None:
-    run = random_t25_runs(random.Random(0), 1)[0]
-    adapter = Transfer25Adapter(Transfer25Settings(extra_args=flags))
-    assert adapter.validate(run) == []
-    assert adapter.render("jb", [run], LAYOUT).argv[-len(flags) :] == flags
-
-
-@pytest.mark.parametrize("flag", ["--disable-guardrails", "--checkpoint-path=/x", "--seed=3"])
-def test_transfer25_flags_that_change_outputs_are_refused(flag: str) -> None:
-    run = random_t25_runs(random.Random(0), 1)[0]
-    problems = Transfer25Adapter(Transfer25Settings(extra_args=[flag])).validate(run)
-    assert [p.key_path for p in problems] == ["adapters.transfer2_5.extra_args"]
 
 
 def twin_runs(adapter: str, name: str, value: Any) -> list[RunSpec]:
@@ -431,215 +457,3 @@ def test_max_batch_size_of_the_settings_bounds_every_batch(adapter: ModelAdapter
         2,
         1,
     ]
-
-
-# -- Transfer2.5 -------------------------------------------------------------------
-SAMPLE_KEYS = {
-    "name", "prompt", "prompt_path", "video_path", "negative_prompt", "seed", "guidance",
-    "num_steps", "resolution", "sigma_max", "max_frames", "num_conditional_frames",
-    "num_video_frames_per_chunk", "keep_input_resolution", "edge", "vis", "depth", "seg",
-}  # fmt: skip
-T25_CONTROL_FIELDS = {"control_path", "control_weight", "mask_path", "mask_prompt"}
-
-
-def random_t25_runs(rng: random.Random, count: int) -> list[RunSpec]:
-    runs = []
-    for index in range(count):
-        model = base_model("transfer2.5")
-        model.update(
-            seed=rng.choice([2025, 7]),
-            guidance=rng.choice([3, 5.0, 0]),
-            num_steps=rng.choice([35, 4]),
-            sigma_max=rng.choice([None, 80.0]),
-            fps=None,
-            blur_strength=None,
-            canny_threshold=None,
-            num_gpus=rng.choice([1, 2]),
-        )
-        model["weights"] = {
-            "vis": rng.choice([None, 0.2]),
-            "edge": rng.choice([None, 1.0]),
-            "depth": rng.choice([0.5, None]),
-            "seg": None,
-        }
-        if not any(model["weights"].values()):
-            model["weights"]["edge"] = 1.0
-        active = [key for key, weight in model["weights"].items() if weight is not None]
-        variants = {"edge": ["edge", "edge/distilled"], "depth": ["depth"], "vis": ["vis"]}
-        model["options"] = {
-            "model": rng.choice([None, *variants[active[0]]]) if len(active) == 1 else None,
-            "disable_guardrails": rng.choice([None, True]),
-            "resolution": rng.choice([None, "480"]),
-            "max_frames": rng.choice([None, 93]),
-            "keep_input_resolution": rng.choice([None, False]),
-        }
-        controls = {"depth": CONTROL_VIDEOS["depth"]} if rng.random() < 0.5 else {}
-        prompt = ResolvedPrompt(
-            name=f"p{index}",
-            text=f"scene {index} 'quoted' $(x)",
-            negative=rng.choice([None, "blurry"]),
-            inputs=PromptInputSet(video=rng.choice(VIDEOS), controls=controls),
-        )
-        runs.append(RunSpec(prompt=prompt, model=model))
-    return runs
-
-
-def t25_reads(invocation: Invocation) -> dict[str, tuple[dict[str, Any], str | None, bool]]:
-    """Each -i sample as examples/inference.py reads it, by its output video.
-
-    With it: the --model checkpoint and whether guardrails are off.
-    """
-    argv = invocation.argv
-    i, o = argv.index("-i"), argv.index("-o")
-    out_dir = argv[o + 1]
-    variants = [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
-    reads = {}
-    for path in argv[i + 1 : o]:
-        sample = json.loads(invocation.files[str(PurePosixPath(path).relative_to(LAYOUT.root))])
-        assert set(sample) <= SAMPLE_KEYS, "examples/inference.py rejects extra keys"
-        assert {"name", "video_path"} <= set(sample)
-        assert any(k in sample for k in ("edge", "vis", "depth", "seg"))
-        for key in ("edge", "vis", "depth", "seg"):
-            if key in sample:
-                assert set(sample[key]) <= T25_CONTROL_FIELDS
-                assert 0 <= sample[key]["control_weight"] <= 1
-        assert isinstance(sample["guidance"], int) and 0 <= sample["guidance"] <= 7
-        video = f"{out_dir}/{sample['name']}.mp4"
-        assert video not in reads, "sample names must be unique in a batch"
-        reads[video] = (
-            sample,
-            variants[0] if variants else None,
-            "--disable-guardrails" in argv,
-        )
-    return reads
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_every_transfer25_sample_is_exactly_its_run(seed: int) -> None:
-    adapter = Transfer25Adapter(Transfer25Settings(max_batch_size=5))
-    runs = random_t25_runs(random.Random(seed), 40)
-    assert all(adapter.validate(run) == [] for run in runs)
-    batches = [job.runs for job in form_jobs(runs, {adapter.name: adapter})]
-    assert any(len(b) > 1 for b in batches), "precondition: some runs share a model load"
-    for number, batch in enumerate(batches):
-        invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
-        reads = t25_reads(invocation)
-        assert len(reads) == len(batch)
-        for run in batch:
-            sample, variant, guardrails_off = reads[LAYOUT.path(invocation.outputs[run.id].video)]
-            options = {k: v for k, v in run.model["options"].items() if v is not None}
-            active = [k for k, w in run.model["weights"].items() if w is not None]
-            only = active[0] if len(active) == 1 else None
-            assert variant == options.pop("model", only), "the checkpoint of the run's control"
-            assert guardrails_off == options.pop("disable_guardrails", False)
-            video = run.prompt.inputs.video
-            expected = {
-                "name": sample["name"],
-                "prompt": run.prompt.text,
-                "video_path": LAYOUT.path(f"inputs/{video.sha256}.mp4"),
-                "seed": run.model["seed"],
-                "guidance": run.model["guidance"],
-                "num_steps": run.model["num_steps"],
-                **options,
-            }
-            if run.prompt.negative is not None:
-                expected["negative_prompt"] = run.prompt.negative
-            if run.model["sigma_max"] is not None:
-                expected["sigma_max"] = run.model["sigma_max"]
-            for key, weight in run.model["weights"].items():
-                if weight is not None:
-                    expected[key] = {"control_weight": weight}
-                    if key in run.prompt.inputs.controls:
-                        item = run.prompt.inputs.controls[key]
-                        expected[key]["control_path"] = LAYOUT.path(f"inputs/{item.sha256}.mp4")
-            assert sample == expected
-        gpus = batch[0].model["num_gpus"]
-        uses_torchrun = invocation.argv[0] == "torchrun"
-        assert uses_torchrun == (gpus > 1)
-        launcher = invocation.argv[: invocation.argv.index("examples/inference.py")]
-        assert (f"--nproc_per_node={gpus}" in launcher) == uses_torchrun
-        assert all(run.model["num_gpus"] == gpus for run in batch)
-
-
-@pytest.mark.parametrize(
-    ("change", "key"),
-    [
-        ({"fps": 24}, "model.fps"),
-        ({"blur_strength": "high"}, "model.blur_strength"),
-        ({"canny_threshold": "low"}, "model.canny_threshold"),
-        ({"guidance": 3.5}, "model.guidance"),
-        ({"guidance": 8}, "model.guidance"),
-        ({"weights": {"vis": None, "edge": 1.5, "depth": None, "seg": None}}, "model.weights.edge"),
-        ({"weights": {"vis": None, "edge": None, "depth": None, "seg": None}}, "model.weights"),
-        ({"options": {"model": "canny"}}, "model.options.model"),
-        ({"options": {"resolution": 720}}, "model.options.resolution"),
-        ({"options": {"max_frames": True}}, "model.options.max_frames"),
-        ({"options": {"steps": 3}}, "model.options.steps"),
-    ],
-)
-def test_what_transfer25_would_refuse_is_caught_with_its_key(change: dict, key: str) -> None:
-    run = random_t25_runs(random.Random(0), 1)[0]
-    adapter = Transfer25Adapter(Transfer25Settings())
-    assert adapter.validate(run) == [], "precondition: the unchanged run is valid"
-    run.model.update(change)
-    assert [p.key_path for p in adapter.validate(run)] == [key]
-
-
-def test_transfer25_needs_an_input_video() -> None:
-    run = random_t25_runs(random.Random(0), 1)[0]
-    bare = RunSpec(
-        prompt=ResolvedPrompt("lonely", "text", None, PromptInputSet(video=None)),
-        model=run.model,
-    )
-    problems = Transfer25Adapter(Transfer25Settings()).validate(bare)
-    assert [p.key_path for p in problems] == ["prompts.lonely.inputs.video"]
-
-
-def test_transfer1_refuses_options_it_does_not_have() -> None:
-    run = random_transfer1_runs(random.Random(0), "transfer1", 1)[0]
-    run.model["options"] = {"resolution": "720", "max_frames": None}
-    problems = Transfer1Adapter(Transfer1Settings()).validate(run)
-    assert [p.key_path for p in problems] == ["model.options.resolution"]
-
-
-@pytest.mark.parametrize(
-    ("checkpoint", "weights", "ok"),
-    [
-        ("depth", {"depth": 0.5}, True),
-        ("edge/distilled", {"edge": 1.0}, True),
-        ("edge", {"depth": 0.5}, False),
-        ("depth", {"depth": 0.5, "edge": 1.0}, False),
-    ],
-)
-def test_a_transfer25_checkpoint_must_fit_the_runs_controls(
-    checkpoint: str, weights: dict, ok: bool
-) -> None:
-    run = random_t25_runs(random.Random(0), 1)[0]
-    run.model["weights"] = {"vis": None, "edge": None, "depth": None, "seg": None, **weights}
-    run.model["options"] = {"model": checkpoint}
-    problems = Transfer25Adapter(Transfer25Settings()).validate(run)
-    assert [p.key_path for p in problems] == ([] if ok else ["model.options.model"])
-
-
-def test_transfer25_command_runs_inference_py_from_the_checkout() -> None:
-    settings = Transfer25Settings(workspace="/opt/ct25", extra_args=["--keep-going"])
-    run = random_t25_runs(random.Random(0), 1)[0]
-    run.model["num_gpus"] = 1
-    invocation = Transfer25Adapter(settings).render("jb_x", [run], LAYOUT)
-    argv = invocation.argv
-    assert argv[:2] == [LAYOUT.python, "examples/inference.py"]
-    assert argv[argv.index("-o") + 1] == LAYOUT.path("out")
-    assert argv[-1] == "--keep-going"
-    assert invocation.workdir == "/opt/ct25"
-
-
-@pytest.mark.parametrize(
-    "flag", ["-o", "--output-dir", "-i", "--model=edge", "--seed", "--guidance", "--num-steps"]
-)
-def test_transfer25_extra_args_that_would_shadow_a_value_are_refused(flag: str) -> None:
-    extra_args = ["--keep-going", flag]
-    adapter = Transfer25Adapter(Transfer25Settings(extra_args=extra_args))
-    run = random_t25_runs(random.Random(0), 1)[0]
-    problems = adapter.validate(run)
-    assert [p.key_path for p in problems] == ["adapters.transfer2_5.extra_args"]
-    assert flag in problems[0].message

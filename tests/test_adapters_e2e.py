@@ -156,7 +156,8 @@ def test_every_transfer25_sample_carries_its_runs_parameters(t25_demo) -> None:
         assert sample["prompt"] == spec["prompt"]["text"]
         assert (Path(run["output_dir"]) / "output.txt").read_text() == spec["prompt"]["text"]
         assert sample["resolution"] == "480"
-        assert Path(sample["depth"]["control_path"]).name.endswith(".mp4")
+        # The demo brings no depth video: the program computes the depth itself.
+        assert "control_path" not in sample["depth"]
 
 
 def test_transfer25_refuses_transfer1_only_parameters_before_running(tmp_path: Path) -> None:

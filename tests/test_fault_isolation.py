@@ -76,7 +76,8 @@ def test_a_blocked_line_ends_the_batch_like_transfer_py(work: Path) -> None:
     assert critical[3].endswith(BLOCKED_LINE)
     out = work / "outputs"
     assert (out / "video_0" / "output.mp4").is_file() and (out / "video_0" / "prompt.txt").is_file()
-    assert (out / "video_1").is_dir() and not list((out / "video_1").iterdir())
+    # The blocked line's folder holds only the edge control transfer.py computed first.
+    assert sorted(p.name for p in (out / "video_1").iterdir()) == ["edge_input_control_0.mp4"]
     assert not (out / "video_2").exists()
     ledger = [json.loads(line) for line in (work / "ledger.jsonl").read_text().splitlines()]
     assert [(r["index"], r.get("blocked", False)) for r in ledger] == [(0, False), (1, True)]
@@ -389,6 +390,8 @@ def test_transfer1_batches_with_a_blocked_prompt_keep_their_other_runs(tmp_path:
             assert shown["error_message"] == run["error_message"]
         else:
             assert run["status"] == "succeeded"
+            # Kept whole, with the depth control transfer.py computed for it.
+            assert (Path(run["output_dir"]) / "control_depth.mp4").is_file()
     # A batch whose forest line came first wrote nothing: its two runs ran again alone.
     # One whose forest line came second kept its street video: nothing ran again.
     calls = [json.loads(line) for line in log.read_text().splitlines()]

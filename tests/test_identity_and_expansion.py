@@ -36,6 +36,7 @@ MODEL: dict[str, Any] = {
 }
 VIDEO = InputFile(Path("/data/color.mp4"), "a" * 64)
 DEPTH = InputFile(Path("/data/depth.mp4"), "b" * 64)
+MAP = InputFile(Path("/data/depth_weights.pt"), "d" * 64)
 
 
 def make_run(model: dict | None = None, **prompt: Any) -> RunSpec:
@@ -96,6 +97,9 @@ def test_run_id_is_the_hash_of_the_canonical_spec_and_stays_pinned() -> None:
         {"image": "cosmos:2"},
         {"options": {"resolution": "480"}},
         {"options": {"model": "depth"}},
+        {"keypoint": 0.4},
+        {"controls": {"depth": {"ckpt_path": "/ckpt/depth_posttrained.pt"}}},
+        {"controls": {"seg": {"input_control_prompt": "the car"}}},
     ],
 )
 def test_every_output_parameter_changes_the_run_id(changes: dict) -> None:
@@ -114,6 +118,13 @@ def test_every_output_parameter_changes_the_run_id(changes: dict) -> None:
         },
         {"inputs": PromptInputSet(video=VIDEO, controls={"seg": DEPTH})},
         {"inputs": PromptInputSet(video=VIDEO, controls={})},
+        {
+            "inputs": PromptInputSet(
+                video=VIDEO, controls={"depth": DEPTH}, weight_maps={"depth": MAP}
+            )
+        },
+        {"inputs": PromptInputSet(video=VIDEO, controls={"depth": DEPTH}, masks={"depth": DEPTH})},
+        {"inputs": PromptInputSet(video=VIDEO, controls={"depth": DEPTH}, image_context=VIDEO)},
     ],
 )
 def test_every_prompt_input_changes_both_ids(prompt: dict) -> None:
@@ -159,9 +170,40 @@ def test_stored_name_is_the_checksum_and_a_plain_lowercase_suffix(name: str, suf
     assert InputFile(Path("/data") / name, "c" * 64).stored_name == "c" * 64 + suffix
 
 
-def test_round_trip_through_stored_dict_keeps_the_id() -> None:
-    run = make_run(with_model(seed=9), negative="n")
+@pytest.mark.parametrize("controls", [{}, {"model": None}])
+def test_no_per_control_settings_keeps_the_pinned_id(controls: dict) -> None:
+    model = with_model(controls={}, keypoint=None, hdmap=None, lidar=None)
+    assert make_run(model).id == "rs_31fc8c48b12a2eea"
+
+
+def test_a_weight_map_with_other_content_is_another_run() -> None:
+    inputs = PromptInputSet(video=VIDEO, controls={"depth": DEPTH}, weight_maps={"depth": MAP})
+    other = PromptInputSet(
+        video=VIDEO,
+        controls={"depth": DEPTH},
+        weight_maps={"depth": InputFile(MAP.path, "e" * 64)},
+    )
+    assert make_run(inputs=inputs).id != make_run(inputs=other).id
+    assert make_run(inputs=inputs).prompt.inputs.files()[-1] == MAP
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        PromptInputSet(video=VIDEO, controls={"depth": DEPTH}),
+        PromptInputSet(
+            video=VIDEO,
+            controls={"depth": DEPTH},
+            weight_maps={"depth": MAP},
+            masks={"edge": DEPTH},
+            image_context=InputFile(Path("/data/look.jpg"), "f" * 64),
+        ),
+    ],
+)
+def test_round_trip_through_stored_dict_keeps_the_id(inputs: PromptInputSet) -> None:
+    run = make_run(with_model(seed=9), negative="n", inputs=inputs)
     assert RunSpec.from_dict(run.to_dict()).id == run.id
+    assert RunSpec.from_dict(run.to_dict()).prompt.inputs == inputs
 
 
 # -- expansion ---------------------------------------------------------------
@@ -235,6 +277,46 @@ def test_problems_are_collected_with_key_paths(inputs: Path) -> None:
     assert "test.yaml: sweep.grid.model.nope" in keys
     assert "test.yaml: prompts.b.inputs.video" in keys
     assert caught.value.exit_code == 2
+
+
+def test_weight_maps_masks_and_image_context_are_hashed_input_files(inputs: Path) -> None:
+    (inputs / "w.pt").write_bytes(b"weights one")
+    (inputs / "look.jpg").write_bytes(b"jpeg")
+    data = manifest()
+    data["prompts"]["a"]["inputs"].update(
+        weight_maps={"depth": "w.pt"}, masks={"depth": "d.mp4"}, image_context="look.jpg"
+    )
+    first = {r.prompt.name: r for r in expand(data, inputs, no_blame).runs}["a"]
+    assert (
+        first.prompt.inputs.weight_maps["depth"].sha256
+        == hashlib.sha256(b"weights one").hexdigest()
+    )
+    assert first.prompt.inputs.image_context.path == inputs / "look.jpg"
+    assert first.prompt.inputs.masks["depth"].path == inputs / "d.mp4"
+    (inputs / "w.pt").write_bytes(b"weights two")
+    again = {r.prompt.name: r for r in expand(data, inputs, no_blame).runs}["a"]
+    assert again.id != first.id
+
+
+@pytest.mark.parametrize(
+    ("inputs_change", "model_change", "key"),
+    [
+        ({"weight_maps": {"seg": "d.mp4"}}, {}, "prompts.a.inputs.weight_maps.seg"),
+        ({"masks": {"edge": "d.mp4"}}, {}, "prompts.a.inputs.masks.edge"),
+        ({"weight_maps": {"depth": "gone.pt"}}, {}, "prompts.a.inputs.weight_maps.depth"),
+        ({"image_context": "gone.jpg"}, {}, "prompts.a.inputs.image_context"),
+        ({}, {"controls": {"seg": {"input_control_prompt": "x"}}}, "model.controls.seg"),
+    ],
+)
+def test_inputs_and_settings_of_an_unused_control_are_refused_by_key(
+    inputs: Path, inputs_change: dict, model_change: dict, key: str
+) -> None:
+    data = manifest()
+    data["prompts"]["a"]["inputs"].update(inputs_change)
+    data["model"].update(model_change)
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert f"test.yaml: {key}" in [p.key_path for p in caught.value.problems]
 
 
 def test_each_sweep_point_renders_its_own_values_into_a_template(inputs: Path) -> None:

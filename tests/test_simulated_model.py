@@ -143,7 +143,9 @@ def test_single_run_defaults_and_output_layout(work: Path) -> None:
     assert meta["controls"] == {"edge": {"control_weight": 1}}
     prompt = (work / "outputs" / "output.txt").read_text(encoding="utf-8")
     assert prompt == meta["prompt"] and prompt
-    assert sorted(p.name for p in (work / "outputs").iterdir()) == ["output.mp4", "output.txt"]
+    # Like transfer.py, the edge control without input_control is computed and saved.
+    made = sorted(p.name for p in (work / "outputs").iterdir())
+    assert made == ["edge_input_control_0.mp4", "output.mp4", "output.txt"]
 
 
 @pytest.mark.parametrize("seed_flag", [["--seed", "3"], ["--seed=3"]])
@@ -306,9 +308,12 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
     assert sorted(p.name for p in out.iterdir()) == ["video_0", "video_1", "video_2"]
     expected_prompts = ["first: rainy street", "shared prompt", "third: snowy forest"]
     metas = []
+    # Each line's controls without input_control are computed into its own folder.
+    computed = [["depth", "edge"], ["edge"], ["edge"]]
     for index, source in enumerate(("a.mp4", "b.mp4", "c.mp4")):
         folder = out / f"video_{index}"
-        assert sorted(p.name for p in folder.iterdir()) == ["output.mp4", "prompt.txt"]
+        made = [f"{key}_input_control_0.mp4" for key in computed[index]]
+        assert sorted(p.name for p in folder.iterdir()) == [*made, "output.mp4", "prompt.txt"]
         assert (folder / "output.mp4").read_bytes().startswith((work / source).read_bytes())
         assert (folder / "prompt.txt").read_text(encoding="utf-8") == expected_prompts[index]
         meta = metadata(folder / "output.mp4")
@@ -345,6 +350,111 @@ def test_batch_flag_shadows_json_seed_for_every_line(work: Path) -> None:
     assert run_sim(args, work).returncode == 0
     for index in (0, 1):
         assert metadata(work / "outputs" / f"video_{index}" / "output.mp4")["seed"] == 5
+
+
+# ---------------------------------------------------------------- computed controls
+# transfer.py's preprocessors (cosmos_transfer1/diffusion/inference/preprocessors.py)
+# compute depth, seg, keypoint, vis and edge when a block has no input_control, and
+# save each as <output folder>/<key>_input_control_<LOCAL_RANK>.mp4.
+
+
+def computed_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "_input_control_" in p.name)
+
+
+def run_sim_env(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """run_sim with extra environment variables (LOCAL_RANK)."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, *FAST],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+def test_every_control_without_input_control_is_computed_and_saved(work: Path) -> None:
+    spec = {
+        "input_video_path": "color.mp4",
+        "prompt": "a red car on a wet street",
+        "blur_strength": "high",
+        "depth": {"control_weight": 0.5},
+        "seg": {"control_weight": 0.4, "input_control_prompt": "the car"},
+        "vis": {"control_weight": 0.2},
+        "keypoint": {"control_weight": 0.3},
+        "edge": {"control_weight": 0.6, "input_control": "a.mp4"},
+    }
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "out"], work)
+    assert result.returncode == 0, result.stderr
+    out = work / "out"
+    computed = computed_files(out)
+    assert computed == [f"{key}_input_control_0.mp4" for key in ("depth", "keypoint", "seg", "vis")]
+    source = (work / "color.mp4").read_bytes()
+    for name in computed:
+        key = name.split("_", 1)[0]
+        data = (out / name).read_bytes()
+        assert data.startswith(source) and len(data) > len(source)
+        made = metadata(out / name)
+        assert made["simulated"] is True and made["control"] == key
+        assert str(work) not in json.dumps(made), "no paths: the same inputs give the same bytes"
+    assert metadata(out / "seg_input_control_0.mp4")["prompt"] == "the car"
+    assert metadata(out / "vis_input_control_0.mp4")["blur_strength"] == "high"
+    assert sum("computed" in line for line in result.stdout.splitlines()) == 4
+
+
+def test_computed_controls_depend_only_on_the_inputs(work: Path) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "depth": {}, "seg": {}})
+    made = {}
+    for folder, seed, prompt in (("one", "1", "a street"), ("two", "2", "a street")):
+        args = ["--controlnet_specs", "spec.json", "--video_save_folder", folder]
+        assert run_sim([*args, "--seed", seed, "--prompt", prompt], work).returncode == 0
+        made[folder] = {
+            name: (work / folder / name).read_bytes() for name in computed_files(work / folder)
+        }
+    assert made["one"] == made["two"], "another seed or folder, the same computed controls"
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "three", "--prompt", "a car"]
+    assert run_sim(args, work).returncode == 0
+    # SAM segments what the prompt names: seg follows the prompt, depth does not.
+    assert (work / "three" / "seg_input_control_0.mp4").read_bytes() != made["one"][
+        "seg_input_control_0.mp4"
+    ]
+    assert (work / "three" / "depth_input_control_0.mp4").read_bytes() == made["one"][
+        "depth_input_control_0.mp4"
+    ]
+
+
+def test_controls_that_are_not_computed_write_nothing(work: Path) -> None:
+    """upscale, hdmap and lidar are never computed; nor is anything without an input video."""
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "upscale": {}})
+    assert (
+        run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "up"], work).returncode
+        == 0
+    )
+    assert computed_files(work / "up") == []
+    spec = {
+        "sigma_max": 80,
+        "depth": {"input_control": "depth.mp4"},
+        "hdmap": {"input_control": "a.mp4"},
+    }
+    write_json(work / "spec.json", spec)
+    assert (
+        run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "nv"], work).returncode
+        == 0
+    )
+    assert computed_files(work / "nv") == []
+
+
+def test_the_computed_file_is_named_after_the_local_rank(work: Path) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "depth": {}})
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "r1"]
+    result = run_sim_env(args, work, {"LOCAL_RANK": "1"})
+    assert result.returncode == 0, result.stderr
+    assert computed_files(work / "r1") == ["depth_input_control_1.mp4"]
+    bad = run_sim_env([*args[:-1], "bad"], work, {"LOCAL_RANK": "first"})
+    assert_error(bad, "LOCAL_RANK")
+    assert not (work / "bad" / "output.mp4").exists()
 
 
 # ---------------------------------------------------------------- ledger and failures

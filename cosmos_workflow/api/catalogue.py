@@ -185,6 +185,9 @@ class Catalogue:
         repo = self._ws.repository
         run = repo.get_run(run_id)
         data = run_dict(run, self._ws.store)
+        # The control videos the program computed from the input (in the run's folder).
+        controls = self._ws.store.control_videos(run_id)
+        data["controls"] = {key: str(path) for key, path in controls.items()}
         data["spec"] = run.spec
         data["sweeps"] = repo.sweeps_of_run(run_id)
         data["children"] = [

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from cosmos_workflow.errors import ManifestError, Problem, format_loc
 from cosmos_workflow.manifest.models import CONTROL_KEYS, Manifest, ModelConfig
 from cosmos_workflow.manifest.specs import (
+    IMAGE_CONTEXT,
+    MAPPED_ROLES,
     PLAIN_SUFFIX,
     VIDEO_ROLE,
     InputFile,
@@ -197,8 +199,29 @@ def _resolve_inputs(
         if check_inputs is not None and named and (video is not None or not prompt.inputs.video):
             for found in check_inputs(named):
                 ex.problem(found.key_path, found.message)
-        resolved[name] = PromptInputSet(video=video, controls=controls)
+        mapped = {
+            role: _mapped_files(ex, f"{base}.{role}", getattr(prompt.inputs, role))
+            for role in MAPPED_ROLES
+        }
+        context = prompt.inputs.image_context
+        resolved[name] = PromptInputSet(
+            video=video,
+            controls=controls,
+            image_context=ex.input_file(f"{base}.{IMAGE_CONTEXT}", context) if context else None,
+            **mapped,
+        )
     return resolved
+
+
+def _mapped_files(ex: _Expander, base: str, written: dict[str, str]) -> dict[str, InputFile]:
+    """Files by control key (weight maps, masks), in canonical key order."""
+    found = {}
+    for key in CONTROL_KEYS:
+        if key in written:
+            item = ex.input_file(f"{base}.{key}", written[key])
+            if item is not None:
+                found[key] = item
+    return found
 
 
 def _apply_point(manifest: Manifest, point: dict[str, Any]) -> tuple[dict, dict]:
@@ -214,11 +237,19 @@ def _apply_point(manifest: Manifest, point: dict[str, Any]) -> tuple[dict, dict]
 
 
 def _check_controls(name: str, inputs: PromptInputSet, model: dict, ex: _Expander) -> None:
-    for key in inputs.controls:
+    what = {"controls": "control video", "weight_maps": "weight map", "masks": "mask"}
+    for role, label in what.items():
+        for key in getattr(inputs, role):
+            if model["weights"][key] is None:
+                ex.problem(
+                    f"prompts.{name}.inputs.{role}.{key}",
+                    f"a {key} {label} is given but model.weights.{key} is not set",
+                )
+    for key in model.get("controls", {}):
         if model["weights"][key] is None:
             ex.problem(
-                f"prompts.{name}.inputs.controls.{key}",
-                f"a {key} control video is given but model.weights.{key} is not set",
+                f"model.controls.{key}",
+                f"settings for the {key} control are given but model.weights.{key} is not set",
             )
 
 

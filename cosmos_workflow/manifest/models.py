@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # Re-exported: defined beside the specs, which need no pydantic.
 from cosmos_workflow.manifest.specs import CONTROL_KEYS as CONTROL_KEYS
 
-ControlKey = Literal["vis", "edge", "depth", "seg"]
+ControlKey = Literal["vis", "edge", "depth", "seg", "keypoint", "hdmap", "lidar"]
+# A value of an adapter-checked setting: null means "the program's default".
+OptionValue = str | int | float | bool | None
 Strength = Literal["very_low", "low", "medium", "high", "very_high"]
 
 
@@ -27,6 +29,12 @@ class PromptInputs(Strict):
 
     video: str | None = None
     controls: dict[ControlKey, str] = Field(default_factory=dict)
+    # Spatio-temporal control weights (.pt files), used instead of the control's scalar weight.
+    weight_maps: dict[ControlKey, str] = Field(default_factory=dict)
+    # Mask videos: where a control applies.
+    masks: dict[ControlKey, str] = Field(default_factory=dict)
+    # An image the model takes as context.
+    image_context: str | None = None
 
 
 class PromptSpec(Strict):
@@ -44,6 +52,9 @@ class ControlWeights(Strict):
     edge: float | None = Field(default=None, ge=0)
     depth: float | None = Field(default=None, ge=0)
     seg: float | None = Field(default=None, ge=0)
+    keypoint: float | None = Field(default=None, ge=0)
+    hdmap: float | None = Field(default=None, ge=0)
+    lidar: float | None = Field(default=None, ge=0)
 
     def active(self) -> dict[str, float]:
         """Return the modalities that have a weight, in canonical order."""
@@ -68,7 +79,10 @@ class ModelConfig(Strict):
     weights: ControlWeights = Field(default_factory=ControlWeights)
     # Parameters only one adapter knows (checked by that adapter), e.g. Transfer2.5's
     # resolution. Null means "the program's default".
-    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+    # Per-control settings besides the weight (checked by the adapter), e.g.
+    # Transfer1's ckpt_path or Transfer2.5's mask_prompt: controls.seg.mask_prompt.
+    controls: dict[ControlKey, dict[str, OptionValue]] = Field(default_factory=dict)
 
 
 class SweepBlock(Strict):

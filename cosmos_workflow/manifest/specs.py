@@ -16,8 +16,13 @@ IDENTITY_VERSION = 1
 PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 # The role of a prompt's input (color) video; controls are named by their key.
 VIDEO_ROLE = "video"
+# Input roles besides the video and the control videos: files by control key ...
+MAPPED_ROLES: tuple[str, ...] = ("weight_maps", "masks")
+# ... and one image.
+IMAGE_CONTEXT = "image_context"
 # The control inputs a prompt may have, by key (manifest/models.py spells them too).
-CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg")
+# Which of them a model takes is its adapter's rule (Transfer1 takes all seven).
+CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg", "keypoint", "hdmap", "lidar")
 
 
 def _without_nulls(data: Any) -> Any:
@@ -61,36 +66,76 @@ class InputFile:
 
 @dataclass(frozen=True)
 class PromptInputSet:
-    """The input video and control videos of one prompt."""
+    """The input files of one prompt.
+
+    Attributes:
+        video: The input (color) video.
+        controls: Control videos by control key.
+        weight_maps: Spatio-temporal control weights (``.pt`` files) by control key.
+        masks: Mask videos by control key (where the control applies).
+        image_context: An image the model takes as context.
+    """
 
     video: InputFile | None = None
     controls: dict[str, InputFile] = field(default_factory=dict)
+    weight_maps: dict[str, InputFile] = field(default_factory=dict)
+    masks: dict[str, InputFile] = field(default_factory=dict)
+    image_context: InputFile | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, with paths."""
-        return {
+        """JSON form, with paths (the newer roles only when set)."""
+        data: dict[str, Any] = {
             "video": self.video.to_dict() if self.video else None,
             "controls": {k: v.to_dict() for k, v in sorted(self.controls.items())},
         }
+        for role in MAPPED_ROLES:
+            files = getattr(self, role)
+            if files:
+                data[role] = {k: v.to_dict() for k, v in sorted(files.items())}
+        if self.image_context is not None:
+            data[IMAGE_CONTEXT] = self.image_context.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptInputSet:
         """Inverse of :meth:`to_dict`."""
         video = InputFile.from_dict(data["video"]) if data.get("video") else None
-        controls = {k: InputFile.from_dict(v) for k, v in data.get("controls", {}).items()}
-        return cls(video=video, controls=controls)
+        mapped = {
+            role: {k: InputFile.from_dict(v) for k, v in data.get(role, {}).items()}
+            for role in ("controls", *MAPPED_ROLES)
+        }
+        context = data.get(IMAGE_CONTEXT)
+        return cls(
+            video=video,
+            image_context=InputFile.from_dict(context) if context else None,
+            **mapped,
+        )
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the inputs: checksums by role, never paths."""
-        return {
+        """What identifies the inputs: checksums by role, never paths.
+
+        The newer roles appear only when set, so the ids of prompts without
+        them are the ids they always had.
+        """
+        found: dict[str, Any] = {
             "video": self.video.sha256 if self.video else None,
             "controls": {k: v.sha256 for k, v in sorted(self.controls.items())},
         }
+        for role in MAPPED_ROLES:
+            files = getattr(self, role)
+            if files:
+                found[role] = {k: v.sha256 for k, v in sorted(files.items())}
+        if self.image_context is not None:
+            found[IMAGE_CONTEXT] = self.image_context.sha256
+        return found
 
     def files(self) -> list[InputFile]:
         """Every input file, video first."""
         found = [self.video] if self.video else []
-        return found + [self.controls[k] for k in sorted(self.controls)]
+        for role in ("controls", *MAPPED_ROLES):
+            files = getattr(self, role)
+            found += [files[k] for k in sorted(files)]
+        return found + ([self.image_context] if self.image_context else [])
 
 
 @dataclass(frozen=True)
@@ -130,9 +175,10 @@ class RunSpec:
         model = _without_nulls(
             {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
         )
-        if not model.get("options"):
-            # No adapter options is the same spec as before options existed.
-            model.pop("options", None)
+        for optional in ("options", "controls"):
+            if not model.get(optional):
+                # None set is the same spec as before the field existed.
+                model.pop(optional, None)
         return {
             "v": IDENTITY_VERSION,
             "model": model,

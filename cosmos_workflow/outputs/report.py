@@ -96,6 +96,8 @@ class Cell:
     # The 4K upscale of its output (stages.upscale): its status and video.
     upscale_status: str | None = None
     upscale_href: str | None = None
+    # The control videos the program computed from the input: (control key, link).
+    controls: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -255,6 +257,10 @@ class SweepReport:
             thumb = thumbs.thumbnail(run.id, video, _recorded_checksum(run_dir, video))
             if thumb is not None:
                 cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
+            cell.controls = [
+                (key, _href(f"{run_href}/{path.name}"))
+                for key, path in self._store.control_videos(run.id).items()
+            ]
         if upscale is not None:
             cell.upscale_status = upscale.status.value
             video = self._store.run_dir(upscale.id) / OUTPUT_VIDEO

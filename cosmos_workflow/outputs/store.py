@@ -2,6 +2,7 @@
 
 <outputs>/runs/<run_id>/      run.yaml spec.json command.txt inputs.sha256
                               logs/run.log output.mp4 output.txt
+                              control_<key>.mp4 (control videos the program computed)
                               outputs.sha256 result.json
 <outputs>/sweeps/<sweep_id>/  manifest.yaml overrides.yaml provenance.json
                               runs.jsonl
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -42,6 +43,9 @@ OUTPUT_PROMPT = "output.txt"
 # The key of result.json that names a run's main output (the video, or the upsampled text).
 MAIN_OUTPUT = "main_output"
 OUTPUTS_SUMS = "outputs.sha256"
+# The key of result.json that names the control videos the program computed, by control key.
+CONTROLS = "controls"
+CONTROL_PREFIX = "control_"
 RUN_LOG = "logs/run.log"
 SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
 MANIFEST_HEADER = (
@@ -210,6 +214,26 @@ class OutputStore:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def control_videos(self, run_id: str) -> dict[str, Path]:
+        """The control videos the program computed for the run, by control key.
+
+        Those result.json lists that are in the run's folder (a folder
+        written before control videos were kept lists none).
+        """
+        result = self.read_result(run_id) or {}
+        listed = result.get(CONTROLS)
+        if not isinstance(listed, dict):
+            return {}
+        folder = self.run_dir(run_id)
+        return {
+            str(key): folder / name
+            for key, name in listed.items()
+            if isinstance(name, str)
+            and name.startswith(CONTROL_PREFIX)
+            and Path(name).name == name
+            and (folder / name).is_file()
+        }
+
     def has_outputs(self, run_id: str) -> bool:
         """True if the run folder says succeeded and its outputs have their sizes.
 
@@ -277,6 +301,8 @@ class OutputStore:
     def _clear_outputs(folder: Path) -> None:
         for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
             (folder / stale).unlink(missing_ok=True)
+        for stale in folder.glob(CONTROL_PREFIX + "*"):
+            stale.unlink(missing_ok=True)
 
     def missing_outputs(self, staging: Path, outputs: RunOutputs, run_id: str) -> list[str]:
         """Output files the program should have written but did not.
@@ -302,10 +328,7 @@ class OutputStore:
         folder = self.run_dir(spec.id)
         self._write_common(folder, spec, invocation, log_path)
         outputs = invocation.outputs[spec.id]
-        placed = [(outputs.video, outputs.stored_as)]
-        prompt = outputs.extras.get("prompt")
-        if prompt and ((staging / prompt).is_file() or (folder / OUTPUT_PROMPT).is_file()):
-            placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))
+        placed, controls = _placements(staging, folder, outputs)
         sums = []
         sizes = {}
         for relative, name in placed:
@@ -315,10 +338,14 @@ class OutputStore:
                 raise FileNotFoundError(f"output {relative} of run {spec.id} is gone")
             sums.append((sha256_file(folder / name), name))
             sizes[name] = (folder / name).stat().st_size
+        for stale in folder.glob(CONTROL_PREFIX + "*"):
+            if stale.name not in sizes:
+                stale.unlink(missing_ok=True)
         write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
         result = record.to_dict(spec.id, duration_s)
         result["outputs"] = sizes
         result[MAIN_OUTPUT] = outputs.stored_as
+        result[CONTROLS] = controls
         write_json_atomic(folder / RESULT_FILE, result)
         return folder
 
@@ -373,6 +400,37 @@ class OutputStore:
         """Write runs.jsonl: one line per run (id, params, status, dir)."""
         text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
         write_text_atomic(self.sweep_dir(sweep_id) / "runs.jsonl", text)
+
+
+def _placements(
+    staging: Path, folder: Path, outputs: RunOutputs
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Which outputs go into the run folder, and the computed controls among them.
+
+    The main output always (its absence is an error); the final prompt and
+    each computed control video when the program wrote it (or a runner killed
+    while it recorded the run already moved it into the folder).
+
+    Returns:
+        (job-folder path, run-folder name) pairs, and control key -> name.
+    """
+    placed = [(outputs.video, outputs.stored_as)]
+    controls = {}
+    optional = [(outputs.extras.get("prompt"), OUTPUT_PROMPT, None)]
+    for key in sorted(outputs.controls):
+        relative = outputs.controls[key]
+        optional.append((relative, control_name(key, relative), key))
+    for relative, name, key in optional:
+        if relative and ((staging / relative).is_file() or (folder / name).is_file()):
+            placed.append((relative, name))
+            if key is not None:
+                controls[key] = name
+    return placed, controls
+
+
+def control_name(key: str, relative: str) -> str:
+    """A computed control video's name in the run folder: ``control_<key>`` and its suffix."""
+    return f"{CONTROL_PREFIX}{key}{PurePosixPath(relative).suffix or '.mp4'}"
 
 
 def _main_output(result: dict[str, Any], sizes: dict[str, Any]) -> str | None:

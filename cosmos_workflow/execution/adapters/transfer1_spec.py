@@ -48,6 +48,8 @@ DEFAULT_SIGMA_MAX = 70.0
 SPEC_FILE = "spec.json"
 BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
+# Controls transfer.py computes from the input video when they have no input_control.
+COMPUTED_CONTROLS = ("vis", "seg", "edge", "depth", "keypoint")
 
 
 def transfer1_problems(run: RunSpec) -> list[Problem]:
@@ -200,7 +202,11 @@ def render_transfer1(
         files[SPEC_FILE] = _json_bytes(spec)
         flags += ["--video_save_name", "output"]
         outputs = {
-            run.id: RunOutputs(f"{OUTPUT_DIR}/output.mp4", {"prompt": f"{OUTPUT_DIR}/output.txt"})
+            run.id: RunOutputs(
+                f"{OUTPUT_DIR}/output.mp4",
+                {"prompt": f"{OUTPUT_DIR}/output.txt"},
+                controls=computed_controls(run, OUTPUT_DIR),
+            )
         }
         return files, flags, outputs, {run.id: spec}
     shared = shared_spec(runs[0], layout)
@@ -214,7 +220,9 @@ def render_transfer1(
     flags += ["--batch_input_path", layout.path(BATCH_FILE)]
     outputs = {
         run.id: RunOutputs(
-            f"{OUTPUT_DIR}/video_{i}/output.mp4", {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"}
+            f"{OUTPUT_DIR}/video_{i}/output.mp4",
+            {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"},
+            controls=computed_controls(run, f"{OUTPUT_DIR}/video_{i}"),
         )
         for i, run in enumerate(runs)
     }
@@ -222,6 +230,21 @@ def render_transfer1(
         run.id: merge_batch_line(shared, line) for run, line in zip(runs, lines, strict=True)
     }
     return files, flags, outputs, effective
+
+
+def computed_controls(run: RunSpec, folder: str) -> dict[str, str]:
+    """Where Transfer1 writes the control videos it computes for ``run``.
+
+    transfer.py's preprocessors make each of these controls that has no
+    ``input_control`` from the input video, as
+    ``<folder>/<key>_input_control_<LOCAL_RANK>.mp4`` in the run's output
+    folder (every rank writes its own; rank 0 always exists).
+    """
+    return {
+        key: f"{folder}/{key}_input_control_0.mp4"
+        for key in active_controls(run)
+        if key in COMPUTED_CONTROLS and key not in run.prompt.inputs.controls
+    }
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:

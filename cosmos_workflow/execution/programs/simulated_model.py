@@ -891,6 +891,67 @@ def run_guardrail(job: VideoJob, values: dict[str, Any], ledger: Path | None) ->
     raise TypeError("cannot unpack non-iterable NoneType object")
 
 
+# Controls transfer.py's preprocessors compute from the input video when they
+# have no input_control (depth, seg, keypoint, vis, edge); it writes each to the
+# video's output folder as <key>_input_control_<LOCAL_RANK>.mp4.
+COMPUTED_CONTROLS = ("depth", "seg", "keypoint", "vis", "edge")
+# Words of the prompt that segments a seg control without input_control_prompt.
+SEG_PROMPT_WORDS = 128
+
+
+def write_computed_controls(job: VideoJob, env: dict[str, str] | os._Environ[str]) -> list[Path]:
+    """Write the control videos transfer.py would compute for ``job``, like it names them.
+
+    Each is the input video's bytes and a metadata box naming the control and
+    what it was computed with (no paths: the same inputs give the same bytes).
+
+    Raises:
+        SimulatorError: If LOCAL_RANK is not an integer or a file cannot be read or written.
+    """
+    video = job.params.get("input_video_path") or ""
+    missing = [
+        key
+        for key, block in job.controls.items()
+        if key in COMPUTED_CONTROLS and not block.get("input_control")
+    ]
+    if not video or not missing:
+        return []
+    rank_text = env.get("LOCAL_RANK", "0")
+    try:
+        rank = int(rank_text)
+    except ValueError:
+        raise SimulatorError(f"LOCAL_RANK must be an integer, got {rank_text!r}") from None
+    try:
+        source = Path(video).read_bytes()
+    except OSError as exc:
+        raise SimulatorError(f"cannot read {video}: {exc}") from None
+    # The video's output folder: video_<i> of a batch, else --video_save_folder.
+    batch = job.params.get("batch_input_path")
+    folder = job.video_path.parent if batch else Path(job.params["video_save_folder"])
+    written = []
+    for key in missing:
+        made_with: dict[str, Any] = {}
+        if key == "vis":
+            made_with["blur_strength"] = job.params["blur_strength"]
+        elif key == "edge":
+            made_with["canny_threshold"] = job.params["canny_threshold"]
+        elif key == "seg":
+            text = job.controls[key].get("input_control_prompt") or job.params["prompt"]
+            made_with["prompt"] = " ".join(text.split()[:SEG_PROMPT_WORDS])
+        box = {
+            "simulated": True,
+            "generator": GENERATOR,
+            "note": f"SIMULATED {key} control computed from the input video (its bytes unchanged)",
+            "control": key,
+            **made_with,
+        }
+        path = folder / f"{key}_input_control_{rank}.mp4"
+        write_atomic(path, source + free_box(box))
+        out(f"computed {key} control: {path.resolve()}")
+        written.append(path)
+    return written
+
+
 def host_speed(env: dict[str, str] | os._Environ[str]) -> float:
     """How fast this simulated GPU host is: SPEED_ENV (a target's env), 1 by default.
 
@@ -934,6 +995,7 @@ def run(argv: list[str]) -> int:
     out("model loaded")
     ledger = Path(values["ledger"]) if values.get("ledger") else None
     for job in jobs:
+        write_computed_controls(job, os.environ)
         run_guardrail(job, values, ledger)
         data = produce(job, len(jobs), values["fail_on_seed"], values["per_video_s"] / speed)
         write_atomic(job.prompt_path, job.params["prompt"].encode("utf-8"))
