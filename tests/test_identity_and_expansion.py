@@ -446,3 +446,40 @@ def test_non_finite_numbers_are_refused(inputs: Path, value: float) -> None:
     with pytest.raises(ManifestError) as caught:
         expand(data, inputs, no_blame)
     assert [p.key_path for p in caught.value.problems] == ["test.yaml: model.guidance"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("weights", "depth"), True),
+        (("weights", "keypoint"), False),
+        (("seed",), True),
+        (("num_steps",), True),
+        (("guidance",), False),
+        (("sigma_max",), True),
+        (("fps",), True),
+        (("num_gpus",), True),
+    ],
+)
+def test_a_boolean_where_a_number_is_meant_is_refused(
+    inputs: Path, where: tuple[str, ...], value: bool
+) -> None:
+    """pydantic's lax mode would make true a weight of 1.0 (or a seed of 1)."""
+    data = manifest()
+    node = data["model"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert [p.key_path for p in caught.value.problems] == ["test.yaml: model." + ".".join(where)]
+    assert "boolean" in caught.value.problems[0].message
+
+
+def test_a_boolean_in_a_sweep_of_numbers_is_refused_by_its_entry(inputs: Path) -> None:
+    data = manifest(sweep={"grid": {"model.weights.depth": [0.5, True]}})
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert "test.yaml: sweep.grid.model.weights.depth[1]" in [
+        p.key_path for p in caught.value.problems
+    ]
