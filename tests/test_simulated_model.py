@@ -869,7 +869,7 @@ def test_the_prompt_upsampler_reads_what_transfer_py_reads(
     assert result.returncode == 0, result.stderr
     prompt = (work / "outputs" / "output.txt").read_text(encoding="utf-8")
     names = {name: sha12(work / f"{name}.mp4") for name in ("a", "b", "color")}
-    expected = read.format(computed="map computed from the input video", **names)
+    expected = read.format(computed="map made of the input video", **names)
     assert prompt.startswith("a street [SIMULATED prompt upsampler: read ")
     assert expected in prompt, prompt
     assert metadata(work / "outputs" / "output.mp4")["prompt"] == prompt
@@ -896,7 +896,7 @@ def test_in_a_batch_the_upsampler_reads_the_shared_spec_not_the_line(work: Path)
     assert result.returncode == 0, result.stderr
     for index, source in enumerate(("a", "c")):
         prompt = (work / "outputs" / f"video_{index}" / "prompt.txt").read_text(encoding="utf-8")
-        assert f"edge map computed from the input video {sha12(work / f'{source}.mp4')}" in prompt
+        assert f"the edge map made of the input video {sha12(work / f'{source}.mp4')}" in prompt
 
 
 def test_a_depth_batch_whose_shared_spec_has_no_depth_video_fails_to_upsample(

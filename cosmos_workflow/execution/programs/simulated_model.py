@@ -804,7 +804,7 @@ def upsampled_prompt(
         if path:
             what = f"the {hint} control video"
         else:
-            what, path = f"a {hint} map computed from the input video", params["input_video_path"]
+            what, path = f"the {hint} map made of the input video", params["input_video_path"]
     else:
         others = [key for key in keys if key in ("depth", "seg")]
         if not others:
