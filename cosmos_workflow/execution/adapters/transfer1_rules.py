@@ -163,8 +163,8 @@ def _no_video(run: RunSpec) -> list[Problem]:
             Problem(
                 "model.sigma_max",
                 f"must be {NO_VIDEO_SIGMA_MAX:g} for prompt {name!r}, which has no input video "
-                f"(got {shown:g}): transfer.py refuses less than 80, and with no video to "
-                "start from it uses its own noise level whatever the value",
+                f"(got {shown:g}): transfer.py needs at least 80 then, and with no video to "
+                "start from it does not use the value",
             )
         )
     problems += [
