@@ -337,3 +337,22 @@ def test_transfer25_refuses_transfer1_only_parameters_before_running(tmp_path: P
     assert done.returncode == 2
     assert "model.fps" in done.stderr and "not a Transfer2.5 parameter" in done.stderr
     assert not (project.outputs / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "says"),
+    [
+        ("model.options.use_distilled=true", "model.options.use_distilled", "edge control alone"),
+        ("model.options.num_input_frames=2", "model.options.num_input_frames", "only 1"),
+        ("model.seed=4294967296", "model.seed", "numpy's seed range"),
+        ("model.weights.depth=true", "model.weights.depth", "boolean"),
+    ],
+)
+def test_transfer1_refuses_what_transfer_py_refuses_before_running(
+    tmp_path: Path, override: str, key: str, says: str
+) -> None:
+    project = make_project(tmp_path / "project")
+    done = project.batch("+experiment=demo", "model=transfer1", override)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert key in done.stderr and says in done.stderr
+    assert not (project.outputs / "runs").exists()

@@ -173,7 +173,7 @@ def _no_video(run: RunSpec) -> list[Problem]:
             "a control video is required when the prompt has no input video",
         )
         for key in active_controls(run)
-        if key not in run.prompt.inputs.controls
+        if key not in run.prompt.inputs.controls and key not in AV_CONTROLS  # (_av_controls)
     ]
     return problems
 
@@ -330,14 +330,17 @@ def _strengths(run: RunSpec) -> list[Problem]:
         value = run.model.get(name)
         if value in (None, DEFAULT_STRENGTH):
             continue
-        if key in active_controls(run) and key not in run.prompt.inputs.controls:
+        if key not in active_controls(run):
+            why = f"this run has no {key} control"
+        elif key in run.prompt.inputs.controls:
+            why = f"prompt {run.prompt.name!r} gives the {key} control video"
+        else:
             continue
         problems.append(
             Problem(
                 f"model.{name}",
-                f"changes only a {key} control that transfer.py computes from the input video; "
-                f"prompt {run.prompt.name!r} has no {key} control without a video: "
-                f"leave it at {DEFAULT_STRENGTH}",
+                f"changes only a {key} control that transfer.py computes from the input video, "
+                f"and {why}: leave it at {DEFAULT_STRENGTH}",
             )
         )
     return problems
