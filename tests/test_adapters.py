@@ -32,7 +32,7 @@ from cosmos_workflow.execution.adapters.upscale import SimulatedUpscalerAdapter
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
-# transfer.py's defaults (COSMOS_INTERFACE.md), for values a spec leaves out.
+# transfer.py's defaults (its argparse), for values a spec leaves out.
 TRANSFER1_DEFAULTS: dict[str, Any] = {
     "prompt": "<built-in prompt>",
     "negative_prompt": "<built-in negative prompt>",
@@ -48,6 +48,7 @@ TRANSFER1_DEFAULTS: dict[str, Any] = {
     "num_input_frames": 1,
     "upsample_prompt": False,
     "use_distilled": False,
+    "is_av_sample": False,
 }
 OPTIONS = ("num_input_frames", "upsample_prompt", "use_distilled")
 SCALARS = ("seed", "guidance", "num_steps", "sigma_max", "fps", "blur_strength", "canny_threshold")
@@ -55,8 +56,17 @@ CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "
 VIDEOS = [InputFile(Path(f"/data/color{i}.mp4"), f"{i}" * 64) for i in range(3)]
 CONTROL_VIDEOS = {
     key: InputFile(Path(f"/data/{key}.mp4"), char * 64)
-    for key, char in (("depth", "d"), ("seg", "e"), ("edge", "f"), ("vis", "a"))
+    for key, char in (
+        ("depth", "d"),
+        ("seg", "e"),
+        ("edge", "f"),
+        ("vis", "a"),
+        ("keypoint", "b"),
+        ("hdmap", "c"),
+        ("lidar", "9"),
+    )
 }
+WEIGHT_MAPS = [InputFile(Path(f"/data/depth_weights{i}.pt"), f"{i + 5}" * 64) for i in range(2)]
 
 
 def base_model(adapter: str) -> dict[str, Any]:
@@ -66,7 +76,7 @@ def base_model(adapter: str) -> dict[str, Any]:
 
 def random_scalars(rng: random.Random) -> dict[str, Any]:
     return {
-        "seed": rng.choice([1, 2, 3]),
+        "seed": rng.choice([1, 2, 3, 2**32 - 1]),
         "guidance": rng.choice([5.0, 7.0]),
         "num_steps": rng.choice([35, 10]),
         "sigma_max": rng.choice([70.0, None, 90.0]),
@@ -77,28 +87,67 @@ def random_scalars(rng: random.Random) -> dict[str, Any]:
         "version": rng.choice(["1", "1", "2"]),
         "image": rng.choice([None, None, "cosmos:2"]),
         "options": rng.choice(
-            [{}, {}, {"upsample_prompt": True}, {"num_input_frames": 2, "use_distilled": None}]
+            [{}, {}, {"upsample_prompt": True}, {"num_input_frames": 1, "use_distilled": None}]
         ),
     }
 
 
 def random_weights(rng: random.Random) -> dict[str, float | None]:
+    """Weights that sum to at most 1 (transfer.py divides larger ones by their sum)."""
     weights = {
         "vis": rng.choice([None, None, 0.2]),
         "edge": rng.choice([None, 0.3]),
-        "depth": rng.choice([0.5, 0.8, None]),
-        "seg": rng.choice([None, 0.4]),
+        "depth": rng.choice([0.3, 0.2, None]),
+        "seg": rng.choice([None, 0.1]),
+        "keypoint": rng.choice([None, None, 0.1]),
     }
-    if not any(weights.values()):
+    if not any(weights[k] for k in ("vis", "edge", "depth", "seg")):
         weights["depth"] = 0.5
     return weights
+
+
+def random_settings(
+    rng: random.Random, active: list[str], controls: dict, video: InputFile | None, maps: dict
+) -> dict[str, dict[str, str]]:
+    """model.controls: checkpoints, and seg's prompts where transfer.py uses them."""
+    settings: dict[str, dict[str, str]] = {}
+    for key in active:
+        if rng.random() < 0.3:
+            settings.setdefault(key, {})["ckpt_path"] = rng.choice(
+                [f"/ckpt/{key}_posttrained.pt", f"/ckpt/{key}_other.pt"]
+            )
+    if "seg" in active and "seg" not in controls and rng.random() < 0.5:
+        settings.setdefault("seg", {})["input_control_prompt"] = "the car . the road"
+    if "seg" in active and video is not None and "seg" not in maps and rng.random() < 0.3:
+        settings.setdefault("seg", {})["control_weight_prompt"] = "the car"
+    return settings
+
+
+def transfer1_valid(model: dict[str, Any], controls: dict, video: InputFile | None) -> None:
+    """Drop what transfer.py would refuse or ignore in a random run (in place)."""
+    active = [k for k, w in model["weights"].items() if w is not None]
+    for name, key in (("blur_strength", "vis"), ("canny_threshold", "edge")):
+        if key not in active or key in controls:
+            model[name] = unused_strength(model[name])
+    if video is None:
+        model["sigma_max"] = 80.0
+    if model["options"].get("upsample_prompt"):
+        first = next(k for k in ("vis", "edge", "depth", "seg") if k in active)
+        if first in ("depth", "seg") and first not in controls:
+            model["options"] = {}
+
+
+def unused_strength(value: str | None) -> str | None:
+    """A blur or canny strength the program does not use: its default (or null)."""
+    return value if value in (None, "medium") else "medium"
 
 
 def random_transfer1_runs(rng: random.Random, adapter: str, count: int) -> list[RunSpec]:
     """Runs that differ in every way a sweep can make them differ.
 
     Parameters come from a few random families, so that some runs agree on
-    everything a batch shares and others differ in one value only.
+    everything a batch shares and others differ in one value only. Every run
+    is one transfer.py accepts (the tests check it).
     """
     families = [(random_scalars(rng), random_weights(rng)) for _ in range(3)]
     runs = []
@@ -108,28 +157,31 @@ def random_transfer1_runs(rng: random.Random, adapter: str, count: int) -> list[
             key = rng.choice(sorted(scalars))
             scalars[key] = random_scalars(rng)[key]
         model = {**base_model(adapter), **scalars, "weights": weights}
+        active = [key for key, weight in weights.items() if weight is not None]
         controls = {
             key: CONTROL_VIDEOS[key]
-            for key, weight in weights.items()
-            if weight is not None and key in ("depth", "seg") and index % 3
+            for key in active
+            if key in ("depth", "seg", "keypoint", "edge") and (index + len(key)) % 3
         }
         video = rng.choice([*VIDEOS, VIDEOS[0], None])
         if video is None:
             # Transfer1's rule without input video: every control has a video.
-            model["sigma_max"] = 90.0
-            controls = {k: CONTROL_VIDEOS[k] for k, w in weights.items() if w is not None}
+            controls = {k: CONTROL_VIDEOS[k] for k in active}
+        maps = {"depth": rng.choice(WEIGHT_MAPS)} if "depth" in active and index % 4 == 1 else {}
+        model["controls"] = random_settings(rng, active, controls, video, maps)
+        transfer1_valid(model, controls, video)
         prompt = ResolvedPrompt(
             name=f"p{index}",
             text=rng.choice(["a street at dusk", 'it\'s "wet"; $(rm -rf /)', "Strasse, \u96e8"])
             + f" #{index}",
             negative=rng.choice([None, "low 'quality'"]),
-            inputs=PromptInputSet(video=video, controls=controls),
+            inputs=PromptInputSet(video=video, controls=controls, weight_maps=maps),
         )
         runs.append(RunSpec(prompt=prompt, model=model))
     return runs
 
 
-# -- the rule, as COSMOS_INTERFACE.md states it -------------------------------------
+# -- the rule, as transfer.py applies it ----------------------------------------------
 def command_flags(argv: list[str], program: str) -> dict[str, str | bool]:
     """The transfer.py flags on a command line (after the program path)."""
     args = argv[argv.index(program) + 1 :]
@@ -147,10 +199,12 @@ def program_of(invocation: Invocation) -> str:
 
 
 def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str, Any]]:
-    """What transfer.py generates per output video: parameters and control blocks."""
+    """What transfer.py generates per output video: parameters, control blocks, and the
+    video its prompt upsampler reads."""
     flags = command_flags(invocation.argv, program)
     spec_name = PurePosixPath(str(flags["controlnet_specs"])).relative_to(LAYOUT.root)
-    spec = json.loads(invocation.files[str(spec_name)])
+    # transfer.py opens the spec with the locale's encoding: it must be ASCII.
+    spec = json.loads(invocation.files[str(spec_name)].decode("ascii"))
     params = dict(TRANSFER1_DEFAULTS)
     params.update({k: v for k, v in flags.items() if k in TRANSFER1_DEFAULTS})
     controls = {}
@@ -163,10 +217,12 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
     assert_transfer1_accepts(params, controls)
     folder = str(flags["video_save_folder"])
     if "batch_input_path" not in flags:
-        return {f"{folder}/{flags['video_save_name']}.mp4": {**params, "controls": controls}}
+        upsampler = upsampler_reads(params, controls, controls)
+        read = {**params, "controls": controls, "upsampler": upsampler}
+        return {f"{folder}/{flags['video_save_name']}.mp4": read}
     batch_name = PurePosixPath(str(flags["batch_input_path"])).relative_to(LAYOUT.root)
     reads = {}
-    for i, text in enumerate(invocation.files[str(batch_name)].decode().splitlines()):
+    for i, text in enumerate(invocation.files[str(batch_name)].decode("ascii").splitlines()):
         line = json.loads(text)
         line_params = copy.deepcopy(params)
         line_controls = copy.deepcopy(controls)
@@ -181,12 +237,42 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
                 else:
                     block[name] = value
         assert_transfer1_accepts(line_params, line_controls)
-        reads[f"{folder}/video_{i}/output.mp4"] = {**line_params, "controls": line_controls}
+        # The upsampler is made once, from the shared spec's control blocks.
+        upsampler = upsampler_reads(line_params, line_controls, controls)
+        reads[f"{folder}/video_{i}/output.mp4"] = {
+            **line_params,
+            "controls": line_controls,
+            "upsampler": upsampler,
+        }
     return reads
 
 
+def upsampler_reads(
+    params: dict[str, Any], controls: dict[str, Any], pipeline_controls: dict[str, Any]
+) -> tuple[str, ...] | None:
+    """The video transfer.py's prompt upsampler reads for one output (None: no upsampling).
+
+    world_generation_pipeline.py: the upsampler is made from the pipeline's
+    control blocks (the shared spec's, in file order): vis or edge first (its
+    control video, else a map computed from the line's input video), else the
+    first of depth and seg (its control video; without one it crashes).
+    """
+    if not params["upsample_prompt"]:
+        return None
+    keys = list(pipeline_controls)
+    if any(key in ("vis", "edge") for key in keys):
+        hint = "vis" if "vis" in keys else "edge"
+        path = pipeline_controls[hint].get("input_control")
+        return (hint, path) if path else (hint, "computed from", params["input_video_path"])
+    others = [key for key in keys if key in ("depth", "seg")]
+    assert others, "with no vis, edge, depth or seg control upsample_prompt is ignored"
+    path = pipeline_controls[others[0]].get("input_control")
+    assert path, f"transfer.py crashes: the upsampler reads no {others[0]} video"
+    return (others[0], path)
+
+
 def assert_transfer1_accepts(params: dict[str, Any], controls: dict[str, Any]) -> None:
-    """transfer.py's spec validation: without input video, sigma_max >= 80 and control videos.
+    """transfer.py's spec validation (inference_utils.py) and pipeline set-up.
 
     It runs on the shared spec of a batch too, before any line is read.
     """
@@ -195,6 +281,28 @@ def assert_transfer1_accepts(params: dict[str, Any], controls: dict[str, Any]) -
         assert all(block.get("input_control") for block in controls.values()), (
             "transfer.py: without input video every control needs input_control"
         )
+    assert params["num_input_frames"] == 1
+    assert 0 <= params["seed"] < 2**32, "numpy's seed range"
+    for key, block in controls.items():
+        assert set(block) <= {
+            "control_weight",
+            "input_control",
+            "ckpt_path",
+            "control_weight_prompt",
+            "input_control_prompt",
+        }
+        weight = block["control_weight"]
+        if isinstance(weight, str):
+            assert weight.endswith(".pt"), "a weight map path ends in .pt"
+        else:
+            assert not isinstance(weight, bool) and weight >= 0
+        if key in ("hdmap", "lidar"):
+            assert block.get("input_control"), "transfer.py computes no hdmap or lidar video"
+            assert params["is_av_sample"], "hdmap and lidar are the Sample-AV model's"
+        if params["use_distilled"] and "ckpt_path" not in block:
+            assert key == "edge", f"No default distilled checkpoint for {key}"
+    if params["use_distilled"]:
+        assert len(controls) == 1, "Distilled model only supports single control input"
 
 
 def asked_for(run: RunSpec) -> dict[str, Any]:
@@ -206,23 +314,37 @@ def asked_for(run: RunSpec) -> dict[str, Any]:
     expected["prompt"] = run.prompt.text
     expected["negative_prompt"] = run.prompt.negative or TRANSFER1_DEFAULTS["negative_prompt"]
     video = run.prompt.inputs.video
-    expected["input_video_path"] = (
-        LAYOUT.path(f"inputs/{video.sha256}{video.path.suffix}") if video else ""
-    )
+    expected["input_video_path"] = layout_path(video) if video else ""
     expected["num_gpus"] = str(run.model["num_gpus"])
     for name in OPTIONS:
         value = run.model["options"].get(name)
         expected[name] = TRANSFER1_DEFAULTS[name] if value is None else value
+    weights = {key: w for key, w in run.model["weights"].items() if w is not None}
+    expected["is_av_sample"] = bool({"hdmap", "lidar"} & set(weights))
     controls = {}
-    for key, weight in run.model["weights"].items():
-        if weight is None:
-            continue
-        controls[key] = {"control_weight": weight}
+    for key, weight in weights.items():
+        settings = (run.model.get("controls") or {}).get(key, {})
+        controls[key] = {name: value for name, value in settings.items() if value is not None}
+        weight_map = run.prompt.inputs.weight_maps.get(key)
+        controls[key]["control_weight"] = layout_path(weight_map) if weight_map else weight
         if key in run.prompt.inputs.controls:
-            item = run.prompt.inputs.controls[key]
-            controls[key]["input_control"] = LAYOUT.path(f"inputs/{item.sha256}{item.path.suffix}")
+            controls[key]["input_control"] = layout_path(run.prompt.inputs.controls[key])
     expected["controls"] = controls
+    expected["upsampler"] = None
+    if expected["upsample_prompt"]:
+        # Run alone: the upsampler reads the run's own control video of its key,
+        # or (vis, edge) a map computed from the run's own input video.
+        hint = next(k for k in ("vis", "edge", "depth", "seg") if k in weights)
+        own = controls[hint].get("input_control")
+        expected["upsampler"] = (
+            (hint, own) if own else (hint, "computed from", expected["input_video_path"])
+        )
     return expected
+
+
+def layout_path(item: InputFile) -> str:
+    """Where an input file is in the job folder: its checksum and plain suffix."""
+    return LAYOUT.path(f"inputs/{item.sha256}{item.path.suffix}")
 
 
 def transfer1_adapters() -> list[ModelAdapter]:
@@ -238,6 +360,7 @@ def test_every_transfer1_run_reads_exactly_its_own_parameters(
     adapter: ModelAdapter, seed: int
 ) -> None:
     runs = random_transfer1_runs(random.Random(seed), adapter.name, 60)
+    assert {run.id: adapter.validate(run) for run in runs} == {run.id: [] for run in runs}
     batches = [job.runs for job in form_jobs(runs, {adapter.name: adapter})]
     assert sorted(r.id for b in batches for r in b) == sorted(r.id for r in runs)
     assert any(len(b) > 1 for b in batches), "precondition: some runs share a batch"
@@ -366,10 +489,15 @@ def test_extra_args_may_only_hold_flags_that_leave_outputs_unchanged(flag: str) 
 
 
 def twin_runs(adapter: str, name: str, value: Any) -> list[RunSpec]:
-    """Two runs with input videos that differ only in the model value ``name``."""
+    """Two runs with input videos that differ only in the model value ``name``.
+
+    Their vis and edge controls are computed from the input video, so blur
+    and canny strengths change their outputs.
+    """
     runs = []
     for index in range(2):
         model = base_model(adapter)
+        model["weights"].update(vis=0.2, edge=0.3)
         if index:
             model[name] = value
         inputs = PromptInputSet(video=VIDEOS[index], controls={"depth": CONTROL_VIDEOS["depth"]})
@@ -398,6 +526,7 @@ def test_runs_that_differ_in_one_scalar_each_read_their_own(
         "precondition: they batch"
     )
     runs = twin_runs(adapter.name, name, value)
+    assert [adapter.validate(run) for run in runs] == [[], []]
     for number, batch in enumerate([job.runs for job in form_jobs(runs, {adapter.name: adapter})]):
         invocation = adapter.render(f"jb_{number}", batch, LAYOUT)
         reads = transfer1_reads(invocation, program_of(invocation))
@@ -409,12 +538,13 @@ def test_runs_that_differ_in_one_scalar_each_read_their_own(
 @pytest.mark.parametrize(
     ("sigma_max", "controls", "expected"),
     [
-        (90.0, {"depth"}, []),
         (80.0, {"depth"}, []),
         (79.5, {"depth"}, ["model.sigma_max"]),
         # Null leaves sigma_max to transfer.py's default, 70: too low.
         (None, {"depth"}, ["model.sigma_max"]),
-        (90.0, set(), ["prompts.bare.inputs.controls.depth"]),
+        # Above 80 it is accepted but not used (no video to start from): one value only.
+        (90.0, {"depth"}, ["model.sigma_max"]),
+        (80.0, set(), ["prompts.bare.inputs.controls.depth"]),
     ],
 )
 @pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
