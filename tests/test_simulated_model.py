@@ -323,11 +323,13 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
     expected_prompts = ["first: rainy street", "shared prompt", "third: snowy forest"]
     metas = []
     # Each line's controls without input_control are computed into its own folder.
-    computed = [["depth", "edge"], ["edge"], ["edge"]]
+    computed = [["depth", "edge", "seg"], ["edge"], ["edge", "seg"]]
     for index, source in enumerate(("a.mp4", "b.mp4", "c.mp4")):
         folder = out / f"video_{index}"
         made = [f"{key}_input_control_0.mp4" for key in computed[index]]
-        assert sorted(p.name for p in folder.iterdir()) == [*made, "output.mp4", "prompt.txt"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [*made, "output.mp4", "prompt.txt"]
+        )
         assert (folder / "output.mp4").read_bytes().startswith((work / source).read_bytes())
         assert (folder / "prompt.txt").read_text(encoding="utf-8") == expected_prompts[index]
         meta = metadata(folder / "output.mp4")
@@ -445,16 +447,11 @@ def test_controls_that_are_not_computed_write_nothing(work: Path) -> None:
         == 0
     )
     assert computed_files(work / "up") == []
-    spec = {
-        "sigma_max": 80,
-        "depth": {"input_control": "depth.mp4"},
-        "hdmap": {"input_control": "a.mp4"},
-    }
+    spec = {"sigma_max": 80, "hdmap": {"input_control": "a.mp4"}}
     write_json(work / "spec.json", spec)
-    assert (
-        run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "nv"], work).returncode
-        == 0
-    )
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "nv", "--is_av_sample"]
+    done = run_sim(args, work)
+    assert done.returncode == 0, done.stderr
     assert computed_files(work / "nv") == []
 
 
