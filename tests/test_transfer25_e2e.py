@@ -402,3 +402,54 @@ def test_a_sweep_runs_on_the_program_under_an_ascii_locale(
         }
         assert call["config_file"] == "cosmos_transfer2/my_config.py"
         assert call["hint_keys"] == ["edge", "seg"]
+
+
+BLOCKING = """\
+# @package _global_
+name: t25_blocking
+prompts:
+  one: {text: "scene one", inputs: {video: inputs/demo/street/color.mp4}}
+  two: {text: "scene two, forbidden", inputs: {video: inputs/demo/street/color.mp4}}
+  three: {text: "scene three", inputs: {video: inputs/demo/street/color.mp4}}
+  four: {text: "scene four", inputs: {video: inputs/demo/street/color.mp4}}
+model:
+  weights:
+    edge: 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("block", "reason"),
+    [
+        ("FAKE_T25_BLOCK", "blocked by the guardrail: the prompt was judged unsafe"),
+        ("FAKE_T25_BLOCK_VIDEO", "the program skipped it and kept going"),
+    ],
+)
+def test_a_sample_the_program_skips_fails_alone_with_its_reason(
+    tmp_path: Path, block: str, reason: str
+) -> None:
+    """Transfer2.5 keeps going past a blocked sample: its batch-mates succeed in one load."""
+    project = make_project(tmp_path / "project")
+    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
+    manifest.write_text(BLOCKING, encoding="utf-8")
+    log = tmp_path / "calls.jsonl"
+    done = project.batch(
+        "+experiment=t25_blocking",
+        "model=transfer2.5",
+        f"adapters.transfer2_5.workspace={WORKSPACE}",
+        env={"FAKE_T25_LOG": str(log), block: "forbidden"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [len(call["samples"]) for call in calls] == [4], "one model load for the four"
+    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
+    runs = {names[r["prompt_id"]]: r for r in project.cosmos_json("list", "runs")}
+    assert {name: r["status"] for name, r in runs.items()} == {
+        "one": "succeeded",
+        "two": "failed",
+        "three": "succeeded",
+        "four": "succeeded",
+    }
+    shown = project.cosmos("show", runs["two"]["id"])
+    assert reason in shown.stdout
+    assert "did not write" not in shown.stdout

@@ -177,6 +177,17 @@ def mp4_whole(path: Path) -> bool:
     return offset == size
 
 
+def missing_message(adapter: ModelAdapter, log_path: Path, run_id: str, missing: list[str]) -> str:
+    """Why a run of a job whose program exited 0 has no outputs, for people.
+
+    A program that keeps going past a sample it could not make (Transfer2.5
+    skips a prompt its guardrail blocks) says why in its log; else the
+    missing files are named.
+    """
+    reason = adapter.skipped_reason(log_tail(log_path), run_id)
+    return reason or f"the model exited 0 but did not write {', '.join(missing)}"
+
+
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     """The end of a job's log as text ("" if there is none)."""
     try:

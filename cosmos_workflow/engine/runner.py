@@ -18,7 +18,7 @@ from pathlib import Path
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
-from cosmos_workflow.engine.isolation import Failure, assess_failure
+from cosmos_workflow.engine.isolation import Failure, assess_failure, missing_message
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
@@ -440,7 +440,7 @@ class JobRunner:
             self._progress.run_finished(run.id, "succeeded", seconds, str(folder))
             return "succeeded"
         if failure is None:
-            message = f"the model exited 0 but did not write {', '.join(missing)}"
+            message = missing_message(self._adapters[run.adapter], result.log_path, run.id, missing)
         else:
             message = failure.run_message()
         job = _Job(invocation, result.log_path)

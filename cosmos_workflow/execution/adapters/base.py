@@ -163,6 +163,16 @@ class ModelAdapter(ABC):
         """
         return None
 
+    def skipped_reason(self, log: str, run_id: str) -> str | None:
+        """Why the program, which exited 0, made no outputs for ``run_id`` (read from its log).
+
+        For programs that keep going past a sample they cannot make.
+
+        Returns:
+            None if the log does not say (the runner then names the missing files).
+        """
+        return None
+
     @abstractmethod
     def batch_key(self, run: RunSpec) -> Hashable:
         """Runs with equal keys may share one invocation."""

@@ -13,6 +13,7 @@ program accepts are in ``transfer2_5_rules``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Hashable
 from typing import Any
 
@@ -104,6 +105,29 @@ def outputs(run: RunSpec) -> RunOutputs:
     )
 
 
+# cosmos_transfer2/inference.py logs each sample's start, and a text guardrail
+# block ("Guardrail blocked generation. Prompt: ..."), then keeps going.
+SAMPLE_START = re.compile(r"\[\d+/\d+\] Processing sample (\S+)")
+TEXT_BLOCKED = re.compile(r"Guardrail blocked generation\. (Prompt|Negative prompt):")
+
+
+def skipped_sample_reason(log: str, name: str) -> str | None:
+    """Why examples/inference.py skipped sample ``name``, from its console log."""
+    starts = list(SAMPLE_START.finditer(log))
+    for index, start in enumerate(starts):
+        if start.group(1) != name:
+            continue
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(log)
+        blocked = TEXT_BLOCKED.search(log, start.end(), end)
+        if blocked:
+            return f"blocked by the guardrail: the {blocked.group(1).lower()} was judged unsafe"
+        return (
+            "the program skipped it and kept going (a video its guardrail blocked "
+            "leaves no line in the console log; see the program's own log in out/)"
+        )
+    return None
+
+
 class Transfer25Adapter(ModelAdapter):
     """Renders Cosmos-Transfer2.5 sample files and the inference command.
 
@@ -123,6 +147,10 @@ class Transfer25Adapter(ModelAdapter):
     def validate(self, run: RunSpec) -> list[Problem]:
         """What examples/inference.py would refuse (or ignore) in ``run``."""
         return [*self._setting_problems, *problems(run)]
+
+    def skipped_reason(self, log: str, run_id: str) -> str | None:
+        """A sample the program kept going past: blocked by the text guardrail, or skipped."""
+        return skipped_sample_reason(log, run_id)
 
     def batch_key(self, run: RunSpec) -> Hashable:
         """Everything one invocation shares: its command line and its model's controls."""
