@@ -167,7 +167,7 @@ def test_folders_without_a_database_are_orphaned_and_none_is_made(demo_project: 
 
 
 def damage(project: Project) -> dict[str, str]:
-    """Damage six runs in six ways, orphan two folders; what each run's problem must name."""
+    """Damage seven runs in seven ways, orphan two folders; what each run's problem must name."""
     ids = run_ids(project)
     runs = project.outputs / "runs"
     (runs / ids[0] / "output.mp4").unlink()
@@ -183,6 +183,7 @@ def damage(project: Project) -> dict[str, str]:
     deleted = project.cosmos("delete", "run", ids[6], "--yes")
     assert deleted.returncode == 0, deleted.stderr
     shutil.copytree(runs / ids[7], runs / "rs_00000000deadbeef")
+    (runs / ids[8] / "control_depth.mp4").write_bytes(b"another control video")
     return {
         ids[0]: "output.mp4 is missing",
         ids[1]: "sha256",
@@ -190,6 +191,7 @@ def damage(project: Project) -> dict[str, str]:
         ids[3]: "result.json is missing",
         ids[4]: "run folder is missing",
         ids[5]: "outputs.sha256 is missing",
+        ids[8]: "control_depth.mp4 has 21 bytes",  # a control video the model computed
     }
 
 
@@ -245,15 +247,15 @@ def test_fix_marks_damaged_runs_to_run_again_and_deletes_nothing(demo_project: P
 
     code, report = verify_json(proj)
     assert code == 1 and report["damaged"] == [] and len(report["orphaned"]) == 2
-    assert report["checked"] == 5
+    assert report["checked"] == 4
 
     # The next run of the sweep executes exactly the damaged runs; the run
     # deleted with its folder kept is adopted again (its outputs verify).
     ledger = len(proj.ledger_lines())
     again = proj.batch("+experiment=demo")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "6 executed (6 succeeded, 0 failed), 6 cached" in again.stdout
-    assert len(proj.ledger_lines()) == ledger + 6
+    assert "7 executed (7 succeeded, 0 failed), 5 cached" in again.stdout
+    assert len(proj.ledger_lines()) == ledger + 7
     code, report = verify_json(proj)
     assert [item["name"] for item in report["orphaned"]] == ["rs_00000000deadbeef"]
     assert code == 1 and report["checked"] == 12 and report["damaged"] == []
