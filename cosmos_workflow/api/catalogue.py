@@ -382,7 +382,7 @@ class Catalogue:
         with self._ws.runner_lock(exclusive=True):
             child_prompts: list[str] = []
             child_runs: list[str] = []
-            if with_children and ids:
+            if with_children:
                 _, child_prompts, child_runs = self._descendants(kind, ids)
             run_ids = repo.delete_runs(child_runs)
             for prompt_id in reversed(child_prompts):
