@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.engine.control import KillReport, LogResult
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.outputs.report import ReportResult
+    from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
     from cosmos_workflow.sweeps.multirun import (
         MULTIRUN_RECORD,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     )
     from cosmos_workflow.sweeps.plan import DerivedPrompt, SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
-    from cosmos_workflow.sweeps.single import EnhanceResult, InferenceResult
+    from cosmos_workflow.sweeps.single import CreatedPrompt, EnhanceResult, InferenceResult
 
 # Each public name and the module that defines it.
 _EXPORTS = {
@@ -43,6 +44,7 @@ _EXPORTS = {
     "SweepSummary": "cosmos_workflow.sweeps.session",
     "InferenceResult": "cosmos_workflow.sweeps.single",
     "EnhanceResult": "cosmos_workflow.sweeps.single",
+    "CreatedPrompt": "cosmos_workflow.sweeps.single",
     "JobPlan": "cosmos_workflow.sweeps.multirun",
     "JobFailure": "cosmos_workflow.sweeps.multirun",
     "Multirun": "cosmos_workflow.sweeps.multirun",
@@ -53,6 +55,7 @@ _EXPORTS = {
     "KillReport": "cosmos_workflow.engine.control",
     "LogResult": "cosmos_workflow.engine.control",
     "PrepareResult": "cosmos_workflow.local_ai.prepare",
+    "VerifyReport": "cosmos_workflow.outputs.verify",
 }
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "OVERRIDES_PARAM",
     "RUN_STATUSES",
     "CosmosAPI",
+    "CreatedPrompt",
     "DerivedPrompt",
     "EnhanceResult",
     "InferenceResult",
@@ -74,6 +78,7 @@ __all__ = [
     "ReportResult",
     "SweepPlan",
     "SweepSummary",
+    "VerifyReport",
 ]
 
 

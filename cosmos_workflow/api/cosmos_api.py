@@ -2,7 +2,7 @@
 
 Setup (the constructor, from_project, from_composed, close) and one-line
 hand-offs: sweeps to sweeps/ (plan, session, stages, multirun), single
-prompts and runs to sweeps/single.py, list/show/search/rate/status/delete to
+prompts and runs to sweeps/single.py, list/show/search/rate/status/delete/verify to
 api/catalogue.py, reports to outputs/, logs and kill to engine/control.py.
 Each method imports what it hands off to, so importing this module is quick.
 """
@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from cosmos_workflow.local_ai.probe import ProbeCache
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.store import OutputStore
+    from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.sweeps.multirun import JobPlan, Multirun
     from cosmos_workflow.sweeps.plan import SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
-    from cosmos_workflow.sweeps.single import EnhanceResult, InferenceResult
+    from cosmos_workflow.sweeps.single import CreatedPrompt, EnhanceResult, InferenceResult
     from cosmos_workflow.utils.clock import Clock
     from cosmos_workflow.utils.step_progress import StepProgress
 
@@ -247,11 +248,11 @@ class CosmosAPI:
     # -- prompts and single runs -----------------------------------------------------------
     def create_prompt(
         self, text: str, video_dir: Path, name: str | None = None, negative: str | None = None
-    ) -> tuple[str, bool]:
+    ) -> CreatedPrompt:
         """Create a prompt from a folder of videos named by role.
 
         Returns:
-            (prompt id, True if it was new).
+            Its id, whether it is new, and notes (the files of the folder not used).
         """
         from cosmos_workflow.sweeps.single import create_prompt
 
@@ -343,16 +344,11 @@ class CosmosAPI:
     def ids_with_prefix(
         self, prefix: str, kinds: tuple[str, ...] = ("ps", "rs", "sw"), limit: int = 100
     ) -> list[tuple[str, str]]:
-        """(id, label) of objects whose id starts with ``prefix`` (shell completion).
+        """(id, label) of at most ``limit`` objects whose id starts with ``prefix`` (completion).
 
-        Without a database, or with one whose schema is not this version's,
-        none (and nothing is created or migrated).
-
-        Args:
-            prefix: What was typed so far.
-            kinds: "ps" (prompts, labelled by name), "rs" (runs, by status),
-                "sw" (sweeps, by name).
-            limit: At most this many.
+        ``kinds``: "ps" (prompts, labelled by name), "rs" (runs, by status), "sw"
+        (sweeps, by name). Without a database, or with one whose schema is not
+        this version's, none (and nothing is created or migrated).
         """
         return self._catalogue.ids_with_prefix(prefix, kinds, limit)
 
@@ -366,14 +362,15 @@ class CosmosAPI:
         limit: int | None = None,
         rating: int | None = None,
         min_rating: int | None = None,
+        prompt: str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least.
 
-        Raises:
-            ValidationFailure: an unknown status, a rating outside 1-5, or both
-                rating filters (one of them would be ignored).
+        ``prompt``: runs of that prompt (an id, a unique prefix or a name: every prompt so named).
+        Raises ValidationFailure: an unknown status or prompt, a rating outside
+        1-5, or both rating filters (one of them would be ignored).
         """
-        return self._catalogue.list_runs(status, limit, rating, min_rating)
+        return self._catalogue.list_runs(status, limit, rating, min_rating, prompt)
 
     def list_sweeps(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Sweeps as dicts with run counts, newest first."""
@@ -417,29 +414,34 @@ class CosmosAPI:
         """
         return self._catalogue.status()
 
-    def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
-        """What a deletion would remove (for the confirmation question).
+    def delete_preview(
+        self, kind: str, given: str | None, status: str | None = None, prompt: str | None = None
+    ) -> dict[str, Any]:
+        """What a deletion would remove (for the confirmation question); ``ids``: the selection.
 
-        ``children`` are the prompts and runs made from it, at any depth
-        (enhanced prompts and their runs, upscales and their input prompts):
-        kept and unlinked, unless deleted with it.
+        ``given`` None: every prompt or run that ``status`` (runs) and ``prompt``
+        (an id or name) select (``--all``). ``children``: the prompts and runs
+        made from them at any depth, kept and unlinked unless deleted with them.
         """
-        return self._catalogue.delete_preview(kind, given)
+        return self._catalogue.delete_preview(kind, given, status, prompt)
 
     def delete(
         self,
         kind: str,
-        given: str,
+        given: str | list[str],
         delete_outputs: bool = False,
         with_children: bool = False,
     ) -> dict[str, Any]:
-        """Delete a prompt (with its runs) or a run; outputs kept unless asked.
+        """Delete a prompt (with its runs), a run, or the listed ids; outputs kept unless asked.
 
-        Prompts and runs made from it are kept, unlinked, unless
-        ``with_children``. Refused while a runner is executing on the same
-        output tree.
+        What was made from them is kept, unlinked, unless ``with_children``.
+        Refused while a runner is executing on the same output tree.
         """
         return self._catalogue.delete(kind, given, delete_outputs, with_children)
+
+    def verify(self, fix: bool = False, progress: StepProgress | None = None) -> VerifyReport:
+        """The database against the run folders (outputs/verify.py); ``fix`` marks damaged runs."""
+        return self._catalogue.verify(fix, progress)
 
     # -- reports, logs and kill ------------------------------------------------------------
     def report(

@@ -4,6 +4,7 @@ cosmos-batch +experiment=demo
 cosmos-batch +experiment=demo dry_run=true
 cosmos-batch +experiment=demo model.seed=7 --cfg job
 cosmos-batch -m +experiment=demo model.seed=1,2,3    # every job's runs as one sweep
+cosmos-batch --help                                  # cli/batch_help.py
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.cli.batch_help import print_help_if_asked
 from cosmos_workflow.cli.common import INTERRUPTED_EXIT
 from cosmos_workflow.cli.console import (
     configure_logging,
@@ -383,6 +385,8 @@ def _refuse_secrets(argv: list[str]) -> None:
 
 def main() -> None:
     """Console entry point of cosmos-batch."""
+    # --help is answered before Hydra is imported (cli/batch_help.py).
+    print_help_if_asked(sys.argv[1:])
     import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

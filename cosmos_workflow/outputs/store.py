@@ -35,7 +35,7 @@ from cosmos_workflow.utils.atomic import (
     write_text_atomic,
     write_yaml_atomic,
 )
-from cosmos_workflow.utils.hashing import sha256_file
+from cosmos_workflow.utils.hashing import parse_sums, sha256_file, sums_text
 
 RESULT_FILE = "result.json"
 OUTPUT_VIDEO = "output.mp4"
@@ -100,11 +100,6 @@ class RunRecord:
 
 def _yaml_text(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
-def _sums(entries: Iterable[tuple[str, str]]) -> str:
-    """sha256sum(1) format: '<hex>  <path>' per line."""
-    return "".join(f"{digest}  {name}\n" for digest, name in entries)
 
 
 class OutputStore:
@@ -271,11 +266,11 @@ class OutputStore:
         if not self.has_outputs(run_id):
             return False
         folder = self.run_dir(run_id)
-        sums = folder / OUTPUTS_SUMS
-        if not sums.is_file():
+        try:
+            recorded = read_sums(folder / OUTPUTS_SUMS)
+        except (OSError, ValueError):
             return False
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            digest, _, name = line.partition("  ")
+        for digest, name in recorded:
             target = folder / name
             if not target.is_file() or sha256_file(target) != digest:
                 return False
@@ -286,7 +281,7 @@ class OutputStore:
             raise StateError(f"run {spec.id} already succeeded; its outputs are never overwritten")
         write_yaml_atomic(folder / "run.yaml", spec.to_dict())
         inputs = [(item.sha256, str(item.path)) for item in spec.prompt.inputs.files()]
-        write_text_atomic(folder / "inputs.sha256", _sums(inputs))
+        write_text_atomic(folder / "inputs.sha256", sums_text(inputs))
 
     def _write_common(
         self, folder: Path, spec: RunSpec, invocation: Invocation, log_path: Path
@@ -341,7 +336,7 @@ class OutputStore:
         for stale in folder.glob(CONTROL_PREFIX + "*"):
             if stale.name not in sizes:
                 stale.unlink(missing_ok=True)
-        write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
+        write_text_atomic(folder / OUTPUTS_SUMS, sums_text(sums))
         result = record.to_dict(spec.id, duration_s)
         result["outputs"] = sizes
         result[MAIN_OUTPUT] = outputs.stored_as
@@ -431,6 +426,15 @@ def _placements(
 def control_name(key: str, relative: str) -> str:
     """A computed control video's name in the run folder: ``control_<key>`` and its suffix."""
     return f"{CONTROL_PREFIX}{key}{PurePosixPath(relative).suffix or '.mp4'}"
+
+
+def read_sums(path: Path) -> list[tuple[str, str]]:
+    """The (sha256, name) pairs of a checksum file (sha256sum format, escaped names too).
+
+    Raises:
+        OSError: it cannot be read. ValueError: a line is not in that format.
+    """
+    return parse_sums(path.read_text(encoding="utf-8"))
 
 
 def _main_output(result: dict[str, Any], sizes: dict[str, Any]) -> str | None:

@@ -17,7 +17,8 @@ from cosmos_workflow.database.models import Prompt, Run, RunStatus
 from cosmos_workflow.engine.progress import NullProgress, ProgressSink
 from cosmos_workflow.errors import Problem, ValidationFailure
 from cosmos_workflow.local_ai.checks import check_video_folder
-from cosmos_workflow.local_ai.video_dir import detect_videos
+from cosmos_workflow.local_ai.sequences import unused_note
+from cosmos_workflow.local_ai.video_dir import ROLE_ALIASES, ROLES, detect_videos
 from cosmos_workflow.manifest.expansion import pydantic_problems
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
@@ -32,6 +33,13 @@ from cosmos_workflow.sweeps.queue import adopt_unless_succeeded, queue_runs
 from cosmos_workflow.sweeps.stages import enhanced_text, upscale_spec_of
 from cosmos_workflow.sweeps.workspace import Workspace
 from cosmos_workflow.utils.hashing import sha256_file
+
+# Why `cosmos create prompt` does not use a file of the folder.
+UNUSED_VIDEO = (
+    "a video is named by its role, as the whole name or its last word: "
+    + ", ".join(ROLES)
+    + "".join(f" ({alias} is {role})" for alias, role in ROLE_ALIASES.items())
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,29 @@ class EnhanceResult:
     run: InferenceResult
 
 
+@dataclass(frozen=True)
+class CreatedPrompt:
+    """Outcome of `cosmos create prompt`.
+
+    Attributes:
+        id: The prompt's id.
+        created: True if it was new (False: an identical prompt existed).
+        notes: What the user should know: the files of the folder not used.
+    """
+
+    id: str
+    created: bool
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"id": self.id, "created": self.created, "notes": list(self.notes)}
+
+
 def create_prompt(
     ws: Workspace, text: str, video_dir: Path, name: str | None, negative: str | None
-) -> tuple[str, bool]:
-    """Create a prompt from a folder of videos named by role.
-
-    Returns:
-        (prompt id, True if it was new).
-    """
+) -> CreatedPrompt:
+    """Create a prompt from a folder of videos named by role; name the files not used."""
     if not text.strip():
         raise ValidationFailure("the prompt text is empty")
     videos = detect_videos(video_dir)
@@ -84,7 +107,9 @@ def create_prompt(
         negative=negative,
         inputs=PromptInputSet(video=files.pop("color"), controls=dict(sorted(files.items()))),
     )
-    return prompt.id, ws.repository.add_prompts([prompt]) == 1
+    unused = unused_note(video_dir, set(videos.values()), UNUSED_VIDEO)
+    notes = [unused] if unused else []
+    return CreatedPrompt(prompt.id, ws.repository.add_prompts([prompt]) == 1, notes)
 
 
 def inference(

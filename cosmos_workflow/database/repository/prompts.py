@@ -111,6 +111,12 @@ class PromptQueries(RepositoryCore):
             query = select(Prompt).order_by(Prompt.created_at.desc(), Prompt.id).limit(limit)
             return list(session.scalars(query))
 
+    def prompt_ids_named(self, name: str) -> list[str]:
+        """Ids of the prompts whose name is exactly ``name``, newest first."""
+        with self._session() as session:
+            query = select(Prompt.id).where(Prompt.name == name)
+            return list(session.scalars(query.order_by(Prompt.created_at.desc(), Prompt.id)))
+
     def delete_prompt(self, prompt_id: str) -> list[Run]:
         """Delete a prompt and its runs; return the deleted runs."""
         with self._session(WRITE_LOCK) as session:
