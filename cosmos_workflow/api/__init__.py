@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
+    from cosmos_workflow.sweeps.inference import (
+        InferencePlan,
+        PromptRef,
+        active_weights,
+        weights_text,
+    )
     from cosmos_workflow.sweeps.multirun import (
         MULTIRUN_RECORD,
         OVERRIDES_PARAM,
@@ -43,6 +49,10 @@ _EXPORTS = {
     "SweepSummary": "cosmos_workflow.sweeps.session",
     "InferenceResult": "cosmos_workflow.sweeps.single",
     "EnhanceResult": "cosmos_workflow.sweeps.single",
+    "InferencePlan": "cosmos_workflow.sweeps.inference",
+    "PromptRef": "cosmos_workflow.sweeps.inference",
+    "active_weights": "cosmos_workflow.sweeps.inference",
+    "weights_text": "cosmos_workflow.sweeps.inference",
     "JobPlan": "cosmos_workflow.sweeps.multirun",
     "JobFailure": "cosmos_workflow.sweeps.multirun",
     "Multirun": "cosmos_workflow.sweeps.multirun",
@@ -63,6 +73,7 @@ __all__ = [
     "CosmosAPI",
     "DerivedPrompt",
     "EnhanceResult",
+    "InferencePlan",
     "InferenceResult",
     "JobFailure",
     "JobPlan",
@@ -71,9 +82,12 @@ __all__ = [
     "Multirun",
     "MultirunSweep",
     "PrepareResult",
+    "PromptRef",
     "ReportResult",
     "SweepPlan",
     "SweepSummary",
+    "active_weights",
+    "weights_text",
 ]
 
 

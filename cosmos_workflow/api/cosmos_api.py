@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.local_ai.probe import ProbeCache
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.store import OutputStore
+    from cosmos_workflow.sweeps.inference import InferencePlan, PromptRef
     from cosmos_workflow.sweeps.multirun import JobPlan, Multirun
     from cosmos_workflow.sweeps.plan import SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
@@ -185,15 +186,11 @@ class CosmosAPI:
 
         return plan_experiment(self._ws, self.composed, overrides, sources)
 
-    def with_stages(self, plan: SweepPlan) -> SweepPlan:
-        """The plan as it will run: with enhanced prompts if they are enhanced already.
+    def preview(self, plan: SweepPlan) -> dict[str, Any]:
+        """What a dry run prints: the plan as it runs, its stages and jobs (sweeps/preview.py)."""
+        from cosmos_workflow.sweeps.preview import preview
 
-        Executes nothing (for dry runs); prompts not enhanced yet leave the
-        plan as it is, with a note.
-        """
-        from cosmos_workflow.sweeps.stages import with_stages
-
-        return with_stages(self._ws, plan)
+        return preview(self._ws, plan)
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
@@ -218,9 +215,9 @@ class CosmosAPI:
             plan: The planned sweep.
             progress: Where progress goes.
             on_stored: Called with the sweep as stored, before its runs
-                execute (with stages.enhance, its id and runs are those of
-                the enhanced prompts); a caller that is interrupted later
-                still knows which sweep it was.
+                execute (with stages.enhance, its runs are those of the
+                enhanced prompts); a caller that is interrupted later still
+                knows which sweep it was.
 
         Raises:
             StateError: another runner is working on this output tree.
@@ -248,39 +245,34 @@ class CosmosAPI:
     def create_prompt(
         self, text: str, video_dir: Path, name: str | None = None, negative: str | None = None
     ) -> tuple[str, bool]:
-        """Create a prompt from a folder of videos named by role.
-
-        Returns:
-            (prompt id, True if it was new).
-        """
+        """Create a prompt from a folder of videos named by role: (its id, True if new)."""
         from cosmos_workflow.sweeps.single import create_prompt
 
         return create_prompt(self._ws, text, video_dir, name, negative)
 
-    def inference(
-        self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
-    ) -> InferenceResult:
-        """Run one prompt with the given model parameters on the target.
+    def plan_inference(
+        self, prompts: Sequence[str | PromptRef], model: dict[str, Any]
+    ) -> InferencePlan:
+        """One run per prompt (ps_ id, unique prefix or name), default weights filled in.
 
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: Model config (adapter, parameters) as composed from conf/.
-            progress: Where progress goes.
+        Several make one sweep (:meth:`run_sweep`), one a single run (:meth:`inference`).
         """
-        from cosmos_workflow.sweeps.single import inference
+        from cosmos_workflow.sweeps.inference import plan_inference
 
-        return inference(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+        return plan_inference(self._ws, prompts, model)
+
+    def inference(
+        self, planned: InferencePlan, progress: ProgressSink | None = None
+    ) -> InferenceResult:
+        """Execute the single run of :meth:`plan_inference` (cached if made before)."""
+        from cosmos_workflow.sweeps.inference import run_single
+
+        return run_single(self._ws, planned, progress)
 
     def enhance(
         self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
     ) -> EnhanceResult:
-        """Run the prompt upsampler on a prompt; store its text as a NEW, linked prompt.
-
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: The video model (as composed from conf/); its family's
-                upsampler runs, with its version and image.
-            progress: Where progress goes.
+        """Run ``model``'s family's prompt upsampler on a prompt; its text is a NEW, linked prompt.
 
         Raises:
             ValidationFailure: the model has no upsampler, the prompt no input video.
@@ -288,6 +280,12 @@ class CosmosAPI:
         from cosmos_workflow.sweeps.single import enhance
 
         return enhance(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+
+    def plan_enhance(self, prompt_id: str, model: dict[str, Any]) -> SweepPlan:
+        """The upsampler's run that :meth:`enhance` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import enhance_plan
+
+        return enhance_plan(self._ws, self.resolve_id(prompt_id, "ps"), model)
 
     def upscale(
         self,
@@ -299,16 +297,20 @@ class CosmosAPI:
         """4K-upscale a succeeded run's output video: a new run, linked to its parent.
 
         ``weight`` None: DEFAULT_UPSCALE_WEIGHT; ``text`` None: the parent's prompt.
-
-        Raises:
-            ValidationFailure: the run has not succeeded, its outputs are gone or
-                changed, or its model has no upscaler.
+        Raises ValidationFailure if the run has not succeeded, its outputs are
+        gone or changed, or its model has no upscaler.
         """
-        from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
         from cosmos_workflow.sweeps.single import upscale
 
-        weight = DEFAULT_UPSCALE_WEIGHT if weight is None else weight
         return upscale(self._ws, self.resolve_id(run_id, "rs"), weight, text, progress)
+
+    def plan_upscale(
+        self, run_id: str, weight: float | None = None, text: str | None = None
+    ) -> SweepPlan:
+        """The run that :meth:`upscale` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import upscale_plan
+
+        return upscale_plan(self._ws, self.resolve_id(run_id, "rs"), weight, text)
 
     def prepare_inputs(
         self,

@@ -10,7 +10,12 @@ from sqlalchemy import select
 from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.ids import ids_starting_with
 from cosmos_workflow.database.models import Prompt, Run, Sweep
-from cosmos_workflow.database.repository.core import RepositoryCore, insert_rows, stored_among
+from cosmos_workflow.database.repository.core import (
+    IN_CHUNK,
+    RepositoryCore,
+    insert_rows,
+    stored_among,
+)
 from cosmos_workflow.database.search import LIKE_ESCAPE, SearchHits, find_text, like_literal
 from cosmos_workflow.errors import NotFoundFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt
@@ -104,6 +109,18 @@ class PromptQueries(RepositoryCore):
             if prompt is None:
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
             return prompt
+
+    def prompt_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """The ids of the prompts called each of ``names`` (names no prompt has are left out)."""
+        wanted = sorted(set(names))
+        found: dict[str, list[str]] = {}
+        with self._session() as session:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                query = select(Prompt.name, Prompt.id).where(Prompt.name.in_(chunk))
+                for name, prompt_id in session.execute(query.order_by(Prompt.id)):
+                    found.setdefault(name, []).append(prompt_id)
+        return found
 
     def list_prompts(self, limit: int | None = None) -> list[Prompt]:
         """Prompts, newest first."""
