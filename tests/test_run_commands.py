@@ -238,8 +238,9 @@ def three(project: Project) -> tuple[Project, list[str]]:
 def test_several_prompts_run_as_one_sweep_in_one_model_load(three) -> None:
     project, ids = three
     dry = ok(project.cosmos("inference", *ids, "--seed", "3", "--dry-run"))
-    header = re.search(r"^sweep (sw_[0-9a-f]{16}) \(inference\): 3 runs, 0 cached, 3 to run$",
-                       dry.stdout, re.M)
+    header = re.search(
+        r"^sweep (sw_[0-9a-f]{16}) \(inference\): 3 runs, 0 cached, 3 to run$", dry.stdout, re.M
+    )
     assert header, dry.stdout
     planned = planned_states(dry.stdout)
     assert len(planned) == 3 and set(planned.values()) == {"to run"}
@@ -307,6 +308,17 @@ def test_prompts_by_name_prefix_and_file(three) -> None:
     assert "--prompts-file" in helped and "one prompt per line" in helped
 
 
+def test_a_name_means_the_prompt_typed_in_not_those_made_from_it(three) -> None:
+    project, ids = three
+    enhanced = project.cosmos_json("enhance", ids[0])["id"]
+    assert project.cosmos_json("show", enhanced)["name"] == "one"
+    by_name = ok(project.cosmos("inference", "one", "--dry-run"))
+    by_id = ok(project.cosmos("inference", ids[0], "--dry-run"))
+    assert planned_states(by_name.stdout) == planned_states(by_id.stdout)
+    other = ok(project.cosmos("inference", enhanced, "--dry-run"))
+    assert planned_states(other.stdout) != planned_states(by_id.stdout)
+
+
 def test_a_prompt_given_twice_runs_once(three) -> None:
     project, ids = three
     done = ok(project.cosmos("inference", ids[0], "one", ids[0][:8], ids[1], "--seed", "6"))
@@ -316,7 +328,7 @@ def test_a_prompt_given_twice_runs_once(three) -> None:
 
 
 def test_one_prompt_makes_no_sweep(three) -> None:
-    project, ids = three
+    project, _ = three
     data = project.cosmos_json("inference", "two", "--seed", "7")
     assert data["status"] == "succeeded"
     assert project.cosmos_json("list", "sweeps") == []
@@ -361,8 +373,9 @@ def test_no_prompt_and_an_empty_database_writes_nothing(project: Project) -> Non
 def test_a_prompt_without_weights_gets_the_default_and_says_so(three) -> None:
     project, ids = three
     done = ok(project.cosmos("inference", ids[0], "--seed", "8"))
-    assert re.search(r"^weights: depth=0\.5 \(default: inference\.default_weight\)$",
-                     done.stdout, re.M), done.stdout
+    assert re.search(
+        r"^weights: depth=0\.5 \(default: inference\.default_weight\)$", done.stdout, re.M
+    ), done.stdout
     run_id = RUN_ID.search(done.stdout).group()
     assert spec_weights(project.outputs / "runs" / run_id) == {"depth": 0.5}
     data = project.cosmos_json("inference", ids[0], "--seed", "8")
@@ -400,8 +413,12 @@ def test_without_default_weight_a_control_needs_one(three) -> None:
     project, ids = three
     before = state(project)
     off = ("--set", "inference.default_weight=null")
-    bad(project.cosmos("inference", ids[0], *off), "depth", "--weight depth=W",
-        "inference.default_weight")
+    bad(
+        project.cosmos("inference", ids[0], *off),
+        "depth",
+        "--weight depth=W",
+        "inference.default_weight",
+    )
     bad(project.cosmos("inference", *ids, *off, "--dry-run"), "depth", ids[1])
     assert state(project) == before
     assert ok(project.cosmos("inference", ids[0], *off, "--weight", "depth=0.4"))
@@ -453,10 +470,16 @@ def stage_counts(stdout: str) -> dict[str, tuple[int, int, int]]:
 
 def executed_counts(stdout: str) -> dict[str, tuple[int, int, int]]:
     """(runs, cached, executed) of the sweep and each stage, from a real run's summary."""
-    pattern = r"(\d+) (?:enhancement |upscale )?runs: (\d+) executed \(\d+ succeeded, 0 failed\), (\d+) cached"
+    pattern = (
+        r"(\d+) (?:enhancement |upscale )?runs: (\d+) executed \(\d+ succeeded, 0 failed\), "
+        r"(\d+) cached"
+    )
     found = {}
-    for stage, prefix in (("main", r"sweep sw_\w+ \(.+\): "), ("enhance", "enhance stage: "),
-                          ("upscale", "upscale stage: ")):
+    for stage, prefix in (
+        ("main", r"sweep sw_\w+ \(.+\): "),
+        ("enhance", "enhance stage: "),
+        ("upscale", "upscale stage: "),
+    ):
         line = re.search(rf"^{prefix}{pattern}", stdout, re.M)
         assert line, (stage, stdout)
         total, executed, cached = map(int, line.groups())
@@ -501,7 +524,9 @@ def test_a_staged_dry_run_counts_what_the_real_run_executes(demo_project: Projec
     again = ok(project.batch("+experiment=demo_stages", "dry_run=true"))
     assert sweep_id_of(again.stdout) == sweep["id"]
     assert stage_counts(again.stdout) == {
-        "main": (6, 6, 0), "enhance": (2, 2, 0), "upscale": (6, 6, 0)
+        "main": (6, 6, 0),
+        "enhance": (2, 2, 0),
+        "upscale": (6, 6, 0),
     }
 
 
@@ -511,8 +536,11 @@ def test_a_staged_sweep_keeps_its_id_from_plan_to_run(project: Project) -> None:
     assert stage_counts_main(dry.stdout) == (6, 0, 6)
     real = ok(project.batch("+experiment=demo_stages", "stages.upscale=null"))
     assert sweep_id_of(real.stdout) == sweep_id_of(dry.stdout)
-    plain = ok(project.batch("+experiment=demo_stages", "stages.enhance=false",
-                             "stages.upscale=null", "dry_run=true"))
+    plain = ok(
+        project.batch(
+            "+experiment=demo_stages", "stages.enhance=false", "stages.upscale=null", "dry_run=true"
+        )
+    )
     assert sweep_id_of(plain.stdout) != sweep_id_of(dry.stdout), "another sweep"
 
 

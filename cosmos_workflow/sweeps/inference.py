@@ -258,9 +258,17 @@ def resolve_prompts(ws: Workspace, refs: list[PromptRef]) -> tuple[list[str], li
 
 
 def _resolve(
-    repo: DataRepository, ref: PromptRef, named: dict[str, list[str]], problems: list[str]
+    repo: DataRepository,
+    ref: PromptRef,
+    named: dict[str, list[tuple[str, bool]]],
+    problems: list[str],
 ) -> str | None:
-    """One ref's prompt id: a ps_ id or unique prefix, else a name; None (and a problem) if not."""
+    """One ref's prompt id: a ps_ id or unique prefix, else a name; None (and a problem) if not.
+
+    A name means the prompt typed in with it (`cosmos create prompt`, a
+    manifest); enhanced prompts and upscale inputs keep the name of the
+    prompt they were made from, so they count only where no typed one has it.
+    """
     text = ref.text
     if text.startswith("ps_"):
         matches = [found for found in repo.find_ids(text) if found.startswith("ps_")]
@@ -272,11 +280,15 @@ def _resolve(
     elif text.startswith(("rs_", "sw_")):
         problems.append(f"{ref.shown()} is a run or sweep id; cosmos inference takes prompts")
         return None
-    ids = named.get(text, [])
+    candidates = named.get(text, [])
+    # A name means the prompt typed in with it; those made from it share it.
+    typed = [prompt_id for prompt_id, derived in candidates if not derived]
+    ids = typed if typed else [prompt_id for prompt_id, _ in candidates]
     if len(ids) == 1:
         return ids[0]
     if ids:
-        problems.append(f"the name {ref.shown()} is ambiguous: {', '.join(ids)}; give an id")
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        problems.append(f"the name {ref.shown()} is ambiguous: {shown}; give an id")
     else:
         problems.append(f"no prompt with id or name {ref.shown()}")
     return None

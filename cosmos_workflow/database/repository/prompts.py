@@ -110,16 +110,21 @@ class PromptQueries(RepositoryCore):
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
             return prompt
 
-    def prompt_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
-        """The ids of the prompts called each of ``names`` (names no prompt has are left out)."""
+    def prompt_ids_named(self, names: Iterable[str]) -> dict[str, list[tuple[str, bool]]]:
+        """The prompts called each of ``names``: (id, True if made from another prompt).
+
+        Names no prompt has are left out. Enhanced prompts and upscale
+        inputs are made from another prompt and keep its name.
+        """
         wanted = sorted(set(names))
-        found: dict[str, list[str]] = {}
+        found: dict[str, list[tuple[str, bool]]] = {}
         with self._session() as session:
             for start in range(0, len(wanted), IN_CHUNK):
                 chunk = wanted[start : start + IN_CHUNK]
-                query = select(Prompt.name, Prompt.id).where(Prompt.name.in_(chunk))
-                for name, prompt_id in session.execute(query.order_by(Prompt.id)):
-                    found.setdefault(name, []).append(prompt_id)
+                query = select(Prompt.name, Prompt.id, Prompt.origin_run_id)
+                query = query.where(Prompt.name.in_(chunk)).order_by(Prompt.id)
+                for name, prompt_id, made_by in session.execute(query):
+                    found.setdefault(name, []).append((prompt_id, made_by is not None))
         return found
 
     def list_prompts(self, limit: int | None = None) -> list[Prompt]:
