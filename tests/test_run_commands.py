@@ -364,6 +364,18 @@ def test_bad_prompt_lists_are_refused_whole(three) -> None:
     assert state(project) == before
 
 
+def test_a_problem_of_every_prompt_is_said_once(three) -> None:
+    project, ids = three
+    extra = [
+        create(project, f"Take {n}", "inputs/demo/street", "--name", f"take{n}") for n in range(3)
+    ]
+    before = state(project)
+    done = project.cosmos("inference", *ids, *extra, "--num-gpus", "4")
+    bad(done, "model.num_gpus", "one (", "and 3 more")
+    assert done.stderr.count("model.num_gpus") == 1
+    assert state(project) == before
+
+
 def test_no_prompt_and_an_empty_database_writes_nothing(project: Project) -> None:
     bad(project.cosmos("inference", "street"), "street")
     assert not project.outputs.exists()

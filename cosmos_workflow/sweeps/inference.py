@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -108,19 +109,21 @@ def plan_inference(
     params = _model_params(ws, model)
     runs: list[RunSpec] = []
     defaults: dict[str, dict[str, str]] = {}
-    problems: list[Problem] = []
+    # (key path, message) -> the prompts that have the problem.
+    problems: dict[tuple[str, str], list[str]] = {}
     check = run_checker(ws)
+    hashes: dict[Path, str] = {}
     for prompt_id in prompt_ids:
-        prompt = resolved_prompt(ws.repository.get_prompt(prompt_id))
+        prompt = resolved_prompt(ws.repository.get_prompt(prompt_id), hashes)
         weights, given, missing = _weights(prompt, params["weights"], ws.settings.inference)
         run = RunSpec(prompt, {**params, "weights": weights})
-        problems += missing or check(run)
+        for problem in missing or check(run):
+            label = f"{prompt.name} ({prompt.id})"
+            problems.setdefault((problem.key_path, problem.message), []).append(label)
         runs.append(run)
         defaults[run.id] = given
     if problems:
-        lines = [f"cosmos inference cannot run ({len(problems)} problem(s)):"]
-        lines += [f"  {p.key_path}: {p.message}" for p in problems]
-        raise ValidationFailure("\n".join(lines))
+        raise ValidationFailure(_problems_text(problems))
     if len(runs) > 1:
         runs = [RunSpec(run.prompt, run.model, _shown(run)) for run in runs]
     ids = [run.id for run in runs]
@@ -164,6 +167,18 @@ def weights_text(run: RunSpec, defaults: dict[str, str]) -> str:
     )
 
 
+def _problems_text(problems: dict[tuple[str, str], list[str]]) -> str:
+    """Every problem once, with the prompts that have it (the first three, and a count)."""
+    lines = [f"cosmos inference cannot run ({len(problems)} problem(s)):"]
+    for (key_path, message), prompts in problems.items():
+        shown = ", ".join(prompts[:3]) + (
+            f" and {len(prompts) - 3} more" if len(prompts) > 3 else ""
+        )
+        noun = "prompt" if len(prompts) == 1 else "prompts"
+        lines.append(f"  {noun} {shown}: {key_path}: {message}")
+    return "\n".join(lines)
+
+
 def _model_params(ws: Workspace, model: dict[str, Any]) -> dict[str, Any]:
     try:
         params = ModelConfig.model_validate(model).model_dump()
@@ -184,22 +199,21 @@ def _weights(
     weights = dict(given)
     defaulted: dict[str, str] = {}
     problems: list[Problem] = []
-    where = f"prompt {prompt.name} ({prompt.id})"
     for key in sorted(prompt.inputs.controls, key=CONTROL_KEYS.index):
         if weights.get(key) is not None:
             continue
         value, setting = settings.weight_for(key)
         if value is None:
             message = f"no weight: pass --weight {key}=W, or set {setting} (conf/config.yaml)"
-            problems.append(Problem(f"{where}: inputs.controls.{key}", message))
+            problems.append(Problem(f"inputs.controls.{key}", message))
             continue
         weights[key] = value
         defaulted[key] = setting
     if not prompt.inputs.controls and all(value is None for value in weights.values()):
         problems.append(
             Problem(
-                where,
-                "has no control videos and no weight is given: pass --weight vis=W or "
+                "inputs.controls",
+                "no control videos and no weight is given: pass --weight vis=W or "
                 "--weight edge=W (computed from its input video)",
             )
         )

@@ -208,17 +208,25 @@ def execute_single(
     return InferenceResult(spec.id, run.status.value, False, ws.store.run_dir(spec.id))
 
 
-def resolved_prompt(prompt: Prompt) -> ResolvedPrompt:
+def resolved_prompt(prompt: Prompt, hashes: dict[Path, str] | None = None) -> ResolvedPrompt:
     """A stored prompt as a resolved prompt (its inputs must be unchanged).
+
+    Args:
+        prompt: The stored prompt.
+        hashes: Checksums of files read already (each file is read once per
+            command, however many prompts share it); new ones are added.
 
     Raises:
         ValidationFailure: an input file is gone or changed.
     """
+    hashes = {} if hashes is None else hashes
     inputs = PromptInputSet.from_dict(prompt.inputs)
     for item in inputs.files():
         if not item.path.is_file():
             raise ValidationFailure(f"input file is gone: {item.path}")
-        if sha256_file(item.path) != item.sha256:
+        if item.path not in hashes:
+            hashes[item.path] = sha256_file(item.path)
+        if hashes[item.path] != item.sha256:
             raise ValidationFailure(
                 f"input file changed since the prompt was created: {item.path}; "
                 "create a new prompt for the new content"
