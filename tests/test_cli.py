@@ -320,7 +320,14 @@ def test_inference_bad_input_exits_2_and_runs_nothing(inferred: Inferred) -> Non
     results = run_all(
         proj,
         {
-            "no_weight": ("inference", inferred.prompt_id, "--seed", "9"),
+            "no_weight": (
+                "inference",
+                inferred.prompt_id,
+                "--seed",
+                "9",
+                "--set",
+                "inference.default_weight=null",
+            ),
             "unknown_prompt": ("inference", "ps_ffffffffffffffff", "--weight", "depth=0.5"),
             "bad_weight": ("inference", inferred.prompt_id, "--weight", "bad"),
         },

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
+    from cosmos_workflow.sweeps.inference import (
+        InferencePlan,
+        PromptRef,
+        active_weights,
+        weights_text,
+    )
     from cosmos_workflow.sweeps.multirun import (
         MULTIRUN_RECORD,
         OVERRIDES_PARAM,
@@ -45,6 +51,10 @@ _EXPORTS = {
     "InferenceResult": "cosmos_workflow.sweeps.single",
     "EnhanceResult": "cosmos_workflow.sweeps.single",
     "CreatedPrompt": "cosmos_workflow.sweeps.single",
+    "InferencePlan": "cosmos_workflow.sweeps.inference",
+    "PromptRef": "cosmos_workflow.sweeps.inference",
+    "active_weights": "cosmos_workflow.sweeps.inference",
+    "weights_text": "cosmos_workflow.sweeps.inference",
     "JobPlan": "cosmos_workflow.sweeps.multirun",
     "JobFailure": "cosmos_workflow.sweeps.multirun",
     "Multirun": "cosmos_workflow.sweeps.multirun",
@@ -67,6 +77,7 @@ __all__ = [
     "CreatedPrompt",
     "DerivedPrompt",
     "EnhanceResult",
+    "InferencePlan",
     "InferenceResult",
     "JobFailure",
     "JobPlan",
@@ -75,10 +86,13 @@ __all__ = [
     "Multirun",
     "MultirunSweep",
     "PrepareResult",
+    "PromptRef",
     "ReportResult",
     "SweepPlan",
     "SweepSummary",
     "VerifyReport",
+    "active_weights",
+    "weights_text",
 ]
 
 

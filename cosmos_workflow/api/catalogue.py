@@ -141,7 +141,7 @@ class Catalogue:
                 return [self.resolve_id(given, "ps")]
             except NotFoundFailure:
                 pass  # perhaps a name that looks like an id
-        named = self._ws.repository.prompt_ids_named(given) if self._ws.database_exists() else []
+        named = self._ws.repository.prompts_named(given) if self._ws.database_exists() else []
         if not named:
             raise NotFoundFailure(f"no prompt with id or name {given!r}")
         return named

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.store import OutputStore
     from cosmos_workflow.outputs.verify import VerifyReport
+    from cosmos_workflow.sweeps.inference import InferencePlan, PromptRef
     from cosmos_workflow.sweeps.multirun import JobPlan, Multirun
     from cosmos_workflow.sweeps.plan import SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
@@ -186,15 +187,11 @@ class CosmosAPI:
 
         return plan_experiment(self._ws, self.composed, overrides, sources)
 
-    def with_stages(self, plan: SweepPlan) -> SweepPlan:
-        """The plan as it will run: with enhanced prompts if they are enhanced already.
+    def preview(self, plan: SweepPlan) -> dict[str, Any]:
+        """What a dry run prints: the plan as it runs, its stages and jobs (sweeps/preview.py)."""
+        from cosmos_workflow.sweeps.preview import preview
 
-        Executes nothing (for dry runs); prompts not enhanced yet leave the
-        plan as it is, with a note.
-        """
-        from cosmos_workflow.sweeps.stages import with_stages
-
-        return with_stages(self._ws, plan)
+        return preview(self._ws, plan)
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
@@ -219,9 +216,9 @@ class CosmosAPI:
             plan: The planned sweep.
             progress: Where progress goes.
             on_stored: Called with the sweep as stored, before its runs
-                execute (with stages.enhance, its id and runs are those of
-                the enhanced prompts); a caller that is interrupted later
-                still knows which sweep it was.
+                execute (with stages.enhance, its runs are those of the
+                enhanced prompts); a caller that is interrupted later still
+                knows which sweep it was.
 
         Raises:
             StateError: another runner is working on this output tree.
@@ -258,30 +255,29 @@ class CosmosAPI:
 
         return create_prompt(self._ws, text, video_dir, name, negative)
 
-    def inference(
-        self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
-    ) -> InferenceResult:
-        """Run one prompt with the given model parameters on the target.
+    def plan_inference(
+        self, prompts: Sequence[str | PromptRef], model: dict[str, Any]
+    ) -> InferencePlan:
+        """One run per prompt (ps_ id, unique prefix or name), default weights filled in.
 
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: Model config (adapter, parameters) as composed from conf/.
-            progress: Where progress goes.
+        Several make one sweep (:meth:`run_sweep`), one a single run (:meth:`inference`).
         """
-        from cosmos_workflow.sweeps.single import inference
+        from cosmos_workflow.sweeps.inference import plan_inference
 
-        return inference(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+        return plan_inference(self._ws, prompts, model)
+
+    def inference(
+        self, planned: InferencePlan, progress: ProgressSink | None = None
+    ) -> InferenceResult:
+        """Execute the single run of :meth:`plan_inference` (cached if made before)."""
+        from cosmos_workflow.sweeps.inference import run_single
+
+        return run_single(self._ws, planned, progress)
 
     def enhance(
         self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
     ) -> EnhanceResult:
-        """Run the prompt upsampler on a prompt; store its text as a NEW, linked prompt.
-
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: The video model (as composed from conf/); its family's
-                upsampler runs, with its version and image.
-            progress: Where progress goes.
+        """Run ``model``'s family's prompt upsampler on a prompt; its text is a NEW, linked prompt.
 
         Raises:
             ValidationFailure: the model has no upsampler, the prompt no input video.
@@ -289,6 +285,12 @@ class CosmosAPI:
         from cosmos_workflow.sweeps.single import enhance
 
         return enhance(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+
+    def plan_enhance(self, prompt_id: str, model: dict[str, Any]) -> SweepPlan:
+        """The upsampler's run that :meth:`enhance` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import enhance_plan
+
+        return enhance_plan(self._ws, self.resolve_id(prompt_id, "ps"), model)
 
     def upscale(
         self,
@@ -300,16 +302,20 @@ class CosmosAPI:
         """4K-upscale a succeeded run's output video: a new run, linked to its parent.
 
         ``weight`` None: DEFAULT_UPSCALE_WEIGHT; ``text`` None: the parent's prompt.
-
-        Raises:
-            ValidationFailure: the run has not succeeded, its outputs are gone or
-                changed, or its model has no upscaler.
+        Raises ValidationFailure if the run has not succeeded, its outputs are
+        gone or changed, or its model has no upscaler.
         """
-        from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
         from cosmos_workflow.sweeps.single import upscale
 
-        weight = DEFAULT_UPSCALE_WEIGHT if weight is None else weight
         return upscale(self._ws, self.resolve_id(run_id, "rs"), weight, text, progress)
+
+    def plan_upscale(
+        self, run_id: str, weight: float | None = None, text: str | None = None
+    ) -> SweepPlan:
+        """The run that :meth:`upscale` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import upscale_plan
+
+        return upscale_plan(self._ws, self.resolve_id(run_id, "rs"), weight, text)
 
     def prepare_inputs(
         self,
@@ -377,30 +383,14 @@ class CosmosAPI:
         return self._catalogue.list_sweeps(limit)
 
     def search(self, text: str, limit: int = 50) -> dict[str, Any]:
-        """Prompts whose text, name or negative prompt contains ``text``, and their runs.
+        """Prompts whose text, name or negative prompt contains ``text`` (literally, any case).
 
-        ``text`` is matched literally (``%``, ``_`` and ``\\`` too), ignoring case.
-
-        Returns:
-            ``{query, prompts, runs, prompts_total, runs_total}``: the newest
-            ``limit`` prompts (each with ``matched``: the fields that contain
-            the text) and runs, and how many match in all.
-
-        Raises:
-            ValidationFailure: empty or overlong text, or a limit below 1.
+        Returns ``{query, prompts, runs, prompts_total, runs_total}``; see Catalogue.search.
         """
         return self._catalogue.search(text, limit)
 
     def rate(self, given: str, rating: int | None) -> dict[str, Any]:
-        """Rate a succeeded run 1-5 (None clears its rating).
-
-        Returns:
-            ``{id, rating, previous}``.
-
-        Raises:
-            ValidationFailure: a rating outside 1-5, not a run id, or a run that
-            did not succeed; nothing changes. NotFoundFailure: no such run.
-        """
+        """Rate a succeeded run 1-5 (None clears it): ``{id, rating, previous}``."""
         return self._catalogue.rate(given, rating)
 
     def show(self, given: str) -> dict[str, Any]:

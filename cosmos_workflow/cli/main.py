@@ -45,7 +45,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "inference": LazyCommand(
         f"{_FAMILY}run",
         "inference",
-        "Run PROMPT_ID once on the configured target; print the run id and output.",
+        "Run PROMPTs on the configured target; several run as one sweep, batched.",
     ),
     "enhance": LazyCommand(
         f"{_FAMILY}run",

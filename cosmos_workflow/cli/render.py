@@ -72,11 +72,13 @@ def render_created_prompt(data: dict[str, Any]) -> None:
 
 
 # -- runs -----------------------------------------------------------------------
-def render_run(result: InferenceResult) -> None:
-    """A run's id, then its status and folder."""
+def render_run(result: InferenceResult, line: str = "") -> None:
+    """A run's id, then its status and folder (then ``line``, if any)."""
     click.echo(result.run_id)
     note = " (cached)" if result.cached else ""
     click.echo(f"{result.status}{note}: {result.output_dir}")
+    if line:
+        click.echo(line)
 
 
 def render_enhanced(data: dict[str, Any]) -> None:

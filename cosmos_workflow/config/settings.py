@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from cosmos_workflow.config.target_kinds import LocalTargetSettings, SSHTargetSettings
+from cosmos_workflow.manifest.models import ControlKey
 
 
 class _Strict(BaseModel):
@@ -87,6 +88,29 @@ class SchedulerSettings(_Strict):
     runner_timeout_s: float = Field(default=60.0, gt=0)
 
 
+# A control weight: a finite number >= 0 (a boolean is not one).
+_Weight = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+
+
+class InferenceSettings(_Strict):
+    """`cosmos inference`: the weight of a prompt's control that no --weight gives.
+
+    Attributes:
+        default_weight: Every control's weight (None: --weight is needed).
+        weights: Per control, e.g. ``{"depth": 0.7}``; wins over ``default_weight``.
+    """
+
+    default_weight: _Weight | None = None
+    weights: dict[ControlKey, _Weight | None] = Field(default_factory=dict)
+
+    def weight_for(self, control: str) -> tuple[float | None, str]:
+        """The default weight of ``control`` and the setting that gave it."""
+        weight = self.weights.get(control)  # type: ignore[call-overload]
+        if weight is not None:
+            return weight, f"inference.weights.{control}"
+        return self.default_weight, "inference.default_weight"
+
+
 def _with_kind(value: object) -> object:
     """A target given as a mapping: without a kind it is a local one; an unknown kind is named.
 
@@ -127,6 +151,7 @@ class Settings(_Strict):
     # The pool: several targets at once. None: the pool is ``target`` alone.
     targets: list[Target] | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
 
@@ -167,6 +192,7 @@ SETTINGS_KEYS = frozenset(
         "target",
         "targets",
         "scheduler",
+        "inference",
         "log_level",
         "dry_run",
     }
