@@ -26,6 +26,8 @@ from conftest import Project, tree_snapshot
 
 RUN_ID = re.compile(r"\brs_[0-9a-f]{16}\b")
 DRY = "dry run: nothing was executed"
+# The demo's prompts bring no control video (the model computes their depth): a weight is needed.
+DEPTH = ("--weight", "depth=0.5")
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -119,7 +121,7 @@ def test_an_inference_dry_run_prints_the_plan_and_writes_nothing(demo_project: P
     project = demo_project
     street = prompts_by_name(project)["street"]
     before = state(project)
-    dry = ok(project.cosmos("inference", street, "--seed", "9", "--dry-run"))
+    dry = ok(project.cosmos("inference", street, *DEPTH, "--seed", "9", "--dry-run"))
     assert state(project) == before
     assert DRY in dry.stdout
     ((run_id, status),) = planned_states(dry.stdout).items()
@@ -136,9 +138,11 @@ def test_an_inference_dry_run_prints_the_plan_and_writes_nothing(demo_project: P
     assert re.search(rf"^  {run_id} .* to run\s+job 1$", dry.stdout, re.M)
 
     # The real command makes exactly that run; now the dry run says it is cached.
-    real = json.loads(ok(project.cosmos("inference", street, "--seed", "9", "--json")).stdout)
+    real = json.loads(
+        ok(project.cosmos("inference", street, *DEPTH, "--seed", "9", "--json")).stdout
+    )
     assert real["id"] == run_id and real["cached"] is False
-    again = ok(project.cosmos("inference", street, "--seed", "9", "--dry-run"))
+    again = ok(project.cosmos("inference", street, *DEPTH, "--seed", "9", "--dry-run"))
     assert planned_states(again.stdout) == {run_id: "cached"}
     assert jobs_of(again.stdout) == []
     assert "0 to run" in again.stdout
@@ -148,7 +152,7 @@ def test_dry_run_json_is_the_same_plan(demo_project: Project) -> None:
     project = demo_project
     street = prompts_by_name(project)["street"]
     before = state(project)
-    data = project.cosmos_json("inference", street, "--seed", "9", "--dry-run")
+    data = project.cosmos_json("inference", street, *DEPTH, "--seed", "9", "--dry-run")
     assert state(project) == before
     assert data["dry_run"] is True and data["sweep_id"] is None
     (run,) = data["runs"]
@@ -167,7 +171,7 @@ def test_every_run_command_has_a_dry_run_that_the_real_command_follows(
     street = prompts_by_name(project)["street"]
     parent = project.cosmos_json("list", "runs")[0]["id"]
     commands = {
-        "inference": ("inference", street, "--seed", "11"),
+        "inference": ("inference", street, *DEPTH, "--seed", "11"),
         "enhance": ("enhance", street),
         "upscale": ("upscale", parent, "--weight", "0.4"),
     }
@@ -194,14 +198,16 @@ def test_every_run_command_has_a_dry_run_that_the_real_command_follows(
 def test_dry_run_false_runs(demo_project: Project) -> None:
     project = demo_project
     street = prompts_by_name(project)["street"]
-    data = project.cosmos_json("inference", street, "--seed", "12", "--set", "dry_run=false")
+    data = project.cosmos_json(
+        "inference", street, *DEPTH, "--seed", "12", "--set", "dry_run=false"
+    )
     assert data["status"] == "succeeded" and data["cached"] is False
 
 
 def test_a_dry_run_shows_jobs_over_every_gpu(demo_project: Project) -> None:
     project = demo_project
     names = prompts_by_name(project)
-    args = ("inference", names["street"], names["forest"], "--seed", "13")
+    args = ("inference", names["street"], names["forest"], *DEPTH, "--seed", "13")
     gpus = ("--set", "target.gpus=[0,1]")
     dry = ok(project.cosmos(*args, *gpus, "--dry-run"))
     jobs = jobs_of(dry.stdout)
