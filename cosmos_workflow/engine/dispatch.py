@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,8 +37,9 @@ from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
+from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
-from cosmos_workflow.engine.runner import JobOutcome, JobRunner, RunTally, Slot
+from cosmos_workflow.engine.runner import JobRunner
 from cosmos_workflow.engine.scheduler import (
     CostModel,
     HostSlots,
@@ -327,13 +328,8 @@ class Dispatcher:
     def _retry(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
         job = active.job
         wait = 0.0 if outcome.host_lost else backoff_s(self._ctx.settings.retries, job.tries)
-        again = PlannedJob(
-            [self._specs[run_id] for run_id in outcome.retry],
-            job.adapter,
-            job.num_gpus,
-            tries=job.tries,
-            not_before=time.monotonic() + wait,
-        )
+        runs = [self._specs[run_id] for run_id in outcome.retry]
+        again = replace(job, runs=runs, not_before=time.monotonic() + wait)
         self._pending.append(again)
         self._note(
             f"job {job_id} on {active.host} failed ({outcome.fault}); "

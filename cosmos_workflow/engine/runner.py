@@ -11,7 +11,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,59 +19,18 @@ from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.engine.isolation import Failure, assess_failure, missing_message
+from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
-from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore, RunRecord
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class RunTally:
-    """How the executed runs ended."""
-
-    succeeded: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-
-
 TRANSIENT_KINDS = frozenset({"network", "runtime"})
-
-
-@dataclass
-class JobOutcome:
-    """What happened to one job, for the dispatcher.
-
-    Attributes:
-        tally: The runs that reached a final state in this job.
-        elsewhere: Runs that another runner holds (they were not claimed).
-        retry: Runs put back in the queue to be tried again as one job (their job failed).
-        split: Groups of runs put back in the queue, each to be tried as a job of its own.
-        fault: The error that made the job fail, if any.
-        host_lost: True if the target could not be reached (drain it).
-        seconds: How long the program ran (0 if it did not).
-        expected_ok: True if the program ran to a normal end (a measure of the host's speed).
-    """
-
-    tally: RunTally = field(default_factory=RunTally)
-    elsewhere: list[str] = field(default_factory=list)
-    retry: list[str] = field(default_factory=list)
-    split: list[list[str]] = field(default_factory=list)
-    fault: CosmosError | None = None
-    host_lost: bool = False
-    seconds: float = 0.0
-    expected_ok: bool = False
-
-
-@dataclass(frozen=True)
-class Slot:
-    """GPUs of one target given to a job."""
-
-    executor: Executor
-    gpus: list[int]
 
 
 class JobRunner:
@@ -107,12 +66,10 @@ class JobRunner:
         self._retries = retries
         self._stopping = stopping or threading.Event()
 
-    def may_retry(self, error: CosmosError, tries: int) -> bool:
-        """True if a job that failed with ``error`` after ``tries`` starts may start again."""
+    def may_retry(self, kind: str, tries: int) -> bool:
+        """True if a job that failed with an error of ``kind`` may start again after ``tries``."""
         allowed = (
-            self._retries.transient
-            if error.kind in TRANSIENT_KINDS
-            else self._retries.deterministic
+            self._retries.transient if kind in TRANSIENT_KINDS else self._retries.deterministic
         )
         return tries <= allowed
 
@@ -232,7 +189,7 @@ class JobRunner:
             self._progress.job_finished(job_id, executor.target_name, slot.gpus)
             outcome.fault = exc
             outcome.host_lost = isinstance(exc, NetworkFailure)
-            if self.may_retry(exc, tries):
+            if self.may_retry(exc.kind, tries):
                 outcome.retry = self._repo.requeue_running(ids, self._runner_id)
                 ids = [run_id for run_id in ids if run_id not in outcome.retry]
             job = _Job(invocation, staging / LOG_NAME)
@@ -263,7 +220,7 @@ class JobRunner:
         failure = None
         if result.exit_code != 0:
             adapter = self._adapters[batch[0].adapter]
-            retry = self.may_retry(ExecutionFailure("the model failed"), tries)
+            retry = self.may_retry(ExecutionFailure.kind, tries)
             job = (batch, invocation, staging)
             failure = assess_failure(adapter, self._store, job, result, retry)
             batch = self._queue_again(batch, failure, outcome)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
+from cosmos_workflow.engine.outcome import RunTally
 from cosmos_workflow.engine.progress import NullProgress, ProgressSink
-from cosmos_workflow.engine.runner import RunTally
 from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.outputs.provenance import sweep_provenance
 from cosmos_workflow.sweeps.plan import SweepPlan, cached_runs

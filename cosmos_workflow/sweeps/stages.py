@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
+from cosmos_workflow.engine.outcome import RunTally
 from cosmos_workflow.engine.progress import ProgressSink
-from cosmos_workflow.engine.runner import RunTally
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
 from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
 from cosmos_workflow.manifest.models import UpscaleStage
