@@ -359,6 +359,45 @@ def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
         assert run["exit_code"] == 17
 
 
+@pytest.mark.parametrize("blocked", [True, False])
+def test_a_run_made_again_never_takes_the_damaged_output_of_an_earlier_one(
+    tmp_path: Path, order: list[str], blocked: bool
+) -> None:
+    """`cosmos verify --fix` leaves a damaged output in place; the run made again
+    succeeds only with a video of its own, and fails (with its reason) without one."""
+    project = isolation_project(tmp_path / "proj")
+    assert project.batch("+experiment=isolation").returncode == 0
+    damaged = runs_by_position(project, order)[1]
+    folder = Path(damaged["output_dir"])
+    with (folder / "output.mp4").open("ab") as video:
+        video.write(b"bytes of a damaged copy")
+    assert project.cosmos("verify", "--fix").returncode == 0
+    others = {
+        run["id"]: (Path(run["output_dir"]) / "output.mp4").read_bytes()
+        for position, run in enumerate(runs_by_position(project, order))
+        if position != 1
+    }
+    word = block_word(order, (1,))
+    again = project.batch(
+        "+experiment=isolation", *([f"simulator.block_prompt={word}"] if blocked else [])
+    )
+    assert "1 executed" in again.stdout and "3 cached" in again.stdout, again.stdout
+    run = runs_by_position(project, order)[1]
+    if blocked:
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert run["status"] == "failed", run
+        assert run["error_message"].startswith("blocked by the guardrail"), run
+        assert not (folder / "output.mp4").exists() and not (folder / "outputs.sha256").exists()
+    else:
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert run["status"] == "succeeded"
+        check = subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=folder)
+        assert check.returncode == 0
+    assert project.cosmos("verify").returncode == 0
+    for run_id, video in others.items():
+        assert (project.outputs / "runs" / run_id / "output.mp4").read_bytes() == video
+
+
 # -- through the transfer1 adapter ---------------------------------------------------------
 def test_transfer1_batches_with_a_blocked_prompt_keep_their_other_runs(tmp_path: Path) -> None:
     """The demo on the transfer1 adapter, its guardrail blocking every forest prompt."""

@@ -453,3 +453,30 @@ def test_a_sample_the_program_skips_fails_alone_with_its_reason(
     shown = project.cosmos("show", runs["two"]["id"])
     assert reason in shown.stdout
     assert "did not write" not in shown.stdout
+
+
+def test_a_sample_skipped_when_made_again_never_takes_a_damaged_earlier_output(
+    tmp_path: Path,
+) -> None:
+    """The program exits 0 past a blocked sample: the run's old (damaged) video is no output."""
+    project = make_project(tmp_path / "project")
+    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
+    manifest.write_text(BLOCKING, encoding="utf-8")
+    log = tmp_path / "calls.jsonl"
+    args = ("+experiment=t25_blocking", "model=transfer2.5")
+    args += (f"adapters.transfer2_5.workspace={WORKSPACE}",)
+    assert project.batch(*args, env={"FAKE_T25_LOG": str(log)}).returncode == 0
+    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
+    two = next(r for r in project.cosmos_json("list", "runs") if names[r["prompt_id"]] == "two")
+    folder = Path(two["output_dir"])
+    with (folder / "output.mp4").open("ab") as video:
+        video.write(b"bytes of a damaged copy")
+    assert project.cosmos("verify", "--fix").returncode == 0
+    again = project.batch(*args, env={"FAKE_T25_LOG": str(log), "FAKE_T25_BLOCK": "forbidden"})
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "1 executed (0 succeeded, 1 failed), 3 cached" in again.stdout
+    shown = project.cosmos_json("show", two["id"])
+    assert shown["status"] == "failed"
+    assert shown["error_message"].startswith("blocked by the guardrail: the prompt")
+    assert not (folder / "output.mp4").exists()
+    assert project.cosmos("verify").returncode == 0

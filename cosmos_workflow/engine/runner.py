@@ -243,7 +243,11 @@ class JobRunner:
     def _claim(
         self, batch: list[RunSpec], job_id: str, slot: Slot, outcome: JobOutcome
     ) -> list[RunSpec]:
-        """Start the batch's runs as one job (atomically: no other runner gets them too)."""
+        """Start the batch's runs as one job (atomically: no other runner gets them too).
+
+        Outputs an earlier attempt left in a claimed run's folder are removed:
+        only what this job writes can be adopted.
+        """
         claimed = set(
             self._repo.claim(
                 [run.id for run in batch],
@@ -254,6 +258,8 @@ class JobRunner:
                 job_position=None,
             )
         )
+        for run_id in claimed:
+            self._store.clear_stale_outputs(run_id)
         missed = [run.id for run in batch if run.id not in claimed]
         if missed:
             cancelled = set(self._repo.cancelled_among(missed))

@@ -299,12 +299,25 @@ class OutputStore:
         for stale in folder.glob(CONTROL_PREFIX + "*"):
             stale.unlink(missing_ok=True)
 
+    def clear_stale_outputs(self, run_id: str) -> None:
+        """Remove the outputs an earlier attempt left in a run's folder, as the run starts again.
+
+        A run that runs again has no valid outputs (a damaged folder that
+        `cosmos verify --fix` marked failed, a job that died before its record):
+        what is left would pass for what the new job wrote. A folder whose
+        outputs verify is a succeeded run's: it is left untouched.
+        """
+        folder = self.run_dir(run_id)
+        if folder.is_dir() and not self.verify_outputs(run_id):
+            self._clear_outputs(folder)
+
     def missing_outputs(self, staging: Path, outputs: RunOutputs, run_id: str) -> list[str]:
         """Output files the program should have written but did not.
 
         A video already moved into the run's folder counts: a runner killed
-        while it recorded the run moved it there, and the next one finishes
-        the record.
+        while it recorded the run moved it there, and the runner that
+        re-attaches to its job finishes the record (a job that starts anew
+        cleared the folder first: :meth:`clear_stale_outputs`).
         """
         video = outputs.video
         moved = (self.run_dir(run_id) / outputs.stored_as).is_file()
