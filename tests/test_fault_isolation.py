@@ -31,7 +31,7 @@ from conftest import Project, make_project
 from test_simulated_model import fake_mp4, run_sim, write_json, write_jsonl
 
 from cosmos_workflow.config.settings import Settings
-from cosmos_workflow.engine.isolation import halves, written_whole
+from cosmos_workflow.engine.isolation import SplitHalf, halves, written_whole
 from cosmos_workflow.execution.adapters.base import RunOutputs
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
@@ -333,12 +333,22 @@ def test_a_second_command_runs_only_the_failed_run_alone(
         assert after[position] == before[position]
 
 
-@pytest.mark.parametrize(("retries", "attempts"), [(0, 3), (1, 4)])
+FAILED_17 = "the model exited with code 17; see the run's logs/run.log"
+
+
+def loads(done: Any) -> int:
+    """How many model invocations a cosmos-batch started (its "job ... started" lines)."""
+    return sum(" started on " in line for line in done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("retries", "attempts"), [(0, [2, 2, 3, 3]), (1, [3, 3, 4, 4])])
 def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
-    tmp_path: Path, retries: int, attempts: int
+    tmp_path: Path, retries: int, attempts: list[int]
 ) -> None:
     """No output at all and no known reason: maybe a fluke, so the job is tried again
-    as configured; then its runs are tried in halves (4 -> 2 + 2 -> 1 + 1 + 1 + 1)."""
+    as configured; then its runs are tried in halves (4 -> 2 + 2). Both halves fail
+    without output: a fault of every run, so the halves split no further than the
+    first one already was (1 + 1)."""
     project = isolation_project(tmp_path / "proj")
     done = project.batch(
         "+experiment=isolation",
@@ -351,12 +361,84 @@ def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
     notes = [line for line in done.stderr.splitlines() if "WARNING" in line]
     assert sum("trying its 4 run(s) again" in line for line in notes) == retries, notes
     assert sum("as smaller jobs (2 + 2)" in line for line in notes) == 1, notes
+    assert sum("as smaller jobs (1 + 1)" in line for line in notes) == 1, notes
+    assert sum("a fault common to its runs" in line for line in notes) == 1, notes
+    assert loads(done) == 1 + retries + 2 + 2
     runs = project.cosmos_json("list", "runs")
     assert {r["status"] for r in runs} == {"failed"}
-    assert [r["attempts"] for r in runs] == [attempts] * 4
+    assert sorted(r["attempts"] for r in runs) == attempts
     for run in runs:
-        assert run["error_message"] == "the model exited with code 17; see the run's logs/run.log"
+        assert run["error_message"] == FAILED_17
         assert run["exit_code"] == 17
+
+
+def many_prompts_project(root: Path, count: int) -> Project:
+    project = make_project(root)
+    video = {"video": "inputs/demo/street/color.mp4"}
+    prompts = {f"q{i}": {"text": f"A harbour, boat {i}", "inputs": video} for i in range(count)}
+    project.write("manifests/prompts/many.yaml", yaml.safe_dump(prompts))
+    project.write(
+        "manifests/experiment/many.yaml",
+        "# @package _global_\ndefaults:\n  - /prompts: many\nname: many\n"
+        "model:\n  weights:\n    edge: 0.5\n",
+    )
+    return project
+
+
+def test_a_fault_of_every_run_is_not_split_down_to_single_runs(tmp_path: Path) -> None:
+    """A batch of 8 that fails without output in every run (a wrong checkpoint, a
+    missing input, no memory) would load the model 15 times split down to single
+    runs: once both halves fail blank, splitting stops."""
+    project = many_prompts_project(tmp_path / "proj", 8)
+    done = project.batch("+experiment=many", "simulator.fail_on_seed=1")
+    assert done.returncode == 1, done.stderr
+    assert "8 executed (0 succeeded, 8 failed)" in done.stdout
+    # 8, its halves 4 + 4 (both blank), and the first half's halves 2 + 2 split before.
+    assert loads(done) == 5, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert sum("a fault common to its runs (not split further)" in n for n in notes) == 3, notes
+    runs = project.cosmos_json("list", "runs")
+    assert sorted(r["attempts"] for r in runs) == [2] * 4 + [3] * 4
+    for run in runs:
+        assert (run["status"], run["error_message"], run["exit_code"]) == ("failed", FAILED_17, 17)
+
+
+def test_halves_failing_at_once_on_two_gpus_stop_splitting_too(tmp_path: Path) -> None:
+    """Two jobs of 4 (one per GPU); of the two halves of each, which fail side by
+    side, the first to end is split once more, the other is not: 2 + 4 + 4 loads
+    (split down to single runs: 2 + 4 + 8)."""
+    project = many_prompts_project(tmp_path / "proj", 8)
+    done = project.batch("+experiment=many", "simulator.fail_on_seed=1", "target.gpus=[0,1]")
+    assert done.returncode == 1, done.stderr
+    assert "8 executed (0 succeeded, 8 failed)" in done.stdout
+    assert sum("4 runs" in line for line in done.stderr.splitlines() if " started on " in line) == 2
+    assert loads(done) == 10, done.stderr
+    for run in project.cosmos_json("list", "runs"):
+        assert (run["status"], run["error_message"]) == ("failed", FAILED_17)
+
+
+def test_both_halves_failing_blank_is_a_fault_common_to_their_runs() -> None:
+    first, second = SplitHalf.halves_of(None)
+    left, right = SplitHalf.halves_of(first)
+    elsewhere, _ = SplitHalf.halves_of(None)
+    assert not first.failed_blank(), "its other half may still make its videos"
+    assert not left.failed_blank()
+    assert second.failed_blank(), "both halves failed blank"
+    assert right.failed_blank(), "split from a batch whose halves both failed blank"
+    assert not elsewhere.failed_blank(), "another batch's halves share nothing with these"
+
+
+def test_a_blank_half_whose_other_half_succeeds_is_still_split(
+    tmp_path: Path, order: list[str]
+) -> None:
+    """Only both halves failing blank stop the splitting: a half whose other half
+    made its videos is split down to the run that fails."""
+    project = isolation_project(tmp_path / "proj")
+    word = block_word(order, (2,))
+    done = project.batch("+experiment=isolation", f"simulator.block_prompt={word}")
+    assert done.returncode == 1, done.stderr
+    assert "4 executed (3 succeeded, 1 failed)" in done.stdout
+    assert invocations(project, order) == sorted([("0", "1", "2 blocked"), ("2 blocked",), ("3",)])
 
 
 @pytest.mark.parametrize("blocked", [True, False])

@@ -37,6 +37,7 @@ from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
+from cosmos_workflow.engine.isolation import SplitHalf
 from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.engine.runner import JobRunner
@@ -276,7 +277,8 @@ class Dispatcher:
             self._active[job_id] = _Active(job, host.name, list(booking.gpus), expected)
             slot = Slot(self._ctx.executors[host.name], list(booking.gpus))
             self._spawn(
-                job_id, lambda j=job, i=job_id, s=slot: self._jobs.run(j.runs, i, s, j.tries)
+                job_id,
+                lambda j=job, i=job_id, s=slot: self._jobs.run(j.runs, i, s, j.tries, j.half),
             )
 
     def _spawn(self, job_id: str, work: Callable[[], JobOutcome | None]) -> None:
@@ -337,11 +339,14 @@ class Dispatcher:
         )
 
     def _isolate(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
-        """Plan a failed job's runs without output as smaller jobs, to find the failing one."""
+        """Plan a failed job's runs without output as smaller jobs, to find the failing one.
+
+        The halves share a record (engine/isolation.py): if both fail blank, splitting stops.
+        """
         job = active.job
-        for run_ids in outcome.split:
+        for run_ids, half in zip(outcome.split, SplitHalf.halves_of(job.half), strict=False):
             runs = [self._specs[run_id] for run_id in run_ids]
-            self._pending.append(PlannedJob(runs, job.adapter, job.num_gpus, tries=job.tries))
+            self._pending.append(PlannedJob(runs, job.adapter, job.num_gpus, job.tries, half=half))
         sizes = " + ".join(str(len(run_ids)) for run_ids in outcome.split)
         self._note(
             f"job {job_id} on {active.host} failed ({outcome.fault}); running its "

@@ -9,11 +9,20 @@ adapter cannot explain may be a fluke), then in two halves, each a job of
 its own, down to single runs: only a run that fails alone has failed.
 A failure the adapter explains (its reason, e.g. a guardrail block) is the
 runs' content, not a fluke: it is not retried, only isolated.
+
+Halving finds a run that fails; it cannot find a fault every run meets (a
+wrong checkpoint path, an input all of them read, too little memory): split
+down to single runs, a batch of 8 would load the model 15 times. So the two
+halves of a split share a record: when both fail "blank" (no output
+written, no reason the adapter can read), the fault is not the runs'
+doing, and splitting stops there; that job's runs, and those of jobs split
+from the same batch that fail blank too, fail with the program's message.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +66,57 @@ class AfterFailure:
         return [run_id for run_id in self.retry if run_id in queued], [g for g in groups if g]
 
 
+@dataclass(eq=False)
+class SplitRecord:
+    """What the two halves of one split job share: which of them failed blank.
+
+    Attributes:
+        parent: The record of the split the job that was split came from (None: a first split).
+        blank: The halves (0, 1) that failed blank.
+        common: True once both did: a fault common to the runs, not one of theirs.
+    """
+
+    parent: SplitRecord | None = None
+    blank: set[int] = field(default_factory=set)
+    common: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def in_common(self) -> bool:
+        """True if this split, or one it came from, met a fault common to its runs."""
+        record: SplitRecord | None = self
+        while record is not None:
+            if record.common:
+                return True
+            record = record.parent
+        return False
+
+
+@dataclass(frozen=True)
+class SplitHalf:
+    """One half of a split job: the record it shares with the other half, and its side."""
+
+    record: SplitRecord
+    side: int
+
+    def failed_blank(self) -> bool:
+        """Note that this half failed blank; True if the fault is common to the runs.
+
+        Safe to call from the threads of both halves at once.
+        """
+        record = self.record
+        with record._lock:
+            record.blank.add(self.side)
+            if len(record.blank) == 2:
+                record.common = True
+        return record.in_common()
+
+    @staticmethod
+    def halves_of(parent: SplitHalf | None) -> tuple[SplitHalf, SplitHalf]:
+        """The two halves of a job split now (``parent``: the half the job itself was)."""
+        record = SplitRecord(parent.record if parent is not None else None)
+        return SplitHalf(record, 0), SplitHalf(record, 1)
+
+
 @dataclass(frozen=True)
 class Failure:
     """A job's failed program: why, and what becomes of its runs.
@@ -65,11 +125,13 @@ class Failure:
         exit_code: The program's exit code.
         reason: Why it failed, for people, as its adapter read it from the log (or None).
         plan: What becomes of each run.
+        common: True if the fault is common to the runs (both halves of a split failed blank).
     """
 
     exit_code: int
     reason: str | None
     plan: AfterFailure
+    common: bool = False
 
     @property
     def error(self) -> ExecutionFailure:
@@ -93,6 +155,7 @@ def assess_failure(
     job: tuple[list[RunSpec], Invocation, Path],
     result: ExecutionResult,
     retry: bool,
+    half: SplitHalf | None = None,
 ) -> Failure:
     """Why a job's program failed, and what becomes of each of its runs.
 
@@ -102,6 +165,7 @@ def assess_failure(
         job: The job's runs (in job order), its invocation and its staging folder.
         result: How the program ended (exit code, log).
         retry: True if scheduler.retries lets the job be tried again as it is.
+        half: The half of a split job this job is (None: it was not split from one).
     """
     batch, invocation, staging = job
     reason = adapter.failure_reason(log_tail(result.log_path))
@@ -113,6 +177,8 @@ def assess_failure(
                 whole.add(run.id)
         elif not store.missing_outputs(staging, outputs, run.id):
             whole.add(run.id)  # a runner that died recording the run had moved them
+    if not whole and reason is None and half is not None and half.failed_blank():
+        return Failure(result.exit_code, reason, AfterFailure(), common=True)
     plan = after_failure([run.id for run in batch], whole, retry and reason is None)
     return Failure(result.exit_code, reason, plan)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
-from cosmos_workflow.engine.isolation import Failure, assess_failure, missing_message
+from cosmos_workflow.engine.isolation import Failure, SplitHalf, assess_failure, missing_message
 from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
@@ -73,8 +73,23 @@ class JobRunner:
         )
         return tries <= allowed
 
-    def run(self, batch: list[RunSpec], job_id: str, slot: Slot, tries: int) -> JobOutcome:
-        """Claim, stage and execute one job on ``slot``; record each run."""
+    def run(
+        self,
+        batch: list[RunSpec],
+        job_id: str,
+        slot: Slot,
+        tries: int,
+        half: SplitHalf | None = None,
+    ) -> JobOutcome:
+        """Claim, stage and execute one job on ``slot``; record each run.
+
+        Args:
+            batch: The job's runs, in job order.
+            job_id: The job's id.
+            slot: Where it runs.
+            tries: How many times this job was started (this start counted).
+            half: The half of a split job it is, if it is one (engine/isolation.py).
+        """
         outcome = JobOutcome()
         batch = self._claim(batch, job_id, slot, outcome)
         if not batch:
@@ -94,7 +109,7 @@ class JobRunner:
                     self._skip_cancelled(run.id, outcome.tally)
                 batch = []
             if batch:
-                self._execute(batch, job_id, slot, staging, tries, outcome)
+                self._execute(batch, job_id, slot, staging, tries, outcome, half)
         finally:
             self._store.discard_staging(staging)
         return outcome
@@ -173,6 +188,7 @@ class JobRunner:
         staging: Path,
         tries: int,
         outcome: JobOutcome,
+        half: SplitHalf | None,
     ) -> None:
         """Run one job's program in ``staging`` and record the outcome of each run."""
         adapter = self._adapters[batch[0].adapter]
@@ -199,7 +215,7 @@ class JobRunner:
                     getattr(outcome.tally, status).append(run.id)
             return
         try:
-            self._record_result(batch, invocation, staging, slot, result, tries, outcome)
+            self._record_result(batch, invocation, staging, slot, result, tries, outcome, half)
         finally:
             executor.release(job_id, staging)
 
@@ -212,6 +228,7 @@ class JobRunner:
         result: ExecutionResult,
         tries: int,
         outcome: JobOutcome,
+        half: SplitHalf | None = None,
     ) -> None:
         """Record each run of a job whose program ended (a failed one: engine/isolation.py)."""
         self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
@@ -222,8 +239,13 @@ class JobRunner:
             adapter = self._adapters[batch[0].adapter]
             retry = self.may_retry(ExecutionFailure.kind, tries)
             job = (batch, invocation, staging)
-            failure = assess_failure(adapter, self._store, job, result, retry)
+            failure = assess_failure(adapter, self._store, job, result, retry, half)
             batch = self._queue_again(batch, failure, outcome)
+            if failure.common and len(batch) > 1:
+                self._progress.note(
+                    f"job {invocation.job_id} failed without output, as both halves of the "
+                    "batch it was split from did: a fault common to its runs (not split further)"
+                )
         for run in batch:
             status = self._finish_safely(run, invocation, staging, slot, result, failure)
             getattr(outcome.tally, status).append(run.id)
