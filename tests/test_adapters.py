@@ -218,7 +218,7 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
     folder = str(flags["video_save_folder"])
     if "batch_input_path" not in flags:
         upsampler = upsampler_reads(params, controls, controls)
-        read = {**params, "controls": controls, "upsampler": upsampler}
+        read = {**params, "controls": weights_used(controls), "upsampler": upsampler}
         return {f"{folder}/{flags['video_save_name']}.mp4": read}
     batch_name = PurePosixPath(str(flags["batch_input_path"])).relative_to(LAYOUT.root)
     reads = {}
@@ -241,10 +241,22 @@ def transfer1_reads(invocation: Invocation, program: str) -> dict[str, dict[str,
         upsampler = upsampler_reads(line_params, line_controls, controls)
         reads[f"{folder}/video_{i}/output.mp4"] = {
             **line_params,
-            "controls": line_controls,
+            "controls": weights_used(line_controls),
             "upsampler": upsampler,
         }
     return reads
+
+
+def weights_used(controls: dict[str, Any]) -> dict[str, Any]:
+    """The control blocks with the weights the model uses (inference_utils.py,
+    load_spatial_temporal_weights): once a control has a .pt weight map, a weight
+    that is not truthy (0) counts as none given and becomes a map of ones."""
+    maps = any(str(block.get("control_weight", "")).endswith(".pt") for block in controls.values())
+    used = copy.deepcopy(controls)
+    for block in used.values():
+        if maps and block.get("control_weight") == 0:
+            block["control_weight"] = 1.0
+    return used
 
 
 def upsampler_reads(

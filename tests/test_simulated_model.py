@@ -905,6 +905,25 @@ def test_a_numeric_text_weight_is_a_number_and_a_pt_text_a_weight_map(work: Path
     assert controls["depth"]["control_weight"] == "w.pt"
 
 
+@pytest.mark.parametrize("maps", [(), ("edge",), ("edge", "seg")])
+def test_a_weight_of_0_beside_a_weight_map_runs_at_1(work: Path, maps: tuple[str, ...]) -> None:
+    """inference_utils.py load_spatial_temporal_weights: with a .pt map among the
+    controls, a weight that is not truthy is "none given" (ones); numbers alone keep 0."""
+    (work / "w.pt").write_bytes(b"tensor")
+    weights = {"edge": 0.5, "seg": 0.5, "depth": 0, "vis": 0.0}
+    spec: dict[str, Any] = {"input_video_path": "color.mp4"}
+    spec.update({k: {"control_weight": "w.pt" if k in maps else w} for k, w in weights.items()})
+    write_json(work / "spec.json", spec)
+    write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}])
+    for args in (["--video_save_name", "one"], ["--batch_input_path", "batch.jsonl"]):
+        result = run_sim(["--controlnet_specs", "spec.json", *args], work)
+        assert result.returncode == 0, result.stderr
+    for made in (work / "outputs" / "one.mp4", work / "outputs" / "video_0" / "output.mp4"):
+        used = {k: c["control_weight"] for k, c in metadata(made)["controls"].items()}
+        zero = 1.0 if maps else 0
+        assert used == {**weights, **dict.fromkeys(maps, "w.pt"), "depth": zero, "vis": zero}
+
+
 @pytest.mark.parametrize(
     ("controls", "found"),
     [

@@ -228,6 +228,24 @@ CASES: dict[str, tuple[Callable[[], RunSpec], list[str]]] = {
         lambda: make_run({"vis": 0.5}, ("vis",), blur_strength="high"),
         ["model.blur_strength"],
     ),
+    # -- a weight of 0: load_spatial_temporal_weights reads it as "none given" (a map of
+    # ones) once a control of the video has a weight map; with scalars alone it is 0
+    "a zero weight beside scalars": (lambda: make_run({"depth": 0.0, "edge": 0.5}), []),
+    "a zero weight beside a map": (
+        lambda: make_run({"depth": 0.0, "edge": 0.5}, maps={"edge": WEIGHT_MAPS[0]}),
+        ["model.weights.depth"],
+    ),
+    "zero weights beside maps": (
+        lambda: make_run(
+            {"depth": 0.0, "edge": 0.5, "vis": 0.0, "seg": 0.5},
+            maps={"edge": WEIGHT_MAPS[0], "seg": WEIGHT_MAPS[1]},
+        ),
+        ["model.weights.vis", "model.weights.depth"],
+    ),
+    "a zero weight under its own map": (
+        lambda: make_run({"depth": 0.0, "edge": 0.5}, maps={"depth": WEIGHT_MAPS[0]}),
+        [],
+    ),
     "blur without vis": (
         lambda: make_run({"depth": 0.5}, blur_strength="low"),
         ["model.blur_strength"],

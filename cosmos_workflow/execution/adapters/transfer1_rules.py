@@ -187,9 +187,31 @@ def _numbers(run: RunSpec) -> list[Problem]:
             Problem("model.seed", f"must be at most {MAX_SEED} (numpy's seed range), got {seed}")
         )
     if run.prompt.inputs.weight_maps:
-        return problems  # maps are normalised per location: no scalar rule holds
+        # Maps are normalised per location: no sum rule holds.
+        return problems + _zero_beside_maps(run)
     problems += weight_sum_problems(active_controls(run))
     return problems
+
+
+def _zero_beside_maps(run: RunSpec) -> list[Problem]:
+    """A weight of 0 where a control of the run has a weight map: transfer.py runs it at 1.
+
+    load_spatial_temporal_weights reads a weight that is not truthy as none
+    given and makes it a map of ones once any control has a map.
+    """
+    controls, maps = active_controls(run), run.prompt.inputs.weight_maps
+    mapped = ", ".join(key for key in controls if key in maps)
+    if not mapped:
+        return []
+    return [
+        Problem(
+            f"model.weights.{key}",
+            f"is 0 while {mapped} has a weight map: transfer.py then runs {key} at weight 1 "
+            "(it reads 0 as no weight given); use null to turn a control off",
+        )
+        for key, weight in controls.items()
+        if weight == 0 and key not in maps
+    ]
 
 
 def weight_sum_problems(weights: dict[str, float]) -> list[Problem]:

@@ -63,7 +63,9 @@ CONTROL_FIELDS = (
 )
 # Fields of a control block that are texts (paths or prompts), never null.
 TEXT_FIELDS = ("ckpt_path", "control_weight_prompt", "input_control_prompt")
-# Controls transfer.py computes from the input video when input_control is absent.
+# Controls transfer.py's preprocessors compute from the input video when they
+# have no input_control; it writes each to the video's output folder as
+# <key>_input_control_<LOCAL_RANK>.mp4.
 COMPUTED_CONTROLS = ("vis", "edge", "depth", "seg", "keypoint")
 # The Sample-AV model's controls (--is_av_sample); transfer.py cannot compute them.
 AV_CONTROLS = ("hdmap", "lidar")
@@ -457,6 +459,27 @@ def default_missing_weight(key: str, block: dict[str, Any], where: str) -> None:
         block["control_weight"] = DEFAULT_CONTROL_WEIGHT
         weight = DEFAULT_CONTROL_WEIGHT
         out(f"WARNING: {where}: control {key!r} has no control_weight; using {weight}")
+
+
+def weights_among_maps(controls: dict[str, dict[str, Any]], where: str) -> None:
+    """Give a weight of 0 the weight 1 when a control of the video has a weight map.
+
+    transfer.py's load_spatial_temporal_weights (inference_utils.py) reads a
+    weight that is not truthy as none given, a map of ones, once any control
+    of the video has a .pt map; with numbers alone a 0 stays 0.
+
+    Args:
+        controls: The video's control blocks, modified in place.
+        where: Description of the video for the warning.
+    """
+    weights = [block.get("control_weight") for block in controls.values()]
+    if not any(isinstance(w, str) and w.endswith(".pt") for w in weights):
+        return
+    for key, block in controls.items():
+        weight = block.get("control_weight")
+        if _is_number(weight) and weight == 0:
+            block["control_weight"] = 1.0
+            out(f"WARNING: {where}: control {key!r} has weight 0 beside a weight map: it runs at 1")
 
 
 def load_json_file(path: Path, what: str) -> Any:
@@ -971,6 +994,7 @@ def plan_jobs(values: dict[str, Any], explicit: set[str]) -> list[VideoJob]:
         check_model_rules(params, controls, f"spec {spec_path}")
         check_job_inputs(params, controls, f"spec {spec_path}")
         params["prompt"] = upsampled_prompt(params, controls, f"spec {spec_path}")
+        weights_among_maps(controls, f"spec {spec_path}")
         return [VideoJob(0, params, controls, folder / (name + ".mp4"), folder / (name + ".txt"))]
     # Like transfer.py, the shared spec must be valid on its own before any line.
     check_model_rules(params, controls, f"spec {spec_path}")
@@ -983,6 +1007,7 @@ def plan_jobs(values: dict[str, Any], explicit: set[str]) -> list[VideoJob]:
         check_model_rules(line_params, line_controls, where)
         check_job_inputs(line_params, line_controls, where)
         line_params["prompt"] = upsampled_prompt(line_params, controls, where)
+        weights_among_maps(line_controls, where)
         sub = folder / f"video_{index}"
         jobs.append(
             VideoJob(index, line_params, line_controls, sub / "output.mp4", sub / "prompt.txt")
@@ -1080,10 +1105,6 @@ def run_guardrail(job: VideoJob, values: dict[str, Any], ledger: Path | None) ->
     raise TypeError("cannot unpack non-iterable NoneType object")
 
 
-# Controls transfer.py's preprocessors compute from the input video when they
-# have no input_control (depth, seg, keypoint, vis, edge); it writes each to the
-# video's output folder as <key>_input_control_<LOCAL_RANK>.mp4.
-COMPUTED_CONTROLS = ("depth", "seg", "keypoint", "vis", "edge")
 # Words of the prompt that segments a seg control without input_control_prompt.
 SEG_PROMPT_WORDS = 128
 
@@ -1211,7 +1232,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; defaults to sys.argv[1:].
 
     Returns:
-        0 on success, 2 on error, 17 on a simulated failure.
+        0 on success; 1 for what transfer.py fails on (2 for a bad command line);
+        17 on a simulated failure.
     """
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
