@@ -604,3 +604,43 @@ def test_the_command_runs_inference_py_from_the_checkout() -> None:
         "--keep-going",
     ]
     assert invocation.workdir == "/opt/ct25"
+
+
+# Console lines as cosmos_transfer2/inference.py logs them (its own logger, then
+# the traceback of the exception --no-keep-going raises on a block).
+def t25_log(*lines: str) -> str:
+    return "".join(f"[11-04 10:12:01|INFO|cosmos_transfer2/inference.py] {line}\n" for line in lines)
+
+
+STARTS = ("Generating 3 samples", "[1/3] Processing sample rs_a", "Saved arguments")
+PROMPT_BLOCK = t25_log(
+    *STARTS, "[2/3] Processing sample rs_b", "Guardrail blocked generation. Prompt: a b c"
+) + ("Traceback (most recent call last):\nException: Guardrail blocked generation. Prompt: a\n")
+NEGATIVE_BLOCK = t25_log(
+    "[1/1] Processing sample rs_n", "Guardrail blocked generation. Negative prompt: n"
+)
+VIDEO_BLOCK = t25_log(*STARTS, "Running guardrail check on video...") + (
+    "Traceback (most recent call last):\nException: Guardrail blocked video2world generation.\n"
+)
+# A block the program kept going past, then a crash in the next sample.
+EARLIER_BLOCK = t25_log(
+    *STARTS, "Guardrail blocked generation. Prompt: x", "[2/3] Processing sample rs_b"
+) + ("Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+
+
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        (PROMPT_BLOCK, "blocked by the guardrail: the prompt of sample rs_b was judged unsafe"),
+        (NEGATIVE_BLOCK, "blocked by the guardrail: the negative prompt of sample rs_n was"),
+        (VIDEO_BLOCK, "blocked by the guardrail: the generated video of sample rs_a was judged"),
+        (EARLIER_BLOCK, None),
+        ("Guardrail blocked generation. Prompt: no sample started\n", None),
+        (t25_log(*STARTS) + "RuntimeError: boom\n", None),
+    ],
+    ids=["prompt", "negative prompt", "video", "kept going past it", "no sample", "no block"],
+)
+def test_a_block_that_ends_the_program_is_its_failure_reason(log: str, reason: str | None) -> None:
+    """--no-keep-going: the program raises on a block, in the sample it was making."""
+    found = Transfer25Adapter(Transfer25Settings()).failure_reason(log)
+    assert found == reason if reason is None else (found or "").startswith(reason)

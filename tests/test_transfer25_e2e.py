@@ -480,3 +480,37 @@ def test_a_sample_skipped_when_made_again_never_takes_a_damaged_earlier_output(
     assert shown["error_message"].startswith("blocked by the guardrail: the prompt")
     assert not (folder / "output.mp4").exists()
     assert project.cosmos("verify").returncode == 0
+
+
+def test_without_keep_going_a_blocked_sample_is_isolated_with_its_reason_and_not_retried(
+    tmp_path: Path,
+) -> None:
+    """--no-keep-going ends the program at a blocked sample (exit 1): the samples made
+    before it are kept, the rest are tried in halves down to the blocked one, which
+    fails with the guardrail's reason; a reason is never retried (scheduler.retries)."""
+    project = make_project(tmp_path / "project")
+    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
+    manifest.write_text(BLOCKING, encoding="utf-8")
+    log = tmp_path / "calls.jsonl"
+    done = project.batch(
+        "+experiment=t25_blocking",
+        "model=transfer2.5",
+        f"adapters.transfer2_5.workspace={WORKSPACE}",
+        "adapters.transfer2_5.extra_args=[--no-keep-going]",
+        "scheduler.retries.deterministic=1",
+        "scheduler.retries.backoff_s=0",
+        env={"FAKE_T25_LOG": str(log), "FAKE_T25_BLOCK": "forbidden"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "4 executed (3 succeeded, 1 failed)" in done.stdout
+    calls = [tuple(json.loads(line)["samples"]) for line in log.read_text().splitlines()]
+    assert all(json.loads(line)["keep_going"] is False for line in log.read_text().splitlines())
+    assert "run(s) again in" not in done.stderr, "a job was tried again as it was"
+    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
+    runs = {names[r["prompt_id"]]: r for r in project.cosmos_json("list", "runs")}
+    two = runs["two"]
+    assert (two["id"],) in calls, calls
+    assert two["status"] == "failed"
+    assert two["error_message"].startswith(
+        f"blocked by the guardrail: the prompt of sample {two['id']} was judged unsafe"
+    ), two["error_message"]

@@ -106,9 +106,32 @@ def outputs(run: RunSpec) -> RunOutputs:
 
 
 # cosmos_transfer2/inference.py logs each sample's start, and a text guardrail
-# block ("Guardrail blocked generation. Prompt: ..."), then keeps going.
+# block ("Guardrail blocked generation. Prompt: ..."), then keeps going; with
+# --no-keep-going it raises that message instead, or, for a video its guardrail
+# blocked, "Guardrail blocked video2world generation.", and the program ends.
 SAMPLE_START = re.compile(r"\[\d+/\d+\] Processing sample (\S+)")
 TEXT_BLOCKED = re.compile(r"Guardrail blocked generation\. (Prompt|Negative prompt):")
+VIDEO_BLOCKED = "Guardrail blocked video2world generation."
+
+
+def ended_on_block(log: str) -> str | None:
+    """Why examples/inference.py ended on a blocked sample (--no-keep-going), from its log.
+
+    The block must be in the last sample's section: a block the program kept
+    going past (an earlier section) does not explain a failure after it.
+    """
+    starts = list(SAMPLE_START.finditer(log))
+    if not starts:
+        return None
+    last = starts[-1]
+    text = TEXT_BLOCKED.search(log, last.end())
+    if text:
+        what = text.group(1).lower()
+    elif VIDEO_BLOCKED in log[last.end() :]:
+        what = "generated video"
+    else:
+        return None
+    return f"blocked by the guardrail: the {what} of sample {last.group(1)} was judged unsafe"
 
 
 def skipped_sample_reason(log: str, name: str) -> str | None:
@@ -147,6 +170,10 @@ class Transfer25Adapter(ModelAdapter):
     def validate(self, run: RunSpec) -> list[Problem]:
         """What examples/inference.py would refuse (or ignore) in ``run``."""
         return [*self._setting_problems, *problems(run)]
+
+    def failure_reason(self, log: str) -> str | None:
+        """A sample the guardrail blocked, which ended the program (--no-keep-going)."""
+        return ended_on_block(log)
 
     def skipped_reason(self, log: str, run_id: str) -> str | None:
         """A sample the program kept going past: blocked by the text guardrail, or skipped."""
