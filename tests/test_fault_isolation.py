@@ -190,7 +190,6 @@ def prompt_text(index: int) -> str:
 
 
 def isolation_project(root: Path) -> Project:
-    project = make_project(root)
     prompts = {
         name: {
             "text": prompt_text(index),
@@ -201,11 +200,17 @@ def isolation_project(root: Path) -> Project:
         }
         for index, name in enumerate(NAMES)
     }
-    project.write("manifests/prompts/isolation.yaml", yaml.safe_dump(prompts))
+    return prompts_project(root, "isolation", prompts, "depth")
+
+
+def prompts_project(root: Path, name: str, prompts: dict[str, Any], control: str) -> Project:
+    """A project with the experiment NAME: ``prompts``, with ``control`` at weight 0.5."""
+    project = make_project(root)
+    project.write(f"manifests/prompts/{name}.yaml", yaml.safe_dump(prompts))
     project.write(
-        "manifests/experiment/isolation.yaml",
-        "# @package _global_\ndefaults:\n  - /prompts: isolation\nname: isolation\n"
-        "model:\n  weights:\n    depth: 0.5\n",
+        f"manifests/experiment/{name}.yaml",
+        f"# @package _global_\ndefaults:\n  - /prompts: {name}\nname: {name}\n"
+        f"model:\n  weights:\n    {control}: 0.5\n",
     )
     return project
 
@@ -373,16 +378,9 @@ def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
 
 
 def many_prompts_project(root: Path, count: int) -> Project:
-    project = make_project(root)
     video = {"video": "inputs/demo/street/color.mp4"}
     prompts = {f"q{i}": {"text": f"A harbour, boat {i}", "inputs": video} for i in range(count)}
-    project.write("manifests/prompts/many.yaml", yaml.safe_dump(prompts))
-    project.write(
-        "manifests/experiment/many.yaml",
-        "# @package _global_\ndefaults:\n  - /prompts: many\nname: many\n"
-        "model:\n  weights:\n    edge: 0.5\n",
-    )
-    return project
+    return prompts_project(root, "many", prompts, "edge")
 
 
 def test_a_fault_of_every_run_is_not_split_down_to_single_runs(tmp_path: Path) -> None:

@@ -609,7 +609,8 @@ def test_the_command_runs_inference_py_from_the_checkout() -> None:
 # Console lines as cosmos_transfer2/inference.py logs them (its own logger, then
 # the traceback of the exception --no-keep-going raises on a block).
 def t25_log(*lines: str) -> str:
-    return "".join(f"[11-04 10:12:01|INFO|cosmos_transfer2/inference.py] {line}\n" for line in lines)
+    where = "[11-04 10:12:01|INFO|cosmos_transfer2/inference.py]"
+    return "".join(f"{where} {line}\n" for line in lines)
 
 
 STARTS = ("Generating 3 samples", "[1/3] Processing sample rs_a", "Saved arguments")

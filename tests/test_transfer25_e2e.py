@@ -418,6 +418,35 @@ model:
 """
 
 
+class Blocking:
+    """A project whose sweep t25_blocking has four prompts, "two" holding "forbidden"."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.project = make_project(tmp_path / "project")
+        manifest = self.project.root / "manifests" / "experiment" / "t25_blocking.yaml"
+        manifest.write_text(BLOCKING, encoding="utf-8")
+        self.log = tmp_path / "calls.jsonl"
+
+    def batch(self, *overrides: str, **env: str) -> subprocess.CompletedProcess:
+        """cosmos-batch of the sweep on the stand-in (env: its FAKE_T25_* hooks)."""
+        return self.project.batch(
+            "+experiment=t25_blocking",
+            "model=transfer2.5",
+            f"adapters.transfer2_5.workspace={WORKSPACE}",
+            *overrides,
+            env={"FAKE_T25_LOG": str(self.log), **env},
+        )
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The stand-in's invocations, in order."""
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """The runs by prompt name."""
+        names = {p["id"]: p["name"] for p in self.project.cosmos_json("list", "prompts")}
+        return {names[r["prompt_id"]]: r for r in self.project.cosmos_json("list", "runs")}
+
+
 @pytest.mark.parametrize(
     ("block", "reason"),
     [
@@ -429,28 +458,18 @@ def test_a_sample_the_program_skips_fails_alone_with_its_reason(
     tmp_path: Path, block: str, reason: str
 ) -> None:
     """Transfer2.5 keeps going past a blocked sample: its batch-mates succeed in one load."""
-    project = make_project(tmp_path / "project")
-    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
-    manifest.write_text(BLOCKING, encoding="utf-8")
-    log = tmp_path / "calls.jsonl"
-    done = project.batch(
-        "+experiment=t25_blocking",
-        "model=transfer2.5",
-        f"adapters.transfer2_5.workspace={WORKSPACE}",
-        env={"FAKE_T25_LOG": str(log), block: "forbidden"},
-    )
+    sweep = Blocking(tmp_path)
+    done = sweep.batch(**{block: "forbidden"})
     assert done.returncode == 1, done.stdout + done.stderr
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [len(call["samples"]) for call in calls] == [4], "one model load for the four"
-    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
-    runs = {names[r["prompt_id"]]: r for r in project.cosmos_json("list", "runs")}
+    assert [len(call["samples"]) for call in sweep.calls()] == [4], "one model load for the four"
+    runs = sweep.runs()
     assert {name: r["status"] for name, r in runs.items()} == {
         "one": "succeeded",
         "two": "failed",
         "three": "succeeded",
         "four": "succeeded",
     }
-    shown = project.cosmos("show", runs["two"]["id"])
+    shown = sweep.project.cosmos("show", runs["two"]["id"])
     assert reason in shown.stdout
     assert "did not write" not in shown.stdout
 
@@ -459,27 +478,21 @@ def test_a_sample_skipped_when_made_again_never_takes_a_damaged_earlier_output(
     tmp_path: Path,
 ) -> None:
     """The program exits 0 past a blocked sample: the run's old (damaged) video is no output."""
-    project = make_project(tmp_path / "project")
-    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
-    manifest.write_text(BLOCKING, encoding="utf-8")
-    log = tmp_path / "calls.jsonl"
-    args = ("+experiment=t25_blocking", "model=transfer2.5")
-    args += (f"adapters.transfer2_5.workspace={WORKSPACE}",)
-    assert project.batch(*args, env={"FAKE_T25_LOG": str(log)}).returncode == 0
-    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
-    two = next(r for r in project.cosmos_json("list", "runs") if names[r["prompt_id"]] == "two")
+    sweep = Blocking(tmp_path)
+    assert sweep.batch().returncode == 0
+    two = sweep.runs()["two"]
     folder = Path(two["output_dir"])
     with (folder / "output.mp4").open("ab") as video:
         video.write(b"bytes of a damaged copy")
-    assert project.cosmos("verify", "--fix").returncode == 0
-    again = project.batch(*args, env={"FAKE_T25_LOG": str(log), "FAKE_T25_BLOCK": "forbidden"})
+    assert sweep.project.cosmos("verify", "--fix").returncode == 0
+    again = sweep.batch(FAKE_T25_BLOCK="forbidden")
     assert again.returncode == 1, again.stdout + again.stderr
     assert "1 executed (0 succeeded, 1 failed), 3 cached" in again.stdout
-    shown = project.cosmos_json("show", two["id"])
+    shown = sweep.project.cosmos_json("show", two["id"])
     assert shown["status"] == "failed"
     assert shown["error_message"].startswith("blocked by the guardrail: the prompt")
     assert not (folder / "output.mp4").exists()
-    assert project.cosmos("verify").returncode == 0
+    assert sweep.project.cosmos("verify").returncode == 0
 
 
 def test_without_keep_going_a_blocked_sample_is_isolated_with_its_reason_and_not_retried(
@@ -488,28 +501,19 @@ def test_without_keep_going_a_blocked_sample_is_isolated_with_its_reason_and_not
     """--no-keep-going ends the program at a blocked sample (exit 1): the samples made
     before it are kept, the rest are tried in halves down to the blocked one, which
     fails with the guardrail's reason; a reason is never retried (scheduler.retries)."""
-    project = make_project(tmp_path / "project")
-    manifest = project.root / "manifests" / "experiment" / "t25_blocking.yaml"
-    manifest.write_text(BLOCKING, encoding="utf-8")
-    log = tmp_path / "calls.jsonl"
-    done = project.batch(
-        "+experiment=t25_blocking",
-        "model=transfer2.5",
-        f"adapters.transfer2_5.workspace={WORKSPACE}",
+    sweep = Blocking(tmp_path)
+    done = sweep.batch(
         "adapters.transfer2_5.extra_args=[--no-keep-going]",
         "scheduler.retries.deterministic=1",
         "scheduler.retries.backoff_s=0",
-        env={"FAKE_T25_LOG": str(log), "FAKE_T25_BLOCK": "forbidden"},
+        FAKE_T25_BLOCK="forbidden",
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "4 executed (3 succeeded, 1 failed)" in done.stdout
-    calls = [tuple(json.loads(line)["samples"]) for line in log.read_text().splitlines()]
-    assert all(json.loads(line)["keep_going"] is False for line in log.read_text().splitlines())
+    assert all(call["keep_going"] is False for call in sweep.calls())
     assert "run(s) again in" not in done.stderr, "a job was tried again as it was"
-    names = {p["id"]: p["name"] for p in project.cosmos_json("list", "prompts")}
-    runs = {names[r["prompt_id"]]: r for r in project.cosmos_json("list", "runs")}
-    two = runs["two"]
-    assert (two["id"],) in calls, calls
+    two = sweep.runs()["two"]
+    assert [two["id"]] in [call["samples"] for call in sweep.calls()]
     assert two["status"] == "failed"
     assert two["error_message"].startswith(
         f"blocked by the guardrail: the prompt of sample {two['id']} was judged unsafe"

@@ -60,6 +60,12 @@ def run_options(run: RunSpec) -> dict[str, Any]:
     return {k: v for k, v in run.model.get("options", {}).items() if v is not None}
 
 
+def control_settings(run: RunSpec, key: str) -> dict[str, Any]:
+    """The settings of control ``key`` that are set (model.controls.KEY; null: the default)."""
+    settings = (run.model.get("controls") or {}).get(key) or {}
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def option_problems(run: RunSpec, allowed: dict[str, type]) -> list[Problem]:
     """Options the run's adapter does not have, or of the wrong JSON type."""
     problems = []

@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from cosmos_workflow.errors import Problem
-from cosmos_workflow.execution.adapters.base import active_controls, option_problems, run_options
+from cosmos_workflow.execution.adapters.base import (
+    active_controls,
+    control_settings,
+    option_problems,
+    run_options,
+)
 from cosmos_workflow.manifest.models import ModelConfig
 from cosmos_workflow.manifest.specs import RunSpec
 
@@ -45,12 +50,6 @@ DISTILLED_CONTROL = "edge"
 def is_av(run: RunSpec) -> bool:
     """Whether the run uses the Sample-AV model (its controls are hdmap or lidar)."""
     return any(key in AV_CONTROLS for key in active_controls(run))
-
-
-def control_settings(run: RunSpec, key: str) -> dict[str, Any]:
-    """The settings of control ``key`` that are set (model.controls.KEY)."""
-    settings = (run.model.get("controls") or {}).get(key) or {}
-    return {name: value for name, value in settings.items() if value is not None}
 
 
 def upsampler_control(run: RunSpec) -> str | None:
@@ -90,6 +89,7 @@ def transfer1_problems(run: RunSpec) -> list[Problem]:
 
 
 def _option_values(run: RunSpec) -> list[Problem]:
+    """num_input_frames: transfer.py takes only 1."""
     frames = run_options(run).get("num_input_frames")
     if frames is None or frames == 1 or isinstance(frames, bool):
         return []
@@ -125,6 +125,7 @@ def _inputs(run: RunSpec) -> list[Problem]:
 
 
 def _av_controls(run: RunSpec) -> list[Problem]:
+    """hdmap and lidar: the Sample-AV model's, alone, each with its control video."""
     controls = active_controls(run)
     av = [key for key in controls if key in AV_CONTROLS]
     if not av:

@@ -22,12 +22,13 @@ from cosmos_workflow.execution.adapters.base import (
     ModelAdapter,
     RunOutputs,
     active_controls,
+    control_settings,
     input_name,
     inputs_of,
     run_options,
 )
 from cosmos_workflow.execution.adapters.transfer1_rules import (
-    control_settings,
+    COMPUTED_CONTROLS,
     is_av,
     transfer1_problems,
     upsampler_control,
@@ -46,8 +47,6 @@ SCALAR_FIELDS = (
 SPEC_FILE = "spec.json"
 BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
-# Controls transfer.py computes from the input video when they have no input_control.
-COMPUTED_CONTROLS = ("vis", "seg", "edge", "depth", "keypoint")
 
 
 def transfer1_batch_key(run: RunSpec) -> Hashable:

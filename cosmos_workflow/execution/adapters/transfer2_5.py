@@ -25,6 +25,7 @@ from cosmos_workflow.execution.adapters.base import (
     ModelAdapter,
     RunOutputs,
     active_controls,
+    control_settings,
     input_name,
     inputs_of,
     run_options,
@@ -35,7 +36,6 @@ from cosmos_workflow.execution.adapters.transfer2_5_rules import (
     SAMPLE_OPTIONS,
     SETUP_OPTIONS,
     checkpoint,
-    control_settings,
     problems,
 )
 from cosmos_workflow.manifest.specs import RunSpec

@@ -13,10 +13,14 @@ refused too, so runs that differ only in it are never "different" runs.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from cosmos_workflow.errors import Problem
-from cosmos_workflow.execution.adapters.base import active_controls, option_problems, run_options
+from cosmos_workflow.execution.adapters.base import (
+    active_controls,
+    control_settings,
+    option_problems,
+    run_options,
+)
 from cosmos_workflow.manifest.specs import InputFile, RunSpec
 
 VARIANTS = ("edge", "depth", "seg", "vis", "edge/distilled")
@@ -77,12 +81,6 @@ def checkpoint(run: RunSpec) -> str | None:
     return controls[0] if len(controls) == 1 else None
 
 
-def control_settings(run: RunSpec, key: str) -> dict[str, Any]:
-    """The settings of control ``key`` that are set (null means the program's default)."""
-    found = run.model.get("controls", {}).get(key) or {}
-    return {name: value for name, value in found.items() if value is not None}
-
-
 def problems(run: RunSpec) -> list[Problem]:
     """Everything about ``run`` that examples/inference.py would refuse or ignore."""
     found = option_problems(run, OPTIONS)
@@ -98,6 +96,7 @@ def problems(run: RunSpec) -> list[Problem]:
 
 
 def _checkpoint_problems(run: RunSpec) -> list[Problem]:
+    """model.options.model: a checkpoint the program offers, for the run's one control."""
     chosen = run_options(run).get("model")
     if chosen is None or not isinstance(chosen, str):
         return []
@@ -117,6 +116,7 @@ def _checkpoint_problems(run: RunSpec) -> list[Problem]:
 
 
 def _option_range_problems(run: RunSpec, mistyped: set[str]) -> list[Problem]:
+    """The ranges of the sample and set-up options (those of the right type)."""
     options = {
         key: value
         for key, value in run_options(run).items()
@@ -125,6 +125,7 @@ def _option_range_problems(run: RunSpec, mistyped: set[str]) -> list[Problem]:
     found = []
 
     def refuse(key: str, message: str) -> None:
+        """Note a problem of ``model.options.KEY``."""
         found.append(Problem(f"model.options.{key}", message))
 
     if options.get("resolution", RESOLUTIONS[0]) not in RESOLUTIONS:
@@ -165,11 +166,13 @@ def _option_range_problems(run: RunSpec, mistyped: set[str]) -> list[Problem]:
 
 
 def _is_hf_file(uri: str) -> bool:
+    """True for hf://ORG/REPO/FILE (a file of a Hugging Face repository)."""
     parts = uri.removeprefix("hf://").strip("/").split("/")
     return uri.startswith("hf://") and len(parts) >= 3 and all(parts)
 
 
 def _scalar_problems(run: RunSpec) -> list[Problem]:
+    """Transfer1-only parameters, guidance, sigma_max, and what the distilled checkpoint ignores."""
     found = [
         Problem(
             f"model.{key}",
@@ -218,6 +221,7 @@ def _scalar_problems(run: RunSpec) -> list[Problem]:
 
 
 def _control_problems(run: RunSpec) -> list[Problem]:
+    """At least one control, each of Transfer2.5's, each weight at most its maximum."""
     controls = active_controls(run)
     if not controls:
         return [Problem("model.weights", "set at least one control weight")]
@@ -233,10 +237,12 @@ def _control_problems(run: RunSpec) -> list[Problem]:
 
 
 def _not_a_control(key: str) -> str:
+    """Why ``key`` is refused: a Transfer1 control."""
     return f"{key} is a Transfer1 control; Transfer2.5 has {', '.join(CONTROLS)}"
 
 
 def _input_problems(run: RunSpec) -> list[Problem]:
+    """The prompt's input files: a video, Transfer2.5's controls and masks, an image context."""
     inputs = run.prompt.inputs
     base = f"prompts.{run.prompt.name}.inputs"
     found = []
@@ -283,10 +289,12 @@ def _input_problems(run: RunSpec) -> list[Problem]:
 
 
 def _suffix(item: InputFile) -> str:
+    """The input file's suffix, in lower case."""
     return item.path.suffix.lower()
 
 
 def _setting_problems(run: RunSpec) -> list[Problem]:
+    """model.controls.KEY: known settings, their values, and where the program uses them."""
     inputs = run.prompt.inputs
     found = []
     for key in run.model.get("controls", {}):
