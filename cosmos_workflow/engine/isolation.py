@@ -81,6 +81,17 @@ class SplitRecord:
     common: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def failed_blank(self, side: int) -> bool:
+        """Note that half ``side`` failed blank; True if the fault is common to the runs.
+
+        Safe to call from the threads of both halves at once.
+        """
+        with self._lock:
+            self.blank.add(side)
+            if len(self.blank) == 2:
+                self.common = True
+        return self.in_common()
+
     def in_common(self) -> bool:
         """True if this split, or one it came from, met a fault common to its runs."""
         record: SplitRecord | None = self
@@ -99,16 +110,8 @@ class SplitHalf:
     side: int
 
     def failed_blank(self) -> bool:
-        """Note that this half failed blank; True if the fault is common to the runs.
-
-        Safe to call from the threads of both halves at once.
-        """
-        record = self.record
-        with record._lock:
-            record.blank.add(self.side)
-            if len(record.blank) == 2:
-                record.common = True
-        return record.in_common()
+        """Note that this half failed blank; True if the fault is common to the runs."""
+        return self.record.failed_blank(self.side)
 
     @staticmethod
     def halves_of(parent: SplitHalf | None) -> tuple[SplitHalf, SplitHalf]:
