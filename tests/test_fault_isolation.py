@@ -31,7 +31,7 @@ from conftest import Project, make_project
 from test_simulated_model import fake_mp4, run_sim, write_json, write_jsonl
 
 from cosmos_workflow.config.settings import Settings
-from cosmos_workflow.engine.isolation import halves, written_whole
+from cosmos_workflow.engine.isolation import after_failure, halves, written_whole
 from cosmos_workflow.execution.adapters.base import RunOutputs
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
@@ -164,6 +164,19 @@ def test_runs_without_output_are_tried_again_in_two_halves(count: int, sizes: li
     groups = halves(ids)
     assert [len(g) for g in groups] == sizes
     assert [i for g in groups for i in g] == ids
+
+
+def test_runs_cancelled_meanwhile_are_left_out_of_what_runs_again() -> None:
+    """Only the runs that went back to the queue are planned again (halves or a retry)."""
+    plan = after_failure(["a", "b", "c", "d"], whole={"a"}, retry=False)
+    assert (plan.adopt, plan.retry, plan.split) == (["a"], [], [["b", "c"], ["d"]])
+    assert plan.again() == ["b", "c", "d"]
+    assert plan.kept({"b", "c", "d"}) == ([], [["b", "c"], ["d"]])
+    assert plan.kept({"c", "d"}) == ([], [["c"], ["d"]])
+    assert plan.kept({"b", "c"}) == ([], [["b", "c"]])
+    retried = after_failure(["a", "b", "c"], whole=set(), retry=True)
+    assert (retried.retry, retried.split) == (["a", "b", "c"], [])
+    assert retried.kept({"a", "c"}) == (["a", "c"], [])
 
 
 def test_only_whole_outputs_are_adopted(tmp_path: Path) -> None:
