@@ -26,9 +26,13 @@ from cosmos_workflow.config.settings import (
 from cosmos_workflow.engine.scheduler import form_jobs
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout, ModelAdapter
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
+from cosmos_workflow.execution.adapters.transfer1 import SETUP_FLAGS as TRANSFER1_SETUP_FLAGS
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
 from cosmos_workflow.execution.adapters.transfer2_5 import Transfer25Adapter
-from cosmos_workflow.execution.adapters.upscale import SimulatedUpscalerAdapter
+from cosmos_workflow.execution.adapters.upscale import (
+    SimulatedUpscalerAdapter,
+    Transfer1UpscalerAdapter,
+)
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 
 LAYOUT = JobLayout(root="/work/jobs/jb_1")
@@ -441,6 +445,62 @@ def test_an_upscale_run_computes_no_control() -> None:
     run = RunSpec(prompt=prompt, model=model)
     assert adapter.validate(run) == []
     assert adapter.render("jb_up", [run], LAYOUT).outputs[run.id].controls == {}
+
+
+# Every flag of transfer.py's argparse (cosmos_transfer1/diffusion/inference/transfer.py).
+# The simulated model standing in for it takes more (--ledger, --model_load_s, ...):
+# a flag outside this set ends the real program with exit code 2.
+TRANSFER_PY_FLAGS = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "input_video_path",
+        "num_input_frames",
+        "sigma_max",
+        "blur_strength",
+        "canny_threshold",
+        "controlnet_specs",
+        "is_av_sample",
+        "checkpoint_dir",
+        "tokenizer_dir",
+        "video_save_name",
+        "video_save_folder",
+        "batch_input_path",
+        "batch_size",
+        "num_steps",
+        "guidance",
+        "fps",
+        "seed",
+        "num_gpus",
+        "offload_diffusion_transformer",
+        "offload_text_encoder_model",
+        "offload_guardrail_models",
+        "upsample_prompt",
+        "offload_prompt_upsampler",
+        "use_distilled",
+        "save_input_noise",
+        "benchmark",
+    }
+)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_transfer_py_gets_only_flags_its_argparse_has(seed: int) -> None:
+    setup = sorted(TRANSFER1_SETUP_FLAGS)
+    settings = Transfer1Settings(max_batch_size=4, extra_args=setup)
+    runs = random_transfer1_runs(random.Random(seed), "transfer1", 12)
+    upscale = {**base_model("transfer1_upscaler"), "weights": {"upscale": 0.5}}
+    prompt = ResolvedPrompt("up", "a street", None, PromptInputSet(video=VIDEOS[0]))
+    transfer1 = Transfer1Adapter(settings)
+    for adapter, jobs in (
+        (transfer1, [job.runs for job in form_jobs(runs, {"transfer1": transfer1})]),
+        (Transfer1UpscalerAdapter(settings), [[RunSpec(prompt=prompt, model=upscale)]]),
+    ):
+        for number, batch in enumerate(jobs):
+            assert all(adapter.validate(run) == [] for run in batch)
+            argv = adapter.render(f"jb_{number}", batch, LAYOUT).argv
+            program = "cosmos_transfer1/diffusion/inference/transfer.py"
+            assert set(command_flags(argv, program)) <= TRANSFER_PY_FLAGS, argv
 
 
 def test_transfer1_command_runs_transfer_py_from_the_checkout_with_torchrun() -> None:

@@ -250,15 +250,21 @@ def test_each_run_of_an_upsampling_batch_upsamples_from_its_own_control_video(
 
 ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
 FOREIGN = "Rue de l'\u00e9t\u00e9 sous la pluie, \u96e8\u306e\u901a\u308a"
+FOREIGN_NEGATIVE = "flou, d\u00e9form\u00e9"
 
 
 @pytest.mark.parametrize("model", ["transfer1", "simulated"])
 def test_a_non_ascii_prompt_runs_under_an_ascii_locale(tmp_path: Path, model: str) -> None:
-    """transfer.py reads its spec and batch files with the locale's encoding."""
+    """transfer.py reads its spec and batch files with the locale's encoding.
+
+    The two prompts share one invocation: the shared spec holds the negative
+    prompt, the batch file the prompts (a batch that failed on them would
+    pass as single runs, which fault isolation tries next).
+    """
     project = make_project(tmp_path / "project")
     workspace, env = transfer1_checkout(tmp_path)
     prompts = scene_prompts(
-        f'"{FOREIGN} ({{scene}})"',
+        f'"{FOREIGN} ({{scene}})"\n    negative: "{FOREIGN_NEGATIVE}"',
         "video: inputs/demo/{scene}/color.mp4\ncontrols: {{depth: inputs/demo/{scene}/depth.mp4}}",
     )
     project.write(
@@ -275,10 +281,15 @@ def test_a_non_ascii_prompt_runs_under_an_ascii_locale(tmp_path: Path, model: st
     assert done.returncode == 0, done.stdout + done.stderr
     runs = runs_of(project)
     assert len(runs) == 2 and {r["status"] for r in runs} == {"succeeded"}
+    jobs = set()
     for run in runs:
+        folder = Path(run["output_dir"])
         text = run_yaml(run)["prompt"]["text"]
         assert text.startswith(FOREIGN)
-        assert (Path(run["output_dir"]) / "output.txt").read_bytes() == text.encode("utf-8")
+        assert (folder / "output.txt").read_bytes() == text.encode("utf-8")
+        assert free_box_metadata(folder / "output.mp4")["negative_prompt"] == FOREIGN_NEGATIVE
+        jobs.add(json.loads((folder / "result.json").read_text())["job_id"])
+    assert len(jobs) == 1, "one model load for both prompts"
 
 
 # -- Transfer2.5 -------------------------------------------------------------------

@@ -142,6 +142,23 @@ def test_a_tampered_control_video_is_not_trusted(demo_project: Project) -> None:
     assert subprocess.run(["sha256sum", "-c", "outputs.sha256"], cwd=folder).returncode == 0
 
 
+def test_a_run_that_fails_when_run_again_keeps_no_earlier_control_video(
+    demo_project: Project,
+) -> None:
+    """A failed run's folder holds no output of an earlier success, control videos included."""
+    project = demo_project
+    victim, folder = sorted(run_folders(project).items())[0]
+    seed = yaml.safe_load((folder / "run.yaml").read_text(encoding="utf-8"))["model"]["seed"]
+    (folder / "output.mp4").unlink()
+    done = project.batch("+experiment=demo", f"simulator.fail_on_seed={seed}")
+    assert done.returncode == 1, done.stderr
+    assert "1 executed (0 succeeded, 1 failed), 11 cached" in done.stdout
+    assert project.cosmos_json("show", victim)["status"] == "failed"
+    assert not list(folder.glob("control_*"))
+    assert not (folder / "outputs.sha256").exists()
+    assert project.cosmos_json("show", victim)["controls"] == {}
+
+
 # ---------------------------------------------------------------- when nothing is computed
 
 

@@ -31,7 +31,7 @@ from conftest import Project, make_project
 from test_simulated_model import fake_mp4, run_sim, write_json, write_jsonl
 
 from cosmos_workflow.config.settings import Settings
-from cosmos_workflow.engine.isolation import SplitHalf, halves, written_whole
+from cosmos_workflow.engine.isolation import SplitHalf, after_failure, halves, written_whole
 from cosmos_workflow.execution.adapters.base import RunOutputs
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
@@ -164,6 +164,19 @@ def test_runs_without_output_are_tried_again_in_two_halves(count: int, sizes: li
     groups = halves(ids)
     assert [len(g) for g in groups] == sizes
     assert [i for g in groups for i in g] == ids
+
+
+def test_runs_cancelled_meanwhile_are_left_out_of_what_runs_again() -> None:
+    """Only the runs that went back to the queue are planned again (halves or a retry)."""
+    plan = after_failure(["a", "b", "c", "d"], whole={"a"}, retry=False)
+    assert (plan.adopt, plan.retry, plan.split) == (["a"], [], [["b", "c"], ["d"]])
+    assert plan.again() == ["b", "c", "d"]
+    assert plan.kept({"b", "c", "d"}) == ([], [["b", "c"], ["d"]])
+    assert plan.kept({"c", "d"}) == ([], [["c"], ["d"]])
+    assert plan.kept({"b", "c"}) == ([], [["b", "c"]])
+    retried = after_failure(["a", "b", "c"], whole=set(), retry=True)
+    assert (retried.retry, retried.split) == (["a", "b", "c"], [])
+    assert retried.kept({"a", "c"}) == (["a", "c"], [])
 
 
 def test_only_whole_outputs_are_adopted(tmp_path: Path) -> None:
@@ -519,6 +532,48 @@ def test_transfer1_batches_with_a_blocked_prompt_keep_their_other_runs(tmp_path:
     alone = [c for c in calls if "--batch_input_path" not in c["argv"]]
     assert len(alone) == 2 * firsts
     assert Counter(c["cwd"] for c in calls) == {str(workspace): len(calls)}
+
+
+# transfer.py killed while it saves its video (out of memory, a time limit): half a
+# video, no prompt file, exit code 1.
+DIES_SAVING = """\
+import json
+import sys
+from pathlib import Path
+
+args = sys.argv[1:]
+spec = json.loads(Path(args[args.index("--controlnet_specs") + 1]).read_text())
+folder = Path(args[args.index("--video_save_folder") + 1])
+name = args[args.index("--video_save_name") + 1]
+data = Path(spec["input_video_path"]).read_bytes()
+folder.mkdir(parents=True, exist_ok=True)
+(folder / (name + ".mp4")).write_bytes(data[: len(data) // 2])
+sys.exit("Killed")
+"""
+
+
+def test_a_run_whose_program_dies_while_saving_fails_with_nothing_kept(tmp_path: Path) -> None:
+    """A single run with no retry left: its cut-short video is not adopted."""
+    project = make_project(tmp_path / "project")
+    workspace = tmp_path / "cosmos-transfer1"
+    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
+    program.parent.mkdir(parents=True)
+    program.write_text(DIES_SAVING)
+    env = {
+        "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_TORCHRUN_LOG": str(tmp_path / "torchrun.jsonl"),
+    }
+    made = project.cosmos("create", "prompt", "a harbour at dusk", "inputs/demo/street")
+    assert made.returncode == 0, made.stderr
+    sets = ["--set", "model=transfer1", "--set", f"adapters.transfer1.workspace={workspace}"]
+    done = project.cosmos("inference", made.stdout.strip(), "--weight", "depth=0.5", *sets, env=env)
+    assert done.returncode != 0, done.stdout
+    (run,) = project.cosmos_json("list", "runs")
+    assert run["status"] == "failed"
+    assert run["error_message"] == "the model exited with code 1; see the run's logs/run.log"
+    folder = Path(run["output_dir"])
+    assert not (folder / "output.mp4").exists()
+    assert "Killed" in (folder / "logs" / "run.log").read_text()
 
 
 # -- over SSH and Docker ---------------------------------------------------------------

@@ -108,6 +108,10 @@ CASES: dict[str, tuple[Callable[[], RunSpec], list[str]]] = {
         lambda: make_run({"depth": 0.5}, options={"num_input_frames": 2}),
         ["model.options.num_input_frames"],
     ),
+    "a boolean for input frames": (
+        lambda: make_run({"depth": 0.5}, options={"num_input_frames": True}),
+        ["model.options.num_input_frames"],
+    ),
     # -- seed: utils/misc.py set_random_seed (numpy)
     "largest seed": (lambda: make_run({"depth": 0.5}, seed=2**32 - 1), []),
     "seed beyond numpy": (lambda: make_run({"depth": 0.5}, seed=2**32), ["model.seed"]),
@@ -148,6 +152,10 @@ CASES: dict[str, tuple[Callable[[], RunSpec], list[str]]] = {
     "an unknown setting": (
         lambda: make_run({"depth": 0.5}, settings={"depth": {"mask_prompt": "car"}}),
         ["model.controls.depth.mask_prompt"],
+    ),
+    "an unknown setting of seg": (
+        lambda: make_run({"seg": 0.5}, settings={"seg": {"mask_prompt": "car"}}),
+        ["model.controls.seg.mask_prompt"],
     ),
     "a null setting is unset": (
         lambda: make_run({"depth": 0.5}, settings={"depth": {"ckpt_path": None}}),
@@ -216,6 +224,15 @@ CASES: dict[str, tuple[Callable[[], RunSpec], list[str]]] = {
     ),
     "upsampling a computed depth": (
         lambda: make_run({"depth": 0.5}, options={"upsample_prompt": True}),
+        ["prompts.p.inputs.controls.depth"],
+    ),
+    # Of depth and seg it reads the first in the spec file, whose keys are sorted: depth.
+    "upsampling depth and seg from a depth video": (
+        lambda: make_run({"depth": 0.5, "seg": 0.5}, ("depth",), options={"upsample_prompt": True}),
+        [],
+    ),
+    "upsampling depth and seg from a seg video": (
+        lambda: make_run({"depth": 0.5, "seg": 0.5}, ("seg",), options={"upsample_prompt": True}),
         ["prompts.p.inputs.controls.depth"],
     ),
     "upsampling with keypoint only": (
@@ -302,6 +319,25 @@ def test_runs_that_upsample_read_their_own_control_video_in_a_batch(
     assert all(adapter.validate(run) == [] for run in runs)
     batches = assert_each_reads_its_own(adapter, runs)
     assert sorted(len(b) for b in batches) == [2, 2], "runs of one control video still batch"
+
+
+@pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)
+def test_with_vis_and_edge_videos_the_upsampler_reads_each_runs_vis_video(
+    adapter: ModelAdapter,
+) -> None:
+    """transfer.py's upsampler reads vis before edge (world_generation_pipeline.py)."""
+    vis = [InputFile(Path(f"/data/vis{i}.mp4"), f"{i + 1}" * 64) for i in range(2)]
+    runs = []
+    for index in range(4):
+        run = for_adapter(
+            make_run({"vis": 0.5, "edge": 0.5}, options={"upsample_prompt": True}), adapter
+        )
+        controls = {"vis": vis[index // 2], "edge": CONTROL_VIDEOS["edge"]}
+        inputs = PromptInputSet(video=VIDEOS[index % 2], controls=controls)
+        runs.append(RunSpec(ResolvedPrompt(f"p{index}", f"scene {index}", None, inputs), run.model))
+    assert all(adapter.validate(run) == [] for run in runs)
+    batches = assert_each_reads_its_own(adapter, runs)
+    assert sorted(len(b) for b in batches) == [2, 2], "runs of one vis video still batch"
 
 
 @pytest.mark.parametrize("adapter", transfer1_adapters(), ids=lambda a: a.name)

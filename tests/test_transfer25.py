@@ -330,6 +330,7 @@ EDGE_MASK = PromptInputSet(video=VIDEOS[0], masks={"edge": MASKS["edge"]})
         (None, with_options(num_conditional_frames=3), ["model.options.num_conditional_frames"]),
         (None, with_options(num_conditional_frames=-1), ["model.options.num_conditional_frames"]),
         (None, with_options(num_conditional_frames=1.0), ["model.options.num_conditional_frames"]),
+        (None, with_options(num_conditional_frames=True), ["model.options.num_conditional_frames"]),
         (
             None,
             with_options(num_video_frames_per_chunk=0),
@@ -343,6 +344,11 @@ EDGE_MASK = PromptInputSet(video=VIDEOS[0], masks={"edge": MASKS["edge"]})
         (
             None,
             with_options(num_video_frames_per_chunk=2, num_conditional_frames=2),
+            ["model.options.num_video_frames_per_chunk"],
+        ),
+        (
+            None,
+            with_options(num_video_frames_per_chunk=1, num_conditional_frames=0),
             ["model.options.num_video_frames_per_chunk"],
         ),
         (

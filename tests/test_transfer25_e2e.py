@@ -117,7 +117,8 @@ def outputs_of(name: str, *controls: str) -> set[str]:
         {"edge": {"control_weight": 1.0, "preset_blur_strength": "low"}},
         {"edge": {"control_weight": 1.0, "preset_edge_threshold": "extreme"}},
         {"edge": ..., "depth": ...},
-        {"vis": {"control_weight": 1.0}, "image_context_path": "look.jpg"},
+        # (paths are read from the sample file's folder: the image exists, the pair is refused)
+        {"vis": {"control_weight": 1.0}, "image_context_path": "../media/look.jpg"},
         {"video_path": "missing.mp4"},
         {"fps": 24},
     ],
@@ -129,6 +130,20 @@ def test_one_bad_sample_ends_the_whole_invocation_before_any_video(
     ran = run_program(tmp_path, [sample(media, "good"), sample(media, "bad", **bad)])
     assert ran.code == 1
     assert "Error validating parameters" in ran.stderr
+    assert not any(name.endswith(".mp4") for name in ran.made())
+
+
+@pytest.mark.parametrize("controls", [["depth"], ["edge", "depth"]])
+def test_the_distilled_checkpoint_exists_for_edge_alone(
+    tmp_path: Path, media: Path, controls: list[str]
+) -> None:
+    """No ModelKey(variant, distilled=True) but edge's: loading the model fails (KeyError)."""
+    one = sample(media, "one", edge=...)
+    one.update({key: {"control_weight": 0.5} for key in controls})
+    experimental = {"COSMOS_EXPERIMENTAL_CHECKPOINTS": "1"}
+    ran = run_program(tmp_path, [one], "--model=edge/distilled", env=experimental)
+    assert ran.code == 1
+    assert "KeyError" in ran.stderr
     assert not any(name.endswith(".mp4") for name in ran.made())
 
 
@@ -258,14 +273,35 @@ def test_samples_are_read_and_written_with_the_locales_encoding(
 ) -> None:
     data = sample(media, "u", prompt=NON_ASCII)
     raw = json.dumps(data, ensure_ascii=False).encode("utf-8")
-    # Raw UTF-8 cannot be read under an ASCII locale ...
-    assert run_program(tmp_path, [raw], env=ASCII_LOCALE).code == 1
+    # Raw UTF-8 cannot be read under an ASCII locale: the program ends before any output ...
+    unread = run_program(tmp_path, [raw], env=ASCII_LOCALE)
+    assert unread.code == 1
+    assert "UnicodeDecodeError" in unread.stderr
+    assert unread.made() == set()
     # ... escaped it can, but the program's own NAME.json and NAME.txt cannot be written ...
     assert run_program(tmp_path, [data], env=ASCII_LOCALE).code == 1
     # ... unless Python runs in UTF-8 mode, as the adapter asks.
     ran = run_program(tmp_path, [data], env={**ASCII_LOCALE, "PYTHONUTF8": "1"})
     assert ran.code == 0, ran.stderr
     assert (ran.out / "u.txt").read_text(encoding="utf-8") == NON_ASCII
+
+
+@pytest.mark.parametrize("first", ["vetoed", "forbidden"])
+def test_each_skipped_sample_gets_its_own_reason_from_the_console_log(
+    tmp_path: Path, media: Path, first: str
+) -> None:
+    """A video block logs nothing: a text block of another sample is never its reason."""
+    words = [first, "forbidden" if first == "vetoed" else "vetoed"]
+    samples = [sample(media, n, prompt=f"scene {n}, {w}") for n, w in zip("ab", words, strict=True)]
+    samples.append(sample(media, "c"))
+    blocks = {"FAKE_T25_BLOCK": "forbidden", "FAKE_T25_BLOCK_VIDEO": "vetoed"}
+    ran = run_program(tmp_path, samples, env=blocks)
+    assert ran.code == 0, ran.stderr
+    assert "c.mp4" in ran.made() and not {"a.mp4", "b.mp4"} & ran.made()
+    adapter = Transfer25Adapter(Transfer25Settings())
+    reasons = {w: adapter.skipped_reason(ran.stdout, n) for n, w in zip("ab", words, strict=True)}
+    assert reasons["forbidden"] == "blocked by the guardrail: the prompt was judged unsafe"
+    assert str(reasons["vetoed"]).startswith("the program skipped it and kept going")
 
 
 def test_every_output_the_adapter_maps_is_one_the_program_writes(
