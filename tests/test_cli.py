@@ -94,13 +94,16 @@ def test_create_prompt_detects_roles_and_checksums(prompts_proj: Project) -> Non
             "depth.mp4": "forest_depth",
             "shot1_seg.mp4": "street_depth",
             "VIS.MP4": "street_color",
-            "other.mp4": "forest_depth",  # no role in its name: ignored
+            "other.mp4": "forest_depth",  # no role in its name: not used (a note says so)
         },
     )
     (folder / "notes.txt").write_text("not a video\n", encoding="utf-8")
 
     done = proj.cosmos("create", "prompt", "a misty forest at dawn", str(folder))
     assert done.returncode == 0, done.stderr
+    # The files it does not use are named, never passed over in silence.
+    not_used = next(line for line in done.stderr.splitlines() if line.startswith("note: "))[6:]
+    assert "2 files" in not_used and "notes.txt, other.mp4" in not_used
     assert PROMPT_ID.fullmatch(done.stdout.strip()), done.stdout
     prompt_id = done.stdout.strip()
 
@@ -126,7 +129,7 @@ def test_create_prompt_detects_roles_and_checksums(prompts_proj: Project) -> Non
     copied = proj.cosmos("create", "prompt", "a misty forest at dawn", str(copy))
     # Other text: another prompt.
     other = proj.cosmos("create", "prompt", "a misty forest at dusk", str(folder))
-    assert ok_json(again) == {"id": prompt_id, "created": False}
+    assert ok_json(again) == {"id": prompt_id, "created": False, "notes": [not_used]}
     assert copied.returncode == 0, copied.stderr
     assert copied.stdout.strip() == prompt_id
     assert other.returncode == 0, other.stderr
@@ -317,7 +320,14 @@ def test_inference_bad_input_exits_2_and_runs_nothing(inferred: Inferred) -> Non
     results = run_all(
         proj,
         {
-            "no_weight": ("inference", inferred.prompt_id, "--seed", "9"),
+            "no_weight": (
+                "inference",
+                inferred.prompt_id,
+                "--seed",
+                "9",
+                "--set",
+                "inference.default_weight=null",
+            ),
             "unknown_prompt": ("inference", "ps_ffffffffffffffff", "--weight", "depth=0.5"),
             "bad_weight": ("inference", inferred.prompt_id, "--weight", "bad"),
         },

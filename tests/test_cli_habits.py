@@ -263,10 +263,12 @@ def test_create_and_delete_print_json(project: Project) -> None:
     created = ok_json(
         project.cosmos("create", "prompt", "a quiet bay", "inputs/demo/street", "--json")
     )
-    assert set(created) == {"id", "created"} and created["created"] is True
+    assert set(created) == {"id", "created", "notes"} and created["created"] is True
+    assert created["notes"] == []
     deleted = ok_json(project.cosmos("delete", "prompt", created["id"], "--yes", "--json"))
     assert deleted == {
         "id": created["id"],
+        "ids": [created["id"]],
         "deleted_runs": [],
         "deleted_prompts": [],
         "removed_outputs": [],

@@ -19,6 +19,8 @@ RUN_FILES = {
     "inputs.sha256",
     "logs/run.log",
     "output.mp4",
+    # The demo's prompts bring no depth video: the model computes it (Transfer1's preprocessor).
+    "control_depth.mp4",
     "outputs.sha256",
     "result.json",
 }

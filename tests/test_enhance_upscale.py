@@ -10,11 +10,8 @@ both as stages.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,22 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Project, make_project
+from conftest import Project
 from test_demo_sweep import free_box_metadata
 from test_report import cells, parse
 
-from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
-
-FAKES = Path(__file__).resolve().parent / "fakes"
 # The staged demo without its upscale stage (made once per session: ran_once).
 UPSCALE_LATER = ("+experiment=demo_stages", "stages.upscale=null")
-CAPTURE = (
-    Path(__file__).resolve().parents[1]
-    / "cosmos_workflow"
-    / "execution"
-    / "programs"
-    / "prompt_capture.py"
-)
 
 
 def create_prompt(project: Project, text: str, scene: str = "street") -> str:
@@ -378,96 +365,6 @@ def test_bad_stages_are_refused_before_anything_runs(
     assert message in done.stderr
     assert ledger_count(project) == 0
     assert not (project.outputs / "runs").exists()
-
-
-# -- the real programs' adapters, with stand-ins where they live ------------------------
-@pytest.fixture(scope="module")
-def transfer1_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path, dict]:
-    root = tmp_path_factory.mktemp("t1x")
-    project = make_project(root / "project")
-    workspace = root / "cosmos-transfer1"
-    program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
-    program.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, program)
-    upsampler = (
-        workspace
-        / "cosmos_transfer1"
-        / "auxiliary"
-        / "upsampler"
-        / "inference"
-        / "upsampler_pipeline.py"
-    )
-    upsampler.parent.mkdir(parents=True)
-    upsampler.write_text(
-        "import argparse, os\n"
-        "p = argparse.ArgumentParser()\n"
-        "p.add_argument('--prompt'); p.add_argument('--input_video')\n"
-        "p.add_argument('--checkpoint_dir'); p.add_argument('--offload_prompt_upsampler',"
-        " action='store_true')\n"
-        "a = p.parse_args()\n"
-        "assert os.path.isfile(a.input_video), a.input_video\n"
-        "print('[INFO] loading'); print('[11-25 01:02:03|INFO|x.py:1] Upsampled prompt: draft')\n"
-        "print('[11-25 01:02:04|INFO|x.py:2] Upsampled prompt: ' + a.prompt.upper()"
-        " + ' (' + a.checkpoint_dir + ', offload=' + str(a.offload_prompt_upsampler) + ')')\n"
-    )
-    path = os.pathsep.join([str(FAKES), os.environ["PATH"]])
-    env = {"PATH": path, "FAKE_TORCHRUN_LOG": str(root / "torchrun.jsonl")}
-    return project, workspace, env
-
-
-def test_transfer1_upsampler_and_upscaler_run_nvidias_programs(transfer1_checkout) -> None:
-    project, workspace, env = transfer1_checkout
-    sets = [
-        "--set", "model=transfer1",
-        "--set", f"adapters.transfer1.workspace={workspace}",
-        "--set", "adapters.transfer1.extra_args=[--offload_prompt_upsampler,--benchmark]",
-    ]  # fmt: skip
-    prompt = create_prompt(project, "a tram in the snow")
-    done = project.cosmos("enhance", prompt, *sets, "--json", env=env)
-    assert done.returncode == 0, done.stderr
-    enhanced = show(project, json.loads(done.stdout)["id"])
-    # The last marker line wins; only the upsampler's own set-up flag reaches it.
-    assert enhanced["text"] == "A TRAM IN THE SNOW (checkpoints, offload=True)"
-
-    run = project.cosmos("inference", prompt, "--weight", "depth=0.5", *sets, "--json", env=env)
-    assert run.returncode == 0, run.stderr
-    parent = json.loads(run.stdout)["id"]
-    up = project.cosmos("upscale", parent, *sets, "--json", env=env)
-    assert up.returncode == 0, up.stderr
-    child = json.loads(up.stdout)
-    assert show(project, child["id"])["adapter"] == "transfer1_upscaler"
-    command = (Path(child["output_dir"]) / "command.txt").read_text()
-    assert "cosmos_transfer1/diffusion/inference/transfer.py" in command
-    assert "--batch_input_path" not in command
-
-
-def test_prompt_capture_keeps_the_last_prompt_and_the_exit_code(tmp_path: Path) -> None:
-    out = tmp_path / "out" / "prompt.txt"
-
-    def capture(code: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(CAPTURE), "--out", str(out), "--", sys.executable, "-c"]
-        return subprocess.run([*command, code], capture_output=True, text=True, timeout=60)
-
-    done = capture(
-        "print('x Upsampled prompt: one'); print('noise'); print('Upsampled prompt: two')"
-    )
-    assert done.returncode == 0 and out.read_text() == "two\n"
-    assert "noise" in done.stdout, "the program's output passes through"
-    out.unlink()
-    # The prompt is UTF-8 whatever the locale says (here: ASCII, no coercion).
-    ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
-    command = [sys.executable, str(CAPTURE), "--out", str(out), "--", sys.executable, "-c"]
-    code = "import sys; sys.stdout.buffer.write('Upsampled prompt: caf\\u00e9 \\u6771\\n'.encode())"
-    utf8 = subprocess.run([*command, code], capture_output=True, env=ascii_locale, timeout=60)
-    assert utf8.returncode == 0, utf8.stdout
-    assert out.read_text(encoding="utf-8") == "caf\u00e9 \u6771\n"
-    assert "caf\u00e9".encode() in utf8.stdout
-    out.unlink()
-    failed = capture("print('Upsampled prompt: partial'); raise SystemExit(5)")
-    assert failed.returncode == 5 and not out.exists()
-    silent = capture("print('no prompt here')")
-    assert silent.returncode == 3 and not out.exists()
-    assert "printed no line" in silent.stdout
 
 
 def test_enhance_and_upscale_work_on_the_demo_sweep(demo_done: Project) -> None:

@@ -20,7 +20,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,11 +173,13 @@ def _input(tmp_path: Path, name: str) -> InputFile:
     return InputFile(copy, hashlib.sha256(copy.read_bytes()).hexdigest())
 
 
-def _runs(tmp_path: Path, count: int = 2) -> list[RunSpec]:
-    """``count`` runs that share one job (same model, same inputs, their own prompts)."""
-    inputs = PromptInputSet(
-        video=_input(tmp_path, "color.mp4"), controls={"depth": _input(tmp_path, "depth.mp4")}
-    )
+def _runs(tmp_path: Path, count: int = 2, depth_video: bool = True) -> list[RunSpec]:
+    """``count`` runs that share one job (same model, same inputs, their own prompts).
+
+    Without ``depth_video`` the program computes their depth control itself.
+    """
+    controls = {"depth": _input(tmp_path, "depth.mp4")} if depth_video else {}
+    inputs = PromptInputSet(video=_input(tmp_path, "color.mp4"), controls=controls)
     return [
         RunSpec(
             prompt=ResolvedPrompt(f"p{i}", f"a street, take {i}", None, inputs),
@@ -200,9 +202,15 @@ class Job:
         return self.invocation.job_id
 
 
-def _job(harness: Harness, executor: Executor, tmp_path: Path, **simulator: Any) -> Job:
-    """Stage the inputs and render a job of two runs for ``executor``'s target."""
-    runs = _runs(tmp_path)
+def _job(
+    harness: Harness,
+    executor: Executor,
+    tmp_path: Path,
+    runs: list[RunSpec] | None = None,
+    **simulator: Any,
+) -> Job:
+    """Stage the inputs and render a job (of two runs by default) for ``executor``'s target."""
+    runs = runs or _runs(tmp_path)
     items = {item.sha256: item for run in runs for item in run.prompt.inputs.files()}
     assert executor.stage_inputs(list(items.values())) == {}
     job_id = f"jb_{uuid.uuid4().hex[:12]}"
@@ -322,6 +330,30 @@ def test_a_job_runs_to_its_exit_code_with_its_log_and_outputs(
     _finish(executor, job)
     assert executor.job_log(job.job_id, job.staging, lines.append, None) is None
     assert executor.stop_job(job.job_id, job.staging) is None
+
+
+def test_control_videos_the_program_computed_come_back_and_absent_ones_are_no_error(
+    harness: Harness, tmp_path: Path
+) -> None:
+    executor = harness.executor()
+    job = _job(harness, executor, tmp_path, runs=_runs(tmp_path, depth_video=False))
+    # One optional control the program does not write (it has no seg control).
+    outputs = {
+        run_id: replace(found, controls={**found.controls, "seg": f"{found.video}.seg.mp4"})
+        for run_id, found in job.invocation.outputs.items()
+    }
+    job = replace(job, invocation=replace(job.invocation, outputs=outputs))
+    result = executor.execute(job.invocation, job.staging, [0], lambda line: None)
+
+    _assert_outputs(job, result)
+    for run in job.runs:
+        controls = job.invocation.outputs[run.id].controls
+        assert set(controls) == {"depth", "seg"}
+        depth = (job.staging / controls["depth"]).read_bytes()
+        source = run.prompt.inputs.video
+        assert source is not None and depth.startswith(source.path.read_bytes())
+        assert not (job.staging / controls["seg"]).exists()
+    _finish(executor, job)
 
 
 def test_a_failing_program_reports_its_exit_code_and_its_log(

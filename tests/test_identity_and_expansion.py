@@ -170,9 +170,9 @@ def test_stored_name_is_the_checksum_and_a_plain_lowercase_suffix(name: str, suf
     assert InputFile(Path("/data") / name, "c" * 64).stored_name == "c" * 64 + suffix
 
 
-@pytest.mark.parametrize("controls", [{}, {"model": None}])
+@pytest.mark.parametrize("controls", [{}, {"depth": {"ckpt_path": None}}])
 def test_no_per_control_settings_keeps_the_pinned_id(controls: dict) -> None:
-    model = with_model(controls={}, keypoint=None, hdmap=None, lidar=None)
+    model = with_model(controls=controls, keypoint=None, hdmap=None, lidar=None)
     assert make_run(model).id == "rs_31fc8c48b12a2eea"
 
 
@@ -446,3 +446,53 @@ def test_non_finite_numbers_are_refused(inputs: Path, value: float) -> None:
     with pytest.raises(ManifestError) as caught:
         expand(data, inputs, no_blame)
     assert [p.key_path for p in caught.value.problems] == ["test.yaml: model.guidance"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("weights", "depth"), True),
+        (("weights", "keypoint"), False),
+        (("seed",), True),
+        (("num_steps",), True),
+        (("guidance",), False),
+        (("sigma_max",), True),
+        (("fps",), True),
+        (("num_gpus",), True),
+    ],
+)
+def test_a_boolean_where_a_number_is_meant_is_refused(
+    inputs: Path, where: tuple[str, ...], value: bool
+) -> None:
+    """pydantic's lax mode would make true a weight of 1.0 (or a seed of 1)."""
+    data = manifest()
+    node = data["model"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert [p.key_path for p in caught.value.problems] == ["test.yaml: model." + ".".join(where)]
+    assert "boolean" in caught.value.problems[0].message
+
+
+def test_a_boolean_in_a_sweep_of_numbers_is_refused_by_its_entry(inputs: Path) -> None:
+    data = manifest(sweep={"grid": {"model.weights.depth": [0.5, True]}})
+    with pytest.raises(ManifestError) as caught:
+        expand(data, inputs, no_blame)
+    assert "test.yaml: sweep.grid.model.weights.depth[1]" in [
+        p.key_path for p in caught.value.problems
+    ]
+
+
+def test_with_a_weight_map_the_scalar_weight_is_not_part_of_the_run_id() -> None:
+    """The program reads the map's values; the scalar only turns the control on."""
+    inputs = PromptInputSet(video=VIDEO, controls={"depth": DEPTH}, weight_maps={"depth": MAP})
+    mapped = [make_run(with_model(depth=weight), inputs=inputs).id for weight in (0.2, 0.9)]
+    assert mapped[0] == mapped[1]
+    plain = [make_run(with_model(depth=weight)).id for weight in (0.2, 0.9)]
+    assert plain[0] != plain[1], "without a map the weight is the run's"
+    both = with_model(depth=0.5, edge=0.3)
+    assert make_run(both, inputs=inputs).id != make_run(with_model(depth=0.5), inputs=inputs).id
+    edge = [make_run(with_model(depth=0.5, edge=w), inputs=inputs).id for w in (0.3, 0.4)]
+    assert edge[0] != edge[1], "a control without a map keeps its weight in the id"

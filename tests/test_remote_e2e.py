@@ -75,10 +75,10 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
         assert spec["input_video_path"].startswith(str(work_dir / "jobs"))
         assert "[simulated]" in (folder / "logs" / "run.log").read_text()
 
-    # Each input crossed the wire once: 4 files in the host's cache, and a
-    # second sweep over the same inputs uploads none of them again.
+    # Each input crossed the wire once: 2 files (the color videos) in the host's
+    # cache, and a second sweep over the same inputs uploads none of them again.
     cache = sorted((work_dir / "cache").iterdir())
-    assert len(cache) == 4
+    assert len(cache) == 2
     inodes = {p.name: p.stat().st_ino for p in cache}
     again = project.batch(
         "+experiment=demo", *overrides(host, work_dir), THREE_SLOTS, "model.seed=9"

@@ -6,6 +6,7 @@ Every test runs the script as a real subprocess on files made in tmp_path.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import shutil
@@ -69,11 +70,15 @@ def metadata(video: Path) -> dict[str, Any]:
 
 
 def run_sim(
-    args: list[str], cwd: Path, fast: bool = True, module: bool = False
+    args: list[str],
+    cwd: Path,
+    fast: bool = True,
+    module: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the simulator as a subprocess and capture its output as text."""
     entry = ["-m", MODULE] if module else [str(SCRIPT)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run(
         [sys.executable, *entry, *args, *(FAST if fast else [])],
         cwd=cwd,
@@ -98,9 +103,17 @@ def write_jsonl(path: Path, lines: list[Any]) -> Path:
     return path
 
 
-def assert_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    """Assert exit code 2 with exactly one clear stderr line containing fragment."""
-    assert result.returncode == 2, result.stdout + result.stderr
+# transfer.py ends with 1 on an exception (a spec it refuses, a file it cannot
+# read) and with 2 on a bad command line (argparse).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def assert_error(
+    result: subprocess.CompletedProcess, fragment: str, code: int = EXIT_FAILED
+) -> None:
+    """Assert exit ``code`` with exactly one clear stderr line containing fragment."""
+    assert result.returncode == code, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(ERROR_PREFIX), lines[0]
@@ -143,7 +156,9 @@ def test_single_run_defaults_and_output_layout(work: Path) -> None:
     assert meta["controls"] == {"edge": {"control_weight": 1}}
     prompt = (work / "outputs" / "output.txt").read_text(encoding="utf-8")
     assert prompt == meta["prompt"] and prompt
-    assert sorted(p.name for p in (work / "outputs").iterdir()) == ["output.mp4", "output.txt"]
+    # Like transfer.py, the edge control without input_control is computed and saved.
+    made = sorted(p.name for p in (work / "outputs").iterdir())
+    assert made == ["edge_input_control_0.mp4", "output.mp4", "output.txt"]
 
 
 @pytest.mark.parametrize("seed_flag", [["--seed", "3"], ["--seed=3"]])
@@ -283,6 +298,7 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
         "guidance": 6.5,
         "edge": {"control_weight": 0.25},
         "depth": {"control_weight": 0.6, "input_control": "depth.mp4"},
+        "seg": {"control_weight": 0.1},
     }
     write_json(work / "spec.json", spec)
     lines = [
@@ -293,7 +309,7 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
         },
         {
             "visual_input": "b.mp4",
-            "control_overrides": {"seg": {"input_control": "seg.mp4", "control_weight": 0.4}},
+            "control_overrides": {"seg": {"input_control": "seg.mp4", "control_weight": 0.15}},
         },
         {"visual_input": "c.mp4", "prompt": "third: snowy forest"},
     ]
@@ -306,9 +322,14 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
     assert sorted(p.name for p in out.iterdir()) == ["video_0", "video_1", "video_2"]
     expected_prompts = ["first: rainy street", "shared prompt", "third: snowy forest"]
     metas = []
+    # Each line's controls without input_control are computed into its own folder.
+    computed = [["depth", "edge", "seg"], ["edge"], ["edge", "seg"]]
     for index, source in enumerate(("a.mp4", "b.mp4", "c.mp4")):
         folder = out / f"video_{index}"
-        assert sorted(p.name for p in folder.iterdir()) == ["output.mp4", "prompt.txt"]
+        made = [f"{key}_input_control_0.mp4" for key in computed[index]]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [*made, "output.mp4", "prompt.txt"]
+        )
         assert (folder / "output.mp4").read_bytes().startswith((work / source).read_bytes())
         assert (folder / "prompt.txt").read_text(encoding="utf-8") == expected_prompts[index]
         meta = metadata(folder / "output.mp4")
@@ -321,21 +342,19 @@ def test_batch_merges_each_line_onto_a_copy_of_the_shared_spec(work: Path) -> No
     depth = [meta["controls"]["depth"] for meta in metas]
     assert depth[0] == {"control_weight": 0.6, "input_control": None}
     assert depth[1] == depth[2] == {"control_weight": 0.6, "input_control": "depth.mp4"}
-    assert metas[1]["controls"]["seg"] == {"input_control": "seg.mp4", "control_weight": 0.4}
-    assert "seg" not in metas[0]["controls"] and "seg" not in metas[2]["controls"]
+    assert metas[1]["controls"]["seg"] == {"input_control": "seg.mp4", "control_weight": 0.15}
+    assert metas[0]["controls"]["seg"] == metas[2]["controls"]["seg"] == {"control_weight": 0.1}
     assert sum("video " in line and "/3" in line for line in result.stdout.splitlines()) == 3
 
 
-def test_batch_override_adding_control_without_weight_warns(work: Path) -> None:
+def test_batch_override_of_a_control_the_spec_lacks_is_refused(work: Path) -> None:
+    """transfer.py would skip it with a warning: the line would silently lack the control."""
     write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {"control_weight": 0.2}})
     line = {"visual_input": "a.mp4", "control_overrides": {"seg": {"input_control": None}}}
     write_jsonl(work / "batch.jsonl", [line])
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
-    result = run_sim(args, work)
-    assert result.returncode == 0, result.stderr
-    meta = metadata(work / "outputs" / "video_0" / "output.mp4")
-    assert meta["controls"]["seg"] == {"input_control": None, "control_weight": 0.5}
-    assert any("WARNING" in line and "'seg'" in line for line in result.stdout.splitlines())
+    assert_error(run_sim(args, work), "'seg' is not a control of the spec")
+    assert not (work / "outputs").exists()
 
 
 def test_batch_flag_shadows_json_seed_for_every_line(work: Path) -> None:
@@ -345,6 +364,106 @@ def test_batch_flag_shadows_json_seed_for_every_line(work: Path) -> None:
     assert run_sim(args, work).returncode == 0
     for index in (0, 1):
         assert metadata(work / "outputs" / f"video_{index}" / "output.mp4")["seed"] == 5
+
+
+# ---------------------------------------------------------------- computed controls
+# transfer.py's preprocessors (cosmos_transfer1/diffusion/inference/preprocessors.py)
+# compute depth, seg, keypoint, vis and edge when a block has no input_control, and
+# save each as <output folder>/<key>_input_control_<LOCAL_RANK>.mp4.
+
+
+def computed_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "_input_control_" in p.name)
+
+
+def run_sim_env(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """run_sim with extra environment variables (LOCAL_RANK)."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, *FAST],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+def test_every_control_without_input_control_is_computed_and_saved(work: Path) -> None:
+    spec = {
+        "input_video_path": "color.mp4",
+        "prompt": "a red car on a wet street",
+        "blur_strength": "high",
+        "depth": {"control_weight": 0.5},
+        "seg": {"control_weight": 0.4, "input_control_prompt": "the car"},
+        "vis": {"control_weight": 0.2},
+        "keypoint": {"control_weight": 0.3},
+        "edge": {"control_weight": 0.6, "input_control": "a.mp4"},
+    }
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "out"], work)
+    assert result.returncode == 0, result.stderr
+    out = work / "out"
+    computed = computed_files(out)
+    assert computed == [f"{key}_input_control_0.mp4" for key in ("depth", "keypoint", "seg", "vis")]
+    source = (work / "color.mp4").read_bytes()
+    for name in computed:
+        key = name.split("_", 1)[0]
+        data = (out / name).read_bytes()
+        assert data.startswith(source) and len(data) > len(source)
+        made = metadata(out / name)
+        assert made["simulated"] is True and made["control"] == key
+        assert str(work) not in json.dumps(made), "no paths: the same inputs give the same bytes"
+    assert metadata(out / "seg_input_control_0.mp4")["prompt"] == "the car"
+    assert metadata(out / "vis_input_control_0.mp4")["blur_strength"] == "high"
+    assert sum("computed" in line for line in result.stdout.splitlines()) == 4
+
+
+def test_computed_controls_depend_only_on_the_inputs(work: Path) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "depth": {}, "seg": {}})
+    made = {}
+    for folder, seed, prompt in (("one", "1", "a street"), ("two", "2", "a street")):
+        args = ["--controlnet_specs", "spec.json", "--video_save_folder", folder]
+        assert run_sim([*args, "--seed", seed, "--prompt", prompt], work).returncode == 0
+        made[folder] = {
+            name: (work / folder / name).read_bytes() for name in computed_files(work / folder)
+        }
+    assert made["one"] == made["two"], "another seed or folder, the same computed controls"
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "three", "--prompt", "a car"]
+    assert run_sim(args, work).returncode == 0
+    # SAM segments what the prompt names: seg follows the prompt, depth does not.
+    assert (work / "three" / "seg_input_control_0.mp4").read_bytes() != made["one"][
+        "seg_input_control_0.mp4"
+    ]
+    assert (work / "three" / "depth_input_control_0.mp4").read_bytes() == made["one"][
+        "depth_input_control_0.mp4"
+    ]
+
+
+def test_controls_that_are_not_computed_write_nothing(work: Path) -> None:
+    """upscale, hdmap and lidar are never computed; nor is anything without an input video."""
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "upscale": {}})
+    assert (
+        run_sim(["--controlnet_specs", "spec.json", "--video_save_folder", "up"], work).returncode
+        == 0
+    )
+    assert computed_files(work / "up") == []
+    spec = {"sigma_max": 80, "hdmap": {"input_control": "a.mp4"}}
+    write_json(work / "spec.json", spec)
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "nv", "--is_av_sample"]
+    done = run_sim(args, work)
+    assert done.returncode == 0, done.stderr
+    assert computed_files(work / "nv") == []
+
+
+def test_the_computed_file_is_named_after_the_local_rank(work: Path) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "depth": {}})
+    args = ["--controlnet_specs", "spec.json", "--video_save_folder", "r1"]
+    result = run_sim_env(args, work, {"LOCAL_RANK": "1"})
+    assert result.returncode == 0, result.stderr
+    assert computed_files(work / "r1") == ["depth_input_control_1.mp4"]
+    bad = run_sim_env([*args[:-1], "bad"], work, {"LOCAL_RANK": "first"})
+    assert_error(bad, "LOCAL_RANK")
+    assert not (work / "bad" / "output.mp4").exists()
 
 
 # ---------------------------------------------------------------- ledger and failures
@@ -584,11 +703,79 @@ SPEC_ERRORS = {
         "seed must be >= 0",
     ),
     "spec not an object": ([{"edge": {}}], "must be a JSON object"),
+    # argparse takes only 1; a JSON value skips that check and fails later.
+    "two input frames in json": (
+        {"input_video_path": "color.mp4", "edge": {}, "num_input_frames": 2},
+        "num_input_frames must be 1",
+    ),
+    "seed too large in json": (
+        {"input_video_path": "color.mp4", "edge": {}, "seed": 2**32},
+        "seed must be <= 4294967295",
+    ),
+    "distilled depth": (
+        {"input_video_path": "color.mp4", "depth": {}, "use_distilled": True},
+        "No default distilled checkpoint for depth",
+    ),
+    "distilled two controls": (
+        {
+            "input_video_path": "color.mp4",
+            "edge": {},
+            "vis": {"ckpt_path": "v.pt"},
+            "use_distilled": True,
+        },
+        "only supports single control input",
+    ),
+    "hdmap without av model": (
+        {"sigma_max": 80, "hdmap": {"input_control": "depth.mp4"}},
+        "need is_av_sample",
+    ),
+    "av model with edge": (
+        {"input_video_path": "color.mp4", "edge": {}, "is_av_sample": True},
+        "Sample-AV model has no edge",
+    ),
+    "hdmap without its video": (
+        {"input_video_path": "color.mp4", "hdmap": {}, "is_av_sample": True},
+        "'hdmap' needs input_control",
+    ),
+    "weight neither number nor .pt": (
+        {"input_video_path": "color.mp4", "edge": {"control_weight": "heavy"}},
+        "a path to a .pt file",
+    ),
+    "missing checkpoint": (
+        {"input_video_path": "color.mp4", "edge": {"ckpt_path": "ckpts/none.pt"}},
+        "ckpts/none.pt",
+    ),
+    "null checkpoint": (
+        {"input_video_path": "color.mp4", "edge": {"ckpt_path": None}},
+        "ckpt_path must be a non-empty string",
+    ),
+    "weight prompt of edge": (
+        {"input_video_path": "color.mp4", "edge": {"control_weight_prompt": "the car"}},
+        "control_weight_prompt for seg only",
+    ),
+    "seg prompt with seg video": (
+        {
+            "input_video_path": "color.mp4",
+            "seg": {"input_control": "seg.mp4", "input_control_prompt": "the car"},
+        },
+        "input_control_prompt is unused",
+    ),
+    "weight prompt and weight map": (
+        {
+            "input_video_path": "color.mp4",
+            "seg": {"control_weight": "w.pt", "control_weight_prompt": "the car"},
+        },
+        "replaces the weight map",
+    ),
+    "upsampler without a depth video": (
+        {"input_video_path": "color.mp4", "depth": {}, "upsample_prompt": True},
+        "the prompt upsampler reads the spec's depth input_control",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(SPEC_ERRORS))
-def test_invalid_spec_exits_2_with_clear_message(work: Path, case: str) -> None:
+def test_invalid_spec_exits_1_with_clear_message(work: Path, case: str) -> None:
     spec, fragment = SPEC_ERRORS[case]
     write_json(work / "spec.json", spec)
     result = run_sim(["--controlnet_specs", "spec.json"], work)
@@ -597,31 +784,61 @@ def test_invalid_spec_exits_2_with_clear_message(work: Path, case: str) -> None:
 
 
 CLI_ERRORS = {
-    "missing specs flag": ([], "--controlnet_specs"),
-    "unknown flag": (["--controlnet_specs", "spec.json", "--bogus", "1"], "unrecognized"),
-    "abbreviated flag": (["--controlnet_specs", "spec.json", "--see", "3"], "unrecognized"),
-    "bad choice": (["--controlnet_specs", "spec.json", "--canny_threshold", "x"], "invalid choice"),
-    "bad int": (["--controlnet_specs", "spec.json", "--seed", "abc"], "invalid int value"),
-    "not finite": (["--controlnet_specs", "spec.json", "--guidance", "nan"], "finite"),
+    "missing specs flag": ([], "--controlnet_specs", EXIT_USAGE),
+    "unknown flag": (
+        ["--controlnet_specs", "spec.json", "--bogus", "1"],
+        "unrecognized",
+        EXIT_USAGE,
+    ),
+    "abbreviated flag": (
+        ["--controlnet_specs", "spec.json", "--see", "3"],
+        "unrecognized",
+        EXIT_USAGE,
+    ),
+    "bad choice": (
+        ["--controlnet_specs", "spec.json", "--canny_threshold", "x"],
+        "invalid choice",
+        EXIT_USAGE,
+    ),
+    "bad int": (
+        ["--controlnet_specs", "spec.json", "--seed", "abc"],
+        "invalid int value",
+        EXIT_USAGE,
+    ),
+    "not finite": (["--controlnet_specs", "spec.json", "--guidance", "nan"], "finite", EXIT_USAGE),
+    # transfer.py's argparse has choices=[1] for it.
+    "two input frames": (
+        ["--controlnet_specs", "spec.json", "--num_input_frames", "2"],
+        "invalid choice",
+        EXIT_USAGE,
+    ),
     "zero steps": (
         ["--controlnet_specs", "spec.json", "--num_steps", "0"],
         "num_steps must be >= 1",
+        EXIT_FAILED,
     ),
-    "spec file missing": (["--controlnet_specs", "ghost.json"], "ghost.json"),
-    "spec not json": (["--controlnet_specs", "broken.json"], "not valid JSON"),
+    # numpy's seed range: set_random_seed raises on it.
+    "seed too large": (
+        ["--controlnet_specs", "spec.json", "--seed", str(2**32)],
+        "seed must be <= 4294967295",
+        EXIT_FAILED,
+    ),
+    "spec file missing": (["--controlnet_specs", "ghost.json"], "ghost.json", EXIT_FAILED),
+    "spec not json": (["--controlnet_specs", "broken.json"], "not valid JSON", EXIT_FAILED),
     "batch file missing": (
         ["--controlnet_specs", "spec.json", "--batch_input_path", "ghost.jsonl"],
         "ghost.jsonl",
+        EXIT_FAILED,
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLI_ERRORS))
-def test_invalid_command_line_exits_2_with_clear_message(work: Path, case: str) -> None:
-    args, fragment = CLI_ERRORS[case]
+def test_invalid_command_line_exits_with_a_clear_message(work: Path, case: str) -> None:
+    args, fragment, code = CLI_ERRORS[case]
     write_json(work / "spec.json", {"input_video_path": "color.mp4", "edge": {}})
     (work / "broken.json").write_text("{not json", encoding="utf-8")
-    assert_error(run_sim(args, work), fragment)
+    assert_error(run_sim(args, work), fragment, code)
     assert not (work / "outputs").exists()
 
 
@@ -641,8 +858,8 @@ BATCH_ERRORS = {
         "unknown field 'path'",
     ),
     "override control video missing": (
-        [{"visual_input": "a.mp4", "control_overrides": {"seg": {"input_control": "no_seg.mp4"}}}],
-        "no_seg.mp4",
+        [{"visual_input": "a.mp4", "control_overrides": {"edge": {"input_control": "no.mp4"}}}],
+        "no.mp4",
     ),
     "visual input missing": (
         [{"visual_input": "a.mp4"}, {"visual_input": "ghost.mp4"}],
@@ -653,7 +870,7 @@ BATCH_ERRORS = {
 
 
 @pytest.mark.parametrize("case", sorted(BATCH_ERRORS))
-def test_invalid_batch_exits_2_before_writing_anything(work: Path, case: str) -> None:
+def test_invalid_batch_exits_1_before_writing_anything(work: Path, case: str) -> None:
     lines, fragment = BATCH_ERRORS[case]
     write_json(work / "spec.json", {"input_video_path": "a.mp4", "edge": {}})
     write_jsonl(work / "batch.jsonl", lines)
@@ -668,6 +885,168 @@ def test_a_batch_whose_shared_spec_has_no_video_is_refused_like_transfer_py(work
     write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}])
     args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
     result = run_sim([*args, "--video_save_folder", "out"], work)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_FAILED
     assert "without an input video sigma_max must be >= 80" in result.stderr
     assert not (work / "out").exists()
+
+
+# ---------------------------------------------------------------- transfer.py's rules
+
+
+def test_a_numeric_text_weight_is_a_number_and_a_pt_text_a_weight_map(work: Path) -> None:
+    """inference_utils.py: a control_weight ending in .pt is a map, any other text a float."""
+    (work / "w.pt").write_bytes(b"tensor")
+    spec = {"input_video_path": "color.mp4", "edge": {"control_weight": "0.25"}}
+    spec["depth"] = {"control_weight": "w.pt"}
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json"], work)
+    assert result.returncode == 0, result.stderr
+    controls = metadata(work / "outputs" / "output.mp4")["controls"]
+    assert controls["depth"]["control_weight"] == "w.pt"
+
+
+@pytest.mark.parametrize("maps", [(), ("edge",), ("edge", "seg")])
+def test_a_weight_of_0_beside_a_weight_map_runs_at_1(work: Path, maps: tuple[str, ...]) -> None:
+    """inference_utils.py load_spatial_temporal_weights: with a .pt map among the
+    controls, a weight that is not truthy is "none given" (ones); numbers alone keep 0."""
+    (work / "w.pt").write_bytes(b"tensor")
+    weights = {"edge": 0.5, "seg": 0.5, "depth": 0, "vis": 0.0}
+    spec: dict[str, Any] = {"input_video_path": "color.mp4"}
+    spec.update({k: {"control_weight": "w.pt" if k in maps else w} for k, w in weights.items()})
+    write_json(work / "spec.json", spec)
+    write_jsonl(work / "batch.jsonl", [{"visual_input": "a.mp4"}])
+    for args in (["--video_save_name", "one"], ["--batch_input_path", "batch.jsonl"]):
+        result = run_sim(["--controlnet_specs", "spec.json", *args], work)
+        assert result.returncode == 0, result.stderr
+    for made in (work / "outputs" / "one.mp4", work / "outputs" / "video_0" / "output.mp4"):
+        used = {k: c["control_weight"] for k, c in metadata(made)["controls"].items()}
+        zero = 1.0 if maps else 0
+        assert used == {**weights, **dict.fromkeys(maps, "w.pt"), "depth": zero, "vis": zero}
+
+
+@pytest.mark.parametrize(
+    ("controls", "found"),
+    [
+        # One control: the path as written, else under --checkpoint_dir.
+        ({"edge": {"ckpt_path": "mine.pt"}}, True),
+        # Several: the path as written only.
+        ({"edge": {"ckpt_path": "mine.pt"}, "vis": {}}, False),
+        ({"edge": {"ckpt_path": "ckpts/mine.pt"}, "vis": {}}, True),
+    ],
+)
+def test_a_control_checkpoint_is_found_where_transfer_py_loads_it(
+    work: Path, controls: dict, found: bool
+) -> None:
+    (work / "ckpts").mkdir()
+    (work / "ckpts" / "mine.pt").write_bytes(b"weights")
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", **controls})
+    result = run_sim(["--controlnet_specs", "spec.json", "--checkpoint_dir", "ckpts"], work)
+    if found:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert_error(result, "mine.pt")
+
+
+def test_the_sample_av_model_takes_hdmap_and_lidar_videos_without_input_video(
+    work: Path,
+) -> None:
+    spec = {
+        "sigma_max": 80,
+        "is_av_sample": True,
+        "hdmap": {"control_weight": 0.3, "input_control": "a.mp4"},
+        "lidar": {"control_weight": 0.7, "input_control": "b.mp4"},
+    }
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json"], work)
+    assert result.returncode == 0, result.stderr
+    assert (work / "outputs" / "output.mp4").read_bytes().startswith((work / "a.mp4").read_bytes())
+
+
+def test_the_distilled_model_runs_edge_alone(work: Path) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "edge": {}})
+    result = run_sim(["--controlnet_specs", "spec.json", "--use_distilled"], work)
+    assert result.returncode == 0, result.stderr
+
+
+def sha12(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize(
+    ("controls", "read"),
+    [
+        ({"edge": {"input_control": "a.mp4"}}, "the edge control video {a}"),
+        ({"edge": {}, "depth": {"input_control": "b.mp4"}}, "edge {computed} {color}"),
+        ({"vis": {}, "edge": {"input_control": "a.mp4"}}, "vis {computed} {color}"),
+        # The first of depth and seg in the spec's order.
+        (
+            {"seg": {"input_control": "b.mp4"}, "depth": {"input_control": "a.mp4"}},
+            "the seg control video {b}",
+        ),
+    ],
+)
+def test_the_prompt_upsampler_reads_what_transfer_py_reads(
+    work: Path, controls: dict, read: str
+) -> None:
+    """vis, else edge (its video, or a map of the input video); else depth or seg's video."""
+    spec = {"input_video_path": "color.mp4", "prompt": "a street", **controls}
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json", "--upsample_prompt"], work)
+    assert result.returncode == 0, result.stderr
+    prompt = (work / "outputs" / "output.txt").read_text(encoding="utf-8")
+    names = {name: sha12(work / f"{name}.mp4") for name in ("a", "b", "color")}
+    expected = read.format(computed="map made of the input video", **names)
+    assert prompt.startswith("a street [SIMULATED prompt upsampler: read ")
+    assert expected in prompt, prompt
+    assert metadata(work / "outputs" / "output.mp4")["prompt"] == prompt
+
+
+def test_without_vis_edge_depth_or_seg_the_prompt_is_not_upsampled(work: Path) -> None:
+    spec = {"input_video_path": "color.mp4", "prompt": "a dance", "keypoint": {}}
+    write_json(work / "spec.json", spec)
+    result = run_sim(["--controlnet_specs", "spec.json", "--upsample_prompt"], work)
+    assert result.returncode == 0, result.stderr
+    assert (work / "outputs" / "output.txt").read_text(encoding="utf-8") == "a dance"
+
+
+def test_in_a_batch_the_upsampler_reads_the_shared_spec_not_the_line(work: Path) -> None:
+    """The upsampler is made once from the shared spec: a line's own edge video is unread."""
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "edge": {}})
+    lines = [
+        {"visual_input": "a.mp4", "control_overrides": {"edge": {"input_control": "b.mp4"}}},
+        {"visual_input": "c.mp4", "control_overrides": {"edge": {"input_control": "b.mp4"}}},
+    ]
+    write_jsonl(work / "batch.jsonl", lines)
+    args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
+    result = run_sim([*args, "--upsample_prompt"], work)
+    assert result.returncode == 0, result.stderr
+    for index, source in enumerate(("a", "c")):
+        prompt = (work / "outputs" / f"video_{index}" / "prompt.txt").read_text(encoding="utf-8")
+        assert f"the edge map made of the input video {sha12(work / f'{source}.mp4')}" in prompt
+
+
+def test_a_depth_batch_whose_shared_spec_has_no_depth_video_fails_to_upsample(
+    work: Path,
+) -> None:
+    write_json(work / "spec.json", {"input_video_path": "color.mp4", "depth": {}})
+    line = {"visual_input": "a.mp4", "control_overrides": {"depth": {"input_control": "b.mp4"}}}
+    write_jsonl(work / "batch.jsonl", [line])
+    args = ["--controlnet_specs", "spec.json", "--batch_input_path", "batch.jsonl"]
+    assert_error(run_sim([*args, "--upsample_prompt"], work), "reads the spec's depth")
+    assert not (work / "outputs").exists()
+
+
+ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+
+
+def test_spec_files_are_read_with_the_locales_encoding(work: Path) -> None:
+    """transfer.py opens them with open(path, "r"): raw UTF-8 fails under LANG=C."""
+    prompt = "Rue de l'\u00e9t\u00e9, \u96e8"
+    spec = {"input_video_path": "color.mp4", "prompt": prompt, "edge": {}}
+    (work / "spec.json").write_bytes(json.dumps(spec, ensure_ascii=False).encode("utf-8"))
+    args = ["--controlnet_specs", "spec.json"]
+    assert_error(run_sim(args, work, env=ASCII_LOCALE), "locale's encoding")
+    (work / "spec.json").write_bytes(json.dumps(spec, ensure_ascii=True).encode("ascii"))
+    result = run_sim(args, work, env=ASCII_LOCALE)
+    assert result.returncode == 0, result.stderr
+    assert (work / "outputs" / "output.txt").read_bytes() == prompt.encode("utf-8")

@@ -72,6 +72,7 @@ EXPECTED_COMMANDS = {
     "search",
     "rate",
     "delete",
+    "verify",
     "status",
     "logs",
     "kill",

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from cosmos_workflow.engine.control import KillReport, LogResult
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.outputs.report import ReportResult
+    from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
+    from cosmos_workflow.sweeps.inference import (
+        InferencePlan,
+        PromptRef,
+        active_weights,
+        weights_text,
+    )
     from cosmos_workflow.sweeps.multirun import (
         MULTIRUN_RECORD,
         OVERRIDES_PARAM,
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
     )
     from cosmos_workflow.sweeps.plan import DerivedPrompt, SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
-    from cosmos_workflow.sweeps.single import EnhanceResult, InferenceResult
+    from cosmos_workflow.sweeps.single import CreatedPrompt, EnhanceResult, InferenceResult
 
 # Each public name and the module that defines it.
 _EXPORTS = {
@@ -43,6 +50,11 @@ _EXPORTS = {
     "SweepSummary": "cosmos_workflow.sweeps.session",
     "InferenceResult": "cosmos_workflow.sweeps.single",
     "EnhanceResult": "cosmos_workflow.sweeps.single",
+    "CreatedPrompt": "cosmos_workflow.sweeps.single",
+    "InferencePlan": "cosmos_workflow.sweeps.inference",
+    "PromptRef": "cosmos_workflow.sweeps.inference",
+    "active_weights": "cosmos_workflow.sweeps.inference",
+    "weights_text": "cosmos_workflow.sweeps.inference",
     "JobPlan": "cosmos_workflow.sweeps.multirun",
     "JobFailure": "cosmos_workflow.sweeps.multirun",
     "Multirun": "cosmos_workflow.sweeps.multirun",
@@ -53,6 +65,7 @@ _EXPORTS = {
     "KillReport": "cosmos_workflow.engine.control",
     "LogResult": "cosmos_workflow.engine.control",
     "PrepareResult": "cosmos_workflow.local_ai.prepare",
+    "VerifyReport": "cosmos_workflow.outputs.verify",
 }
 
 __all__ = [
@@ -61,8 +74,10 @@ __all__ = [
     "OVERRIDES_PARAM",
     "RUN_STATUSES",
     "CosmosAPI",
+    "CreatedPrompt",
     "DerivedPrompt",
     "EnhanceResult",
+    "InferencePlan",
     "InferenceResult",
     "JobFailure",
     "JobPlan",
@@ -71,9 +86,13 @@ __all__ = [
     "Multirun",
     "MultirunSweep",
     "PrepareResult",
+    "PromptRef",
     "ReportResult",
     "SweepPlan",
     "SweepSummary",
+    "VerifyReport",
+    "active_weights",
+    "weights_text",
 ]
 
 

@@ -1,6 +1,6 @@
 """The catalogue: what is stored, looked up and changed by id.
 
-`cosmos list`, `show`, `search`, `rate`, `status` and `delete`, shell
+`cosmos list`, `show`, `search`, `rate`, `status`, `delete` and `verify`, shell
 completion of ids and the expansion of id prefixes. Every answer is plain
 JSON-ready data (:func:`prompt_dict`, :func:`run_dict`, :func:`sweep_dict`).
 Without a database nothing is created: lists are empty, ids are not found.
@@ -23,8 +23,13 @@ from cosmos_workflow.sweeps.workspace import Workspace
 if TYPE_CHECKING:
     from cosmos_workflow.config.targets import ConfiguredTarget
     from cosmos_workflow.database.repository import DataRepository
+    from cosmos_workflow.outputs.verify import VerifyReport
+    from cosmos_workflow.utils.step_progress import StepProgress
 
-# Run statuses, for callers that filter or display them.
+# The id prefix of each kind that `cosmos delete` takes.
+_PREFIXES = {"prompt": "ps", "run": "rs"}
+# Ids per look-up of a whole selection (far below every backend's bound-parameter limit).
+_ID_CHUNK = 500
 
 
 class Catalogue:
@@ -93,13 +98,19 @@ class Catalogue:
         return [prompt_dict(p) for p in self._ws.repository.list_prompts(limit)]
 
     def list_runs(
-        self, status: str | None, limit: int | None, rating: int | None, min_rating: int | None
+        self,
+        status: str | None,
+        limit: int | None,
+        rating: int | None,
+        min_rating: int | None,
+        prompt: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least.
+        """Runs as dicts, newest first; see CosmosAPI.list_runs.
 
         Raises:
             ValidationFailure: an unknown status, a rating outside 1-5, or both
-                rating filters (one of them would be ignored).
+                rating filters (one of them would be ignored). NotFoundFailure:
+                no prompt has that id or name.
         """
         wanted = _parse_status(status)
         if rating is not None and min_rating is not None:
@@ -108,10 +119,32 @@ class Catalogue:
             check_rating(rating, "--rating")
         if min_rating is not None:
             check_rating(min_rating, "--min-rating")
+        _check_prompt_given(prompt)
         if not self._ws.database_exists():
             return []
-        runs = self._ws.repository.list_runs(wanted, limit, rating=rating, min_rating=min_rating)
+        prompt_ids = self.prompt_ids(prompt) if prompt is not None else None
+        runs = self._ws.repository.list_runs(
+            wanted, limit, rating=rating, min_rating=min_rating, prompt_ids=prompt_ids
+        )
         return [run_dict(r, self._ws.store) for r in runs]
+
+    def prompt_ids(self, given: str) -> list[str]:
+        """Prompts by id (or unique prefix), else by name: every prompt of that name.
+
+        Raises:
+            NotFoundFailure: no prompt has that id or name. ValidationFailure:
+                an ambiguous prefix, or nothing given.
+        """
+        _check_prompt_given(given)
+        if given.startswith("ps_"):
+            try:
+                return [self.resolve_id(given, "ps")]
+            except NotFoundFailure:
+                pass  # perhaps a name that looks like an id
+        named = self._ws.repository.prompts_named(given) if self._ws.database_exists() else []
+        if not named:
+            raise NotFoundFailure(f"no prompt with id or name {given!r}")
+        return named
 
     def list_sweeps(self, limit: int | None) -> list[dict[str, Any]]:
         """Sweeps as dicts with run counts, newest first."""
@@ -185,6 +218,9 @@ class Catalogue:
         repo = self._ws.repository
         run = repo.get_run(run_id)
         data = run_dict(run, self._ws.store)
+        # The control videos the program computed from the input (in the run's folder).
+        controls = self._ws.store.control_videos(run_id)
+        data["controls"] = {key: str(path) for key, path in controls.items()}
         data["spec"] = run.spec
         data["sweeps"] = repo.sweeps_of_run(run_id)
         data["children"] = [
@@ -263,37 +299,65 @@ class Catalogue:
         return {**entry, "configured": True, **report}
 
     # -- deletion ------------------------------------------------------------------------------
-    def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
+    def delete_preview(
+        self,
+        kind: str,
+        given: str | None = None,
+        status: str | None = None,
+        prompt: str | None = None,
+    ) -> dict[str, Any]:
         """What a deletion would remove (for the confirmation question); see CosmosAPI."""
-        object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
-        own, prompts, runs = self._descendants(kind, object_id)
-        return {"id": object_id, "runs": own, "children": {"prompts": prompts, "runs": runs}}
+        if given is not None:
+            if status is not None or prompt is not None:
+                raise ValidationFailure("--status and --prompt select what --all deletes")
+            ids = [self.resolve_id(given, _PREFIXES[kind])]
+        else:
+            ids = self._selected(kind, status, prompt)
+        own, prompts, runs = self._descendants(kind, ids) if ids else ([], [], [])
+        return {
+            "id": ids[0] if given is not None else None,
+            "ids": ids,
+            "runs": own,
+            "children": {"prompts": prompts, "runs": runs},
+        }
 
-    def _descendants(self, kind: str, object_id: str) -> tuple[list[str], list[str], list[str]]:
-        """(its own runs, the prompts made from it, the runs made from it), at any depth.
+    def _selected(self, kind: str, status: str | None, prompt: str | None) -> list[str]:
+        """Every prompt or run that the filters select (--all)."""
+        if kind == "prompt" and status is not None:
+            raise ValidationFailure("--status selects runs; it cannot select prompts")
+        wanted = _parse_status(status)
+        _check_prompt_given(prompt)
+        if not self._ws.database_exists():
+            return []
+        repo = self._ws.repository
+        prompt_ids = self.prompt_ids(prompt) if prompt is not None else None
+        if kind == "prompt":
+            return prompt_ids if prompt_ids is not None else [p.id for p in repo.list_prompts()]
+        return [run.id for run in repo.list_runs(wanted, prompt_ids=prompt_ids)]
+
+    def _descendants(self, kind: str, ids: list[str]) -> tuple[list[str], list[str], list[str]]:
+        """(their own runs, the prompts made from them, the runs made from them), at any depth.
 
         Made from a prompt: prompts whose parent it is, and their runs. Made
         from a run: runs whose parent it is (upscales), and their input prompts.
         """
         repo = self._ws.repository
         if kind == "prompt":
-            repo.get_prompt(object_id)
-            own = [run.id for run in repo.list_runs_of_prompts([object_id])]
-            seen_prompts, new_prompts = {object_id}, [object_id]
+            own = [run.id for run in _chunked(repo.list_runs_of_prompts, ids)]
+            seen_prompts, new_prompts = set(ids), list(ids)
         else:
-            repo.get_run(object_id)
-            own, seen_prompts, new_prompts = [object_id], set(), []
+            own, seen_prompts, new_prompts = list(ids), set(), []
         prompts: list[str] = []
         runs: list[str] = []
         seen_runs, new_runs = set(own), list(own)
         while new_prompts or new_runs:
-            upscales = repo.child_runs(new_runs)
-            found = [p.id for p in repo.child_prompts(new_prompts)]
+            upscales = _chunked(repo.child_runs, new_runs)
+            found = [p.id for p in _chunked(repo.child_prompts, new_prompts)]
             found += [run.prompt_id for run in upscales]
             new_prompts = [p for p in dict.fromkeys(found) if p not in seen_prompts]
             seen_prompts.update(new_prompts)
             found_runs = [run.id for run in upscales]
-            found_runs += [run.id for run in repo.list_runs_of_prompts(new_prompts)]
+            found_runs += [run.id for run in _chunked(repo.list_runs_of_prompts, new_prompts)]
             new_runs = [r for r in dict.fromkeys(found_runs) if r not in seen_runs]
             seen_runs.update(new_runs)
             prompts += new_prompts
@@ -301,34 +365,52 @@ class Catalogue:
         return own, prompts, runs
 
     def delete(
-        self, kind: str, given: str, delete_outputs: bool, with_children: bool
+        self, kind: str, given: str | list[str], delete_outputs: bool, with_children: bool
     ) -> dict[str, Any]:
-        """Delete a prompt (with its runs) or a run; see CosmosAPI.delete."""
-        object_id = self.resolve_id(given, "ps" if kind == "prompt" else "rs")
+        """Delete a prompt (with its runs) or a run, or a list of them; see CosmosAPI.delete."""
+        single = isinstance(given, str)
+        ids = [self.resolve_id(given, _PREFIXES[kind])] if isinstance(given, str) else list(given)
+        if not ids:
+            return {
+                "id": None,
+                "ids": [],
+                "deleted_runs": [],
+                "deleted_prompts": [],
+                "removed_outputs": [],
+            }
         repo, store = self._ws.repository, self._ws.store
         with self._ws.runner_lock(exclusive=True):
             child_prompts: list[str] = []
             child_runs: list[str] = []
             if with_children:
-                _, child_prompts, child_runs = self._descendants(kind, object_id)
-            run_ids = [repo.delete_run(run_id).id for run_id in child_runs]
+                _, child_prompts, child_runs = self._descendants(kind, ids)
+            run_ids = repo.delete_runs(child_runs)
             for prompt_id in reversed(child_prompts):
                 run_ids += [r.id for r in repo.delete_prompt(prompt_id)]
-            if kind == "prompt":
-                run_ids += [r.id for r in repo.delete_prompt(object_id)]
-            else:
-                run_ids.append(repo.delete_run(object_id).id)
-            removed = []
-            if delete_outputs:
-                for run_id in run_ids:
-                    if store.remove_run_dir(run_id):
-                        removed.append(run_id)
+            if kind == "run":
+                run_ids += repo.delete_runs(ids)
+            for prompt_id in ids if kind == "prompt" else []:
+                try:
+                    run_ids += [r.id for r in repo.delete_prompt(prompt_id)]
+                except NotFoundFailure:
+                    if single:
+                        raise
+            removed = [r for r in run_ids if delete_outputs and store.remove_run_dir(r)]
         return {
-            "id": object_id,
+            "id": ids[0] if single else None,
+            "ids": ids,
             "deleted_runs": run_ids,
             "deleted_prompts": child_prompts,
             "removed_outputs": removed,
         }
+
+    # -- verify ------------------------------------------------------------------------------
+    def verify(self, fix: bool, progress: StepProgress | None) -> VerifyReport:
+        """The database against the run folders; see CosmosAPI.verify."""
+        from cosmos_workflow.outputs.verify import verify_tree
+
+        repository = self._ws.repository if self._ws.database_exists() else None
+        return verify_tree(repository, self._ws.store, fix, progress)
 
 
 # -- JSON-ready views ---------------------------------------------------------------------
@@ -388,6 +470,19 @@ def sweep_dict(sweep: Sweep, repository: DataRepository) -> dict[str, Any]:
         "counts": counts,
         "stages": repository.sweep_stage_sizes(sweep.id),
     }
+
+
+def _chunked(query: Callable[[list[str]], list[Any]], ids: list[str]) -> list[Any]:
+    """``query`` over ``ids`` a chunk at a time (a whole --all selection may be thousands)."""
+    found: list[Any] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        found += query(ids[start : start + _ID_CHUNK])
+    return found
+
+
+def _check_prompt_given(prompt: str | None) -> None:
+    if prompt is not None and not prompt.strip():
+        raise ValidationFailure("--prompt is empty: give a prompt id (ps_...) or a prompt name")
 
 
 def _parse_status(status: str | None) -> RunStatus | None:

@@ -2,7 +2,7 @@
 
 Setup (the constructor, from_project, from_composed, close) and one-line
 hand-offs: sweeps to sweeps/ (plan, session, stages, multirun), single
-prompts and runs to sweeps/single.py, list/show/search/rate/status/delete to
+prompts and runs to sweeps/single.py, list/show/search/rate/status/delete/verify to
 api/catalogue.py, reports to outputs/, logs and kill to engine/control.py.
 Each method imports what it hands off to, so importing this module is quick.
 """
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from cosmos_workflow.local_ai.probe import ProbeCache
     from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.store import OutputStore
+    from cosmos_workflow.outputs.verify import VerifyReport
+    from cosmos_workflow.sweeps.inference import InferencePlan, PromptRef
     from cosmos_workflow.sweeps.multirun import JobPlan, Multirun
     from cosmos_workflow.sweeps.plan import SweepPlan
     from cosmos_workflow.sweeps.session import SweepSummary
-    from cosmos_workflow.sweeps.single import EnhanceResult, InferenceResult
+    from cosmos_workflow.sweeps.single import CreatedPrompt, EnhanceResult, InferenceResult
     from cosmos_workflow.utils.clock import Clock
     from cosmos_workflow.utils.step_progress import StepProgress
 
@@ -187,15 +189,11 @@ class CosmosAPI:
 
         return plan_experiment(self._ws, self.composed, overrides, sources)
 
-    def with_stages(self, plan: SweepPlan) -> SweepPlan:
-        """The plan as it will run: with enhanced prompts if they are enhanced already.
+    def preview(self, plan: SweepPlan) -> dict[str, Any]:
+        """What a dry run prints: the plan as it runs, its stages and jobs (sweeps/preview.py)."""
+        from cosmos_workflow.sweeps.preview import preview
 
-        Executes nothing (for dry runs); prompts not enhanced yet leave the
-        plan as it is, with a note.
-        """
-        from cosmos_workflow.sweeps.stages import with_stages
-
-        return with_stages(self._ws, plan)
+        return preview(self._ws, plan)
 
     def submit(self, plan: SweepPlan) -> SweepPlan:
         """Store a planned sweep (prompts, runs, sweep and its folder) without executing it.
@@ -220,9 +218,9 @@ class CosmosAPI:
             plan: The planned sweep.
             progress: Where progress goes.
             on_stored: Called with the sweep as stored, before its runs
-                execute (with stages.enhance, its id and runs are those of
-                the enhanced prompts); a caller that is interrupted later
-                still knows which sweep it was.
+                execute (with stages.enhance, its runs are those of the
+                enhanced prompts); a caller that is interrupted later still
+                knows which sweep it was.
 
         Raises:
             StateError: another runner is working on this output tree.
@@ -249,40 +247,39 @@ class CosmosAPI:
     # -- prompts and single runs -----------------------------------------------------------
     def create_prompt(
         self, text: str, video_dir: Path, name: str | None = None, negative: str | None = None
-    ) -> tuple[str, bool]:
+    ) -> CreatedPrompt:
         """Create a prompt from a folder of videos named by role.
 
         Returns:
-            (prompt id, True if it was new).
+            Its id, whether it is new, and notes (the files of the folder not used).
         """
         from cosmos_workflow.sweeps.single import create_prompt
 
         return create_prompt(self._ws, text, video_dir, name, negative)
 
-    def inference(
-        self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
-    ) -> InferenceResult:
-        """Run one prompt with the given model parameters on the target.
+    def plan_inference(
+        self, prompts: Sequence[str | PromptRef], model: dict[str, Any]
+    ) -> InferencePlan:
+        """One run per prompt (ps_ id, unique prefix or name), default weights filled in.
 
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: Model config (adapter, parameters) as composed from conf/.
-            progress: Where progress goes.
+        Several make one sweep (:meth:`run_sweep`), one a single run (:meth:`inference`).
         """
-        from cosmos_workflow.sweeps.single import inference
+        from cosmos_workflow.sweeps.inference import plan_inference
 
-        return inference(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+        return plan_inference(self._ws, prompts, model)
+
+    def inference(
+        self, planned: InferencePlan, progress: ProgressSink | None = None
+    ) -> InferenceResult:
+        """Execute the single run of :meth:`plan_inference` (cached if made before)."""
+        from cosmos_workflow.sweeps.inference import run_single
+
+        return run_single(self._ws, planned, progress)
 
     def enhance(
         self, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None = None
     ) -> EnhanceResult:
-        """Run the prompt upsampler on a prompt; store its text as a NEW, linked prompt.
-
-        Args:
-            prompt_id: A ps_ id (or unique prefix).
-            model: The video model (as composed from conf/); its family's
-                upsampler runs, with its version and image.
-            progress: Where progress goes.
+        """Run ``model``'s family's prompt upsampler on a prompt; its text is a NEW, linked prompt.
 
         Raises:
             ValidationFailure: the model has no upsampler, the prompt no input video.
@@ -290,6 +287,12 @@ class CosmosAPI:
         from cosmos_workflow.sweeps.single import enhance
 
         return enhance(self._ws, self.resolve_id(prompt_id, "ps"), model, progress)
+
+    def plan_enhance(self, prompt_id: str, model: dict[str, Any]) -> SweepPlan:
+        """The upsampler's run that :meth:`enhance` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import enhance_plan
+
+        return enhance_plan(self._ws, self.resolve_id(prompt_id, "ps"), model)
 
     def upscale(
         self,
@@ -301,16 +304,20 @@ class CosmosAPI:
         """4K-upscale a succeeded run's output video: a new run, linked to its parent.
 
         ``weight`` None: DEFAULT_UPSCALE_WEIGHT; ``text`` None: the parent's prompt.
-
-        Raises:
-            ValidationFailure: the run has not succeeded, its outputs are gone or
-                changed, or its model has no upscaler.
+        Raises ValidationFailure if the run has not succeeded, its outputs are
+        gone or changed, or its model has no upscaler.
         """
-        from cosmos_workflow.sweeps.derive import DEFAULT_UPSCALE_WEIGHT
         from cosmos_workflow.sweeps.single import upscale
 
-        weight = DEFAULT_UPSCALE_WEIGHT if weight is None else weight
         return upscale(self._ws, self.resolve_id(run_id, "rs"), weight, text, progress)
+
+    def plan_upscale(
+        self, run_id: str, weight: float | None = None, text: str | None = None
+    ) -> SweepPlan:
+        """The run that :meth:`upscale` would execute (for :meth:`preview`)."""
+        from cosmos_workflow.sweeps.single import upscale_plan
+
+        return upscale_plan(self._ws, self.resolve_id(run_id, "rs"), weight, text)
 
     def prepare_inputs(
         self,
@@ -345,16 +352,11 @@ class CosmosAPI:
     def ids_with_prefix(
         self, prefix: str, kinds: tuple[str, ...] = ("ps", "rs", "sw"), limit: int = 100
     ) -> list[tuple[str, str]]:
-        """(id, label) of objects whose id starts with ``prefix`` (shell completion).
+        """(id, label) of at most ``limit`` objects whose id starts with ``prefix`` (completion).
 
-        Without a database, or with one whose schema is not this version's,
-        none (and nothing is created or migrated).
-
-        Args:
-            prefix: What was typed so far.
-            kinds: "ps" (prompts, labelled by name), "rs" (runs, by status),
-                "sw" (sweeps, by name).
-            limit: At most this many.
+        ``kinds``: "ps" (prompts, labelled by name), "rs" (runs, by status), "sw"
+        (sweeps, by name). Without a database, or with one whose schema is not
+        this version's, none (and nothing is created or migrated).
         """
         return self._catalogue.ids_with_prefix(prefix, kinds, limit)
 
@@ -368,44 +370,29 @@ class CosmosAPI:
         limit: int | None = None,
         rating: int | None = None,
         min_rating: int | None = None,
+        prompt: str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs as dicts, newest first; ``rating``: rated exactly so, ``min_rating``: at least.
 
-        Raises:
-            ValidationFailure: an unknown status, a rating outside 1-5, or both
-                rating filters (one of them would be ignored).
+        ``prompt``: runs of that prompt (an id, a unique prefix or a name: every prompt so named).
+        Raises ValidationFailure: an unknown status or prompt, a rating outside
+        1-5, or both rating filters (one of them would be ignored).
         """
-        return self._catalogue.list_runs(status, limit, rating, min_rating)
+        return self._catalogue.list_runs(status, limit, rating, min_rating, prompt)
 
     def list_sweeps(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Sweeps as dicts with run counts, newest first."""
         return self._catalogue.list_sweeps(limit)
 
     def search(self, text: str, limit: int = 50) -> dict[str, Any]:
-        """Prompts whose text, name or negative prompt contains ``text``, and their runs.
+        """Prompts whose text, name or negative prompt contains ``text`` (literally, any case).
 
-        ``text`` is matched literally (``%``, ``_`` and ``\\`` too), ignoring case.
-
-        Returns:
-            ``{query, prompts, runs, prompts_total, runs_total}``: the newest
-            ``limit`` prompts (each with ``matched``: the fields that contain
-            the text) and runs, and how many match in all.
-
-        Raises:
-            ValidationFailure: empty or overlong text, or a limit below 1.
+        Returns ``{query, prompts, runs, prompts_total, runs_total}``; see Catalogue.search.
         """
         return self._catalogue.search(text, limit)
 
     def rate(self, given: str, rating: int | None) -> dict[str, Any]:
-        """Rate a succeeded run 1-5 (None clears its rating).
-
-        Returns:
-            ``{id, rating, previous}``.
-
-        Raises:
-            ValidationFailure: a rating outside 1-5, not a run id, or a run that
-            did not succeed; nothing changes. NotFoundFailure: no such run.
-        """
+        """Rate a succeeded run 1-5 (None clears it): ``{id, rating, previous}``."""
         return self._catalogue.rate(given, rating)
 
     def show(self, given: str) -> dict[str, Any]:
@@ -419,29 +406,34 @@ class CosmosAPI:
         """
         return self._catalogue.status()
 
-    def delete_preview(self, kind: str, given: str) -> dict[str, Any]:
-        """What a deletion would remove (for the confirmation question).
+    def delete_preview(
+        self, kind: str, given: str | None, status: str | None = None, prompt: str | None = None
+    ) -> dict[str, Any]:
+        """What a deletion would remove (for the confirmation question); ``ids``: the selection.
 
-        ``children`` are the prompts and runs made from it, at any depth
-        (enhanced prompts and their runs, upscales and their input prompts):
-        kept and unlinked, unless deleted with it.
+        ``given`` None: every prompt or run that ``status`` (runs) and ``prompt``
+        (an id or name) select (``--all``). ``children``: the prompts and runs
+        made from them at any depth, kept and unlinked unless deleted with them.
         """
-        return self._catalogue.delete_preview(kind, given)
+        return self._catalogue.delete_preview(kind, given, status, prompt)
 
     def delete(
         self,
         kind: str,
-        given: str,
+        given: str | list[str],
         delete_outputs: bool = False,
         with_children: bool = False,
     ) -> dict[str, Any]:
-        """Delete a prompt (with its runs) or a run; outputs kept unless asked.
+        """Delete a prompt (with its runs), a run, or the listed ids; outputs kept unless asked.
 
-        Prompts and runs made from it are kept, unlinked, unless
-        ``with_children``. Refused while a runner is executing on the same
-        output tree.
+        What was made from them is kept, unlinked, unless ``with_children``.
+        Refused while a runner is executing on the same output tree.
         """
         return self._catalogue.delete(kind, given, delete_outputs, with_children)
+
+    def verify(self, fix: bool = False, progress: StepProgress | None = None) -> VerifyReport:
+        """The database against the run folders (outputs/verify.py); ``fix`` marks damaged runs."""
+        return self._catalogue.verify(fix, progress)
 
     # -- reports, logs and kill ------------------------------------------------------------
     def report(

@@ -4,6 +4,7 @@ cosmos-batch +experiment=demo
 cosmos-batch +experiment=demo dry_run=true
 cosmos-batch +experiment=demo model.seed=7 --cfg job
 cosmos-batch -m +experiment=demo model.seed=1,2,3    # every job's runs as one sweep
+cosmos-batch --help                                  # cli/batch_help.py
 """
 
 from __future__ import annotations
@@ -15,23 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cosmos_workflow.cli.batch_help import print_help_if_asked
 from cosmos_workflow.cli.common import INTERRUPTED_EXIT
-from cosmos_workflow.cli.console import (
-    configure_logging,
-    guarded,
-    make_progress,
-    print_error,
-    stderr_console,
-)
+from cosmos_workflow.cli.console import configure_logging, guarded, print_error
+from cosmos_workflow.cli.plans import finish_sweep
 from cosmos_workflow.config.project import ProjectPaths, find_project
 from cosmos_workflow.errors import CosmosError, ValidationFailure
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from cosmos_workflow.api import CosmosAPI, JobPlan, MultirunSweep, SweepPlan, SweepSummary
+    from cosmos_workflow.api import CosmosAPI, JobPlan, MultirunSweep, SweepPlan
     from cosmos_workflow.config.sources import ConfigSources
     from cosmos_workflow.local_ai.probe import ProbeCache
 
@@ -82,147 +79,8 @@ def _task_overrides() -> list[str]:
     return [str(override) for override in task]
 
 
-def _format_params(params: dict[str, Any]) -> str:
-    from cosmos_workflow.api import OVERRIDES_PARAM
-
-    shown = [f"{k}={v}" for k, v in params.items() if k not in ("prompt", OVERRIDES_PARAM)]
-    return " ".join(shown + list(params.get(OVERRIDES_PARAM, [])))
-
-
-def print_plan(plan: SweepPlan) -> None:
-    """Every run id with its varying parameters and whether it is cached."""
-    print(
-        f"sweep {plan.sweep_id} ({plan.name}): {len(plan.runs)} runs, "
-        f"{len(plan.cached)} cached, {len(plan.to_run)} to run"
-    )
-    for run in plan.runs:
-        state = "cached" if run.id in plan.cached else "to run"
-        print(f"  {run.id}  {run.prompt.name:<16} {_format_params(run.varying):<40} {state}")
-    _print_notes(plan)
-    print("dry run: nothing was executed")
-
-
-def _print_notes(plan: SweepPlan) -> None:
-    for note in plan.notes:
-        print(f"note: {note}")
-    if plan.upscale is not None:
-        print(
-            "note: stages.upscale: every succeeded run is upscaled to 4K after the sweep "
-            f"(weight {plan.upscale.weight:g})"
-        )
-    if plan.duplicates:
-        print(f"note: {plan.duplicates} sweep point(s) gave an already listed run and were merged")
-
-
-def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
-    """Counts and where the outputs are."""
-    tally = summary.tally
-    _print_notes(plan)
-    cancelled = f", {len(tally.cancelled)} cancelled" if tally.cancelled else ""
-    print(
-        f"sweep {summary.sweep_id} ({plan.name}): {summary.total} runs: "
-        f"{summary.executed} executed ({len(tally.succeeded)} succeeded, "
-        f"{len(tally.failed)} failed), {summary.cached} cached{cancelled}"
-    )
-    if tally.failed:
-        print("failed runs (see their logs/run.log):")
-        for run_id in tally.failed:
-            print(f"  {summary.runs_dir / run_id}")
-    if tally.cancelled:
-        print("cancelled runs (cosmos kill); they run again the next time:")
-        for run_id in tally.cancelled:
-            print(f"  {run_id}")
-    if plan.upscale is not None:
-        _print_upscales(summary)
-    print(f"runs:  {summary.runs_dir}/<run_id>/")
-    print(f"sweep: {summary.sweep_dir}/")
-
-
-def _print_upscales(summary: SweepSummary) -> None:
-    tally = summary.upscale_tally
-    executed = len(tally.succeeded) + len(tally.failed)
-    cached = len(summary.upscales) - executed - len(tally.cancelled)
-    cancelled = f", {len(tally.cancelled)} cancelled" if tally.cancelled else ""
-    skipped = f", {len(summary.upscale_skipped)} not upscaled" if summary.upscale_skipped else ""
-    print(
-        f"upscale stage: {len(summary.upscales)} upscale runs: {executed} executed "
-        f"({len(tally.succeeded)} succeeded, {len(tally.failed)} failed), {cached} cached"
-        f"{cancelled}{skipped}"
-    )
-    for run_id in tally.failed:
-        print(f"  failed: {summary.runs_dir / run_id}")
-    for run_id, reason in summary.upscale_skipped.items():
-        print(f"  not upscaled: {run_id}: {reason}")
-
-
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-def _finish(
-    api: CosmosAPI, plan: SweepPlan, on_stored: Callable[[SweepPlan], None] | None = None
-) -> int:
-    """Print the plan of a dry run, or execute it, print the summary and write the report.
-
-    The report is written whatever the outcome (failed runs, an error, Ctrl-C).
-
-    Args:
-        api: The API to run it through.
-        plan: The planned sweep.
-        on_stored: Also called with the sweep as stored (see CosmosAPI.run_sweep).
-    """
-    if api.settings.dry_run:
-        print_plan(api.with_stages(plan))
-        return 0
-    summary: SweepSummary | None = None
-    # The sweep once stored (stages.enhance gives it its id only after enhancing).
-    stored: list[SweepPlan] = []
-
-    def remember(stored_plan: SweepPlan) -> None:
-        stored.append(stored_plan)
-        if on_stored is not None:
-            on_stored(stored_plan)
-
-    interrupted = False
-    try:
-        summary = api.run_sweep(plan, make_progress(stderr_console()), on_stored=remember)
-        print_summary(plan, summary)
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        if stored:
-            # After Ctrl-C, quit soon: no new thumbnails (cosmos report makes them).
-            write_report(api, stored[-1].sweep_id, thumbnails=not interrupted)
-    tallies = (summary.tally, summary.upscale_tally)
-    failed = any(t.failed or t.cancelled for t in tallies) or summary.upscale_skipped
-    return 1 if failed else 0
-
-
-def write_report(api: CosmosAPI, sweep_id: str, thumbnails: bool = True) -> None:
-    """Write or refresh the sweep's report.html and print its path.
-
-    A report that cannot be written is a warning: the sweep's exit code stands.
-
-    Args:
-        api: The API the sweep ran through.
-        sweep_id: The stored sweep.
-        thumbnails: Make the thumbnails that are missing (False: show only those made).
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        result = api.report(sweep_id, thumbnails=thumbnails)
-    except (CosmosError, SQLAlchemyError, OSError) as exc:
-        logger.warning(
-            "The report of sweep %s was not written: %s; the sweep's result stands. "
-            "Write it again with: cosmos report %s",
-            sweep_id,
-            exc,
-            sweep_id,
-        )
-        return
-    print(f"report: {result.path}", flush=True)
 
 
 class BatchTask:
@@ -326,7 +184,7 @@ class BatchTask:
     def _execute(self, cfg: DictConfig) -> int:
         with self._api(cfg) as api:
             plan = api.plan_experiment(self._overrides(), self._sources())
-            return _finish(api, plan)
+            return finish_sweep(api, plan)
 
     def _plan_into(self, job: JobPlan, cfg: DictConfig) -> int:
         from cosmos_workflow.api import JobFailure
@@ -346,7 +204,7 @@ class BatchTask:
         from cosmos_workflow.api import CosmosAPI
 
         with CosmosAPI(sweep.settings, probes=self._probes) as api:
-            return _finish(api, sweep.plan, on_stored)
+            return finish_sweep(api, sweep.plan, on_stored)
 
     def _overrides(self) -> list[str]:
         """The job's command-line overrides, those of swept lists last."""
@@ -410,6 +268,8 @@ def _refuse_secrets(argv: list[str]) -> None:
 
 def main() -> None:
     """Console entry point of cosmos-batch."""
+    # --help is answered before Hydra is imported (cli/batch_help.py).
+    print_help_if_asked(sys.argv[1:])
     import hydra
 
     from cosmos_workflow.cli.batch_input import (

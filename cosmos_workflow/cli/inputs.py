@@ -41,14 +41,16 @@ def create_prompt(
     """Create a prompt from TEXT and the videos in VIDEO_DIR.
 
     Videos are recognised by name: color.mp4 (the input video) and
-    vis/edge/depth/seg.mp4 (control videos), or NAME_depth.mp4 and the like.
+    vis/edge/depth/seg.mp4 (control videos; segmentation.mp4 is seg), or
+    NAME_depth.mp4 and the like. Every other file is named in a note.
     Prints the prompt id (ps_...).
     """
     from cosmos_workflow.cli.render import render_created_prompt
 
     api = obj.api()
-    prompt_id, created = api.create_prompt(text, video_dir, name=name, negative=negative)
-    data = {"id": prompt_id, "created": created}
+    data = api.create_prompt(text, video_dir, name=name, negative=negative).to_dict()
+    for note in data["notes"]:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         click.echo(json.dumps(data))
     else:
@@ -74,9 +76,10 @@ def prepare(
 ) -> None:
     """Turn the PNG sequences in FOLDER into one mp4 per modality (color.mp4, depth.mp4...).
 
-    Names: color.0001.png (Houdini), depth_0001.png, frame_000.png or 0001.png
-    (color). Every modality must have the same frames and size. Other passes
-    (normal, albedo...) are skipped with a warning.
+    Names: color.0001.png (Houdini), depth_0001.png, segmentation.0001.png
+    (seg), frame_000.png or 0001.png (color). Every modality must have the
+    same frames and size. Other passes (normal, albedo...) are skipped with a
+    warning; other files are named in a note.
     """
     from cosmos_workflow.cli.console import stderr_console
     from cosmos_workflow.cli.render import render_prepared

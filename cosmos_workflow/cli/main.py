@@ -45,7 +45,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "inference": LazyCommand(
         f"{_FAMILY}run",
         "inference",
-        "Run PROMPT_ID once on the configured target; print the run id and output.",
+        "Run PROMPTs on the configured target; several run as one sweep, batched.",
     ),
     "enhance": LazyCommand(
         f"{_FAMILY}run",
@@ -76,7 +76,14 @@ COMMANDS: dict[str, LazyCommand] = {
         "Rate a succeeded run's output from 1 (bad) to 5 (good); --clear removes it.",
     ),
     "delete": LazyCommand(
-        f"{_FAMILY}catalogue", "delete", "Delete a prompt (and its runs) or a run."
+        f"{_FAMILY}catalogue",
+        "delete",
+        "Delete a prompt (and its runs) or a run, or every one (--all).",
+    ),
+    "verify": LazyCommand(
+        f"{_FAMILY}catalogue",
+        "verify",
+        "Check the database against the run folders: missing, changed or orphaned outputs.",
     ),
     "status": LazyCommand(
         f"{_FAMILY}operate",

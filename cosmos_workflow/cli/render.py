@@ -72,11 +72,13 @@ def render_created_prompt(data: dict[str, Any]) -> None:
 
 
 # -- runs -----------------------------------------------------------------------
-def render_run(result: InferenceResult) -> None:
-    """A run's id, then its status and folder."""
+def render_run(result: InferenceResult, line: str = "") -> None:
+    """A run's id, then its status and folder (then ``line``, if any)."""
     click.echo(result.run_id)
     note = " (cached)" if result.cached else ""
     click.echo(f"{result.status}{note}: {result.output_dir}")
+    if line:
+        click.echo(line)
 
 
 def render_enhanced(data: dict[str, Any]) -> None:
@@ -184,9 +186,46 @@ def render_deleted(kind: str, data: dict[str, Any]) -> None:
     """What a deletion removed."""
     prompts = data["deleted_prompts"]
     also = f", {len(prompts)} child prompt(s)" if prompts else ""
-    click.echo(f"deleted {kind} {data['id']} ({len(data['deleted_runs'])} run(s){also})")
+    if data["id"] is not None:
+        what = f"{kind} {data['id']}"
+    else:
+        count = len(data["ids"])
+        what = f"{count} {kind}" if count == 1 else f"{count} {kind}s"
+    click.echo(f"deleted {what} ({len(data['deleted_runs'])} run(s){also})")
     if data["removed_outputs"]:
         click.echo(f"removed {len(data['removed_outputs'])} output folder(s)")
+
+
+def render_verified(data: dict[str, Any]) -> None:
+    """What `cosmos verify` found, and what --fix did."""
+    checked = f"{data['checked']} succeeded run(s) checked in {data['runs_dir']}"
+    if data["elsewhere"]:
+        checked += f" ({data['elsewhere']} made in another output tree: not checked here)"
+    click.echo(checked + (": no problem" if data["ok"] and not data["fixed"] else ""))
+    for run in data["damaged"]:
+        click.echo(f"damaged {run['id']}  {run['output_dir']}")
+        for problem in run["problems"]:
+            click.echo(f"  {problem}")
+    for orphan in data["orphaned"]:
+        click.echo(f"orphaned {orphan['name']}  {orphan['path']} (no database row)")
+    unfixed = [run for run in data["damaged"] if not run["fixed"]]
+    if data["fixed"]:
+        click.echo(
+            f"marked {len(data['fixed'])} run(s) failed: the next sweep or cosmos inference that "
+            "asks for them runs them again (their files stay in their folders until then, "
+            "when the new outputs replace them)"
+        )
+    if unfixed:
+        click.echo(
+            f"{len(unfixed)} damaged run(s): cosmos verify --fix marks them failed, so that they "
+            "run again (no file is deleted)"
+        )
+    if data["orphaned"]:
+        click.echo(
+            f"{len(data['orphaned'])} orphaned folder(s) left in place: neither --fix nor any "
+            "command removes them (a sweep that plans the same run again adopts outputs that "
+            "verify); remove them with rm -r if you do not need them"
+        )
 
 
 # -- operate --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from cosmos_workflow.config.target_kinds import LocalTargetSettings, SSHTargetSettings
+from cosmos_workflow.manifest.models import ControlKey
 
 
 class _Strict(BaseModel):
@@ -36,6 +37,8 @@ class SimulatorSettings(_Strict):
     fail_on_seed: int | None = None
     # The simulated prompt upsampler fails on prompts that contain this text.
     fail_on_prompt: str | None = Field(default=None, min_length=1)
+    # The simulated model's guardrail blocks prompts that contain this text.
+    block_prompt: str | None = Field(default=None, min_length=1)
 
 
 class Transfer1Settings(_Strict):
@@ -83,6 +86,29 @@ class SchedulerSettings(_Strict):
     retries: RetrySettings = Field(default_factory=RetrySettings)
     heartbeat_s: float = Field(default=5.0, gt=0)
     runner_timeout_s: float = Field(default=60.0, gt=0)
+
+
+# A control weight: a finite number >= 0 (a boolean is not one).
+_Weight = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+
+
+class InferenceSettings(_Strict):
+    """`cosmos inference`: the weight of a prompt's control that no --weight gives.
+
+    Attributes:
+        default_weight: Every control's weight (None: --weight is needed).
+        weights: Per control, e.g. ``{"depth": 0.7}``; wins over ``default_weight``.
+    """
+
+    default_weight: _Weight | None = None
+    weights: dict[ControlKey, _Weight | None] = Field(default_factory=dict)
+
+    def weight_for(self, control: str) -> tuple[float | None, str]:
+        """The default weight of ``control`` and the setting that gave it."""
+        weight = self.weights.get(control)  # type: ignore[call-overload]
+        if weight is not None:
+            return weight, f"inference.weights.{control}"
+        return self.default_weight, "inference.default_weight"
 
 
 class LimitSettings(_Strict):
@@ -154,6 +180,7 @@ class Settings(_Strict):
     targets: list[Target] | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
     # A sweep of more than limits.max_runs runs runs only with confirm_runs >= its runs.
@@ -197,6 +224,7 @@ SETTINGS_KEYS = frozenset(
         "targets",
         "scheduler",
         "limits",
+        "inference",
         "log_level",
         "dry_run",
         "confirm_runs",

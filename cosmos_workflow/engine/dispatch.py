@@ -5,6 +5,8 @@ running job has a worker thread that executes it through the JobRunner.
 
 - Jobs start when the plan puts them on free GPUs now; a job's runs are
   claimed atomically, so two runners never execute one run.
+- A job whose model fails keeps the outputs it wrote; its other runs are
+  planned again as halves, down to single runs (engine/isolation.py).
 - A job that fails with a transient fault is tried again after a backoff;
   a target that cannot be reached is drained (its work goes elsewhere) and
   probed again later; when it answers, what was left running there is
@@ -24,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,8 +37,10 @@ from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
+from cosmos_workflow.engine.isolation import SplitHalf
+from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
-from cosmos_workflow.engine.runner import JobOutcome, JobRunner, RunTally, Slot
+from cosmos_workflow.engine.runner import JobRunner
 from cosmos_workflow.engine.scheduler import (
     CostModel,
     HostSlots,
@@ -273,7 +277,8 @@ class Dispatcher:
             self._active[job_id] = _Active(job, host.name, list(booking.gpus), expected)
             slot = Slot(self._ctx.executors[host.name], list(booking.gpus))
             self._spawn(
-                job_id, lambda j=job, i=job_id, s=slot: self._jobs.run(j.runs, i, s, j.tries)
+                job_id,
+                lambda j=job, i=job_id, s=slot: self._jobs.run(j.runs, i, s, j.tries, j.half),
             )
 
     def _spawn(self, job_id: str, work: Callable[[], JobOutcome | None]) -> None:
@@ -319,21 +324,33 @@ class Dispatcher:
             self._health.drain(active.host, outcome.fault)
         if outcome.retry:
             self._retry(event.job_id, active, outcome)
+        if outcome.split:
+            self._isolate(event.job_id, active, outcome)
 
     def _retry(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
         job = active.job
         wait = 0.0 if outcome.host_lost else backoff_s(self._ctx.settings.retries, job.tries)
-        again = PlannedJob(
-            [self._specs[run_id] for run_id in outcome.retry],
-            job.adapter,
-            job.num_gpus,
-            tries=job.tries,
-            not_before=time.monotonic() + wait,
-        )
+        runs = [self._specs[run_id] for run_id in outcome.retry]
+        again = replace(job, runs=runs, not_before=time.monotonic() + wait)
         self._pending.append(again)
         self._note(
             f"job {job_id} on {active.host} failed ({outcome.fault}); "
             f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
+        )
+
+    def _isolate(self, job_id: str, active: _Active, outcome: JobOutcome) -> None:
+        """Plan a failed job's runs without output as smaller jobs, to find the failing one.
+
+        The halves share a record (engine/isolation.py): if both fail blank, splitting stops.
+        """
+        job = active.job
+        for run_ids, half in zip(outcome.split, SplitHalf.halves_of(job.half), strict=False):
+            runs = [self._specs[run_id] for run_id in run_ids]
+            self._pending.append(PlannedJob(runs, job.adapter, job.num_gpus, job.tries, half=half))
+        sizes = " + ".join(str(len(run_ids)) for run_ids in outcome.split)
+        self._note(
+            f"job {job_id} on {active.host} failed ({outcome.fault}); running its "
+            f"{sum(map(len, outcome.split))} run(s) without output as smaller jobs ({sizes})"
         )
 
     def _note(self, message: str) -> None:

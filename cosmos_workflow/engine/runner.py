@@ -11,64 +11,26 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.engine.isolation import Failure, SplitHalf, assess_failure, missing_message
+from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
-from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult, Executor
+from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore, RunRecord
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class RunTally:
-    """How the executed runs ended."""
-
-    succeeded: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-
-
 TRANSIENT_KINDS = frozenset({"network", "runtime"})
-
-
-@dataclass
-class JobOutcome:
-    """What happened to one job, for the dispatcher.
-
-    Attributes:
-        tally: The runs that reached a final state in this job.
-        elsewhere: Runs that another runner holds (they were not claimed).
-        retry: Runs put back in the queue to be tried again (their job failed).
-        fault: The error that made the job fail, if any.
-        host_lost: True if the target could not be reached (drain it).
-        seconds: How long the program ran (0 if it did not).
-        expected_ok: True if the program ran to a normal end (a measure of the host's speed).
-    """
-
-    tally: RunTally = field(default_factory=RunTally)
-    elsewhere: list[str] = field(default_factory=list)
-    retry: list[str] = field(default_factory=list)
-    fault: CosmosError | None = None
-    host_lost: bool = False
-    seconds: float = 0.0
-    expected_ok: bool = False
-
-
-@dataclass(frozen=True)
-class Slot:
-    """GPUs of one target given to a job."""
-
-    executor: Executor
-    gpus: list[int]
 
 
 class JobRunner:
@@ -104,17 +66,30 @@ class JobRunner:
         self._retries = retries
         self._stopping = stopping or threading.Event()
 
-    def may_retry(self, error: CosmosError, tries: int) -> bool:
-        """True if a job that failed with ``error`` after ``tries`` starts may start again."""
+    def may_retry(self, kind: str, tries: int) -> bool:
+        """True if a job that failed with an error of ``kind`` may start again after ``tries``."""
         allowed = (
-            self._retries.transient
-            if error.kind in TRANSIENT_KINDS
-            else self._retries.deterministic
+            self._retries.transient if kind in TRANSIENT_KINDS else self._retries.deterministic
         )
         return tries <= allowed
 
-    def run(self, batch: list[RunSpec], job_id: str, slot: Slot, tries: int) -> JobOutcome:
-        """Claim, stage and execute one job on ``slot``; record each run."""
+    def run(
+        self,
+        batch: list[RunSpec],
+        job_id: str,
+        slot: Slot,
+        tries: int,
+        half: SplitHalf | None = None,
+    ) -> JobOutcome:
+        """Claim, stage and execute one job on ``slot``; record each run.
+
+        Args:
+            batch: The job's runs, in job order.
+            job_id: The job's id.
+            slot: Where it runs.
+            tries: How many times this job was started (this start counted).
+            half: The half of a split job it is, if it is one (engine/isolation.py).
+        """
         outcome = JobOutcome()
         batch = self._claim(batch, job_id, slot, outcome)
         if not batch:
@@ -134,7 +109,7 @@ class JobRunner:
                     self._skip_cancelled(run.id, outcome.tally)
                 batch = []
             if batch:
-                self._execute(batch, job_id, slot, staging, tries, outcome)
+                self._execute(batch, job_id, slot, staging, tries, outcome, half)
         finally:
             self._store.discard_staging(staging)
         return outcome
@@ -213,6 +188,7 @@ class JobRunner:
         staging: Path,
         tries: int,
         outcome: JobOutcome,
+        half: SplitHalf | None,
     ) -> None:
         """Run one job's program in ``staging`` and record the outcome of each run."""
         adapter = self._adapters[batch[0].adapter]
@@ -229,7 +205,7 @@ class JobRunner:
             self._progress.job_finished(job_id, executor.target_name, slot.gpus)
             outcome.fault = exc
             outcome.host_lost = isinstance(exc, NetworkFailure)
-            if self.may_retry(exc, tries):
+            if self.may_retry(exc.kind, tries):
                 outcome.retry = self._repo.requeue_running(ids, self._runner_id)
                 ids = [run_id for run_id in ids if run_id not in outcome.retry]
             job = _Job(invocation, staging / LOG_NAME)
@@ -239,7 +215,7 @@ class JobRunner:
                     getattr(outcome.tally, status).append(run.id)
             return
         try:
-            self._record_result(batch, invocation, staging, slot, result, tries, outcome)
+            self._record_result(batch, invocation, staging, slot, result, tries, outcome, half)
         finally:
             executor.release(job_id, staging)
 
@@ -252,27 +228,48 @@ class JobRunner:
         result: ExecutionResult,
         tries: int,
         outcome: JobOutcome,
+        half: SplitHalf | None = None,
     ) -> None:
-        """Record each run of a job whose program ended (or retry them all)."""
+        """Record each run of a job whose program ended (a failed one: engine/isolation.py)."""
         self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
         outcome.seconds = (result.finished_at - result.started_at).total_seconds()
         outcome.expected_ok = result.exit_code == 0
+        failure = None
         if result.exit_code != 0:
-            error = ExecutionFailure(f"the model exited with code {result.exit_code}")
-            if self.may_retry(error, tries):
-                outcome.fault = error
-                outcome.retry = self._repo.requeue_running(
-                    [run.id for run in batch], self._runner_id
+            adapter = self._adapters[batch[0].adapter]
+            retry = self.may_retry(ExecutionFailure.kind, tries)
+            job = (batch, invocation, staging)
+            failure = assess_failure(adapter, self._store, job, result, retry, half)
+            batch = self._queue_again(batch, failure, outcome)
+            if failure.common and len(batch) > 1:
+                self._progress.note(
+                    f"job {invocation.job_id} failed without output, as both halves of the "
+                    "batch it was split from did: a fault common to its runs (not split further)"
                 )
-                batch = [run for run in batch if run.id not in outcome.retry]
         for run in batch:
-            status = self._finish_safely(run, invocation, staging, slot, result)
+            status = self._finish_safely(run, invocation, staging, slot, result, failure)
             getattr(outcome.tally, status).append(run.id)
+
+    def _queue_again(
+        self, batch: list[RunSpec], failure: Failure, outcome: JobOutcome
+    ) -> list[RunSpec]:
+        """Queue again the runs a failed job tries again; return the runs to record now."""
+        again = failure.plan.again()
+        queued = set(self._repo.requeue_running(again, self._runner_id) if again else [])
+        if queued:
+            outcome.fault = failure.error
+            outcome.retry, outcome.split = failure.plan.kept(queued)
+        # Runs cancelled meanwhile were not queued again: they are recorded (cancelled).
+        return [run for run in batch if run.id not in queued]
 
     def _claim(
         self, batch: list[RunSpec], job_id: str, slot: Slot, outcome: JobOutcome
     ) -> list[RunSpec]:
-        """Start the batch's runs as one job (atomically: no other runner gets them too)."""
+        """Start the batch's runs as one job (atomically: no other runner gets them too).
+
+        Outputs an earlier attempt left in a claimed run's folder are removed:
+        only what this job writes can be adopted.
+        """
         claimed = set(
             self._repo.claim(
                 [run.id for run in batch],
@@ -283,6 +280,8 @@ class JobRunner:
                 job_position=None,
             )
         )
+        for run_id in claimed:
+            self._store.clear_stale_outputs(run_id)
         missed = [run.id for run in batch if run.id not in claimed]
         if missed:
             cancelled = set(self._repo.cancelled_among(missed))
@@ -381,10 +380,11 @@ class JobRunner:
         staging: Path,
         slot: Slot,
         result: ExecutionResult,
+        failure: Failure | None,
     ) -> str:
         """Record one run; a failure to record marks only that run failed."""
         try:
-            return self._finish(run, invocation, staging, slot, result)
+            return self._finish(run, invocation, staging, slot, result, failure)
         except StateError:
             # Another process already recorded verified outputs for this run.
             result = self._store.read_result(run.id) or {}
@@ -405,28 +405,29 @@ class JobRunner:
         staging: Path,
         slot: Slot,
         result: ExecutionResult,
+        failure: Failure | None,
     ) -> str:
         seconds = (result.finished_at - result.started_at).total_seconds()
         outputs = invocation.outputs[run.id]
         missing = self._store.missing_outputs(staging, outputs, run.id)
         size = len(invocation.outputs)
-        if result.exit_code == 0 and not missing:
+        if (failure is None or run.id in failure.plan.adopt) and not missing:
             record = self._record(run, RunStatus.SUCCEEDED, invocation.job_id, size, slot, result)
             folder = self._store.record_success(
                 run, invocation, staging, result.log_path, record, seconds
             )
             if not self._repo.settle(
-                run.id, RunStatus.SUCCEEDED, exit_code=0, output_dir=str(folder)
+                run.id, RunStatus.SUCCEEDED, exit_code=result.exit_code, output_dir=str(folder)
             ):
                 # Cancelled as it finished: its verified outputs are adopted next time.
                 self._report_cancelled(run.id, seconds)
                 return "cancelled"
             self._progress.run_finished(run.id, "succeeded", seconds, str(folder))
             return "succeeded"
-        if result.exit_code == 0:
-            message = f"the model exited 0 but did not write {', '.join(missing)}"
+        if failure is None:
+            message = missing_message(self._adapters[run.adapter], result.log_path, run.id, missing)
         else:
-            message = f"the model exited with code {result.exit_code}; see the run's logs/run.log"
+            message = failure.run_message()
         job = _Job(invocation, result.log_path)
         return self._unsuccessful(run, job, slot, result, ("execution", message), seconds)
 

@@ -24,10 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
 from cosmos_workflow.manifest.specs import RunSpec
+
+if TYPE_CHECKING:
+    from cosmos_workflow.engine.isolation import SplitHalf
 
 # Below this many seconds two times count as equal.
 EPSILON_S = 1e-6
@@ -46,6 +50,7 @@ class PlannedJob:
         tries: How many times it was started by this runner.
         not_before: Monotonic time before which it may not start (backoff).
         group: The compatibility group it was cut from (its runs may share a job).
+        half: The half of a failed job it is, when it was split from one (engine/isolation.py).
     """
 
     runs: list[RunSpec]
@@ -54,6 +59,7 @@ class PlannedJob:
     tries: int = 0
     not_before: float = 0.0
     group: tuple[object, ...] = ()
+    half: SplitHalf | None = None
 
     @property
     def run_ids(self) -> list[str]:

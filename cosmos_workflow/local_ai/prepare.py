@@ -23,7 +23,13 @@ from typing import Any
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
 from cosmos_workflow.local_ai.checks import CheckedSequence, check_sequences
 from cosmos_workflow.local_ai.encode import encode_png_sequence
-from cosmos_workflow.local_ai.sequences import MODALITIES, FrameSequence, scan_folder
+from cosmos_workflow.local_ai.sequences import (
+    MODALITIES,
+    FolderScan,
+    FrameSequence,
+    scan_folder,
+    unused_note,
+)
 from cosmos_workflow.utils.atomic import publish, temp_file_beside
 from cosmos_workflow.utils.step_progress import NullStepProgress, StepProgress
 
@@ -159,7 +165,8 @@ def plan_preparation(
         raise ValidationFailure(f"not a folder: {folder}")
     if out.exists() and not out.is_dir():
         raise ValidationFailure(f"--out {out} is not a folder")
-    check = check_sequences(folder, scan_folder(folder), progress)
+    scan = scan_folder(folder)
+    check = check_sequences(folder, scan, progress)
     videos = [_planned(item, out, fps) for item in check.checked]
     problems = list(check.problems)
     if not force:
@@ -187,8 +194,18 @@ def plan_preparation(
         for modality in MODALITIES
         if modality not in made and (out / (modality + VIDEO_SUFFIX)).is_file()
     ]
+    unused = _unused_note(folder, scan)
+    notes += [unused] if unused else []
     skipped = [_skipped(sequence) for sequence in check.skipped]
     return PrepareResult(folder, out, fps, True, videos, skipped, notes)
+
+
+def _unused_note(folder: Path, scan: FolderScan) -> str | None:
+    """A note naming the folder's other files (text, videos, hidden files, sub-folders)."""
+    used = {frame.path for sequence in scan.sequences for frame in sequence.frames}
+    used.update(scan.unsupported, scan.other_images)
+    used.update(folder / f"{modality}{VIDEO_SUFFIX}" for modality in MODALITIES)
+    return unused_note(folder, used, "not PNG frames; sub-folders are not searched")
 
 
 def prepare_inputs(

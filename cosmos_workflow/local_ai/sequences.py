@@ -1,4 +1,4 @@
-"""Find PNG frame sequences in a folder by their file names.
+"""Find PNG frame sequences in a folder by their file names (and name the other files).
 
 Supported names (the frame number last, before ``.png``):
 
@@ -10,7 +10,7 @@ Supported names (the frame number last, before ``.png``):
 ``<modality>`` may carry a prefix, like the video names `cosmos create
 prompt` reads: ``shot1.depth.0001.png`` and ``shot1_depth_0001.png`` are
 depth frames (the modality is the last ``.``/``_``/``-`` separated word, any
-case). Zero-padding may differ between modalities (frames line up by
+case; ``segmentation`` is seg). Zero-padding may differ between modalities (frames line up by
 number). A sequence whose modality is not one cosmos uses (normal, albedo...)
 is found but not a modality: the caller skips it.
 """
@@ -23,9 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_workflow.manifest.specs import CONTROL_KEYS
+from cosmos_workflow.local_ai.video_dir import ROLES, role_named
 
-MODALITIES: tuple[str, ...] = ("color", *CONTROL_KEYS)
+MODALITIES: tuple[str, ...] = ROLES
 # The whole name before the number that means "the color frames".
 COLOR_STEMS = frozenset({"", "frame"})
 PNG = ".png"
@@ -39,6 +39,8 @@ SUPPORTED_NAMES = (
 )
 _FRAME_NAME = re.compile(r"(?:(?P<stem>.+)(?P<sep>[._]))?(?P<digits>\d+)\.png", re.IGNORECASE)
 _WORDS = re.compile(r"[._-]")
+# How many names a note on unused files lists before "and N more".
+SHOWN_NAMES = 10
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,14 @@ class FolderScan:
 
 
 def modality_of(stem: str) -> str | None:
-    """The modality a name stem means, or None (not one cosmos uses)."""
+    """The modality a name stem means, or None (not one cosmos uses).
+
+    ``segmentation`` (any case) is the seg modality, as in video names.
+    """
     lowered = stem.lower()
     if lowered in COLOR_STEMS:
         return "color"
-    last = _WORDS.split(lowered)[-1]
-    return last if last in MODALITIES else None
+    return role_named(_WORDS.split(lowered)[-1])
 
 
 def scan_folder(folder: Path) -> FolderScan:
@@ -146,3 +150,56 @@ def missing_numbers(numbers: list[int]) -> list[tuple[int, int]]:
 def format_ranges(ranges: list[tuple[int, int]]) -> str:
     """``7, 9-11``."""
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def unused_note(folder: Path, used: set[Path], why: str) -> str | None:
+    """A note naming the entries of ``folder`` that are not in ``used`` (None: there are none).
+
+    Every entry counts, hidden files and sub-folders (``name/``) too: a file
+    that is not used is said, never passed over in silence. Frames are
+    named by their pattern (``color.####.png (24 frames)``).
+
+    Args:
+        folder: The input folder.
+        used: The files the command uses (or makes).
+        why: Why the others are not used, for the note.
+    """
+    unused = [path for path in sorted(folder.iterdir()) if path not in used]
+    if not unused:
+        return None
+    names = _names_of(unused)
+    shown = ", ".join(names[:SHOWN_NAMES])
+    if len(names) > SHOWN_NAMES:
+        shown += f" and {len(names) - SHOWN_NAMES} more"
+    folders = sum(1 for path in unused if path.is_dir())
+    counts = [
+        f"{count} {noun}{'' if count == 1 else 's'}"
+        for count, noun in ((len(unused) - folders, "file"), (folders, "folder"))
+        if count
+    ]
+    return f"{' and '.join(counts)} in {folder} not used ({why}): {shown}"
+
+
+def _names_of(paths: list[Path]) -> list[str]:
+    """How a note names ``paths``: frames by pattern, folders with a slash, odd names quoted."""
+    items: list[str | FrameSequence] = []
+    groups: dict[tuple[str, str], FrameSequence] = {}
+    for path in paths:
+        found = _FRAME_NAME.fullmatch(path.name) if path.is_file() else None
+        if found is None:
+            name = f"{path.name}/" if path.is_dir() else path.name
+            items.append(name if name.isprintable() else repr(name))
+            continue
+        stem, sep, digits = found.group("stem") or "", found.group("sep") or "", found["digits"]
+        if (stem.lower(), sep) not in groups:
+            groups[stem.lower(), sep] = FrameSequence(stem, sep, None)
+            items.append(groups[stem.lower(), sep])
+        groups[stem.lower(), sep].frames.append(Frame(int(digits), len(digits), path))
+    return [
+        item if isinstance(item, str) else f"{item.pattern} ({_count(len(item.frames), 'frame')})"
+        for item in items
+    ]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

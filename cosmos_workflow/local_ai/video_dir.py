@@ -9,24 +9,29 @@ from cosmos_workflow.manifest.specs import CONTROL_KEYS
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
 ROLES = ("color", *CONTROL_KEYS)
+# Other words for a role in file names (and PNG sequences): segmentation.mp4 is seg.
+ROLE_ALIASES = {"segmentation": "seg"}
+
+
+def role_named(word: str) -> str | None:
+    """The role a (lower-case) word of a file name means, or None."""
+    return word if word in ROLES else ROLE_ALIASES.get(word)
 
 
 def _role_of(path: Path) -> str | None:
     stem = path.stem.lower()
-    for role in ROLES:
-        if stem == role:
-            return role
-        for sep in ("_", "-", "."):
-            if stem.endswith(f"{sep}{role}"):
-                return role
+    for word in (*ROLES, *ROLE_ALIASES):
+        if stem == word or any(stem.endswith(f"{sep}{word}") for sep in ("_", "-", ".")):
+            return role_named(word)
     return None
 
 
 def detect_videos(folder: Path) -> dict[str, Path]:
-    """Map role (color, vis, edge, depth, seg) -> video file in ``folder``.
+    """Map role (color or a control key) -> video file in ``folder``.
 
     A file's role is its name without suffix, or its last ``_``/``-``/``.``
-    separated word: ``color.mp4``, ``shot1_depth.mp4``, ``seg.mov``.
+    separated word: ``color.mp4``, ``shot1_depth.mp4``, ``seg.mov``;
+    ``segmentation`` is another name of ``seg``.
 
     Raises:
         ValidationFailure: not a folder, no color video, or two files for a role.

@@ -5,9 +5,9 @@ Every model forbids extra keys, so a typo is an error that names its key path.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Re-exported: defined beside the specs, which need no pydantic.
 from cosmos_workflow.manifest.specs import CONTROL_KEYS as CONTROL_KEYS
@@ -16,6 +16,19 @@ ControlKey = Literal["vis", "edge", "depth", "seg", "keypoint", "hdmap", "lidar"
 # A value of an adapter-checked setting: null means "the program's default".
 OptionValue = str | int | float | bool | None
 Strength = Literal["very_low", "low", "medium", "high", "very_high"]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """Refuse true/false where a number is meant (lax mode would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean ({str(value).lower()}) is not a number: write the number")
+    return value
+
+
+# Numbers of the manifest: ints and floats as pydantic's lax mode takes them
+# (5 and 5.0 are the same guidance), but never a boolean.
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class Strict(BaseModel):
@@ -48,13 +61,13 @@ class PromptSpec(Strict):
 class ControlWeights(Strict):
     """Control weight per modality; null means the control is not used."""
 
-    vis: float | None = Field(default=None, ge=0)
-    edge: float | None = Field(default=None, ge=0)
-    depth: float | None = Field(default=None, ge=0)
-    seg: float | None = Field(default=None, ge=0)
-    keypoint: float | None = Field(default=None, ge=0)
-    hdmap: float | None = Field(default=None, ge=0)
-    lidar: float | None = Field(default=None, ge=0)
+    vis: Float | None = Field(default=None, ge=0)
+    edge: Float | None = Field(default=None, ge=0)
+    depth: Float | None = Field(default=None, ge=0)
+    seg: Float | None = Field(default=None, ge=0)
+    keypoint: Float | None = Field(default=None, ge=0)
+    hdmap: Float | None = Field(default=None, ge=0)
+    lidar: Float | None = Field(default=None, ge=0)
 
     def active(self) -> dict[str, float]:
         """Return the modalities that have a weight, in canonical order."""
@@ -68,14 +81,14 @@ class ModelConfig(Strict):
     adapter: str = Field(min_length=1)
     version: str = Field(min_length=1)
     image: str | None = None
-    seed: int = Field(default=1, ge=0)
-    num_steps: int = Field(default=35, ge=1)
-    guidance: float = Field(default=5.0, ge=0)
-    sigma_max: float | None = Field(default=70.0, ge=0)
-    fps: int | None = Field(default=24, ge=1)
+    seed: Int = Field(default=1, ge=0)
+    num_steps: Int = Field(default=35, ge=1)
+    guidance: Float = Field(default=5.0, ge=0)
+    sigma_max: Float | None = Field(default=70.0, ge=0)
+    fps: Int | None = Field(default=24, ge=1)
     blur_strength: Strength | None = "medium"
     canny_threshold: Strength | None = "medium"
-    num_gpus: int = Field(default=1, ge=1)
+    num_gpus: Int = Field(default=1, ge=1)
     weights: ControlWeights = Field(default_factory=ControlWeights)
     # Parameters only one adapter knows (checked by that adapter), e.g. Transfer2.5's
     # resolution. Null means "the program's default".
@@ -95,7 +108,7 @@ class SweepBlock(Strict):
 class UpscaleStage(Strict):
     """4K-upscale every succeeded output of the sweep, after it."""
 
-    weight: float = Field(default=0.5, ge=0)
+    weight: Float = Field(default=0.5, ge=0)
     prompt: str | None = Field(default=None, min_length=1)
 
 

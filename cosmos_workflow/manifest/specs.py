@@ -20,6 +20,8 @@ VIDEO_ROLE = "video"
 MAPPED_ROLES: tuple[str, ...] = ("weight_maps", "masks")
 # ... and one image.
 IMAGE_CONTEXT = "image_context"
+# What a run's identity holds instead of the scalar weight of a control given a weight map.
+WEIGHT_MAP = "weight map"
 # The control inputs a prompt may have, by key (manifest/models.py spells them too).
 # Which of them a model takes is its adapter's rule (Transfer1 takes all seven).
 CONTROL_KEYS: tuple[str, ...] = ("vis", "edge", "depth", "seg", "keypoint", "hdmap", "lidar")
@@ -175,10 +177,21 @@ class RunSpec:
         model = _without_nulls(
             {k: v for k, v in self.model.items() if k not in EXECUTION_ONLY_FIELDS}
         )
+        if isinstance(model.get("controls"), dict):
+            # A control whose settings are all null has none.
+            model["controls"] = {k: v for k, v in model["controls"].items() if v}
         for optional in ("options", "controls"):
             if not model.get(optional):
                 # None set is the same spec as before the field existed.
                 model.pop(optional, None)
+        weights = model.get("weights")
+        if self.prompt.inputs.weight_maps and isinstance(weights, dict):
+            # A weight map replaces the control's scalar weight (the program reads
+            # the map's values instead): the scalar only turns the control on.
+            model["weights"] = {
+                key: WEIGHT_MAP if key in self.prompt.inputs.weight_maps else value
+                for key, value in weights.items()
+            }
         return {
             "v": IDENTITY_VERSION,
             "model": model,

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from cosmos_workflow.database.models import Run, RunStatus, SweepStage
 from cosmos_workflow.errors import StateError
 from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
-from cosmos_workflow.outputs.store import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore
+from cosmos_workflow.outputs.store import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore, read_sums
 from cosmos_workflow.outputs.axes import (
     Axis,
     Layout,
@@ -37,7 +37,7 @@ from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.outputs.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.atomic import write_text_atomic
 from cosmos_workflow.utils.clock import Clock
-from cosmos_workflow.utils.hashing import SHA256_HEX, sha256_file
+from cosmos_workflow.utils.hashing import sha256_file
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -96,6 +96,8 @@ class Cell:
     # The 4K upscale of its output (stages.upscale): its status and video.
     upscale_status: str | None = None
     upscale_href: str | None = None
+    # The control videos the program computed from the input: (control key, link).
+    controls: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -255,6 +257,10 @@ class SweepReport:
             thumb = thumbs.thumbnail(run.id, video, _recorded_checksum(run_dir, video))
             if thumb is not None:
                 cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
+            cell.controls = [
+                (key, _href(f"{run_href}/{path.name}"))
+                for key, path in self._store.control_videos(run.id).items()
+            ]
         if upscale is not None:
             cell.upscale_status = upscale.status.value
             video = self._store.run_dir(upscale.id) / OUTPUT_VIDEO
@@ -266,15 +272,14 @@ class SweepReport:
 def _recorded_checksum(run_dir: Path, video: Path) -> str:
     """The video's sha256 from outputs.sha256 (what `sha256sum -c` checks), else computed.
 
-    A recorded line that is not a sha256 (an edited or foreign file) is ignored.
+    A file that is not in sha256sum format (edited, or foreign) is ignored.
     """
     sums = run_dir / OUTPUTS_SUMS
     try:
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            digest, _, name = line.partition("  ")
-            if name == video.name and SHA256_HEX.fullmatch(digest):
+        for digest, name in read_sums(sums):
+            if name == video.name:
                 return digest
-    except OSError:
+    except (OSError, ValueError):
         logger.debug("no readable %s; hashing %s", sums, video)
     return sha256_file(video)
 

@@ -2,6 +2,7 @@
 
 <outputs>/runs/<run_id>/      run.yaml spec.json command.txt inputs.sha256
                               logs/run.log output.mp4 output.txt
+                              control_<key>.mp4 (control videos the program computed)
                               outputs.sha256 result.json
 <outputs>/sweeps/<sweep_id>/  manifest.yaml overrides.yaml provenance.json
                               runs.jsonl
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -34,7 +35,7 @@ from cosmos_workflow.utils.atomic import (
     write_text_atomic,
     write_yaml_atomic,
 )
-from cosmos_workflow.utils.hashing import sha256_file
+from cosmos_workflow.utils.hashing import parse_sums, sha256_file, sums_text
 
 RESULT_FILE = "result.json"
 OUTPUT_VIDEO = "output.mp4"
@@ -42,6 +43,9 @@ OUTPUT_PROMPT = "output.txt"
 # The key of result.json that names a run's main output (the video, or the upsampled text).
 MAIN_OUTPUT = "main_output"
 OUTPUTS_SUMS = "outputs.sha256"
+# The key of result.json that names the control videos the program computed, by control key.
+CONTROLS = "controls"
+CONTROL_PREFIX = "control_"
 RUN_LOG = "logs/run.log"
 SWEEP_RECORD = ("manifest.yaml", "overrides.yaml", "provenance.json")
 MANIFEST_HEADER = (
@@ -96,11 +100,6 @@ class RunRecord:
 
 def _yaml_text(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
-def _sums(entries: Iterable[tuple[str, str]]) -> str:
-    """sha256sum(1) format: '<hex>  <path>' per line."""
-    return "".join(f"{digest}  {name}\n" for digest, name in entries)
 
 
 class OutputStore:
@@ -210,6 +209,26 @@ class OutputStore:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def control_videos(self, run_id: str) -> dict[str, Path]:
+        """The control videos the program computed for the run, by control key.
+
+        Those result.json lists that are in the run's folder (a folder
+        written before control videos were kept lists none).
+        """
+        result = self.read_result(run_id) or {}
+        listed = result.get(CONTROLS)
+        if not isinstance(listed, dict):
+            return {}
+        folder = self.run_dir(run_id)
+        return {
+            str(key): folder / name
+            for key, name in listed.items()
+            if isinstance(name, str)
+            and name.startswith(CONTROL_PREFIX)
+            and Path(name).name == name
+            and (folder / name).is_file()
+        }
+
     def has_outputs(self, run_id: str) -> bool:
         """True if the run folder says succeeded and its outputs have their sizes.
 
@@ -247,11 +266,11 @@ class OutputStore:
         if not self.has_outputs(run_id):
             return False
         folder = self.run_dir(run_id)
-        sums = folder / OUTPUTS_SUMS
-        if not sums.is_file():
+        try:
+            recorded = read_sums(folder / OUTPUTS_SUMS)
+        except (OSError, ValueError):
             return False
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            digest, _, name = line.partition("  ")
+        for digest, name in recorded:
             target = folder / name
             if not target.is_file() or sha256_file(target) != digest:
                 return False
@@ -262,7 +281,7 @@ class OutputStore:
             raise StateError(f"run {spec.id} already succeeded; its outputs are never overwritten")
         write_yaml_atomic(folder / "run.yaml", spec.to_dict())
         inputs = [(item.sha256, str(item.path)) for item in spec.prompt.inputs.files()]
-        write_text_atomic(folder / "inputs.sha256", _sums(inputs))
+        write_text_atomic(folder / "inputs.sha256", sums_text(inputs))
 
     def _write_common(
         self, folder: Path, spec: RunSpec, invocation: Invocation, log_path: Path
@@ -277,13 +296,28 @@ class OutputStore:
     def _clear_outputs(folder: Path) -> None:
         for stale in (OUTPUT_VIDEO, OUTPUT_PROMPT, OUTPUTS_SUMS):
             (folder / stale).unlink(missing_ok=True)
+        for stale in folder.glob(CONTROL_PREFIX + "*"):
+            stale.unlink(missing_ok=True)
+
+    def clear_stale_outputs(self, run_id: str) -> None:
+        """Remove the outputs an earlier attempt left in a run's folder, as the run starts again.
+
+        A run that runs again has no valid outputs (a damaged folder that
+        `cosmos verify --fix` marked failed, a job that died before its record):
+        what is left would pass for what the new job wrote. A folder whose
+        outputs verify is a succeeded run's: it is left untouched.
+        """
+        folder = self.run_dir(run_id)
+        if folder.is_dir() and not self.verify_outputs(run_id):
+            self._clear_outputs(folder)
 
     def missing_outputs(self, staging: Path, outputs: RunOutputs, run_id: str) -> list[str]:
         """Output files the program should have written but did not.
 
         A video already moved into the run's folder counts: a runner killed
-        while it recorded the run moved it there, and the next one finishes
-        the record.
+        while it recorded the run moved it there, and the runner that
+        re-attaches to its job finishes the record (a job that starts anew
+        cleared the folder first: :meth:`clear_stale_outputs`).
         """
         video = outputs.video
         moved = (self.run_dir(run_id) / outputs.stored_as).is_file()
@@ -302,10 +336,7 @@ class OutputStore:
         folder = self.run_dir(spec.id)
         self._write_common(folder, spec, invocation, log_path)
         outputs = invocation.outputs[spec.id]
-        placed = [(outputs.video, outputs.stored_as)]
-        prompt = outputs.extras.get("prompt")
-        if prompt and ((staging / prompt).is_file() or (folder / OUTPUT_PROMPT).is_file()):
-            placed.append((outputs.extras["prompt"], OUTPUT_PROMPT))
+        placed, controls = _placements(staging, folder, outputs)
         sums = []
         sizes = {}
         for relative, name in placed:
@@ -315,10 +346,14 @@ class OutputStore:
                 raise FileNotFoundError(f"output {relative} of run {spec.id} is gone")
             sums.append((sha256_file(folder / name), name))
             sizes[name] = (folder / name).stat().st_size
-        write_text_atomic(folder / OUTPUTS_SUMS, _sums(sums))
+        for stale in folder.glob(CONTROL_PREFIX + "*"):
+            if stale.name not in sizes:
+                stale.unlink(missing_ok=True)
+        write_text_atomic(folder / OUTPUTS_SUMS, sums_text(sums))
         result = record.to_dict(spec.id, duration_s)
         result["outputs"] = sizes
         result[MAIN_OUTPUT] = outputs.stored_as
+        result[CONTROLS] = controls
         write_json_atomic(folder / RESULT_FILE, result)
         return folder
 
@@ -373,6 +408,46 @@ class OutputStore:
         """Write runs.jsonl: one line per run (id, params, status, dir)."""
         text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
         write_text_atomic(self.sweep_dir(sweep_id) / "runs.jsonl", text)
+
+
+def _placements(
+    staging: Path, folder: Path, outputs: RunOutputs
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Which outputs go into the run folder, and the computed controls among them.
+
+    The main output always (its absence is an error); the final prompt and
+    each computed control video when the program wrote it (or a runner killed
+    while it recorded the run already moved it into the folder).
+
+    Returns:
+        (job-folder path, run-folder name) pairs, and control key -> name.
+    """
+    placed = [(outputs.video, outputs.stored_as)]
+    controls = {}
+    optional = [(outputs.extras.get("prompt"), OUTPUT_PROMPT, None)]
+    for key in sorted(outputs.controls):
+        relative = outputs.controls[key]
+        optional.append((relative, control_name(key, relative), key))
+    for relative, name, key in optional:
+        if relative and ((staging / relative).is_file() or (folder / name).is_file()):
+            placed.append((relative, name))
+            if key is not None:
+                controls[key] = name
+    return placed, controls
+
+
+def control_name(key: str, relative: str) -> str:
+    """A computed control video's name in the run folder: ``control_<key>`` and its suffix."""
+    return f"{CONTROL_PREFIX}{key}{PurePosixPath(relative).suffix or '.mp4'}"
+
+
+def read_sums(path: Path) -> list[tuple[str, str]]:
+    """The (sha256, name) pairs of a checksum file (sha256sum format, escaped names too).
+
+    Raises:
+        OSError: it cannot be read. ValueError: a line is not in that format.
+    """
+    return parse_sums(path.read_text(encoding="utf-8"))
 
 
 def _main_output(result: dict[str, Any], sizes: dict[str, Any]) -> str | None:

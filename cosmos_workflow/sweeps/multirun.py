@@ -19,9 +19,8 @@ from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.errors import CosmosError, ValidationFailure
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore
-from cosmos_workflow.sweeps.plan import SweepPlan
+from cosmos_workflow.sweeps.plan import SweepPlan, sweep_id_of
 from cosmos_workflow.utils.atomic import write_yaml_atomic
-from cosmos_workflow.utils.hashing import content_id
 
 # The key of a run's recorded params that holds the overrides of the job that made it.
 OVERRIDES_PARAM = "overrides"
@@ -75,7 +74,7 @@ class Multirun:
     def __init__(self, jobs: list[JobPlan], sweep_dir: Path) -> None:
         self.sweeps = group_sweeps(jobs)
         self._sweep_dir = sweep_dir
-        # The plan each sweep (by index) was stored with, where its id changed.
+        # The plan each sweep (by index) was stored with, where its runs changed.
         self._stored: dict[int, SweepPlan] = {}
 
     def write_record(self) -> Path | None:
@@ -83,11 +82,11 @@ class Multirun:
         return write_record(self.sweeps, self._sweep_dir, self._stored)
 
     def stored(self, index: int, plan: SweepPlan) -> None:
-        """Sweep ``index`` was stored as ``plan``: record its id and runs if they changed.
+        """Sweep ``index`` was stored as ``plan``: record its runs if they changed.
 
-        stages.enhance gives a sweep its id and run ids only when it runs.
+        stages.enhance gives a sweep its run ids only when it runs.
         """
-        if plan.sweep_id != self.sweeps[index].plan.sweep_id:
+        if plan.renamed or plan.sweep_id != self.sweeps[index].plan.sweep_id:
             self._stored[index] = plan
             self.write_record()
 
@@ -118,8 +117,8 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
     run's params gain the overrides of the job that first gave it. The
     manifest records every job's number, overrides and resolved manifest, and
     the model parameters all jobs share; the overrides are every job's list.
-    The id hashes the name(s) and the run ids, as a single sweep's does, so
-    the same command gives the same sweep again.
+    The id hashes the name(s) and the run ids (and stages.enhance), as a
+    single sweep's does, so the same command gives the same sweep again.
 
     Args:
         jobs: Each Hydra job's number and plan, in job order.
@@ -158,7 +157,7 @@ def merge_plans(jobs: Mapping[int, SweepPlan]) -> SweepPlan:
             "stages.upscale); give them one setting"
         )
     return SweepPlan(
-        sweep_id=content_id("sw", {"name": name, "runs": list(runs)}),
+        sweep_id=sweep_id_of(name, list(runs), plans[0].enhance),
         name=name,
         manifest=manifest,
         overrides=[list(plan.overrides) for plan in plans],
@@ -215,7 +214,7 @@ def multirun_record(
     Args:
         sweeps: The sweeps of the multirun.
         stored: The plan each sweep (by index) was stored with, once it was:
-            stages.enhance changes a sweep's id and run ids when it runs.
+            stages.enhance changes a sweep's run ids when it runs.
     """
     stored = stored or {}
     return {"sweeps": [_sweep_record(sweep, stored.get(i)) for i, sweep in enumerate(sweeps)]}

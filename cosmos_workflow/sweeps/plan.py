@@ -45,10 +45,12 @@ class SweepPlan:
     notes: list[str] = field(default_factory=list)
     # stages.enhance: the runs' prompts are enhanced first (``derived`` holds
     # each enhanced prompt, once known; ``renamed`` each planned run id's
-    # id with the enhanced prompt).
+    # id with the enhanced prompt; ``unenhanced`` the runs whose prompt is
+    # not enhanced yet: their ids are known only then, and they are to run).
     enhance: bool = False
     derived: tuple[DerivedPrompt, ...] = ()
     renamed: dict[str, str] = field(default_factory=dict)
+    unenhanced: frozenset[str] = frozenset()
     # stages.upscale: weight and prompt of the 4K upscale of every succeeded run.
     upscale: UpscaleStage | None = None
 
@@ -119,10 +121,9 @@ def plan_sweep(
         limits=ExpansionLimits(limits.prompt_chars, limits.max_runs, ws.settings.confirm_runs),
     )
     ids = expansion.run_ids
-    sweep_id = content_id("sw", {"name": expansion.manifest.name, "runs": ids})
     stages = expansion.manifest.stages
     plan = SweepPlan(
-        sweep_id=sweep_id,
+        sweep_id=sweep_id_of(expansion.manifest.name, ids, stages.enhance),
         name=expansion.manifest.name,
         manifest=manifest,
         overrides=redact(overrides),
@@ -138,6 +139,20 @@ def plan_sweep(
     if plan.upscale is not None:
         _check_upscale_stage(ws, plan, plan.upscale)
     return plan
+
+
+def sweep_id_of(name: str, run_ids: list[str], enhance: bool = False) -> str:
+    """A sweep's id: its name and its runs as planned.
+
+    With stages.enhance, the planned runs are those of the prompts before
+    enhancement (the sweep then runs the enhanced prompts): the id is known
+    before the upsampler runs, and a dry run gives the id the sweep is
+    stored with. It is not the id of the same runs without enhancement.
+    """
+    content: dict[str, Any] = {"name": name, "runs": run_ids}
+    if enhance:
+        content["enhance"] = True
+    return content_id("sw", content)
 
 
 # -- the checks of a run on the pool ---------------------------------------------

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
+from cosmos_workflow.engine.outcome import RunTally
 from cosmos_workflow.engine.progress import NullProgress, ProgressSink
-from cosmos_workflow.engine.runner import RunTally
 from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.outputs.provenance import sweep_provenance
 from cosmos_workflow.sweeps.plan import SweepPlan, cached_runs
 from cosmos_workflow.sweeps.queue import adopt, adopt_unless_succeeded, queue_runs
-from cosmos_workflow.sweeps.stages import upscale_stage, with_enhanced_prompts
+from cosmos_workflow.sweeps.stages import enhance_prompts, upscale_stage, with_enhanced_prompts
 from cosmos_workflow.sweeps.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ class SweepSummary:
     total: int
     cached: int
     tally: RunTally = field(default_factory=RunTally)
+    # stages.enhance: the enhancement runs (made, or cached) and how the executed ones ended.
+    enhancements: list[str] = field(default_factory=list)
+    enhance_tally: RunTally = field(default_factory=RunTally)
     # stages.upscale: the upscale runs (made, or cached) and how the executed ones ended.
     upscales: list[str] = field(default_factory=list)
     upscale_tally: RunTally = field(default_factory=RunTally)
@@ -71,8 +74,9 @@ def run_sweep(
     progress = progress or NullProgress()
     unreachable = ws.preflight()
     with ws.runner_lock():
+        enhanced = None
         if plan.enhance:
-            plan = with_enhanced_prompts(ws, plan, progress)
+            plan, enhanced = enhance_prompts(ws, plan, progress)
         plan = store_sweep(ws, plan)
         if on_stored is not None:
             on_stored(plan)
@@ -84,6 +88,9 @@ def run_sweep(
             len(plan.runs),
             len(plan.cached),
         )
+        if enhanced is not None:
+            summary.enhancements = enhanced.runs
+            summary.enhance_tally = enhanced.tally
         progress.start(len(plan.runs), len(plan.cached), len(to_run))
         try:
             queue_runs(ws, [run.id for run in to_run])
@@ -114,7 +121,7 @@ def submit(ws: Workspace, plan: SweepPlan) -> SweepPlan:
     """
     if plan.enhance:
         plan = with_enhanced_prompts(ws, plan)
-        if not plan.derived:
+        if plan.unenhanced:
             raise ValidationFailure(
                 f"sweep {plan.sweep_id} enhances its prompts first (stages.enhance): run "
                 "it (run_sweep) rather than storing it"

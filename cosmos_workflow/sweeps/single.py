@@ -1,4 +1,4 @@
-"""One prompt, one run: `cosmos create prompt`, `inference`, `enhance` and `upscale`.
+"""One prompt, one run: `cosmos create prompt`, `enhance`, `upscale` and a run without sweep.
 
 A single run is stored and executed on the pool like a sweep's (cached if
 its outputs exist), without a sweep. Enhancement and upscale runs are made
@@ -11,28 +11,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from cosmos_workflow.database.models import Prompt, Run, RunStatus
 from cosmos_workflow.engine.progress import NullProgress, ProgressSink
-from cosmos_workflow.errors import Problem, ValidationFailure
+from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.local_ai.checks import check_video_folder
-from cosmos_workflow.local_ai.video_dir import detect_videos
-from cosmos_workflow.manifest.expansion import pydantic_problems
-from cosmos_workflow.manifest.models import ModelConfig
+from cosmos_workflow.local_ai.sequences import unused_note
+from cosmos_workflow.local_ai.video_dir import ROLE_ALIASES, ROLES, detect_videos
 from cosmos_workflow.manifest.specs import InputFile, PromptInputSet, ResolvedPrompt, RunSpec
 from cosmos_workflow.manifest.text_checks import name_problem, text_problem
 from cosmos_workflow.sweeps.derive import (
+    DEFAULT_UPSCALE_WEIGHT,
     enhanced_origin,
     enhanced_prompt,
     enhancement_spec,
     upscale_origin,
 )
-from cosmos_workflow.sweeps.plan import cached_runs, refuse_problems, with_target_image
+from cosmos_workflow.sweeps.plan import (
+    SweepPlan,
+    cached_runs,
+    refuse_problems,
+    with_target_image,
+)
 from cosmos_workflow.sweeps.queue import adopt_unless_succeeded, queue_runs
 from cosmos_workflow.sweeps.stages import enhanced_text, upscale_spec_of
 from cosmos_workflow.sweeps.workspace import Workspace
 from cosmos_workflow.utils.hashing import sha256_file
+
+# Why `cosmos create prompt` does not use a file of the folder.
+UNUSED_VIDEO = (
+    "a video is named by its role, as the whole name or its last word: "
+    + ", ".join(ROLES)
+    + "".join(f" ({alias} is {role})" for alias, role in ROLE_ALIASES.items())
+)
 
 
 @dataclass(frozen=True)
@@ -62,14 +72,29 @@ class EnhanceResult:
     run: InferenceResult
 
 
+@dataclass(frozen=True)
+class CreatedPrompt:
+    """Outcome of `cosmos create prompt`.
+
+    Attributes:
+        id: The prompt's id.
+        created: True if it was new (False: an identical prompt existed).
+        notes: What the user should know: the files of the folder not used.
+    """
+
+    id: str
+    created: bool
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"id": self.id, "created": self.created, "notes": list(self.notes)}
+
+
 def create_prompt(
     ws: Workspace, text: str, video_dir: Path, name: str | None, negative: str | None
-) -> tuple[str, bool]:
-    """Create a prompt from a folder of videos named by role.
-
-    Returns:
-        (prompt id, True if it was new).
-    """
+) -> CreatedPrompt:
+    """Create a prompt from a folder of videos named by role; name the files not used."""
     if not text.strip():
         raise ValidationFailure("the prompt text is empty")
     _refuse_bad_text(ws, text, negative, name or video_dir.resolve().name, name is not None)
@@ -86,7 +111,9 @@ def create_prompt(
         negative=negative,
         inputs=PromptInputSet(video=files.pop("color"), controls=dict(sorted(files.items()))),
     )
-    return prompt.id, ws.repository.add_prompts([prompt]) == 1
+    unused = unused_note(video_dir, set(videos.values()), UNUSED_VIDEO)
+    notes = [unused] if unused else []
+    return CreatedPrompt(prompt.id, ws.repository.add_prompts([prompt]) == 1, notes)
 
 
 def _refuse_bad_text(
@@ -107,35 +134,6 @@ def _refuse_bad_text(
         raise ValidationFailure(f"{'--name' if named else 'the folder name'}: {problem}")
 
 
-def inference(
-    ws: Workspace, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None
-) -> InferenceResult:
-    """Run one prompt with the given model parameters on the pool.
-
-    Args:
-        ws: The workspace.
-        prompt_id: A full ps_ id.
-        model: Model config (adapter, parameters) as composed from conf/.
-        progress: Where progress goes.
-    """
-    prompt = ws.repository.get_prompt(prompt_id)
-    try:
-        params = ModelConfig.model_validate(model).model_dump()
-    except ValidationError as exc:
-        detail = "; ".join(f"{p.key_path}: {p.message}" for p in pydantic_problems(exc, "model"))
-        raise ValidationFailure(f"invalid model parameters: {detail}") from exc
-    params = with_target_image(ws, {"model": params})["model"]
-    resolved = _resolved(prompt)
-    spec = RunSpec(prompt=resolved, model=params, varying={})
-    problems = [
-        Problem(f"prompts.{prompt.name}.inputs.controls.{key}", f"pass --weight {key}=W")
-        for key in resolved.inputs.controls
-        if params["weights"][key] is None
-    ]
-    refuse_problems(ws, spec, f"prompt {prompt.id} cannot run so", problems)
-    return execute_single(ws, spec, progress)
-
-
 def enhance(
     ws: Workspace, prompt_id: str, model: dict[str, Any], progress: ProgressSink | None
 ) -> EnhanceResult:
@@ -151,28 +149,41 @@ def enhance(
     Raises:
         ValidationFailure: the model has no upsampler, the prompt no input video.
     """
-    prompt = ws.repository.get_prompt(prompt_id)
-    original = _resolved(prompt)
-    params = with_target_image(ws, {"model": dict(model)})["model"]
-    spec = enhancement_spec(original, params, f"enhance {prompt.id}")
-    refuse_problems(ws, spec, f"prompt {prompt.id} cannot be enhanced")
+    spec = enhance_plan(ws, prompt_id, model).runs[0]
     result = execute_single(ws, spec, progress)
     if result.status != RunStatus.SUCCEEDED.value:
-        return EnhanceResult(None, False, prompt.id, result)
-    new = enhanced_prompt(original, enhanced_text(ws, spec))
-    created = ws.repository.add_derived_prompt(new, prompt.id, enhanced_origin(spec))
-    return EnhanceResult(new.id, created, prompt.id, result)
+        return EnhanceResult(None, False, prompt_id, result)
+    new = enhanced_prompt(spec.prompt, enhanced_text(ws, spec))
+    created = ws.repository.add_derived_prompt(new, prompt_id, enhanced_origin(spec))
+    return EnhanceResult(new.id, created, prompt_id, result)
+
+
+def enhance_plan(ws: Workspace, prompt_id: str, model: dict[str, Any]) -> SweepPlan:
+    """The upsampler's run of `cosmos enhance` (writes nothing; see :func:`enhance`).
+
+    Raises:
+        ValidationFailure: the model has no upsampler, the prompt no input video.
+    """
+    original = resolved_prompt(ws.repository.get_prompt(prompt_id))
+    params = with_target_image(ws, {"model": dict(model)})["model"]
+    spec = enhancement_spec(original, params, f"enhance {prompt_id}")
+    refuse_problems(ws, spec, f"prompt {prompt_id} cannot be enhanced")
+    return single_plan(ws, f"cosmos enhance {prompt_id}", spec)
 
 
 def upscale(
-    ws: Workspace, parent_id: str, weight: float, text: str | None, progress: ProgressSink | None
+    ws: Workspace,
+    parent_id: str,
+    weight: float | None,
+    text: str | None,
+    progress: ProgressSink | None,
 ) -> InferenceResult:
     """4K-upscale a succeeded run's output video: a new run, linked to its parent.
 
     Args:
         ws: The workspace.
         parent_id: A full rs_ id.
-        weight: The upscale control's weight.
+        weight: The upscale control's weight (None: DEFAULT_UPSCALE_WEIGHT).
         text: A prompt for the upscaler (None: the parent's prompt).
         progress: Where progress goes.
 
@@ -180,9 +191,28 @@ def upscale(
         ValidationFailure: the run has not succeeded, its outputs are gone or
             changed, or its model has no upscaler.
     """
+    spec = upscale_plan(ws, parent_id, weight, text).runs[0]
+    return execute_single(ws, spec, progress, ws.repository.get_run(parent_id))
+
+
+def upscale_plan(
+    ws: Workspace, parent_id: str, weight: float | None, text: str | None
+) -> SweepPlan:
+    """The run of `cosmos upscale` (writes nothing; see :func:`upscale`).
+
+    Raises:
+        ValidationFailure: see :func:`upscale`.
+    """
+    weight = DEFAULT_UPSCALE_WEIGHT if weight is None else weight
     spec = upscale_spec_of(ws, parent_id, weight, text)
     refuse_problems(ws, spec, f"run {parent_id} cannot be upscaled so")
-    return execute_single(ws, spec, progress, ws.repository.get_run(parent_id))
+    return single_plan(ws, f"cosmos upscale {parent_id}", spec)
+
+
+def single_plan(ws: Workspace, name: str, spec: RunSpec) -> SweepPlan:
+    """One run, without a sweep (``sweep_id`` ""), as a plan: what a dry run shows."""
+    cached = frozenset(cached_runs(ws, [spec.id]))
+    return SweepPlan("", name, {}, [], [spec], cached, duplicates=0)
 
 
 def execute_single(
@@ -223,17 +253,25 @@ def execute_single(
     return InferenceResult(spec.id, run.status.value, False, ws.store.run_dir(spec.id))
 
 
-def _resolved(prompt: Prompt) -> ResolvedPrompt:
+def resolved_prompt(prompt: Prompt, hashes: dict[Path, str] | None = None) -> ResolvedPrompt:
     """A stored prompt as a resolved prompt (its inputs must be unchanged).
+
+    Args:
+        prompt: The stored prompt.
+        hashes: Checksums of files read already (each file is read once per
+            command, however many prompts share it); new ones are added.
 
     Raises:
         ValidationFailure: an input file is gone or changed.
     """
+    hashes = {} if hashes is None else hashes
     inputs = PromptInputSet.from_dict(prompt.inputs)
     for item in inputs.files():
         if not item.path.is_file():
             raise ValidationFailure(f"input file is gone: {item.path}")
-        if sha256_file(item.path) != item.sha256:
+        if item.path not in hashes:
+            hashes[item.path] = sha256_file(item.path)
+        if hashes[item.path] != item.sha256:
             raise ValidationFailure(
                 f"input file changed since the prompt was created: {item.path}; "
                 "create a new prompt for the new content"

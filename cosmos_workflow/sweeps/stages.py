@@ -1,8 +1,9 @@
 """A sweep's stages: its prompts enhanced before it runs, its succeeded runs upscaled after.
 
 stages.enhance: each prompt (per model family) is given to the prompt
-upsampler first; the sweep then runs the enhanced prompts, so its id and
-run ids are those of the enhanced prompts. stages.upscale: every succeeded
+upsampler first; the sweep then runs the enhanced prompts, so its run ids
+are those of the enhanced prompts (its id is that of its runs as planned,
+so a dry run knows it). stages.upscale: every succeeded
 run is upscaled to 4K afterwards. The runs of both stages are members of
 the sweep (stages ``enhance`` and ``upscale``). What each stage's runs are
 (the model family tables) is in sweeps/derive.py.
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
-from cosmos_workflow.engine.progress import NullProgress, ProgressSink
-from cosmos_workflow.engine.runner import RunTally
+from cosmos_workflow.engine.outcome import RunTally
+from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import ExecutionFailure, ValidationFailure
 from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
 from cosmos_workflow.manifest.models import UpscaleStage
@@ -38,17 +39,17 @@ from cosmos_workflow.sweeps.plan import (
 )
 from cosmos_workflow.sweeps.queue import adopt_unless_succeeded, requeue_lost
 from cosmos_workflow.sweeps.workspace import Workspace
-from cosmos_workflow.utils.hashing import content_id, sha256_file
+from cosmos_workflow.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UpscaleOutcome:
-    """What the upscale stage did with a sweep's succeeded runs.
+class StageOutcome:
+    """What a stage did: its runs, how the executed ones ended, what it could not do.
 
     Attributes:
-        runs: The upscale runs (made, or cached).
+        runs: The stage's runs (made, or cached).
         tally: How the executed ones ended.
         skipped: Succeeded runs that could not be upscaled here, and why.
     """
@@ -59,68 +60,86 @@ class UpscaleOutcome:
 
 
 # -- stages.enhance ------------------------------------------------------------------
-def with_stages(ws: Workspace, plan: SweepPlan) -> SweepPlan:
-    """The plan as it will run: with enhanced prompts if they are enhanced already.
+def with_enhanced_prompts(ws: Workspace, plan: SweepPlan) -> SweepPlan:
+    """The plan with every prompt that is enhanced already replaced by its enhanced one.
 
-    Executes nothing (for dry runs); prompts not enhanced yet leave the
-    plan as it is, with a note.
-    """
-    return with_enhanced_prompts(ws, plan) if plan.enhance else plan
-
-
-def with_enhanced_prompts(
-    ws: Workspace, plan: SweepPlan, progress: ProgressSink | None = None
-) -> SweepPlan:
-    """The plan with every prompt replaced by its enhanced one.
-
-    Without ``progress`` nothing executes: prompts not enhanced yet leave
-    the plan as it is, with a note. With it, they are enhanced first.
-
-    Raises:
-        ExecutionFailure: the upsampler failed for a prompt.
+    Executes nothing (dry runs, storing a sweep without running it). The
+    runs of prompts not enhanced yet stay as planned and are listed in
+    ``unenhanced`` (their ids are known once the upsampler ran), with a note.
     """
     if plan.derived or not plan.runs:
         return plan
     specs = enhancement_runs(ws, plan)
-    done = cached_runs(ws, [spec.id for spec in specs.values()])
-    pending = [spec for spec in specs.values() if spec.id not in done]
-    if pending and progress is None:
-        note = (
-            f"stages.enhance: {len(pending)} prompt(s) are enhanced first; the run ids "
-            "below are those of the prompts before enhancement"
-        )
-        return replace(plan, notes=[*plan.notes, note])
+    return _enhanced(ws, plan, specs, cached_runs(ws, [spec.id for spec in specs.values()]))
+
+
+def enhance_prompts(
+    ws: Workspace, plan: SweepPlan, progress: ProgressSink
+) -> tuple[SweepPlan, StageOutcome]:
+    """Enhance the prompts not enhanced yet; the plan then runs the enhanced prompts.
+
+    Returns:
+        The plan with every prompt enhanced, and the stage's runs (made, or cached).
+
+    Raises:
+        ExecutionFailure: the upsampler failed for a prompt (nothing else ran).
+    """
+    specs = enhancement_runs(ws, plan)
+    ids = list(dict.fromkeys(spec.id for spec in specs.values()))
+    done = cached_runs(ws, ids)
+    pending = list({spec.id: spec for spec in specs.values() if spec.id not in done}.values())
+    outcome = StageOutcome(runs=ids)
     if pending:
-        tally = run_stage(ws, SweepStage.ENHANCE, pending, progress or NullProgress())
-        failed = [spec.id for spec in pending if spec.id not in tally.succeeded]
+        outcome.tally = run_stage(ws, SweepStage.ENHANCE, pending, progress)
+        failed = [spec.id for spec in pending if spec.id not in outcome.tally.succeeded]
         if failed:
             raise ExecutionFailure(
                 f"the prompt upsampler failed for {len(failed)} prompt(s): "
                 f"{', '.join(failed)} (see cosmos logs RUN_ID); nothing else ran"
             )
-    return _enhanced(ws, plan, specs)
+    return _enhanced(ws, plan, specs, set(ids)), outcome
 
 
-def _enhanced(ws: Workspace, plan: SweepPlan, specs: dict[tuple[Any, ...], RunSpec]) -> SweepPlan:
-    """The plan with each run's prompt replaced by its (made) enhanced prompt."""
+def _enhanced(
+    ws: Workspace, plan: SweepPlan, specs: dict[tuple[Any, ...], RunSpec], done: set[str]
+) -> SweepPlan:
+    """The plan with each run's prompt replaced by its enhanced prompt, where it is made.
+
+    The sweep keeps its id (see sweeps/plan.py, :func:`sweep_id_of`).
+    """
     derived = {
         key: DerivedPrompt(enhanced_prompt(spec.prompt, enhanced_text(ws, spec)), spec)
         for key, spec in specs.items()
+        if spec.id in done
     }
     runs: dict[str, RunSpec] = {}
     renamed: dict[str, str] = {}
+    unenhanced: set[str] = set()
     for run in plan.runs:
-        new = RunSpec(derived[enhancement_key(run)].prompt, run.model, run.varying)
+        made = derived.get(enhancement_key(run))
+        if made is None:
+            unenhanced.add(run.id)
+            runs.setdefault(run.id, run)
+            continue
+        new = RunSpec(made.prompt, run.model, run.varying)
         runs.setdefault(new.id, new)
         renamed[run.id] = new.id
-    ids = list(runs)
+    notes = list(plan.notes)
+    pending = {spec.id for spec in specs.values() if spec.id not in done}
+    if pending:
+        notes.append(
+            f"stages.enhance: {len(pending)} prompt(s) are enhanced first; the ids of "
+            "their runs are known after that"
+        )
+    known = [run_id for run_id in runs if run_id not in unenhanced]
     return replace(
         plan,
-        sweep_id=content_id("sw", {"name": plan.name, "runs": ids}),
         runs=list(runs.values()),
-        cached=frozenset(cached_runs(ws, ids)),
+        cached=frozenset(cached_runs(ws, known)),
+        notes=notes,
         derived=tuple(derived.values()),
         renamed=renamed,
+        unenhanced=frozenset(unenhanced),
     )
 
 
@@ -149,14 +168,14 @@ def enhanced_text(ws: Workspace, spec: RunSpec) -> str:
 # -- stages.upscale -------------------------------------------------------------------
 def upscale_stage(
     ws: Workspace, plan: SweepPlan, stage: UpscaleStage, progress: ProgressSink
-) -> UpscaleOutcome:
+) -> StageOutcome:
     """Upscale every succeeded run of the sweep (upscales already made are cached).
 
     The upscale runs become members of the sweep (stage ``upscale``), so
     `cosmos status` and `cosmos kill --sweep` cover them.
     """
     repo = ws.repository
-    outcome = UpscaleOutcome()
+    outcome = StageOutcome()
     statuses = repo.statuses(run.id for run in plan.runs)
     parents = [run for run in plan.runs if statuses.get(run.id) is RunStatus.SUCCEEDED]
     specs: dict[str, RunSpec] = {}

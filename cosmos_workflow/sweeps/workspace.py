@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from cosmos_workflow.config.settings import Settings, Target
     from cosmos_workflow.config.targets import ConfiguredTarget
     from cosmos_workflow.database.repository import DataRepository
+    from cosmos_workflow.engine.outcome import RunTally
     from cosmos_workflow.engine.progress import ProgressSink
-    from cosmos_workflow.engine.runner import RunTally
     from cosmos_workflow.execution.adapters.base import ModelAdapter
     from cosmos_workflow.execution.targets.base import Executor
     from cosmos_workflow.local_ai.probe import ProbeCache

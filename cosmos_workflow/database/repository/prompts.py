@@ -10,7 +10,12 @@ from sqlalchemy import select
 from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.ids import ids_starting_with
 from cosmos_workflow.database.models import Prompt, Run, Sweep
-from cosmos_workflow.database.repository.core import RepositoryCore, insert_rows, stored_among
+from cosmos_workflow.database.repository.core import (
+    IN_CHUNK,
+    RepositoryCore,
+    insert_rows,
+    stored_among,
+)
 from cosmos_workflow.database.search import LIKE_ESCAPE, SearchHits, find_text, like_literal
 from cosmos_workflow.errors import NotFoundFailure
 from cosmos_workflow.manifest.specs import ResolvedPrompt
@@ -105,11 +110,32 @@ class PromptQueries(RepositoryCore):
                 raise NotFoundFailure(f"no prompt with id {prompt_id}")
             return prompt
 
+    def prompt_ids_named(self, names: Iterable[str]) -> dict[str, list[tuple[str, bool]]]:
+        """The prompts called each of ``names``: (id, True if made from another prompt).
+
+        Names no prompt has are left out. Enhanced prompts and upscale
+        inputs are made from another prompt and keep its name.
+        """
+        wanted = sorted(set(names))
+        found: dict[str, list[tuple[str, bool]]] = {}
+        with self._session() as session:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                query = select(Prompt.name, Prompt.id, Prompt.origin_run_id)
+                query = query.where(Prompt.name.in_(chunk)).order_by(Prompt.id)
+                for name, prompt_id, made_by in session.execute(query):
+                    found.setdefault(name, []).append((prompt_id, made_by is not None))
+        return found
+
     def list_prompts(self, limit: int | None = None) -> list[Prompt]:
         """Prompts, newest first."""
         with self._session() as session:
             query = select(Prompt).order_by(Prompt.created_at.desc(), Prompt.id).limit(limit)
             return list(session.scalars(query))
+
+    def prompts_named(self, name: str) -> list[str]:
+        """Ids of every prompt whose name is exactly ``name`` (derived ones too)."""
+        return [prompt_id for prompt_id, _ in self.prompt_ids_named([name]).get(name, [])]
 
     def delete_prompt(self, prompt_id: str) -> list[Run]:
         """Delete a prompt and its runs; return the deleted runs."""

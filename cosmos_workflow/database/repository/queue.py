@@ -13,6 +13,9 @@ from cosmos_workflow.database.models import TRANSITIONS, Run, RunStatus
 from cosmos_workflow.database.repository.core import IN_CHUNK, NO_SYNC, RepositoryCore, enqueue_in
 from cosmos_workflow.errors import NotFoundFailure, StateError
 
+# The error class of a succeeded run whose outputs were found missing or changed.
+DAMAGED = "damaged"
+
 
 def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str):
@@ -237,6 +240,37 @@ class QueueQueries(RepositoryCore):
                 run.error_message = None
                 requeued.append(run.id)
             return requeued
+
+    def mark_damaged(self, problems: dict[str, str]) -> list[str]:
+        """Mark succeeded runs whose outputs are damaged as failed, so that they run again.
+
+        The second way around the status machine (after :meth:`requeue_lost`):
+        a failed run is not cached, and the next sweep or inference that
+        asks for it queues it.
+
+        Args:
+            problems: Run id -> what is wrong (stored as its error message).
+
+        Returns:
+            The ids marked (runs that are no longer succeeded are left as they are).
+        """
+        ids = sorted(problems)
+        marked = []
+        with self._session(WRITE_LOCK) as session:
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                runs = session.scalars(
+                    select(Run)
+                    .where(Run.id.in_(chunk), Run.status == RunStatus.SUCCEEDED)
+                    .order_by(Run.id)
+                    .with_for_update()
+                )
+                for run in runs:
+                    run.status = RunStatus.FAILED
+                    run.error_class = DAMAGED
+                    run.error_message = problems[run.id]
+                    marked.append(run.id)
+        return marked
 
     def succeeded_outside(self, run_ids: Iterable[str], root: str) -> list[str]:
         """The succeeded runs among ``run_ids`` whose run folder is not under ``root``.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from cosmos_workflow.database.engine import WRITE_LOCK
-from cosmos_workflow.database.models import Run, RunStatus
+from cosmos_workflow.database.models import Run, RunStatus, SweepRun
 from cosmos_workflow.database.repository.core import (
     IN_CHUNK,
     RepositoryCore,
@@ -103,14 +103,20 @@ class RunQueries(RepositoryCore):
         prompt_id: str | None = None,
         rating: int | None = None,
         min_rating: int | None = None,
+        prompt_ids: Sequence[str] | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered (``min_rating``: rated at least so)."""
+        """Runs, newest first, optionally filtered (``min_rating``: rated at least so).
+
+        ``prompt_ids``: runs of any of these prompts (an empty list: none).
+        """
         with self._session() as session:
             query = select(Run).order_by(Run.created_at.desc(), Run.id)
             if status is not None:
                 query = query.where(Run.status == status)
             if prompt_id is not None:
                 query = query.where(Run.prompt_id == prompt_id)
+            if prompt_ids is not None:
+                query = query.where(Run.prompt_id.in_(list(prompt_ids)))
             if rating is not None:
                 query = query.where(Run.rating == rating)
             if min_rating is not None:
@@ -157,6 +163,36 @@ class RunQueries(RepositoryCore):
                 raise NotFoundFailure(f"no run with id {run_id}")
             session.delete(run)
             return run
+
+    def delete_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """Delete the stored runs among ``run_ids`` (and their sweep links), in one transaction.
+
+        Returns:
+            The ids deleted, in the order given (those not stored are skipped).
+        """
+        ids = list(dict.fromkeys(run_ids))
+        with self._session(WRITE_LOCK) as session:
+            stored = stored_among(session, Run.id, ids)
+            gone = [run_id for run_id in ids if run_id in stored]
+            for start in range(0, len(gone), IN_CHUNK):
+                chunk = gone[start : start + IN_CHUNK]
+                session.execute(delete(SweepRun).where(SweepRun.run_id.in_(chunk)))
+                session.execute(
+                    update(Run).where(Run.parent_run_id.in_(chunk)).values(parent_run_id=None)
+                )
+                session.execute(delete(Run).where(Run.id.in_(chunk)))
+            return gone
+
+    def stored_run_ids(self, run_ids: Iterable[str]) -> set[str]:
+        """The ids among ``run_ids`` that are stored runs."""
+        with self._session() as session:
+            return stored_among(session, Run.id, list(run_ids))
+
+    def succeeded_run_dirs(self) -> list[tuple[str, str | None]]:
+        """(id, output_dir) of every succeeded run, by id."""
+        with self._session() as session:
+            query = select(Run.id, Run.output_dir).where(Run.status == RunStatus.SUCCEEDED)
+            return [(row.id, row.output_dir) for row in session.execute(query.order_by(Run.id))]
 
     def counts_by_status(self) -> dict[str, int]:
         """Number of runs in each status (every status listed)."""

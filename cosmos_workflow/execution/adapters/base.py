@@ -60,6 +60,12 @@ def run_options(run: RunSpec) -> dict[str, Any]:
     return {k: v for k, v in run.model.get("options", {}).items() if v is not None}
 
 
+def control_settings(run: RunSpec, key: str) -> dict[str, Any]:
+    """The settings of control ``key`` that are set (model.controls.KEY; null: the default)."""
+    settings = (run.model.get("controls") or {}).get(key) or {}
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def option_problems(run: RunSpec, allowed: dict[str, type]) -> list[Problem]:
     """Options the run's adapter does not have, or of the wrong JSON type."""
     problems = []
@@ -151,6 +157,27 @@ class ModelAdapter(ABC):
     def validate(self, run: RunSpec) -> list[Problem]:
         """Problems that would make the program refuse ``run`` (key paths, no file)."""
         return []
+
+    def failure_reason(self, log: str) -> str | None:
+        """Why a failed job's program failed, read from (the end of) its log, for people.
+
+        A reason means the failure comes from the runs' content (e.g. a prompt
+        the guardrail blocked), so it is never retried, only isolated.
+
+        Returns:
+            None if the log does not say (the runner then gives the exit code).
+        """
+        return None
+
+    def skipped_reason(self, log: str, run_id: str) -> str | None:
+        """Why the program, which exited 0, made no outputs for ``run_id`` (read from its log).
+
+        For programs that keep going past a sample they cannot make.
+
+        Returns:
+            None if the log does not say (the runner then names the missing files).
+        """
+        return None
 
     @abstractmethod
     def batch_key(self, run: RunSpec) -> Hashable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cosmos_workflow.config.settings import SimulatorSettings
 from cosmos_workflow.execution.adapters.base import JobLayout
+from cosmos_workflow.execution.adapters.transfer1 import guardrail_reason
 from cosmos_workflow.execution.adapters.transfer1_spec import Launch, Transfer1SpecAdapter
 from cosmos_workflow.execution.programs import PROGRAMS_DIR
 from cosmos_workflow.manifest.specs import RunSpec
@@ -32,6 +33,10 @@ class SimulatedAdapter(Transfer1SpecAdapter):
         """The simulator's own timing settings (a tiny floor keeps batching worth it)."""
         return self._settings.model_load_s + 0.05, self._settings.per_video_s + 0.005
 
+    def failure_reason(self, log: str) -> str | None:
+        """A guardrail block, logged as transfer.py logs it."""
+        return guardrail_reason(log)
+
     def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
         """The simulated model, shipped in the job folder, with its timing settings."""
         # -S: the standard library is all it needs (it starts faster without
@@ -44,4 +49,6 @@ class SimulatedAdapter(Transfer1SpecAdapter):
             argv += ["--ledger", self._settings.ledger]
         if self._settings.fail_on_seed is not None:
             argv += ["--fail_on_seed", str(self._settings.fail_on_seed)]
+        if self._settings.block_prompt:
+            argv += ["--block_prompt", self._settings.block_prompt]
         return Launch(argv=argv, files={PROGRAM_FILE: self._program})

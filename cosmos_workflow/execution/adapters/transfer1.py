@@ -8,6 +8,8 @@ the run id changes an output.
 
 from __future__ import annotations
 
+import re
+
 from cosmos_workflow.config.settings import Transfer1Settings
 from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters.base import JobLayout, setup_flag_problems
@@ -25,6 +27,27 @@ SETUP_FLAGS = frozenset(
         "--benchmark",
     }
 )
+
+# What transfer.py logs when its guardrail blocks a video (batch size 1): the
+# blocking safety model (GUARDRAIL BLOCKED: NAME: ...), which check failed, and
+# that the batch was blocked; then it dies unpacking generate()'s None.
+GUARDRAIL_MODEL = re.compile(r"GUARDRAIL BLOCKED: ([A-Za-z0-9_]+):")
+GUARDRAIL_CHECKS = {
+    "All prompts failed safety checks": "the prompt",
+    "All generated videos failed safety checks": "the generated video",
+}
+BATCH_BLOCKED = "Guardrail blocked generation for entire batch."
+
+
+def guardrail_reason(log: str) -> str | None:
+    """Why transfer.py failed if its guardrail blocked a video ("blocked by the guardrail: ...")."""
+    checks = [what for line, what in GUARDRAIL_CHECKS.items() if line in log]
+    if not checks and BATCH_BLOCKED not in log:
+        return None
+    what = " and ".join(checks) or "a prompt or video"
+    models = list(dict.fromkeys(GUARDRAIL_MODEL.findall(log)))
+    by = f" ({', '.join(models)})" if models else ""
+    return f"blocked by the guardrail: {what} was judged unsafe{by}"
 
 
 class Transfer1Adapter(Transfer1SpecAdapter):
@@ -46,6 +69,10 @@ class Transfer1Adapter(Transfer1SpecAdapter):
     def validate(self, run: RunSpec) -> list[Problem]:
         """What transfer.py would refuse, and set-up flags that are not allowed."""
         return [*self._setting_problems, *super().validate(run)]
+
+    def failure_reason(self, log: str) -> str | None:
+        """A guardrail block, as transfer.py logs it."""
+        return guardrail_reason(log)
 
     def launch(self, runs: list[RunSpec], layout: JobLayout, flags: list[str]) -> Launch:
         """``torchrun ... transfer.py``, run from the Transfer1 checkout."""

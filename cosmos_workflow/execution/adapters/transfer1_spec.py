@@ -22,10 +22,16 @@ from cosmos_workflow.execution.adapters.base import (
     ModelAdapter,
     RunOutputs,
     active_controls,
+    control_settings,
     input_name,
     inputs_of,
-    option_problems,
     run_options,
+)
+from cosmos_workflow.execution.adapters.transfer1_rules import (
+    COMPUTED_CONTROLS,
+    is_av,
+    transfer1_problems,
+    upsampler_control,
 )
 from cosmos_workflow.manifest.specs import RunSpec
 
@@ -38,61 +44,33 @@ SCALAR_FIELDS = (
     "blur_strength",
     "canny_threshold",
 )
-# transfer.py arguments a manifest may set under model.options; they go into
-# the spec JSON like every other parameter.
-OPTIONS: dict[str, type] = {"num_input_frames": int, "upsample_prompt": bool, "use_distilled": bool}
-# Transfer1 refuses a run without input video unless sigma_max is at least this.
-NO_VIDEO_MIN_SIGMA = 80.0
-# transfer.py's own default, used when the manifest leaves sigma_max null.
-DEFAULT_SIGMA_MAX = 70.0
 SPEC_FILE = "spec.json"
 BATCH_FILE = "batch.jsonl"
 OUTPUT_DIR = "out"
-
-
-def transfer1_problems(run: RunSpec) -> list[Problem]:
-    """What Cosmos-Transfer1 would refuse in ``run``, found before any GPU time."""
-    problems = option_problems(run, OPTIONS)
-    controls = active_controls(run)
-    name = run.prompt.name
-    if not controls:
-        problems.append(
-            Problem("model.weights", "set at least one control weight (vis, edge, depth or seg)")
-        )
-    if run.prompt.inputs.video is None:
-        sigma_max = run.model.get("sigma_max")
-        if (DEFAULT_SIGMA_MAX if sigma_max is None else sigma_max) < NO_VIDEO_MIN_SIGMA:
-            problems.append(
-                Problem(
-                    "model.sigma_max",
-                    f"must be at least {NO_VIDEO_MIN_SIGMA:g} for prompt {name!r}, "
-                    "which has no input video",
-                )
-            )
-        for key in controls:
-            if key not in run.prompt.inputs.controls:
-                problems.append(
-                    Problem(
-                        f"prompts.{name}.inputs.controls.{key}",
-                        "a control video is required when the prompt has no input video",
-                    )
-                )
-    return problems
 
 
 def transfer1_batch_key(run: RunSpec) -> Hashable:
     """Runs may share a batch only if every shared value is the same.
 
     In batch mode every scalar, the negative prompt and the control blocks
-    come from the shared spec, so they are all part of the key; so is whether
-    each control has its own video (a line can only override input_control).
+    (weight, checkpoint, settings) come from the shared spec, so they are all
+    part of the key; so is whether each control has its own video and its own
+    weight map (a line can override only input_control and control_weight).
+    transfer.py's prompt upsampler reads the shared spec's control video, so
+    runs that upsample share a batch only with runs of the same such video.
     A run without input video always runs alone: every batch line needs a
     visual input.
     """
     if run.prompt.inputs.video is None:
         return ("single", run.id)
+    inputs = run.prompt.inputs
     controls = tuple(
-        (key, weight, key in run.prompt.inputs.controls)
+        (
+            key,
+            "weight map" if key in inputs.weight_maps else weight,
+            key in inputs.controls,
+            tuple(sorted(control_settings(run, key).items())),
+        )
         for key, weight in active_controls(run).items()
     )
     scalars = tuple(sorted(_scalars(run).items()))
@@ -104,13 +82,31 @@ def transfer1_batch_key(run: RunSpec) -> Hashable:
         run.prompt.negative,
         scalars,
         controls,
+        _upsampler_video(run),
     )
 
 
-def _control_block(run: RunSpec, key: str, weight: float, layout: JobLayout) -> dict[str, Any]:
-    block: dict[str, Any] = {"control_weight": weight}
-    control = run.prompt.inputs.controls.get(key)
-    if control is not None:
+def _upsampler_video(run: RunSpec) -> tuple[str, str | None] | None:
+    """The control the prompt upsampler reads and the checksum of its video, if any."""
+    key = upsampler_control(run)
+    if key is None:
+        return None
+    video = run.prompt.inputs.controls.get(key)
+    return key, video.sha256 if video is not None else None
+
+
+def _control_block(
+    run: RunSpec, key: str, weight: float, layout: JobLayout, with_video: bool
+) -> dict[str, Any]:
+    """One control block: weight (or weight map), settings and, if asked, the control video."""
+    inputs = run.prompt.inputs
+    weight_map = inputs.weight_maps.get(key)
+    block: dict[str, Any] = {
+        "control_weight": weight if weight_map is None else layout.path(input_name(weight_map))
+    }
+    block.update(control_settings(run, key))
+    control = inputs.controls.get(key)
+    if with_video and control is not None:
         block["input_control"] = layout.path(input_name(control))
     return block
 
@@ -124,42 +120,56 @@ def single_spec(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
         spec["input_video_path"] = layout.path(input_name(run.prompt.inputs.video))
     spec.update(_scalars(run))
     for key, weight in active_controls(run).items():
-        spec[key] = _control_block(run, key, weight, layout)
+        spec[key] = _control_block(run, key, weight, layout, with_video=True)
     return spec
 
 
 def _scalars(run: RunSpec) -> dict[str, Any]:
-    """The run's scalar parameters and options; a null one is left to the program's default."""
+    """The run's scalar parameters and options; a null one is left to the program's default.
+
+    ``is_av_sample`` follows from the controls: hdmap and lidar are the
+    Sample-AV model's.
+    """
     scalars = {name: run.model[name] for name in SCALAR_FIELDS if run.model.get(name) is not None}
+    if is_av(run):
+        scalars["is_av_sample"] = True
     return {**scalars, **run_options(run)}
 
 
 def shared_spec(first: RunSpec, layout: JobLayout) -> dict[str, Any]:
-    """The spec shared by a batch: scalars and control weights.
+    """The spec shared by a batch: scalars and control blocks.
 
     transfer.py validates the shared spec before it reads any batch line, and
     refuses one without input video when sigma_max is below 80. So it names
-    the first run's video; every line's ``visual_input`` replaces it.
+    the first run's video; every line's ``visual_input`` replaces it. Control
+    videos are the lines' own, except the one the prompt upsampler reads: it
+    reads the shared spec's (the batch key makes it the same for every line).
     """
     spec: dict[str, Any] = {"input_video_path": layout.path(input_name(first.prompt.inputs.video))}
     if first.prompt.negative is not None:
         spec["negative_prompt"] = first.prompt.negative
     spec.update(_scalars(first))
+    upsampled = upsampler_control(first)
     for key, weight in active_controls(first).items():
-        spec[key] = {"control_weight": weight}
+        spec[key] = _control_block(first, key, weight, layout, with_video=key == upsampled)
     return spec
 
 
 def batch_line(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
-    """One JSONL line: the run's own video, prompt and control videos."""
+    """One JSONL line: the run's own video, prompt, control videos and weight maps."""
     line: dict[str, Any] = {"prompt": run.prompt.text}
     if run.prompt.inputs.video is not None:
         line["visual_input"] = layout.path(input_name(run.prompt.inputs.video))
     overrides = {}
     for key in active_controls(run):
         control = run.prompt.inputs.controls.get(key)
-        path = layout.path(input_name(control)) if control is not None else None
-        overrides[key] = {"input_control": path}
+        override: dict[str, Any] = {
+            "input_control": layout.path(input_name(control)) if control is not None else None
+        }
+        weight_map = run.prompt.inputs.weight_maps.get(key)
+        if weight_map is not None:
+            override["control_weight"] = layout.path(input_name(weight_map))
+        overrides[key] = override
     if overrides:
         line["control_overrides"] = overrides
     return line
@@ -200,21 +210,27 @@ def render_transfer1(
         files[SPEC_FILE] = _json_bytes(spec)
         flags += ["--video_save_name", "output"]
         outputs = {
-            run.id: RunOutputs(f"{OUTPUT_DIR}/output.mp4", {"prompt": f"{OUTPUT_DIR}/output.txt"})
+            run.id: RunOutputs(
+                f"{OUTPUT_DIR}/output.mp4",
+                {"prompt": f"{OUTPUT_DIR}/output.txt"},
+                controls=computed_controls(run, OUTPUT_DIR),
+            )
         }
         return files, flags, outputs, {run.id: spec}
     shared = shared_spec(runs[0], layout)
     lines = [batch_line(run, layout) for run in runs]
     files[SPEC_FILE] = _json_bytes(shared)
     files[BATCH_FILE] = "".join(
-        json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines
-    ).encode("utf-8")
+        json.dumps(line, ensure_ascii=True, sort_keys=True) + "\n" for line in lines
+    ).encode("ascii")
     # One model load for every line; --batch_size stays 1 (it is the number of
     # videos generated at once, which a GPU's memory cannot take for 720p).
     flags += ["--batch_input_path", layout.path(BATCH_FILE)]
     outputs = {
         run.id: RunOutputs(
-            f"{OUTPUT_DIR}/video_{i}/output.mp4", {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"}
+            f"{OUTPUT_DIR}/video_{i}/output.mp4",
+            {"prompt": f"{OUTPUT_DIR}/video_{i}/prompt.txt"},
+            controls=computed_controls(run, f"{OUTPUT_DIR}/video_{i}"),
         )
         for i, run in enumerate(runs)
     }
@@ -224,8 +240,25 @@ def render_transfer1(
     return files, flags, outputs, effective
 
 
+def computed_controls(run: RunSpec, folder: str) -> dict[str, str]:
+    """Where Transfer1 writes the control videos it computes for ``run``.
+
+    transfer.py's preprocessors make each of these controls that has no
+    ``input_control`` from the input video, as
+    ``<folder>/<key>_input_control_<LOCAL_RANK>.mp4`` in the run's output
+    folder (every rank writes its own; rank 0 always exists).
+    """
+    return {
+        key: f"{folder}/{key}_input_control_0.mp4"
+        for key in active_controls(run)
+        if key in COMPUTED_CONTROLS and key not in run.prompt.inputs.controls
+    }
+
+
 def _json_bytes(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    """ASCII JSON (other characters as escapes): transfer.py opens its spec and
+    batch files with the locale's encoding, which may be ASCII (LANG=C)."""
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
 
 
 @dataclass(frozen=True)

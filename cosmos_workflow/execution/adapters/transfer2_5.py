@@ -2,15 +2,18 @@
 
 Every run is one sample JSON file named after its run id; several samples
 given to one invocation share one model load and run one after another. Each
-sample carries all its own parameters, so runs may share an invocation
-whenever they need the same checkpoint (``--model``), guardrail setting and
-GPU count.
+sample carries all its own parameters; the command line carries what the
+whole invocation shares (the checkpoint, guardrails, a post-trained
+checkpoint, experiment or config file), and the program picks one model for
+the union of the samples' controls, so runs share an invocation only when all
+of these and their set of controls are the same. The rules of what the
+program accepts are in ``transfer2_5_rules``.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import re
 from collections.abc import Hashable
 from typing import Any
 
@@ -22,32 +25,29 @@ from cosmos_workflow.execution.adapters.base import (
     ModelAdapter,
     RunOutputs,
     active_controls,
+    control_settings,
     input_name,
     inputs_of,
-    option_problems,
     run_options,
     setup_flag_problems,
+)
+from cosmos_workflow.execution.adapters.transfer2_5_rules import (
+    DISTILLED,
+    SAMPLE_OPTIONS,
+    SETUP_OPTIONS,
+    checkpoint,
+    problems,
 )
 from cosmos_workflow.manifest.specs import RunSpec
 
 PROGRAM = "examples/inference.py"
 OUTPUT_DIR = "out"
 SAMPLES_DIR = "samples"
-VARIANTS = ("edge", "depth", "seg", "vis", "edge/distilled")
-MAX_GUIDANCE = 7
-MAX_CONTROL_WEIGHT = 1.0
-# Options that go into each sample, with the JSON type the program expects.
-SAMPLE_OPTIONS: dict[str, type] = {
-    "resolution": str,
-    "max_frames": int,
-    "num_conditional_frames": int,
-    "num_video_frames_per_chunk": int,
-    "keep_input_resolution": bool,
-}
-# Options that are command-line flags shared by the whole invocation.
-OPTIONS: dict[str, type] = {**SAMPLE_OPTIONS, "model": str, "disable_guardrails": bool}
-# Transfer1 parameters that Transfer2.5 does not have: they must stay null.
-NOT_PARAMETERS = ("fps", "blur_strength", "canny_threshold")
+# The program reads samples and writes NAME.json and NAME.txt with the locale's
+# encoding: UTF-8 mode makes that UTF-8 whatever the image's locale is.
+UTF8_ENV = {"PYTHONUTF8": "1"}
+# tyro offers --model=edge/distilled only when this is true.
+EXPERIMENTAL_ENV = {"COSMOS_EXPERIMENTAL_CHECKPOINTS": "1"}
 # Flags that change memory use, timing or error handling, never an output.
 SETUP_FLAGS = frozenset(
     {
@@ -61,84 +61,94 @@ SETUP_FLAGS = frozenset(
 )
 
 
-def checkpoint(run: RunSpec) -> str | None:
-    """The ``--model`` checkpoint: the option, else the run's only control, else the default."""
-    chosen = run_options(run).get("model")
-    if chosen is not None:
-        return str(chosen)
-    controls = list(active_controls(run))
-    return controls[0] if len(controls) == 1 else None
-
-
-def _checkpoint_problems(run: RunSpec) -> list[Problem]:
-    chosen = run_options(run).get("model")
-    if chosen is None:
-        return []
-    if chosen not in VARIANTS:
-        return [Problem("model.options.model", f"must be one of {', '.join(VARIANTS)}")]
-    control = str(chosen).split("/", 1)[0]
-    used = sorted(active_controls(run))
-    if used and used != [control]:
-        return [
-            Problem(
-                "model.options.model",
-                f"checkpoint {chosen!r} takes the {control} control only, but the run uses "
-                f"{', '.join(used)} (leave it null for several controls)",
-            )
-        ]
-    return []
-
-
-def _parameter_problems(run: RunSpec) -> list[Problem]:
-    problems = [
-        Problem(
-            f"model.{key}",
-            "is not a Transfer2.5 parameter; set it to null (model=transfer2.5 does)",
-        )
-        for key in NOT_PARAMETERS
-        if run.model.get(key) is not None
-    ]
-    guidance = float(run.model["guidance"])
-    if not (math.isfinite(guidance) and guidance.is_integer() and 0 <= guidance <= MAX_GUIDANCE):
-        problems.append(
-            Problem("model.guidance", f"Transfer2.5 takes a whole number from 0 to {MAX_GUIDANCE}")
-        )
-    controls = active_controls(run)
-    if not controls:
-        problems.append(Problem("model.weights", "set at least one control weight"))
-    for key, weight in controls.items():
-        if weight > MAX_CONTROL_WEIGHT:
-            problems.append(
-                Problem(f"model.weights.{key}", f"Transfer2.5 takes at most {MAX_CONTROL_WEIGHT:g}")
-            )
-    if run.prompt.inputs.video is None:
-        problems.append(
-            Problem(f"prompts.{run.prompt.name}.inputs.video", "Transfer2.5 needs an input video")
-        )
-    return problems
-
-
 def sample(run: RunSpec, layout: JobLayout) -> dict[str, Any]:
     """The sample JSON of one run: every parameter it asked for, nothing else."""
+    inputs = run.prompt.inputs
     data: dict[str, Any] = {"name": run.id, "prompt": run.prompt.text}
-    if run.prompt.inputs.video is not None:
-        data["video_path"] = layout.path(input_name(run.prompt.inputs.video))
+    if inputs.video is not None:
+        data["video_path"] = layout.path(input_name(inputs.video))
+    if inputs.image_context is not None:
+        data["image_context_path"] = layout.path(input_name(inputs.image_context))
     if run.prompt.negative is not None:
         data["negative_prompt"] = run.prompt.negative
     data["seed"] = run.model["seed"]
     data["guidance"] = int(run.model["guidance"])
     data["num_steps"] = run.model["num_steps"]
     if run.model.get("sigma_max") is not None:
-        data["sigma_max"] = run.model["sigma_max"]
+        # A string in the sample model (the program converts it with float()).
+        data["sigma_max"] = str(float(run.model["sigma_max"]))
     options = run_options(run)
     data.update({k: options[k] for k in SAMPLE_OPTIONS if k in options})
     for key, weight in active_controls(run).items():
         block: dict[str, Any] = {"control_weight": weight}
-        control = run.prompt.inputs.controls.get(key)
-        if control is not None:
-            block["control_path"] = layout.path(input_name(control))
+        if key in inputs.controls:
+            block["control_path"] = layout.path(input_name(inputs.controls[key]))
+        if key in inputs.masks:
+            block["mask_path"] = layout.path(input_name(inputs.masks[key]))
+        block.update(control_settings(run, key))
         data[key] = block
     return data
+
+
+def sample_bytes(data: dict[str, Any]) -> bytes:
+    """A sample file: ASCII only (\\u escapes), readable whatever the locale's encoding."""
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def outputs(run: RunSpec) -> RunOutputs:
+    """NAME.mp4, NAME.txt (the prompt) and NAME_control_KEY.mp4 of every control."""
+    name = f"{OUTPUT_DIR}/{run.id}"
+    return RunOutputs(
+        f"{name}.mp4",
+        {"prompt": f"{name}.txt"},
+        controls={key: f"{name}_control_{key}.mp4" for key in active_controls(run)},
+    )
+
+
+# cosmos_transfer2/inference.py logs each sample's start, and a text guardrail
+# block ("Guardrail blocked generation. Prompt: ..."), then keeps going; with
+# --no-keep-going it raises that message instead, or, for a video its guardrail
+# blocked, "Guardrail blocked video2world generation.", and the program ends.
+SAMPLE_START = re.compile(r"\[\d+/\d+\] Processing sample (\S+)")
+TEXT_BLOCKED = re.compile(r"Guardrail blocked generation\. (Prompt|Negative prompt):")
+VIDEO_BLOCKED = "Guardrail blocked video2world generation."
+
+
+def ended_on_block(log: str) -> str | None:
+    """Why examples/inference.py ended on a blocked sample (--no-keep-going), from its log.
+
+    The block must be in the last sample's section: a block the program kept
+    going past (an earlier section) does not explain a failure after it.
+    """
+    starts = list(SAMPLE_START.finditer(log))
+    if not starts:
+        return None
+    last = starts[-1]
+    text = TEXT_BLOCKED.search(log, last.end())
+    if text:
+        what = text.group(1).lower()
+    elif VIDEO_BLOCKED in log[last.end() :]:
+        what = "generated video"
+    else:
+        return None
+    return f"blocked by the guardrail: the {what} of sample {last.group(1)} was judged unsafe"
+
+
+def skipped_sample_reason(log: str, name: str) -> str | None:
+    """Why examples/inference.py skipped sample ``name``, from its console log."""
+    starts = list(SAMPLE_START.finditer(log))
+    for index, start in enumerate(starts):
+        if start.group(1) != name:
+            continue
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(log)
+        blocked = TEXT_BLOCKED.search(log, start.end(), end)
+        if blocked:
+            return f"blocked by the guardrail: the {blocked.group(1).lower()} was judged unsafe"
+        return (
+            "the program skipped it and kept going (a video its guardrail blocked "
+            "leaves no line in the console log; see the program's own log in out/)"
+        )
+    return None
 
 
 class Transfer25Adapter(ModelAdapter):
@@ -158,23 +168,29 @@ class Transfer25Adapter(ModelAdapter):
         )
 
     def validate(self, run: RunSpec) -> list[Problem]:
-        """What examples/inference.py would refuse in ``run``."""
-        return [
-            *self._setting_problems,
-            *option_problems(run, OPTIONS),
-            *_checkpoint_problems(run),
-            *_parameter_problems(run),
-        ]
+        """What examples/inference.py would refuse (or ignore) in ``run``."""
+        return [*self._setting_problems, *problems(run)]
+
+    def failure_reason(self, log: str) -> str | None:
+        """A sample the guardrail blocked, which ended the program (--no-keep-going)."""
+        return ended_on_block(log)
+
+    def skipped_reason(self, log: str, run_id: str) -> str | None:
+        """A sample the program kept going past: blocked by the text guardrail, or skipped."""
+        return skipped_sample_reason(log, run_id)
 
     def batch_key(self, run: RunSpec) -> Hashable:
-        """Samples carry their own parameters: only the command line is shared."""
+        """Everything one invocation shares: its command line and its model's controls."""
+        options = run_options(run)
         return (
             run.adapter,
             run.model["version"],
             run.model.get("image"),
             run.model["num_gpus"],
             checkpoint(run),
-            bool(run_options(run).get("disable_guardrails")),
+            bool(options.get("disable_guardrails")),
+            tuple(active_controls(run)),
+            tuple(options.get(key) for key in SETUP_OPTIONS),
         )
 
     def render(self, job_id: str, runs: list[RunSpec], layout: JobLayout) -> Invocation:
@@ -183,22 +199,19 @@ class Transfer25Adapter(ModelAdapter):
         specs: dict[str, dict[str, Any]] = {}
         for run in runs:
             specs[run.id] = sample(run, layout)
-            files[f"{SAMPLES_DIR}/{run.id}.json"] = (
-                json.dumps(specs[run.id], indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-            ).encode("utf-8")
+            files[f"{SAMPLES_DIR}/{run.id}.json"] = sample_bytes(specs[run.id])
+        env = dict(UTF8_ENV)
+        if checkpoint(runs[0]) == DISTILLED:
+            env.update(EXPERIMENTAL_ENV)
         return Invocation(
             job_id=job_id,
             argv=self._argv(runs, layout, [layout.path(name) for name in files]),
             files=files,
             inputs=inputs_of(runs),
-            outputs={
-                run.id: RunOutputs(
-                    f"{OUTPUT_DIR}/{run.id}.mp4", {"prompt": f"{OUTPUT_DIR}/{run.id}.txt"}
-                )
-                for run in runs
-            },
+            outputs={run.id: outputs(run) for run in runs},
             run_specs=specs,
             workdir=self._settings.workspace,
+            env=env,
         )
 
     def _argv(self, runs: list[RunSpec], layout: JobLayout, samples: list[str]) -> list[str]:
@@ -212,6 +225,8 @@ class Transfer25Adapter(ModelAdapter):
         variant = checkpoint(first)
         if variant is not None:
             argv.append(f"--model={variant}")
-        if run_options(first).get("disable_guardrails"):
+        options = run_options(first)
+        if options.get("disable_guardrails"):
             argv.append("--disable-guardrails")
+        argv += [f"{flag}={options[key]}" for key, flag in SETUP_OPTIONS.items() if key in options]
         return argv + self._settings.extra_args

@@ -1,9 +1,10 @@
 """The prompt upsampler: a prompt and its input video in, a richer prompt out.
 
 An enhancement run's main output is a text (``output.txt`` in its run
-folder), not a video. NVIDIA's standalone upsampler prints its result only in
-its log, so every upsampler runs under prompt_capture.py, which writes the
-last ``Upsampled prompt:`` line to the job's output file.
+folder), not a video. NVIDIA's standalone upsampler prints its result only
+(``Upsampled prompt: TEXT``, TEXT possibly several lines), so every
+upsampler runs under prompt_capture.py, which writes TEXT whole to the job's
+output file. docs/models.md has the facts about NVIDIA's program.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ OUTPUT_FILE = "out/prompt.txt"
 STORED_AS = "output.txt"
 PROGRAM = "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py"
 SETUP_FLAGS = frozenset({"--offload_prompt_upsampler"})
+TORCHRUN = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=1"]
+# The program deletes OMP_NUM_THREADS among torchrun's variables, and torchrun
+# sets it only for more than one process: we give the one process this value
+# (torchrun's own choice for many; a target's env may set another).
+OMP_THREADS = "1"
+# The job's own temporary folder: the program writes the video's frames as
+# frame_1.png and frame_2.png in the temporary folder, the same names for every job.
+TEMP_DIR = "tmp"
 
 
 def upsampler_problems(run: RunSpec) -> list[Problem]:
@@ -129,8 +138,21 @@ class Transfer1UpsamplerAdapter(PromptUpsamplerAdapter):
     def program(
         self, run: RunSpec, video: str, layout: JobLayout
     ) -> tuple[list[str], dict[str, bytes], str | None, dict[str, str]]:
-        """``python upsampler_pipeline.py --prompt ... --input_video ...`` in the checkout."""
-        argv = [layout.python, "-u", PROGRAM, f"--prompt={run.prompt.text}"]
-        argv += [f"--input_video={video}", "--checkpoint_dir", self._settings.checkpoint_dir]
-        argv += self._flags
-        return argv, {}, self._settings.workspace, {"PYTHONPATH": "."}
+        """``torchrun ... upsampler_pipeline.py --prompt ... --input_video ...`` in the checkout.
+
+        NVIDIA's README says ``PYTHONPATH=. python upsampler_pipeline.py``,
+        but the program as written cannot start that way: when run as a
+        script it reads ``RANK`` and deletes fifteen torchrun variables
+        (``KeyError`` for any one missing), so it is launched the way
+        Cosmos-Transfer1 documents launching its inference programs,
+        ``torchrun --nproc_per_node=... --nnodes=1`` with ``PYTHONPATH=.``
+        from the checkout (one process: the model uses one GPU), plus the
+        one variable torchrun leaves out for a single process,
+        ``OMP_NUM_THREADS``. ``TMPDIR`` is the job's own folder, so that
+        jobs running side by side never read each other's frames.
+        """
+        argv = [*TORCHRUN, PROGRAM, f"--prompt={run.prompt.text}", f"--input_video={video}"]
+        argv += ["--checkpoint_dir", self._settings.checkpoint_dir, *self._flags]
+        env = {"PYTHONPATH": ".", "OMP_NUM_THREADS": OMP_THREADS, "TMPDIR": layout.path(TEMP_DIR)}
+        # An empty file makes the folder: TMPDIR must exist to be used.
+        return argv, {f"{TEMP_DIR}/.keep": b""}, self._settings.workspace, env

@@ -16,6 +16,7 @@ from cosmos_workflow.errors import Problem
 from cosmos_workflow.execution.adapters.base import UPSCALE_CONTROL, active_controls
 from cosmos_workflow.execution.adapters.simulated import SimulatedAdapter
 from cosmos_workflow.execution.adapters.transfer1 import Transfer1Adapter
+from cosmos_workflow.execution.adapters.transfer1_rules import weight_sum_problems
 from cosmos_workflow.manifest.specs import RunSpec
 
 # The upscaler's step count in NVIDIA's example.
@@ -37,7 +38,8 @@ def upscale_problems(run: RunSpec) -> list[Problem]:
         problems.append(Problem("inputs.video", "an upscale run needs an input video"))
     if run.prompt.inputs.controls:
         problems.append(Problem("inputs.controls", "an upscale run takes no control videos"))
-    return problems
+    # A weight above 1 runs as 1 (transfer.py divides weights by a sum above 1).
+    return problems + weight_sum_problems(controls)
 
 
 class SimulatedUpscalerAdapter(SimulatedAdapter):

@@ -14,14 +14,19 @@ It uses the Python standard library only, so it can run as
 ``python3 /path/simulated_model.py ...`` inside minimal containers, or as
 ``python -m cosmos_workflow.execution.programs.simulated_model ...``.
 
-Exit codes: 0 success, 2 bad input or I/O error (one line on stderr starting
-with ``simulated transfer1: error:``), 17 simulated failure (``--fail_on_seed``).
+Exit codes, like transfer.py's: 0 success, 2 a bad command line (argparse),
+1 anything transfer.py would fail on later (a spec it refuses, a file it cannot
+read: an exception there; a prompt blocked by the simulated guardrail: an
+uncaught ``TypeError`` after the earlier videos were saved); the reason is one
+line on stderr starting with ``simulated transfer1: error:`` (a traceback for
+the guardrail). 17 is a simulated failure (``--fail_on_seed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -42,7 +47,10 @@ GENERATOR = "cosmos-workflow simulated transfer1"
 SPEED_ENV = "COSMOS_SIMULATOR_SPEED"
 
 EXIT_OK = 0
-EXIT_ERROR = 2
+# An exception in transfer.py (a spec it refuses, a file it cannot read) ends it with 1.
+EXIT_FAILED = 1
+# argparse ends a bad command line with 2.
+EXIT_USAGE = 2
 EXIT_SIMULATED_FAILURE = 17
 
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
@@ -53,6 +61,18 @@ CONTROL_FIELDS = (
     "control_weight_prompt",
     "input_control_prompt",
 )
+# Fields of a control block that are texts (paths or prompts), never null.
+TEXT_FIELDS = ("ckpt_path", "control_weight_prompt", "input_control_prompt")
+# Controls transfer.py's preprocessors compute from the input video when they
+# have no input_control; it writes each to the video's output folder as
+# <key>_input_control_<LOCAL_RANK>.mp4.
+COMPUTED_CONTROLS = ("vis", "edge", "depth", "seg", "keypoint")
+# The Sample-AV model's controls (--is_av_sample); transfer.py cannot compute them.
+AV_CONTROLS = ("hdmap", "lidar")
+# The only control with a default distilled checkpoint.
+DISTILLED_CONTROL = "edge"
+# numpy's seed range (set_random_seed seeds numpy).
+MAX_SEED = 2**32 - 1
 DEFAULT_CONTROL_WEIGHT = 0.5
 MIN_SIGMA_MAX_WITHOUT_VIDEO = 80.0
 LEVELS = ("very_low", "low", "medium", "high", "very_high")
@@ -63,9 +83,22 @@ DEFAULT_NEGATIVE_PROMPT = "Blurry, distorted, low quality, jittery motion, artif
 
 MAX_BOX_PAYLOAD = 0xFFFFFFFF - 8
 
+# transfer.py's blocklist guardrail reads extra words from files in this folder
+# of --checkpoint_dir (Blocklist in cosmos_transfer1/auxiliary/guardrail/blocklist).
+BLOCKLIST_DIR = "nvidia/Cosmos-Guardrail1/blocklist/exact_match"
+
 
 class SimulatorError(Exception):
-    """Bad input or an I/O problem: reported as one stderr line, exit code 2."""
+    """Bad input or an I/O problem: reported as one stderr line.
+
+    Attributes:
+        exit_code: 2 for a bad command line (argparse), else 1 (an exception).
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        """Keep the message and the exit code transfer.py would end with."""
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class SimulatedFailure(Exception):
@@ -95,6 +128,9 @@ class ArgSpec:
         in_json: Whether the controlnet spec JSON may set it (transfer.py arguments).
         minimum: Inclusive lower bound for numbers, or None.
         required: Whether the command line must give it.
+        maximum: Inclusive upper bound for numbers, or None.
+        cli_choices: The only values the command line takes (argparse
+            choices; transfer.py does not check JSON values against them).
     """
 
     name: str
@@ -104,6 +140,8 @@ class ArgSpec:
     in_json: bool = True
     minimum: float | None = None
     required: bool = False
+    maximum: float | None = None
+    cli_choices: tuple[Any, ...] = ()
 
 
 ARG_SPECS: tuple[ArgSpec, ...] = (
@@ -111,11 +149,12 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
     ArgSpec("prompt", "str", DEFAULT_PROMPT, "Text prompt."),
     ArgSpec("negative_prompt", "str", DEFAULT_NEGATIVE_PROMPT, "Negative prompt."),
     ArgSpec("input_video_path", "str", "", "Input video (empty: none)."),
-    ArgSpec("num_input_frames", "int", 1, "Conditioning frames.", minimum=1),
+    ArgSpec("num_input_frames", "int", 1, "Conditioning frames.", cli_choices=(1,)),
     ArgSpec("sigma_max", "float", 70.0, "Maximum noise level.", minimum=0.0),
     ArgSpec("blur_strength", "choice", "medium", "Blur strength for vis control."),
     ArgSpec("canny_threshold", "choice", "medium", "Canny threshold for edge control."),
-    ArgSpec("checkpoint_dir", "str", "checkpoints", "Checkpoint folder (ignored)."),
+    ArgSpec("is_av_sample", "flag", False, "The Sample-AV model (hdmap, lidar controls)."),
+    ArgSpec("checkpoint_dir", "str", "checkpoints", "Checkpoint folder (ckpt_path base)."),
     ArgSpec("tokenizer_dir", "str", "Cosmos-Tokenize1-CV8x8x8-720p", "Tokenizer (ignored)."),
     ArgSpec("video_save_name", "str", "output", "Output name in single mode."),
     ArgSpec("video_save_folder", "str", "outputs/", "Output folder."),
@@ -124,20 +163,21 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
     ArgSpec("num_steps", "int", 35, "Diffusion steps.", minimum=1),
     ArgSpec("guidance", "float", 5.0, "Classifier-free guidance scale.", minimum=0.0),
     ArgSpec("fps", "int", 24, "Output frames per second.", minimum=1),
-    ArgSpec("seed", "int", 1, "Random seed.", minimum=0),
+    ArgSpec("seed", "int", 1, "Random seed.", minimum=0, maximum=MAX_SEED),
     ArgSpec("num_gpus", "int", 1, "GPUs for context parallelism (echoed only).", minimum=1),
     ArgSpec("offload_diffusion_transformer", "flag", False, "Accepted, ignored."),
     ArgSpec("offload_text_encoder_model", "flag", False, "Accepted, ignored."),
     ArgSpec("offload_guardrail_models", "flag", False, "Accepted, ignored."),
-    ArgSpec("upsample_prompt", "flag", False, "Accepted, ignored."),
+    ArgSpec("upsample_prompt", "flag", False, "Simulated prompt upsampling."),
     ArgSpec("offload_prompt_upsampler", "flag", False, "Accepted, ignored."),
-    ArgSpec("use_distilled", "flag", False, "Accepted, ignored."),
+    ArgSpec("use_distilled", "flag", False, "Distilled edge model (rules only)."),
     ArgSpec("save_input_noise", "flag", False, "Accepted, ignored."),
     ArgSpec("benchmark", "flag", False, "Accepted, ignored."),
     ArgSpec("model_load_s", "float", 0.2, "SIMULATOR: model load sleep.", False, minimum=0.0),
     ArgSpec("per_video_s", "float", 0.05, "SIMULATOR: sleep per video.", False, minimum=0.0),
     ArgSpec("ledger", "str", None, "SIMULATOR: append one JSON line per video.", False),
     ArgSpec("fail_on_seed", "int", None, "SIMULATOR: exit 17 at this seed.", False),
+    ArgSpec("block_prompt", "str", None, "SIMULATOR: the guardrail blocks this text.", False),
 )
 ARGS_BY_NAME = {spec.name: spec for spec in ARG_SPECS}
 
@@ -173,7 +213,7 @@ class _Parser(argparse.ArgumentParser):
         Raises:
             SimulatorError: Always.
         """
-        raise SimulatorError(message)
+        raise SimulatorError(message, EXIT_USAGE)
 
 
 def _float_arg(text: str) -> float:
@@ -223,6 +263,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             kwargs["default"] = spec.default
         if spec.kind == "int":
             kwargs["type"] = int
+            if spec.cli_choices:
+                kwargs["choices"] = spec.cli_choices
         elif spec.kind == "float":
             kwargs["type"] = _float_arg
         elif spec.kind == "choice":
@@ -338,6 +380,8 @@ def check_ranges(params: dict[str, Any]) -> None:
         value = params.get(spec.name)
         if spec.minimum is not None and value is not None and value < spec.minimum:
             raise SimulatorError(f"{spec.name} must be >= {spec.minimum:g}, got {value!r}")
+        if spec.maximum is not None and value is not None and value > spec.maximum:
+            raise SimulatorError(f"{spec.name} must be <= {spec.maximum}, got {value!r}")
 
 
 def check_control_block(key: str, block: Any, where: str) -> dict[str, Any]:
@@ -366,8 +410,11 @@ def check_control_block(key: str, block: Any, where: str) -> dict[str, Any]:
         elif field == "input_control":
             if value is not None and (not isinstance(value, str) or not value):
                 raise SimulatorError(f"{label}: input_control must be a non-empty path or null")
-        elif value is not None and not isinstance(value, str):
-            raise SimulatorError(f"{label}: {field} must be a string, got {_type_name(value)}")
+        elif not isinstance(value, str) or not value.strip():
+            # transfer.py loads ckpt_path and splits the prompts: a text, never null.
+            raise SimulatorError(
+                f"{label}: {field} must be a non-empty string, got {_type_name(value)}"
+            )
     return dict(block)
 
 
@@ -382,9 +429,16 @@ def _check_weight(label: str, value: Any) -> None:
         SimulatorError: If the weight is invalid.
     """
     if isinstance(value, str):
-        if not value:
-            raise SimulatorError(f"{label}: control_weight path is empty")
-        return
+        # transfer.py takes a string ending in .pt as a weight map, any other as a number.
+        if value.endswith(".pt"):
+            return
+        try:
+            value = float(value)
+        except ValueError:
+            raise SimulatorError(
+                f"{label}: control_weight must be a number >= 0 or a path to a .pt file, "
+                f"got {value!r}"
+            ) from None
     if not _is_number(value):
         raise SimulatorError(
             f"{label}: control_weight must be a number >= 0 or a path, got {_type_name(value)}"
@@ -405,6 +459,27 @@ def default_missing_weight(key: str, block: dict[str, Any], where: str) -> None:
         block["control_weight"] = DEFAULT_CONTROL_WEIGHT
         weight = DEFAULT_CONTROL_WEIGHT
         out(f"WARNING: {where}: control {key!r} has no control_weight; using {weight}")
+
+
+def weights_among_maps(controls: dict[str, dict[str, Any]], where: str) -> None:
+    """Give a weight of 0 the weight 1 when a control of the video has a weight map.
+
+    transfer.py's load_spatial_temporal_weights (inference_utils.py) reads a
+    weight that is not truthy as none given, a map of ones, once any control
+    of the video has a .pt map; with numbers alone a 0 stays 0.
+
+    Args:
+        controls: The video's control blocks, modified in place.
+        where: Description of the video for the warning.
+    """
+    weights = [block.get("control_weight") for block in controls.values()]
+    if not any(isinstance(w, str) and w.endswith(".pt") for w in weights):
+        return
+    for key, block in controls.items():
+        weight = block.get("control_weight")
+        if _is_number(weight) and weight == 0:
+            block["control_weight"] = 1.0
+            out(f"WARNING: {where}: control {key!r} has weight 0 beside a weight map: it runs at 1")
 
 
 def load_json_file(path: Path, what: str) -> Any:
@@ -440,7 +515,11 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def read_text(path: Path, what: str) -> str:
-    """Read a UTF-8 text file.
+    """Read a text file the way transfer.py does: with the locale's encoding.
+
+    transfer.py opens its spec and batch files with ``open(path, "r")``
+    (inference_utils.py, utils/io.py), so under an ASCII locale (LANG=C) a
+    non-ASCII character in them ends it with a UnicodeDecodeError.
 
     Args:
         path: The file.
@@ -453,11 +532,13 @@ def read_text(path: Path, what: str) -> str:
         SimulatorError: If the file cannot be read or decoded.
     """
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="locale")
     except FileNotFoundError:
         raise SimulatorError(f"{what} not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise SimulatorError(f"{what} {path} is not UTF-8: {exc}") from None
+        raise SimulatorError(
+            f"{what} {path} cannot be read with the locale's encoding: {exc}"
+        ) from None
     except OSError as exc:
         raise SimulatorError(f"cannot read {what} {path}: {exc}") from None
 
@@ -591,9 +672,13 @@ def apply_batch_line(
     if "prompt" in item:
         line_params["prompt"] = item["prompt"]
     for key, override in item.get("control_overrides", {}).items():
-        block = line_controls.setdefault(key, {})
-        block.update(copy.deepcopy(override))
-        default_missing_weight(key, block, where)
+        if key not in line_controls:
+            # transfer.py skips it with a warning: the line would silently lack the control.
+            raise SimulatorError(
+                f"{where}: control_overrides: {key!r} is not a control of the spec "
+                "(transfer.py would ignore it)"
+            )
+        line_controls[key].update(copy.deepcopy(override))
     return line_params, line_controls
 
 
@@ -630,11 +715,140 @@ def check_job_inputs(
     for key, block in controls.items():
         if block.get("input_control"):
             require_file(block["input_control"], f"{where}: input_control of {key!r}")
-        if isinstance(block.get("control_weight"), str):
-            require_file(block["control_weight"], f"{where}: control_weight of {key!r}")
+        elif key in AV_CONTROLS:
+            # Not computed by the preprocessors: the control augmentor would
+            # look the video up and fail (KeyError).
+            raise SimulatorError(f"{where}: control {key!r} needs input_control")
+        weight = block.get("control_weight")
+        if isinstance(weight, str) and weight.endswith(".pt"):
+            require_file(weight, f"{where}: control_weight of {key!r}")
+        if block.get("ckpt_path"):
+            require_checkpoint(block["ckpt_path"], params, len(controls), f"{where}: {key!r}")
     if video:
         return Path(video)
     return Path(next(iter(controls.values()))["input_control"])
+
+
+def require_checkpoint(path_text: str, params: dict[str, Any], controls: int, what: str) -> None:
+    """Check a control's ckpt_path as transfer.py loads it.
+
+    The path as written (relative to the working folder); with one control
+    (not distilled) also under checkpoint_dir (world_generation_pipeline.py).
+
+    Raises:
+        SimulatorError: If no such checkpoint file exists.
+    """
+    if Path(path_text).is_file():
+        return
+    if controls == 1 and not params["use_distilled"]:
+        if (Path(params["checkpoint_dir"]) / path_text).is_file():
+            return
+    require_file(path_text, f"{what} ckpt_path")
+
+
+def check_model_rules(
+    params: dict[str, Any], controls: dict[str, dict[str, Any]], where: str
+) -> None:
+    """What transfer.py refuses in the model set-up, or would use wrongly.
+
+    Args:
+        params: Effective parameters of one video (or of the shared spec).
+        controls: Its control blocks.
+        where: Description for messages.
+
+    Raises:
+        SimulatorError: On a combination transfer.py fails on, or (stricter
+            than transfer.py, which would run a wrong model or ignore a value)
+            one it has no sound use for.
+    """
+    if params["num_input_frames"] != 1:
+        # argparse takes only 1, but a JSON value skips that check; another value
+        # then fails compute_num_latent_frames's assertion at the second clip of a
+        # long video (or runs a model trained for 1 frame): refused outright here.
+        raise SimulatorError(f"{where}: num_input_frames must be 1 (argparse choices [1])")
+    if params["use_distilled"]:
+        _check_distilled(params, controls, where)
+    av = [key for key in controls if key in AV_CONTROLS]
+    others = [key for key in controls if key not in AV_CONTROLS and key != "upscale"]
+    if av and not params["is_av_sample"]:
+        raise SimulatorError(f"{where}: {', '.join(av)} need is_av_sample (the Sample-AV model)")
+    if params["is_av_sample"] and others:
+        raise SimulatorError(f"{where}: the Sample-AV model has no {', '.join(others)} control")
+    for key, block in controls.items():
+        _check_prompts(key, block, params, where)
+
+
+def _check_distilled(
+    params: dict[str, Any], controls: dict[str, dict[str, Any]], where: str
+) -> None:
+    """validate_controlnet_specs and the distilled pipeline's assertions."""
+    for key, block in controls.items():
+        if key != DISTILLED_CONTROL and "ckpt_path" not in block:
+            raise SimulatorError(
+                f"{where}: No default distilled checkpoint for {key}. "
+                "Users must specify ckpt_path in config."
+            )
+    if len(controls) != 1:
+        raise SimulatorError(f"{where}: Distilled model only supports single control input")
+    if params["is_av_sample"]:
+        raise SimulatorError(f"{where}: the distilled model is not a Sample-AV model")
+
+
+def _check_prompts(key: str, block: dict[str, Any], params: dict[str, Any], where: str) -> None:
+    """control_weight_prompt and input_control_prompt: seg's, where transfer.py uses them."""
+    label = f"{where}: control {key!r}"
+    for field in ("control_weight_prompt", "input_control_prompt"):
+        if field in block and key != "seg":
+            raise SimulatorError(f"{label}: transfer.py uses {field} for seg only")
+    if block.get("input_control") and "input_control_prompt" in block:
+        raise SimulatorError(f"{label}: input_control_prompt is unused with an input_control")
+    if "control_weight_prompt" in block:
+        if not params.get("input_video_path"):
+            raise SimulatorError(f"{label}: control_weight_prompt needs an input video")
+        if str(block.get("control_weight", "")).endswith(".pt"):
+            raise SimulatorError(f"{label}: control_weight_prompt replaces the weight map")
+
+
+def upsampled_prompt(
+    params: dict[str, Any], pipeline_controls: dict[str, dict[str, Any]], where: str
+) -> str:
+    """The prompt of one video after transfer.py's prompt upsampler (simulated).
+
+    The upsampler is set up once, from the shared spec's control blocks in
+    their order (world_generation_pipeline.py): with vis or edge it reads
+    that control's video from those blocks, or computes a vis/edge map from
+    the video's own input; else it reads the first of depth and seg's video
+    from those blocks, and crashes without one. With none of them the prompt
+    stays as it is. The simulated text names what was read by its checksum.
+
+    Raises:
+        SimulatorError: Where transfer.py crashes (no depth or seg video).
+    """
+    prompt = params["prompt"]
+    if not params["upsample_prompt"]:
+        return prompt
+    keys = list(pipeline_controls)
+    if any(key in ("vis", "edge") for key in keys):
+        hint = "vis" if "vis" in keys else "edge"
+        path = pipeline_controls[hint].get("input_control")
+        if path:
+            what = f"the {hint} control video"
+        else:
+            what, path = f"the {hint} map made of the input video", params["input_video_path"]
+    else:
+        others = [key for key in keys if key in ("depth", "seg")]
+        if not others:
+            return prompt
+        hint, path = others[0], pipeline_controls[others[0]].get("input_control")
+        if not path:
+            raise SimulatorError(
+                f"{where}: the prompt upsampler reads the spec's {hint} input_control, and "
+                "there is none (transfer.py crashes here: TypeError)"
+            )
+        what = f"the {hint} control video"
+    require_file(path, f"{where}: the prompt upsampler's video")
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return f"{prompt} [SIMULATED prompt upsampler: read {what} {digest}]"
 
 
 def require_file(path_text: str, what: str) -> None:
@@ -777,16 +991,23 @@ def plan_jobs(values: dict[str, Any], explicit: set[str]) -> list[VideoJob]:
         name = params["video_save_name"]
         if not name:
             raise SimulatorError("video_save_name must not be empty")
+        check_model_rules(params, controls, f"spec {spec_path}")
         check_job_inputs(params, controls, f"spec {spec_path}")
+        params["prompt"] = upsampled_prompt(params, controls, f"spec {spec_path}")
+        weights_among_maps(controls, f"spec {spec_path}")
         return [VideoJob(0, params, controls, folder / (name + ".mp4"), folder / (name + ".txt"))]
     # Like transfer.py, the shared spec must be valid on its own before any line.
+    check_model_rules(params, controls, f"spec {spec_path}")
     check_job_inputs(params, controls, f"spec {spec_path}")
     batch_path = Path(params["batch_input_path"])
     jobs = []
     for index, item in enumerate(load_batch(batch_path)):
         where = f"batch {batch_path} line {index + 1}"
         line_params, line_controls = apply_batch_line(params, controls, item, where)
+        check_model_rules(line_params, line_controls, where)
         check_job_inputs(line_params, line_controls, where)
+        line_params["prompt"] = upsampled_prompt(line_params, controls, where)
+        weights_among_maps(line_controls, where)
         sub = folder / f"video_{index}"
         jobs.append(
             VideoJob(index, line_params, line_controls, sub / "output.mp4", sub / "prompt.txt")
@@ -822,6 +1043,123 @@ def produce(job: VideoJob, total: int, fail_on_seed: int | None, per_video_s: fl
     except OSError as exc:
         raise SimulatorError(f"cannot read {source}: {exc}") from None
     return video + free_box(metadata_payload(job.params, job.controls))
+
+
+def blocked_words(values: dict[str, Any]) -> list[str]:
+    """Words the simulated text guardrail blocks: --block_prompt and the blocklist files.
+
+    Args:
+        values: Command-line values with defaults.
+
+    Returns:
+        The words, in the order they are checked.
+
+    Raises:
+        SimulatorError: If a blocklist file cannot be read.
+    """
+    words = [values["block_prompt"]] if values.get("block_prompt") else []
+    folder = Path(values["checkpoint_dir"]) / BLOCKLIST_DIR
+    if folder.is_dir():
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            words += [w.strip() for w in read_text(path, "blocklist").splitlines() if w.strip()]
+    return words
+
+
+def run_guardrail(job: VideoJob, values: dict[str, Any], ledger: Path | None) -> None:
+    """Check a video's prompt like transfer.py's text guardrail, and fail as it does.
+
+    transfer.py makes one video at a time; for a blocked prompt the pipeline's
+    generate() logs why and returns None, transfer.py logs that the batch was
+    blocked and then unpacks the None: an uncaught TypeError (exit code 1),
+    with the videos before it already saved and the ones after it never made.
+
+    Args:
+        job: The video about to be made.
+        values: Command-line values with defaults.
+        ledger: The ledger, which records the blocked video, or None.
+
+    Raises:
+        TypeError: If a blocked word is in the prompt (case-insensitive).
+        SimulatorError: If the video's folder cannot be made.
+    """
+    try:
+        # transfer.py makes a batch line's folder before it runs the line.
+        job.video_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulatorError(f"cannot write {job.video_path.parent}: {exc}") from None
+    prompt = job.params["prompt"]
+    word = next((w for w in blocked_words(values) if w.lower() in prompt.lower()), None)
+    if word is None:
+        return
+    preview = json.dumps(prompt[:60], ensure_ascii=True)
+    out(
+        "CRITICAL GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: "
+        f"Prompt: {preview}, Exact Match Word: {json.dumps(word, ensure_ascii=True)}"
+    )
+    out("CRITICAL Input text prompt 1 is not safe")
+    out("CRITICAL All prompts failed safety checks")
+    out("CRITICAL Guardrail blocked generation for entire batch.")
+    if ledger is not None:
+        record = {"output": None, "blocked": True, "seed": job.params["seed"], "prompt": prompt}
+        append_ledger(ledger, {**record, "pid": os.getpid(), "index": job.index})
+    raise TypeError("cannot unpack non-iterable NoneType object")
+
+
+# Words of the prompt that segments a seg control without input_control_prompt.
+SEG_PROMPT_WORDS = 128
+
+
+def write_computed_controls(job: VideoJob, env: dict[str, str] | os._Environ[str]) -> list[Path]:
+    """Write the control videos transfer.py would compute for ``job``, like it names them.
+
+    Each is the input video's bytes and a metadata box naming the control and
+    what it was computed with (no paths: the same inputs give the same bytes).
+
+    Raises:
+        SimulatorError: If LOCAL_RANK is not an integer or a file cannot be read or written.
+    """
+    video = job.params.get("input_video_path") or ""
+    missing = [
+        key
+        for key, block in job.controls.items()
+        if key in COMPUTED_CONTROLS and not block.get("input_control")
+    ]
+    if not video or not missing:
+        return []
+    rank_text = env.get("LOCAL_RANK", "0")
+    try:
+        rank = int(rank_text)
+    except ValueError:
+        raise SimulatorError(f"LOCAL_RANK must be an integer, got {rank_text!r}") from None
+    try:
+        source = Path(video).read_bytes()
+    except OSError as exc:
+        raise SimulatorError(f"cannot read {video}: {exc}") from None
+    # The video's output folder: video_<i> of a batch, else --video_save_folder.
+    batch = job.params.get("batch_input_path")
+    folder = job.video_path.parent if batch else Path(job.params["video_save_folder"])
+    written = []
+    for key in missing:
+        made_with: dict[str, Any] = {}
+        if key == "vis":
+            made_with["blur_strength"] = job.params["blur_strength"]
+        elif key == "edge":
+            made_with["canny_threshold"] = job.params["canny_threshold"]
+        elif key == "seg":
+            text = job.controls[key].get("input_control_prompt") or job.params["prompt"]
+            made_with["prompt"] = " ".join(text.split()[:SEG_PROMPT_WORDS])
+        box = {
+            "simulated": True,
+            "generator": GENERATOR,
+            "note": f"SIMULATED {key} control computed from the input video (its bytes unchanged)",
+            "control": key,
+            **made_with,
+        }
+        path = folder / f"{key}_input_control_{rank}.mp4"
+        write_atomic(path, source + free_box(box))
+        out(f"computed {key} control: {path.resolve()}")
+        written.append(path)
+    return written
 
 
 def host_speed(env: dict[str, str] | os._Environ[str]) -> float:
@@ -867,6 +1205,8 @@ def run(argv: list[str]) -> int:
     out("model loaded")
     ledger = Path(values["ledger"]) if values.get("ledger") else None
     for job in jobs:
+        write_computed_controls(job, os.environ)
+        run_guardrail(job, values, ledger)
         data = produce(job, len(jobs), values["fail_on_seed"], values["per_video_s"] / speed)
         write_atomic(job.prompt_path, job.params["prompt"].encode("utf-8"))
         write_atomic(job.video_path, data)
@@ -892,7 +1232,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; defaults to sys.argv[1:].
 
     Returns:
-        0 on success, 2 on error, 17 on a simulated failure.
+        0 on success; 1 for what transfer.py fails on (2 for a bad command line);
+        17 on a simulated failure.
     """
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
@@ -902,7 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except SimulatorError as exc:
         print(f"{ERROR_PREFIX} {exc}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
+        return exc.exit_code
     except SimulatedFailure as exc:
         out(f"simulated failure for seed {exc.seed}")
         print(f"{ERROR_PREFIX} {exc}", file=sys.stderr, flush=True)

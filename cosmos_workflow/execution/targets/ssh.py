@@ -293,7 +293,9 @@ class RemoteExecutor(Executor):
 
     def _download_outputs(self, invocation: Invocation, staging: Path, layout: JobLayout) -> None:
         for outputs in invocation.outputs.values():
-            for relative in (outputs.video, *outputs.extras.values()):
+            # Every output the program may have written; the optional ones
+            # (prompt text, computed control videos) only when it did.
+            for relative in (outputs.video, *outputs.extras.values(), *outputs.controls.values()):
                 far = layout.path(relative)
                 if self._remote.run(["test", "-f", far]).exit_code == 0:
                     self._files.download(far, staging / relative)

@@ -1,0 +1,54 @@
+"""What one job hands back to the dispatcher: how its runs ended, what to try again.
+
+The job runner (engine/runner.py) fills these in, the dispatcher
+(engine/dispatch.py) reads them, and a sweep adds up their tallies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cosmos_workflow.errors import CosmosError
+from cosmos_workflow.execution.targets.base import Executor
+
+
+@dataclass
+class RunTally:
+    """How the executed runs ended."""
+
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobOutcome:
+    """What happened to one job, for the dispatcher.
+
+    Attributes:
+        tally: The runs that reached a final state in this job.
+        elsewhere: Runs that another runner holds (they were not claimed).
+        retry: Runs put back in the queue to be tried again as one job (their job failed).
+        split: Groups of runs put back in the queue, each to be tried as a job of its own.
+        fault: The error that made the job fail, if any.
+        host_lost: True if the target could not be reached (drain it).
+        seconds: How long the program ran (0 if it did not).
+        expected_ok: True if the program ran to a normal end (a measure of the host's speed).
+    """
+
+    tally: RunTally = field(default_factory=RunTally)
+    elsewhere: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    split: list[list[str]] = field(default_factory=list)
+    fault: CosmosError | None = None
+    host_lost: bool = False
+    seconds: float = 0.0
+    expected_ok: bool = False
+
+
+@dataclass(frozen=True)
+class Slot:
+    """GPUs of one target given to a job."""
+
+    executor: Executor
+    gpus: list[int]
