@@ -681,6 +681,17 @@ CASES: dict[str, Case] = {
     "cosmos: /dev/zero as a video folder": Case(
         ("create", "prompt", "A street", "/dev/zero"), ("/dev/zero", "folder"), command="cosmos"
     ),
+    "cosmos: an alias bomb in a target file": Case(
+        ("inference", "{prompt}", "--weight", "depth=0.5", "--set", "target=bomb"),
+        ("conf/target/bomb.yaml", "limits.yaml_nodes"),
+        {"conf/target/bomb.yaml": "name: bomb\nkind: local\n" + anchor_bomb()},
+        command="cosmos",
+    ),
+    "an alias bomb in a pool's target file": Case(
+        ("+experiment=demo", "targets=[local,bomb]"),
+        ("conf/target/bomb.yaml", "limits.yaml_nodes"),
+        {"conf/target/bomb.yaml": "name: bomb\nkind: local\n" + anchor_bomb()},
+    ),
     "cosmos: a broken conf file": Case(
         ("inference", "{prompt}", "--weight", "depth=0.5", "--set", "target=broken"),
         ("conf/target/broken.yaml", "line 2"),

@@ -27,6 +27,7 @@ from cosmos_workflow.config.settings import (
     SETTINGS_KEYS,
     Settings,
 )
+from cosmos_workflow.config.yaml_file import project_yaml_limits, read_config_file, shown_path
 from cosmos_workflow.errors import Problem, ValidationFailure, format_loc
 
 if sys.version_info >= (3, 11):
@@ -126,13 +127,15 @@ class ConfigManager:
         if not path.is_file():
             known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
             raise SettingsError([Problem(key, f"no target file {path} (available: {known})")])
+        shown = shown_path(path, self.project.root)
+        text = read_config_file(path, shown, project_yaml_limits(self.project.root), None)
         try:
-            data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+            data = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
         except OmegaConfBaseException as exc:
             raise SettingsError([Problem(key, f"{path}: {exc}")]) from exc
         if not isinstance(data, dict):
             raise SettingsError([Problem(key, f"{path} is not a mapping")])
-        files[f"targets[{index}]"] = _shown(path, self.project.root)
+        files[f"targets[{index}]"] = shown_path(path, self.project.root)
         return data
 
     def _refuse_unset(self, merged: dict[str, Any], files: dict[str, str]) -> None:
@@ -163,7 +166,7 @@ class ConfigManager:
         if owner != "target" or not isinstance(merged.get("target"), dict):
             return ""
         path = self.project.conf_dir / "target" / f"{merged['target'].get('name')}.yaml"
-        return _shown(path, self.project.root) if path.is_file() else ""
+        return shown_path(path, self.project.root) if path.is_file() else ""
 
     @staticmethod
     def manifest_part(composed: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,13 +286,6 @@ def _leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
             found += _leaves(value, f"{prefix}[{index}]")
         return found
     return [(prefix, data)]
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _source_of(key: str, sources: Mapping[str, str]) -> str:

@@ -28,6 +28,12 @@ from typing import Any
 import yaml
 
 from cosmos_workflow.config.project import ProjectPaths
+from cosmos_workflow.config.yaml_file import (
+    YamlLimits,
+    project_yaml_limits,
+    read_config_file,
+    shown_path,
+)
 
 SELF = "_self_"
 HYDRA = "hydra"
@@ -83,16 +89,19 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-def _load(path: Path) -> dict[str, Any]:
-    """A YAML file's mapping (an empty file: {}).
+def _load(path: Path, project: ProjectPaths, limits: YamlLimits) -> dict[str, Any]:
+    """A YAML file's mapping (an empty file: {}), checked as Hydra's reads are (yaml_file.py).
 
     Raises:
-        NotPlain: it cannot be read, is not a mapping or names its package.
+        NotPlain: it does not exist, is not a mapping or names its package.
+        ConfigFileError: it cannot be used (the same error Hydra's reading would give).
     """
+    if not path.is_file():
+        raise NotPlain(f"{path} is not a file")
+    text = read_config_file(path, shown_path(path, project.root), limits, None)
     try:
-        text = path.read_text(encoding="utf-8")
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         raise NotPlain(f"{path}: {exc}") from exc
     if "@package" in text:
         raise NotPlain(f"{path} names its package")
@@ -191,7 +200,8 @@ def _compose(project: ProjectPaths, overrides: list[str]) -> tuple[dict[str, Any
     Raises:
         NotPlain: the conf/ or an override is not plain.
     """
-    primary = _load(project.conf_dir / PRIMARY)
+    limits = project_yaml_limits(project.root)
+    primary = _load(project.conf_dir / PRIMARY, project, limits)
     order, choices = _defaults(primary.pop("defaults", []))
     _apply_overrides(choices, overrides)
     primary.pop(HYDRA, None)
@@ -202,7 +212,7 @@ def _compose(project: ProjectPaths, overrides: list[str]) -> tuple[dict[str, Any
             _merge(composed, primary)
             continue
         path = project.conf_dir / item / f"{choices[item]}.yaml"
-        content = _load(path)
+        content = _load(path, project, limits)
         if "defaults" in content:
             raise NotPlain(f"{path} has a defaults list")
         _check_literal(content, str(path))

@@ -10,8 +10,10 @@ OmegaConf spend time or memory on it.
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,27 @@ class YamlLimits:
 
     max_bytes: int
     max_nodes: int
+
+
+def project_yaml_limits(root: Path, env: Mapping[str, str] | None = None) -> YamlLimits:
+    """limits.yaml_bytes and limits.yaml_nodes of a project's user config file and COSMOS_*.
+
+    Read before conf/ is (conf/ cannot set them).
+    """
+    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.config.project import ProjectPaths
+
+    manager = ConfigManager(ProjectPaths(root), os.environ if env is None else env)
+    limits = manager.settings().limits
+    return YamlLimits(limits.yaml_bytes, limits.yaml_nodes)
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """A file as errors name it: relative to the project when inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)

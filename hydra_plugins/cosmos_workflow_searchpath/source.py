@@ -36,7 +36,12 @@ class CosmosConfigSource(FileConfigSource):
         Raises:
             ConfigFileError: the file cannot be used (it names the file and the place).
         """
-        from cosmos_workflow.config.yaml_file import ConfigFileError, read_config_file
+        from cosmos_workflow.config.yaml_file import (
+            ConfigFileError,
+            project_yaml_limits,
+            read_config_file,
+            shown_path,
+        )
 
         normalized = self._normalize_file_name(config_path)
         joined = Path(self.path) / normalized
@@ -44,9 +49,9 @@ class CosmosConfigSource(FileConfigSource):
         if not full_path.exists():
             raise ConfigLoadError(f"Config not found : {full_path}")
         root = Path(self.path).parent
-        shown = _shown(joined, root)
+        shown = shown_path(joined, root)
         group = normalized.split("/", 1)[0] if "/" in normalized else None
-        text = read_config_file(full_path, shown, _limits(root), group)
+        text = read_config_file(full_path, shown, project_yaml_limits(root), group)
         try:
             header = self._get_header_dict(text)
         except ValueError as exc:
@@ -57,20 +62,3 @@ class CosmosConfigSource(FileConfigSource):
             provider=self.provider,
             header=header,
         )
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _limits(root: Path) -> "object":
-    """limits.yaml_* of the user config file and COSMOS_LIMITS__* (read before conf/)."""
-    from cosmos_workflow.config.manager import ConfigManager
-    from cosmos_workflow.config.project import ProjectPaths
-    from cosmos_workflow.config.yaml_file import YamlLimits
-
-    limits = ConfigManager(ProjectPaths(root), os.environ).settings().limits
-    return YamlLimits(limits.yaml_bytes, limits.yaml_nodes)
