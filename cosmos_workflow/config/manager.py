@@ -22,9 +22,11 @@ from pydantic import ValidationError
 
 from cosmos_workflow.config.project import ProjectPaths
 from cosmos_workflow.config.settings import (
+    EARLY_LIMITS,
     LAYERED_SECTIONS,
     LAYERED_TOP_LEVEL,
     SETTINGS_KEYS,
+    TARGET_KINDS,
     Settings,
 )
 from cosmos_workflow.config.yaml_file import project_yaml_limits, read_config_file, shown_path
@@ -135,7 +137,7 @@ class ConfigManager:
             raise SettingsError([Problem(key, f"{path}: {exc}")]) from exc
         if not isinstance(data, dict):
             raise SettingsError([Problem(key, f"{path} is not a mapping")])
-        files[f"targets[{index}]"] = shown_path(path, self.project.root)
+        files[f"targets[{index}]"] = shown
         return data
 
     def _refuse_unset(self, merged: dict[str, Any], files: dict[str, str]) -> None:
@@ -239,8 +241,6 @@ def _refuse_early_limits(hydra_part: Mapping[str, Any]) -> None:
     Raises:
         SettingsError: conf/ or the command line sets one of them.
     """
-    from cosmos_workflow.config.settings import EARLY_LIMITS
-
     limits = hydra_part.get("limits")
     if not isinstance(limits, Mapping):
         return
@@ -262,8 +262,6 @@ def _without_kinds(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
     ``('target', 'ssh', 'port')`` -> ``('target', 'port')``, as the user wrote the key.
     """
-    from cosmos_workflow.config.settings import TARGET_KINDS
-
     kept = []
     for index, part in enumerate(loc):
         after_target = index and (loc[index - 1] == "target" or isinstance(loc[index - 1], int))

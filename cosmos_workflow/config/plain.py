@@ -29,6 +29,7 @@ import yaml
 
 from cosmos_workflow.config.project import ProjectPaths
 from cosmos_workflow.config.yaml_file import (
+    ConfigFileError,
     YamlLimits,
     project_yaml_limits,
     read_config_file,
@@ -93,12 +94,15 @@ def _load(path: Path, project: ProjectPaths, limits: YamlLimits) -> dict[str, An
     """A YAML file's mapping (an empty file: {}), checked as Hydra's reads are (yaml_file.py).
 
     Raises:
-        NotPlain: it does not exist, is not a mapping or names its package.
-        ConfigFileError: it cannot be used (the same error Hydra's reading would give).
+        NotPlain: it does not exist, cannot be used (Hydra's reading then says
+            why), is not a mapping or names its package.
     """
     if not path.is_file():
         raise NotPlain(f"{path} is not a file")
-    text = read_config_file(path, shown_path(path, project.root), limits, None)
+    try:
+        text = read_config_file(path, shown_path(path, project.root), limits, None)
+    except ConfigFileError as exc:
+        raise NotPlain(str(exc)) from exc
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
