@@ -12,6 +12,10 @@ A task function that cannot be split into planning and execution (see
 If any job cannot be composed or planned, nothing runs and the multirun
 leaves nothing behind: the files Hydra wrote for it (multirun.yaml, each
 job's .hydra/ folder) are removed again, with the folders that are then empty.
+
+The ``cosmos`` sweeper (:class:`CosmosSweeper`) is Hydra's basic sweeper
+that also refuses a multirun of more jobs than limits.max_runs allows before
+composing any of them.
 """
 
 # No "from __future__ import annotations": Hydra's plugin scan executes this
