@@ -195,6 +195,23 @@ def test_every_run_command_has_a_dry_run_that_the_real_command_follows(
         assert planned_states(dry.stdout) == {planned[name]: "cached"}, name
 
 
+def test_several_prompts_with_dry_run_set_print_the_plan_and_write_nothing(
+    demo_project: Project,
+) -> None:
+    project = demo_project
+    names = prompts_by_name(project)
+    args = ("inference", names["street"], names["forest"], *DEPTH, "--seed", "14")
+    before = state(project)
+    dry = ok(project.cosmos(*args, "--set", "dry_run=true"))
+    assert state(project) == before, "--set dry_run=true ran the sweep"
+    assert DRY in dry.stdout
+    planned = planned_states(dry.stdout)
+    assert len(planned) == 2 and set(planned.values()) == {"to run"}
+    data = project.cosmos_json(*args, "--set", "dry_run=true")
+    assert data["dry_run"] is True and data["sweep_id"] == sweep_id_of(dry.stdout)
+    assert state(project) == before
+
+
 def test_dry_run_false_runs(demo_project: Project) -> None:
     project = demo_project
     street = prompts_by_name(project)["street"]
@@ -300,7 +317,7 @@ def test_prompts_by_name_prefix_and_file(three) -> None:
     project, ids = three
     listing = project.write(
         "prompts.txt",
-        f"# the takes\n{ids[0]}\n\n  two  \n{ids[2][:9]}\n",
+        f"# the takes\n{ids[0]}\n\n  two  \n   # an indented comment\n{ids[2][:9]}\n",
     )
     from_file = ok(project.cosmos("inference", "--prompts-file", str(listing), "--dry-run"))
     by_args = ok(project.cosmos("inference", ids[0], "two", ids[2], "--dry-run"))
@@ -425,6 +442,16 @@ def test_which_weight_wins(three, args, weights, source) -> None:
     assert data["weights"] == weights
     assert data["default_weights"] == ({"depth": source} if source else {})
     assert spec_weights(Path(data["output_dir"])) == weights
+
+
+def test_a_weight_of_zero_given_is_kept_not_defaulted(three) -> None:
+    project, ids = three
+    data = project.cosmos_json(
+        "inference", ids[1], "--seed", "9", "--weight", "depth=0", "--weight", "vis=0.2"
+    )
+    assert data["weights"] == {"vis": 0.2, "depth": 0.0}
+    assert data["default_weights"] == {}
+    assert spec_weights(Path(data["output_dir"])) == {"vis": 0.2, "depth": 0.0}
 
 
 def test_without_default_weight_a_control_needs_one(three) -> None:

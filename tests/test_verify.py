@@ -272,5 +272,53 @@ def test_fix_json_lists_what_it_did(demo_project: Project) -> None:
     assert all(item["fixed"] for item in report["damaged"])
 
 
+def test_records_that_disagree_are_damage_and_names_are_not_followed(
+    demo_project: Project,
+) -> None:
+    """result.json and outputs.sha256 must agree; a recorded name never leaves the folder."""
+    proj = demo_project
+    ids = run_ids(proj)
+    runs = proj.outputs / "runs"
+    # An output only outputs.sha256 lists (result.json does not).
+    extra = runs / ids[0] / "extra.bin"
+    extra.write_bytes(b"not an output")
+    with (runs / ids[0] / OUTPUTS_SUMS).open("a", encoding="utf-8") as handle:
+        handle.write(f"{sha(extra)}  extra.bin\n")
+    # A result.json that says the run failed.
+    result = runs / ids[1] / "result.json"
+    data = json.loads(result.read_text(encoding="utf-8"))
+    result.write_text(json.dumps({**data, "status": "failed"}), encoding="utf-8")
+    # A recorded name that points out of the run folder (at a file that matches).
+    outside = runs / ids[2] / ".." / ids[3] / "output.mp4"
+    with (runs / ids[2] / OUTPUTS_SUMS).open("a", encoding="utf-8") as handle:
+        handle.write(f"{sha(outside)}  ../{ids[3]}/output.mp4\n")
+    # Entries of runs/ that are no run of the database, whatever their names.
+    (runs / "old copy").mkdir()
+    (runs / "stray.txt").write_text("x", encoding="utf-8")
+    code, report = verify_json(proj)
+    assert code == 1
+    found = {item["id"]: " | ".join(item["problems"]) for item in report["damaged"]}
+    assert set(found) == {ids[0], ids[1], ids[2]}, found
+    assert "extra.bin is not listed in result.json" in found[ids[0]]
+    assert "result.json says 'failed'" in found[ids[1]]
+    assert "is not a file name of its folder" in found[ids[2]]
+    assert {item["name"] for item in report["orphaned"]} == {"old copy", "stray.txt"}
+
+
+def test_runs_of_another_output_tree_are_counted_not_checked(demo_project: Project) -> None:
+    """Another machine's output tree on the same database: its runs are not damaged here."""
+    proj = demo_project
+    env = {
+        "COSMOS_PATHS__OUTPUTS": str(proj.root / "other"),
+        "COSMOS_DATABASE__URL": f"sqlite:///{proj.outputs / 'cosmos.db'}",
+    }
+    done = proj.cosmos("verify", "--fix", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["checked"], report["elsewhere"]) == (0, 12)
+    assert report["damaged"] == [] and report["fixed"] == []
+    assert len(proj.cosmos_json("list", "runs", "--status", "succeeded")) == 12
+
+
 def test_verify_refuses_arguments_it_does_not_take(demo_done: Project) -> None:
     assert_bad_input(demo_done.cosmos("verify", "rs_0"), "rs_0")
