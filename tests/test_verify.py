@@ -305,6 +305,31 @@ def test_records_that_disagree_are_damage_and_names_are_not_followed(
     assert {item["name"] for item in report["orphaned"]} == {"old copy", "stray.txt"}
 
 
+def test_a_run_fixed_for_a_line_gone_from_its_checksums_runs_again(demo_project: Project) -> None:
+    """What verify calls damaged is not cached: --fix makes it run again, then it verifies."""
+    proj = demo_project
+    run_id = run_ids(proj)[0]
+    sums = proj.outputs / "runs" / run_id / OUTPUTS_SUMS
+    kept = [
+        line
+        for line in sums.read_text(encoding="utf-8").splitlines(True)
+        if "output.txt" not in line
+    ]
+    sums.write_text("".join(kept), encoding="utf-8")
+    code, report = verify_json(proj, "--fix")
+    assert code == 0 and report["fixed"] == [run_id]
+    assert "output.txt is not listed in outputs.sha256" in report["damaged"][0]["problems"]
+    dry = proj.batch("+experiment=demo", "dry_run=true")
+    assert "12 runs, 11 cached, 1 to run" in dry.stdout, dry.stdout
+    ledger = len(proj.ledger_lines())
+    again = proj.batch("+experiment=demo")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 executed (1 succeeded, 0 failed), 11 cached" in again.stdout
+    assert len(proj.ledger_lines()) == ledger + 1
+    code, report = verify_json(proj)
+    assert (code, report["ok"], report["damaged"]) == (0, True, [])
+
+
 def test_runs_of_another_output_tree_are_counted_not_checked(demo_project: Project) -> None:
     """Another machine's output tree on the same database: its runs are not damaged here."""
     proj = demo_project
