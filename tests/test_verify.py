@@ -330,6 +330,25 @@ def test_a_run_fixed_for_a_line_gone_from_its_checksums_runs_again(demo_project:
     assert (code, report["ok"], report["damaged"]) == (0, True, [])
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\xff\xfe{}", "result.json cannot be read"), (b"[1, 2]", "not a JSON object")],
+)
+def test_an_unreadable_result_json_is_damage_not_a_crash(
+    demo_project: Project, content: bytes, problem: str
+) -> None:
+    proj = demo_project
+    run_id = run_ids(proj)[0]
+    (proj.outputs / "runs" / run_id / "result.json").write_bytes(content)
+    dry = proj.batch("+experiment=demo", "dry_run=true")
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, dry.stderr
+    assert "12 runs, 11 cached, 1 to run" in dry.stdout, dry.stdout
+    shown = proj.cosmos_json("show", run_id)
+    assert shown["id"] == run_id
+    code, report = verify_json(proj)
+    assert code == 1 and problem in report["damaged"][0]["problems"][0]
+
+
 def test_runs_of_another_output_tree_are_counted_not_checked(demo_project: Project) -> None:
     """Another machine's output tree on the same database: its runs are not damaged here."""
     proj = demo_project

@@ -200,14 +200,15 @@ class OutputStore:
         return True
 
     def read_result(self, run_id: str) -> dict[str, Any] | None:
-        """The run's result.json, or None."""
+        """The run's result.json, or None (none, or not a JSON object in UTF-8)."""
         path = self.run_dir(run_id) / RESULT_FILE
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # JSON and UTF-8 errors are ValueErrors
             return None
+        return result if isinstance(result, dict) else None
 
     def control_videos(self, run_id: str) -> dict[str, Path]:
         """The control videos the program computed for the run, by control key.
