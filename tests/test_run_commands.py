@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +386,26 @@ def test_bad_prompt_lists_are_refused_whole(three) -> None:
             bad(done, *fragments)
         except AssertionError as exc:
             raise AssertionError(f"{case}: {exc}") from exc
+    assert state(project) == before
+
+
+def test_a_prompts_file_must_be_a_regular_file_of_reasonable_size(three) -> None:
+    project, ids = three
+    big = project.write("big.txt", f"{ids[0]}\n" + f"# {'x' * 1000}\n" * 1100)  # over 1 MiB
+    before = state(project)
+    bad(project.cosmos("inference", "--prompts-file", str(big), "--dry-run"), str(big), "MiB")
+    # A named pipe (or a device) is refused unread: it might never end.
+    pipe = project.root / "prompts.fifo"
+    os.mkfifo(pipe)
+    keeper = os.open(pipe, os.O_RDWR | os.O_NONBLOCK)
+    os.write(keeper, f"{ids[0]}\n".encode())
+    closer = threading.Timer(0.5, os.close, (keeper,))
+    closer.start()
+    try:
+        done = project.cosmos("inference", "--prompts-file", str(pipe), "--dry-run")
+    finally:
+        closer.join()
+    bad(done, str(pipe), "not a regular file")
     assert state(project) == before
 
 
