@@ -444,6 +444,24 @@ def test_a_prompt_without_weights_gets_the_default_and_says_so(three) -> None:
     assert explicit["id"] == run_id and explicit["default_weights"] == {}
 
 
+def test_a_plan_and_a_sweep_say_which_defaults_they_used(three) -> None:
+    project, ids = three
+    plain = create(project, "A plain street", color_only(project), "--name", "plain")
+    args = ("inference", *ids, plain, "--weight", "vis=0.2", "--seed", "10")
+    note = (
+        "note: default weight depth=0.5 (from inference.default_weight; --weight depth=W "
+        "sets another) for 3 prompt(s)"
+    )
+    dry = ok(project.cosmos(*args, "--dry-run"))
+    assert dry.stdout.count("note: default weight") == 1 and note in dry.stdout, dry.stdout
+    done = ok(project.cosmos(*args))
+    assert note in done.stdout, done.stdout
+    set_depth = ok(project.cosmos(*args, "--set", "inference.weights.depth=0.7", "--dry-run"))
+    assert "default weight depth=0.7 (from inference.weights.depth;" in set_depth.stdout
+    given = ok(project.cosmos(*args, "--weight", "depth=0.4", "--dry-run"))
+    assert "default weight" not in given.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "weights", "source"),
     [
