@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -134,6 +135,23 @@ def test_a_run_whose_input_names_hold_a_newline_and_a_backslash_checks(project: 
     assert check.returncode == 0, check.stdout + check.stderr
     code, report = verify_json(project)
     assert (code, report["ok"], report["checked"]) == (0, True, 1)
+
+
+@pytest.mark.parametrize("folder_bytes", [b"latin\xe9shot", b"odd\xffname"])
+def test_a_file_name_that_is_not_utf8_is_refused_before_anything_runs(
+    project: Project, folder_bytes: bytes
+) -> None:
+    """Run folders, checksum files and the database keep names as UTF-8: such a name is refused."""
+    folder = video_dir(
+        project,
+        os.fsdecode(folder_bytes),
+        {"color.mp4": "street_color", "depth.mp4": "street_depth"},
+    )
+    before = tree_snapshot(project.outputs)
+    done = project.cosmos("create", "prompt", "an odd shot", str(folder), "--name", "odd")
+    assert_bad_input(done, "not UTF-8", "rename")
+    assert tree_snapshot(project.outputs) == before
+    assert project.ledger_lines() == []
 
 
 # ---------------------------------------------------------------- cosmos verify
