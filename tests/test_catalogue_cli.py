@@ -276,6 +276,7 @@ def test_delete_every_run_asks_how_many_and_keeps_outputs(demo_project: Project)
     again = proj.cosmos("delete", "run", "--all", "--yes")
     assert again.returncode == 0, again.stderr
     assert "nothing to delete" in again.stderr
+    assert "deleted" not in again.stdout, "one answer, not two"
 
 
 def test_delete_the_runs_that_match_the_filters(demo_project: Project, demo_ids: dict) -> None:

@@ -513,7 +513,7 @@ def test_a_prompt_without_controls_needs_a_weight(three) -> None:
     project, _ = three
     plain = create(project, "A plain street", color_only(project))
     before = state(project)
-    bad(project.cosmos("inference", plain), plain, "no control videos", "--weight vis=W")
+    bad(project.cosmos("inference", plain), plain, "no control videos", "--weight KEY=W", "depth")
     bad(project.cosmos("inference", plain, "--set", "inference.default_weight=null"), plain)
     assert state(project) == before
     data = project.cosmos_json("inference", plain, "--weight", "edge=0.3")
