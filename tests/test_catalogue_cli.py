@@ -211,6 +211,29 @@ def test_list_runs_of_a_name_many_prompts_share(demo_project: Project, demo_ids:
     assert by_id == {new_run}
 
 
+def test_list_runs_prompt_is_the_whole_name_and_covers_prompts_made_from_it(
+    demo_project: Project, demo_ids: dict
+) -> None:
+    proj = demo_project
+    forest_runs = demo_ids["runs"]["forest"]
+    # A longer name that starts with "forest" is another prompt's.
+    longer = ok_json(
+        proj.cosmos(
+            "create", "prompt", "more trees", "inputs/demo/forest", "--name", "forest2", "--json"
+        )
+    )
+    ran = ok_json(proj.cosmos("inference", longer["id"], "--weight", "depth=0.5", "--json"))
+    # An enhanced prompt keeps its parent's name: its runs are the name's too.
+    enhanced = proj.cosmos_json("enhance", demo_ids["prompts"]["forest"])["id"]
+    made = ok_json(proj.cosmos("inference", enhanced, "--weight", "depth=0.5", "--json"))["id"]
+    listed = {r["id"] for r in proj.cosmos_json("list", "runs", "--prompt", "forest")}
+    assert ran["id"] not in listed
+    assert made in listed and forest_runs <= listed
+    by_longer = {r["id"] for r in proj.cosmos_json("list", "runs", "--prompt", "forest2")}
+    assert by_longer == {ran["id"]}
+    assert_bad_input(proj.cosmos("list", "runs", "--prompt", "fores"), "no prompt", "fores")
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
@@ -253,6 +276,7 @@ def test_delete_every_run_asks_how_many_and_keeps_outputs(demo_project: Project)
     again = proj.cosmos("delete", "run", "--all", "--yes")
     assert again.returncode == 0, again.stderr
     assert "nothing to delete" in again.stderr
+    assert "deleted" not in again.stdout, "one answer, not two"
 
 
 def test_delete_the_runs_that_match_the_filters(demo_project: Project, demo_ids: dict) -> None:

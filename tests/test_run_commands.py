@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,23 @@ def test_every_run_command_has_a_dry_run_that_the_real_command_follows(
         assert planned_states(dry.stdout) == {planned[name]: "cached"}, name
 
 
+def test_several_prompts_with_dry_run_set_print_the_plan_and_write_nothing(
+    demo_project: Project,
+) -> None:
+    project = demo_project
+    names = prompts_by_name(project)
+    args = ("inference", names["street"], names["forest"], *DEPTH, "--seed", "14")
+    before = state(project)
+    dry = ok(project.cosmos(*args, "--set", "dry_run=true"))
+    assert state(project) == before, "--set dry_run=true ran the sweep"
+    assert DRY in dry.stdout
+    planned = planned_states(dry.stdout)
+    assert len(planned) == 2 and set(planned.values()) == {"to run"}
+    data = project.cosmos_json(*args, "--set", "dry_run=true")
+    assert data["dry_run"] is True and data["sweep_id"] == sweep_id_of(dry.stdout)
+    assert state(project) == before
+
+
 def test_dry_run_false_runs(demo_project: Project) -> None:
     project = demo_project
     street = prompts_by_name(project)["street"]
@@ -300,7 +319,7 @@ def test_prompts_by_name_prefix_and_file(three) -> None:
     project, ids = three
     listing = project.write(
         "prompts.txt",
-        f"# the takes\n{ids[0]}\n\n  two  \n{ids[2][:9]}\n",
+        f"# the takes\n{ids[0]}\n\n  two  \n   # an indented comment\n{ids[2][:9]}\n",
     )
     from_file = ok(project.cosmos("inference", "--prompts-file", str(listing), "--dry-run"))
     by_args = ok(project.cosmos("inference", ids[0], "two", ids[2], "--dry-run"))
@@ -370,6 +389,26 @@ def test_bad_prompt_lists_are_refused_whole(three) -> None:
     assert state(project) == before
 
 
+def test_a_prompts_file_must_be_a_regular_file_of_reasonable_size(three) -> None:
+    project, ids = three
+    big = project.write("big.txt", f"{ids[0]}\n" + f"# {'x' * 1000}\n" * 1100)  # over 1 MiB
+    before = state(project)
+    bad(project.cosmos("inference", "--prompts-file", str(big), "--dry-run"), str(big), "MiB")
+    # A named pipe (or a device) is refused unread: it might never end.
+    pipe = project.root / "prompts.fifo"
+    os.mkfifo(pipe)
+    keeper = os.open(pipe, os.O_RDWR | os.O_NONBLOCK)
+    os.write(keeper, f"{ids[0]}\n".encode())
+    closer = threading.Timer(0.5, os.close, (keeper,))
+    closer.start()
+    try:
+        done = project.cosmos("inference", "--prompts-file", str(pipe), "--dry-run")
+    finally:
+        closer.join()
+    bad(done, str(pipe), "not a regular file")
+    assert state(project) == before
+
+
 def test_a_problem_of_every_prompt_is_said_once(three) -> None:
     project, ids = three
     extra = [
@@ -405,6 +444,24 @@ def test_a_prompt_without_weights_gets_the_default_and_says_so(three) -> None:
     assert explicit["id"] == run_id and explicit["default_weights"] == {}
 
 
+def test_a_plan_and_a_sweep_say_which_defaults_they_used(three) -> None:
+    project, ids = three
+    plain = create(project, "A plain street", color_only(project), "--name", "plain")
+    args = ("inference", *ids, plain, "--weight", "vis=0.2", "--seed", "10")
+    note = (
+        "note: default weight depth=0.5 (from inference.default_weight; --weight depth=W "
+        "sets another) for 3 prompt(s)"
+    )
+    dry = ok(project.cosmos(*args, "--dry-run"))
+    assert dry.stdout.count("note: default weight") == 1 and note in dry.stdout, dry.stdout
+    done = ok(project.cosmos(*args))
+    assert note in done.stdout, done.stdout
+    set_depth = ok(project.cosmos(*args, "--set", "inference.weights.depth=0.7", "--dry-run"))
+    assert "default weight depth=0.7 (from inference.weights.depth;" in set_depth.stdout
+    given = ok(project.cosmos(*args, "--weight", "depth=0.4", "--dry-run"))
+    assert "default weight" not in given.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "weights", "source"),
     [
@@ -427,6 +484,16 @@ def test_which_weight_wins(three, args, weights, source) -> None:
     assert spec_weights(Path(data["output_dir"])) == weights
 
 
+def test_a_weight_of_zero_given_is_kept_not_defaulted(three) -> None:
+    project, ids = three
+    data = project.cosmos_json(
+        "inference", ids[1], "--seed", "9", "--weight", "depth=0", "--weight", "vis=0.2"
+    )
+    assert data["weights"] == {"vis": 0.2, "depth": 0.0}
+    assert data["default_weights"] == {}
+    assert spec_weights(Path(data["output_dir"])) == {"vis": 0.2, "depth": 0.0}
+
+
 def test_without_default_weight_a_control_needs_one(three) -> None:
     project, ids = three
     before = state(project)
@@ -446,7 +513,7 @@ def test_a_prompt_without_controls_needs_a_weight(three) -> None:
     project, _ = three
     plain = create(project, "A plain street", color_only(project))
     before = state(project)
-    bad(project.cosmos("inference", plain), plain, "no control videos", "--weight vis=W")
+    bad(project.cosmos("inference", plain), plain, "no control videos", "--weight KEY=W", "depth")
     bad(project.cosmos("inference", plain, "--set", "inference.default_weight=null"), plain)
     assert state(project) == before
     data = project.cosmos_json("inference", plain, "--weight", "edge=0.3")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -134,6 +135,23 @@ def test_a_run_whose_input_names_hold_a_newline_and_a_backslash_checks(project: 
     assert check.returncode == 0, check.stdout + check.stderr
     code, report = verify_json(project)
     assert (code, report["ok"], report["checked"]) == (0, True, 1)
+
+
+@pytest.mark.parametrize("folder_bytes", [b"latin\xe9shot", b"odd\xffname"])
+def test_a_file_name_that_is_not_utf8_is_refused_before_anything_runs(
+    project: Project, folder_bytes: bytes
+) -> None:
+    """Run folders, checksum files and the database keep names as UTF-8: such a name is refused."""
+    folder = video_dir(
+        project,
+        os.fsdecode(folder_bytes),
+        {"color.mp4": "street_color", "depth.mp4": "street_depth"},
+    )
+    before = tree_snapshot(project.outputs)
+    done = project.cosmos("create", "prompt", "an odd shot", str(folder), "--name", "odd")
+    assert_bad_input(done, "not UTF-8", "rename")
+    assert tree_snapshot(project.outputs) == before
+    assert project.ledger_lines() == []
 
 
 # ---------------------------------------------------------------- cosmos verify
@@ -270,6 +288,98 @@ def test_fix_json_lists_what_it_did(demo_project: Project) -> None:
     assert code == 1
     assert sorted(report["fixed"]) == sorted(expected)
     assert all(item["fixed"] for item in report["damaged"])
+
+
+def test_records_that_disagree_are_damage_and_names_are_not_followed(
+    demo_project: Project,
+) -> None:
+    """result.json and outputs.sha256 must agree; a recorded name never leaves the folder."""
+    proj = demo_project
+    ids = run_ids(proj)
+    runs = proj.outputs / "runs"
+    # An output only outputs.sha256 lists (result.json does not).
+    extra = runs / ids[0] / "extra.bin"
+    extra.write_bytes(b"not an output")
+    with (runs / ids[0] / OUTPUTS_SUMS).open("a", encoding="utf-8") as handle:
+        handle.write(f"{sha(extra)}  extra.bin\n")
+    # A result.json that says the run failed.
+    result = runs / ids[1] / "result.json"
+    data = json.loads(result.read_text(encoding="utf-8"))
+    result.write_text(json.dumps({**data, "status": "failed"}), encoding="utf-8")
+    # A recorded name that points out of the run folder (at a file that matches).
+    outside = runs / ids[2] / ".." / ids[3] / "output.mp4"
+    with (runs / ids[2] / OUTPUTS_SUMS).open("a", encoding="utf-8") as handle:
+        handle.write(f"{sha(outside)}  ../{ids[3]}/output.mp4\n")
+    # Entries of runs/ that are no run of the database, whatever their names.
+    (runs / "old copy").mkdir()
+    (runs / "stray.txt").write_text("x", encoding="utf-8")
+    code, report = verify_json(proj)
+    assert code == 1
+    found = {item["id"]: " | ".join(item["problems"]) for item in report["damaged"]}
+    assert set(found) == {ids[0], ids[1], ids[2]}, found
+    assert "extra.bin is not listed in result.json" in found[ids[0]]
+    assert "result.json says 'failed'" in found[ids[1]]
+    assert "is not a file name of its folder" in found[ids[2]]
+    assert {item["name"] for item in report["orphaned"]} == {"old copy", "stray.txt"}
+
+
+def test_a_run_fixed_for_a_line_gone_from_its_checksums_runs_again(demo_project: Project) -> None:
+    """What verify calls damaged is not cached: --fix makes it run again, then it verifies."""
+    proj = demo_project
+    run_id = run_ids(proj)[0]
+    sums = proj.outputs / "runs" / run_id / OUTPUTS_SUMS
+    kept = [
+        line
+        for line in sums.read_text(encoding="utf-8").splitlines(True)
+        if "output.txt" not in line
+    ]
+    sums.write_text("".join(kept), encoding="utf-8")
+    code, report = verify_json(proj, "--fix")
+    assert code == 0 and report["fixed"] == [run_id]
+    assert "output.txt is not listed in outputs.sha256" in report["damaged"][0]["problems"]
+    dry = proj.batch("+experiment=demo", "dry_run=true")
+    assert "12 runs, 11 cached, 1 to run" in dry.stdout, dry.stdout
+    ledger = len(proj.ledger_lines())
+    again = proj.batch("+experiment=demo")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 executed (1 succeeded, 0 failed), 11 cached" in again.stdout
+    assert len(proj.ledger_lines()) == ledger + 1
+    code, report = verify_json(proj)
+    assert (code, report["ok"], report["damaged"]) == (0, True, [])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\xff\xfe{}", "result.json cannot be read"), (b"[1, 2]", "not a JSON object")],
+)
+def test_an_unreadable_result_json_is_damage_not_a_crash(
+    demo_project: Project, content: bytes, problem: str
+) -> None:
+    proj = demo_project
+    run_id = run_ids(proj)[0]
+    (proj.outputs / "runs" / run_id / "result.json").write_bytes(content)
+    dry = proj.batch("+experiment=demo", "dry_run=true")
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, dry.stderr
+    assert "12 runs, 11 cached, 1 to run" in dry.stdout, dry.stdout
+    shown = proj.cosmos_json("show", run_id)
+    assert shown["id"] == run_id
+    code, report = verify_json(proj)
+    assert code == 1 and problem in report["damaged"][0]["problems"][0]
+
+
+def test_runs_of_another_output_tree_are_counted_not_checked(demo_project: Project) -> None:
+    """Another machine's output tree on the same database: its runs are not damaged here."""
+    proj = demo_project
+    env = {
+        "COSMOS_PATHS__OUTPUTS": str(proj.root / "other"),
+        "COSMOS_DATABASE__URL": f"sqlite:///{proj.outputs / 'cosmos.db'}",
+    }
+    done = proj.cosmos("verify", "--fix", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["checked"], report["elsewhere"]) == (0, 12)
+    assert report["damaged"] == [] and report["fixed"] == []
+    assert len(proj.cosmos_json("list", "runs", "--status", "succeeded")) == 12
 
 
 def test_verify_refuses_arguments_it_does_not_take(demo_done: Project) -> None:

@@ -166,7 +166,19 @@ def delete(
     preview = api.delete_preview(kind, object_id, status, prompt)
     if not preview["ids"]:
         click.echo(f"nothing to delete: no {kind} matches", err=True)
-    elif not yes:
+        emit(
+            {
+                "id": None,
+                "ids": [],
+                "deleted_runs": [],
+                "deleted_prompts": [],
+                "removed_outputs": [],
+            },
+            as_json,
+            lambda _: None,
+        )
+        return
+    if not yes:
         kept = "and remove their output folders" if delete_outputs else "(output folders are kept)"
         filters = (("--status", status), ("--prompt", prompt))
         selection = " ".join(f"{flag} {value}" for flag, value in filters if value is not None)

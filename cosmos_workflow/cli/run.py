@@ -23,6 +23,9 @@ from cosmos_workflow.errors import ValidationFailure
 if TYPE_CHECKING:
     from cosmos_workflow.api import InferenceResult, PromptRef
 
+# The largest --prompts-file read (a list of ids or names is far smaller).
+PROMPTS_FILE_MAX_BYTES = 2**20
+
 
 def _emit_run(
     result: InferenceResult, extra: dict[str, Any], as_json: bool, line: str = ""
@@ -89,12 +92,22 @@ def _prompt_refs(prompts: tuple[str, ...], listing: Path | None) -> list[PromptR
     refs = [PromptRef(text) for text in prompts]
     if listing is None:
         return refs
+    if not listing.is_file():
+        # A named pipe or a device might never end: it is not read.
+        raise ValidationFailure(f"--prompts-file {listing}: not a regular file")
     try:
-        lines = listing.read_text(encoding="utf-8").splitlines()
+        with listing.open("rb") as handle:
+            data = handle.read(PROMPTS_FILE_MAX_BYTES + 1)
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise ValidationFailure(f"--prompts-file {listing}: not UTF-8 text ({exc.reason})") from exc
     except OSError as exc:
         raise ValidationFailure(f"--prompts-file {listing}: {exc.strerror}") from exc
+    if len(data) > PROMPTS_FILE_MAX_BYTES:
+        raise ValidationFailure(
+            f"--prompts-file {listing}: larger than {PROMPTS_FILE_MAX_BYTES // 2**20} MiB; "
+            "give a list of prompt ids or names, one per line"
+        )
     listed = [
         PromptRef(line.strip(), f"{listing}:{number}")
         for number, line in enumerate(lines, start=1)

@@ -34,7 +34,8 @@ def detect_videos(folder: Path) -> dict[str, Path]:
     ``segmentation`` is another name of ``seg``.
 
     Raises:
-        ValidationFailure: not a folder, no color video, or two files for a role.
+        ValidationFailure: not a folder, no color video, two files for a role,
+            or a video whose path is not UTF-8.
     """
     if not folder.is_dir():
         raise ValidationFailure(f"not a folder: {folder}")
@@ -54,4 +55,21 @@ def detect_videos(folder: Path) -> dict[str, Path]:
             f"no color video in {folder} (expected a file named color.mp4 or *_color.mp4; "
             f"found: {names})"
         )
-    return {role: paths[0] for role, paths in found.items()}
+    videos = {role: paths[0] for role, paths in found.items()}
+    for path in videos.values():
+        _refuse_undecodable(path.resolve())
+    return videos
+
+
+def _refuse_undecodable(path: Path) -> None:
+    """Refuse a path that is not UTF-8 (bytes the file system kept as they were).
+
+    Run folders, checksum files and the database keep names as UTF-8 text.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationFailure(
+            f"{str(path)!r}: its name, or a folder's above it, is not UTF-8; rename it "
+            "(run folders, checksum files and the database keep names as UTF-8)"
+        ) from exc

@@ -200,14 +200,15 @@ class OutputStore:
         return True
 
     def read_result(self, run_id: str) -> dict[str, Any] | None:
-        """The run's result.json, or None."""
+        """The run's result.json, or None (none, or not a JSON object in UTF-8)."""
         path = self.run_dir(run_id) / RESULT_FILE
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # JSON and UTF-8 errors are ValueErrors
             return None
+        return result if isinstance(result, dict) else None
 
     def control_videos(self, run_id: str) -> dict[str, Path]:
         """The control videos the program computed for the run, by control key.
@@ -233,21 +234,25 @@ class OutputStore:
         """True if the run folder says succeeded and its outputs have their sizes.
 
         A cheap check (no hashing): the run's main output must be among the
-        outputs result.json lists, and every one must exist with the recorded
-        size. :meth:`verify_outputs` checks sha256.
+        outputs result.json lists, and every one must be a file of the run's
+        folder with the recorded size. :meth:`verify_outputs` checks sha256.
         """
+        return self._sized_outputs(run_id) is not None
+
+    def _sized_outputs(self, run_id: str) -> dict[str, Any] | None:
+        """The outputs result.json lists (name -> size), if :meth:`has_outputs`; else None."""
         result = self.read_result(run_id)
         if not result or result.get("status") != "succeeded":
-            return False
+            return None
         folder = self.run_dir(run_id)
         sizes = result.get("outputs") or {}
         if not isinstance(sizes, dict) or _main_output(result, sizes) not in sizes:
-            return False
+            return None
         for name, size in sizes.items():
             path = folder / name
-            if not path.is_file() or path.stat().st_size != size:
-                return False
-        return True
+            if not own_file_name(name) or not path.is_file() or path.stat().st_size != size:
+                return None
+        return sizes
 
     def with_outputs(self, run_ids: Iterable[str]) -> list[str]:
         """The runs among ``run_ids`` that pass :meth:`has_outputs`, in the order given.
@@ -262,13 +267,20 @@ class OutputStore:
         return [run_id for run_id in run_ids if run_id in folders and self.has_outputs(run_id)]
 
     def verify_outputs(self, run_id: str) -> bool:
-        """True if the run succeeded and every output matches outputs.sha256."""
-        if not self.has_outputs(run_id):
+        """True if the run succeeded and every output matches outputs.sha256.
+
+        result.json and outputs.sha256 must list the same outputs: a run
+        that `cosmos verify` calls damaged is never taken for made.
+        """
+        sizes = self._sized_outputs(run_id)
+        if sizes is None:
             return False
         folder = self.run_dir(run_id)
         try:
             recorded = read_sums(folder / OUTPUTS_SUMS)
         except (OSError, ValueError):
+            return False
+        if sorted(name for _, name in recorded) != sorted(sizes):
             return False
         for digest, name in recorded:
             target = folder / name
@@ -439,6 +451,11 @@ def _placements(
 def control_name(key: str, relative: str) -> str:
     """A computed control video's name in the run folder: ``control_<key>`` and its suffix."""
     return f"{CONTROL_PREFIX}{key}{PurePosixPath(relative).suffix or '.mp4'}"
+
+
+def own_file_name(name: object) -> bool:
+    """True if ``name`` (as a record file gives it) names a file of the run's folder itself."""
+    return isinstance(name, str) and Path(name).name == name and name not in ("", ".", "..")
 
 
 def read_sums(path: Path) -> list[tuple[str, str]]:

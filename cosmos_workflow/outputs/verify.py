@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cosmos_workflow.outputs.store import OUTPUTS_SUMS, RESULT_FILE, OutputStore, read_sums
+from cosmos_workflow.outputs.store import (
+    OUTPUTS_SUMS,
+    RESULT_FILE,
+    OutputStore,
+    own_file_name,
+    read_sums,
+)
 from cosmos_workflow.utils.hashing import sha256_file
 from cosmos_workflow.utils.step_progress import NullStepProgress, StepProgress
 
@@ -183,7 +189,7 @@ def _output_problems(
 ) -> list[str]:
     """What is wrong with one recorded output (hashed only when its size is right)."""
     shown = name if name.isprintable() else repr(name)
-    if Path(name).name != name or name in (".", ".."):
+    if not own_file_name(name):
         return [f"{shown} is not a file name of its folder"]
     path = folder / name
     if not path.is_file():

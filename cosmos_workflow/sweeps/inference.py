@@ -213,8 +213,8 @@ def _weights(
         problems.append(
             Problem(
                 "inputs.controls",
-                "no control videos and no weight is given: pass --weight vis=W or "
-                "--weight edge=W (computed from its input video)",
+                "no control videos and no weight is given: pass --weight KEY=W for a "
+                "control the model computes from the input video (e.g. depth, edge or vis)",
             )
         )
     return weights, defaulted, problems
