@@ -232,7 +232,9 @@ def test_hostile_prompts_names_and_file_names_arrive_intact_and_run_nothing(
         video, depth = folder / f"{name}.MP4", folder / f"depth {name}.mp4"
         shutil.copy(demo / "color.mp4", video)
         shutil.copy(demo / "depth.mp4", depth)
-        prompts[f"{text} #{index}"] = {
+        # A name is one line of printable characters (control characters are refused).
+        name_of = "".join(c if c.isprintable() else " " for c in text)
+        prompts[f"{name_of} #{index}"] = {
             "text": omegaconf_escaped(text),
             # One negative prompt for all, so that the runs share containers.
             "negative": omegaconf_escaped(negative),
