@@ -289,6 +289,11 @@ CASES: dict[str, Case] = {
         (BAD_PROMPTS, "prompts.scene.negative", "${oc.decode:"),
         with_prompts(prompt_set(extra="  negative: '${oc.decode:\"1\"}'\n")),
     ),
+    "a node interpolation in the negative prompt": Case(
+        ("+experiment=bad",),
+        (BAD_PROMPTS, "prompts.scene.negative", "{{ "),
+        with_prompts(prompt_set(extra="  negative: 'blurry ${vars.style}'\n")),
+    ),
     "an unclosed interpolation in a var": Case(
         ("+experiment=bad",),
         (BAD, "vars.label", "${x"),
