@@ -289,6 +289,21 @@ CASES: dict[str, Case] = {
         (BAD_PROMPTS, "prompts.scene.negative", "${oc.decode:"),
         with_prompts(prompt_set(extra="  negative: '${oc.decode:\"1\"}'\n")),
     ),
+    "a node interpolation in the negative prompt": Case(
+        ("+experiment=bad",),
+        (BAD_PROMPTS, "prompts.scene.negative", "{{ "),
+        with_prompts(prompt_set(extra="  negative: 'blurry ${vars.style}'\n")),
+    ),
+    "an unclosed interpolation in a var": Case(
+        ("+experiment=bad",),
+        (BAD, "vars.label", "${x"),
+        {BAD: experiment("vars: {style: x, label: 'a ${x'}\nmodel: {weights: {depth: 0.5}}\n")},
+    ),
+    "a dollar before a jinja2 variable in prompt text": Case(
+        ("+experiment=bad",),
+        (BAD_PROMPTS, "prompts.scene.text", "\\${"),
+        with_prompts(prompt_set("'A street for ${{ style }}'")),
+    ),
     "the time in the sweep's name": Case(
         ("+experiment=bad",),
         (BAD, "name", "${now:"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult
 from omegaconf import OmegaConf
+from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 
 SCHEME = "cosmos"
 
@@ -56,9 +57,27 @@ class CosmosConfigSource(FileConfigSource):
             header = self._get_header_dict(text)
         except ValueError as exc:
             raise ConfigFileError(f"{shown}: {exc}") from exc
+        try:
+            config = OmegaConf.load(io.StringIO(text))
+        except OmegaConfBaseException as exc:
+            raise ConfigFileError(_unloadable(shown, header.get("package") or group, exc)) from exc
         return ConfigResult(
-            config=OmegaConf.load(io.StringIO(text)),
+            config=config,
             path=f"{self.scheme()}://{self.path}",
             provider=self.provider,
             header=header,
         )
+
+
+def _unloadable(shown: str, package: "str | None", exc: OmegaConfBaseException) -> str:
+    """Why OmegaConf cannot load a file (a malformed ${...}), naming the key as composed."""
+    key = str(getattr(exc, "full_key", "") or "")
+    if package and package != "_global_" and key:
+        key = f"{package}.{key}"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, GrammarParseError):
+        return f"{shown}: {key or '(top level)'}: cannot be loaded: {detail}"
+    return (
+        f"{shown}: {key or '(top level)'}: not a valid interpolation ({detail}); "
+        "write \\${ for a literal '${' (prompt text is a jinja2 template: {{ name }})"
+    )
