@@ -24,6 +24,7 @@ from cosmos_workflow.cli.console import configure_logging, guarded, print_error
 from cosmos_workflow.cli.plans import finish_sweep
 from cosmos_workflow.config.project import ProjectPaths, find_project
 from cosmos_workflow.errors import CosmosError, ValidationFailure
+from cosmos_workflow.utils.words import counted
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -77,10 +78,6 @@ def _task_overrides() -> list[str]:
 
     task = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
     return [str(override) for override in task]
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class BatchTask:
@@ -159,7 +156,7 @@ class BatchTask:
             self._record(exc.exit_code)
             return [exc.exit_code] * len(jobs)
         sweeps = multirun.sweeps
-        print(f"multirun: {_count(len(jobs), 'job')}, {_count(len(sweeps), 'sweep')}")
+        print(f"multirun: {counted(len(jobs), 'job')}, {counted(len(sweeps), 'sweep')}")
         if len(sweeps) > 1:
             print(
                 f"note: the jobs have {len(sweeps)} different settings (target, database, "

@@ -18,6 +18,7 @@ from cosmos_workflow.cli.complete import (
 from cosmos_workflow.database.ratings import MAX_RATING, MIN_RATING
 from cosmos_workflow.database.states import RUN_STATUSES
 from cosmos_workflow.errors import ValidationFailure
+from cosmos_workflow.utils.words import counted
 
 PROMPT_FILTER_HELP = (
     "Runs of this prompt: an id (a unique prefix is enough) or a name (every prompt so named)."
@@ -197,14 +198,9 @@ def _what(kind: str, preview: dict[str, Any], selection: str) -> str:
     runs = len(preview["runs"])
     if preview["id"] is not None:
         return f"{kind} {preview['id']}" + (f" and its {runs} run(s)" if kind == "prompt" else "")
-    count = _count_of(len(preview["ids"]), kind)
+    count = counted(len(preview["ids"]), kind)
     what = f"{count} matching {selection}" if selection else f"all {count}"
-    return what + (f" with their {_count_of(runs, 'run')}" if kind == "prompt" else "")
-
-
-def _count_of(number: int, noun: str) -> str:
-    """``1 run``, ``12 runs``."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    return what + (f" with their {counted(runs, 'run')}" if kind == "prompt" else "")
 
 
 def _confirm_children(children: dict[str, list[str]]) -> bool:

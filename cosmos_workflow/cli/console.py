@@ -22,6 +22,7 @@ from cosmos_workflow.engine.eta import format_duration
 from cosmos_workflow.engine.progress_state import ProgressState
 from cosmos_workflow.errors import CosmosError, StateError
 from cosmos_workflow.utils.clock import Clock, SystemClock
+from cosmos_workflow.utils.words import counted
 
 logger = logging.getLogger("cosmos_workflow.progress")
 
@@ -147,10 +148,6 @@ def _gpu_list(gpus: list[int] | tuple[int, ...]) -> str:
     return ",".join(str(gpu) for gpu in gpus)
 
 
-def _runs(count: int) -> str:
-    return f"{count} run" if count == 1 else f"{count} runs"
-
-
 class PlainProgress:
     """Progress as log lines (when stderr is not a terminal); thread-safe.
 
@@ -178,7 +175,7 @@ class PlainProgress:
                 job_id,
                 target,
                 _gpu_list(gpus),
-                _runs(len(run_ids)),
+                counted(len(run_ids), "run"),
             )
 
     def log_line(self, job_id: str, line: str) -> None:
@@ -317,7 +314,7 @@ class RichProgress:
                 slot.target,
                 f"gpus {_gpu_list(slot.gpus)}",
                 slot.job_id,
-                _runs(slot.runs),
+                counted(slot.runs, "run"),
                 format_duration(slot.elapsed_s),
             )
         return Group(head, counts, Padding(slots, (0, 0, 0, 2), expand=False))

@@ -18,6 +18,7 @@ import click
 from cosmos_workflow.cli.common import emit
 from cosmos_workflow.cli.console import make_progress, stderr_console
 from cosmos_workflow.errors import CosmosError
+from cosmos_workflow.utils.words import counted
 
 if TYPE_CHECKING:
     from cosmos_workflow.api import CosmosAPI, SweepPlan, SweepSummary
@@ -36,10 +37,6 @@ def _format_params(params: dict[str, Any]) -> str:
     return " ".join(shown + list(params.get(OVERRIDES_PARAM, [])))
 
 
-def _plural(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 # -- a dry run --------------------------------------------------------------------------
 def print_plan(data: dict[str, Any]) -> None:
     """A dry run's plan (CosmosAPI.preview): every run, cached or to run in which job, the
@@ -49,7 +46,7 @@ def print_plan(data: dict[str, Any]) -> None:
     if data["sweep_id"]:
         click.echo(f"sweep {data['sweep_id']} ({data['name']}): {counts['runs']} runs, {tally}")
     else:
-        click.echo(f"{data['name']}: {_plural(counts['runs'], 'run')}, {tally}")
+        click.echo(f"{data['name']}: {counted(counts['runs'], 'run')}, {tally}")
     _print_runs(data["runs"], "main")
     for stage, found in data["stages"].items():
         counts = found["counts"]
@@ -62,7 +59,7 @@ def print_plan(data: dict[str, Any]) -> None:
     if data["stages"]:
         total = data["total"]
         click.echo(
-            f"total: {total['to_run']} runs to run in {_plural(total['jobs'], 'job')}, "
+            f"total: {total['to_run']} runs to run in {counted(total['jobs'], 'job')}, "
             f"{total['cached']} cached"
         )
     for note in data["notes"]:
@@ -83,13 +80,13 @@ def _print_jobs(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         return
     targets = sorted({job["target"] for job in jobs})
-    click.echo(f"jobs: {_plural(len(jobs), 'model load')} on {', '.join(targets)}")
+    click.echo(f"jobs: {counted(len(jobs), 'model load')} on {', '.join(targets)}")
     for job in jobs:
         gpus = ",".join(str(gpu) for gpu in job["gpus"])
         where = f"on {job['target']} {'gpu' if len(job['gpus']) == 1 else 'gpus'} {gpus}"
         click.echo(
             f"  job {job['job']:<3} {job['stage']:<8} {job['adapter']:<20} "
-            f"{_plural(job['runs'], 'run'):<8} {where}"
+            f"{counted(job['runs'], 'run'):<8} {where}"
         )
 
 

@@ -16,6 +16,7 @@ import click
 from cosmos_workflow.database.ratings import MAX_RATING
 from cosmos_workflow.database.states import RUN_STATUSES
 from cosmos_workflow.engine.eta import format_duration
+from cosmos_workflow.utils.words import counted
 
 if TYPE_CHECKING:
     from cosmos_workflow.api import InferenceResult
@@ -190,7 +191,7 @@ def render_deleted(kind: str, data: dict[str, Any]) -> None:
         what = f"{kind} {data['id']}"
     else:
         count = len(data["ids"])
-        what = f"{count} {kind}" if count == 1 else f"{count} {kind}s"
+        what = counted(count, kind)
     click.echo(f"deleted {what} ({len(data['deleted_runs'])} run(s){also})")
     if data["removed_outputs"]:
         click.echo(f"removed {len(data['removed_outputs'])} output folder(s)")
@@ -266,7 +267,7 @@ def _render_sweep(sweep: dict[str, Any]) -> None:
         click.echo(f"  {stage} stage: {_counts_text(counts)}{now}")
     for job in sweep["jobs"]:
         gpus = ",".join(str(gpu) for gpu in job["gpus"]) or "-"
-        runs = f"{job['runs']} run" if job["runs"] == 1 else f"{job['runs']} runs"
+        runs = counted(job["runs"], "run")
         click.echo(
             f"  job {job['job_id']} on {job['target']} gpus {gpus}: {runs}, started"
             f" {job['started_at']}, running for {format_duration(job['elapsed_s'])}"

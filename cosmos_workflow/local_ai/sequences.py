@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_workflow.local_ai.video_dir import ROLES, role_named
+from cosmos_workflow.utils.words import counted
 
 MODALITIES: tuple[str, ...] = ROLES
 # The whole name before the number that means "the color frames".
@@ -173,7 +174,7 @@ def unused_note(folder: Path, used: set[Path], why: str) -> str | None:
         shown += f" and {len(names) - SHOWN_NAMES} more"
     folders = sum(1 for path in unused if path.is_dir())
     counts = [
-        f"{count} {noun}{'' if count == 1 else 's'}"
+        counted(count, noun)
         for count, noun in ((len(unused) - folders, "file"), (folders, "folder"))
         if count
     ]
@@ -196,10 +197,6 @@ def _names_of(paths: list[Path]) -> list[str]:
             items.append(groups[stem.lower(), sep])
         groups[stem.lower(), sep].frames.append(Frame(int(digits), len(digits), path))
     return [
-        item if isinstance(item, str) else f"{item.pattern} ({_count(len(item.frames), 'frame')})"
+        item if isinstance(item, str) else f"{item.pattern} ({counted(len(item.frames), 'frame')})"
         for item in items
     ]
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

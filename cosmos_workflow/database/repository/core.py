@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from cosmos_workflow.database.models import Base, Run, RunStatus
+from cosmos_workflow.errors import NotFoundFailure
 from cosmos_workflow.utils.clock import Clock
+
+RowT = TypeVar("RowT", bound=Base)
 
 # Bulk updates check the status in SQL; loaded objects are not refreshed.
 NO_SYNC = {"synchronize_session": False}
@@ -83,3 +86,11 @@ class RepositoryCore:
     def now(self) -> datetime:
         """The repository's clock (for callers that stamp results)."""
         return self._clock.now()
+
+    def _get(self, model: type[RowT], row_id: str, noun: str) -> RowT:
+        """One row by id. Raises NotFoundFailure ("no NOUN with id ...")."""
+        with self._session() as session:
+            row = session.get(model, row_id)
+            if row is None:
+                raise NotFoundFailure(f"no {noun} with id {row_id}")
+            return row

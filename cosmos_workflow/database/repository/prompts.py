@@ -104,11 +104,7 @@ class PromptQueries(RepositoryCore):
 
     def get_prompt(self, prompt_id: str) -> Prompt:
         """Return one prompt. Raises NotFoundFailure."""
-        with self._session() as session:
-            prompt = session.get(Prompt, prompt_id)
-            if prompt is None:
-                raise NotFoundFailure(f"no prompt with id {prompt_id}")
-            return prompt
+        return self._get(Prompt, prompt_id, "prompt")
 
     def prompt_ids_named(self, names: Iterable[str]) -> dict[str, list[tuple[str, bool]]]:
         """The prompts called each of ``names``: (id, True if made from another prompt).

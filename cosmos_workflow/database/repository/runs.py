@@ -90,11 +90,7 @@ class RunQueries(RepositoryCore):
 
     def get_run(self, run_id: str) -> Run:
         """Return one run. Raises NotFoundFailure."""
-        with self._session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                raise NotFoundFailure(f"no run with id {run_id}")
-            return run
+        return self._get(Run, run_id, "run")
 
     def list_runs(
         self,

@@ -10,7 +10,6 @@ from sqlalchemy import Row, func, select
 from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.models import Run, RunStatus, Sweep, SweepRun, SweepStage
 from cosmos_workflow.database.repository.core import RepositoryCore, enqueue_in, insert_rows
-from cosmos_workflow.errors import NotFoundFailure
 from cosmos_workflow.manifest.specs import RunSpec
 
 
@@ -63,11 +62,7 @@ class SweepQueries(RepositoryCore):
 
     def get_sweep(self, sweep_id: str) -> Sweep:
         """Return one sweep. Raises NotFoundFailure."""
-        with self._session() as session:
-            sweep = session.get(Sweep, sweep_id)
-            if sweep is None:
-                raise NotFoundFailure(f"no sweep with id {sweep_id}")
-            return sweep
+        return self._get(Sweep, sweep_id, "sweep")
 
     def list_sweeps(self, limit: int | None = None) -> list[Sweep]:
         """Sweeps, newest first."""
