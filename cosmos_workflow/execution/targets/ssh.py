@@ -292,13 +292,20 @@ class RemoteExecutor(Executor):
         return done.stdout + done.stderr
 
     def _download_outputs(self, invocation: Invocation, staging: Path, layout: JobLayout) -> None:
-        for outputs in invocation.outputs.values():
-            # Every output the program may have written; the optional ones
-            # (prompt text, computed control videos) only when it did.
-            for relative in (outputs.video, *outputs.extras.values(), *outputs.controls.values()):
-                far = layout.path(relative)
-                if self._remote.run(["test", "-f", far]).exit_code == 0:
-                    self._files.download(far, staging / relative)
+        """Bring back every output the program wrote, asked for in one round trip.
+
+        The optional ones (the prompt text, computed control videos) only when it did.
+        """
+        wanted = {
+            layout.path(relative): relative
+            for outputs in invocation.outputs.values()
+            for relative in (outputs.video, *outputs.extras.values(), *outputs.controls.values())
+        }
+        # find names the regular files among them (the others are an error on
+        # stderr); only lines that are one of our paths count, whatever else is printed.
+        listed = self._remote.run(["find", *wanted, "-maxdepth", "0", "-type", "f"])
+        for far in sorted(set(listed.stdout.splitlines()) & set(wanted)):
+            self._files.download(far, staging / wanted[far])
 
     def _cleanup(self, name: str, layout: JobLayout) -> None:
         """Remove the container and the job folder; one failing does not skip the other."""
