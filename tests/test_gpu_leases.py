@@ -17,14 +17,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Project
+import yaml
+from conftest import Project, make_project
 from sqlalchemy import Engine, create_engine, text
 from test_database import T0, FakeClock
 
 from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
 from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.execution.targets.docker import LABEL_PREFIX
 
 TIMEOUT_S = 60.0
 MACHINE = "local:gpu-box"
@@ -176,18 +179,20 @@ def summary_counts(stdout: str) -> tuple[int, int, int]:
     return int(executed), int(by_others or 0), int(cached)
 
 
-def model_processes(*ledgers: Path) -> dict[int, tuple[float, float]]:
-    """Each model process (pid) of the ledgers: when it started, when it wrote its last video."""
-    spans: dict[int, tuple[float, float]] = {}
-    for ledger in ledgers:
-        for line in ledger.read_text().splitlines() if ledger.is_file() else []:
-            record = json.loads(line)
-            start, end = spans.get(record["pid"], (record["started_at"], record["at"]))
-            spans[record["pid"]] = (min(start, record["started_at"]), max(end, record["at"]))
+def model_processes(ledger: Path) -> dict[tuple[int, float], tuple[float, float]]:
+    """Each model process of a ledger: when it started, when it wrote its last video.
+
+    A process is its pid and start time (in containers, pids repeat).
+    """
+    spans: dict[tuple[int, float], tuple[float, float]] = {}
+    for line in ledger.read_text().splitlines() if ledger.is_file() else []:
+        record = json.loads(line)
+        key = (record["pid"], record["started_at"])
+        spans[key] = (record["started_at"], max(record["at"], spans.get(key, (0, 0))[1]))
     return spans
 
 
-def most_at_once(spans: dict[int, tuple[float, float]]) -> int:
+def most_at_once(spans: dict[tuple[int, float], tuple[float, float]]) -> int:
     """The largest number of model processes that ran at the same time."""
     edges = sorted(
         [(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()]
@@ -307,3 +312,54 @@ def test_a_runner_that_ends_gives_its_gpus_back_at_once(project: Project, how: s
     assert again.returncode == 0, again.stderr
     assert "another runner holds" not in again.stderr
     assert time.monotonic() - began < 30
+
+
+# -- two runners sharing an ssh host ---------------------------------------------
+@pytest.fixture
+def shared_host(tmp_path: Path, host: Any) -> Iterator[tuple[Project, Path]]:
+    """A project whose targets gpu-a and gpu-b are one test host (2 GPUs) by two names."""
+    project = make_project(tmp_path / "proj")
+    work_dir = tmp_path / "gpu-host" / "cosmos"
+    work_dir.mkdir(parents=True)
+    project.env["COSMOS_SIMULATOR__LEDGER"] = str(work_dir / "ledger.jsonl")
+    for name in ("gpu-a", "gpu-b"):
+        config = {**host.target_config(work_dir, name=name), "gpus": [0, 1]}
+        project.write(f"conf/target/{name}.yaml", yaml.safe_dump(config))
+    yield project, work_dir
+    docker = {**os.environ, **host.dockerd.env}
+    ours = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL_PREFIX}job"],
+        env=docker,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if ours:
+        subprocess.run(["docker", "rm", "-f", *ours], env=docker, capture_output=True, check=True)
+
+
+def test_two_runners_whose_targets_name_one_host_never_run_more_than_two_jobs_on_it(
+    shared_host: tuple[Project, Path],
+) -> None:
+    project, work_dir = shared_host
+    ledger = work_dir / "ledger.jsonl"
+    # Containers take a second or two to start: jobs of 2 s are long enough here.
+    slow = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    first = project.start_batch("+experiment=demo", "target=gpu-a", env=slow, capture=True)
+    project.wait_for_ledger(1, ledger=ledger)
+    # A smaller second sweep (6 runs): the test stays short with containers.
+    second = project.start_batch(
+        "+experiment=demo",
+        "model.guidance=7",
+        "sweep.grid.model.seed=[1]",
+        "target=gpu-b",
+        env=SLOW,
+        capture=True,
+    )
+    (out1, _), (out2, err2) = finish(first, second)
+    spans = model_processes(ledger)
+    assert len(ledger.read_text().splitlines()) == 18
+    assert most_at_once(spans) <= 2, f"{most_at_once(spans)} containers ran on 2 GPUs"
+    assert re.search(r"waiting for [12] GPU slot\(s\) another runner holds \(gpu-b GPU", err2)
+    assert "12 executed (12 succeeded, 0 failed), 0 cached" in out1
+    assert "6 executed (6 succeeded, 0 failed), 0 cached" in out2
