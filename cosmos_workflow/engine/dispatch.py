@@ -344,7 +344,7 @@ class Dispatcher:
         )
 
     def _note(self, message: str) -> None:
-        logger.info("%s", message)
+        # Once: the progress sink shows it (a log line where there is no terminal).
         self._progress.note(message)
 
     # -- unreachable hosts -----------------------------------------------------
