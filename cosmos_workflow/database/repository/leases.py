@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import Select, and_, delete, select
+from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from cosmos_workflow.database.engine import WRITE_LOCK
@@ -32,7 +32,9 @@ class LeaseQueries(RepositoryCore):
     ) -> bool:
         """Lease ``gpus`` of ``machine`` to a runner's job, all of them or none.
 
-        Leases of runners that are not alive (see the module) are removed first.
+        Leases of runners that are not alive (see the module) are removed first,
+        and the runner's own (it books only GPUs it knows free: a lease it could
+        not give back is replaced).
 
         Args:
             machine: The machine's key (``Executor.machine``).
@@ -47,7 +49,10 @@ class LeaseQueries(RepositoryCore):
         if not gpus:
             return True
         mine = and_(GpuLease.machine == machine, GpuLease.gpu.in_(list(gpus)))
-        stale = GpuLease.runner_id.not_in(self._live_runners(timeout_s))
+        stale = or_(
+            GpuLease.runner_id == runner_id,
+            GpuLease.runner_id.not_in(self._live_runners(timeout_s)),
+        )
         rows = [
             {
                 "machine": machine,
