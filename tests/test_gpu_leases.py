@@ -27,6 +27,8 @@ from test_database import T0, FakeClock
 
 from cosmos_workflow.database.engine import create_db_engine, migrate, session_factory
 from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.engine.gpu_leases import LOOK_AGAIN_S, GpuLeases
+from cosmos_workflow.engine.scheduler import HostSlots
 from cosmos_workflow.execution.targets.docker import LABEL_PREFIX
 
 TIMEOUT_S = 60.0
@@ -167,6 +169,38 @@ def test_of_many_runners_taking_one_gpu_at_once_exactly_one_gets_it(
         won = race_for_gpus(repo, runners, f"round{round_no}")
         assert len(won) == 1, f"round {round_no}: {won} all took GPUs 0 and 1"
         assert repo.release_gpus(won[0]) == 2
+
+
+# -- the dispatcher's view ------------------------------------------------------
+def test_a_plan_sees_gpus_other_runners_hold_as_busy_and_says_so_once(
+    repo: DataRepository,
+) -> None:
+    notes: list[str] = []
+    machines = {"local": MACHINE, "box-by-ip": "ssh:10.0.0.5:22", "other": "ssh:gpu-9:22"}
+    leases = GpuLeases(repo, "rn_b", machines, TIMEOUT_S, notes.append)
+    hosts = [HostSlots("local", [0, 1, 2]), HostSlots("box-by-ip", [0, 1]), HostSlots("other", [0])]
+    hosts[0].occupy([2], 50.0)
+    assert take(repo, "rn_a", [0, 2], "jb_a1") and take(
+        repo, "rn_a", [1], "jb_a2", "ssh:10.0.0.5:22"
+    )
+
+    views = leases.visible(hosts, now=10.0)
+    assert [view.free_gpus() for view in views] == [[1], [0], [0]]
+    # GPU 2 is this runner's own job (until 50); the other runner's GPUs are looked at again soon.
+    assert views[0].busy_until == {2: 50.0, 0: 10.0 + LOOK_AGAIN_S}
+    assert hosts[0].busy_until == {2: 50.0} and hosts[1].busy_until == {}, "the hosts changed"
+    assert notes == [
+        "waiting for 2 GPU slot(s) another runner holds (local GPU 0; box-by-ip GPU 1)"
+    ]
+    leases.visible(hosts, now=11.0)
+    assert len(notes) == 1, "the same wait was said twice"
+
+    repo.release_gpus("rn_a", "jb_a1")
+    assert [view.free_gpus() for view in leases.visible(hosts, now=12.0)] == [[0, 1], [0], [0]]
+    assert notes[1:] == ["waiting for 1 GPU slot(s) another runner holds (box-by-ip GPU 1)"]
+    assert leases.take("local", [0, 1], "jb_b1") and not leases.take("box-by-ip", [1], "jb_b2")
+    leases.release("jb_b1")
+    assert repo.gpus_held_by_others("rn_a", TIMEOUT_S) == {}
 
 
 # -- real runners ----------------------------------------------------------------
