@@ -224,7 +224,8 @@ def _write_files(cluster: SlurmCluster) -> None:
     root = cluster.root
     for sub in ("state", "spool", "munge", "dev", "work", "env/bin"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "munge").chmod(0o700)
+    # Clients of any user reach the socket; only root reads the key.
+    (root / "munge").chmod(0o755)
     key = root / "munge" / "munge.key"
     key.write_bytes(os.urandom(128))
     key.chmod(0o600)
@@ -267,14 +268,14 @@ def _in_node(cluster: SlurmCluster, argv: list[str]) -> list[str]:
     remount /sys.
     """
     inner = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', cluster.node, *argv]
-    if cluster.netns is None:
-        return inner
     return ["nsenter", f"--net=/run/netns/{cluster.netns}", *inner]
 
 
-def _spawn(cluster: SlurmCluster, argv: list[str], log: str, pass_fds: tuple[int, ...]) -> None:
+def _spawn(
+    cluster: SlurmCluster, argv: list[str], log: str, pass_fds: tuple[int, ...]
+) -> subprocess.Popen:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SLURM_CONF": str(cluster.conf)}
-    subprocess.Popen(
+    return subprocess.Popen(
         _in_node(cluster, argv),
         stdout=subprocess.DEVNULL,
         stderr=(cluster.root / log).open("w"),
@@ -286,23 +287,30 @@ def _spawn(cluster: SlurmCluster, argv: list[str], log: str, pass_fds: tuple[int
 
 
 def _wait(
-    cluster: SlurmCluster, what: str, ready: Callable[[], bool], timeout_s: float = 30
+    cluster: SlurmCluster,
+    what: str,
+    ready: Callable[[], bool],
+    daemons: dict[str, subprocess.Popen],
+    timeout_s: float = 30,
 ) -> None:
+    """Wait until ``ready()``; fail with the logs when a daemon exits or time is up."""
     deadline = time.monotonic() + timeout_s
     while not ready():
-        if time.monotonic() > deadline:
+        exited = [name for name, process in daemons.items() if process.poll() is not None]
+        if exited or time.monotonic() > deadline:
             logs = "".join(
                 f"--- {path.name}\n{path.read_text()[-2000:]}\n"
-                for path in sorted(cluster.root.glob("*.log"))
+                for path in sorted([*cluster.root.glob("*.log"), *cluster.root.glob("*.stderr")])
             )
-            raise RuntimeError(f"{what} did not come up in {timeout_s}s:\n{logs}")
+            problem = f"{', '.join(exited)} exited" if exited else f"not up in {timeout_s}s"
+            raise RuntimeError(f"{what}: {problem}:\n{logs}")
         time.sleep(0.05)
 
 
 def up(
     root: Path,
     *,
-    netns: str | None,
+    netns: str,
     address: str,
     slot_number: int,
     wrapper_dir: Path,
@@ -312,7 +320,7 @@ def up(
 
     Args:
         root: The cluster's own folder (``down`` deletes it).
-        netns: The network namespace the daemons run in (None: this machine's).
+        netns: The network namespace the daemons run in (the test host's).
         address: The address slurmctld and slurmd listen on (the namespace's).
         slot_number: Chooses the ports (distinct per slot).
         wrapper_dir: A folder first on the login node's PATH: the client wrappers go there.
@@ -348,7 +356,7 @@ def up(
 
 def _start(cluster: SlurmCluster, pass_fds: tuple[int, ...]) -> None:
     munge = cluster.root / "munge"
-    _spawn(
+    munged = _spawn(
         cluster,
         [
             str(MUNGED),
@@ -363,17 +371,18 @@ def _start(cluster: SlurmCluster, pass_fds: tuple[int, ...]) -> None:
         "munged.stderr",
         pass_fds,
     )
-    _wait(cluster, "munged", (munge / "munge.sock").exists)
-    _spawn(
+    _wait(cluster, "munged", (munge / "munge.sock").exists, {"munged": munged})
+    daemons = {"munged": munged}
+    daemons["slurmctld"] = _spawn(
         cluster, [str(SLURMCTLD), "-D", "-i", "-f", str(cluster.conf)], "slurmctld.stderr", pass_fds
     )
-    _spawn(
+    daemons["slurmd"] = _spawn(
         cluster,
         [str(SLURMD), "-D", "-N", cluster.node, "-f", str(cluster.conf)],
         "slurmd.stderr",
         pass_fds,
     )
-    _wait(cluster, "the Slurm node", lambda: _idle(cluster))
+    _wait(cluster, "the Slurm node", lambda: _idle(cluster), daemons)
 
 
 def _idle(cluster: SlurmCluster) -> bool:

@@ -199,3 +199,37 @@ def _login(host: Any) -> dict[str, str]:
     import slurm
 
     return slurm.login(host)
+
+
+def test_a_cluster_on_taken_ports_fails_fast_and_leaves_nothing_behind(
+    host: Any, slot: Any, slurm_host: Any, tmp_path: Path, login: Login
+) -> None:
+    import slots
+    import slurm
+
+    root, wrappers = tmp_path / "second", tmp_path / "bin"
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"slurmctld.* exited") as failed:
+        slurm.up(
+            root,
+            netns=host.netns,
+            address=host.address,
+            slot_number=slot.number,
+            wrapper_dir=wrappers,
+        )
+    assert time.monotonic() - started < 10
+    assert "Address already in use" in str(failed.value)
+    assert slots.pids_mentioning([f"{root}/"]) == set()
+    assert not root.exists()
+    assert list(wrappers.iterdir()) == []
+    # The worker's own cluster is untouched.
+    assert slurm_host.node_state() == "idle"
+    assert login.run("sinfo", "-h", "-o", "%t") == "idle\n"
+    with pytest.raises(RuntimeError, match=r"up in .* already"):
+        slurm.up(
+            slurm_host.root,
+            netns=host.netns,
+            address=host.address,
+            slot_number=slot.number,
+            wrapper_dir=wrappers,
+        )
