@@ -8,7 +8,11 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from cosmos_workflow.config.target_kinds import LocalTargetSettings, SSHTargetSettings
+from cosmos_workflow.config.target_kinds import (
+    LocalTargetSettings,
+    SlurmTargetSettings,
+    SSHTargetSettings,
+)
 from cosmos_workflow.manifest.models import ControlKey
 
 
@@ -159,7 +163,7 @@ def _with_kind(value: object) -> object:
 
 # The target kinds, one line each; a kind's executor is registered in
 # cosmos_workflow/execution/targets/registry.py.
-TargetKinds = LocalTargetSettings | SSHTargetSettings
+TargetKinds = LocalTargetSettings | SSHTargetSettings | SlurmTargetSettings
 TARGET_KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].default for model in get_args(TargetKinds)
 )

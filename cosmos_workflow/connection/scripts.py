@@ -28,6 +28,15 @@ class BashScriptBuilder:
         self._lines.append(f"{shlex.join(argv)} > {shlex.quote(path)}")
         return self
 
+    def shell(self, text: str) -> BashScriptBuilder:
+        """Add shell text as is: only fixed text of ours, or a line the user configured.
+
+        Anything that carries user data (names, paths, prompts) goes through
+        :meth:`run`, :meth:`cd` or :meth:`export`, which quote it.
+        """
+        self._lines.append(text)
+        return self
+
     def cd(self, path: str) -> BashScriptBuilder:
         """Change directory for the following steps."""
         self._lines.append(f"cd {shlex.quote(path)}")

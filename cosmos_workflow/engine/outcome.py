@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.errors import CosmosError
-from cosmos_workflow.execution.targets.base import Executor
+from cosmos_workflow.execution.targets.base import ExecutionResult, Executor
+from cosmos_workflow.outputs.store import RunRecord
 
 
 @dataclass
@@ -75,3 +77,36 @@ class Slot:
 
     executor: Executor
     gpus: list[int]
+
+
+def run_record(
+    status: RunStatus,
+    job: tuple[str, int, str, list[int]],
+    result: ExecutionResult | None,
+    stored: tuple[datetime, datetime, int],
+    error: tuple[str, str] | None = None,
+) -> RunRecord:
+    """The record of a run that ended (its run folder's run.json).
+
+    Args:
+        status: How it ended.
+        job: Its job's id, batch size, target name and GPUs.
+        result: How the job's program ended (None: it did not run).
+        stored: When it started (as stored), now, and its attempts.
+        error: Its error class and message, if it did not succeed.
+    """
+    job_id, batch_size, target, gpus = job
+    started, now, attempts = stored
+    return RunRecord(
+        status=status.value,
+        target=target,
+        gpus=gpus,
+        job_id=job_id,
+        batch_size=batch_size,
+        started_at=(result.started_at if result else started).isoformat(),
+        finished_at=(result.finished_at if result else now).isoformat(),
+        exit_code=result.exit_code if result else None,
+        attempts=attempts,
+        error_class=error[0] if error else None,
+        error_message=error[1] if error else None,
+    )

@@ -19,7 +19,7 @@ from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.engine.isolation import Failure, SplitHalf, assess_failure, missing_message
-from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
+from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot, run_record
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, StateError
 from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
@@ -149,11 +149,8 @@ class JobRunner:
                 invocation, staging, started_at, lambda line: self._progress.log_line(job_id, line)
             )
         except CosmosError as exc:
-            self._progress.job_finished(job_id, slot.executor.target_name, slot.gpus)
+            self._job_error(exc, batch, invocation, staging, slot, 0, outcome)
             self._store.discard_staging(staging)
-            outcome.fault = exc
-            outcome.host_lost = isinstance(exc, NetworkFailure)
-            outcome.retry = self._requeue([r.id for r in batch])
             return outcome
         if result is None:
             self._progress.job_finished(job_id, slot.executor.target_name, slot.gpus)
@@ -210,22 +207,42 @@ class JobRunner:
                 invocation, staging, slot.gpus, lambda line: self._progress.log_line(job_id, line)
             )
         except CosmosError as exc:
-            self._progress.job_finished(job_id, executor.target_name, slot.gpus)
-            outcome.fault = exc
-            outcome.host_lost = isinstance(exc, NetworkFailure)
-            if self.may_retry(exc.kind, tries):
-                outcome.retry = self._requeue(ids)
-                ids = [run_id for run_id in ids if run_id not in outcome.retry]
-            job = _Job(invocation, staging / LOG_NAME)
-            for run in batch:
-                if run.id in ids:
-                    status = self._unsuccessful(run, job, slot, None, (exc.kind, str(exc)), 0.0)
-                    getattr(outcome.tally, status).append(run.id)
+            self._job_error(exc, batch, invocation, staging, slot, tries, outcome)
             return
         try:
             self._record_result(batch, invocation, staging, slot, result, tries, outcome, half)
         finally:
             executor.release(job_id, staging)
+
+    def _job_error(
+        self,
+        exc: CosmosError,
+        batch: list[RunSpec],
+        invocation: Invocation,
+        staging: Path,
+        slot: Slot,
+        tries: int,
+        outcome: JobOutcome,
+    ) -> None:
+        """Record a job whose executor raised: try its runs again if allowed, else fail them.
+
+        A job cancelled on its target by someone else (kind ``cancelled``,
+        e.g. scancel) cancels its runs.
+        """
+        self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
+        outcome.fault = exc
+        outcome.host_lost = isinstance(exc, NetworkFailure)
+        ids = [run.id for run in batch]
+        if exc.kind == "cancelled":
+            self._repo.cancel_unfinished(ids, str(exc), runner_id=self._runner_id)
+        elif self.may_retry(exc.kind, tries):
+            outcome.retry = self._requeue(ids)
+            ids = [run_id for run_id in ids if run_id not in outcome.retry]
+        job = _Job(invocation, staging / LOG_NAME)
+        for run in batch:
+            if run.id in ids:
+                status = self._unsuccessful(run, job, slot, None, (exc.kind, str(exc)), 0.0)
+                getattr(outcome.tally, status).append(run.id)
 
     def _record_result(
         self,
@@ -363,23 +380,10 @@ class JobRunner:
         result: ExecutionResult | None,
         error: tuple[str, str] | None = None,
     ) -> RunRecord:
-        stored = self._repo.get_run(run.id)
-        now = self._repo.now()
-        started = result.started_at if result else stored.started_at or now
-        finished = result.finished_at if result else now
-        return RunRecord(
-            status=status.value,
-            target=slot.executor.target_name,
-            gpus=slot.gpus,
-            job_id=job_id,
-            batch_size=batch_size,
-            started_at=started.isoformat(),
-            finished_at=finished.isoformat(),
-            exit_code=result.exit_code if result else None,
-            attempts=stored.attempts,
-            error_class=error[0] if error else None,
-            error_message=error[1] if error else None,
-        )
+        stored, now = self._repo.get_run(run.id), self._repo.now()
+        job = (job_id, batch_size, slot.executor.target_name, slot.gpus)
+        times = (stored.started_at or now, now, stored.attempts)
+        return run_record(status, job, result, times, error)
 
     def _finish_safely(
         self,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 EXECUTOR_FACTORIES: dict[str, str] = {
     "local": "cosmos_workflow.execution.targets.local:make_local_executor",
     "ssh": "cosmos_workflow.execution.targets.ssh:make_remote_executor",
+    "slurm": "cosmos_workflow.execution.targets.slurm:make_slurm_executor",
 }
 
 
