@@ -279,11 +279,14 @@ def _render_target(target: dict[str, Any]) -> None:
         click.echo(f"target {target['name']} ({target['source']}): not usable: {target['problem']}")
         return
     where = target.get("address") or target["source"]
-    if target.get("kind") == "ssh":
-        where = f"ssh {where}"
+    if target.get("kind") in ("ssh", "slurm"):
+        where = f"{target['kind']} {where}"
     click.echo(f"target {target['name']} ({where}):")
     if not target["reachable"]:
         click.echo(f"  unreachable: {target['error']}")
+        return
+    if target.get("kind") == "slurm":
+        _render_queue(target)
         return
     if target["gpus"] is None:
         click.echo("  no GPU information")
@@ -308,6 +311,26 @@ def _render_containers(containers: list[dict[str, Any]]) -> None:
             f"  container {container['name']} {container['state']}: job {labels.get('job', '-')}"
             f", runs {labels.get('runs', '-')}"
         )
+
+
+def _render_queue(target: dict[str, Any]) -> None:
+    """A cluster's jobs of ours: pending with Slurm's reason, running with node, GPUs, time."""
+    if target["queued_jobs"] is None:
+        click.echo(f"  jobs: unknown ({target['error']})")
+        return
+    if not target["queued_jobs"]:
+        click.echo("  no jobs of ours in the queue")
+    for job in target["queued_jobs"]:
+        gpus = counted(job["gpus"], "GPU") if job["gpus"] is not None else "GPUs unknown"
+        if job["state"] == "PENDING":
+            where = f"pending ({job['reason'] or '-'}), {gpus}"
+        else:
+            where = (
+                f"{job['state'].lower()} on {job['node'] or '-'}, {gpus}, "
+                f"for {format_duration(job['elapsed_s'])}"
+            )
+        runs = ", ".join(job.get("runs") or []) or "-"
+        click.echo(f"  slurm job {job['slurm_id']} (job {job['job_id']}): {where}; runs {runs}")
 
 
 def _or_na(value: int | None) -> str:

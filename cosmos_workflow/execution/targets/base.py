@@ -27,6 +27,7 @@ from cosmos_workflow.errors import CosmosError
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.targets.docker import ContainerInfo
 from cosmos_workflow.execution.targets.gpus import GpuInfo
+from cosmos_workflow.execution.targets.slurm_queue import QueuedJob
 from cosmos_workflow.manifest.specs import InputFile
 
 # Where a job's log is in its staging folder, once the executor has fetched it.
@@ -48,6 +49,8 @@ class TargetReport:
         gpus: The GPUs nvidia-smi reports; None when there is no GPU information.
         containers: Our containers there (running or not); None where the
             target runs no containers (local) or they could not be listed.
+        queued_jobs: Our jobs in a cluster scheduler's queue (pending or
+            running); None where there is no scheduler or it could not be asked.
     """
 
     name: str
@@ -57,6 +60,7 @@ class TargetReport:
     error: str | None = None
     gpus: list[GpuInfo] | None = None
     containers: list[ContainerInfo] | None = None
+    queued_jobs: list[QueuedJob] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -70,6 +74,9 @@ class TargetReport:
             "containers": None
             if self.containers is None
             else [container.to_dict() for container in self.containers],
+            "queued_jobs": None
+            if self.queued_jobs is None
+            else [job.to_dict() for job in self.queued_jobs],
         }
 
 

@@ -40,6 +40,7 @@ from cosmos_workflow.execution.targets.base import (
 )
 from cosmos_workflow.execution.targets.registry import ExecutorContext
 from cosmos_workflow.execution.targets.slurm_login import LoginNode, login_node
+from cosmos_workflow.execution.targets.slurm_queue import list_queue
 from cosmos_workflow.execution.targets.slurm_script import (
     OUTCOME_NAME,
     PROGRAM_LOG,
@@ -396,7 +397,11 @@ class SlurmExecutor(Executor):
             return TargetReport(
                 self.target_name, "slurm", self._login.label, reachable=False, error=str(exc)
             )
-        return TargetReport(self.target_name, "slurm", self._login.label)
+        try:
+            jobs = list_queue(self._login.run, self._target.partition)
+        except (RuntimeError, CosmosError) as exc:
+            return TargetReport(self.target_name, "slurm", self._login.label, error=str(exc))
+        return TargetReport(self.target_name, "slurm", self._login.label, queued_jobs=jobs)
 
     def job_log(
         self,
