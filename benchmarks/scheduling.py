@@ -2,8 +2,9 @@
 
 A sweep of 64 runs (8 scenes x 4 control sets x 1 or 2 GPUs per run) runs
 through cosmos-batch on a pool of two local targets with two GPUs each. The
-simulated model loads in 3 x per_video_s seconds (other cases below) and then spends per_video_s
-per video (times scaled down so the whole benchmark takes about two minutes).
+simulated model loads in 3 x per_video_s seconds (other cases below) and then
+spends per_video_s per video (times scaled down: the local cases take about
+three minutes, the Slurm case about 1.5 minutes).
 
 It prints, each measured in this one run:
 
@@ -17,13 +18,23 @@ It prints, each measured in this one run:
   pool's lower bound;
 - the batched sweep with realistic Cosmos timings scaled down: model load :
   per video = 1 : 2 (a full Transfer model: the load is the smaller part)
-  and 1 : 1 (a distilled model), beside the 3 : 1 above.
+  and 1 : 1 (a distilled model), beside the 3 : 1 above;
+- the batched 3 : 1 sweep on a real one-node Slurm cluster with 4 (fake)
+  GPUs, which the benchmark starts itself (tests/slurm.py in a test host,
+  as ``scripts/test-host up --slurm``; root and Debian's Slurm packages)
+  and removes: its makespan against the same lower bound (target <= 1.15),
+  and the per-job overhead (from a job's GPUs freeing to the next job's
+  script starting: squeue polling, collecting, the next job folder, sbatch,
+  Slurm's start), with Slurm's own share (submit to start). Its videos take
+  --slurm-per-video-s (2 s): Slurm starts a job about 1 s after sbatch or
+  after a GPU frees, so shorter jobs would measure those latencies rather
+  than the schedule.
 
 The lower bound: all the model's work at its least (each compatible group
 loads the model as few times as the batch size of 8 allows), spread evenly
 over the GPUs at their speeds; and at least one model load plus one video.
 
-    .venv/bin/python benchmarks/scheduling.py [--per-video-s 0.5]
+    .venv/bin/python benchmarks/scheduling.py [--per-video-s 0.5] [--cases all|local|slurm]
 """
 
 from __future__ import annotations
@@ -31,10 +42,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from statistics import mean
 
 import yaml
 from sweep_project import REPO, make_project, makespan, run_sweep
@@ -55,6 +68,11 @@ UNEVEN_LEARNT = f"targets=[{{name:a,gpus:[0,1]}},{SLOW_B}}}]"
 # Model load : per video as on real GPUs, scaled down: a full Cosmos-Transfer
 # model loads in about half the time it spends on one video (minutes per video
 # on an H100), a distilled one in about the time of one video.
+# Per video on the Slurm node: a job starts about 1 s after sbatch or after a
+# GPU frees (slurmctld's loop), and our side polls squeue (target.poll_s, 1 s):
+# videos of 2 s make a job of 8 (with its load) 22 s, so the ratio measures
+# the schedule, not those latencies.
+SLURM_PER_VIDEO_S = 2.0
 COSMOS_TIMINGS = [("Cosmos load 1 : 2 per video", 0.5), ("distilled load 1 : 1", 1.0)]
 
 
@@ -165,15 +183,58 @@ def local_cases(root: Path, per_video: float) -> list[str]:
     return lines
 
 
+def slurm_case(root: Path, per_video: float) -> list[str]:
+    """The batched 3 : 1 sweep on the 4-GPU Slurm test node; the lines it prints."""
+    from slurm_bench import job_overheads, slurm_cluster, slurm_start_latency
+
+    try:
+        with slurm_cluster(REPO / ".work" / f"bench-slurm-{os.getpid()}") as (overrides, cluster):
+            records, wall = run_sweep(
+                root,
+                f"simulator.per_video_s={per_video}",
+                f"simulator.model_load_s={3 * per_video}",
+                f"adapters.transfer1.max_batch_size={BATCH}",
+                *overrides,
+            )
+            latency = slurm_start_latency(cluster)
+    except RuntimeError as exc:
+        return [f"slurm: not run ({str(exc).splitlines()[0]})"]
+    span, bound = makespan(records), lower_bound(root, per_video, 3.0, [1.0] * 4)
+    gaps = job_overheads(records)
+    jobs = len({r["job_id"] for r in records})
+    slurm_share = "unknown" if latency is None else f"{latency:.2f} s"
+    return [
+        row(f"Slurm 1 node x 4 GPUs, load 3 : 1, video {per_video:g}s", span, bound),
+        f"slurm: {jobs} sbatch jobs, sweep wall time {wall:.1f} s",
+        f"slurm per-job overhead (GPUs free -> next job's script starts): "
+        f"mean {mean(gaps):.2f} s, max {max(gaps):.2f} s over {len(gaps)} jobs; "
+        f"Slurm's own submit -> start {slurm_share}",
+        verdict("makespan / lower bound, Slurm", span / bound, "<= 1.15", span <= 1.15 * bound),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-video-s", type=float, default=0.5)
+    parser.add_argument(
+        "--slurm-per-video-s",
+        type=float,
+        default=SLURM_PER_VIDEO_S,
+        help="per-video time of the Slurm case (default %(default)s s)",
+    )
+    parser.add_argument(
+        "--cases", choices=["all", "local", "slurm"], default="all", help="which cases to run"
+    )
     args = parser.parse_args()
     per_video = args.per_video_s
+    lines = []
     with tempfile.TemporaryDirectory(prefix="cosmos-sched-", dir=REPO / ".work") as tmp:
         root = Path(tmp)
         make_project(root, SCENES, experiment())
-        lines = local_cases(root, per_video)
+        if args.cases in ("all", "local"):
+            lines += local_cases(root, per_video)
+        if args.cases in ("all", "slurm"):
+            lines += slurm_case(root, args.slurm_per_video_s)
     print(f"runs: {SCENES * 8}  per video {per_video:g}s; model load in units of it")
     print(f"{'case':<44} {'makespan s':>11} {'bound s':>8} {'ratio':>6}")
     print("\n".join(lines))
