@@ -279,7 +279,10 @@ class SlurmExecutor(Executor):
         """The job's state in squeue; None if Slurm no longer knows it."""
         done = self._login.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", SQUEUE_FORMAT])
         if done.exit_code != 0:
-            return None
+            if "invalid job id" in done.stderr.lower():
+                return None
+            # slurmctld busy or restarting: as if the login node did not answer (wait).
+            raise NetworkFailure(f"squeue failed on {self.target_name}: {done.stderr.strip()}")
         states = [parse_state(line) for line in done.stdout.splitlines()]
         return next((state for state in states if state is not None), None)
 
