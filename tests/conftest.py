@@ -208,6 +208,21 @@ def host(slot: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def slurm_host(host: Any, slot: Any) -> Iterator[Any]:
+    """A private one-node Slurm cluster (4 fake GPUs) whose login node is ``host``'s sshd.
+
+    One per test process (tests/slurm.py): munged, slurmctld and slurmd in the
+    test host's namespace; over SSH the Slurm clients reach it. Fault
+    injection: ``slurm_host.set_node("down")``, ``slurm_host.expire(job_id)``.
+    """
+    import slurm
+
+    cluster = slurm.on_host(host, slot.number)
+    yield cluster
+    slurm.down(cluster.root)
+
+
+@pytest.fixture(scope="session")
 def pg_cluster(slot: Any) -> Iterator[Any]:
     """A throwaway PostgreSQL cluster for the test process (tests/postgres.py).
 

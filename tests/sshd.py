@@ -67,12 +67,38 @@ def _wait_listening(
     raise RuntimeError("sshd did not start: " + log.read_text())
 
 
+# What a real host's shell start-up files print around every command it runs
+# over SSH (a ~/.bashrc running pyenv, conda or `module`, a motd, an OpenSSL
+# warning), on both streams, including a stale digest line, JSON, a line that
+# looks like a path we asked about, and no newline at the end.
+LOGIN_NOISE = """\
+echo "Welcome to gpu-host-1 (GNU/Linux 6.1.0-18-amd64 x86_64)"
+echo "pyenv: cannot rehash: /root/.pyenv/shims isn't writable"
+echo "sha256=0000000000000000000000000000000000000000000000000000000000000000"
+echo '["cosmos-noise"]'
+echo "/tmp"
+printf 'conda: base activated'
+echo "WARNING: can't open config file: /usr/lib/ssl/openssl.cnf" >&2
+echo "sha256=1111111111111111111111111111111111111111111111111111111111111111" >&2
+echo "Lmod has detected the following error: module 'cuda' not found" >&2
+printf 'module: no newline' >&2
+unset BASH_ENV
+"""
+
+
 def start_sshd(
-    root: Path, host: str = "127.0.0.1", netns: str | None = None, path: str | None = None
+    root: Path,
+    host: str = "127.0.0.1",
+    netns: str | None = None,
+    path: str | None = None,
+    noisy: bool = True,
 ) -> Sshd:
     """Start sshd in the foreground on a free port; fail loudly if it is missing.
 
     ``path`` is the PATH of the sessions (a host's own programs, e.g. a fake nvidia-smi).
+    With ``noisy``, the login shell (bash) prints LOGIN_NOISE before every
+    command, on stdout and stderr, as a host's start-up files may: bash reads
+    the file named by BASH_ENV before it runs a command given with -c.
     """
     if not SSHD.is_file():
         raise RuntimeError(
@@ -85,6 +111,10 @@ def start_sshd(
     client_key = keygen(root / "client_ed25519")
     shutil.copy(root / "client_ed25519.pub", root / "authorized_keys")
     port = free_port() if netns is None else 22
+    environment = [f"PATH={path}"] if path else []
+    if noisy:
+        (root / "login-noise.sh").write_text(LOGIN_NOISE)
+        environment.append(f"BASH_ENV={root / 'login-noise.sh'}")
     config = root / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress {host}\nHostKey {host_key}\nPidFile none\n"
@@ -92,11 +122,10 @@ def start_sshd(
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
         "ClientAliveInterval 5\nMaxSessions 64\nMaxStartups 64\n"
-        # SHLVL=1: bash, as the login shell, then skips ~/.bashrc (whose output,
-        # e.g. from pyenv, would reach the sessions). sshd reads one SetEnv line.
-        + "SetEnv"
-        + (f" PATH={path}" if path else "")
-        + " SHLVL=1\n"
+        # SHLVL=1: bash, as the login shell, then skips the machine's own
+        # ~/.bashrc (the noise is ours, the same everywhere). sshd reads one SetEnv line.
+        + " ".join(["SetEnv", *environment, "SHLVL=1"])
+        + "\n"
     )
     public = (root / "host_ed25519.pub").read_text().split()
     name = host if port == 22 else f"[{host}]:{port}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -359,6 +360,22 @@ def loads(done: Any) -> int:
     return sum(" started on " in line for line in done.stderr.splitlines())
 
 
+STARTED = re.compile(r" started on .*: (\d+) runs?$")
+RUNNING = re.compile(r"\[\d+/\d+\] .* running (\d+),")
+
+
+def assert_running_fits_the_job(stderr: str) -> None:
+    """One slot: when a run is recorded, only the other runs of its job may count as
+    running; runs queued again to wait for another try are not running."""
+    size = 0
+    for line in stderr.splitlines():
+        if started := STARTED.search(line):
+            size = int(started.group(1))
+        elif running := RUNNING.search(line):
+            assert int(running.group(1)) <= size - 1, line
+            size -= 1
+
+
 @pytest.mark.parametrize(("retries", "attempts"), [(0, [2, 2, 3, 3]), (1, [3, 3, 4, 4])])
 def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
     tmp_path: Path, retries: int, attempts: list[int]
@@ -377,11 +394,14 @@ def test_a_failure_the_adapter_cannot_explain_follows_scheduler_retries_first(
     assert done.returncode == 1, done.stderr
     assert "4 executed (0 succeeded, 4 failed)" in done.stdout
     notes = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    # stderr is not a terminal here: each note is one log line, not one per level.
+    assert sum("as smaller jobs" in line for line in done.stderr.splitlines()) == 2, done.stderr
     assert sum("trying its 4 run(s) again" in line for line in notes) == retries, notes
     assert sum("as smaller jobs (2 + 2)" in line for line in notes) == 1, notes
     assert sum("as smaller jobs (1 + 1)" in line for line in notes) == 1, notes
     assert sum("a fault common to its runs" in line for line in notes) == 1, notes
     assert loads(done) == 1 + retries + 2 + 2
+    assert_running_fits_the_job(done.stderr)
     runs = project.cosmos_json("list", "runs")
     assert {r["status"] for r in runs} == {"failed"}
     assert sorted(r["attempts"] for r in runs) == attempts

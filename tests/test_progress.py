@@ -248,6 +248,41 @@ def test_terminal_display_is_coloured_and_survives_odd_event_orders() -> None:
     assert "\x1b[" in console.file.getvalue(), "a terminal gets colour"
 
 
+def test_runs_queued_again_after_a_lost_host_are_not_running() -> None:
+    # Two slots; both jobs lose their host and their runs go back to the queue
+    # while two other jobs take the slots: never more running than the slots hold.
+    clock = FakeClock(T0)
+    console = terminal()
+    sink = RichProgress(console, clock)
+    sink.start(8, 0, 8)
+    sink.job_started("jb_a", ["rs_1", "rs_2", "rs_3"], "gpu1", [0])
+    sink.job_started("jb_b", ["rs_4", "rs_5", "rs_6"], "gpu1", [1])
+    for job, runs in (("jb_a", ["rs_1", "rs_2", "rs_3"]), ("jb_b", ["rs_4", "rs_5", "rs_6"])):
+        sink.job_finished(job, "gpu1", [0])
+        sink.runs_requeued(runs)
+    assert (count(shown(console), "running"), count(shown(console), "left")) == (0, 8)
+    sink.job_started("jb_c", ["rs_7"], "gpu2", [0])
+    sink.job_started("jb_d", ["rs_8", "rs_1"], "gpu2", [1])
+    clock.advance(5)
+    sink.job_finished("jb_c", "gpu2", [0])
+    sink.run_finished("rs_7", "succeeded", 5.0, "ok")
+    text = shown(console)
+    assert (count(text, "done"), count(text, "running"), count(text, "left")) == (1, 2, 5)
+    sink.finish()
+
+
+def test_plain_lines_count_runs_queued_again_as_left(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    sink = PlainProgress(FakeClock(T0))
+    sink.start(4, 0, 4)
+    sink.job_started("jb_a", ["rs_1", "rs_2"], "local", [0])
+    sink.job_finished("jb_a", "local", [0])
+    sink.runs_requeued(["rs_2"])
+    sink.run_finished("rs_1", "failed", 1.0, "boom")
+    *_, line = plain_lines(caplog)
+    assert "running 0" in line and "left 3" in line, line
+
+
 def test_a_display_that_never_started_can_finish() -> None:
     console = terminal()
     sink = RichProgress(console, FakeClock(T0))

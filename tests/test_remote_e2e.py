@@ -24,6 +24,7 @@ from test_demo_sweep import RUN_FILES, free_box_metadata, plan_ids
 from test_ssh import INJECTION_CORPUS
 
 from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+from cosmos_workflow.execution.targets.docker import LABEL_PREFIX
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 
@@ -87,6 +88,66 @@ def test_demo_over_ssh_and_docker_gives_the_local_layout(host, remote_project) -
     assert {p.name: p.stat().st_ino for p in (work_dir / "cache").iterdir()} == inodes
     left = list((work_dir / "jobs").iterdir())
     assert left == [], f"job folders were left on the host: {done.stderr}\n{again.stderr}"
+
+
+def test_a_sweep_on_a_host_whose_login_shell_prints_succeeds_once_and_verified(
+    host, remote_project
+) -> None:
+    """The test host's login shell prints on stdout and stderr before every command
+    (a ~/.bashrc running pyenv or conda, a motd) and its openssl warns on stderr, as
+    on many real hosts: every run succeeds with verified outputs, nothing is left on
+    the host, and the same command again executes nothing."""
+    project, work_dir = remote_project
+    shell = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(host.sshd.client_key),
+            "-o",
+            f"UserKnownHostsFile={host.sshd.known_hosts}",
+            "-o",
+            "BatchMode=yes",
+            f"{host.sshd.user}@{host.address}",
+            "openssl version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "Welcome to" in shell.stdout and "module" in shell.stderr, "the host is not noisy"
+    assert "openssl.cnf" in shell.stderr and "OpenSSL" in shell.stdout
+    args = ("+experiment=demo", "model.weights.depth=0.5", *overrides(host, work_dir), THREE_SLOTS)
+    done = project.batch(*args)
+    assert done.returncode == 0, done.stderr
+    assert "4 executed (4 succeeded, 0 failed), 0 cached" in done.stdout, done.stdout
+    assert "sha256" not in done.stderr and "Welcome" not in done.stderr, done.stderr
+    for run in project.cosmos_json("list", "runs"):
+        assert run["status"] == "succeeded"
+        folder = Path(run["output_dir"])
+        assert (
+            subprocess.run(["sha256sum", "--quiet", "-c", "outputs.sha256"], cwd=folder).returncode
+            == 0
+        )
+    assert list((work_dir / "jobs").iterdir()) == []
+    assert our_containers(host) == []
+    again = project.batch(*args)
+    assert again.returncode == 0, again.stderr
+    assert "0 executed (0 succeeded, 0 failed), 4 cached" in again.stdout, again.stdout
+    assert len(ledger(work_dir)) == 4
+
+
+def our_containers(host: testhost.TestHost) -> list[str]:
+    """The ids of the containers of ours on the test host."""
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL_PREFIX}job"],
+        env={**os.environ, **host.dockerd.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.split()
 
 
 def test_transfer1_runs_in_its_checkout_with_its_environment_in_the_container(

@@ -207,3 +207,46 @@ def test_bad_jump_specs_are_rejected(sshd: Sshd) -> None:
     for spec in ("", "user@", "host:port"):
         with pytest.raises(ValidationFailure):
             parse_jump(spec, endpoint(sshd))
+
+
+def raw_exec(ssh: SSHManager, command: str) -> tuple[bytes, bytes]:
+    """stdout and stderr of ``command`` run as the host's shell receives it, unframed."""
+    channel = ssh.open_session(timeout=10)
+    channel.exec_command(command)
+    channel.shutdown_write()
+    out = bytearray()
+    while data := channel.recv(1 << 16):
+        out.extend(data)
+    err = bytearray()
+    while data := channel.recv_stderr(1 << 16):
+        err.extend(data)
+    channel.recv_exit_status()
+    channel.close()
+    return bytes(out), bytes(err)
+
+
+def test_the_test_hosts_login_shell_prints_on_both_streams(sshd: Sshd) -> None:
+    # The remote suite runs against a noisy shell; this proves it is noisy.
+    with SSHManager(endpoint(sshd)) as ssh:
+        out, err = raw_exec(ssh, "echo answer")
+    assert out.startswith(b"Welcome to gpu-host-1") and out.endswith(b"activatedanswer\n")
+    assert b"module: no newline" in err
+
+
+def test_answers_and_lines_never_carry_the_login_shells_noise(
+    sshd: Sshd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="cosmos_workflow.connection.remote")
+    lines: list[str] = []
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        for _ in range(3):
+            done = remote.run(["sh", "-c", "printf out; printf err >&2"])
+            assert (done.exit_code, done.stdout, done.stderr) == (0, "out", "err")
+        assert remote.run(["true"]).stdout == remote.run(["true"]).stderr == ""
+        assert remote.run(["printf", "\\n\\nx\\n\\n"]).stdout == "\n\nx\n\n"
+        remote.stream(["sh", "-c", "echo a; echo b >&2; printf c"], lines.append)
+    assert sorted(lines) == ["a", "b", "c"]
+    noted = [r for r in caplog.records if "prints around our commands" in r.getMessage()]
+    assert len(noted) == 1 and noted[0].levelname == "DEBUG"
+    assert "pyenv" in noted[0].getMessage() and "module: no newline" in noted[0].getMessage()

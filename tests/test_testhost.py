@@ -69,6 +69,36 @@ def test_up_down_and_up_again(tmp_path: Path) -> None:
         assert leftovers(state_dir, netns, link, number) == []
 
 
+def test_up_with_slurm_prints_the_slurm_overrides_and_down_stops_the_cluster(
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / "host"
+    started = run_script("up", "--slurm", "--state-dir", str(state_dir))
+    assert started.returncode == 0, started.stderr
+    number, netns, link = slot_line(started.stdout)
+    try:
+        assert "'target=slurm'" in started.stdout
+        assert f"'target.login.host=10.201.{number}.2'" in started.stdout
+        assert f"'target.work_dir={state_dir.resolve()}/slurm/work'" in started.stdout
+        found = re.search(r"SLURM_CONF=(\S+)", started.stdout)
+        assert found, started.stdout
+        # The cluster outlives the script, and answers clients on this machine.
+        sinfo = subprocess.run(
+            ["sinfo", "-h", "-o", "%P %t %G"],
+            env={"SLURM_CONF": found[1], "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sinfo.stdout.split() == ["gpu*", "idle", "gpu:4"], sinfo.stderr
+        daemons = slots.pids_mentioning([f"{state_dir.resolve()}/slurm/"])
+        assert len(daemons) == 3, "munged, slurmctld and slurmd run"
+    finally:
+        stopped = run_script("down", "--state-dir", str(state_dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert leftovers(state_dir, netns, link, number) == []
+
+
 def test_a_failed_up_leaves_nothing_behind(tmp_path: Path) -> None:
     state_dir = tmp_path / "host"
     failed = run_script("up", "--state-dir", str(state_dir), "--image", "Not A Valid Name")

@@ -406,6 +406,35 @@ def test_a_broken_sha256_tool_on_the_host_is_an_execution_failure(
     assert not (tmp_path / "destination" / "a.bin").exists()
 
 
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_an_openssl_that_warns_on_stderr_changes_nothing(
+    connection: SSHManager, tmp_path: Path, direction: str
+) -> None:
+    # As an OpenSSL without its config file does, on every call (here: twice per
+    # attempt, and a bit flipped the first time, so both digests are read).
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    warning = "WARNING: can't open config file: /usr/local/ssl/openssl.cnf"
+    (fake / "openssl").write_text(
+        f'#!/bin/sh\necho "{warning}" >&2\necho "{warning}" >&2\nexec /usr/bin/openssl "$@"\n'
+    )
+    (fake / "openssl").chmod(0o755)
+    calls = 0
+
+    def warning_openssl(argv: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            argv = [sys.executable, "-c", FLIP, direction, *argv]
+        return ["env", f"PATH={fake}:{os.environ['PATH']}", *argv]
+
+    transfer, remote = scripted(connection, warning_openssl, times=99)
+    source, destination = transfer_one_way(direction, transfer, tmp_path)
+    assert remote.streams == 2
+    assert destination.read_bytes() == source.read_bytes()
+    assert partial_files(tmp_path) == []
+
+
 # What a login shell (e.g. ~/.bashrc running ``pyenv rehash``) may print before the
 # far-side program starts, including a stale digest line that must not count.
 NOISE = "rm: cannot remove '/root/.pyenv/shims/tmp'\nsha256=" + "0" * 64

@@ -1,7 +1,9 @@
 """A disposable GPU-less "remote host": a network namespace with its own
 address and a real sshd inside it, a private dockerd (reached through its
 socket), a locally made image in which the simulated model runs, and a fresh
-key and known_hosts.
+key and known_hosts. Like many real hosts, its login shell prints on both
+streams before every command (tests/sshd.py LOGIN_NOISE) and its ``openssl``
+warns on stderr, unless ``noisy`` is off.
 
 Used by the end-to-end tests and by ``scripts/test-host up|down``. Its
 namespace, link and address come from a slot (tests/slots.py). ``up``
@@ -105,7 +107,20 @@ def _record(state_dir: Path, **changes: object) -> None:
     path.write_text(json.dumps(state, indent=2))
 
 
-def up(state_dir: Path, slot: Slot, image: str = PYTHON_IMAGE, hold_slot: bool = False) -> TestHost:
+# A stand-in openssl that warns on stderr, as one with a missing config file does.
+NOISY_OPENSSL = """#!/bin/sh
+echo "WARNING: can't open config file: /usr/local/ssl/openssl.cnf" >&2
+exec /usr/bin/openssl "$@"
+"""
+
+
+def up(
+    state_dir: Path,
+    slot: Slot,
+    image: str = PYTHON_IMAGE,
+    hold_slot: bool = False,
+    noisy: bool = True,
+) -> TestHost:
     """Create the namespace and link, start sshd and dockerd, import the image.
 
     Args:
@@ -114,6 +129,8 @@ def up(state_dir: Path, slot: Slot, image: str = PYTHON_IMAGE, hold_slot: bool =
         image: The name of the image the simulated model runs in.
         hold_slot: The daemons keep the slot locked after this process ends
             (a host that outlives the process that started it).
+        noisy: The login shell prints on both streams before every command,
+            and openssl warns on stderr.
 
     Raises:
         RuntimeError: A host is up in ``state_dir`` already, or a part failed
@@ -136,8 +153,15 @@ def up(state_dir: Path, slot: Slot, image: str = PYTHON_IMAGE, hold_slot: bool =
         )
         bin_dir = state_dir / "bin"
         bin_dir.mkdir(exist_ok=True)
+        if noisy:
+            (bin_dir / "openssl").write_text(NOISY_OPENSSL)
+            (bin_dir / "openssl").chmod(0o755)
         sshd = start_sshd(
-            state_dir / "sshd", host=address, netns=netns, path=f"{bin_dir}:{HOST_PATH}"
+            state_dir / "sshd",
+            host=address,
+            netns=netns,
+            path=f"{bin_dir}:{HOST_PATH}",
+            noisy=noisy,
         )
         import_python_image(dockerd, image)
     except BaseException:

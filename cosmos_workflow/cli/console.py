@@ -212,6 +212,11 @@ class PlainProgress:
                 "job %s ended on %s gpus %s after %s", job_id, target, _gpu_list(gpus), took
             )
 
+    def runs_requeued(self, run_ids: list[str]) -> None:
+        """Count the runs as queued again (the dispatcher's note says why)."""
+        with self._lock:
+            self._state.runs_requeued(run_ids)
+
     def note(self, message: str) -> None:
         """Log a note as a warning."""
         with self._lock:
@@ -270,6 +275,11 @@ class RichProgress:
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
         """Free the job's GPUs."""
         self._state.job_finished(job_id)
+        self._refresh()
+
+    def runs_requeued(self, run_ids: list[str]) -> None:
+        """Count the runs as queued again."""
+        self._state.runs_requeued(run_ids)
         self._refresh()
 
     def note(self, message: str) -> None:

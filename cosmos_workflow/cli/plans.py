@@ -113,10 +113,11 @@ def print_summary(plan: SweepPlan, summary: SweepSummary) -> None:
     if plan.enhance:
         _print_stage("enhance stage", "enhancement", summary.enhancements, summary.enhance_tally)
     cancelled = f", {len(tally.cancelled)} cancelled" if tally.cancelled else ""
+    others = f"; {len(tally.by_others)} by another runner" if tally.by_others else ""
     click.echo(
         f"sweep {summary.sweep_id} ({plan.name}): {summary.total} runs: "
         f"{summary.executed} executed ({len(tally.succeeded)} succeeded, "
-        f"{len(tally.failed)} failed), {summary.cached} cached{cancelled}"
+        f"{len(tally.failed)} failed{others}), {summary.cached} cached{cancelled}"
     )
     if tally.failed:
         click.echo("failed runs (see their logs/run.log):")
@@ -175,6 +176,7 @@ def summary_data(plan: SweepPlan, summary: SweepSummary, report: Path | None) ->
         "cached": summary.cached,
         "failed": list(tally.failed),
         "cancelled": list(tally.cancelled),
+        "by_another_runner": list(tally.by_others),
         "runs": runs,
         "sweep_dir": str(summary.sweep_dir),
         "report": str(report) if report else None,

@@ -2,6 +2,8 @@
 
 Callers pass argument lists; this module quotes them (POSIX shell quoting)
 and never accepts a shell string, so user text cannot become shell syntax.
+Every command runs framed (connection/framing.py): what the host's login
+shell prints around it never reaches a caller.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cosmos_workflow.connection.framing import Frame, FramedLines, FrameMissing, NoiseNote
 from cosmos_workflow.connection.local import CommandResult
 from cosmos_workflow.connection.ssh import SSHManager, transport_errors
 from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _READ = 1 << 16
+# Seconds a bulk-data command may take to start (the host's shell start-up included).
+STARTED_WITHIN_S = 60.0
 
 
 class RemoteCommandError(ExecutionFailure):
@@ -37,12 +42,16 @@ class RemoteCommand:
     argv: list[str]
     env: dict[str, str] | None = None
 
-    def render(self) -> str:
-        """The command line the remote shell receives; every word quoted."""
+    def words(self) -> list[str]:
+        """The command as one argument list (``env K=V ...`` first when there is an environment)."""
         prefix = []
         if self.env:
             prefix = ["env", *(f"{key}={value}" for key, value in sorted(self.env.items()))]
-        return shlex.join([*prefix, *self.argv])
+        return [*prefix, *self.argv]
+
+    def render(self) -> str:
+        """The command line the remote shell receives; every word quoted."""
+        return shlex.join(self.words())
 
 
 class RemoteCommandExecutor:
@@ -54,6 +63,7 @@ class RemoteCommandExecutor:
 
     def __init__(self, ssh: SSHManager) -> None:
         self._ssh = ssh
+        self._noise = NoiseNote()
 
     def run(
         self,
@@ -74,10 +84,11 @@ class RemoteCommandExecutor:
 
         Raises:
             NetworkFailure: the connection failed or dropped.
-            RemoteCommandError: timeout, or a non-zero exit with ``check``.
+            RemoteCommandError: timeout, a non-zero exit with ``check``, or the
+                host's shell did not start the command.
         """
-        command = RemoteCommand(argv, env).render()
-        channel = self._start(command)
+        frame = Frame()
+        channel, command = self._start(frame, RemoteCommand(argv, env), closed=True)
         out, err = bytearray(), bytearray()
         try:
             if stdin is not None:
@@ -88,7 +99,7 @@ class RemoteCommandExecutor:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
             channel.close()
-        result = CommandResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        result = self._unframe(frame, code, bytes(out), bytes(err), argv[0])
         if check and code != 0:
             raise RemoteCommandError(
                 f"remote command failed with exit code {code} on {self._ssh.endpoint.label}: "
@@ -103,7 +114,7 @@ class RemoteCommandExecutor:
         timeout: float | None = None,
         env: dict[str, str] | None = None,
     ) -> int:
-        """Run ``argv``, passing each line of its merged stdout/stderr to ``on_line``.
+        """Run ``argv``, passing each line of its stdout and stderr to ``on_line``.
 
         Returns:
             The exit code.
@@ -112,29 +123,27 @@ class RemoteCommandExecutor:
             NetworkFailure: the connection failed or dropped.
             RemoteCommandError: timeout.
         """
-        command = RemoteCommand(argv, env).render()
-        channel = self._start(command, combine=True)
-        pending = bytearray()
-
-        def feed(data: bytes) -> None:
-            pending.extend(data)
-            while (cut := pending.find(b"\n")) >= 0:
-                on_line(pending[:cut].decode("utf-8", "replace"))
-                del pending[: cut + 1]
-
+        frame = Frame()
+        channel, command = self._start(frame, RemoteCommand(argv, env), closed=False)
+        out, err = FramedLines(frame, on_line), FramedLines(frame, on_line)
         try:
             channel.shutdown_write()
-            code = self._pump(channel, feed, feed, timeout, command)
+            code = self._pump(channel, out.feed, err.feed, timeout, command)
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
             channel.close()
-        if pending:
-            on_line(pending.decode("utf-8", "replace"))
+        out.close()
+        err.close()
+        self._noise.note(logger.debug, self._ssh.endpoint.label, out.noise, err.noise)
         return code
 
     def open_stream(self, argv: list[str], window: int, max_packet: int) -> paramiko.Channel:
         """Start ``argv`` for bulk data; the caller drives its stdin/stdout and closes it.
+
+        Returns once the command has started: what the host's shell printed
+        before it has been read from both streams, so they carry only the
+        command's own output.
 
         Args:
             argv: The command as an argument list.
@@ -144,22 +153,55 @@ class RemoteCommandExecutor:
         Raises:
             NetworkFailure: the channel cannot be opened or the command started.
         """
-        command = RemoteCommand(argv).render()
-        logger.debug("%s$ %s", self._ssh.endpoint.label, command)
-        return self._ssh.exec_stream(command, window, max_packet)
-
-    def _start(self, command: str, combine: bool = False) -> paramiko.Channel:
-        channel = self._ssh.open_session(timeout=30)
-        channel.set_combine_stderr(combine)
-        logger.debug("%s$ %s", self._ssh.endpoint.label, command)
+        frame = Frame()
+        command = RemoteCommand(frame.wrap(argv, closed=False)).render()
+        logger.debug("%s$ %s", self._ssh.endpoint.label, shlex.join(argv))
+        channel = self._ssh.exec_stream(command, window, max_packet)
         try:
-            channel.exec_command(command)
+            channel.settimeout(STARTED_WITHIN_S)
+            noise = frame.skip(channel.recv), frame.skip(channel.recv_stderr)
+            channel.settimeout(None)
+        except (FrameMissing, *transport_errors()) as exc:
+            channel.close()
+            raise NetworkFailure(
+                f"{self._ssh.endpoint.label}: the command did not start: {exc}"
+            ) from exc
+        self._noise.note(logger.debug, self._ssh.endpoint.label, *noise)
+        return channel
+
+    def _unframe(
+        self, frame: Frame, code: int, out: bytes, err: bytes, program: str
+    ) -> CommandResult:
+        """The command's own stdout and stderr; what the host's shell printed is dropped."""
+        stdout, stderr = frame.split(out), frame.split(err)
+        self._noise.note(logger.debug, self._ssh.endpoint.label, stdout.noise, stderr.noise)
+        if stdout.answer is None:
+            message = (err + out).decode("utf-8", "replace").strip()[-500:]
+            raise RemoteCommandError(
+                f"the shell on {self._ssh.endpoint.label} did not start {program} "
+                f"(exit code {code}): {message}"
+            )
+        return CommandResult(
+            code,
+            stdout.answer.decode("utf-8", "replace"),
+            (stderr.answer or b"").decode("utf-8", "replace"),
+        )
+
+    def _start(
+        self, frame: Frame, command: RemoteCommand, closed: bool
+    ) -> tuple[paramiko.Channel, str]:
+        """Start ``command`` inside ``frame``; return its channel and its text (for messages)."""
+        shown = command.render()
+        channel = self._ssh.open_session(timeout=30)
+        logger.debug("%s$ %s", self._ssh.endpoint.label, shown)
+        try:
+            channel.exec_command(RemoteCommand(frame.wrap(command.words(), closed)).render())
         except transport_errors() as exc:
             channel.close()
             raise NetworkFailure(
                 f"{self._ssh.endpoint.label}: cannot start command: {exc}"
             ) from exc
-        return channel
+        return channel, shown
 
     def _pump(
         self,

@@ -148,6 +148,23 @@ class Runner(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class GpuLease(Base):
+    """A GPU of one machine held by a runner's job (engine/gpu_leases.py).
+
+    Free again once the job ends, or once its runner stopped or went silent.
+    """
+
+    __tablename__ = "gpu_leases"
+
+    machine: Mapped[str] = mapped_column(String(300), primary_key=True)
+    gpu: Mapped[int] = mapped_column(Integer, primary_key=True)
+    runner_id: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str] = mapped_column(String(64))
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_gpu_leases_runner_id", "runner_id"),)
+
+
 class Sweep(Base):
     """A sweep: one expansion of a manifest into a set of runs."""
 

@@ -13,7 +13,8 @@ running job has a worker thread that executes it through the JobRunner.
   stopped (engine/host_health.py).
 - Runs that another live runner holds are watched until they end; if that
   runner dies, its jobs are re-attached (or started again) here.
-- The runner beats a heartbeat in the database, so the others can tell.
+- The runner beats a heartbeat in the database, so the others can tell; a
+  job starts only on GPUs whose leases it took (engine/gpu_leases.py).
 - Ctrl-C cancels the runs, stops the running jobs and waits a few seconds
   for their records; a second Ctrl-C quits at once.
 """
@@ -36,6 +37,7 @@ from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
+from cosmos_workflow.engine.gpu_leases import GpuLeases, RunnerIdentity
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
 from cosmos_workflow.engine.isolation import SplitHalf
 from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
@@ -74,26 +76,6 @@ class _Active:
     host: str
     gpus: list[int]
     expected_s: float
-
-
-@dataclass
-class RunnerIdentity:
-    """Who this runner is, for the database and for other runners.
-
-    Attributes:
-        runner_id: Its id (rn_...).
-        hostname: The machine it runs on.
-        pid: Its process id.
-    """
-
-    runner_id: str
-    hostname: str
-    pid: int
-
-    @classmethod
-    def new(cls, hostname: str, pid: int) -> RunnerIdentity:
-        """A fresh identity for this process."""
-        return cls(f"rn_{uuid.uuid4().hex[:12]}", hostname, pid)
 
 
 @dataclass
@@ -169,6 +151,11 @@ class Dispatcher:
             lambda name, error: self._events.put(_Event(probed=name, probe_error=error)),
             self._note,
         )
+        machines = {name: executor.machine for name, executor in context.executors.items()}
+        timeout_s = context.settings.runner_timeout_s
+        self._leases = GpuLeases(
+            self._repo, context.identity.runner_id, machines, timeout_s, self._note
+        )
         self._pending: list[PlannedJob] = []
         self._active: dict[str, _Active] = {}
         self._watch: set[str] = set()
@@ -207,6 +194,7 @@ class Dispatcher:
             raise
         finally:
             self._stop_beating.set()
+            self._leases.release()
             self._repo.stop_runner(identity.runner_id)
         return self._tally
 
@@ -266,14 +254,16 @@ class Dispatcher:
         waits = [job.not_before for job in self._pending if job.not_before > now]
         self._wake_at = min([*waits, now + 1.0]) if self._pending else float("inf")
         hosts = [host for host in self._hosts.values() if host.up]
+        hosts = self._leases.visible(hosts, now) if self._pending else hosts
         for booking in start_now(self._pending, hosts, self._cost, now):
-            job = booking.job
+            job, job_id = booking.job, f"jb_{uuid.uuid4().hex[:12]}"
+            if not self._leases.take(booking.host, booking.gpus, job_id):
+                continue
             self._pending.remove(job)
             job.tries += 1
             host = self._hosts[booking.host]
             expected = self._cost.seconds(job, host.speed)
             host.occupy(booking.gpus, now + expected)
-            job_id = f"jb_{uuid.uuid4().hex[:12]}"
             self._active[job_id] = _Active(job, host.name, list(booking.gpus), expected)
             slot = Slot(self._ctx.executors[host.name], list(booking.gpus))
             self._spawn(
@@ -304,6 +294,7 @@ class Dispatcher:
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
         host.release(active.gpus)
+        self._leases.release(event.job_id)
         if event.error is not None:
             raise event.error
         if event.lost:
@@ -314,8 +305,7 @@ class Dispatcher:
             return
         outcome = event.outcome
         assert outcome is not None
-        for name in ("succeeded", "failed", "cancelled"):
-            getattr(self._tally, name).extend(getattr(outcome.tally, name))
+        self._tally.add(outcome.tally)
         self._watch.update(outcome.elsewhere)
         if outcome.expected_ok:
             host.learn(self._cost.seconds(active.job), outcome.seconds)
@@ -354,7 +344,7 @@ class Dispatcher:
         )
 
     def _note(self, message: str) -> None:
-        logger.info("%s", message)
+        # Once: the progress sink shows it (a log line where there is no terminal).
         self._progress.note(message)
 
     # -- unreachable hosts -----------------------------------------------------
@@ -423,6 +413,7 @@ class Dispatcher:
         specs = [self._specs[run_id] for run_id in taken]
         gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
         gpus = [gpu for gpu in gpus if gpu in host.gpus and gpu not in host.busy_until]
+        self._leases.take(host.name, gpus, job.job_id)
         planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
         expected = self._cost.seconds(planned, host.speed)
         host.occupy(gpus, time.monotonic() + expected)
@@ -438,6 +429,7 @@ class Dispatcher:
             return
         statuses = self._repo.statuses(self._watch)
         done = {run_id for run_id, status in statuses.items() if status.is_final}
+        self._tally.add_by_others({run_id: statuses[run_id] for run_id in done})
         self._watch -= done | (self._watch - set(statuses))
         requeued = [run_id for run_id in self._watch if statuses.get(run_id) is RunStatus.QUEUED]
         if requeued:
@@ -504,8 +496,7 @@ class Dispatcher:
                 continue
             active = self._active.pop(event.job_id, None)
             if active is not None and event.outcome is not None:
-                for name in ("succeeded", "failed", "cancelled"):
-                    getattr(self._tally, name).extend(getattr(event.outcome.tally, name))
+                self._tally.add(event.outcome.tally)
 
     def _kill_local_jobs(self) -> None:
         """Kill the programs of this runner's local jobs (or keep them from starting)."""

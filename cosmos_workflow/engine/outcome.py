@@ -6,19 +6,42 @@ The job runner (engine/runner.py) fills these in, the dispatcher
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.errors import CosmosError
 from cosmos_workflow.execution.targets.base import Executor
 
 
 @dataclass
 class RunTally:
-    """How the executed runs ended."""
+    """How the executed runs ended.
+
+    Attributes:
+        succeeded: Runs that succeeded.
+        failed: Runs that failed.
+        cancelled: Runs cancelled before they ended.
+        by_others: Those of the runs above that another runner executed
+            (this runner waited for them).
+    """
 
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    by_others: list[str] = field(default_factory=list)
+
+    def add(self, other: RunTally) -> None:
+        """Count the runs of ``other`` too."""
+        for name in ("succeeded", "failed", "cancelled", "by_others"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def add_by_others(self, statuses: Mapping[str, RunStatus]) -> None:
+        """Count runs that another runner brought to the final ``statuses``."""
+        for run_id, status in sorted(statuses.items()):
+            if status.is_final:
+                getattr(self, status.value).append(run_id)
+                self.by_others.append(run_id)
 
 
 @dataclass

@@ -6,7 +6,10 @@ sink must be thread-safe.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
 
 
 class ProgressSink(Protocol):
@@ -27,6 +30,9 @@ class ProgressSink(Protocol):
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
         """A job's program ended (whatever the outcome): its GPUs are free."""
 
+    def runs_requeued(self, run_ids: list[str]) -> None:
+        """Runs of a job that ended go back to the queue (they are not running now)."""
+
     def note(self, message: str) -> None:
         """Something the user should know, e.g. a retry or a target taken out of use."""
 
@@ -35,7 +41,7 @@ class ProgressSink(Protocol):
 
 
 class NullProgress:
-    """Reports nothing."""
+    """Reports nothing but notes, which it logs (there is no screen to show them on)."""
 
     def start(self, total: int, cached: int, to_run: int) -> None:
         """Ignore."""
@@ -52,8 +58,12 @@ class NullProgress:
     def job_finished(self, job_id: str, target: str, gpus: list[int]) -> None:
         """Ignore."""
 
-    def note(self, message: str) -> None:
+    def runs_requeued(self, run_ids: list[str]) -> None:
         """Ignore."""
+
+    def note(self, message: str) -> None:
+        """Log the note."""
+        logger.info("%s", message)
 
     def finish(self) -> None:
         """Ignore."""

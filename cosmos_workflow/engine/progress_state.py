@@ -105,8 +105,8 @@ class ProgressState:
     def job_finished(self, job_id: str) -> tuple[Slot | None, Snapshot]:
         """A job's program ended: its GPUs are free.
 
-        Its runs count as running until each is recorded (run_finished) or
-        starts again in another job.
+        Its runs count as running until each is recorded (run_finished), or
+        goes back to the queue (runs_requeued), or starts again in another job.
 
         Returns:
             The slot it held (None for a job never seen starting) and the new state.
@@ -115,6 +115,12 @@ class ProgressState:
             job = self._jobs.pop(job_id, None)
             slot = self._slot(job_id, job) if job else None
             return slot, self._snapshot()
+
+    def runs_requeued(self, run_ids: list[str]) -> Snapshot:
+        """Runs of a job that ended go back to the queue: they run no more until restarted."""
+        with self._lock:
+            self._running.difference_update(run_ids)
+            return self._snapshot()
 
     def snapshot(self) -> Snapshot:
         """The current state."""

@@ -153,10 +153,12 @@ class JobRunner:
             self._store.discard_staging(staging)
             outcome.fault = exc
             outcome.host_lost = isinstance(exc, NetworkFailure)
-            outcome.retry = self._repo.requeue_running([r.id for r in batch], self._runner_id)
+            outcome.retry = self._requeue([r.id for r in batch])
             return outcome
         if result is None:
             self._progress.job_finished(job_id, slot.executor.target_name, slot.gpus)
+            # The dispatcher queues them again.
+            self._progress.runs_requeued([r.id for r in batch])
             self._store.discard_staging(staging)
             return None
         try:
@@ -165,6 +167,12 @@ class JobRunner:
             slot.executor.release(job_id, staging)
             self._store.discard_staging(staging)
         return outcome
+
+    def _requeue(self, run_ids: list[str]) -> list[str]:
+        """Queue ``run_ids`` again (those still running for us); return those queued."""
+        queued = self._repo.requeue_running(run_ids, self._runner_id)
+        self._progress.runs_requeued(queued)
+        return queued
 
     def _rendered_runs(self, job_id: str, batch: list[RunSpec]) -> list[RunSpec]:
         """The runs the job's program was given, in their order (outputs map by position).
@@ -206,7 +214,7 @@ class JobRunner:
             outcome.fault = exc
             outcome.host_lost = isinstance(exc, NetworkFailure)
             if self.may_retry(exc.kind, tries):
-                outcome.retry = self._repo.requeue_running(ids, self._runner_id)
+                outcome.retry = self._requeue(ids)
                 ids = [run_id for run_id in ids if run_id not in outcome.retry]
             job = _Job(invocation, staging / LOG_NAME)
             for run in batch:
@@ -255,7 +263,7 @@ class JobRunner:
     ) -> list[RunSpec]:
         """Queue again the runs a failed job tries again; return the runs to record now."""
         again = failure.plan.again()
-        queued = set(self._repo.requeue_running(again, self._runner_id) if again else [])
+        queued = set(self._requeue(again) if again else [])
         if queued:
             outcome.fault = failure.error
             outcome.retry, outcome.split = failure.plan.kept(queued)
@@ -329,7 +337,7 @@ class JobRunner:
             outcome.fault = lost
             outcome.host_lost = True
             ids = [run.id for run in batch]
-            outcome.retry = self._repo.requeue_running(ids, self._runner_id)
+            outcome.retry = self._requeue(ids)
             for run in batch:
                 if run.id not in outcome.retry:
                     self._skip_cancelled(run.id, outcome.tally)

@@ -47,7 +47,7 @@ class SweepSummary:
 
     @property
     def executed(self) -> int:
-        """Runs executed in this invocation (whatever their outcome)."""
+        """Runs executed while this invocation ran, here or by another runner (tally.by_others)."""
         return len(self.tally.succeeded) + len(self.tally.failed)
 
 

@@ -200,7 +200,8 @@ class Workspace:
         self, runs: list[RunSpec], progress: ProgressSink, unreachable: dict[str, CosmosError]
     ) -> RunTally:
         """Execute queued runs over the pool (engine/dispatch.py)."""
-        from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher, RunnerIdentity
+        from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher
+        from cosmos_workflow.engine.gpu_leases import RunnerIdentity
 
         context = DispatchContext(
             repository=self.repository,

@@ -2,11 +2,13 @@
 
 It is composed of one part per concern, each in a module of its own:
 prompts, runs, the queue (status changes and claims), runners and their
-jobs, and sweeps; core.py holds what they share (transactions, the clock).
+jobs, GPU leases, and sweeps; core.py holds what they share (transactions,
+the clock).
 """
 
 from __future__ import annotations
 
+from cosmos_workflow.database.repository.leases import LeaseQueries
 from cosmos_workflow.database.repository.prompts import PromptQueries
 from cosmos_workflow.database.repository.queue import QueueQueries
 from cosmos_workflow.database.repository.runners import RunnerQueries, RunningJob
@@ -16,7 +18,9 @@ from cosmos_workflow.database.repository.sweeps import SweepQueries
 __all__ = ["DataRepository", "RunningJob"]
 
 
-class DataRepository(PromptQueries, RunQueries, QueueQueries, RunnerQueries, SweepQueries):
+class DataRepository(
+    PromptQueries, RunQueries, QueueQueries, RunnerQueries, LeaseQueries, SweepQueries
+):
     """Queries and updates prompts, runs, runners and sweeps.
 
     Args:

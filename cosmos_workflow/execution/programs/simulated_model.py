@@ -1191,6 +1191,7 @@ def run(argv: list[str]) -> int:
         SimulatorError: On bad input or an I/O failure.
         SimulatedFailure: When --fail_on_seed matches a video's seed.
     """
+    started_at = time.time()
     values, explicit = parse_command_line(argv)
     out(
         "SIMULATED Cosmos-Transfer1 (no GPU, no neural network): outputs are the input video "
@@ -1219,6 +1220,9 @@ def run(argv: list[str]) -> int:
                 "pid": os.getpid(),
                 "index": job.index,
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                # The process's start and this video's end (epoch seconds): when models overlapped.
+                "started_at": started_at,
+                "at": time.time(),
             }
             append_ledger(ledger, record)
     out(f"done: {len(jobs)} video(s)")

@@ -134,6 +134,9 @@ class Executor(ABC):
 
     Attributes:
         target_name: The target's name (recorded with every run it executes).
+        machine: The machine whose GPUs its jobs use, the same for every runner
+            and target that reach it (the key of its GPU leases: two runners
+            never put two jobs on one of its GPUs).
         jobs_on_this_machine: True if the jobs run on the runner's own machine
             and are found again from their staging folder there (so only a
             runner on the same machine can re-attach to them); False if any
@@ -141,6 +144,7 @@ class Executor(ABC):
     """
 
     target_name: str
+    machine: str
     jobs_on_this_machine: ClassVar[bool] = False
 
     def preflight(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -82,6 +83,7 @@ class LocalExecutor(Executor):
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.target_name = target_name
+        self.machine = f"local:{socket.gethostname()}"
         self._commands = commands
         self._inputs = inputs
         self._clock = clock

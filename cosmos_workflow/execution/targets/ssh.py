@@ -90,6 +90,8 @@ class RemoteExecutor(Executor):
         check_every_s: float = 5.0,
     ) -> None:
         self.target_name = target.name
+        via = f"{target.jump_host}/" if target.jump_host else ""
+        self.machine = f"ssh:{via}{target.host.lower()}:{target.port}"
         self._target = target
         self._ssh = ssh
         self._remote = RemoteCommandExecutor(ssh)
