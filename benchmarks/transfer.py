@@ -27,7 +27,7 @@ between runs; December 2026):
 
 | size | upload | download | runs |
 |---|---|---|---|
-| 256 MiB | 0.67-1.51 (median 1.23) | 1.16-1.58 (median 1.21) | 6 |
+| 256 MiB | 0.67-1.60 (median 1.40) | 1.08-1.58 (median 1.20) | 7 |
 | 64 MiB | 1.48-2.56 | 1.41-2.50 | 4 |
 | 1 MiB | 3.3-12 | 8-17 | 4 |
 
