@@ -116,8 +116,9 @@ class DiskReserve:
                 os.close(fd)
         except OSError as exc:
             self.path.unlink(missing_ok=True)
+            folder = self.path.parent
             logger.warning(
-                "No room for the disk reserve (%d bytes) in %s: %s", self.size, self.path.parent, exc
+                "No room for the disk reserve (%d bytes) in %s: %s", self.size, folder, exc
             )
             return False
         return True
