@@ -7,9 +7,11 @@ tmpfs of its own, filled for real while a sweep runs. Needs root (mount).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,7 +96,8 @@ def test_disk_filling_during_a_sweep_fails_no_run_by_mistake_and_the_next_comman
     assert len(succeeded) == 3 and len(project.ledger_lines()) == 3
     assert failed, "the run whose video could not be written is recorded as failed"
     for run in failed:
-        assert "disk" in run["error_message"] and "is full" in run["error_message"], run
+        message = run["error_message"]
+        assert "is full" in message or "no space left on device writing" in message, run
         assert run["exit_code"] != -9, "a SIGKILL that never happened"
     # Runs not started stay queued: the next command runs them.
     assert statuses.count("queued") == DEMO_RUNS - len(succeeded) - len(failed)
@@ -142,3 +145,53 @@ def test_the_supervisor_records_the_exit_code_of_a_program_that_filled_the_disk(
         assert (folder / "job.exit").read_text().strip() == "5"
     finally:
         unmount(folder)
+
+
+def test_a_local_write_error_fails_the_runs_with_it_and_leaves_none_running(
+    project: Project,
+) -> None:
+    # The input cache cannot be made: a file is where its folder goes.
+    blocker = project.outputs / ".cache" / "inputs"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder\n")
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 1, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert [run["status"] for run in runs] == ["failed"] * DEMO_RUNS
+    for run in runs:
+        assert run["error_class"] == "io"
+        assert run["error_message"].startswith("local I/O error: ")
+        assert str(blocker) in run["error_message"]
+    assert not project.ledger_lines()
+
+    blocker.unlink()
+    again = project.batch("+experiment=demo")
+    assert again.returncode == 0, again.stderr
+    assert f"{DEMO_RUNS} executed ({DEMO_RUNS} succeeded, 0 failed)" in again.stdout
+
+
+def test_a_supervisor_killed_outright_gives_no_invented_exit_code(project: Project) -> None:
+    killed: list[int] = []
+
+    def kill_first_job() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            for pid_file in project.outputs.glob(".staging/jb_*/job.pid"):
+                text = pid_file.read_text().split()
+                if text and project.ledger_lines():
+                    # The supervisor and its model (one process group of their own).
+                    os.killpg(int(text[0]), signal.SIGKILL)
+                    killed.append(int(text[0]))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_first_job, daemon=True)
+    killer.start()
+    done = project.batch("+experiment=demo", env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"})
+    killer.join(timeout=5)
+    assert killed, "no job was running to kill"
+    assert "exit code was not recorded" in done.stderr
+    assert "code -9" not in done.stdout + done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert all(run["exit_code"] != -9 for run in runs)
+    assert "running" not in {run["status"] for run in runs}
