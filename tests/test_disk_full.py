@@ -160,7 +160,7 @@ def test_a_local_write_error_fails_the_runs_with_it_and_leaves_none_running(
     assert [run["status"] for run in runs] == ["failed"] * DEMO_RUNS
     for run in runs:
         assert run["error_class"] == "io"
-        assert run["error_message"].startswith("local I/O error: ")
+        assert run["error_message"].startswith("I/O error: ")
         assert str(blocker) in run["error_message"]
     assert not project.ledger_lines()
 

@@ -155,7 +155,7 @@ class DiskGuard:
         on it is tried once more.
         """
         self.seen(exc)
-        what = "local I/O error" if isinstance(exc, OSError) else "could not record the run"
+        what = "I/O error" if isinstance(exc, OSError) else "could not record the run"
         message = f"{what}: {io_reason(exc)}"
         try:
             self._settle(run_ids, message, outcome)
