@@ -112,6 +112,11 @@ class DiskGuard:
         self.seen(exc)
         return freed
 
+    @staticmethod
+    def record_error(exc: OSError) -> str:
+        """The error message of a run whose records could not be written."""
+        return f"could not record the run's outputs: {io_reason(exc)}"
+
     def model_failure(self, failure: Failure, staging: Path, log_path: Path) -> Failure:
         """A failed job's fate, if its model failed on a full disk (else ``failure`` itself).
 

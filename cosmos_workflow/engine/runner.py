@@ -27,7 +27,6 @@ from cosmos_workflow.execution.adapters.base import Invocation, ModelAdapter
 from cosmos_workflow.execution.targets.base import LOG_NAME, ExecutionResult
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore, RunRecord
-from cosmos_workflow.utils.disk import io_reason
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class JobRunner:
         self._runner_id = runner_id
         self._retries = retries
         self._stopping = stopping or threading.Event()
-        self._disk = DiskGuard(repository, store, progress, runner_id)
+        self.disk = DiskGuard(repository, store, progress, runner_id)
 
     def may_retry(self, kind: str, tries: int) -> bool:
         """True if a job that failed with an error of ``kind`` may start again after ``tries``."""
@@ -94,10 +93,10 @@ class JobRunner:
             half: The half of a split job it is, if it is one (engine/isolation.py).
         """
         outcome = JobOutcome()
-        if self._disk.full:  # no job starts on a full disk: its runs stay queued
+        if self.disk.full:  # no job starts on a full disk: its runs stay queued
             return outcome
         batch = self._claim(batch, job_id, slot, outcome)
-        with self._disk.recording([run.id for run in batch], outcome):
+        with self.disk.recording([run.id for run in batch], outcome):
             batch = self._drop_unstageable(batch, slot, tries, outcome) if batch else []
             if not batch or outcome.retry:
                 return outcome
@@ -117,10 +116,6 @@ class JobRunner:
             finally:
                 self._store.discard_staging(staging)
         return outcome
-
-    def settle_after(self, run_ids: list[str], error: BaseException) -> BaseException:
-        """Record the runs of a job whose thread failed (none left running); return ``error``."""
-        return self._disk.settle_after(run_ids, error)
 
     def fail_unstarted(self, batch: list[RunSpec], slot: Slot, error: CosmosError) -> JobOutcome:
         """Record queued runs as failed without running them (nowhere to run them)."""
@@ -170,7 +165,7 @@ class JobRunner:
             self._store.discard_staging(staging)
             return None
         try:
-            with self._disk.recording([run.id for run in batch], outcome):
+            with self.disk.recording([run.id for run in batch], outcome):
                 self._record_result(batch, invocation, staging, slot, result, 1, outcome)
         finally:
             slot.executor.release(job_id, staging)
@@ -257,7 +252,7 @@ class JobRunner:
             retry = self.may_retry(ExecutionFailure.kind, tries)
             job = (batch, invocation, staging)
             failure = assess_failure(adapter, self._store, job, result, retry, half)
-            failure = self._disk.model_failure(failure, staging, result.log_path)
+            failure = self.disk.model_failure(failure, staging, result.log_path)
             batch = self._queue_again(batch, failure, outcome)
             if failure.common and len(batch) > 1:
                 self._progress.note(
@@ -409,9 +404,9 @@ class JobRunner:
             self._repo.adopt_succeeded(run.id, str(self._store.run_dir(run.id)), result)
             return "succeeded"
         except OSError as exc:
-            if self._disk.relieved(exc):  # the reserve is free now: record the run once more
+            if self.disk.relieved(exc):  # the reserve is free now: record the run once more
                 return self._finish_safely(run, invocation, staging, slot, result, failure)
-            message = f"could not record the run's outputs: {io_reason(exc)}"
+            message = self.disk.record_error(exc)
             logger.error("Run %s: %s", run.id, message)
             if self._settle_failed(run.id, ("execution", message), 0.0):
                 return "failed"
