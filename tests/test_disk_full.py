@@ -7,6 +7,7 @@ tmpfs of its own, filled for real while a sweep runs. Needs root (mount).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,16 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
+from cosmos_workflow.api.cosmos_api import CosmosAPI
+from cosmos_workflow.connection.local import LocalCommandExecutor
+from cosmos_workflow.database.models import RunStatus
+from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher, RunnerIdentity
+from cosmos_workflow.engine.progress import NullProgress
+from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.programs import local_job
+from cosmos_workflow.execution.targets.local import LocalExecutor
+from cosmos_workflow.transfer.input_cache import LocalInputCache
+from cosmos_workflow.utils.clock import SystemClock
 
 DEMO_RUNS = 12
 
@@ -195,3 +205,46 @@ def test_a_supervisor_killed_outright_gives_no_invented_exit_code(project: Proje
     runs = project.cosmos_json("list", "runs")
     assert all(run["exit_code"] != -9 for run in runs)
     assert "running" not in {run["status"] for run in runs}
+
+
+class BrokenLocalExecutor(LocalExecutor):
+    """The local target with a bug: its execute raises what no runner expects."""
+
+    def execute(self, invocation, staging, gpus, on_line):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the executor")
+
+
+def test_a_job_that_breaks_leaves_none_of_its_runs_running(demo_project: Project) -> None:
+    project = demo_project
+    api = CosmosAPI.from_project(project.root, environ=project.env)
+    try:
+        repo = api.repository
+        ids = sorted(run["id"] for run in project.cosmos_json("list", "runs"))[:1]
+        for run_id in ids:
+            shutil.rmtree(api.store.run_dir(run_id))
+        assert sorted(repo.requeue_lost(ids)) == ids
+        clock = SystemClock()
+        commands = LocalCommandExecutor()
+        executor = BrokenLocalExecutor(
+            "local", commands, LocalInputCache(api.store.input_cache_dir), clock
+        )
+        context = DispatchContext(
+            repository=repo,
+            store=api.store,
+            executors={"local": executor},
+            targets=api.settings.pool,
+            adapters=build_adapters(api.settings),
+            progress=NullProgress(),
+            settings=api.settings.scheduler,
+            clock=clock,
+            commands=commands,
+            identity=RunnerIdentity.new("this-host", os.getpid()),
+        )
+        with pytest.raises(RuntimeError, match="a bug in the executor"):
+            Dispatcher(context).run(repo.run_specs(ids))
+        for run_id in ids:
+            run = repo.get_run(run_id)
+            assert run.status is RunStatus.FAILED, run.status
+            assert "RuntimeError: a bug in the executor" in (run.error_message or "")
+    finally:
+        api.close()
