@@ -228,11 +228,8 @@ class JobRunner:
         tries: int,
         outcome: JobOutcome,
     ) -> None:
-        """Record a job whose executor raised: try its runs again if allowed, else fail them.
-
-        A job cancelled on its target by someone else (kind ``cancelled``,
-        e.g. scancel) cancels its runs.
-        """
+        """A job whose executor raised: its runs again if allowed, else failed (or cancelled:
+        a job cancelled on its target by someone else, e.g. scancel, kind ``cancelled``)."""
         self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
         outcome.fault = exc
         outcome.host_lost = isinstance(exc, NetworkFailure)
@@ -304,7 +301,7 @@ class JobRunner:
             self._repo.claim(
                 [run.id for run in batch],
                 target=slot.executor.target_name,
-                gpus=_gpu_text(slot.gpus),
+                gpus=",".join(str(gpu) for gpu in slot.gpus),
                 job_id=job_id,
                 runner_id=self._runner_id,
                 job_position=None,
@@ -518,7 +515,3 @@ class _Job:
 
     invocation: Invocation
     log_path: Path
-
-
-def _gpu_text(gpus: list[int]) -> str:
-    return ",".join(str(g) for g in gpus)
