@@ -9,7 +9,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Test workers: one per core, at most 4 (each starts its own test host,
 # PostgreSQL cluster and Chromium). make test TEST_WORKERS=1 runs them in turn.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$((n < 4 ? n : 4)))
-PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --durations=15
+# loadgroup: the tests of a module marked xdist_group run on one worker, in order
+# (tests/test_slurm_target.py: a time limit checked every 30 s, waited for across tests).
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 .PHONY: demo test coverage system-deps lint format clean
 

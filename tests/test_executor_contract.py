@@ -1,8 +1,9 @@
 """The executor contract: what the engine relies on from every kind of target.
 
 Every test runs once per kind, on a real target of that kind: the local
-target (processes on this machine) and the ssh target (the test host: a real
-sshd and a private dockerd in a network namespace). The job is the simulated
+target (processes on this machine), the ssh target (the test host: a real
+sshd and a private dockerd in a network namespace) and the slurm target (a
+private one-node Slurm cluster whose login node is the test host's sshd). The job is the simulated
 model, rendered by its adapter as the job runner would render it; each
 executor is built through the kind registry, as the API builds it.
 
@@ -27,7 +28,11 @@ from typing import Any
 import pytest
 
 from cosmos_workflow.config.settings import SimulatorSettings, Target
-from cosmos_workflow.config.target_kinds import LocalTargetSettings, SSHTargetSettings
+from cosmos_workflow.config.target_kinds import (
+    LocalTargetSettings,
+    SlurmTargetSettings,
+    SSHTargetSettings,
+)
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.errors import CosmosError, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation
@@ -71,6 +76,8 @@ class Harness:
         install_gpu_tool: Puts a program called nvidia-smi where the target finds it.
         unreachable: Settings of a target of this kind that cannot be reached
             (None: every target of the kind can be reached, e.g. this machine).
+        lists_gpus: False for a kind whose GPUs no program on the target lists
+            (a cluster's scheduler chooses them for each job).
     """
 
     target: Target
@@ -78,6 +85,7 @@ class Harness:
     staging_root: Path
     install_gpu_tool: Callable[[str], None]
     unreachable: Target | None = None
+    lists_gpus: bool = True
     executors: list[Executor] = field(default_factory=list)
     jobs: list[tuple[str, Path]] = field(default_factory=list)
 
@@ -130,10 +138,47 @@ def ssh_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harn
         tool.unlink(missing_ok=True)
 
 
+def slurm_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The test host's Slurm cluster (tests/slurm.py), its sshd the login node."""
+    import slurm
+
+    host = request.getfixturevalue("host")
+    cluster = request.getfixturevalue("slurm_host")
+    work = cluster.work_dir / f"contract-{uuid.uuid4().hex[:8]}"
+    work.mkdir(mode=0o777)
+    work.chmod(0o777)
+    config = {
+        "name": "contract-slurm",
+        "kind": "slurm",
+        "login": slurm.login(host),
+        "partition": cluster.partition,
+        "max_gpus": cluster.gpus,
+        "work_dir": str(work),
+        "launcher": "bare",
+        "setup": f". {cluster.activate}",
+        "python": "python",
+        "poll_s": 0.2,
+    }
+    target = SlurmTargetSettings.model_validate(config)
+    login = {**config["login"], "port": _closed_port(host.sshd.port)}
+    closed = SlurmTargetSettings.model_validate({**config, "login": login})
+    try:
+        yield Harness(
+            target, _context(tmp_path), tmp_path, _no_tool, unreachable=closed, lists_gpus=False
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _no_tool(script: str) -> None:
+    """A target whose GPUs no program lists (its scheduler chooses them)."""
+
+
 # kind -> its harness; every kind in the registry has one.
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Iterator[Harness]]] = {
     "local": local_harness,
     "ssh": ssh_harness,
+    "slurm": slurm_harness,
 }
 
 
@@ -446,6 +491,8 @@ def test_a_job_that_never_started_is_not_found(harness: Harness, tmp_path: Path)
 
 
 def test_the_gpus_of_the_target_are_listed(harness: Harness) -> None:
+    if not harness.lists_gpus:
+        pytest.skip(f"a {harness.target.kind} target's scheduler chooses its GPUs for each job")
     harness.install_gpu_tool(NVIDIA_SMI)
     report = harness.executor().describe()
     assert report.name == harness.target.name

@@ -16,6 +16,7 @@ from cosmos_workflow.database.ratings import check_rating
 from cosmos_workflow.database.search import MAX_SEARCH_CHARS, matched_fields
 from cosmos_workflow.errors import CosmosError, NotFoundFailure, ValidationFailure
 from cosmos_workflow.outputs.store import OUTPUT_PROMPT, OUTPUT_VIDEO, OutputStore
+from cosmos_workflow.outputs.verify import succeeded_run_problems
 from cosmos_workflow.sweeps.derive import UPSAMPLER_ADAPTERS
 from cosmos_workflow.sweeps.status import sweep_status
 from cosmos_workflow.sweeps.workspace import Workspace
@@ -126,7 +127,9 @@ class Catalogue:
         runs = self._ws.repository.list_runs(
             wanted, limit, rating=rating, min_rating=min_rating, prompt_ids=prompt_ids
         )
-        return [run_dict(r, self._ws.store) for r in runs]
+        # A cheap check of each succeeded run's folder (sizes), unless cache.verify hashes.
+        check = self._ws.settings.cache.verify
+        return [run_dict(r, self._ws.store, check) for r in runs]
 
     def prompt_ids(self, given: str) -> list[str]:
         """Prompts by id (or unique prefix), else by name: every prompt of that name.
@@ -217,7 +220,7 @@ class Catalogue:
     def _show_run(self, run_id: str) -> dict[str, Any]:
         repo = self._ws.repository
         run = repo.get_run(run_id)
-        data = run_dict(run, self._ws.store)
+        data = run_dict(run, self._ws.store, "sha256")
         # The control videos the program computed from the input (in the run's folder).
         controls = self._ws.store.control_videos(run_id)
         data["controls"] = {key: str(path) for key, path in controls.items()}
@@ -436,10 +439,22 @@ def prompt_dict(prompt: Prompt) -> dict[str, Any]:
     }
 
 
-def run_dict(run: Run, store: OutputStore) -> dict[str, Any]:
-    """JSON-ready view of a run (``output_path``: its main output, if it is there)."""
+def run_dict(run: Run, store: OutputStore, check: str | None = None) -> dict[str, Any]:
+    """JSON-ready view of a run (``output_path``: its main output, if it is there).
+
+    Args:
+        run: The run.
+        store: This output tree.
+        check: How a succeeded run's folder is checked (outputs/verify.py):
+            ``size`` or ``sha256``; None: not at all. ``damaged`` lists what
+            is wrong with it (empty: nothing); None for a run not checked
+            (not succeeded, or made in another output tree).
+    """
     main = OUTPUT_PROMPT if run.adapter in UPSAMPLER_ADAPTERS else OUTPUT_VIDEO
     output = store.run_dir(run.id) / main
+    damaged = None
+    if check is not None and run.status is RunStatus.SUCCEEDED:
+        damaged = succeeded_run_problems(store, run.id, run.output_dir, check == "sha256")
     return {
         "id": run.id,
         "kind": "run",
@@ -460,6 +475,7 @@ def run_dict(run: Run, store: OutputStore) -> dict[str, Any]:
         "job_id": run.job_id,
         "output_dir": run.output_dir,
         "output_path": str(output) if output.is_file() else None,
+        "damaged": damaged,
     }
 
 

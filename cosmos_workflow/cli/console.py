@@ -52,6 +52,7 @@ def stdout_console() -> Console:
 STATUS_STYLES = {
     "succeeded": "green",
     "failed": "red",
+    "damaged": "bold red",
     "cancelled": "yellow",
     "running": "cyan",
     "queued": "blue",

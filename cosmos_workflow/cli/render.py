@@ -114,19 +114,26 @@ def render_prompts(rows: list[dict[str, Any]]) -> None:
 
 
 def render_runs(rows: list[dict[str, Any]]) -> None:
-    """One line per run: id, status, rating, prompt, target, folder."""
+    """One line per run: id, status, rating, prompt, target, folder.
+
+    A succeeded run whose folder is damaged shows as ``damaged``, and why.
+    """
     _print_run_lines(
         [
             (
                 f"{row['id']}  ",
-                row["status"],
+                "damaged" if row.get("damaged") else row["status"],
                 f"  {rating(row['rating']):<3}  {row['prompt_id']}  "
-                f"{row['target'] or '-':<8}  {row['output_path'] or '-'}",
+                f"{row['target'] or '-':<8}  {row['output_path'] or '-'}{_damage_note(row)}",
             )
             for row in rows
         ]
     )
     click.echo(f"{len(rows)} run(s)")
+
+
+def _damage_note(row: dict[str, Any]) -> str:
+    return f"  (succeeded, but {'; '.join(row['damaged'])})" if row.get("damaged") else ""
 
 
 def render_sweeps(rows: list[dict[str, Any]]) -> None:
@@ -141,9 +148,16 @@ def render_sweeps(rows: list[dict[str, Any]]) -> None:
 
 
 def render_show(data: dict[str, Any]) -> None:
-    """``key: value`` lines; nested values as indented JSON."""
+    """``key: value`` lines; nested values as indented JSON.
+
+    A damaged run's status says so: ``succeeded (damaged: result.json is missing)``.
+    """
     for key, value in data.items():
-        if isinstance(value, dict | list):
+        if key == "damaged":
+            continue  # said with the status
+        if key == "status" and data.get("damaged"):
+            click.echo(f"status: {value} (damaged: {'; '.join(data['damaged'])})")
+        elif isinstance(value, dict | list):
             click.echo(f"{key}:")
             text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
             click.echo("\n".join(f"  {line}" for line in text.splitlines()))

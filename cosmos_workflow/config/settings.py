@@ -83,6 +83,18 @@ class RetrySettings(_Strict):
     max_backoff_s: float = Field(default=60.0, ge=0)
 
 
+class CacheSettings(_Strict):
+    """How a run made before is checked before it counts as cached.
+
+    Attributes:
+        verify: ``size``: each output has the size result.json recorded (cheap);
+            ``sha256``: each output's content matches outputs.sha256 (reads every
+            output; a changed byte makes the run execute again).
+    """
+
+    verify: Literal["size", "sha256"] = "size"
+
+
 class SchedulerSettings(_Strict):
     """How runs are batched and spread over the targets' GPUs."""
 
@@ -183,6 +195,7 @@ class Settings(_Strict):
     # The pool: several targets at once. None: the pool is ``target`` alone.
     targets: list[Target] | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -227,6 +240,7 @@ SETTINGS_KEYS = frozenset(
         "target",
         "targets",
         "scheduler",
+        "cache",
         "limits",
         "inference",
         "log_level",
@@ -235,5 +249,5 @@ SETTINGS_KEYS = frozenset(
     }
 )
 # Settings that the user file and COSMOS_* variables may set.
-LAYERED_SECTIONS = ("database", "paths", "simulator", "limits")
+LAYERED_SECTIONS = ("database", "paths", "simulator", "limits", "cache")
 LAYERED_TOP_LEVEL = ("log_level",)

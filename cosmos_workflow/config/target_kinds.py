@@ -151,6 +151,12 @@ class SlurmTargetSettings(TargetBase):
     python: str = "python3"
     poll_s: float = Field(default=1.0, gt=0)
 
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _minutes(cls, value: object) -> object:
+        # A number of minutes as YAML or an override gives it (60, not "60").
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("sbatch_args")
     @classmethod
     def _allowed_flags(cls, args: list[str]) -> list[str]:

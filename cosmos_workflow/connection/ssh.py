@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from cosmos_workflow.connection.chunk_buffer import ChunkBuffer
 from cosmos_workflow.errors import AuthFailure, NetworkFailure, ValidationFailure
 
 if TYPE_CHECKING:
@@ -286,6 +287,9 @@ class SSHManager:
     def exec_stream(self, command: str, window: int, max_packet: int) -> paramiko.Channel:
         """Start ``command`` (already quoted) on a channel with a large window, for bulk data.
 
+        The channel keeps what it receives in a ChunkBuffer (chunk_buffer.py),
+        which hands the packets to ``recv`` without paramiko's copies.
+
         Args:
             command: The command line, every word already quoted.
             window: Bytes the host may send ahead of what has been read.
@@ -296,6 +300,7 @@ class SSHManager:
         """
         try:
             channel = self.transport().open_session(window_size=window, max_packet_size=max_packet)
+            channel.in_buffer = ChunkBuffer()
         except transport_errors() as exc:
             raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
         try:

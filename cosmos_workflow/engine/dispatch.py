@@ -296,7 +296,7 @@ class Dispatcher:
         host.release(active.gpus)
         self._leases.release(event.job_id)
         if event.error is not None:
-            raise event.error
+            raise self._jobs.disk.settle_after(active.job.run_ids, event.error)
         if event.lost:
             # A job re-attached to was gone: its runs start again.
             requeued = self._repo.requeue_running(active.job.run_ids, self._ctx.identity.runner_id)

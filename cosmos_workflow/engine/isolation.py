@@ -131,7 +131,7 @@ class Failure:
         common: True if the fault is common to the runs (both halves of a split failed blank).
     """
 
-    exit_code: int
+    exit_code: int | None
     reason: str | None
     plan: AfterFailure
     common: bool = False
@@ -146,9 +146,11 @@ class Failure:
         return f"{self.error}; see the run's logs/run.log"
 
 
-def model_fault(exit_code: int, reason: str | None) -> ExecutionFailure:
-    """The fault of a job whose program exited with ``exit_code``."""
+def model_fault(exit_code: int | None, reason: str | None) -> ExecutionFailure:
+    """The fault of a job whose program exited with ``exit_code`` (None: not recorded)."""
     text = f"the model exited with code {exit_code}"
+    if exit_code is None:
+        text = "the model's exit code was not recorded (its supervisor ended without writing it)"
     return ExecutionFailure(f"{reason}; {text}" if reason else text)
 
 
@@ -170,8 +172,22 @@ def assess_failure(
         retry: True if scheduler.retries lets the job be tried again as it is.
         half: The half of a split job this job is (None: it was not split from one).
     """
-    batch, invocation, staging = job
     reason = adapter.failure_reason(log_tail(result.log_path))
+    whole = whole_runs(store, job)
+    if not whole and reason is None and half is not None and half.failed_blank():
+        return Failure(result.exit_code, reason, AfterFailure(), common=True)
+    plan = after_failure([run.id for run in job[0]], whole, retry and reason is None)
+    return Failure(result.exit_code, reason, plan)
+
+
+def whole_runs(store: OutputStore, job: tuple[list[RunSpec], Invocation, Path]) -> set[str]:
+    """The runs of a failed job whose outputs were written whole (they are adopted).
+
+    Args:
+        store: The output tree (outputs a dead runner moved there count as written).
+        job: The job's runs, its invocation and its staging folder.
+    """
+    batch, invocation, staging = job
     whole = set()
     for run in batch:
         outputs = invocation.outputs[run.id]
@@ -180,10 +196,7 @@ def assess_failure(
                 whole.add(run.id)
         elif not store.missing_outputs(staging, outputs, run.id):
             whole.add(run.id)  # a runner that died recording the run had moved them
-    if not whole and reason is None and half is not None and half.failed_blank():
-        return Failure(result.exit_code, reason, AfterFailure(), common=True)
-    plan = after_failure([run.id for run in batch], whole, retry and reason is None)
-    return Failure(result.exit_code, reason, plan)
+    return whole
 
 
 def after_failure(run_ids: Sequence[str], whole: Collection[str], retry: bool) -> AfterFailure:

@@ -18,6 +18,7 @@ from pathlib import Path
 from cosmos_workflow.config.settings import RetrySettings
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.engine.io_faults import DiskGuard
 from cosmos_workflow.engine.isolation import Failure, SplitHalf, assess_failure, missing_message
 from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot, run_record
 from cosmos_workflow.engine.progress import ProgressSink
@@ -65,6 +66,7 @@ class JobRunner:
         self._runner_id = runner_id
         self._retries = retries
         self._stopping = stopping or threading.Event()
+        self.disk = DiskGuard(repository, store, progress, runner_id)
 
     def may_retry(self, kind: str, tries: int) -> bool:
         """True if a job that failed with an error of ``kind`` may start again after ``tries``."""
@@ -91,27 +93,28 @@ class JobRunner:
             half: The half of a split job it is, if it is one (engine/isolation.py).
         """
         outcome = JobOutcome()
+        if self.disk.full:  # no job starts on a full disk: its runs stay queued
+            return outcome
         batch = self._claim(batch, job_id, slot, outcome)
-        if not batch:
-            return outcome
-        batch = self._drop_unstageable(batch, slot, tries, outcome)
-        if not batch or outcome.retry:
-            return outcome
-        # The work folder exists before the last look at cancellations: a
-        # `cosmos kill` that comes later finds it and waits for the program
-        # to start, to stop it; one that came earlier is seen here.
-        staging = self._store.staging(job_id)
-        try:
-            batch = self._drop_cancelled(batch, outcome.tally)
-            if self._stopping.is_set():
-                # The runner stops: its runs were cancelled, nothing starts now.
-                for run in batch:
-                    self._skip_cancelled(run.id, outcome.tally)
-                batch = []
-            if batch:
-                self._execute(batch, job_id, slot, staging, tries, outcome, half)
-        finally:
-            self._store.discard_staging(staging)
+        with self.disk.recording([run.id for run in batch], outcome):
+            batch = self._drop_unstageable(batch, slot, tries, outcome) if batch else []
+            if not batch or outcome.retry:
+                return outcome
+            # The work folder exists before the last look at cancellations: a
+            # `cosmos kill` that comes later finds it and waits for the program
+            # to start, to stop it; one that came earlier is seen here.
+            staging = self._store.staging(job_id)
+            try:
+                batch = self._drop_cancelled(batch, outcome.tally)
+                if self._stopping.is_set():
+                    # The runner stops: its runs were cancelled, nothing starts now.
+                    for run in batch:
+                        self._skip_cancelled(run.id, outcome.tally)
+                    batch = []
+                if batch:
+                    self._execute(batch, job_id, slot, staging, tries, outcome, half)
+            finally:
+                self._store.discard_staging(staging)
         return outcome
 
     def fail_unstarted(self, batch: list[RunSpec], slot: Slot, error: CosmosError) -> JobOutcome:
@@ -159,7 +162,8 @@ class JobRunner:
             self._store.discard_staging(staging)
             return None
         try:
-            self._record_result(batch, invocation, staging, slot, result, 1, outcome)
+            with self.disk.recording([run.id for run in batch], outcome):
+                self._record_result(batch, invocation, staging, slot, result, 1, outcome)
         finally:
             slot.executor.release(job_id, staging)
             self._store.discard_staging(staging)
@@ -224,11 +228,8 @@ class JobRunner:
         tries: int,
         outcome: JobOutcome,
     ) -> None:
-        """Record a job whose executor raised: try its runs again if allowed, else fail them.
-
-        A job cancelled on its target by someone else (kind ``cancelled``,
-        e.g. scancel) cancels its runs.
-        """
+        """A job whose executor raised: its runs again if allowed, else failed (or cancelled:
+        a job cancelled on its target by someone else, e.g. scancel, kind ``cancelled``)."""
         self._progress.job_finished(invocation.job_id, slot.executor.target_name, slot.gpus)
         outcome.fault = exc
         outcome.host_lost = isinstance(exc, NetworkFailure)
@@ -265,6 +266,7 @@ class JobRunner:
             retry = self.may_retry(ExecutionFailure.kind, tries)
             job = (batch, invocation, staging)
             failure = assess_failure(adapter, self._store, job, result, retry, half)
+            failure = self.disk.model_failure(failure, staging, result.log_path)
             batch = self._queue_again(batch, failure, outcome)
             if failure.common and len(batch) > 1:
                 self._progress.note(
@@ -299,7 +301,7 @@ class JobRunner:
             self._repo.claim(
                 [run.id for run in batch],
                 target=slot.executor.target_name,
-                gpus=_gpu_text(slot.gpus),
+                gpus=",".join(str(gpu) for gpu in slot.gpus),
                 job_id=job_id,
                 runner_id=self._runner_id,
                 job_position=None,
@@ -403,7 +405,9 @@ class JobRunner:
             self._repo.adopt_succeeded(run.id, str(self._store.run_dir(run.id)), result)
             return "succeeded"
         except OSError as exc:
-            message = f"could not record the run's outputs: {exc}"
+            if self.disk.relieved(exc):  # the reserve is free now: record the run once more
+                return self._finish_safely(run, invocation, staging, slot, result, failure)
+            message = self.disk.record_error(exc)
             logger.error("Run %s: %s", run.id, message)
             if self._settle_failed(run.id, ("execution", message), 0.0):
                 return "failed"
@@ -511,7 +515,3 @@ class _Job:
 
     invocation: Invocation
     log_path: Path
-
-
-def _gpu_text(gpus: list[int]) -> str:
-    return ",".join(str(g) for g in gpus)

@@ -145,8 +145,30 @@ def verify_tree(
     return report
 
 
-def run_folder_problems(store: OutputStore, run_id: str) -> list[str]:
-    """What is wrong with a succeeded run's folder (nothing: an empty list)."""
+def succeeded_run_problems(
+    store: OutputStore, run_id: str, output_dir: str | None, content: bool
+) -> list[str] | None:
+    """What is wrong with a succeeded run's folder, if it is in this output tree.
+
+    Args:
+        store: This output tree.
+        run_id: The run.
+        output_dir: Where the database says its folder is.
+        content: Hash the outputs too (else sizes only: cheap, for lists).
+
+    Returns:
+        The problems (none: an empty list), or None for a run made in another output tree.
+    """
+    if output_dir is not None and not _inside(Path(output_dir), store.root):
+        return None
+    return run_folder_problems(store, run_id, content)
+
+
+def run_folder_problems(store: OutputStore, run_id: str, content: bool = True) -> list[str]:
+    """What is wrong with a succeeded run's folder (nothing: an empty list).
+
+    ``content``: hash each output against outputs.sha256 (else sizes only).
+    """
     folder = store.run_dir(run_id)
     if not folder.is_dir():
         return ["its run folder is missing"]
@@ -167,7 +189,7 @@ def run_folder_problems(store: OutputStore, run_id: str) -> list[str]:
     except (OSError, ValueError) as exc:
         problems.append(f"{OUTPUTS_SUMS} cannot be read: {exc}")
     for name in sorted({*sizes, *(digests or {})}):
-        problems += _output_problems(folder, name, sizes.get(name), digests)
+        problems += _output_problems(folder, name, sizes.get(name), digests, content)
     return problems
 
 
@@ -185,9 +207,9 @@ def _result(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def _output_problems(
-    folder: Path, name: str, size: object, digests: dict[str, str] | None
+    folder: Path, name: str, size: object, digests: dict[str, str] | None, content: bool
 ) -> list[str]:
-    """What is wrong with one recorded output (hashed only when its size is right)."""
+    """What is wrong with one recorded output (hashed, if ``content``, when its size is right)."""
     shown = name if name.isprintable() else repr(name)
     if not own_file_name(name):
         return [f"{shown} is not a file name of its folder"]
@@ -203,7 +225,7 @@ def _output_problems(
     if digests is not None:
         if name not in digests:
             problems.append(f"{shown} is not listed in {OUTPUTS_SUMS}")
-        elif sha256_file(path) != digests[name]:
+        elif content and sha256_file(path) != digests[name]:
             problems.append(f"{shown}: its sha256 differs from {OUTPUTS_SUMS}")
     return problems
 

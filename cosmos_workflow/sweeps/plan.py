@@ -276,16 +276,22 @@ def _check_upscale_stage(ws: Workspace, plan: SweepPlan, stage: UpscaleStage) ->
 def cached_runs(ws: Workspace, run_ids: list[str]) -> set[str]:
     """Runs whose outputs exist: here (succeeded in the database, or verified on
     disk), or in another output tree that shares this database (another machine's
-    runner made them; they are not made again)."""
+    runner made them; they are not made again).
+
+    Here, outputs must have their recorded sizes; with ``cache.verify: sha256``
+    their content must match outputs.sha256 too.
+    """
     store = ws.store
     on_disk = store.with_outputs(run_ids)
     if not ws.database_exists():
         return {run_id for run_id in on_disk if store.verify_outputs(run_id)}
     statuses = ws.repository.statuses(on_disk)
+    trust_sizes = ws.settings.cache.verify == "size"  # else every output is hashed
     here = {
         run_id
         for run_id in on_disk
-        if statuses.get(run_id) is RunStatus.SUCCEEDED or store.verify_outputs(run_id)
+        if (trust_sizes and statuses.get(run_id) is RunStatus.SUCCEEDED)
+        or store.verify_outputs(run_id)
     }
     elsewhere = ws.repository.succeeded_outside(
         [run_id for run_id in run_ids if run_id not in on_disk], str(store.root)

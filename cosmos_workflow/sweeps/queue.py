@@ -24,7 +24,9 @@ def queue_runs(ws: Workspace, run_ids: list[str]) -> None:
 def requeue_lost(ws: Workspace, run_ids: list[str]) -> None:
     """Queue again the succeeded runs among ``run_ids`` (their outputs are gone)."""
     for run_id in ws.repository.requeue_lost(run_ids):
-        logger.warning("Run %s was succeeded but its outputs are gone; running it again", run_id)
+        logger.warning(
+            "Run %s was succeeded but its outputs are gone or changed; running it again", run_id
+        )
 
 
 def adopt(ws: Workspace, run_id: str) -> None:

@@ -199,9 +199,15 @@ class Workspace:
     def dispatch(
         self, runs: list[RunSpec], progress: ProgressSink, unreachable: dict[str, CosmosError]
     ) -> RunTally:
-        """Execute queued runs over the pool (engine/dispatch.py)."""
+        """Execute queued runs over the pool (engine/dispatch.py).
+
+        The output tree's disk reserve is taken first (engine/io_faults.py).
+        """
         from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher
         from cosmos_workflow.engine.gpu_leases import RunnerIdentity
+        from cosmos_workflow.engine.io_faults import output_reserve
+
+        output_reserve(self.store).hold()
 
         context = DispatchContext(
             repository=self.repository,

@@ -434,9 +434,9 @@ def _receive_file(channel: Channel, handle: IO[bytes]) -> str:
     digest = hashlib.sha256()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
         hashed: Future[None] | None = None
-        # recv(WINDOW) empties paramiko's buffer at every call; a smaller read
-        # makes it move the rest of its buffer (up to WINDOW bytes) each time.
-        while data := channel.recv(WINDOW):
+        # The channel's ChunkBuffer joins whole packets up to CHUNK bytes: one
+        # copy into memory that is reused, however far ahead the host is.
+        while data := channel.recv(CHUNK):
             if hashed is not None:
                 hashed.result()
             hashed = hasher.submit(digest.update, data)

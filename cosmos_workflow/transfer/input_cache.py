@@ -10,9 +10,11 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from cosmos_workflow.errors import ValidationFailure
 from cosmos_workflow.manifest.specs import InputFile
+from cosmos_workflow.utils.disk import with_file_name
 
 _CHUNK = 1024 * 1024
 
@@ -40,11 +42,22 @@ class LocalInputCache:
 
         Raises:
             InputChanged: the file's content no longer matches its sha256.
-            ValidationFailure: the file is gone.
+            ValidationFailure: the file is gone or cannot be read.
+            OSError: the copy cannot be written (a full disk: the fault is
+                this machine's, not the input's); it names the cached file.
         """
         cached = self.path_for(item)
         if cached.is_file():
             return cached
+        try:
+            return self._copy_in(item, cached)
+        except OSError as exc:
+            error = with_file_name(exc, cached)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _copy_in(self, item: InputFile, cached: Path) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".in.", dir=self.root)
         tmp = Path(tmp_name)
@@ -64,15 +77,29 @@ class LocalInputCache:
 
     @staticmethod
     def _copy(source: Path, fd: int) -> str:
+        """Copy ``source`` to ``fd``; return its sha256 (a write error is raised as it is)."""
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as dst:
             try:
-                with source.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        digest.update(chunk)
-                        dst.write(chunk)
+                src = source.open("rb")
             except FileNotFoundError as exc:
                 raise ValidationFailure(f"input file is gone: {source}") from exc
             except OSError as exc:
                 raise ValidationFailure(f"cannot read input {source}: {exc}") from exc
+            with src:
+                while chunk := _read(src, source):
+                    digest.update(chunk)
+                    dst.write(chunk)
         return digest.hexdigest()
+
+
+def _read(src: BinaryIO, source: Path) -> bytes:
+    """The next chunk of an input file.
+
+    Raises:
+        ValidationFailure: it cannot be read.
+    """
+    try:
+        return src.read(_CHUNK)
+    except OSError as exc:
+        raise ValidationFailure(f"cannot read input {source}: {exc}") from exc

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from cosmos_workflow.utils.disk import with_file_name
+
 
 @functools.cache
 def _default_file_mode() -> int:
@@ -37,7 +39,21 @@ def write_bytes_atomic(path: Path, chunks: bytes | Iterable[bytes]) -> None:
     Args:
         path: Destination file.
         chunks: The content, whole or as an iterable of chunks.
+
+    Raises:
+        OSError: it cannot be written; the error names ``path`` (a write to
+            a full disk names no file of itself).
     """
+    try:
+        _write_bytes_atomic(path, chunks)
+    except OSError as exc:
+        error = with_file_name(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _write_bytes_atomic(path: Path, chunks: bytes | Iterable[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)

@@ -216,6 +216,32 @@ class QueueQueries(RepositoryCore):
             requeued = set(session.scalars(statement, execution_options=NO_SYNC))
         return [run_id for run_id in ids if run_id in requeued]
 
+    def fail_running(
+        self, run_ids: Iterable[str], runner_id: str, error_class: str, message: str
+    ) -> list[str]:
+        """Mark a runner's running runs failed (their job could not be recorded).
+
+        Runs cancelled meanwhile, finished, or held by another runner are left alone.
+
+        Returns:
+            The ids that are failed now, in the order given.
+        """
+        ids = list(run_ids)
+        statement = (
+            update(Run)
+            .where(Run.id.in_(ids), Run.status == RunStatus.RUNNING, Run.runner_id == runner_id)
+            .values(
+                status=RunStatus.FAILED,
+                finished_at=self._clock.now(),
+                error_class=error_class,
+                error_message=message,
+            )
+            .returning(Run.id)
+        )
+        with self._session() as session:
+            failed = set(session.scalars(statement, execution_options=NO_SYNC))
+        return [run_id for run_id in ids if run_id in failed]
+
     def requeue_lost(self, run_ids: Iterable[str]) -> list[str]:
         """Queue again the succeeded runs among ``run_ids`` (their outputs are gone).
 

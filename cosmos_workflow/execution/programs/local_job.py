@@ -5,6 +5,9 @@
 The runner starts this in a session of its own. It takes the start TOKEN
 (see claim_start), writes its pid file, runs the program with its output in
 LOG and, when the program ends, writes the exit code to EXIT (atomically).
+The room for the exit code is taken before the program starts (a file of
+its final size, overwritten in place): a program that fills the disk cannot
+keep its exit code from being recorded.
 A runner that was killed meanwhile finds the job again by its folder: still
 running (it follows the log), or over (it reads EXIT). SIGTERM is passed on
 to the program. Standard library only.
@@ -26,10 +29,32 @@ ABANDONED_NAME = "job.abandoned"
 PID_NAME = "job.pid"
 
 
+# The width of the recorded exit code (room for any int32, right-aligned).
+EXIT_WIDTH = 12
+
+
+def reserve_exit_code(path: Path) -> None:
+    """Take the disk space of ``path``'s exit code now, under a temporary name."""
+    path.with_name(path.name + ".tmp").write_text(" " * EXIT_WIDTH + "\n", encoding="ascii")
+
+
 def write_exit_code(path: Path, code: int) -> None:
-    """Write ``code`` to ``path`` through a temporary name (never half a number)."""
+    """Write ``code`` to ``path`` through a temporary name (never half a number).
+
+    The temporary file that :func:`reserve_exit_code` made is overwritten in
+    place (no new disk space is needed), else made now.
+    """
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(f"{code}\n", encoding="ascii")
+    text = f"{code:>{EXIT_WIDTH}}\n".encode("ascii")
+    try:
+        fd = os.open(temporary, os.O_WRONLY)
+    except FileNotFoundError:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
+    finally:
+        os.close(fd)
     temporary.replace(path)
 
 
@@ -60,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path, exit_path, token, command = Path(args[0]), Path(args[1]), Path(args[2]), args[4:]
     if not claim_start(token):
         return 0
+    reserve_exit_code(exit_path)
     pid_file = token.with_name(PID_NAME)
     temporary = pid_file.with_name(pid_file.name + ".tmp")
     temporary.write_text(f"{os.getpid()}\n{Path.cwd().resolve()}\n", encoding="utf-8")

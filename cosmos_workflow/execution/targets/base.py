@@ -99,13 +99,14 @@ class ExecutionResult:
     """How one invocation ended.
 
     Attributes:
-        exit_code: The program's exit code (negative: killed by that signal).
+        exit_code: The program's exit code (negative: killed by that signal; None:
+            its supervisor ended without recording it).
         started_at: When the job started.
         finished_at: When its program ended.
         log_path: The job's whole log, in the staging folder.
     """
 
-    exit_code: int
+    exit_code: int | None
     started_at: datetime
     finished_at: datetime
     log_path: Path

@@ -10,7 +10,6 @@ runner on this machine re-attaches from that folder.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import sys
 import time
@@ -179,10 +178,11 @@ class LocalExecutor(Executor):
 
     def _follow(
         self, staging: Path, running: Callable[[], bool], on_line: Callable[[str], None]
-    ) -> int:
+    ) -> int | None:
         """Pass on the job's log until its program ends; return the exit code.
 
-        A supervisor killed outright leaves no exit code: that counts as SIGKILL.
+        A supervisor that ended without recording one (killed outright, or it
+        could not start on a full disk) gives None: the code is not known.
         """
         exit_file = staging / EXIT_NAME
         log_path = staging / LOG_NAME
@@ -195,7 +195,7 @@ class LocalExecutor(Executor):
         try:
             return int(exit_file.read_text(encoding="ascii").strip())
         except (OSError, ValueError):
-            return -signal.SIGKILL
+            return None
 
     def _process_of(self, staging: Path) -> tuple[int, Path] | None:
         """The job's supervisor process, from its pid file, if it still runs."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -49,6 +50,7 @@ from cosmos_workflow.execution.targets.slurm_script import (
     SLURM_ID_NAME,
     SQUEUE_FORMAT,
     STARTED_NAME,
+    STOPPED_NAME,
     TRANSIENT_STATES,
     JobState,
     Outcome,
@@ -207,7 +209,8 @@ class SlurmExecutor(Executor):
         if slurm_id is None:
             return None
         logger.info("Re-attaching to Slurm job %s (%s)", slurm_id, invocation.job_id)
-        return self._collect(invocation, staging, slurm_id, on_line)
+        result = self._collect(invocation, staging, slurm_id, on_line)
+        return ExecutionResult(result.exit_code, started_at, result.finished_at, result.log_path)
 
     def _slurm_id(self, job_id: str) -> str | None:
         """The Slurm id of a job: recorded in its folder, else found by its name in squeue.
@@ -219,6 +222,9 @@ class SlurmExecutor(Executor):
         recorded = self._read(posixpath.join(job_dir, SLURM_ID_NAME))
         if recorded is not None and recorded.strip().isdigit():
             return recorded.strip()
+        if self._login.run(["test", "-d", job_dir]).exit_code != 0:
+            # Released (its runs are recorded), or never made.
+            return None
         done = self._run(["squeue", "-h", "-t", "all", f"--name={job_name(job_id)}", "-o", "%i"])
         found = [word for word in done.stdout.split() if word.isdigit()]
         if not found:
@@ -235,24 +241,36 @@ class SlurmExecutor(Executor):
     ) -> ExecutionResult:
         """Follow the job to its end, fetch its log and outputs, and classify how it ended."""
         layout = self.layout(invocation.job_id, staging)
-        final = self._follow(slurm_id, layout, on_line)
+        said: list[str] = []
+        final = self._follow(slurm_id, layout, on_line, said)
         outcome = self._outcome(layout, wait=final is None or final.state not in TRANSIENT_STATES)
         log_path = staging / LOG_NAME
-        self._fetch_log(layout, log_path)
+        self._fetch_log(layout, log_path, said)
+        if final is not None and final.state == "CANCELLED" and self._stopped_by_us(layout):
+            # Stopped by `cosmos kill`, Ctrl-C or a runner that quit: a program that ended.
+            now = self._clock.now()
+            ended = outcome or Outcome(-signal.SIGTERM, now, now, "")
+            return ExecutionResult(ended.exit_code, ended.started_at, ended.finished_at, log_path)
         self._classify(slurm_id, final, outcome, layout)
         assert outcome is not None
         self._download_outputs(invocation, staging, layout)
         return ExecutionResult(outcome.exit_code, outcome.started_at, outcome.finished_at, log_path)
 
+    def _stopped_by_us(self, layout: JobLayout) -> bool:
+        return self._read(layout.path(STOPPED_NAME)) is not None
+
     def _follow(
-        self, slurm_id: str, layout: JobLayout, on_line: Callable[[str], None]
+        self, slurm_id: str, layout: JobLayout, on_line: Callable[[str], None], said: list[str]
     ) -> JobState | None:
         """Poll the job until it is over; pass its log lines on as they come.
+
+        A line is passed on (and added to ``said``) each time the job's state
+        changes: queued with Slurm's reason, running on its node.
 
         Returns:
             Its final state, or None if Slurm no longer knows it (over long ago).
         """
-        offset, said = 0, ""
+        offset = 0
         silent_since: float | None = None
         while True:
             try:
@@ -271,16 +289,19 @@ class SlurmExecutor(Executor):
             if state is None or not state.active:
                 return state
             news = _state_line(slurm_id, state)
-            if news != said:
+            if not said or news != said[-1]:
                 on_line(news)
-                said = news
+                said.append(news)
             time.sleep(self._target.poll_s)
 
     def job_state(self, slurm_id: str) -> JobState | None:
         """The job's state in squeue; None if Slurm no longer knows it."""
         done = self._login.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", SQUEUE_FORMAT])
         if done.exit_code != 0:
-            return None
+            if "invalid job id" in done.stderr.lower():
+                return None
+            # slurmctld busy or restarting: as if the login node did not answer (wait).
+            raise NetworkFailure(f"squeue failed on {self.target_name}: {done.stderr.strip()}")
         states = [parse_state(line) for line in done.stdout.splitlines()]
         return next((state for state in states if state is not None), None)
 
@@ -324,10 +345,10 @@ class SlurmExecutor(Executor):
             what = "after it started" if started else "before it started"
             raise RuntimeFailure(f"{where} ended ({state}) {what} without writing its outcome")
 
-    def _fetch_log(self, layout: JobLayout, log_path: Path) -> None:
-        """The program's whole log, and Slurm's own messages after it (a time limit, ...)."""
+    def _fetch_log(self, layout: JobLayout, log_path: Path, said: list[str]) -> None:
+        """The job's states, the program's whole log, and Slurm's own messages (time limit, ...)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_bytes(b"")
+        log_path.write_text("".join(f"{line}\n" for line in said), encoding="utf-8")
         for name in (PROGRAM_LOG, SLURM_ERR):
             text = self._read(layout.path(name))
             if text:
@@ -380,14 +401,20 @@ class SlurmExecutor(Executor):
         state = self.job_state(slurm_id)
         if state is None or not state.active:
             return None
-        self._login.run(["scancel", slurm_id])
+        self._scancel(job_id, slurm_id)
         return f"Slurm job {slurm_id} on {self.target_name}"
 
     def kill_now(self, job_id: str, staging: Path) -> None:
         """scancel the job at once (a runner that quits)."""
         slurm_id = self._slurm_id(job_id)
         if slurm_id is not None:
-            self._login.run(["scancel", slurm_id])
+            self._scancel(job_id, slurm_id)
+
+    def _scancel(self, job_id: str, slurm_id: str) -> None:
+        """Cancel a job, saying first (in its folder) that we did: not a cancel from outside."""
+        stopped = self.layout(job_id, Path()).path(STOPPED_NAME)
+        self._login.put(f"{self._clock.now().isoformat()}\n".encode(), stopped)
+        self._login.run(["scancel", slurm_id])
 
     def describe(self) -> TargetReport:
         """The cluster as the login node sees it (pending and running jobs: cosmos status)."""
@@ -435,7 +462,8 @@ class SlurmExecutor(Executor):
 def _state_line(slurm_id: str, state: JobState) -> str:
     """A log line saying where the job is: queued with Slurm's reason, or running on a node."""
     if state.state == "PENDING":
-        return f"[slurm] job {slurm_id} queued: pending ({state.reason})"
+        reason = f" ({state.reason})" if state.reason not in ("", "None") else ""
+        return f"[slurm] job {slurm_id} queued: pending{reason}"
     if state.state == "RUNNING":
         return f"[slurm] job {slurm_id} running on {state.nodes}"
     return f"[slurm] job {slurm_id} {state.state.lower()}"

@@ -27,6 +27,8 @@ SCRIPT_NAME = "job.sh"
 SLURM_ID_NAME = "slurm.id"
 STARTED_NAME = "started"
 OUTCOME_NAME = "outcome"
+# Written before we scancel a job ourselves (`cosmos kill`, Ctrl-C): not a cancel from outside.
+STOPPED_NAME = "stopped"
 SLURM_OUT = "slurm.out"
 SLURM_ERR = "slurm.err"
 # The model program's output (the runner's logs/job.log).
