@@ -299,14 +299,11 @@ class Catalogue:
             report = self._ws.executor_for(target.settings).describe().to_dict()
         except CosmosError as exc:
             report = {"name": target.name, "reachable": False, "error": f"{exc.kind}: {exc}"}
-        for job in report.get("queued_jobs") or []:
-            job["runs"] = self._runs_of_job(job["job_id"])
-        return {**entry, "configured": True, **report}
-
-    def _runs_of_job(self, job_id: str) -> list[str]:
-        """The runs of one of our jobs (a job in a cluster's queue), by id."""
         exists = self._ws.database_exists()
-        return [run.id for run in self._ws.repository.runs_of_job(job_id)] if exists else []
+        for job in report.get("queued_jobs") or []:  # a cluster's jobs: with their runs
+            runs = self._ws.repository.runs_of_job(job["job_id"]) if exists else []
+            job["runs"] = [run.id for run in runs]
+        return {**entry, "configured": True, **report}
 
     # -- deletion ------------------------------------------------------------------------------
     def delete_preview(
