@@ -31,23 +31,41 @@ def slurm_overrides(host: Any, cluster: Any, work: Path) -> list[str]:
     return [f"{key}={value}" for key, value in values.items()]
 
 
+# On the worker of tests/test_slurm_target.py, before it: that module leaves a job
+# on the cluster across its tests (it waits for a time limit), which would hold a
+# GPU that the other job here must get.
+pytestmark = pytest.mark.xdist_group("slurm_target")
+
+
 @pytest.fixture
 def cluster_project(tmp_path: Path, slurm_host: Any, host: Any) -> Iterator[tuple[Project, list]]:
-    """A project, the slurm target's overrides, and a work dir jobs can write in."""
+    """A project, the slurm target's overrides, and a work dir jobs can write in.
+
+    Afterwards only this test's Slurm jobs are cancelled: ours (by their
+    folder in the work dir) and the other user's job (by its comment).
+    """
     project = make_project(tmp_path / "proj")
     work = slurm_host.work_dir / tmp_path.name
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o777)
     project.env["COSMOS_SIMULATOR__LEDGER"] = str(work / "ledger.jsonl")
     yield project, slurm_overrides(host, slurm_host, work)
-    slurm_host.client("scancel", f"--partition={slurm_host.partition}", check=False)
+    listed = slurm_host.client("squeue", "-h", "-o", "%i|%Z|%k", check=False)
+    mine = [
+        job
+        for job, folder, comment in (line.split("|") for line in listed.splitlines())
+        if folder.startswith(f"{work}/") or comment == str(work)
+    ]
+    if mine:
+        slurm_host.client("scancel", *mine, check=False)
 
 
-def blocker(cluster: Any) -> str:
+def blocker(cluster: Any, overrides: list[str]) -> str:
     """Another user's job (by name) that holds all 4 GPUs until cancelled; its Slurm id."""
+    work = dict(o.split("=", 1) for o in overrides)["target.work_dir"]
     job = cluster.client(
         "sbatch", "--parsable", "--job-name=other", "--gres=gpu:4", "--output=/dev/null",
-        "--wrap", "sleep 120",
+        f"--comment={work}", "--wrap", "sleep 120",
     ).strip()  # fmt: skip
     wait_until(lambda: cluster.job(job).get("JobState") == "RUNNING", "the blocker runs")
     return job
@@ -84,7 +102,7 @@ def test_status_shows_jobs_pending_with_slurm_reason_then_running_with_node_gpus
     cluster_project: tuple[Project, list], slurm_host: Any
 ) -> None:
     project, overrides = cluster_project
-    other = blocker(slurm_host)
+    other = blocker(slurm_host, overrides)
     runner = project.start_batch(
         "+experiment=demo", *overrides, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1.5"}
     )
@@ -154,7 +172,7 @@ def test_logs_follow_waits_for_a_job_pending_in_slurm_and_follows_it_to_its_end(
     cluster_project: tuple[Project, list], slurm_host: Any
 ) -> None:
     project, overrides = cluster_project
-    other = blocker(slurm_host)
+    other = blocker(slurm_host, overrides)
     runner = project.start_batch(
         "+experiment=demo", *overrides, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "0.5"}
     )
