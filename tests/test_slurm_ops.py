@@ -10,6 +10,7 @@ Resources, as on a busy cluster; cancelling it lets them run.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +30,6 @@ def slurm_overrides(host: Any, cluster: Any, work: Path) -> list[str]:
     values = dict(o.split("=", 1) for o in cluster.overrides(slurm.login(host)))
     values.update({"target.poll_s": "0.2", "target.work_dir": str(work)})
     return [f"{key}={value}" for key, value in values.items()]
-
-
-# On the worker of tests/test_slurm_target.py, before it: that module leaves a job
-# on the cluster across its tests (it waits for a time limit), which would hold a
-# GPU that the other job here must get.
-pytestmark = pytest.mark.xdist_group("slurm_target")
 
 
 @pytest.fixture
@@ -61,10 +56,16 @@ def cluster_project(tmp_path: Path, slurm_host: Any, host: Any) -> Iterator[tupl
 
 
 def blocker(cluster: Any, overrides: list[str]) -> str:
-    """Another user's job (by name) that holds all 4 GPUs until cancelled; its Slurm id."""
+    """Another user's job (by name) that holds every free GPU until cancelled; its Slurm id.
+
+    Every GPU but those of jobs already there (another test module's, e.g.
+    one waiting for its time limit, on this worker's cluster).
+    """
     work = dict(o.split("=", 1) for o in overrides)["target.work_dir"]
+    others = cluster.client("squeue", "-h", "-t", "RUNNING,CONFIGURING,PENDING", "-o", "%b")
+    free = cluster.gpus - sum(int(n) for n in re.findall(r"gpu:(\d+)", others))
     job = cluster.client(
-        "sbatch", "--parsable", "--job-name=other", "--gres=gpu:4", "--output=/dev/null",
+        "sbatch", "--parsable", "--job-name=other", f"--gres=gpu:{free}", "--output=/dev/null",
         f"--comment={work}", "--wrap", "sleep 120",
     ).strip()  # fmt: skip
     wait_until(lambda: cluster.job(job).get("JobState") == "RUNNING", "the blocker runs")
@@ -104,7 +105,7 @@ def test_status_shows_jobs_pending_with_slurm_reason_then_running_with_node_gpus
     project, overrides = cluster_project
     other = blocker(slurm_host, overrides)
     runner = project.start_batch(
-        "+experiment=demo", *overrides, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "1.5"}
+        "+experiment=demo", *overrides, env={"COSMOS_SIMULATOR__PER_VIDEO_S": "2"}
     )
     try:
         # Our cap is 4 GPUs: four 1-GPU jobs go to Slurm and wait behind the other job,
@@ -137,8 +138,9 @@ def test_status_shows_jobs_pending_with_slurm_reason_then_running_with_node_gpus
         assert {(j["node"], j["gpus"], j["reason"]) for j in running} == {
             (slurm_host.node, 1, None)
         }
-        text = project.cosmos("status", *[f"--set={o}" for o in overrides]).stdout
-        assert f"running on {slurm_host.node}, 1 GPU, for " in text
+        line = re.compile(rf"running on {slurm_host.node}, 1 GPU, for \d+s; runs rs_")
+        sets = [f"--set={o}" for o in overrides]
+        wait_until(lambda: line.search(project.cosmos("status", *sets).stdout), "running, as text")
         assert runner.wait(timeout=25) == 0
     finally:
         if runner.poll() is None:
