@@ -74,10 +74,21 @@ def slurm_jobs(cluster: Any, *fields: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
-def wait_for(what: str, check: Any, timeout_s: float = 20.0) -> Any:
+def wait_for(what: str, check: Any, timeout_s: float = 20.0, runner: Any = None) -> Any:
+    """Wait until ``check()`` is true; fail with the runner's output if it ended meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not (found := check()):
-        assert time.monotonic() < deadline, f"not seen in {timeout_s}s: {what}"
+        if runner is not None and runner.poll() is not None:
+            out, err = runner.communicate()
+            raise AssertionError(f"the runner ended before {what}: {out}{err}")
+        if time.monotonic() > deadline:
+            if runner is not None:
+                runner.kill()
+                out, err = runner.communicate()
+                raise AssertionError(
+                    f"not seen in {timeout_s}s: {what}; the runner said {out}{err}"
+                )
+            raise AssertionError(f"not seen in {timeout_s}s: {what}")
         time.sleep(0.1)
     return found
 
@@ -98,7 +109,12 @@ def runs_by_status(project: Project) -> Counter[str]:
 
 @pytest.fixture
 def slurm_project(tmp_path: Path, slurm_host: Any) -> Iterator[tuple[Project, Path]]:
-    yield new_project(tmp_path, slurm_host, tmp_path.name)
+    project, work = new_project(tmp_path, slurm_host, tmp_path.name)
+    yield project, work
+    # Leave no job of the test behind (a failed test may leave its runner's jobs).
+    left = ours(slurm_host, work, "RUNNING") + ours(slurm_host, work, "PENDING")
+    if left:
+        slurm_host.client("scancel", *left)
     if slurm_host.node_state().startswith(("down", "drain")):
         slurm_host.set_node("resume")
 
@@ -120,7 +136,7 @@ def timed_out(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "120"},
         capture=True,
     )
-    running = wait_for("the job running", lambda: ours(slurm_host, work, "RUNNING"))
+    running = wait_for("the job running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
     for job in running:
         slurm_host.expire(job)
     yield project, work, runner
@@ -240,13 +256,69 @@ def test_scancel_from_outside_cancels_the_jobs_runs(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
         capture=True,
     )
-    job = wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"))
+    job = wait_for(
+        "a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner
+    )
     slurm_host.client("scancel", *job)
     out, err = runner.communicate(timeout=25)
     assert runs_by_status(project) == {"cancelled": 2}, out + err
     for run in project.cosmos_json("list", "runs"):
         message = run["error_message"]
         assert "cancelled (scancel)" in message and any(f"job {j} " in message for j in job)
+    assert ledger(work) == []
+
+
+def test_ctrl_c_scancels_the_sweeps_jobs_and_cancels_their_runs(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        *slurm_overrides(host, slurm_host, work, **{"target.max_gpus": "6"}),
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
+        capture=True,
+    )
+    # Six jobs (one run each) on six slots: four run, two wait in Slurm's queue.
+    wait_for(
+        "four jobs running, two pending",
+        lambda: (
+            len(ours(slurm_host, work, "RUNNING")) == 4
+            and len(ours(slurm_host, work, "PENDING")) == 2
+        ),
+        runner=runner,
+    )
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=25)
+    assert runner.returncode != 0, out + err
+    assert runs_by_status(project) == {"cancelled": 6}, out + err
+    submitted = set(ours(slurm_host, work))
+    states = {state for job, state in slurm_jobs(slurm_host, "%i", "%T") if job in submitted}
+    assert states == {"CANCELLED"}, states
+    assert ledger(work) == []
+
+
+def test_cosmos_kill_sweep_scancels_its_jobs(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    overrides = slurm_overrides(host, slurm_host, work)
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        *overrides,
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
+        capture=True,
+    )
+    running = wait_for("a job running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
+    sweep = wait_for("the sweep", lambda: project.cosmos_json("list", "sweeps"))[0]["id"]
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    done = project.cosmos("kill", "--sweep", sweep, *sets)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Slurm job {running[0]} on test-slurm" in done.stdout
+    out, err = runner.communicate(timeout=25)
+    assert runs_by_status(project) == {"cancelled": 6}, out + err
+    assert not ours(slurm_host, work, "RUNNING") and not ours(slurm_host, work, "PENDING")
     assert ledger(work) == []
 
 
@@ -262,10 +334,10 @@ def test_a_node_set_down_mid_job_is_transient_and_the_job_runs_again(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "3"},
         capture=True,
     )
-    wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"))
+    wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
     slurm_host.set_node("down", reason="test fault")
     # The job is tried again: it waits in Slurm's queue while the node is down.
-    wait_for("the job again, pending", lambda: ours(slurm_host, work, "PENDING"))
+    wait_for("the job again, pending", lambda: ours(slurm_host, work, "PENDING"), runner=runner)
     slurm_host.set_node("resume")
     out, err = runner.communicate(timeout=25)
     assert runner.returncode == 0, out + err
