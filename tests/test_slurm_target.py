@@ -177,14 +177,16 @@ def test_the_demo_via_slurm_gives_the_local_layout_and_uploads_each_input_once(
     # folders are gone once the runs are recorded.
     assert len(list((work / "cache").iterdir())) == 2
     assert list((work / "jobs").iterdir()) == []
-    # One sbatch job per scheduled job, named after it, in its folder.
+    # One sbatch job per scheduled job, named after it, in its folder, the sweep's id its comment.
+    sweep = project.cosmos_json("list", "sweeps")[0]["id"]
     submitted = [
-        (name, folder, state)
-        for name, folder, state in slurm_jobs(slurm_host, "%j", "%Z", "%T")
+        (name, folder, state, comment)
+        for name, folder, state, comment in slurm_jobs(slurm_host, "%j", "%Z", "%T", "%k")
         if folder.startswith(str(work))
     ]
+    jobs = {run["job_id"] for run in runs}
     assert sorted(submitted) == sorted(
-        (f"cosmos-{job}", f"{work}/jobs/{job}", "COMPLETED") for job in {r["job_id"] for r in runs}
+        (f"cosmos-{job}", f"{work}/jobs/{job}", "COMPLETED", sweep) for job in jobs
     )
     # The same run folders as a local run of the same sweep.
     local_runs = {Path(r["output_dir"]).name for r in local.cosmos_json("list", "runs")}

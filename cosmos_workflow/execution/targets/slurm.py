@@ -107,6 +107,7 @@ class SlurmExecutor(Executor):
         self._login = login
         self._clock = clock
         self._patience_s = patience_s
+        self._sweep_id: str | None = None
 
     @property
     def cache_dir(self) -> str:
@@ -124,6 +125,10 @@ class SlurmExecutor(Executor):
     def close(self) -> None:
         """Close the connection to the login node."""
         self._login.close()
+
+    def label_jobs(self, sweep_id: str | None) -> None:
+        """The sweep the next jobs belong to: their ``--comment`` (squeue ``%k``)."""
+        self._sweep_id = sweep_id
 
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """The job folder on the shared file system."""
@@ -182,7 +187,8 @@ class SlurmExecutor(Executor):
         Raises:
             ExecutionFailure: sbatch refused the job (a bad partition, account, ...).
         """
-        argv = sbatch_argv(self._target, job_dir, job_id, num_gpus, comment=job_id)
+        comment = self._sweep_id or job_id
+        argv = sbatch_argv(self._target, job_dir, job_id, num_gpus, comment=comment)
         done = self._login.run(argv)
         slurm_id = done.stdout.strip().split(";")[0]
         if done.exit_code != 0 or not slurm_id.isdigit():
