@@ -350,6 +350,39 @@ def test_a_node_set_down_mid_job_is_transient_and_the_job_runs_again(
     assert "NODE_FAIL" in err
 
 
+def test_a_login_node_cut_off_is_waited_for_and_its_jobs_are_collected(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        "model.weights.depth=0.5",
+        *slurm_overrides(host, slurm_host, work, **{"target.login.connect_timeout": "2"}),
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "3"},
+        capture=True,
+    )
+    wait_for(
+        "both jobs running", lambda: len(ours(slurm_host, work, "RUNNING")) == 2, runner=runner
+    )
+    running = ours(slurm_host, work, "RUNNING")
+    host.set_link(False)
+    try:
+        # The jobs go on on the cluster while its login node cannot be reached.
+        wait_for("a video made", lambda: ledger(work), timeout_s=10)
+        time.sleep(1)
+    finally:
+        host.set_link(True)
+    out, err = runner.communicate(timeout=25)
+    assert runner.returncode == 0, out + err
+    assert runs_by_status(project) == {"succeeded": 2}
+    outputs = [line["output"] for line in ledger(work)]
+    assert len(outputs) == len(set(outputs)) == 2, "a video was made twice"
+    # The jobs that ran through the outage were collected, not submitted again.
+    assert sorted(ours(slurm_host, work)) == sorted(running)
+    assert "does not answer" in err and "answers again" in err
+
+
 def test_kill_9_while_jobs_wait_and_run_then_again_submits_and_runs_nothing_twice(
     host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
 ) -> None:

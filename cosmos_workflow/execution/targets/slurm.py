@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.config.target_kinds import SlurmTargetSettings
+from cosmos_workflow.connection.remote import RemoteCommandError
 from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, RuntimeFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.targets.base import (
@@ -247,7 +248,8 @@ class SlurmExecutor(Executor):
         """Follow the job to its end, fetch its log and outputs, and classify how it ended."""
         layout = self.layout(invocation.job_id, staging)
         said: list[str] = []
-        final = self._follow(slurm_id, layout, on_line, said)
+        with self._login.watched():
+            final = self._follow(slurm_id, layout, on_line, said)
         outcome = self._outcome(layout, wait=final is None or final.state not in TRANSIENT_STATES)
         log_path = staging / LOG_NAME
         self._fetch_log(layout, log_path, said)
@@ -279,18 +281,22 @@ class SlurmExecutor(Executor):
         silent_since: float | None = None
         while True:
             try:
+                if silent_since is not None:
+                    self._login.check_alive()
                 state = self.job_state(slurm_id)
                 offset = self._tail(layout.path(PROGRAM_LOG), offset, on_line)
-            except NetworkFailure as exc:
-                silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since > self._patience_s:
-                    raise NetworkFailure(
-                        f"{self.target_name}: the login node has not answered for "
-                        f"{self._patience_s:.0f}s ({exc}); Slurm job {slurm_id} may still run"
-                    ) from exc
+            except (NetworkFailure, RemoteCommandError) as exc:
+                silent_since = self._silent(slurm_id, silent_since, exc)
                 time.sleep(self._target.poll_s)
                 continue
-            silent_since = None
+            if silent_since is not None:
+                logger.warning(
+                    "%s answers again after %.0f s: following Slurm job %s again",
+                    self.target_name,
+                    time.monotonic() - silent_since,
+                    slurm_id,
+                )
+                silent_since = None
             if state is None or not state.active:
                 return state
             news = _state_line(slurm_id, state)
@@ -298,6 +304,29 @@ class SlurmExecutor(Executor):
                 on_line(news)
                 said.append(news)
             time.sleep(self._target.poll_s)
+
+    def _silent(self, slurm_id: str, since: float | None, error: CosmosError) -> float:
+        """A failed poll: since when the login node is silent (raises once the patience is over).
+
+        The job keeps running on the cluster meanwhile; it is collected when
+        the login node answers again. One log line when it goes silent.
+        """
+        if since is None:
+            logger.warning(
+                "%s: the login node does not answer (%s); Slurm job %s runs on, waiting up to "
+                "%.0f s",
+                self.target_name,
+                error,
+                slurm_id,
+                self._patience_s,
+            )
+            return time.monotonic()
+        if time.monotonic() - since > self._patience_s:
+            raise NetworkFailure(
+                f"{self.target_name}: the login node has not answered for "
+                f"{self._patience_s:.0f} s ({error}); Slurm job {slurm_id} may still run"
+            ) from error
+        return since
 
     def job_state(self, slurm_id: str) -> JobState | None:
         """The job's state in squeue; None if Slurm no longer knows it."""
