@@ -43,6 +43,7 @@ from cosmos_workflow.execution.targets.base import (
 from cosmos_workflow.execution.targets.registry import ExecutorContext
 from cosmos_workflow.execution.targets.slurm_login import LoginNode, login_node
 from cosmos_workflow.execution.targets.slurm_script import (
+    ENDED_BY_ITSELF,
     OUTCOME_NAME,
     PROGRAM_LOG,
     SCRIPT_NAME,
@@ -250,7 +251,8 @@ class SlurmExecutor(Executor):
         said: list[str] = []
         with self._login.watched():
             final = self._follow(slurm_id, layout, on_line, said)
-        outcome = self._outcome(layout, wait=final is None or final.state not in TRANSIENT_STATES)
+        # A job that ended by itself has written its outcome; one ended by Slurm may not have.
+        outcome = self._outcome(layout, wait=final is None or final.state in ENDED_BY_ITSELF)
         log_path = staging / LOG_NAME
         self._fetch_log(layout, log_path, said)
         if final is not None and final.state == "CANCELLED" and self._stopped_by_us(layout):

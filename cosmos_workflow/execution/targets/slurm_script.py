@@ -38,6 +38,8 @@ PROGRAM_LOG = "logs/job.log"
 ACTIVE_STATES = frozenset(
     {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 )
+# Over because the batch script exited (it wrote its outcome first).
+ENDED_BY_ITSELF = frozenset({"COMPLETED", "FAILED", "OUT_OF_MEMORY"})
 # Over through the cluster's fault, not the job's: tried again (transient).
 TRANSIENT_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_FED"})
 # squeue's fields, separated by '|': state, reason, node list.
