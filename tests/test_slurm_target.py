@@ -226,6 +226,30 @@ def test_max_gpus_2_keeps_two_jobs_in_flight(
     assert most_at_once(processes) == 2
 
 
+def test_two_runners_sharing_the_cluster_never_hold_more_than_max_gpus_together(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    args = [
+        "scheduler.batching=false",
+        "model.weights.depth=0.5",
+        "model.seed=1",
+        *slurm_overrides(host, slurm_host, work, **{"target.max_gpus": "2"}),
+    ]
+    slow = {"COSMOS_SIMULATOR__MODEL_LOAD_S": "1.5"}
+    first = project.start_batch("+experiment=demo", *args, env=slow, capture=True)
+    second = project.start_batch(
+        "+experiment=demo", "model.guidance=7", *args, env=slow, capture=True
+    )
+    for runner in (first, second):
+        out, err = runner.communicate(timeout=28)
+        assert runner.returncode == 0, out + err
+    assert runs_by_status(project) == {"succeeded": 4}
+    processes = model_processes(work)
+    assert len(processes) == 4
+    assert most_at_once(processes) == 2
+
+
 def test_bad_sbatch_args_are_refused_as_bad_input(
     host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
 ) -> None:
