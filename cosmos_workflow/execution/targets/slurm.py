@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cosmos_workflow.config.target_kinds import SlurmTargetSettings
 from cosmos_workflow.connection.remote import RemoteCommandError
-from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, RuntimeFailure
+from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.targets.base import (
     LOG_NAME,
@@ -52,14 +52,15 @@ from cosmos_workflow.execution.targets.slurm_script import (
     SQUEUE_FORMAT,
     STARTED_NAME,
     STOPPED_NAME,
-    TRANSIENT_STATES,
     JobState,
     Outcome,
     batch_script,
+    check_ended,
     job_name,
     parse_outcome,
     parse_state,
     sbatch_argv,
+    state_line,
 )
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.utils.clock import Clock
@@ -72,16 +73,6 @@ OUTCOME_WAIT_S = 10.0
 # How long the login node may stay silent while jobs are followed; they keep
 # running on the cluster meanwhile and are collected when it answers.
 PATIENCE_S = 3600.0
-
-
-class SlurmJobCancelled(CosmosError):
-    """The Slurm job was cancelled (scancel) by someone else than this runner."""
-
-    kind = "cancelled"
-
-
-class SlurmTimeLimit(ExecutionFailure):
-    """The Slurm job hit its time limit."""
 
 
 class SlurmExecutor(Executor):
@@ -211,10 +202,19 @@ class SlurmExecutor(Executor):
         started_at: datetime,
         on_line: Callable[[str], None],
     ) -> ExecutionResult | None:
-        """Find a job an earlier runner submitted (by recorded id, or by name); follow it."""
+        """Find a job an earlier runner submitted (by recorded id, or by name); follow it.
+
+        A job that ran but whose id was never recorded and that Slurm has
+        forgotten is collected from its outcome. A folder whose job was never
+        submitted is removed: the job runs again (as a new job).
+        """
         slurm_id = self._slurm_id(invocation.job_id)
         if slurm_id is None:
-            return None
+            layout = self.layout(invocation.job_id, staging)
+            if self._read(layout.path(STARTED_NAME)) is None:
+                self._remove_folder(layout.root)
+                return None
+            slurm_id = ""
         logger.info("Re-attaching to Slurm job %s (%s)", slurm_id, invocation.job_id)
         result = self._collect(invocation, staging, slurm_id, on_line)
         return ExecutionResult(result.exit_code, started_at, result.finished_at, result.log_path)
@@ -301,7 +301,7 @@ class SlurmExecutor(Executor):
                 silent_since = None
             if state is None or not state.active:
                 return state
-            news = _state_line(slurm_id, state)
+            news = state_line(slurm_id, state)
             if not said or news != said[-1]:
                 on_line(news)
                 said.append(news)
@@ -331,7 +331,9 @@ class SlurmExecutor(Executor):
         return since
 
     def job_state(self, slurm_id: str) -> JobState | None:
-        """The job's state in squeue; None if Slurm no longer knows it."""
+        """The job's state in squeue; None if Slurm no longer knows it (or its id is unknown)."""
+        if not slurm_id:
+            return None
         done = self._login.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", SQUEUE_FORMAT])
         if done.exit_code != 0:
             if "invalid job id" in done.stderr.lower():
@@ -365,21 +367,10 @@ class SlurmExecutor(Executor):
     def _classify(
         self, slurm_id: str, final: JobState | None, outcome: Outcome | None, layout: JobLayout
     ) -> None:
-        """Raise for a job that did not end by itself (see the module); return if it did."""
-        state = final.state if final is not None else "UNKNOWN"
-        where = f"Slurm job {slurm_id} on {self.target_name}"
-        if state == "TIMEOUT":
-            raise SlurmTimeLimit(
-                f"{where} hit its time limit (target.time_limit={self._target.time_limit})"
-            )
-        if state == "CANCELLED":
-            raise SlurmJobCancelled(f"{where} was cancelled (scancel)")
-        if state in TRANSIENT_STATES:
-            raise RuntimeFailure(f"{where} ended with {state} ({final and final.reason})")
-        if outcome is None:
-            started = self._read(layout.path(STARTED_NAME))
-            what = "after it started" if started else "before it started"
-            raise RuntimeFailure(f"{where} ended ({state}) {what} without writing its outcome")
+        """Raise for a job that did not end by itself (slurm_script.py); return if it did."""
+        started = outcome is not None or self._read(layout.path(STARTED_NAME)) is not None
+        where = f"Slurm job {slurm_id or '(id unknown)'} on {self.target_name}"
+        check_ended(where, final, outcome, started, self._target.time_limit)
 
     def _fetch_log(self, layout: JobLayout, log_path: Path, said: list[str]) -> None:
         """The job's states, the program's whole log, and Slurm's own messages (time limit, ...)."""
@@ -489,16 +480,6 @@ class SlurmExecutor(Executor):
                 break
             time.sleep(self._target.poll_s)
         return LiveLog(lines, complete=False)
-
-
-def _state_line(slurm_id: str, state: JobState) -> str:
-    """A log line saying where the job is: queued with Slurm's reason, or running on a node."""
-    if state.state == "PENDING":
-        reason = f" ({state.reason})" if state.reason not in ("", "None") else ""
-        return f"[slurm] job {slurm_id} queued: pending{reason}"
-    if state.state == "RUNNING":
-        return f"[slurm] job {slurm_id} running on {state.nodes}"
-    return f"[slurm] job {slurm_id} {state.state.lower()}"
 
 
 def make_slurm_executor(target: SlurmTargetSettings, context: ExecutorContext) -> SlurmExecutor:
