@@ -74,10 +74,21 @@ def slurm_jobs(cluster: Any, *fields: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
-def wait_for(what: str, check: Any, timeout_s: float = 20.0) -> Any:
+def wait_for(what: str, check: Any, timeout_s: float = 20.0, runner: Any = None) -> Any:
+    """Wait until ``check()`` is true; fail with the runner's output if it ended meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not (found := check()):
-        assert time.monotonic() < deadline, f"not seen in {timeout_s}s: {what}"
+        if runner is not None and runner.poll() is not None:
+            out, err = runner.communicate()
+            raise AssertionError(f"the runner ended before {what}: {out}{err}")
+        if time.monotonic() > deadline:
+            if runner is not None:
+                runner.kill()
+                out, err = runner.communicate()
+                raise AssertionError(
+                    f"not seen in {timeout_s}s: {what}; the runner said {out}{err}"
+                )
+            raise AssertionError(f"not seen in {timeout_s}s: {what}")
         time.sleep(0.1)
     return found
 
@@ -98,7 +109,12 @@ def runs_by_status(project: Project) -> Counter[str]:
 
 @pytest.fixture
 def slurm_project(tmp_path: Path, slurm_host: Any) -> Iterator[tuple[Project, Path]]:
-    yield new_project(tmp_path, slurm_host, tmp_path.name)
+    project, work = new_project(tmp_path, slurm_host, tmp_path.name)
+    yield project, work
+    # Leave no job of the test behind (a failed test may leave its runner's jobs).
+    left = ours(slurm_host, work, "RUNNING") + ours(slurm_host, work, "PENDING")
+    if left:
+        slurm_host.client("scancel", *left)
     if slurm_host.node_state().startswith(("down", "drain")):
         slurm_host.set_node("resume")
 
@@ -120,7 +136,7 @@ def timed_out(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "120"},
         capture=True,
     )
-    running = wait_for("the job running", lambda: ours(slurm_host, work, "RUNNING"))
+    running = wait_for("the job running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
     for job in running:
         slurm_host.expire(job)
     yield project, work, runner
@@ -161,14 +177,16 @@ def test_the_demo_via_slurm_gives_the_local_layout_and_uploads_each_input_once(
     # folders are gone once the runs are recorded.
     assert len(list((work / "cache").iterdir())) == 2
     assert list((work / "jobs").iterdir()) == []
-    # One sbatch job per scheduled job, named after it, in its folder.
+    # One sbatch job per scheduled job, named after it, in its folder, the sweep's id its comment.
+    sweep = project.cosmos_json("list", "sweeps")[0]["id"]
     submitted = [
-        (name, folder, state)
-        for name, folder, state in slurm_jobs(slurm_host, "%j", "%Z", "%T")
+        (name, folder, state, comment)
+        for name, folder, state, comment in slurm_jobs(slurm_host, "%j", "%Z", "%T", "%k")
         if folder.startswith(str(work))
     ]
+    jobs = {run["job_id"] for run in runs}
     assert sorted(submitted) == sorted(
-        (f"cosmos-{job}", f"{work}/jobs/{job}", "COMPLETED") for job in {r["job_id"] for r in runs}
+        (f"cosmos-{job}", f"{work}/jobs/{job}", "COMPLETED", sweep) for job in jobs
     )
     # The same run folders as a local run of the same sweep.
     local_runs = {Path(r["output_dir"]).name for r in local.cosmos_json("list", "runs")}
@@ -208,6 +226,30 @@ def test_max_gpus_2_keeps_two_jobs_in_flight(
     assert most_at_once(processes) == 2
 
 
+def test_two_runners_sharing_the_cluster_never_hold_more_than_max_gpus_together(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    args = [
+        "scheduler.batching=false",
+        "model.weights.depth=0.5",
+        "model.seed=1",
+        *slurm_overrides(host, slurm_host, work, **{"target.max_gpus": "2"}),
+    ]
+    slow = {"COSMOS_SIMULATOR__MODEL_LOAD_S": "1.5"}
+    first = project.start_batch("+experiment=demo", *args, env=slow, capture=True)
+    second = project.start_batch(
+        "+experiment=demo", "model.guidance=7", *args, env=slow, capture=True
+    )
+    for runner in (first, second):
+        out, err = runner.communicate(timeout=28)
+        assert runner.returncode == 0, out + err
+    assert runs_by_status(project) == {"succeeded": 4}
+    processes = model_processes(work)
+    assert len(processes) == 4
+    assert most_at_once(processes) == 2
+
+
 def test_bad_sbatch_args_are_refused_as_bad_input(
     host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
 ) -> None:
@@ -240,13 +282,69 @@ def test_scancel_from_outside_cancels_the_jobs_runs(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
         capture=True,
     )
-    job = wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"))
+    job = wait_for(
+        "a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner
+    )
     slurm_host.client("scancel", *job)
     out, err = runner.communicate(timeout=25)
     assert runs_by_status(project) == {"cancelled": 2}, out + err
     for run in project.cosmos_json("list", "runs"):
         message = run["error_message"]
         assert "cancelled (scancel)" in message and any(f"job {j} " in message for j in job)
+    assert ledger(work) == []
+
+
+def test_ctrl_c_scancels_the_sweeps_jobs_and_cancels_their_runs(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        *slurm_overrides(host, slurm_host, work, **{"target.max_gpus": "6"}),
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
+        capture=True,
+    )
+    # Six jobs (one run each) on six slots: four run, two wait in Slurm's queue.
+    wait_for(
+        "four jobs running, two pending",
+        lambda: (
+            len(ours(slurm_host, work, "RUNNING")) == 4
+            and len(ours(slurm_host, work, "PENDING")) == 2
+        ),
+        runner=runner,
+    )
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=25)
+    assert runner.returncode != 0, out + err
+    assert runs_by_status(project) == {"cancelled": 6}, out + err
+    submitted = set(ours(slurm_host, work))
+    states = {state for job, state in slurm_jobs(slurm_host, "%i", "%T") if job in submitted}
+    assert states == {"CANCELLED"}, states
+    assert ledger(work) == []
+
+
+def test_cosmos_kill_sweep_scancels_its_jobs(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    overrides = slurm_overrides(host, slurm_host, work)
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        *overrides,
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
+        capture=True,
+    )
+    running = wait_for("a job running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
+    sweep = wait_for("the sweep", lambda: project.cosmos_json("list", "sweeps"))[0]["id"]
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    done = project.cosmos("kill", "--sweep", sweep, *sets)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Slurm job {running[0]} on test-slurm" in done.stdout
+    out, err = runner.communicate(timeout=25)
+    assert runs_by_status(project) == {"cancelled": 6}, out + err
+    assert not ours(slurm_host, work, "RUNNING") and not ours(slurm_host, work, "PENDING")
     assert ledger(work) == []
 
 
@@ -262,10 +360,10 @@ def test_a_node_set_down_mid_job_is_transient_and_the_job_runs_again(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "3"},
         capture=True,
     )
-    wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"))
+    wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
     slurm_host.set_node("down", reason="test fault")
     # The job is tried again: it waits in Slurm's queue while the node is down.
-    wait_for("the job again, pending", lambda: ours(slurm_host, work, "PENDING"))
+    wait_for("the job again, pending", lambda: ours(slurm_host, work, "PENDING"), runner=runner)
     slurm_host.set_node("resume")
     out, err = runner.communicate(timeout=25)
     assert runner.returncode == 0, out + err
@@ -274,6 +372,39 @@ def test_a_node_set_down_mid_job_is_transient_and_the_job_runs_again(
     # Both jobs ran on the node (one run each): both failed with it and ran again.
     assert [run["attempts"] for run in runs] == [2, 2]
     assert "NODE_FAIL" in err
+
+
+def test_a_login_node_cut_off_is_waited_for_and_its_jobs_are_collected(
+    host: Any, slurm_host: Any, slurm_project: tuple[Project, Path]
+) -> None:
+    project, work = slurm_project
+    runner = project.start_batch(
+        "+experiment=demo",
+        "model.seed=1",
+        "model.weights.depth=0.5",
+        *slurm_overrides(host, slurm_host, work, **{"target.login.connect_timeout": "2"}),
+        env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "3"},
+        capture=True,
+    )
+    wait_for(
+        "both jobs running", lambda: len(ours(slurm_host, work, "RUNNING")) == 2, runner=runner
+    )
+    running = ours(slurm_host, work, "RUNNING")
+    host.set_link(False)
+    try:
+        # The jobs go on on the cluster while its login node cannot be reached.
+        wait_for("a video made", lambda: ledger(work), timeout_s=10)
+        time.sleep(1)
+    finally:
+        host.set_link(True)
+    out, err = runner.communicate(timeout=25)
+    assert runner.returncode == 0, out + err
+    assert runs_by_status(project) == {"succeeded": 2}
+    outputs = [line["output"] for line in ledger(work)]
+    assert len(outputs) == len(set(outputs)) == 2, "a video was made twice"
+    # The jobs that ran through the outage were collected, not submitted again.
+    assert sorted(ours(slurm_host, work)) == sorted(running)
+    assert "does not answer" in err and "answers again" in err
 
 
 def test_kill_9_while_jobs_wait_and_run_then_again_submits_and_runs_nothing_twice(

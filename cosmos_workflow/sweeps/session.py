@@ -94,7 +94,7 @@ def run_sweep(
         progress.start(len(plan.runs), len(plan.cached), len(to_run))
         try:
             queue_runs(ws, [run.id for run in to_run])
-            summary.tally = ws.dispatch(to_run, progress, unreachable)
+            summary.tally = ws.dispatch(to_run, progress, unreachable, plan.sweep_id)
         finally:
             write_runs_jsonl(ws, plan)
             progress.finish()

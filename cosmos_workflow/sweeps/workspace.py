@@ -197,9 +197,13 @@ class Workspace:
         return unreachable
 
     def dispatch(
-        self, runs: list[RunSpec], progress: ProgressSink, unreachable: dict[str, CosmosError]
+        self,
+        runs: list[RunSpec],
+        progress: ProgressSink,
+        unreachable: dict[str, CosmosError],
+        sweep_id: str | None = None,
     ) -> RunTally:
-        """Execute queued runs over the pool (engine/dispatch.py).
+        """Execute queued runs (of sweep ``sweep_id``, if one) over the pool (engine/dispatch.py).
 
         The output tree's disk reserve is taken first (engine/io_faults.py).
         """
@@ -209,10 +213,13 @@ class Workspace:
 
         output_reserve(self.store).hold()
 
+        executors = self.pool_executors()
+        for executor in executors.values():
+            executor.label_jobs(sweep_id)
         context = DispatchContext(
             repository=self.repository,
             store=self.store,
-            executors=self.pool_executors(),
+            executors=executors,
             targets=self.settings.pool,
             adapters=self.adapters(),
             progress=progress,

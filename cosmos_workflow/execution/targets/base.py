@@ -171,6 +171,13 @@ class Executor(ABC):
         """Release connections (none by default); the executor may be used again after."""
         return None
 
+    def label_jobs(self, sweep_id: str | None) -> None:
+        """Say which sweep the jobs started from now on belong to (a scheduler may show it).
+
+        Nothing by default; the slurm target puts it in each job's ``--comment``.
+        """
+        return None
+
     @abstractmethod
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """Where the job's files are, as the program will see them (the adapter renders with it)."""

@@ -29,7 +29,8 @@ from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.config.target_kinds import SlurmTargetSettings
-from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure, RuntimeFailure
+from cosmos_workflow.connection.remote import RemoteCommandError
+from cosmos_workflow.errors import CosmosError, ExecutionFailure, NetworkFailure
 from cosmos_workflow.execution.adapters.base import Invocation, JobLayout
 from cosmos_workflow.execution.targets.base import (
     LOG_NAME,
@@ -43,6 +44,7 @@ from cosmos_workflow.execution.targets.registry import ExecutorContext
 from cosmos_workflow.execution.targets.slurm_login import LoginNode, login_node
 from cosmos_workflow.execution.targets.slurm_queue import list_queue
 from cosmos_workflow.execution.targets.slurm_script import (
+    ENDED_BY_ITSELF,
     OUTCOME_NAME,
     PROGRAM_LOG,
     SCRIPT_NAME,
@@ -51,14 +53,15 @@ from cosmos_workflow.execution.targets.slurm_script import (
     SQUEUE_FORMAT,
     STARTED_NAME,
     STOPPED_NAME,
-    TRANSIENT_STATES,
     JobState,
     Outcome,
     batch_script,
+    check_ended,
     job_name,
     parse_outcome,
     parse_state,
     sbatch_argv,
+    state_line,
 )
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.utils.clock import Clock
@@ -71,16 +74,6 @@ OUTCOME_WAIT_S = 10.0
 # How long the login node may stay silent while jobs are followed; they keep
 # running on the cluster meanwhile and are collected when it answers.
 PATIENCE_S = 3600.0
-
-
-class SlurmJobCancelled(CosmosError):
-    """The Slurm job was cancelled (scancel) by someone else than this runner."""
-
-    kind = "cancelled"
-
-
-class SlurmTimeLimit(ExecutionFailure):
-    """The Slurm job hit its time limit."""
 
 
 class SlurmExecutor(Executor):
@@ -108,6 +101,7 @@ class SlurmExecutor(Executor):
         self._login = login
         self._clock = clock
         self._patience_s = patience_s
+        self._sweep_id: str | None = None
 
     @property
     def cache_dir(self) -> str:
@@ -125,6 +119,10 @@ class SlurmExecutor(Executor):
     def close(self) -> None:
         """Close the connection to the login node."""
         self._login.close()
+
+    def label_jobs(self, sweep_id: str | None) -> None:
+        """The sweep the next jobs belong to: their ``--comment`` (squeue ``%k``)."""
+        self._sweep_id = sweep_id
 
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """The job folder on the shared file system."""
@@ -183,7 +181,8 @@ class SlurmExecutor(Executor):
         Raises:
             ExecutionFailure: sbatch refused the job (a bad partition, account, ...).
         """
-        argv = sbatch_argv(self._target, job_dir, job_id, num_gpus, comment=job_id)
+        comment = self._sweep_id or job_id
+        argv = sbatch_argv(self._target, job_dir, job_id, num_gpus, comment=comment)
         done = self._login.run(argv)
         slurm_id = done.stdout.strip().split(";")[0]
         if done.exit_code != 0 or not slurm_id.isdigit():
@@ -204,10 +203,19 @@ class SlurmExecutor(Executor):
         started_at: datetime,
         on_line: Callable[[str], None],
     ) -> ExecutionResult | None:
-        """Find a job an earlier runner submitted (by recorded id, or by name); follow it."""
+        """Find a job an earlier runner submitted (by recorded id, or by name); follow it.
+
+        A job that ran but whose id was never recorded and that Slurm has
+        forgotten is collected from its outcome. A folder whose job was never
+        submitted is removed: the job runs again (as a new job).
+        """
         slurm_id = self._slurm_id(invocation.job_id)
         if slurm_id is None:
-            return None
+            layout = self.layout(invocation.job_id, staging)
+            if self._read(layout.path(STARTED_NAME)) is None:
+                self._remove_folder(layout.root)
+                return None
+            slurm_id = ""
         logger.info("Re-attaching to Slurm job %s (%s)", slurm_id, invocation.job_id)
         result = self._collect(invocation, staging, slurm_id, on_line)
         return ExecutionResult(result.exit_code, started_at, result.finished_at, result.log_path)
@@ -242,8 +250,10 @@ class SlurmExecutor(Executor):
         """Follow the job to its end, fetch its log and outputs, and classify how it ended."""
         layout = self.layout(invocation.job_id, staging)
         said: list[str] = []
-        final = self._follow(slurm_id, layout, on_line, said)
-        outcome = self._outcome(layout, wait=final is None or final.state not in TRANSIENT_STATES)
+        with self._login.watched():
+            final = self._follow(slurm_id, layout, on_line, said)
+        # A job that ended by itself has written its outcome; one ended by Slurm may not have.
+        outcome = self._outcome(layout, wait=final is None or final.state in ENDED_BY_ITSELF)
         log_path = staging / LOG_NAME
         self._fetch_log(layout, log_path, said)
         if final is not None and final.state == "CANCELLED" and self._stopped_by_us(layout):
@@ -274,28 +284,57 @@ class SlurmExecutor(Executor):
         silent_since: float | None = None
         while True:
             try:
+                if silent_since is not None:
+                    self._login.check_alive()
                 state = self.job_state(slurm_id)
                 offset = self._tail(layout.path(PROGRAM_LOG), offset, on_line)
-            except NetworkFailure as exc:
-                silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since > self._patience_s:
-                    raise NetworkFailure(
-                        f"{self.target_name}: the login node has not answered for "
-                        f"{self._patience_s:.0f}s ({exc}); Slurm job {slurm_id} may still run"
-                    ) from exc
+            except (NetworkFailure, RemoteCommandError) as exc:
+                silent_since = self._silent(slurm_id, silent_since, exc)
                 time.sleep(self._target.poll_s)
                 continue
-            silent_since = None
+            if silent_since is not None:
+                logger.warning(
+                    "%s answers again after %.0f s: following Slurm job %s again",
+                    self.target_name,
+                    time.monotonic() - silent_since,
+                    slurm_id,
+                )
+                silent_since = None
             if state is None or not state.active:
                 return state
-            news = _state_line(slurm_id, state)
+            news = state_line(slurm_id, state)
             if not said or news != said[-1]:
                 on_line(news)
                 said.append(news)
             time.sleep(self._target.poll_s)
 
+    def _silent(self, slurm_id: str, since: float | None, error: CosmosError) -> float:
+        """A failed poll: since when the login node is silent (raises once the patience is over).
+
+        The job keeps running on the cluster meanwhile; it is collected when
+        the login node answers again. One log line when it goes silent.
+        """
+        if since is None:
+            logger.warning(
+                "%s: the login node does not answer (%s); Slurm job %s runs on, waiting up to "
+                "%.0f s",
+                self.target_name,
+                error,
+                slurm_id,
+                self._patience_s,
+            )
+            return time.monotonic()
+        if time.monotonic() - since > self._patience_s:
+            raise NetworkFailure(
+                f"{self.target_name}: the login node has not answered for "
+                f"{self._patience_s:.0f} s ({error}); Slurm job {slurm_id} may still run"
+            ) from error
+        return since
+
     def job_state(self, slurm_id: str) -> JobState | None:
-        """The job's state in squeue; None if Slurm no longer knows it."""
+        """The job's state in squeue; None if Slurm no longer knows it (or its id is unknown)."""
+        if not slurm_id:
+            return None
         done = self._login.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", SQUEUE_FORMAT])
         if done.exit_code != 0:
             if "invalid job id" in done.stderr.lower():
@@ -329,21 +368,10 @@ class SlurmExecutor(Executor):
     def _classify(
         self, slurm_id: str, final: JobState | None, outcome: Outcome | None, layout: JobLayout
     ) -> None:
-        """Raise for a job that did not end by itself (see the module); return if it did."""
-        state = final.state if final is not None else "UNKNOWN"
-        where = f"Slurm job {slurm_id} on {self.target_name}"
-        if state == "TIMEOUT":
-            raise SlurmTimeLimit(
-                f"{where} hit its time limit (target.time_limit={self._target.time_limit})"
-            )
-        if state == "CANCELLED":
-            raise SlurmJobCancelled(f"{where} was cancelled (scancel)")
-        if state in TRANSIENT_STATES:
-            raise RuntimeFailure(f"{where} ended with {state} ({final and final.reason})")
-        if outcome is None:
-            started = self._read(layout.path(STARTED_NAME))
-            what = "after it started" if started else "before it started"
-            raise RuntimeFailure(f"{where} ended ({state}) {what} without writing its outcome")
+        """Raise for a job that did not end by itself (slurm_script.py); return if it did."""
+        started = outcome is not None or self._read(layout.path(STARTED_NAME)) is not None
+        where = f"Slurm job {slurm_id or '(id unknown)'} on {self.target_name}"
+        check_ended(where, final, outcome, started, self._target.time_limit)
 
     def _fetch_log(self, layout: JobLayout, log_path: Path, said: list[str]) -> None:
         """The job's states, the program's whole log, and Slurm's own messages (time limit, ...)."""
@@ -457,16 +485,6 @@ class SlurmExecutor(Executor):
                 break
             time.sleep(self._target.poll_s)
         return LiveLog(lines, complete=False)
-
-
-def _state_line(slurm_id: str, state: JobState) -> str:
-    """A log line saying where the job is: queued with Slurm's reason, or running on a node."""
-    if state.state == "PENDING":
-        reason = f" ({state.reason})" if state.reason not in ("", "None") else ""
-        return f"[slurm] job {slurm_id} queued: pending{reason}"
-    if state.state == "RUNNING":
-        return f"[slurm] job {slurm_id} running on {state.nodes}"
-    return f"[slurm] job {slurm_id} {state.state.lower()}"
 
 
 def make_slurm_executor(target: SlurmTargetSettings, context: ExecutorContext) -> SlurmExecutor:

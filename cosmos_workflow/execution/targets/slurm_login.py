@@ -10,16 +10,19 @@ cluster, verified by sha256).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
 from cosmos_workflow.config.target_kinds import SlurmLogin
 from cosmos_workflow.connection.local import CommandResult, LocalCommandExecutor
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
 from cosmos_workflow.connection.ssh import SSHEndpoint, SSHManager, parse_jump
-from cosmos_workflow.errors import ExecutionFailure
+from cosmos_workflow.errors import ExecutionFailure, NetworkFailure
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.transfer.input_cache import LocalInputCache
@@ -29,6 +32,8 @@ from cosmos_workflow.utils.atomic import write_bytes_atomic
 _PUT = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"'
 # Seconds a command on the login node may take (sbatch, squeue, ...).
 COMMAND_TIMEOUT_S = 60.0
+# Seconds between checks that the login node answers, while jobs are followed.
+CHECK_EVERY_S = 2.0
 
 
 class LoginNode(ABC):
@@ -74,6 +79,11 @@ class LoginNode(ABC):
         """Close the connection (none by default)."""
         return None
 
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[None]:
+        """While jobs are followed, notice at once when the login node goes silent (no-op)."""
+        yield
+
 
 class SshLogin(LoginNode):
     """A login node reached over SSH."""
@@ -96,6 +106,9 @@ class SshLogin(LoginNode):
         self.label = endpoint.label
         via = f"{login.jump}/" if login.jump else ""
         self.machine = f"slurm:{via}{login.host.lower()}:{login.port}"
+        self._watch_lock = threading.Lock()
+        self._watched = 0
+        self._watch_stop = threading.Event()
 
     def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> CommandResult:
         """Run a command on the login node."""
@@ -125,6 +138,35 @@ class SshLogin(LoginNode):
     def close(self) -> None:
         """Close the connection."""
         self._ssh.close()
+
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[None]:
+        """While jobs are followed, check every few seconds that the login node answers.
+
+        A login node cut off the network sends nothing, not even a reset: a
+        failed check closes the connection, so the commands waiting on it end
+        now (NetworkFailure) instead of when TCP gives up. One check for all
+        the jobs followed.
+        """
+        with self._watch_lock:
+            self._watched += 1
+            if self._watched == 1:
+                self._watch_stop = threading.Event()
+                threading.Thread(
+                    target=self._watch, args=(self._watch_stop,), name="watch-login", daemon=True
+                ).start()
+        try:
+            yield
+        finally:
+            with self._watch_lock:
+                self._watched -= 1
+                if self._watched == 0:
+                    self._watch_stop.set()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(CHECK_EVERY_S):
+            with contextlib.suppress(NetworkFailure):
+                self.check_alive()
 
 
 class LocalLogin(LoginNode):

@@ -1,5 +1,5 @@
-"""What a slurm target sends to the cluster: the batch script, the sbatch command, and reading
-back Slurm's job states and the outcome file the script writes.
+"""What a slurm target sends to the cluster and reads back: the batch script, the sbatch
+command, Slurm's job states, the outcome file the script writes, and how a job ended.
 
 The batch script runs in the job folder on the shared file system. It
 records when it started and on which node (``started``), runs the model
@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from cosmos_workflow.config.target_kinds import SlurmTargetSettings
 from cosmos_workflow.connection.scripts import BashScriptBuilder
+from cosmos_workflow.errors import CosmosError, ExecutionFailure, RuntimeFailure
 
 # Files of a job in its folder on the cluster.
 SCRIPT_NAME = "job.sh"
@@ -38,6 +39,8 @@ PROGRAM_LOG = "logs/job.log"
 ACTIVE_STATES = frozenset(
     {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 )
+# Over because the batch script exited (it wrote its outcome first).
+ENDED_BY_ITSELF = frozenset({"COMPLETED", "FAILED", "OUT_OF_MEMORY"})
 # Over through the cluster's fault, not the job's: tried again (transient).
 TRANSIENT_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_FED"})
 # squeue's fields, separated by '|': state, reason, node list.
@@ -49,6 +52,16 @@ _OUTCOME = r"""cosmos_outcome() {
     "$1" "$cosmos_started" "$(date +%s.%N)" "$(hostname)" "${SLURM_JOB_ID:-}" \
     > outcome.tmp && mv -f outcome.tmp outcome
 }"""
+
+
+class SlurmJobCancelled(CosmosError):
+    """The Slurm job was cancelled (scancel) by someone else than this runner: its runs are."""
+
+    kind = "cancelled"
+
+
+class SlurmTimeLimit(ExecutionFailure):
+    """The Slurm job hit its time limit (failed, not tried again)."""
 
 
 def job_name(job_id: str) -> str:
@@ -229,3 +242,43 @@ def parse_started(text: str) -> datetime | None:
 
 def _epoch(text: str) -> datetime:
     return datetime.fromtimestamp(float(text), tz=UTC)
+
+
+def state_line(slurm_id: str, state: JobState) -> str:
+    """A log line saying where the job is: queued with Slurm's reason, or running on a node."""
+    if state.state == "PENDING":
+        reason = f" ({state.reason})" if state.reason not in ("", "None") else ""
+        return f"[slurm] job {slurm_id} queued: pending{reason}"
+    if state.state == "RUNNING":
+        return f"[slurm] job {slurm_id} running on {state.nodes}"
+    return f"[slurm] job {slurm_id} {state.state.lower()}"
+
+
+def check_ended(
+    where: str, final: JobState | None, outcome: Outcome | None, started: bool, time_limit: str
+) -> None:
+    """Classify how a job that is over ended: return if it ended by itself, else raise.
+
+    Args:
+        where: The job, for messages ("Slurm job 12 on gpu-cluster").
+        final: Its last state in squeue (None: Slurm has forgotten it).
+        outcome: What its batch script recorded, if it did.
+        started: True if its batch script started.
+        time_limit: The target's time limit (for the message).
+
+    Raises:
+        SlurmTimeLimit: TIMEOUT (failed, "time limit" in the reason).
+        SlurmJobCancelled: CANCELLED by someone else (its runs are cancelled).
+        RuntimeFailure: NODE_FAIL, PREEMPTED, ... or no outcome (transient: tried again).
+    """
+    state = final.state if final is not None else "UNKNOWN"
+    if state == "TIMEOUT":
+        raise SlurmTimeLimit(f"{where} hit its time limit (target.time_limit={time_limit})")
+    if state == "CANCELLED":
+        raise SlurmJobCancelled(f"{where} was cancelled (scancel)")
+    if state in TRANSIENT_STATES:
+        reason = f" ({final.reason})" if final is not None and final.reason else ""
+        raise RuntimeFailure(f"{where} ended with {state}{reason}")
+    if outcome is None:
+        what = "after it started" if started else "before it started"
+        raise RuntimeFailure(f"{where} ended ({state}) {what} without writing its outcome")
