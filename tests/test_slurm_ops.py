@@ -126,14 +126,17 @@ def test_status_shows_jobs_pending_with_slurm_reason_then_running_with_node_gpus
         assert "Resources" in {j["reason"] for j in jobs}
         assert other not in {j["slurm_id"] for j in jobs}
         runs = {run["id"]: run for run in project.cosmos_json("list", "runs")}
+        [sweep] = project.cosmos_json("list", "sweeps")
         for job in jobs:
             # Each Slurm job is one of our jobs, with the runs it holds (a batch of 2).
             assert job["job_id"].startswith("jb_") and len(job["runs"]) == 2
+            assert job["sweep_id"] == sweep["id"]
             assert all(runs[run_id]["status"] == "running" for run_id in job["runs"])
         text = project.cosmos("status", *[f"--set={o}" for o in overrides]).stdout
         assert f"target test-slurm (slurm root@{slurm_host.address}:" in text
         assert text.count("pending (Resources), 1 GPU; runs rs_") >= 1
         assert text.count(", 1 GPU; runs rs_") == 4
+        assert text.count(f", sweep {sweep['id']}): pending (") == 4
         slurm_host.client("scancel", other)
         running = wait_until(
             lambda: [
@@ -210,7 +213,7 @@ def test_logs_follow_waits_for_a_job_pending_in_slurm_and_follows_it_to_its_end(
 
 # squeue's lines as Debian's Slurm 22.05 prints them in QUEUE_FORMAT.
 SQUEUE = """\
-3|PENDING|Resources||gres:gpu:2|0:00|jb_1|cosmos-jb_3
+3|PENDING|Resources||gres:gpu:2|0:00|sw_1|cosmos-jb_3
 4|PENDING|Priority||N/A|0:00|(null)|other
 1|RUNNING|None|node1|gres:gpu:2|1:02:03|jb_1|cosmos-jb_1
 2|RUNNING|None|gpu-a|gres/gpu:a100:4|2-03:04:05|jb_2|cosmos-jb_2
@@ -225,7 +228,8 @@ def test_the_queue_keeps_our_jobs_with_reason_node_gpus_and_elapsed_seconds() ->
     ]  # fmt: skip
     assert jobs[0] | {"slurm_id": "", "job_id": ""} == {
         "slurm_id": "", "job_id": "", "state": "PENDING", "reason": "Resources",
-        "node": None, "gpus": 2, "elapsed_s": 0,
+        "node": None, "gpus": 2, "elapsed_s": 0, "sweep_id": "sw_1",
     }  # fmt: skip
+    assert jobs[1]["sweep_id"] is None  # a comment that is no sweep id
     assert (jobs[1]["node"], jobs[1]["reason"], jobs[1]["elapsed_s"]) == ("node1", None, 3723)
     assert (jobs[2]["gpus"], jobs[2]["elapsed_s"]) == (4, 2 * 86400 + 3 * 3600 + 245)

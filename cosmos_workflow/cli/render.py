@@ -344,7 +344,10 @@ def _render_queue(target: dict[str, Any]) -> None:
                 f"for {format_duration(job['elapsed_s'])}"
             )
         runs = ", ".join(job.get("runs") or []) or "-"
-        click.echo(f"  slurm job {job['slurm_id']} (job {job['job_id']}): {where}; runs {runs}")
+        sweep = f", sweep {job['sweep_id']}" if job["sweep_id"] else ""
+        click.echo(
+            f"  slurm job {job['slurm_id']} (job {job['job_id']}{sweep}): {where}; runs {runs}"
+        )
 
 
 def _or_na(value: int | None) -> str:

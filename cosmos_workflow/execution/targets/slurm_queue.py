@@ -24,6 +24,8 @@ QUEUE_FORMAT = "%i|%T|%r|%N|%b|%M|%k|%j"
 _FIELDS = QUEUE_FORMAT.count("|") + 1
 # Our job names (slurm_script.job_name).
 NAME_PREFIX = "cosmos-"
+# A job's comment is its sweep's id (SlurmExecutor.label_jobs).
+SWEEP_PREFIX = "sw_"
 # "gres:gpu:2", "gres/gpu:a100:2", "gpu:2": the count is the last number.
 _GPU_COUNT = re.compile(r"gpu(?::[^:,]+)?:(\d+)")
 
@@ -41,6 +43,7 @@ class QueuedJob:
         node: The node it runs on; None while it waits.
         gpus: The GPUs it holds or asks for; None if squeue did not say.
         elapsed_s: How long it has been running (0 while it waits).
+        sweep_id: The sweep it belongs to (its ``--comment``), if any.
     """
 
     slurm_id: str
@@ -50,6 +53,7 @@ class QueuedJob:
     node: str | None
     gpus: int | None
     elapsed_s: int
+    sweep_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -61,6 +65,7 @@ class QueuedJob:
             "node": self.node,
             "gpus": self.gpus,
             "elapsed_s": self.elapsed_s,
+            "sweep_id": self.sweep_id,
         }
 
 
@@ -95,7 +100,7 @@ def _parse_line(line: str) -> QueuedJob | None:
     parts = line.strip().split("|", _FIELDS - 1)
     if len(parts) != _FIELDS:
         return None
-    slurm_id, state, reason, node, tres, elapsed, _comment, name = parts
+    slurm_id, state, reason, node, tres, elapsed, comment, name = parts
     if not name.startswith(NAME_PREFIX) or not slurm_id:
         return None
     waiting = state == "PENDING"
@@ -107,6 +112,7 @@ def _parse_line(line: str) -> QueuedJob | None:
         node=node or None if not waiting else None,
         gpus=_gpus(tres),
         elapsed_s=_seconds(elapsed),
+        sweep_id=comment if comment.startswith(SWEEP_PREFIX) else None,
     )
 
 
