@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,8 +35,11 @@ from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
+from cosmos_workflow.engine.comeback import LeftJob, Started, claim_again, follow_again, sort_out
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
 from cosmos_workflow.engine.isolation import SplitHalf
+from cosmos_workflow.engine.leftovers import LeftoverCollector
+from cosmos_workflow.engine.liveness import RunnerIdentity, runner_alive
 from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.engine.runner import JobRunner
@@ -74,26 +76,6 @@ class _Active:
     host: str
     gpus: list[int]
     expected_s: float
-
-
-@dataclass
-class RunnerIdentity:
-    """Who this runner is, for the database and for other runners.
-
-    Attributes:
-        runner_id: Its id (rn_...).
-        hostname: The machine it runs on.
-        pid: Its process id.
-    """
-
-    runner_id: str
-    hostname: str
-    pid: int
-
-    @classmethod
-    def new(cls, hostname: str, pid: int) -> RunnerIdentity:
-        """A fresh identity for this process."""
-        return cls(f"rn_{uuid.uuid4().hex[:12]}", hostname, pid)
 
 
 @dataclass
@@ -214,7 +196,7 @@ class Dispatcher:
         """Take over what dead runners left, clear stale work folders, plan the rest."""
         ids = [run.id for run in runs]
         self._adopt_orphans(ids)
-        self._remove_stale_staging()
+        self._remove_leftovers()
         statuses = self._repo.statuses(ids)
         queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
         self._watch |= {
@@ -299,7 +281,7 @@ class Dispatcher:
     def _handle(self, event: _Event) -> None:
         self._replan = True
         if event.probed is not None:
-            self._health.probed(event.probed, event.probe_error)
+            self._come_back(event.probed, self._health.probed(event.probed, event.probe_error))
             return
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
@@ -320,7 +302,8 @@ class Dispatcher:
         if outcome.expected_ok:
             host.learn(self._cost.seconds(active.job), outcome.seconds)
         if outcome.host_lost and outcome.fault is not None:
-            self._health.abandon(active.host, event.job_id)
+            left = LeftJob(event.job_id, tuple(active.job.run_ids), tuple(active.gpus))
+            self._health.abandon(active.host, left)
             self._health.drain(active.host, outcome.fault)
         if outcome.retry:
             self._retry(event.job_id, active, outcome)
@@ -377,15 +360,10 @@ class Dispatcher:
 
     # -- other runners ---------------------------------------------------------
     def _alive(self, runner: Runner | None) -> bool:
-        """True if a runner may still work: it beats, and (on this machine) its process runs."""
-        if runner is None or runner.stopped_at is not None:
-            return False
-        silent = self._ctx.clock.now() - runner.heartbeat_at
-        if silent > timedelta(seconds=self._ctx.settings.runner_timeout_s):
-            return False
-        if runner.hostname == self._ctx.identity.hostname:
-            return self._ctx.commands.process_exists(runner.pid)
-        return True
+        """True if a runner may still work (engine/liveness.py)."""
+        ctx = self._ctx
+        timeout = ctx.settings.runner_timeout_s
+        return runner_alive(runner, ctx.identity.hostname, ctx.clock, timeout, ctx.commands)
 
     def _adopt_orphans(self, run_ids: Sequence[str]) -> None:
         """Re-attach to (or queue again) the running jobs of runners that died."""
@@ -417,20 +395,37 @@ class Dispatcher:
         return True
 
     def _reattach(self, job: RunningJob, taken: list[str], host: HostSlots) -> None:
-        missing = [run_id for run_id in taken if run_id not in self._specs]
-        for spec in self._repo.run_specs(missing):
-            self._specs[spec.id] = spec
-        specs = [self._specs[run_id] for run_id in taken]
         gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
+        self._resume(job.job_id, taken, host, gpus, self._repo.get_run(taken[0]).started_at)
+
+    def _resume(
+        self, job_id: str, runs: list[str], host: HostSlots, gpus: list[int], started: Started
+    ) -> None:
+        """Follow a job already on ``host`` (its runs are ours) to its end, in a worker thread."""
+        for spec in self._repo.run_specs([r for r in runs if r not in self._specs]):
+            self._specs[spec.id] = spec
+        specs = [self._specs[run_id] for run_id in runs]
         gpus = [gpu for gpu in gpus if gpu in host.gpus and gpu not in host.busy_until]
         planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
         expected = self._cost.seconds(planned, host.speed)
         host.occupy(gpus, time.monotonic() + expected)
-        self._active[job.job_id] = _Active(planned, host.name, gpus, expected)
-        started = self._repo.get_run(taken[0]).started_at or self._ctx.clock.now()
+        self._active[job_id] = _Active(planned, host.name, gpus, expected)
         slot = Slot(self._ctx.executors[host.name], gpus)
-        self._note(f"re-attaching to job {job.job_id} on {host.name} ({len(specs)} run(s))")
-        self._spawn(job.job_id, lambda: self._jobs.resume(specs, job.job_id, slot, started))
+        self._note(f"re-attaching to job {job_id} on {host.name} ({len(specs)} run(s))")
+        staging = self._ctx.store.staging_path(job_id)
+        started = started or self._ctx.clock.now()
+        self._spawn(job_id, lambda: follow_again(self._jobs, specs, job_id, slot, started, staging))
+
+    def _come_back(self, name: str, left: list[LeftJob]) -> None:
+        """Follow again the jobs left on a host that answers again; stop the others."""
+        plan = sort_out(left, self._pending)
+        self._pending = plan.pending
+        self._health.stop(name, plan.stop)
+        for job in plan.follow:
+            claimed, started = claim_again(self._repo, self._ctx.identity.runner_id, name, job)
+            self._watch.update(set(job.run_ids) - set(claimed))
+            if claimed:
+                self._resume(job.job_id, claimed, self._hosts[name], list(job.gpus), started)
 
     def _look_at_watched(self) -> None:
         """Runs another runner holds: done, given back to the queue, or orphaned."""
@@ -455,13 +450,13 @@ class Dispatcher:
                 "configured and reachable"
             )
 
-    def _remove_stale_staging(self) -> None:
-        """Remove work folders of jobs no runner executes (listed before the database is asked)."""
-        folders = self._ctx.store.staging_folders()
-        running = {job.job_id for job in self._repo.running_jobs()} | set(self._active)
-        for folder in folders:
-            if folder.name not in running:
-                self._ctx.store.discard_staging(folder)
+    def _remove_leftovers(self) -> None:
+        """Remove containers and folders of jobs that no live runner owns (engine/leftovers.py)."""
+        ctx = self._ctx
+        leftovers = LeftoverCollector(self._repo, ctx.store, ctx.executors, self._alive)
+        removed = leftovers.sweep(skip=set(ctx.unreachable)).removed
+        if removed:
+            self._note(f"removed {len(removed)} container(s) or folder(s) left by earlier runners")
 
     def _beat(self) -> None:
         while not self._stop_beating.wait(self._ctx.settings.heartbeat_s):

@@ -144,7 +144,12 @@ class Workspace:
         from cosmos_workflow.execution.targets.registry import ExecutorContext, make_executor
 
         if target.name not in self._executors:
-            context = ExecutorContext(self.clock, self.commands, self.store.input_cache_dir)
+            context = ExecutorContext(
+                self.clock,
+                self.commands,
+                self.store.input_cache_dir,
+                self.settings.scheduler.patience_s,
+            )
             self._executors[target.name] = make_executor(target, context)
         return self._executors[target.name]
 
@@ -200,7 +205,8 @@ class Workspace:
         self, runs: list[RunSpec], progress: ProgressSink, unreachable: dict[str, CosmosError]
     ) -> RunTally:
         """Execute queued runs over the pool (engine/dispatch.py)."""
-        from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher, RunnerIdentity
+        from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher
+        from cosmos_workflow.engine.liveness import RunnerIdentity
 
         context = DispatchContext(
             repository=self.repository,
