@@ -10,8 +10,8 @@ to its job's runs in the database:
 - a job one of whose runs a live runner holds is in use: never touched;
 - a job with running runs of a runner that stopped is an orphan that the
   next run of its sweep re-attaches to (engine/dispatch.py): kept;
-- a job no run of this database names, whose container names none of its
-  runs either, is not this project's: kept;
+- a job on a target that no run of this database names, whose container
+  names none of its runs either, is not this project's: kept;
 - everything else is removed: the runs' outcomes are recorded (or they run
   again), nothing will look at it any more.
 
@@ -102,7 +102,9 @@ class LeftoverCollector:
         holders = self._repo.job_holders({item.job_id for _, item in found})
         named = self._named_by_labels(found, holders)
         for (target, job_id), items in _by_job(found).items():
-            why = self._why_kept(holders.get(job_id, []), job_id in named)
+            # Staging folders are in this project's output tree: ours whoever made them.
+            ours = job_id in named or target == THIS_MACHINE
+            why = self._why_kept(holders.get(job_id, []), ours)
             if why is not None:
                 report.kept += [(target, item, why) for item in items]
                 continue
