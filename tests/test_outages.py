@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -234,3 +235,34 @@ def test_gc_removes_what_no_live_runner_owns_and_nothing_else(
     assert again["removed"] == []
     # The runs the container named keep their outcome.
     assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"succeeded"}
+
+
+def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_command(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    project, work_dir = outage_project
+    # The job folders' input links are made slowly: the runner is killed while
+    # its jobs are uploaded (folders on the host, no container yet).
+    slow_ln = host.bin_dir / "ln"
+    slow_ln.write_text('#!/bin/sh\nsleep 2\nexec /bin/ln "$@"\n')
+    slow_ln.chmod(0o755)
+    try:
+        runner = project.start_batch("+experiment=demo", "target=gpu-host", capture=True)
+        try:
+            wait_for(lambda: job_folders(work_dir) or runner.poll() is not None)
+            assert runner.poll() is None, runner.communicate()
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.communicate(timeout=10)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+        assert job_folders(work_dir) and not our_containers(host)
+    finally:
+        slow_ln.unlink()
+    time.sleep(2.5)  # the links the killed runner asked for are made (or fail)
+    done = project.batch("+experiment=demo", "target=gpu-host")
+    assert done.returncode == 0, done.stderr
+    assert "12 executed (12 succeeded, 0 failed)" in done.stdout
+    assert len(ledger_lines(work_dir)) == 12
+    assert job_folders(work_dir) == [] and our_containers(host) == []
+    assert list((project.outputs / ".staging").glob("jb_*")) == []
