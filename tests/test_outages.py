@@ -266,3 +266,32 @@ def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_comma
     assert len(ledger_lines(work_dir)) == 12
     assert job_folders(work_dir) == [] and our_containers(host) == []
     assert list((project.outputs / ".staging").glob("jb_*")) == []
+
+
+def test_a_second_ctrl_c_on_a_remote_sweep_then_the_same_command_runs_nothing_twice(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    project, work_dir = outage_project
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "2", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    runner = project.start_batch("+experiment=demo", "target=gpu-host", env=env, capture=True)
+    try:
+        # Every job has made its first video, none its second.
+        wait_for(lambda: len(ledger_lines(work_dir)) >= 6 or runner.poll() is not None)
+        os.killpg(runner.pid, signal.SIGINT)
+        time.sleep(0.1)
+        os.killpg(runner.pid, signal.SIGINT)
+        _, stderr = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, stderr
+    made = len(ledger_lines(work_dir))
+    assert made < 12
+    done = project.batch("+experiment=demo", "target=gpu-host")
+    assert done.returncode == 0, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert len(runs) == 12 and {r["status"] for r in runs} == {"succeeded"}
+    # The videos the first command's containers made were adopted, not made again.
+    assert len(ledger_lines(work_dir)) == 12
+    assert our_containers(host) == [] and job_folders(work_dir) == []
+    assert list((project.outputs / ".staging").glob("jb_*")) == []

@@ -25,6 +25,7 @@ from cosmos_workflow.engine.outcome import JobOutcome, Slot
 from cosmos_workflow.engine.runner import JobRunner
 from cosmos_workflow.engine.scheduler import PlannedJob
 from cosmos_workflow.errors import CosmosError
+from cosmos_workflow.execution.targets.base import Leftover
 from cosmos_workflow.manifest.specs import RunSpec
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,15 @@ class LeftJob:
         job_id: The job's id (its container's label and name).
         run_ids: Its runs, in the order its program was given them.
         gpus: The GPUs it was given there.
+        tries: As for :meth:`JobRunner.resume` (0: a runner that quit left it).
+        started: When it started (None: not known).
     """
 
     job_id: str
     run_ids: tuple[str, ...]
     gpus: tuple[int, ...]
+    tries: int = 1
+    started: datetime | None = None
 
 
 @dataclass
@@ -89,14 +94,16 @@ def sort_out(left: list[LeftJob], pending: list[PlannedJob]) -> Comeback:
 
 
 def follow_again(
-    jobs: JobRunner, specs: list[RunSpec], job_id: str, slot: Slot, started: datetime, staging: Path
+    jobs: JobRunner, specs: list[RunSpec], slot: Slot, left: LeftJob, staging: Path
 ) -> JobOutcome | None:
     """Re-attach to a job on its target; if it is gone, remove what is left of it there.
 
     Returns:
         As :meth:`JobRunner.resume` (None: the job is gone, its runs run again).
     """
-    outcome = jobs.resume(specs, job_id, slot, started)
+    job_id = left.job_id
+    assert left.started is not None, "the dispatcher fills in when the job started"
+    outcome = jobs.resume(specs, job_id, slot, left.started, left.tries)
     if outcome is None:
         try:
             # A job given back during its upload has a folder but no container.
@@ -127,3 +134,25 @@ def claim_again(
         # The order its program was given them: its outputs map back by position.
         repository.set_job_positions(job.job_id, job.run_ids)
     return claimed, started
+
+
+def adoptable(
+    repository: DataRepository, pending: list[PlannedJob], job_id: str, items: list[Leftover]
+) -> LeftJob | None:
+    """A container left by a runner that quit, to be followed rather than removed.
+
+    It is, if every run its label names waits in this runner's plan and the
+    order its program was given them is still recorded (its outputs map back
+    by position). Its failure is not its runs' (the runner may have killed
+    it): those without output are tried again.
+    """
+    container = next((item for item in items if item.what == "container"), None)
+    if container is None or not container.runs:
+        return None
+    order = repository.job_run_order(job_id)
+    waiting = {run_id for job in pending for run_id in job.run_ids}
+    if set(order) != set(container.runs) or not set(order) <= waiting:
+        return None
+    gpus = repository.get_run(order[0]).gpus or ""
+    numbers = tuple(int(gpu) for gpu in gpus.split(",") if gpu.strip().isdigit())
+    return LeftJob(job_id, tuple(order), numbers, tries=0)

@@ -35,12 +35,18 @@ from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
-from cosmos_workflow.engine.comeback import LeftJob, Started, claim_again, follow_again, sort_out
+from cosmos_workflow.engine.comeback import (
+    LeftJob,
+    adoptable,
+    claim_again,
+    follow_again,
+    sort_out,
+)
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
 from cosmos_workflow.engine.isolation import SplitHalf
 from cosmos_workflow.engine.leftovers import LeftoverCollector
 from cosmos_workflow.engine.liveness import RunnerIdentity, runner_alive
-from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
+from cosmos_workflow.engine.outcome import JobEvent, JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.engine.runner import JobRunner
 from cosmos_workflow.engine.scheduler import (
@@ -53,7 +59,7 @@ from cosmos_workflow.engine.scheduler import (
 )
 from cosmos_workflow.errors import CosmosError, NetworkFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.targets.base import Executor
+from cosmos_workflow.execution.targets.base import Executor, Leftover
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock
@@ -76,18 +82,6 @@ class _Active:
     host: str
     gpus: list[int]
     expected_s: float
-
-
-@dataclass
-class _Event:
-    """What a worker or probe thread hands to the main thread (which alone changes state)."""
-
-    job_id: str = ""
-    outcome: JobOutcome | None = None
-    lost: bool = False
-    error: BaseException | None = None
-    probed: str | None = None
-    probe_error: CosmosError | None = None
 
 
 @dataclass
@@ -148,14 +142,14 @@ class Dispatcher:
             context.executors,
             context.store,
             context.settings.retries,
-            lambda name, error: self._events.put(_Event(probed=name, probe_error=error)),
+            lambda name, error: self._events.put(JobEvent(probed=name, probe_error=error)),
             self._note,
         )
         self._pending: list[PlannedJob] = []
         self._active: dict[str, _Active] = {}
         self._watch: set[str] = set()
         self._specs: dict[str, RunSpec] = {}
-        self._events: queue.Queue[_Event] = queue.Queue()
+        self._events: queue.Queue[JobEvent] = queue.Queue()
         self._tally = RunTally()
         self._stop_beating = threading.Event()
         # Orphaned runs that cannot be taken over from here (their job's host is
@@ -196,7 +190,6 @@ class Dispatcher:
         """Take over what dead runners left, clear stale work folders, plan the rest."""
         ids = [run.id for run in runs]
         self._adopt_orphans(ids)
-        self._remove_leftovers()
         statuses = self._repo.statuses(ids)
         queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
         self._watch |= {
@@ -205,6 +198,7 @@ class Dispatcher:
             if statuses.get(run.id) is RunStatus.RUNNING and run.id not in self._mine()
         }
         self._add_jobs(queued, balance=True)
+        self._remove_leftovers()
 
     def _add_jobs(self, runs: Sequence[RunSpec], balance: bool = False) -> None:
         jobs = form_jobs(runs, self._ctx.adapters, self._ctx.settings.batching)
@@ -268,17 +262,17 @@ class Dispatcher:
             try:
                 outcome = work()
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
-                self._events.put(_Event(job_id, error=exc))
+                self._events.put(JobEvent(job_id, error=exc))
                 return
             if outcome is None:
-                self._events.put(_Event(job_id, lost=True))
+                self._events.put(JobEvent(job_id, lost=True))
             else:
-                self._events.put(_Event(job_id, outcome))
+                self._events.put(JobEvent(job_id, outcome))
 
         threading.Thread(target=target, name=job_id, daemon=True).start()
 
     # -- events ----------------------------------------------------------------
-    def _handle(self, event: _Event) -> None:
+    def _handle(self, event: JobEvent) -> None:
         self._replan = True
         if event.probed is not None:
             self._come_back(event.probed, self._health.probed(event.probed, event.probe_error))
@@ -395,26 +389,25 @@ class Dispatcher:
         return True
 
     def _reattach(self, job: RunningJob, taken: list[str], host: HostSlots) -> None:
-        gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
-        self._resume(job.job_id, taken, host, gpus, self._repo.get_run(taken[0]).started_at)
+        gpus = tuple(int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit())
+        started = self._repo.get_run(taken[0]).started_at
+        self._resume(LeftJob(job.job_id, tuple(taken), gpus, started=started), taken, host)
 
-    def _resume(
-        self, job_id: str, runs: list[str], host: HostSlots, gpus: list[int], started: Started
-    ) -> None:
+    def _resume(self, left: LeftJob, runs: list[str], host: HostSlots) -> None:
         """Follow a job already on ``host`` (its runs are ours) to its end, in a worker thread."""
         for spec in self._repo.run_specs([r for r in runs if r not in self._specs]):
             self._specs[spec.id] = spec
         specs = [self._specs[run_id] for run_id in runs]
-        gpus = [gpu for gpu in gpus if gpu in host.gpus and gpu not in host.busy_until]
+        gpus = [gpu for gpu in left.gpus if gpu in host.gpus and gpu not in host.busy_until]
         planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
         expected = self._cost.seconds(planned, host.speed)
         host.occupy(gpus, time.monotonic() + expected)
-        self._active[job_id] = _Active(planned, host.name, gpus, expected)
+        self._active[left.job_id] = _Active(planned, host.name, gpus, expected)
         slot = Slot(self._ctx.executors[host.name], gpus)
-        self._note(f"re-attaching to job {job_id} on {host.name} ({len(specs)} run(s))")
-        staging = self._ctx.store.staging_path(job_id)
-        started = started or self._ctx.clock.now()
-        self._spawn(job_id, lambda: follow_again(self._jobs, specs, job_id, slot, started, staging))
+        self._note(f"re-attaching to job {left.job_id} on {host.name} ({len(specs)} run(s))")
+        staging = self._ctx.store.staging_path(left.job_id)
+        left = replace(left, started=left.started or self._ctx.clock.now())
+        self._spawn(left.job_id, lambda: follow_again(self._jobs, specs, slot, left, staging))
 
     def _come_back(self, name: str, left: list[LeftJob]) -> None:
         """Follow again the jobs left on a host that answers again; stop the others."""
@@ -425,7 +418,16 @@ class Dispatcher:
             claimed, started = claim_again(self._repo, self._ctx.identity.runner_id, name, job)
             self._watch.update(set(job.run_ids) - set(claimed))
             if claimed:
-                self._resume(job.job_id, claimed, self._hosts[name], list(job.gpus), started)
+                self._resume(replace(job, started=started), claimed, self._hosts[name])
+
+    def _adopt_leftover(self, target: str, job_id: str, items: list[Leftover]) -> bool:
+        """Follow a container left by a runner that quit, whose runs all wait here."""
+        left = adoptable(self._repo, self._pending, job_id, items)
+        host = self._hosts.get(target)
+        if left is None or host is None or not host.up:
+            return False
+        self._come_back(target, [left])
+        return True
 
     def _look_at_watched(self) -> None:
         """Runs another runner holds: done, given back to the queue, or orphaned."""
@@ -454,7 +456,7 @@ class Dispatcher:
         """Remove containers and folders of jobs that no live runner owns (engine/leftovers.py)."""
         ctx = self._ctx
         leftovers = LeftoverCollector(self._repo, ctx.store, ctx.executors, self._alive)
-        removed = leftovers.sweep(skip=set(ctx.unreachable)).removed
+        removed = leftovers.sweep(skip=set(ctx.unreachable), adopt=self._adopt_leftover).removed
         if removed:
             self._note(f"removed {len(removed)} container(s) or folder(s) left by earlier runners")
 

@@ -40,6 +40,10 @@ THIS_MACHINE = "this machine"
 IN_USE = "a live runner uses it"
 ORPHAN = "its runs are still running (the next run of their sweep re-attaches to it)"
 NOT_OURS = "no run of this project's database names it"
+ADOPTED = "its runs wait for this runner, which follows it"
+
+# Offered a job's leftovers on a target before they are removed; True: adopted.
+Adopt = Callable[[str, str, list[Leftover]], bool]
 
 
 @dataclass
@@ -90,21 +94,32 @@ class LeftoverCollector:
         self._executors = executors
         self._alive = alive
 
-    def sweep(self, dry_run: bool = False, skip: Collection[str] = ()) -> LeftoverReport:
+    def sweep(
+        self, dry_run: bool = False, skip: Collection[str] = (), adopt: Adopt | None = None
+    ) -> LeftoverReport:
         """Remove (or with ``dry_run`` only list) what no live runner owns.
 
         Args:
             dry_run: List only.
             skip: Targets not to look at (known to be unreachable).
+            adopt: Offered each job on a target before it is removed (target,
+                job id, what it left); True: a runner follows it now (kept).
         """
         report = LeftoverReport(dry_run)
         found = self._find(skip, report)
         holders = self._repo.job_holders({item.job_id for _, item in found})
         named = self._named_by_labels(found, holders)
-        for (target, job_id), items in _by_job(found).items():
+        adopted: set[str] = set()
+        # Staging folders last: those of the jobs adopted are their work folders now.
+        groups = sorted(_by_job(found).items(), key=lambda group: group[0][0] == THIS_MACHINE)
+        for (target, job_id), items in groups:
             # Staging folders are in this project's output tree: ours whoever made them.
             ours = job_id in named or target == THIS_MACHINE
-            why = self._why_kept(holders.get(job_id, []), ours)
+            why = ADOPTED if job_id in adopted else self._why_kept(holders.get(job_id, []), ours)
+            if why is None and adopt is not None and target != THIS_MACHINE and not dry_run:
+                if adopt(target, job_id, items):
+                    adopted.add(job_id)
+                    why = ADOPTED
             if why is not None:
                 report.kept += [(target, item, why) for item in items]
                 continue
