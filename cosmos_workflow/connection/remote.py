@@ -6,6 +6,7 @@ and never accepts a shell string, so user text cannot become shell syntax.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import shlex
@@ -87,7 +88,7 @@ class RemoteCommandExecutor:
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
-            channel.close()
+            _close(channel)
         result = CommandResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
         if check and code != 0:
             raise RemoteCommandError(
@@ -128,7 +129,7 @@ class RemoteCommandExecutor:
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
-            channel.close()
+            _close(channel)
         if pending:
             on_line(pending.decode("utf-8", "replace"))
         return code
@@ -155,7 +156,7 @@ class RemoteCommandExecutor:
         try:
             channel.exec_command(command)
         except transport_errors() as exc:
-            channel.close()
+            _close(channel)
             raise NetworkFailure(
                 f"{self._ssh.endpoint.label}: cannot start command: {exc}"
             ) from exc
@@ -195,3 +196,12 @@ class RemoteCommandExecutor:
                 )
             if not progressed:
                 select.select([channel], [], [], 0.2)
+
+
+def _close(channel: paramiko.Channel) -> None:
+    """Close a channel; a connection that broke meanwhile (closed by the watchdog) is no error.
+
+    The error that matters (the command's, or none) is the one raised before.
+    """
+    with contextlib.suppress(*transport_errors()):
+        channel.close()
