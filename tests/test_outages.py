@@ -224,6 +224,7 @@ def test_gc_removes_what_no_live_runner_owns_and_nothing_else(
     status = project.cosmos_json("status")
     counted = next(t for t in status["targets"] if t["name"] == "gpu-host")
     assert len(counted["containers"]) == 2 and counted["job_folders"] == 2
+    assert status["staging_folders"] == 1
 
     done = project.cosmos("gc")
     assert done.returncode == 0, done.stderr

@@ -248,6 +248,7 @@ def render_status(data: dict[str, Any]) -> None:
         _render_sweep(sweep)
     for target in data["targets"]:
         _render_target(target)
+    click.echo(f"job work folders on this machine: {data['staging_folders']}")
 
 
 def _counts_text(counts: dict[str, int]) -> str:
