@@ -310,8 +310,9 @@ class Dispatcher:
         runs = [self._specs[run_id] for run_id in outcome.retry]
         again = replace(job, runs=runs, not_before=time.monotonic() + wait)
         self._pending.append(again)
+        what = "was given back" if outcome.host_lost else "failed"
         self._note(
-            f"job {job_id} on {active.host} failed ({outcome.fault}); "
+            f"job {job_id} on {active.host} {what} ({outcome.fault}); "
             f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
         )
 
