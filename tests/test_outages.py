@@ -296,3 +296,32 @@ def test_a_second_ctrl_c_on_a_remote_sweep_then_the_same_command_runs_nothing_tw
     assert len(ledger_lines(work_dir)) == 12
     assert our_containers(host) == [] and job_folders(work_dir) == []
     assert list((project.outputs / ".staging").glob("jb_*")) == []
+
+
+def test_a_host_given_up_then_the_same_command_adopts_what_its_containers_made(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    project, work_dir = outage_project
+    # Given up quickly: a patience of 2 s, then one probe.
+    give_up = ["scheduler.patience_s=2", "scheduler.retries.transient=1"]
+    give_up.append("scheduler.retries.backoff_s=0.5")
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    runner = project.start_batch("+experiment=demo", "target=gpu-host", *give_up, env=env)
+    try:
+        wait_for(lambda: on_host(work_dir) or runner.poll() is not None)
+        host.set_link(False)
+        runner.wait(timeout=25)
+    finally:
+        host.set_link(True)
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 1
+    assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"failed"}
+    # The containers went on while the host was cut off, and finished.
+    wait_for(lambda: len(ledger_lines(work_dir)) == 12)
+    done = project.batch("+experiment=demo", "target=gpu-host")
+    assert done.returncode == 0, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    assert {r["status"] for r in runs} == {"succeeded"}
+    assert len(ledger_lines(work_dir)) == 12, "a video was made again"
+    assert our_containers(host) == [] and job_folders(work_dir) == []

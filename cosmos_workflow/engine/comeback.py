@@ -141,15 +141,18 @@ def adoptable(
 ) -> LeftJob | None:
     """A container left by a runner that quit, to be followed rather than removed.
 
-    It is, if every run its label names waits in this runner's plan and the
-    order its program was given them is still recorded (its outputs map back
-    by position). Its failure is not its runs' (the runner may have killed
-    it): those without output are tried again.
+    It is, if every run its label names waits in this runner's plan. Its
+    outputs map back by position: the order its program was given them is
+    the recorded one, or (when its runs were recorded under another job since,
+    e.g. failed while its host was given up) their id order, which is the
+    order of every job's runs (engine/scheduler.py, ``PlannedJob.runs``). Its
+    failure is not its runs' (the runner may have killed it): those without
+    output are tried again.
     """
     container = next((item for item in items if item.what == "container"), None)
     if container is None or not container.runs:
         return None
-    order = repository.job_run_order(job_id)
+    order = repository.job_run_order(job_id) or sorted(container.runs)
     waiting = {run_id for job in pending for run_id in job.run_ids}
     if set(order) != set(container.runs) or not set(order) <= waiting:
         return None
