@@ -77,6 +77,7 @@ EXPECTED_COMMANDS = {
     "logs",
     "kill",
     "report",
+    "gc",
     "completion",
 }
 

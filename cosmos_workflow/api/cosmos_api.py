@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.connection.local import LocalCommandExecutor
     from cosmos_workflow.database.repository import DataRepository
     from cosmos_workflow.engine.control import KillReport, LogResult, RunControl
+    from cosmos_workflow.engine.leftovers import LeftoverReport
     from cosmos_workflow.engine.progress import ProgressSink
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.local_ai.probe import ProbeCache
@@ -430,6 +431,12 @@ class CosmosAPI:
         Refused while a runner is executing on the same output tree.
         """
         return self._catalogue.delete(kind, given, delete_outputs, with_children)
+
+    def gc(self, dry_run: bool = False) -> LeftoverReport:
+        """Remove our containers and job folders that no live runner owns (api/housekeeping.py)."""
+        from cosmos_workflow.api.housekeeping import collect_garbage
+
+        return collect_garbage(self._ws, dry_run)
 
     def verify(self, fix: bool = False, progress: StepProgress | None = None) -> VerifyReport:
         """The database against the run folders (outputs/verify.py); ``fix`` marks damaged runs."""

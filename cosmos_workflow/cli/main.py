@@ -105,6 +105,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "report",
         "Write the sweep's report.html (a grid of its outputs) and print its path.",
     ),
+    "gc": LazyCommand(
+        f"{_FAMILY}operate",
+        "gc",
+        "Remove containers and job folders of ours that no live runner owns.",
+    ),
     "completion": LazyCommand(
         f"{_FAMILY}complete",
         "completion",
