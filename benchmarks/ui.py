@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -34,21 +35,15 @@ from sweep_project import make_project, run_sweep
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosmos_workflow.api import CosmosAPI
-from cosmos_workflow.ui.app import UiOptions, build_app
+from cosmos_workflow.ui.app import UiOptions, build_app, make_server, stop
 
 PAGES = 20
 
 
 def serve(root: Path) -> tuple[str, CosmosAPI, object, threading.Thread]:
     """`cosmos ui` on the project at ``root`` in a thread: its URL, API, server, thread."""
-    import uvicorn
-
     api = CosmosAPI.from_project(root, environ=_env(root))
-    app = build_app(api, UiOptions())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
+    server = make_server(build_app(api, UiOptions()), "127.0.0.1", 0)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -90,10 +85,11 @@ class Listener(threading.Thread):
         self.connection.request("GET", "/events")
         stream = self.connection.getresponse()
         self.ready.set()
-        import json
-
         while True:
-            line = stream.readline()
+            try:
+                line = stream.readline()
+            except (OSError, AttributeError, http.client.HTTPException):
+                return  # closed by close()
             if not line:
                 return
             if line.startswith(b"data: "):
@@ -157,7 +153,7 @@ def main() -> None:
             print(f"run page: {seconds * 1000:.0f} ms (target <= 150), {size / 1024:.0f} KB")
         except urllib.error.HTTPError as error:
             print(f"run page: not on this branch ({error.code}); ui-pages builds it")
-        server.should_exit = True
+        stop(server)
         thread.join(10)
         api.close()
 
@@ -166,16 +162,19 @@ def main() -> None:
         make_project(small, 2, _experiment(args.runs_per_trial // 2))
         sweep(small, 10)  # the database and the input cache, made once
         base, api, server, thread = serve(small)
-        quiet, busy, delays = [], [], []
+        quiet, busy, delays, cpu = [], [], [], []
         for trial in range(args.trials):
             for with_pages in (False, True):
                 listeners = [Listener(base) for _ in range(PAGES if with_pages else 0)]
                 for listener in listeners:
                     listener.start()
                     listener.ready.wait(10)
+                used = time.process_time()
                 sweep(small, 11 + trial * 2 + with_pages)
                 span, runs = makespan(api, args.runs_per_trial)
                 (busy if with_pages else quiet).append(span)
+                if with_pages:
+                    cpu.append((time.process_time() - used, span))
                 time.sleep(1.5)  # the last events arrive
                 for listener in listeners:
                     for run in runs:
@@ -183,7 +182,7 @@ def main() -> None:
                         if run["id"] in listener.seen:
                             delays.append(listener.seen[run["id"]] - finished)
                     listener.close()
-        server.should_exit = True
+        stop(server)
         thread.join(10)
         api.close()
     expected = args.trials * args.runs_per_trial * PAGES
@@ -196,8 +195,17 @@ def main() -> None:
         f"makespan of a {args.runs_per_trial}-run sweep: {q:.2f} s with no page open, "
         f"{b:.2f} s with {PAGES} live pages ({(b / q - 1) * 100:+.1f}%, target within 5%)"
     )
+    ratios = sorted(b / q for q, b in zip(quiet, busy, strict=True))
     rounded = [[round(x, 2) for x in spans] for spans in (quiet, busy)]
-    print(f"  trials: none {rounded[0]}, {PAGES} pages {rounded[1]}")
+    print(
+        f"  trials: none {rounded[0]}, {PAGES} pages {rounded[1]}; "
+        f"paired ratio median {statistics.median(ratios):.3f}"
+    )
+    spent = sum(c for c, _ in cpu) / sum(s for _, s in cpu)
+    print(
+        f"  CPU of the app and its {PAGES} listeners while a sweep ran: "
+        f"{spent * 100:.1f}% of one core"
+    )
     print(f"  at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from conftest import REPO
-from ui_server import UiServer, open_page, screenshot
+from ui_server import UiServer, open_page, screenshot, wait_js
 
 README_PICTURE = REPO / "docs" / "images" / "ui-sweep.png"
 # A sweep slow enough to be watched: two runs of a few seconds each.
@@ -118,9 +118,7 @@ def test_a_running_sweeps_cells_turn_succeeded_without_a_reload(
         assert unfinished >= 1, "both runs had finished before the page opened"
         page.locator(".cell.st-running").first.wait_for(timeout=20_000)
         screenshot(page, "sweep-running")
-        page.wait_for_function(
-            "document.querySelectorAll('.cell.st-succeeded').length === 2", timeout=30_000
-        )
+        wait_js(page, "document.querySelectorAll('.cell.st-succeeded').length === 2", timeout=30)
         assert page.evaluate("window.stillTheSamePage") is True  # no reload
         assert page.locator(".cell .st").all_inner_texts() == ["succeeded", "succeeded"]
         assert page.locator('[data-count="succeeded"]').first.inner_text() == "2"
@@ -148,32 +146,29 @@ def test_the_compare_view_plays_and_seeks_every_video_together(
     # Each run: its output, its input, the depth control the model computed.
     captions = page.locator("article.run").first.locator("figcaption").all_inner_texts()
     assert captions == ["output", "input", "computed depth"]
-    page.wait_for_function(
+    wait_js(
+        page,
         "[...document.querySelectorAll('video.sync')].every(v => v.readyState >= 2)",
-        timeout=15_000,
+        timeout=15,
     )
 
     def times() -> list[float]:
         return page.evaluate("[...document.querySelectorAll('video.sync')].map(v => v.currentTime)")
 
     page.click("#play")
-    page.wait_for_function("window.cosmosCompare.leader.currentTime > 0.3", timeout=10_000)
+    wait_js(page, "window.cosmosCompare.leader.currentTime > 0.3", timeout=10)
     playing = times()
     assert max(playing) - min(playing) < 0.1, playing
     page.click("#play")  # pause
     page.locator("#seek").evaluate("s => { s.value = 500; s.dispatchEvent(new Event('input')); }")
-    page.wait_for_function(
-        "[...document.querySelectorAll('video.sync')].every(v => !v.seeking)", timeout=10_000
-    )
+    wait_js(page, "[...document.querySelectorAll('video.sync')].every(v => !v.seeking)", timeout=10)
     duration = page.evaluate("window.cosmosCompare.leader.duration")
     sought = times()
     assert max(sought) - min(sought) < 0.1, sought
     assert abs(sought[0] - duration / 2) < 0.1
     # One frame forward moves every video by one frame.
     page.click("#fwd")
-    page.wait_for_function(
-        "[...document.querySelectorAll('video.sync')].every(v => !v.seeking)", timeout=10_000
-    )
+    wait_js(page, "[...document.querySelectorAll('video.sync')].every(v => !v.seeking)", timeout=10)
     stepped = times()
     assert max(stepped) - min(stepped) < 0.1, stepped
     assert 0.02 < stepped[0] - sought[0] < 0.08  # 1/24 s

@@ -56,6 +56,15 @@ def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(guarded: Any
     assert later.status == 200 and "set-cookie" not in later.headers
 
 
+def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiServer) -> None:
+    for path in ("/", "/static/ui.js", "/files/outputs/nothing", "/sweeps/sw_nothing"):
+        headers = ui_server.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+
+
 def test_on_loopback_no_token_is_needed_but_the_host_must_be_this_machine(
     ui_server: UiServer,
 ) -> None:

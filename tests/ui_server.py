@@ -84,23 +84,13 @@ def _lower(headers: Any) -> dict[str, str]:
 @contextlib.contextmanager
 def start_ui(project: Project, **options: Any) -> Iterator[UiServer]:
     """`cosmos ui` on ``project`` in a thread (UiOptions fields as keywords); stopped after."""
-    import uvicorn
-
     from cosmos_workflow.api import CosmosAPI
-    from cosmos_workflow.ui.app import UiOptions, build_app
+    from cosmos_workflow.ui.app import UiOptions, build_app, make_server, stop
 
     api = CosmosAPI.from_project(project.root, environ=project.env)
     ui_options = UiOptions(**{"poll_s": 0.2, **options})
     app = build_app(api, ui_options)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
+    server = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.run, name="cosmos-ui", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -112,7 +102,7 @@ def start_ui(project: Project, **options: Any) -> Iterator[UiServer]:
     try:
         yield UiServer(project, api, app, f"http://127.0.0.1:{port}/", ui_options.token, server)
     finally:
-        server.should_exit = True
+        stop(server)
         thread.join(timeout=15)
         api.close()
 
@@ -134,6 +124,21 @@ def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
     return page, errors
+
+
+def wait_js(page: Any, expression: str, timeout: float = 10.0) -> Any:
+    """Wait until ``expression`` is truthy in the page; its value.
+
+    Polled with page.evaluate: the app's Content-Security-Policy forbids the
+    eval that Playwright's wait_for_function uses.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not true in {timeout} s: {expression}"
+        time.sleep(0.05)
 
 
 def screenshot(page: Any, name: str, also: Path | None = None) -> Path:

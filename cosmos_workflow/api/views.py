@@ -95,6 +95,10 @@ class Views:
                 self._repo = self._ws.repository
             return self._repo
 
+    def open(self) -> None:
+        """Open the database now if there is one (before threads share the API)."""
+        _ = self._repository
+
     def now(self) -> datetime:
         """The workspace's clock."""
         return self._ws.clock.now()

@@ -6,9 +6,6 @@ import click
 
 from cosmos_workflow.cli.common import CliContext
 
-# Seconds open pages (live streams) get to close when the server stops.
-GRACEFUL_S = 1
-
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -25,23 +22,13 @@ def ui(obj: CliContext, host: str, port: int, open_browser: bool) -> None:
     import threading
     import webbrowser
 
-    import uvicorn
-
-    from cosmos_workflow.ui.app import UiOptions, access_token, build_app
+    from cosmos_workflow.ui.app import UiOptions, access_token, build_app, make_server
 
     api = obj.api()
     options = UiOptions(host=host, port=port)
     options = UiOptions(host=host, port=port, token=access_token(options))
     app = build_app(api, options)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_S,
-    )
-    server = uvicorn.Server(config)
+    server = make_server(app, host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else shown}:{port}/"  # noqa: S104
     if options.token:

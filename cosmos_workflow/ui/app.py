@@ -35,6 +35,8 @@ PAGE_MODULES = (
 )
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOOPBACK_NAMES = ("localhost",)
+# Seconds requests still open get to end when the server stops.
+GRACEFUL_S = 2
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def build_app(api: CosmosAPI, options: UiOptions) -> Starlette:
     from cosmos_workflow.ui.render import make_environment
     from cosmos_workflow.ui.security import SecurityMiddleware
 
-    api.views.now()  # made before the thread pool shares it
+    api.views.open()  # the database opened before the thread pool shares the API
     routes: list[Any] = []
     for name in PAGE_MODULES:
         routes.extend(importlib.import_module(name).routes())
@@ -124,6 +126,36 @@ def build_app(api: CosmosAPI, options: UiOptions) -> Starlette:
     app.state.broadcaster = broadcaster
     app.state.files = FileAccess(api)
     return app
+
+
+def make_server(app: Starlette, host: str, port: int) -> Any:
+    """A uvicorn server of ``app`` (``port`` 0: any free one) that ends open streams on exit.
+
+    Its ``run()`` serves until Ctrl-C or ``stop(server)``; open pages' event
+    streams are ended first, so it stops at once.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.broadcaster.close()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+    return Server(config)
+
+
+def stop(server: Any) -> None:
+    """Stop a server of :func:`make_server` from another thread."""
+    server.config.app.state.broadcaster.close()
+    server.should_exit = True
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -51,6 +51,8 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._known: dict[str, tuple[str, int | None]] = {}
         self._since: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self.polls = 0
 
     @property
@@ -61,9 +63,13 @@ class Broadcaster:
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         """A queue of the changes from now on (None: the app stops); starts the poller."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        if self._closing:
+            queue.put_nowait(None)
+            return queue
         self._queues.add(queue)
+        self._loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = self._loop.create_task(self._run())
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
@@ -72,10 +78,18 @@ class Broadcaster:
 
     async def stop(self) -> None:
         """End every stream and the poller."""
+        self._closing = True
         for queue in list(self._queues):
             _offer(queue, None)
         if self._task is not None:
             self._task.cancel()
+
+    def close(self) -> None:
+        """End every stream and the poller, from any thread (the server is stopping)."""
+        self._closing = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.stop()))
 
     async def _run(self) -> None:
         from anyio import to_thread

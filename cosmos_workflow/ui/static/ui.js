@@ -47,6 +47,10 @@ window.cosmos = (function () {
           const n = summary.counts[el.dataset.count];
           if (n !== undefined) el.textContent = n;
         }
+        const total = summary.counts.total || 1;
+        for (const el of box.querySelectorAll("[data-bar]")) {
+          el.style.width = ((100 * (summary.counts[el.dataset.bar] || 0)) / total).toFixed(1) + "%";
+        }
         const stage = box.querySelector('[data-field="stage"]');
         if (stage) stage.textContent = summary.stage;
         const eta = box.querySelector('[data-field="eta"]');
