@@ -20,6 +20,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -99,6 +100,10 @@ class Listener(threading.Thread):
                         self.seen.setdefault(run["id"], now)
 
     def close(self) -> None:
+        """End the stream (shut down, not close: the reading thread holds the file's lock)."""
+        if self.connection.sock is not None:
+            self.connection.sock.shutdown(socket.SHUT_RDWR)
+        self.join(10)
         self.connection.close()
 
 
@@ -173,6 +178,10 @@ def main() -> None:
                 sweep(small, 11 + trial * 2 + with_pages)
                 span, runs = makespan(api, args.runs_per_trial)
                 (busy if with_pages else quiet).append(span)
+                print(
+                    f"  trial {trial + 1}, {len(listeners)} pages: makespan {span:.2f} s",
+                    flush=True,
+                )
                 if with_pages:
                     cpu.append((time.process_time() - used, span))
                 time.sleep(1.5)  # the last events arrive

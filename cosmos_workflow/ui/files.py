@@ -70,8 +70,8 @@ class FileAccess:
             return None
         if not resolved.is_file():
             return None
+        plain = Path(path).absolute()
         for name, root in self._roots.items():
-            plain = Path(path).absolute()
             for candidate in (plain, resolved):
                 if candidate.is_relative_to(root) and self.allowed(resolved):
                     return f"/files/{name}/{quote(candidate.relative_to(root).as_posix())}"
