@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cosmos_workflow.api.catalogue import Catalogue
+    from cosmos_workflow.api.views import Views
     from cosmos_workflow.config.manager import ConfigManager
     from cosmos_workflow.config.settings import Settings
     from cosmos_workflow.config.sources import ConfigSources
@@ -155,6 +157,13 @@ class CosmosAPI:
     def close(self) -> None:
         """Close connections to targets."""
         self._ws.close()
+
+    @cached_property
+    def views(self) -> Views:
+        """Read models of `cosmos ui` (api/views.py), made on first use."""
+        from cosmos_workflow.api.views import Views
+
+        return Views(self._ws)
 
     @property
     def repository(self) -> DataRepository:
