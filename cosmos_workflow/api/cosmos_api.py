@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cosmos_workflow.api.catalogue import Catalogue
+    from cosmos_workflow.api.web import WebViews
     from cosmos_workflow.config.manager import ConfigManager
     from cosmos_workflow.config.settings import Settings
     from cosmos_workflow.config.sources import ConfigSources
@@ -160,6 +162,13 @@ class CosmosAPI:
     def repository(self) -> DataRepository:
         """The database, opened and migrated on first use."""
         return self._ws.repository
+
+    @cached_property
+    def web(self) -> WebViews:
+        """The web app's read models and background launches (api/web.py)."""
+        from cosmos_workflow.api.web import WebViews
+
+        return WebViews(self._ws, self._catalogue, self)
 
     @property
     def probes(self) -> ProbeCache:
