@@ -117,6 +117,39 @@ class RunViews:
         ]
         return sweeps, params
 
+    # -- prompts ------------------------------------------------------------------------
+    def prompts(
+        self, text: str | None = None, enhanced: bool | None = None, with_runs: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Prompts, newest first, with their runs counted by status; filtered.
+
+        Args:
+            text: Only those whose id, name, text or negative prompt holds it (any case).
+            enhanced: Only enhanced prompts (True) or only the others (False).
+            with_runs: Only prompts with runs (True) or without (False).
+        """
+        if not self._ws.database_exists():
+            return []
+        repo = self._ws.repository
+        counts: dict[str, dict[str, int]] = {}
+        for run in repo.list_runs():
+            mine = counts.setdefault(run.prompt_id, {})
+            mine[run.status.value] = mine.get(run.status.value, 0) + 1
+        needle = (text or "").lower()
+        found = []
+        for prompt in repo.list_prompts():
+            kind = (prompt.origin or {}).get("kind")
+            fields = (prompt.id, prompt.name, prompt.text, prompt.negative_prompt or "")
+            runs = counts.get(prompt.id, {})
+            if needle and not any(needle in field.lower() for field in fields):
+                continue
+            if enhanced is not None and (kind == "enhanced") != enhanced:
+                continue
+            if with_runs is not None and bool(runs) != with_runs:
+                continue
+            found.append({**prompt_dict(prompt), "runs": runs, "runs_total": sum(runs.values())})
+        return found
+
     # -- the queue -----------------------------------------------------------------------
     def queue(self) -> dict[str, Any]:
         """Each target and GPU with what runs there, the queued runs in order, active sweeps.
