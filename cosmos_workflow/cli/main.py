@@ -105,6 +105,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "report",
         "Write the sweep's report.html (a grid of its outputs) and print its path.",
     ),
+    "ui": LazyCommand(
+        f"{_FAMILY}ui",
+        "ui",
+        "Browse, compare and rate runs and sweeps in a web browser (local web app).",
+    ),
     "completion": LazyCommand(
         f"{_FAMILY}complete",
         "completion",
