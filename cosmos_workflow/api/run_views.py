@@ -10,6 +10,7 @@ queries per page, never one per row.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from cosmos_workflow.api.catalogue import Catalogue, prompt_dict, run_dict
@@ -109,7 +110,8 @@ class RunViews:
             for other in siblings:
                 theirs = flat_params(other.spec or {})
                 differs.update(k for k in own.keys() | theirs.keys() if own.get(k) != theirs.get(k))
-            sweeps.append({"id": sweep_id, "siblings": len(siblings)})
+            name = repo.get_sweep(sweep_id).name
+            sweeps.append({"id": sweep_id, "name": name, "siblings": len(siblings)})
         params = [
             {"key": key, "value": value, "differs": key in differs}
             for key, value in own.items()
@@ -160,7 +162,7 @@ class RunViews:
             ``job_id, target, gpus, run_ids, elapsed, sweep``.
         """
         status = self._catalogue.status()
-        jobs = _jobs(status)
+        jobs = _jobs(status, self._ws.clock.now())
         targets = []
         for target in status["targets"]:
             mine = [job for job in jobs if job["target"] == target["name"]]
@@ -216,32 +218,38 @@ def flat_params(spec: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _jobs(status: dict[str, Any]) -> list[dict[str, Any]]:
-    """The running jobs of every active sweep, and of runs outside a sweep, by job id."""
+def _jobs(status: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """The running jobs of every active sweep, and of runs outside a sweep, by job id.
+
+    Each has its sweeps' ETA (``eta``: the first sweep's; "unknown" outside a sweep).
+    """
     jobs: dict[str, dict[str, Any]] = {}
     for sweep in status["active_sweeps"]:
         for job in sweep["jobs"]:
             key = job["job_id"] or f"run:{job['run_ids'][0]}"
-            entry = jobs.setdefault(key, {**job, "sweeps": []})
+            entry = jobs.setdefault(key, {**job, "sweeps": [], "eta_s": sweep["eta_s"]})
             entry["sweeps"].append({"id": sweep["id"], "name": sweep["name"]})
     for run in status["running"]:
         key = run["job_id"] or f"run:{run['id']}"
         if key not in jobs:
-            gpus = [int(g) for g in (run["gpus"] or "").split(",") if g.strip().isdigit()]
+            started = run["started_at"]
+            elapsed = (now - datetime.fromisoformat(started)).total_seconds() if started else None
             jobs[key] = {
                 "job_id": run["job_id"],
                 "target": run["target"],
-                "gpus": gpus,
+                "gpus": [int(g) for g in (run["gpus"] or "").split(",") if g.strip().isdigit()],
                 "runs": 1,
                 "run_ids": [run["id"]],
-                "started_at": run["started_at"],
-                "elapsed_s": None,
+                "started_at": started,
+                "elapsed_s": elapsed,
+                "eta_s": None,
                 "sweeps": [],
             }
         elif run["id"] not in jobs[key]["run_ids"]:
             jobs[key]["run_ids"].append(run["id"])
     for job in jobs.values():
         job["elapsed"] = format_duration(job.get("elapsed_s"))
+        job["eta"] = format_duration(job["eta_s"])
     return list(jobs.values())
 
 
