@@ -5,7 +5,8 @@ Queue, and ``{% block content %}``) and gets in its context: ``request``,
 ``csrf`` (the token every state-changing request carries; in forms, the
 macro ``csrf_field()`` of base.html.j2), ``file_url(path)`` (a /files/ URL
 for a file the app may serve, else None) and ``fmt`` (a parameter value as
-a manifest spells it), and the filter ``duration`` (seconds for people).
+a manifest spells it), and the filters ``duration`` (seconds for people)
+and ``eta`` (of a sweep summary).
 """
 
 from __future__ import annotations
@@ -35,7 +36,16 @@ def make_environment() -> Environment:
     )
     env.globals.update(nav=NAV, fmt=format_value)
     env.filters["duration"] = duration
+    env.filters["eta"] = eta
     return env
+
+
+def eta(summary: dict[str, Any]) -> str:
+    """A sweep summary's ETA for people: "done" when nothing is left, else its duration."""
+    counts = summary["counts"]
+    if not any(counts.get(status) for status in ("pending", "queued", "running")):
+        return "done"
+    return duration(summary["eta_s"])
 
 
 def duration(seconds: float | None) -> str:

@@ -50,7 +50,8 @@ window.cosmos = (function () {
         const stage = box.querySelector('[data-field="stage"]');
         if (stage) stage.textContent = summary.stage;
         const eta = box.querySelector('[data-field="eta"]');
-        if (eta) eta.textContent = duration(summary.eta_s);
+        const left = ["pending", "queued", "running"].some((s) => summary.counts[s] > 0);
+        if (eta) eta.textContent = left ? duration(summary.eta_s) : "done";
       }
     }
   }
