@@ -15,10 +15,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project
+from conftest import Project, make_project
 from ui_server import UiServer, open_page, screenshot, start_ui
 
 
@@ -345,3 +346,21 @@ def test_no_secret_is_rendered(demo_project: Project) -> None:
             assert "SECRET-KEY-MATERIAL" not in html and "PRIVATE KEY" not in html, path
         status, html = _asgi_get(app, "/queue")
         assert "ssh" in html and "unreachable" in html
+
+
+def test_no_database_password_is_rendered_on_these_pages(
+    pg_cluster: Any, pg_database: str, tmp_path: Path
+) -> None:
+    password = "s3cret-Pa55word-pages"
+    project = make_project(tmp_path / "proj")
+    project.env["COSMOS_DATABASE__URL"] = pg_cluster.url(pg_database, password=password)
+    done = project.batch("+experiment=demo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with start_ui(project) as server:
+        run_id = server.api.list_runs(limit=1)[0]["id"]
+        paths = ["/queue", "/prompts", "/inputs", f"/runs/{run_id}", f"/runs/{run_id}/delete"]
+        for path in paths:
+            answer = server.get(path)
+            assert answer.status == 200, path
+            assert password not in answer.text, path
+        assert password not in server.get("/runs/rs_0000000000000000").text
