@@ -159,6 +159,44 @@ def test_the_inference_form_starts_a_sweep_that_finishes_in_its_grid(ui: UiServe
     assert seeds == {1}
 
 
+def test_a_runs_again_form_holds_its_parameters(ui: UiServer) -> None:
+    run = ui.api.web.runs.run(_first_run(ui)["id"])
+    seed = next(p["value"] for p in run["params"] if p["key"] == "model.seed")
+    html = ui.get(f"/runs/{run['id']}").text
+    form = html.split('action="/prompts/launch"', 1)[1].split("</form>", 1)[0]
+    assert f'name="prompt" value="{run["prompt_id"]}"' in form
+    assert f'name="seed" value="{seed}"' in form
+    assert re.search(r'name="use.depth" value="1" checked', form)
+    assert not re.search(r'name="use.edge" value="1" checked', form)
+
+
+def test_create_upscale_and_enhance_from_the_pages(own_ui: UiServer) -> None:
+    folder = own_ui.project.root / "inputs" / "demo" / "street"
+    answer = _post(
+        own_ui,
+        "/prompts/create",
+        {"folder": str(folder), "text": "a street at noon", "name": "noon"},
+    )
+    assert answer.status == 200 and "a street at noon" in answer.text
+    (noon,) = [p for p in own_ui.api.list_prompts() if p["name"] == "noon"]
+    parent = _first_run(own_ui)["id"]
+    answer = _post(own_ui, f"/runs/{parent}/upscale", {"weight": "0.6"})
+    assert answer.status == 200 and "simulated_upscaler" in answer.text
+    answer = _post(own_ui, f"/prompts/{noon['id']}/enhance", {})
+    assert answer.status == 200, answer.text[-400:]
+    upsampler = re.search(r'data-run="(rs_[0-9a-f]+)"', answer.text).group(1)
+    _wait(
+        lambda: (
+            own_ui.api.show(upsampler)["status"] == "succeeded"
+            and own_ui.api.web.runs.run(parent)["children"][0]["status"] == "succeeded"
+        ),
+        what="the upscale and the enhancement",
+    )
+    _wait(lambda: own_ui.api.show(noon["id"])["children"], what="the enhanced prompt")
+    page = own_ui.get("/prompts?q=noon&enhanced=yes").text
+    assert page.count("<tr data-prompt=") == 1
+
+
 def test_a_bad_launch_says_why_and_starts_nothing(ui: UiServer) -> None:
     answer = _post(ui, "/prompts/launch", {"prompt": "forest", "seed": "-3"})
     assert answer.status == 400
@@ -173,14 +211,22 @@ def own_ui(demo_project: Project) -> Iterator[UiServer]:
         yield server
 
 
-def test_kill_from_the_queue_page_cancels_a_running_run(own_ui: UiServer, browser) -> None:
+def test_a_running_runs_log_is_live_and_kill_from_the_queue_cancels_it(
+    own_ui: UiServer, browser
+) -> None:
     slow = {**own_ui.project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "30"}
     own_ui.api.web.launch.environ = slow
     launched = own_ui.api.web.launch.inference(["forest"], {"seed": 31337, "weights": {"depth": 1}})
     run_id = launched.run_ids[0]
     _wait(lambda: own_ui.api.show(run_id)["status"] == "running", what="the run to start")
-    page, errors = open_page(browser, f"{own_ui.url}queue")
+    page, errors = open_page(browser, f"{own_ui.url}runs/{run_id}")
     try:
+        page.wait_for_function(
+            "document.getElementById('log').textContent.includes('model loaded')"
+        )
+        assert page.locator("#status").inner_text() == "running"
+        screenshot(page, "run-live-log")
+        page.goto(f"{own_ui.url}queue")
         page.on("dialog", lambda dialog: dialog.accept())
         button = page.locator("button.kill-run")
         assert button.count() == 1
