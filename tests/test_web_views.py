@@ -108,6 +108,7 @@ def test_inputs_lists_each_folder_with_probed_videos_prompts_and_runs(demo_api: 
     assert {f["relative"] for f in demo_api.web.inputs.inputs("street")["folders"]} == {
         "demo/street"
     }
+    assert demo_api.web.inputs.folders() == [f["path"] for f in found["folders"]]
 
 
 def test_an_input_thumbnail_is_made_once_and_only_for_input_videos(

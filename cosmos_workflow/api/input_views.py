@@ -70,6 +70,12 @@ class InputViews:
             "folders_total": len(folders),
         }
 
+    def folders(self) -> list[str]:
+        """The input folders that exist (for a choice of folder): quick, nothing probed."""
+        prompts = self._ws.repository.list_prompts() if self._ws.database_exists() else []
+        used = {str(Path(path).parent) for p in prompts for path in _input_paths(p.inputs)}
+        return [str(folder) for folder in self._folders(used) if folder.is_dir()]
+
     def _folders(self, used: set[str]) -> list[Path]:
         """The folders under inputs/ that hold a video, and those prompts use, sorted."""
         found = set()

@@ -57,7 +57,7 @@ def prompts_page(request: Request) -> Response:
     prompts = api.web.runs.prompts(
         text or None, CHOICES.get(view["enhanced"]), CHOICES.get(view["runs"])
     )
-    folders = [f["path"] for f in api.web.inputs.inputs()["folders"] if f["exists"]]
+    folders = api.web.inputs.folders()
     return page(
         request,
         "prompts.html.j2",
