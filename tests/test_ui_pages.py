@@ -141,13 +141,13 @@ def test_the_inference_form_starts_a_sweep_that_finishes_in_its_grid(ui: UiServe
         page.fill("input[name=seed]", "4242")
         page.check("input[name='use.depth']")
         page.fill("input[name='weight.depth']", "0.35")
-        with page.expect_navigation(url=re.compile(r"/sweeps/sw_")):
+        with page.expect_navigation(url=re.compile(r"/sweeps/sw_"), timeout=60_000):
             page.click("#launch-button")
         sweep_id = page.url.rsplit("/", 1)[1].split("?")[0]
         page.wait_for_function(
             "document.querySelectorAll('.cell').length == 2 && [...document"
             ".querySelectorAll('.cell')].every(c => c.classList.contains('st-succeeded'))",
-            timeout=25_000,
+            timeout=40_000,
         )
         screenshot(page, "launched-sweep")
         assert errors == []
