@@ -159,6 +159,17 @@ def test_the_inference_form_starts_a_sweep_that_finishes_in_its_grid(ui: UiServe
     assert seeds == {1}
 
 
+def test_a_finished_runs_log_stream_sends_its_lines_then_ends(ui: UiServer) -> None:
+    run_id = _first_run(ui)["id"]
+    answer = ui.get(f"/runs/{run_id}/log")
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = [block.split("\n") for block in answer.text.strip().split("\n\n")]
+    kinds = [lines[0] for lines in events]
+    assert kinds[-1] == "event: end" and events[-1][1] == 'data: "succeeded"'
+    assert set(kinds[:-1]) == {"event: line"} and len(kinds) > 3
+    assert ui.get("/runs/rs_0000000000000000/log").status == 404
+
+
 def test_a_runs_again_form_holds_its_parameters(ui: UiServer) -> None:
     run = ui.api.web.runs.run(_first_run(ui)["id"])
     seed = next(p["value"] for p in run["params"] if p["key"] == "model.seed")

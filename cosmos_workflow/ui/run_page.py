@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 LIVE_STATUSES = ("pending", "queued", "running")
 # The end of a finished run's log shown on its page.
 LOG_LINES = 500
+# How often a followed log is read again.
+LOG_POLL_S = 1.0
 
 
 def routes() -> list[BaseRoute]:
@@ -94,31 +96,31 @@ async def run_log(request: Request) -> Response:
 
 
 async def _log_events(api: CosmosAPI, run_id: str) -> AsyncIterator[str]:
-    """Follow the log in a worker thread (api.logs), passing its lines on as they come."""
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    """The log as it grows: read (api.logs, in a worker thread) every LOG_POLL_S, new lines sent.
 
-    def on_line(line: str) -> None:
-        loop.call_soon_threadsafe(lines.put_nowait, ("line", line))
-
-    def follow() -> None:
+    Each read is short, so a page that closes stops the reading at once;
+    once the run is over, its run folder's copy gives the last lines.
+    """
+    sent = 0
+    while True:
+        lines: list[str] = []
         try:
-            result = api.logs(run_id, on_line, follow=True)
-            end = result.status
+            result = await asyncio.to_thread(api.logs, run_id, lines.append)
         except CosmosError as exc:
-            end = f"{exc.kind}: {exc}"
-        loop.call_soon_threadsafe(lines.put_nowait, ("end", end))
+            yield _event("end", f"{exc.kind}: {exc}")
+            return
+        for line in lines[sent:]:
+            yield _event("line", line)
+        sent = max(sent, len(lines))
+        if result.status not in LIVE_STATUSES:
+            yield _event("end", result.status)
+            return
+        await asyncio.sleep(LOG_POLL_S)
 
-    worker = asyncio.create_task(asyncio.to_thread(follow))
-    try:
-        while True:
-            kind, text = await lines.get()
-            yield f"event: {kind}\ndata: {json.dumps(text)}\n\n"
-            if kind == "end":
-                break
-    finally:
-        if worker.done():
-            worker.result()
+
+def _event(kind: str, text: str) -> str:
+    """One server-sent event; the text as a JSON string (one line, whatever it holds)."""
+    return f"event: {kind}\ndata: {json.dumps(text)}\n\n"
 
 
 async def rate(request: Request) -> Response:
