@@ -199,3 +199,14 @@ def test_the_queue_lists_queued_runs_in_order(demo_project: Project) -> None:
             key=lambda i: (api.show(i)["created_at"], i),
         )
         assert {r["prompt_name"] for r in queued} == {"forest", "street"}
+
+
+def test_a_run_shows_the_control_videos_its_prompt_gave(demo_project: Project) -> None:
+    folder = demo_project.root / "inputs" / "demo" / "forest"
+    with _api(demo_project) as api:
+        prompt = api.create_prompt("forest with its depth", folder, name="given").id
+    assert demo_project.cosmos("inference", prompt, "--weight", "depth=0.5").returncode == 0
+    with _api(demo_project) as api:
+        view = api.web.runs.run(api.list_runs(prompt=prompt)[0]["id"])
+    assert view["controls_given"] == {"depth": str(folder / "depth.mp4")}
+    assert view["sweeps"] == [] and view["original_prompt"] is None
