@@ -91,6 +91,16 @@ def test_an_upscale_and_an_enhanced_prompt_link_both_ways(demo_project: Project)
         assert view["original_prompt"]["id"] == prompt
         assert view["sweeps"] == []
         assert [p["id"] for p in api.web.runs.run(parent)["enhanced_prompts"]] == [enhanced]
+        # The prompts page's filters.
+        views = api.web.runs
+        assert [p["id"] for p in views.prompts(enhanced=True)] == [enhanced]
+        assert enhanced not in {p["id"] for p in views.prompts(enhanced=False)}
+        assert {p["id"] for p in views.prompts("MISTY pine")} >= {prompt, enhanced}
+        assert views.prompts(with_runs=False) == []
+        listed = {p["id"]: p for p in views.prompts(with_runs=True)}
+        assert listed[prompt]["runs"] == {
+            "succeeded": 7
+        }  # 6 of the demo, 1 enhancement and listed[enhanced]["runs_total"] == 1
 
 
 # -- inputs -----------------------------------------------------------------------------
