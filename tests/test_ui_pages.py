@@ -252,6 +252,29 @@ def test_a_running_runs_log_is_live_and_kill_from_the_queue_cancels_it(
     _wait(lambda: own_ui.api.show(run_id)["status"] == "cancelled", what="the run cancelled")
 
 
+def test_the_queue_page_reloads_when_a_run_starts_and_not_for_old_news(
+    own_ui: UiServer, browser
+) -> None:
+    # A run that finished just now: the live poll's first answer reports it.
+    done = own_ui.api.web.launch.inference(["street"], {"seed": 5150, "weights": {"depth": 1}})
+    _wait(lambda: own_ui.api.show(done.run_ids[0])["status"] == "succeeded", what="a quiet queue")
+    page, errors = open_page(browser, f"{own_ui.url}queue")
+    try:
+        loads = []
+        page.on("load", lambda _: loads.append(1))
+        page.wait_for_timeout(2500)
+        assert loads == [], "the queue page reloaded for runs it does not show"
+        slow = {**own_ui.project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "30"}
+        own_ui.api.web.launch.environ = slow
+        launched = own_ui.api.web.launch.inference(["forest"], {"seed": 6, "weights": {"depth": 1}})
+        page.wait_for_selector("button.kill-run", timeout=20_000)
+        assert launched.run_ids[0] in page.inner_text("table.jobs")
+        assert errors == []
+    finally:
+        page.close()
+    own_ui.api.kill(launched.run_ids[0])
+
+
 def test_a_launch_outlives_the_server(demo_project: Project) -> None:
     slow = {**demo_project.env, "COSMOS_SIMULATOR__PER_VIDEO_S": "1"}
     with start_ui(demo_project) as server:

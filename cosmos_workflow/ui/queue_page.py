@@ -3,7 +3,8 @@
 Cancelling posts to ``/queue/kill`` (a run: its job stops, with its other
 runs) or ``/queue/kill-sweep`` (every unfinished run of a sweep), which
 call the API's kill and kill_sweep. The page follows the live updates: a
-change of any run reloads it.
+run that starts, or one shown that changes, reloads it (never the others,
+so that the first poll's baseline does not reload it over and over).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ def routes() -> list[BaseRoute]:
 def queue_page(request: Request) -> Response:
     """Targets, GPUs, running jobs, queued runs and active sweeps."""
     api: CosmosAPI = request.app.state.api
-    return page(request, "queue.html.j2", queue=api.web.runs.queue(), note=None)
+    queue = api.web.runs.queue()
+    # What the page shows of each unfinished run: a change of these reloads it.
+    shown = {
+        run_id: "running" for t in queue["targets"] for j in t["jobs"] for run_id in j["run_ids"]
+    }
+    shown.update({run["id"]: "queued" for run in queue["queued"]})
+    return page(request, "queue.html.j2", queue=queue, shown=shown)
 
 
 async def kill(request: Request) -> Response:

@@ -72,10 +72,17 @@
     const log = document.querySelector("pre.log[data-follow]");
     if (log) followLog(log);
     setupPicks();
-    if (document.getElementById("queue") && window.cosmos) {
+    const queue = document.getElementById("queue");
+    if (queue && window.cosmos) {
+      // Reload when a shown run changes or another one starts: not for the rest
+      // (the first poll reports every recent run: reloading then would never end).
+      const shown = JSON.parse(queue.dataset.shown || "{}");
       let pending = null;
-      window.cosmos.live(() => {
-        if (!pending) pending = window.setTimeout(() => location.reload(), 300);
+      window.cosmos.live((change) => {
+        const matters = (change.runs || []).some((run) =>
+          run.id in shown ? shown[run.id] !== run.status
+            : run.status === "running" || run.status === "queued");
+        if (matters && !pending) pending = window.setTimeout(() => location.reload(), 300);
       });
     }
   });
