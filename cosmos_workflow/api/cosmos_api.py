@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cosmos_workflow.api.catalogue import Catalogue
     from cosmos_workflow.api.views import Views
-    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.api.web import WebViews
     from cosmos_workflow.config.settings import Settings
     from cosmos_workflow.config.sources import ConfigSources
     from cosmos_workflow.config.targets import ConfiguredTarget
@@ -66,18 +66,15 @@ class CosmosAPI:
         self.settings = settings
         self._ws = Workspace(settings, clock, commands, targets, probes)
         self.store: OutputStore = self._ws.store
-        self._catalogue_made: Catalogue | None = None
         # The composed Hydra config (from_project, from_composed), e.g. the model section.
         self.composed: dict[str, Any] = {}
 
-    @property
+    @cached_property
     def _catalogue(self) -> Catalogue:
         """The catalogue, made on first use (it loads the database models)."""
-        if self._catalogue_made is None:
-            from cosmos_workflow.api.catalogue import Catalogue
+        from cosmos_workflow.api.catalogue import Catalogue
 
-            self._catalogue_made = Catalogue(self._ws)
-        return self._catalogue_made
+        return Catalogue(self._ws)
 
     @classmethod
     def from_project(
@@ -103,13 +100,14 @@ class CosmosAPI:
             ValidationFailure: no project, a bad override or invalid settings.
         """
         from cosmos_workflow.config.compose import compose_config
+        from cosmos_workflow.config.manager import ConfigManager
         from cosmos_workflow.config.project import find_project
         from cosmos_workflow.config.targets import configured_targets
 
         env = os.environ if environ is None else environ
         project = find_project(Path(directory) if directory else Path.cwd(), env)
         composed = compose_config(project, list(overrides))
-        manager = _manager(project.root, env)
+        manager = ConfigManager.for_project(project.root, env)
         settings = manager.settings(composed)
         targets = (
             configured_targets(manager, list(overrides), settings.target) if all_targets else None
@@ -142,8 +140,9 @@ class CosmosAPI:
         Raises:
             SettingsError: invalid settings (names the key and where it came from).
         """
-        env = os.environ if environ is None else environ
-        settings = _manager(project_dir, env).settings(composed, blame)
+        from cosmos_workflow.config.manager import ConfigManager
+
+        settings = ConfigManager.for_project(project_dir, environ).settings(composed, blame)
         api = cls(settings, clock=clock, probes=probes)
         api.composed = composed
         return api
@@ -169,6 +168,13 @@ class CosmosAPI:
     def repository(self) -> DataRepository:
         """The database, opened and migrated on first use."""
         return self._ws.repository
+
+    @cached_property
+    def web(self) -> WebViews:
+        """The web app's read models and background launches (api/web.py)."""
+        from cosmos_workflow.api.web import WebViews
+
+        return WebViews(self._ws, self._catalogue, self)
 
     @property
     def probes(self) -> ProbeCache:
@@ -510,11 +516,3 @@ class CosmosAPI:
         from cosmos_workflow.engine.control import RunControl
 
         return RunControl(self.repository, self.store, self._ws.executor_named)
-
-
-def _manager(project_dir: Path, environ: Mapping[str, str]) -> ConfigManager:
-    """The settings of the project at ``project_dir`` with the environment ``environ``."""
-    from cosmos_workflow.config.manager import ConfigManager
-    from cosmos_workflow.config.project import ProjectPaths
-
-    return ConfigManager(ProjectPaths(Path(project_dir)), environ)

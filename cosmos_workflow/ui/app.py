@@ -32,6 +32,10 @@ PAGE_MODULES = (
     "cosmos_workflow.ui.live",
     "cosmos_workflow.ui.sweeps_page",
     "cosmos_workflow.ui.compare_page",
+    "cosmos_workflow.ui.run_page",
+    "cosmos_workflow.ui.prompts_page",
+    "cosmos_workflow.ui.inputs_page",
+    "cosmos_workflow.ui.queue_page",
 )
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOOPBACK_NAMES = ("localhost",)
