@@ -24,7 +24,7 @@ def ui(obj: CliContext, host: str, port: int, open_browser: bool) -> None:
 
     from cosmos_workflow.ui.app import UiOptions, access_token, build_app, make_server
 
-    api = obj.api()
+    api = obj.api(all_targets=True)
     options = UiOptions(host=host, port=port)
     options = UiOptions(host=host, port=port, token=access_token(options))
     app = build_app(api, options)
