@@ -110,6 +110,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "gc",
         "Remove containers and job folders of ours that no live runner owns.",
     ),
+    "ui": LazyCommand(
+        f"{_FAMILY}ui",
+        "ui",
+        "Browse, compare and rate runs and sweeps in a web browser (local web app).",
+    ),
     "completion": LazyCommand(
         f"{_FAMILY}complete",
         "completion",
