@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.api.target_status import target_status
 from cosmos_workflow.database.models import Prompt, Run, RunStatus, Sweep
 from cosmos_workflow.database.ratings import check_rating
 from cosmos_workflow.database.search import MAX_SEARCH_CHARS, matched_fields
-from cosmos_workflow.errors import CosmosError, NotFoundFailure, ValidationFailure
+from cosmos_workflow.errors import NotFoundFailure, ValidationFailure
 from cosmos_workflow.outputs.store import OUTPUT_PROMPT, OUTPUT_VIDEO, OutputStore
 from cosmos_workflow.outputs.verify import succeeded_run_problems
 from cosmos_workflow.sweeps.derive import UPSAMPLER_ADAPTERS
@@ -22,7 +23,6 @@ from cosmos_workflow.sweeps.status import sweep_status
 from cosmos_workflow.sweeps.workspace import Workspace
 
 if TYPE_CHECKING:
-    from cosmos_workflow.config.targets import ConfiguredTarget
     from cosmos_workflow.database.repository import DataRepository
     from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.utils.step_progress import StepProgress
@@ -252,7 +252,9 @@ class Catalogue:
 
         A target that cannot be reached is reported in its entry, never raised.
         """
-        targets = [self._target_status(target) for target in self._ws.targets]
+        targets = [target_status(self._ws, target) for target in self._ws.targets]
+        # Work folders of jobs on this machine (local jobs, remote jobs' downloads).
+        staging = len(self._ws.store.staging_folders())
         if not self._ws.database_exists():
             counts = {s.value: 0 for s in RunStatus}
             return {
@@ -261,6 +263,7 @@ class Catalogue:
                 "active_sweeps": [],
                 "database": self._ws.database_label(),
                 "targets": targets,
+                "staging_folders": staging,
             }
         repo = self._ws.repository
         running = repo.list_runs(RunStatus.RUNNING)
@@ -279,6 +282,7 @@ class Catalogue:
             ],
             "active_sweeps": self._active_sweeps(),
             "targets": targets,
+            "staging_folders": staging,
         }
 
     def _active_sweeps(self) -> list[dict[str, Any]]:
@@ -289,21 +293,6 @@ class Catalogue:
             sweep_status(sweep.id, sweep.name, repo.sweep_run_times(sweep.id), now)
             for sweep in repo.active_sweeps()
         ]
-
-    def _target_status(self, target: ConfiguredTarget) -> dict[str, Any]:
-        """One target's GPUs and containers, or why they are not known."""
-        entry: dict[str, Any] = {"name": target.name, "source": target.source}
-        if target.settings is None:
-            return {**entry, "configured": False, "problem": target.problem}
-        try:
-            report = self._ws.executor_for(target.settings).describe().to_dict()
-        except CosmosError as exc:
-            report = {"name": target.name, "reachable": False, "error": f"{exc.kind}: {exc}"}
-        exists = self._ws.database_exists()
-        for job in report.get("queued_jobs") or []:  # a cluster's jobs: with their runs
-            runs = self._ws.repository.runs_of_job(job["job_id"]) if exists else []
-            job["runs"] = [run.id for run in runs]
-        return {**entry, "configured": True, **report}
 
     # -- deletion ------------------------------------------------------------------------------
     def delete_preview(
