@@ -406,7 +406,7 @@ CASES: dict[str, Case] = {
     ),
     "an unknown target": Case(
         ("+experiment=demo", "target=nope"),
-        ("target=nope", "conf/target/nope.yaml", "local, ssh"),
+        ("target=nope", "conf/target/nope.yaml", "local, slurm, ssh"),
     ),
     "an ssh port out of range": Case(
         (

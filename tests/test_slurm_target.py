@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -317,6 +318,8 @@ def test_ctrl_c_scancels_the_sweeps_jobs_and_cancels_their_runs(
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=25)
     assert runner.returncode != 0, out + err
+    # The user saw that jobs waited in Slurm's queue, and why (Slurm's reason).
+    assert re.search(r"job \d+ queued: pending \((Resources|Priority)\)", err), err
     assert runs_by_status(project) == {"cancelled": 6}, out + err
     submitted = set(ours(slurm_host, work))
     states = {state for job, state in slurm_jobs(slurm_host, "%i", "%T") if job in submitted}

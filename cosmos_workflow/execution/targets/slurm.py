@@ -304,6 +304,8 @@ class SlurmExecutor(Executor):
                 return state
             news = state_line(slurm_id, state)
             if not said or news != said[-1]:
+                # Shown to the user (a job queued in Slurm, and why) and kept in the job's log.
+                logger.info("%s: %s", layout.root.rsplit("/", 1)[-1], news.removeprefix("[slurm] "))
                 on_line(news)
                 said.append(news)
             time.sleep(self._target.poll_s)
