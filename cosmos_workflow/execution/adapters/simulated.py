@@ -9,7 +9,6 @@ from cosmos_workflow.execution.adapters.transfer1_spec import Launch, Transfer1S
 from cosmos_workflow.execution.programs import PROGRAMS_DIR
 from cosmos_workflow.manifest.specs import RunSpec
 
-SIMULATED_PROGRAM = PROGRAMS_DIR / "simulated_model.py"
 # The program travels with each job, so it runs the same way on every host.
 PROGRAM_FILE = "simulated_model.py"
 # The program and the modules it imports (its pictures, its H.264 writer):

@@ -210,7 +210,9 @@ def full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
-def sample_table(sizes: list[int], delta: int, offset: int, avcc: bytes, size: tuple[int, int]) -> bytes:
+def sample_table(
+    sizes: list[int], delta: int, offset: int, avcc: bytes, size: tuple[int, int]
+) -> bytes:
     """The stbl box: one sample description, one chunk at ``offset``."""
     width, height = size
     avc1 = box(
@@ -307,10 +309,10 @@ def write_mp4(frames: Iterable[Planes], width: int, height: int, fps: int) -> by
 
 def frame_count(data: bytes) -> int | None:
     """The number of samples of the first video track of an MP4 file, or None."""
-    path = (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz")
     for track in children(data, 0, len(data), b"moov", b"trak"):
-        if any(data[s + 8 : s + 12] == b"vide" for s, _ in children(data, *track, b"mdia", b"hdlr")):
-            for start, end in children(data, *track, *path[2:]):
+        handlers = children(data, *track, b"mdia", b"hdlr")
+        if any(data[start + 8 : start + 12] == b"vide" for start, _ in handlers):
+            for start, end in children(data, *track, b"mdia", b"minf", b"stbl", b"stsz"):
                 if end - start >= 12:
                     return struct.unpack(">I", data[start + 8 : start + 12])[0]
     return None

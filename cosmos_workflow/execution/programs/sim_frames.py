@@ -42,6 +42,7 @@ TINT_PERCENT = 30
 NOISE_AMPLITUDE = 14
 
 # A 5x7 font: each glyph is 7 rows of 5 bits (the high bit leftmost), in hex.
+# fmt: off
 FONT = {
     "A": "0E11111F111111", "B": "1E11111E11111E", "C": "0E11101010110E",
     "D": "1E11111111111E", "E": "1F10101E10101F", "F": "1F10101E101010",
@@ -62,6 +63,7 @@ FONT = {
     ")": "08040202020408", "%": "18190204081303", "!": "04040404040004",
     "'": "04040800000000", "*": "0004150E150400",
 }
+# fmt: on
 GLYPH_ADVANCE = 6
 
 
@@ -136,7 +138,7 @@ def base_planes(card: Card) -> tuple[bytearray, bytearray, bytearray]:
     """The still picture (without the text), in 4:2:0 planes, one colour per 2x2 cell."""
     cells_x, cells_y = WIDTH // 2, HEIGHT // 2
     tint = colorsys.hsv_to_rgb((card.seed * 0.618034) % 1.0, 0.85, 1.0)
-    rng = random.Random(card.seed)
+    rng = random.Random(card.seed)  # noqa: S311 (a picture's noise, not a secret)
     noise = [rng.randint(-NOISE_AMPLITUDE, NOISE_AMPLITUDE) for _ in range(cells_x * cells_y // 16)]
     y_plane, u_plane, v_plane = bytearray(WIDTH * HEIGHT), bytearray(), bytearray()
     for cy in range(cells_y):
@@ -146,7 +148,7 @@ def base_planes(card: Card) -> tuple[bytearray, bytearray, bytearray]:
             rgb = background(card.source, fx, fy)
             for key, weight in card.weights:
                 pattern = control_pattern(key, fx, fy, cx, cy)
-                rgb = tuple(c * (1 - weight) + p * weight for c, p in zip(rgb, pattern, strict=True))
+                rgb = tuple(c + (p - c) * weight for c, p in zip(rgb, pattern, strict=True))
             shift = noise[(cy // 4) * (cells_x // 4) + cx // 4]
             rgb = tuple(
                 c * (100 - TINT_PERCENT) / 100 + 255 * t * TINT_PERCENT / 100 + shift

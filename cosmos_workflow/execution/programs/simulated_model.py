@@ -43,7 +43,8 @@ from typing import Any, NoReturn
 
 if __package__:
     from . import h264_pcm, sim_frames
-else:  # run as a script: its siblings are shipped beside it
+else:  # a script: its sibling modules are shipped beside it (found even under python -I)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import h264_pcm
     import sim_frames
 
@@ -877,12 +878,16 @@ def require_file(path_text: str, what: str) -> None:
         raise SimulatorError(f"{what} {state}: {path_text} ({absolute})")
 
 
-def metadata_payload(params: dict[str, Any], controls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def metadata_payload(
+    params: dict[str, Any], controls: dict[str, dict[str, Any]], source: bytes
+) -> dict[str, Any]:
     """Build the JSON metadata stored in the output video.
 
     Args:
         params: Effective parameters of the video.
         controls: Effective controls of the video.
+        source: The video the picture is drawn from (the input video, or the
+            first control's without one).
 
     Returns:
         The metadata object.
@@ -892,6 +897,7 @@ def metadata_payload(params: dict[str, Any], controls: dict[str, dict[str, Any]]
         "generator": GENERATOR,
         "note": "SIMULATED output: a drawn picture of these parameters; no neural network ran",
         "input_video_path": params.get("input_video_path") or "",
+        "source_sha256": hashlib.sha256(source).hexdigest(),
         "prompt": params["prompt"],
         "negative_prompt": params["negative_prompt"],
         "seed": params["seed"],
@@ -1055,7 +1061,7 @@ def produce(job: VideoJob, total: int, fail_on_seed: int | None, per_video_s: fl
     drawn = h264_pcm.write_mp4(
         sim_frames.frames(card), sim_frames.WIDTH, sim_frames.HEIGHT, job.params["fps"]
     )
-    return drawn + free_box(metadata_payload(job.params, job.controls))
+    return drawn + free_box(metadata_payload(job.params, job.controls, video))
 
 
 # Frames of an output: the source video's, at most Transfer1's 121; 24 when unknown.
