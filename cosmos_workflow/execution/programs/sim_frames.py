@@ -39,6 +39,8 @@ LINE_HEIGHT = 16
 FOOTER_TOP = HEIGHT - 14
 BAR_HEIGHT = 3
 TINT_PERCENT = 30
+# A weight of 1 blends this much of a control's pattern in (the input always shows).
+PATTERN_SHARE = 0.8
 NOISE_AMPLITUDE = 14
 
 # A 5x7 font: each glyph is 7 rows of 5 bits (the high bit leftmost), in hex.
@@ -100,7 +102,8 @@ def yuv(rgb: tuple[float, float, float]) -> tuple[int, int, int]:
 def control_pattern(key: str, fx: float, fy: float, cx: int, cy: int) -> tuple[float, ...]:
     """The RGB of control ``key``'s pattern at a point (fractions and 2x2-cell indices)."""
     if key == "depth":
-        level = 255 * min(4, int((0.4 * fx + 0.6 * fy) * 6)) / 4
+        band = int((0.4 * fx + 0.6 * fy) * 10)
+        level = (60 + 195 * band / 10) * (0.25 if band % 2 else 1)
         return (level, level, level)
     if key == "edge":
         line = cx % 12 == 0 or cy % 12 == 0
@@ -139,6 +142,8 @@ def base_planes(card: Card) -> tuple[bytearray, bytearray, bytearray]:
     cells_x, cells_y = WIDTH // 2, HEIGHT // 2
     tint = colorsys.hsv_to_rgb((card.seed * 0.618034) % 1.0, 0.85, 1.0)
     rng = random.Random(card.seed)  # noqa: S311 (a picture's noise, not a secret)
+    # The patterns take the input's colour, so different inputs differ at any weight.
+    hue = tuple(0.35 + 0.65 * c / max(1, *card.source[3:6]) for c in card.source[3:6])
     noise = [rng.randint(-NOISE_AMPLITUDE, NOISE_AMPLITUDE) for _ in range(cells_x * cells_y // 16)]
     y_plane, u_plane, v_plane = bytearray(WIDTH * HEIGHT), bytearray(), bytearray()
     for cy in range(cells_y):
@@ -147,8 +152,15 @@ def base_planes(card: Card) -> tuple[bytearray, bytearray, bytearray]:
             fx = cx / cells_x
             rgb = background(card.source, fx, fy)
             for key, weight in card.weights:
+                # A control covers the share ``weight`` of the picture (from the
+                # bottom right) and shows more strongly the larger it is.
+                if 0.4 * fx + 0.6 * fy < 1 - weight:
+                    continue
+                share = PATTERN_SHARE * (0.3 + 0.7 * weight)
                 pattern = control_pattern(key, fx, fy, cx, cy)
-                rgb = tuple(c + (p - c) * weight for c, p in zip(rgb, pattern, strict=True))
+                rgb = tuple(
+                    c + (p * h - c) * share for c, p, h in zip(rgb, pattern, hue, strict=True)
+                )
             shift = noise[(cy // 4) * (cells_x // 4) + cx // 4]
             rgb = tuple(
                 c * (100 - TINT_PERCENT) / 100 + 255 * t * TINT_PERCENT / 100 + shift
