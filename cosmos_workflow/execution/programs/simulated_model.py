@@ -88,7 +88,7 @@ MIN_SIGMA_MAX_WITHOUT_VIDEO = 80.0
 LEVELS = ("very_low", "low", "medium", "high", "very_high")
 BATCH_LINE_KEYS = ("visual_input", "prompt", "control_overrides")
 
-DEFAULT_PROMPT = "A simulated scene: the SIMULATED Cosmos-Transfer1 stand-in copies its input."
+DEFAULT_PROMPT = "A simulated scene: the SIMULATED Cosmos-Transfer1 stand-in draws its parameters."
 DEFAULT_NEGATIVE_PROMPT = "Blurry, distorted, low quality, jittery motion, artifacts."
 
 MAX_BOX_PAYLOAD = 0xFFFFFFFF - 8
