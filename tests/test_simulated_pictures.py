@@ -8,6 +8,7 @@ decoded pixels with the program's 5x7 font.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from conftest import Project
 from test_simulated_model import make_real_video, run_sim, write_json
 
+from cosmos_workflow.execution.programs.h264_pcm import write_mp4
 from cosmos_workflow.execution.programs.sim_frames import FONT, GLYPH_ADVANCE
 
 av = pytest.importorskip("av")
@@ -267,3 +269,29 @@ def test_chromium_plays_a_simulated_video_to_its_end(work: Path, browser: Any) -
     assert shown["width"] == WIDTH
     red, green, blue, _ = shown["pixel"]  # the SIMULATED banner
     assert red > 140 and green < 70 and blue < 70, shown["pixel"]
+
+
+def test_the_writer_shows_exactly_the_samples_at_any_even_size() -> None:
+    width, height, padded = 40, 22, (48, 32)  # not whole macroblocks: cropped
+    luma = padded[0] * padded[1]
+    frames = [
+        (
+            bytes(
+                (x * 5 + y + i * 40) % 200 + 20 for y in range(padded[1]) for x in range(padded[0])
+            ),
+            bytes([90 + i]) * (luma // 4),
+            bytes([160]) * (luma // 4),
+        )
+        for i in range(3)
+    ]
+    with av.open(io.BytesIO(write_mp4(frames, width, height, 24))) as container:
+        decoded = list(container.decode(video=0))
+    assert [(f.width, f.height) for f in decoded] == [(width, height)] * 3
+    for frame, (y, u, _) in zip(decoded, frames, strict=True):
+        rows = plane_rows(frame.planes[0], width, height)
+        assert rows == [y[r * padded[0] : r * padded[0] + width] for r in range(height)]
+        assert plane_rows(frame.planes[1], width // 2, height // 2)[0] == u[: width // 2]
+    with pytest.raises(ValueError, match="even"):
+        write_mp4(frames, 41, 22, 24)
+    with pytest.raises(ValueError, match="at least one frame"):
+        write_mp4([], width, height, 24)
