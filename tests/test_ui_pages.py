@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import Project, make_project
-from ui_server import UiServer, open_page, screenshot, start_ui
+from ui_server import UiServer, open_page, screenshot, start_ui, wait_js
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,7 @@ def test_a_run_page_shows_its_videos_prompts_parameters_and_log(ui: UiServer, br
         assert "[simulated]" in page.locator("pre#log").inner_text()
         assert page.locator('a[href^="/sweeps/"]').count() >= 1
         page.evaluate("document.getElementById('output').currentTime = 0.5")
-        page.wait_for_function(
-            "[...document.querySelectorAll('video')].every(v => v.readyState >= 2)"
-        )
+        wait_js(page, "[...document.querySelectorAll('video')].every(v => v.readyState >= 2)")
         screenshot(page, "run")
         assert errors == []
     finally:
@@ -95,9 +93,10 @@ def test_each_page_loads_on_the_demo(ui: UiServer, browser, path, name, expect) 
             assert page.locator(expect).count() == 1
         if name == "inputs":
             assert page.locator("section.folder").count() == 2
-            page.wait_for_function(
+            wait_js(
+                page,
                 "[...document.querySelectorAll('figure.input img')]"
-                ".every(i => i.complete && i.naturalWidth > 0)"
+                ".every(i => i.complete && i.naturalWidth > 0)",
             )
         screenshot(page, name)
         assert errors == []
@@ -144,10 +143,11 @@ def test_the_inference_form_starts_a_sweep_that_finishes_in_its_grid(ui: UiServe
         with page.expect_navigation(url=re.compile(r"/sweeps/sw_"), timeout=60_000):
             page.click("#launch-button")
         sweep_id = page.url.rsplit("/", 1)[1].split("?")[0]
-        page.wait_for_function(
+        wait_js(
+            page,
             "document.querySelectorAll('.cell').length == 2 && [...document"
             ".querySelectorAll('.cell')].every(c => c.classList.contains('st-succeeded'))",
-            timeout=40_000,
+            timeout=25,
         )
         screenshot(page, "launched-sweep")
         assert errors == []
@@ -232,9 +232,7 @@ def test_a_running_runs_log_is_live_and_kill_from_the_queue_cancels_it(
     _wait(lambda: own_ui.api.show(run_id)["status"] == "running", what="the run to start")
     page, errors = open_page(browser, f"{own_ui.url}runs/{run_id}")
     try:
-        page.wait_for_function(
-            "document.getElementById('log').textContent.includes('model loaded')"
-        )
+        wait_js(page, "document.getElementById('log').textContent.includes('model loaded')")
         assert page.locator("#status").inner_text() == "running"
         screenshot(page, "run-live-log")
         page.goto(f"{own_ui.url}queue")
