@@ -25,8 +25,9 @@ $(DEV_STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
 
+# The demo sweep; it ends by saying where the report is and how to browse it.
 demo: $(DEMO_STAMP)
-	$(BIN)/cosmos-batch +experiment=demo
+	$(BIN)/python scripts/demo.py $(BIN)
 
 # The SSH, Docker and PostgreSQL tests run against a real sshd, dockerd and
 # PostgreSQL server: install them when they are missing.

@@ -33,6 +33,8 @@ import inprocess
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The `cosmos ui` fixtures (ui_server) live in tests/ui_server.py.
+pytest_plugins = ["ui_server"]
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ import pytest
 import yaml
 from conftest import Project, make_project
 from test_demo_sweep import free_box_metadata
-
-from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
+from test_simulated_model import install_simulated_model
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 
@@ -45,7 +43,7 @@ def transfer1_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, P
     workspace = root / "cosmos-transfer1"
     program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
     program.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, program)
+    install_simulated_model(program)
     log = root / "torchrun.jsonl"
     env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "FAKE_TORCHRUN_LOG": str(log)}
     done = project.batch(
@@ -115,7 +113,7 @@ def transfer1_checkout(root: Path) -> tuple[Path, dict[str, str]]:
     workspace = root / "cosmos-transfer1"
     program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
     program.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, program)
+    install_simulated_model(program)
     env = {
         "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
         "FAKE_TORCHRUN_LOG": str(root / "torchrun.jsonl"),

@@ -23,7 +23,7 @@ from cosmos_workflow.api.cosmos_api import CosmosAPI
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import RunStatus
 from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher
-from cosmos_workflow.engine.gpu_leases import RunnerIdentity
+from cosmos_workflow.engine.liveness import RunnerIdentity
 from cosmos_workflow.engine.progress import NullProgress
 from cosmos_workflow.execution.adapters.registry import build_adapters
 from cosmos_workflow.execution.programs import local_job

@@ -29,13 +29,12 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Project, make_project
-from test_simulated_model import fake_mp4, run_sim, write_json, write_jsonl
+from test_simulated_model import fake_mp4, install_simulated_model, run_sim, write_json, write_jsonl
 
 from cosmos_workflow.config.settings import Settings
 from cosmos_workflow.engine.isolation import SplitHalf, after_failure, halves, written_whole
 from cosmos_workflow.execution.adapters.base import RunOutputs
 from cosmos_workflow.execution.adapters.registry import build_adapters
-from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 NAMES = ("p0", "p1", "p2", "p3")
@@ -518,7 +517,7 @@ def test_transfer1_batches_with_a_blocked_prompt_keep_their_other_runs(tmp_path:
     workspace = tmp_path / "cosmos-transfer1"
     program = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
     program.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, program)
+    install_simulated_model(program)
     blocklist = workspace / "checkpoints" / BLOCKLIST
     blocklist.mkdir(parents=True)
     (blocklist / "words.txt").write_text("misty pine forest\n")

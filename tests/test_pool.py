@@ -268,8 +268,13 @@ def test_a_host_cut_off_mid_sweep_has_its_runs_finish_elsewhere(
 ) -> None:
     project, work_dir = pool_project
     ledger = work_dir / "ledger.jsonl"
+    # A patience of 2 s (not 120): the host's jobs move as soon as it is silent that long.
     runner = start_slow(
-        project, "targets=[gpu-host,local]", "scheduler.retries.backoff_s=0.5", per_video_s=1.5
+        project,
+        "targets=[gpu-host,local]",
+        "scheduler.retries.backoff_s=0.5",
+        "scheduler.patience_s=2",
+        per_video_s=1,
     )
     try:
         deadline = time.monotonic() + 60

@@ -30,7 +30,18 @@ from cosmos_workflow.database import peek
 from cosmos_workflow.database.revisions import head_revision, known_revisions
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("sqlalchemy", "alembic", "paramiko", "av", "jinja2", "hydra", "omegaconf", "pydantic")
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "paramiko",
+    "av",
+    "jinja2",
+    "hydra",
+    "starlette",
+    "uvicorn",
+    "omegaconf",
+    "pydantic",
+)
 
 
 def invoke(*args: str) -> Result:
@@ -77,6 +88,8 @@ EXPECTED_COMMANDS = {
     "logs",
     "kill",
     "report",
+    "gc",
+    "ui",
     "completion",
 }
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from conftest import Project, make_project
 from test_demo_sweep import free_box_metadata
+from test_simulated_model import install_simulated_model
 
-from cosmos_workflow.execution.adapters.simulated import SIMULATED_PROGRAM
 from cosmos_workflow.execution.programs import PROGRAMS_DIR
 
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -38,7 +38,7 @@ def make_checkout(root: Path) -> Path:
     shutil.copytree(FAKES / "cosmos-transfer1", workspace)
     transfer = workspace / "cosmos_transfer1" / "diffusion" / "inference" / "transfer.py"
     transfer.parent.mkdir(parents=True)
-    shutil.copy(SIMULATED_PROGRAM, transfer)
+    install_simulated_model(transfer)
     (workspace / "checkpoints" / CHECKPOINT).mkdir(parents=True)
     return workspace
 

@@ -253,6 +253,8 @@ class Catalogue:
         A target that cannot be reached is reported in its entry, never raised.
         """
         targets = [self._target_status(target) for target in self._ws.targets]
+        # Work folders of jobs on this machine (local jobs, remote jobs' downloads).
+        staging = len(self._ws.store.staging_folders())
         if not self._ws.database_exists():
             counts = {s.value: 0 for s in RunStatus}
             return {
@@ -261,6 +263,7 @@ class Catalogue:
                 "active_sweeps": [],
                 "database": self._ws.database_label(),
                 "targets": targets,
+                "staging_folders": staging,
             }
         repo = self._ws.repository
         running = repo.list_runs(RunStatus.RUNNING)
@@ -279,6 +282,7 @@ class Catalogue:
             ],
             "active_sweeps": self._active_sweeps(),
             "targets": targets,
+            "staging_folders": staging,
         }
 
     def _active_sweeps(self) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Setup (the constructor, from_project, from_composed, close) and one-line
 hand-offs: sweeps to sweeps/ (plan, session, stages, multirun), single
 prompts and runs to sweeps/single.py, list/show/search/rate/status/delete/verify to
-api/catalogue.py, reports to outputs/, logs and kill to engine/control.py.
+api/catalogue.py; reports, logs, kill and gc in api/operations.py.
 Each method imports what it hands off to, so importing this module is quick.
 """
 
@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.api.operations import Operations
+
 if TYPE_CHECKING:
     from cosmos_workflow.api.catalogue import Catalogue
-    from cosmos_workflow.config.manager import ConfigManager
+    from cosmos_workflow.api.views import Views
+    from cosmos_workflow.api.web import WebViews
     from cosmos_workflow.config.settings import Settings
     from cosmos_workflow.config.sources import ConfigSources
     from cosmos_workflow.config.targets import ConfiguredTarget
     from cosmos_workflow.connection.local import LocalCommandExecutor
     from cosmos_workflow.database.repository import DataRepository
-    from cosmos_workflow.engine.control import KillReport, LogResult, RunControl
     from cosmos_workflow.engine.progress import ProgressSink
     from cosmos_workflow.local_ai.prepare import PrepareResult
     from cosmos_workflow.local_ai.probe import ProbeCache
-    from cosmos_workflow.outputs.report import ReportResult
     from cosmos_workflow.outputs.store import OutputStore
     from cosmos_workflow.outputs.verify import VerifyReport
     from cosmos_workflow.sweeps.inference import InferencePlan, PromptRef
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.utils.step_progress import StepProgress
 
 
-class CosmosAPI:
+class CosmosAPI(Operations):
     """Facade over manifests, the database, the output tree and execution.
 
     Args:
@@ -64,18 +66,15 @@ class CosmosAPI:
         self.settings = settings
         self._ws = Workspace(settings, clock, commands, targets, probes)
         self.store: OutputStore = self._ws.store
-        self._catalogue_made: Catalogue | None = None
         # The composed Hydra config (from_project, from_composed), e.g. the model section.
         self.composed: dict[str, Any] = {}
 
-    @property
+    @cached_property
     def _catalogue(self) -> Catalogue:
         """The catalogue, made on first use (it loads the database models)."""
-        if self._catalogue_made is None:
-            from cosmos_workflow.api.catalogue import Catalogue
+        from cosmos_workflow.api.catalogue import Catalogue
 
-            self._catalogue_made = Catalogue(self._ws)
-        return self._catalogue_made
+        return Catalogue(self._ws)
 
     @classmethod
     def from_project(
@@ -101,13 +100,14 @@ class CosmosAPI:
             ValidationFailure: no project, a bad override or invalid settings.
         """
         from cosmos_workflow.config.compose import compose_config
+        from cosmos_workflow.config.manager import ConfigManager
         from cosmos_workflow.config.project import find_project
         from cosmos_workflow.config.targets import configured_targets
 
         env = os.environ if environ is None else environ
         project = find_project(Path(directory) if directory else Path.cwd(), env)
         composed = compose_config(project, list(overrides))
-        manager = _manager(project.root, env)
+        manager = ConfigManager.for_project(project.root, env)
         settings = manager.settings(composed)
         targets = (
             configured_targets(manager, list(overrides), settings.target) if all_targets else None
@@ -140,8 +140,9 @@ class CosmosAPI:
         Raises:
             SettingsError: invalid settings (names the key and where it came from).
         """
-        env = os.environ if environ is None else environ
-        settings = _manager(project_dir, env).settings(composed, blame)
+        from cosmos_workflow.config.manager import ConfigManager
+
+        settings = ConfigManager.for_project(project_dir, environ).settings(composed, blame)
         api = cls(settings, clock=clock, probes=probes)
         api.composed = composed
         return api
@@ -156,10 +157,24 @@ class CosmosAPI:
         """Close connections to targets."""
         self._ws.close()
 
+    @cached_property
+    def views(self) -> Views:
+        """Read models of `cosmos ui` (api/views.py), made on first use."""
+        from cosmos_workflow.api.views import Views
+
+        return Views(self._ws)
+
     @property
     def repository(self) -> DataRepository:
         """The database, opened and migrated on first use."""
         return self._ws.repository
+
+    @cached_property
+    def web(self) -> WebViews:
+        """The web app's read models and background launches (api/web.py)."""
+        from cosmos_workflow.api.web import WebViews
+
+        return WebViews(self._ws, self._catalogue, self)
 
     @property
     def probes(self) -> ProbeCache:
@@ -434,78 +449,3 @@ class CosmosAPI:
     def verify(self, fix: bool = False, progress: StepProgress | None = None) -> VerifyReport:
         """The database against the run folders (outputs/verify.py); ``fix`` marks damaged runs."""
         return self._catalogue.verify(fix, progress)
-
-    # -- reports, logs and kill ------------------------------------------------------------
-    def report(
-        self,
-        given: str,
-        rows: str | None = None,
-        cols: str | None = None,
-        thumbnails: bool = True,
-    ) -> ReportResult:
-        """Write (or refresh) a sweep's report.html: a grid of its outputs.
-
-        Args:
-            given: A sw_ id or unique prefix.
-            rows: The axis for the rows (a parameter name such as ``model.seed``
-                or ``prompt``); None follows the rule (outputs/axes.py).
-            cols: The axis for the columns.
-            thumbnails: Make the thumbnails that are missing (False: the
-                report shows only those made before; quick).
-
-        Raises:
-            NotFoundFailure: no such sweep. ValidationFailure: not a sweep id, or
-            an unknown axis. StateError: the report cannot be written.
-        """
-        from cosmos_workflow.outputs.report import SweepReport
-
-        sweep_id = self.resolve_id(given, "sw")
-        report = SweepReport(self.repository, self.store, self._ws.clock)
-        return report.write(sweep_id, rows, cols, thumbnails=thumbnails)
-
-    def logs(self, given: str, on_line: Callable[[str], None], follow: bool = False) -> LogResult:
-        """Pass a run's log to ``on_line``: live while it runs, else its run folder's copy.
-
-        Args:
-            given: A rs_ id or unique prefix.
-            on_line: Receives each line.
-            follow: Wait for a queued run to start; follow a running one until it ends.
-
-        Raises:
-            NotFoundFailure: no such run. ValidationFailure: not a run id, or
-            the run's target is not configured here.
-        """
-        return self._control().logs(self.resolve_id(given, "rs"), on_line, follow)
-
-    def kill(self, given: str) -> KillReport:
-        """Cancel a run and stop the container or process of its job (with its other runs).
-
-        Raises:
-            NotFoundFailure: no such run. ValidationFailure: not a run id, the
-            run is over (nothing to kill), or its target is not configured here.
-            NetworkFailure: the target cannot be reached (nothing was cancelled).
-        """
-        return self._control().kill(self.resolve_id(given, "rs"))
-
-    def kill_sweep(self, given: str) -> KillReport:
-        """Cancel every unfinished run of a sweep and stop its running jobs.
-
-        Raises:
-            NotFoundFailure: no such sweep. ValidationFailure: not a sweep id,
-            nothing unfinished, or a target is not configured here.
-            NetworkFailure: a target cannot be reached (nothing was cancelled).
-        """
-        return self._control().kill_sweep(self.resolve_id(given, "sw"))
-
-    def _control(self) -> RunControl:
-        from cosmos_workflow.engine.control import RunControl
-
-        return RunControl(self.repository, self.store, self._ws.executor_named)
-
-
-def _manager(project_dir: Path, environ: Mapping[str, str]) -> ConfigManager:
-    """The settings of the project at ``project_dir`` with the environment ``environ``."""
-    from cosmos_workflow.config.manager import ConfigManager
-    from cosmos_workflow.config.project import ProjectPaths
-
-    return ConfigManager(ProjectPaths(Path(project_dir)), environ)

@@ -89,8 +89,13 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("alembic", "sqlalchemy", "paramiko"):
+    for noisy in ("alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # paramiko logs a lost connection as ERROR lines of a traceback; what it
+    # means is said in one line by the runner: its own lines only at DEBUG.
+    logging.getLogger("paramiko").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.CRITICAL + 1
+    )
 
 
 def print_error(error: CosmosError) -> None:

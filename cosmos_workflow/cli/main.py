@@ -105,6 +105,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "report",
         "Write the sweep's report.html (a grid of its outputs) and print its path.",
     ),
+    "gc": LazyCommand(
+        f"{_FAMILY}operate",
+        "gc",
+        "Remove containers and job folders of ours that no live runner owns.",
+    ),
+    "ui": LazyCommand(
+        f"{_FAMILY}ui",
+        "ui",
+        "Browse, compare and rate runs and sweeps in a web browser (local web app).",
+    ),
     "completion": LazyCommand(
         f"{_FAMILY}complete",
         "completion",

@@ -105,3 +105,25 @@ def report(
     """
     result = obj.api().report(sweep_id, rows=rows, cols=cols)
     emit(result.to_dict(), as_json, lambda data: click.echo(data["path"]))
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@target_set_option
+@json_option
+@click.pass_obj
+def gc(obj: CliContext, dry_run: bool, sets: tuple[str, ...], as_json: bool) -> None:
+    """Remove containers and job folders of ours that no live runner owns.
+
+    Looks at every configured target (conf/ and --set, and every file in
+    conf/target/) and at the staging folders of the output tree. What a live
+    runner uses, an orphan the next run of its sweep re-attaches to, and what
+    this project's database does not know are kept. Exits 3 if a target
+    could not be reached (after printing everything).
+    """
+    from cosmos_workflow.cli.render import render_gc
+
+    data = obj.api(set_overrides(sets), all_targets=True).gc(dry_run=dry_run).to_dict()
+    emit(data, as_json, render_gc)
+    if data["unreachable"]:
+        raise NetworkFailure(f"cannot reach target(s): {', '.join(data['unreachable'])}")

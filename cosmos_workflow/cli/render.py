@@ -262,6 +262,7 @@ def render_status(data: dict[str, Any]) -> None:
         _render_sweep(sweep)
     for target in data["targets"]:
         _render_target(target)
+    click.echo(f"job work folders on this machine: {data['staging_folders']}")
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -311,6 +312,20 @@ def _render_target(target: dict[str, Any]) -> None:
         click.echo(f"  containers: unknown ({target['error']})")
     elif target["containers"] is not None:
         _render_containers(target["containers"])
+    if target.get("job_folders") is not None:
+        click.echo(f"  job folders of ours: {target['job_folders']}")
+
+
+def render_gc(report: dict[str, Any]) -> None:
+    """What `cosmos gc` removed (or would remove), kept, and could not look at."""
+    verb = "would remove" if report["dry_run"] else "removed"
+    for item in report["removed"]:
+        click.echo(f"{verb} {item['what']} {item['name']} ({item['target']}, job {item['job_id']})")
+    for item in report["kept"]:
+        click.echo(f"kept {item['what']} {item['name']} ({item['target']}): {item['why']}")
+    for name, error in report["unreachable"].items():
+        click.echo(f"target {name}: not looked at: {error}")
+    click.echo(f"{verb} {len(report['removed'])}, kept {len(report['kept'])}")
 
 
 def _render_containers(containers: list[dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ Precedence, lowest first (documented in docs/user-guide.md):
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -68,6 +69,11 @@ class ConfigManager:
         self.project = project
         self._env = env
         self._user_file = user_file if user_file is not None else default_user_file(env)
+
+    @classmethod
+    def for_project(cls, project_dir: Path, env: Mapping[str, str] | None) -> ConfigManager:
+        """The manager of the project at ``project_dir`` with ``env`` (None: os.environ)."""
+        return cls(ProjectPaths(Path(project_dir)), os.environ if env is None else env)
 
     def settings(
         self,

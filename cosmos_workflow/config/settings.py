@@ -96,12 +96,20 @@ class CacheSettings(_Strict):
 
 
 class SchedulerSettings(_Strict):
-    """How runs are batched and spread over the targets' GPUs."""
+    """How runs are batched and spread over the targets' GPUs.
+
+    Attributes:
+        patience_s: How long a host that went silent while it runs a job is
+            waited for (its container followed again as soon as it answers)
+            before the job's runs may move to another target. A job whose
+            runs cannot go anywhere else keeps waiting for its host.
+    """
 
     batching: bool = True
     retries: RetrySettings = Field(default_factory=RetrySettings)
     heartbeat_s: float = Field(default=5.0, gt=0)
     runner_timeout_s: float = Field(default=60.0, gt=0)
+    patience_s: float = Field(default=120.0, ge=0)
 
 
 # A control weight: a finite number >= 0 (a boolean is not one).

@@ -131,28 +131,45 @@ class LocalCommandExecutor:
         return code
 
     def spawn_detached(
-        self, argv: list[str], cwd: Path, env: Mapping[str, str] | None = None
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
     ) -> DetachedProcess:
         """Start ``argv`` in a session of its own, without a terminal; do not wait.
 
-        Ctrl-C at the terminal does not reach it: it is stopped through
-        :meth:`terminate` and :meth:`kill`, by whoever knows its id.
+        Ctrl-C at the terminal does not reach it, nor does the end of the
+        process that started it: it is stopped through :meth:`terminate` and
+        :meth:`kill`, by whoever knows its id.
+
+        Args:
+            argv: The command as an argument list.
+            cwd: Its working directory.
+            env: Variables added to this process's environment.
+            log: A file that receives its stdout and stderr (created, or
+                appended to); None: they are discarded.
 
         Raises:
-            ExecutionFailure: the program does not exist.
+            ExecutionFailure: the program does not exist, or the log cannot be opened.
         """
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=self._env(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except FileNotFoundError as exc:
-            raise ExecutionFailure(f"program not found: {argv[0]}") from exc
+            output = Path(log or os.devnull).open("ab")
+        except OSError as exc:
+            raise ExecutionFailure(f"cannot open the log {log}: {exc}") from exc
+        with output:
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=self._env(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise ExecutionFailure(f"program not found: {argv[0]}") from exc
         return DetachedProcess(process)
 
     def alive(self, pid: int, cwd: Path) -> bool:

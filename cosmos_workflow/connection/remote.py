@@ -8,6 +8,7 @@ shell prints around it never reaches a caller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import shlex
@@ -98,7 +99,7 @@ class RemoteCommandExecutor:
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
-            channel.close()
+            _close(channel)
         result = self._unframe(frame, code, bytes(out), bytes(err), argv[0])
         if check and code != 0:
             raise RemoteCommandError(
@@ -132,7 +133,7 @@ class RemoteCommandExecutor:
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
         finally:
-            channel.close()
+            _close(channel)
         out.close()
         err.close()
         self._noise.note(logger.debug, self._ssh.endpoint.label, out.noise, err.noise)
@@ -162,7 +163,7 @@ class RemoteCommandExecutor:
             noise = frame.skip(channel.recv), frame.skip(channel.recv_stderr)
             channel.settimeout(None)
         except (FrameMissing, *transport_errors()) as exc:
-            channel.close()
+            _close(channel)
             raise NetworkFailure(
                 f"{self._ssh.endpoint.label}: the command did not start: {exc}"
             ) from exc
@@ -197,7 +198,7 @@ class RemoteCommandExecutor:
         try:
             channel.exec_command(RemoteCommand(frame.wrap(command.words(), closed)).render())
         except transport_errors() as exc:
-            channel.close()
+            _close(channel)
             raise NetworkFailure(
                 f"{self._ssh.endpoint.label}: cannot start command: {exc}"
             ) from exc
@@ -237,3 +238,12 @@ class RemoteCommandExecutor:
                 )
             if not progressed:
                 select.select([channel], [], [], 0.2)
+
+
+def _close(channel: paramiko.Channel) -> None:
+    """Close a channel; a connection that broke meanwhile (closed by the watchdog) is no error.
+
+    The error that matters (the command's, or none) is the one raised before.
+    """
+    with contextlib.suppress(*transport_errors()):
+        channel.close()

@@ -28,19 +28,25 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from cosmos_workflow.config.settings import SchedulerSettings, Target
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner, RunStatus
 from cosmos_workflow.database.repository import DataRepository, RunningJob
-from cosmos_workflow.engine.gpu_leases import GpuLeases, RunnerIdentity
+from cosmos_workflow.engine.comeback import (
+    LeftJob,
+    adoptable,
+    claim_again,
+    follow_again,
+    sort_out,
+)
+from cosmos_workflow.engine.gpu_leases import GpuLeases
 from cosmos_workflow.engine.host_health import HostHealth, backoff_s
 from cosmos_workflow.engine.isolation import SplitHalf
-from cosmos_workflow.engine.outcome import JobOutcome, RunTally, Slot
+from cosmos_workflow.engine.leftovers import LeftoverCollector
+from cosmos_workflow.engine.liveness import Heartbeat, RunnerIdentity, runner_alive
+from cosmos_workflow.engine.outcome import JobEvent, JobOutcome, RunTally, Slot
 from cosmos_workflow.engine.progress import ProgressSink
 from cosmos_workflow.engine.runner import JobRunner
 from cosmos_workflow.engine.scheduler import (
@@ -53,7 +59,7 @@ from cosmos_workflow.engine.scheduler import (
 )
 from cosmos_workflow.errors import CosmosError, NetworkFailure
 from cosmos_workflow.execution.adapters.base import ModelAdapter
-from cosmos_workflow.execution.targets.base import Executor
+from cosmos_workflow.execution.targets.base import Executor, Leftover
 from cosmos_workflow.manifest.specs import RunSpec
 from cosmos_workflow.outputs.store import OutputStore
 from cosmos_workflow.utils.clock import Clock
@@ -76,18 +82,6 @@ class _Active:
     host: str
     gpus: list[int]
     expected_s: float
-
-
-@dataclass
-class _Event:
-    """What a worker or probe thread hands to the main thread (which alone changes state)."""
-
-    job_id: str = ""
-    outcome: JobOutcome | None = None
-    lost: bool = False
-    error: BaseException | None = None
-    probed: str | None = None
-    probe_error: CosmosError | None = None
 
 
 @dataclass
@@ -148,7 +142,7 @@ class Dispatcher:
             context.executors,
             context.store,
             context.settings.retries,
-            lambda name, error: self._events.put(_Event(probed=name, probe_error=error)),
+            lambda name, error: self._events.put(JobEvent(probed=name, probe_error=error)),
             self._note,
         )
         machines = {name: executor.machine for name, executor in context.executors.items()}
@@ -160,9 +154,8 @@ class Dispatcher:
         self._active: dict[str, _Active] = {}
         self._watch: set[str] = set()
         self._specs: dict[str, RunSpec] = {}
-        self._events: queue.Queue[_Event] = queue.Queue()
+        self._events: queue.Queue[JobEvent] = queue.Queue()
         self._tally = RunTally()
-        self._stop_beating = threading.Event()
         # Orphaned runs that cannot be taken over from here (their job's host is
         # not in this pool, or unreachable): not waited for once nothing else is left.
         self._stranded: set[str] = set()
@@ -176,8 +169,7 @@ class Dispatcher:
         """Execute ``runs`` (already queued) and record every outcome."""
         identity = self._ctx.identity
         self._repo.register_runner(identity.runner_id, identity.hostname, identity.pid)
-        beater = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-        beater.start()
+        heartbeat = Heartbeat(self._repo, identity.runner_id, self._ctx.settings.heartbeat_s)
         try:
             self._specs = {run.id: run for run in runs}
             self._start(runs)
@@ -193,7 +185,7 @@ class Dispatcher:
             self._stop_everything(f"the runner stopped: {type(exc).__name__}: {exc}")
             raise
         finally:
-            self._stop_beating.set()
+            heartbeat.stop()
             self._leases.release()
             self._repo.stop_runner(identity.runner_id)
         return self._tally
@@ -202,7 +194,6 @@ class Dispatcher:
         """Take over what dead runners left, clear stale work folders, plan the rest."""
         ids = [run.id for run in runs]
         self._adopt_orphans(ids)
-        self._remove_stale_staging()
         statuses = self._repo.statuses(ids)
         queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
         self._watch |= {
@@ -211,6 +202,7 @@ class Dispatcher:
             if statuses.get(run.id) is RunStatus.RUNNING and run.id not in self._mine()
         }
         self._add_jobs(queued, balance=True)
+        self._remove_leftovers()
 
     def _add_jobs(self, runs: Sequence[RunSpec], balance: bool = False) -> None:
         jobs = form_jobs(runs, self._ctx.adapters, self._ctx.settings.batching)
@@ -276,20 +268,20 @@ class Dispatcher:
             try:
                 outcome = work()
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
-                self._events.put(_Event(job_id, error=exc))
+                self._events.put(JobEvent(job_id, error=exc))
                 return
             if outcome is None:
-                self._events.put(_Event(job_id, lost=True))
+                self._events.put(JobEvent(job_id, lost=True))
             else:
-                self._events.put(_Event(job_id, outcome))
+                self._events.put(JobEvent(job_id, outcome))
 
         threading.Thread(target=target, name=job_id, daemon=True).start()
 
     # -- events ----------------------------------------------------------------
-    def _handle(self, event: _Event) -> None:
+    def _handle(self, event: JobEvent) -> None:
         self._replan = True
         if event.probed is not None:
-            self._health.probed(event.probed, event.probe_error)
+            self._come_back(event.probed, self._health.probed(event.probed, event.probe_error))
             return
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
@@ -310,7 +302,8 @@ class Dispatcher:
         if outcome.expected_ok:
             host.learn(self._cost.seconds(active.job), outcome.seconds)
         if outcome.host_lost and outcome.fault is not None:
-            self._health.abandon(active.host, event.job_id)
+            left = LeftJob(event.job_id, tuple(active.job.run_ids), tuple(active.gpus))
+            self._health.abandon(active.host, left)
             self._health.drain(active.host, outcome.fault)
         if outcome.retry:
             self._retry(event.job_id, active, outcome)
@@ -323,8 +316,9 @@ class Dispatcher:
         runs = [self._specs[run_id] for run_id in outcome.retry]
         again = replace(job, runs=runs, not_before=time.monotonic() + wait)
         self._pending.append(again)
+        what = "was given back" if outcome.host_lost else "failed"
         self._note(
-            f"job {job_id} on {active.host} failed ({outcome.fault}); "
+            f"job {job_id} on {active.host} {what} ({outcome.fault}); "
             f"trying its {len(again.runs)} run(s) again in {wait:.0f}s"
         )
 
@@ -367,15 +361,10 @@ class Dispatcher:
 
     # -- other runners ---------------------------------------------------------
     def _alive(self, runner: Runner | None) -> bool:
-        """True if a runner may still work: it beats, and (on this machine) its process runs."""
-        if runner is None or runner.stopped_at is not None:
-            return False
-        silent = self._ctx.clock.now() - runner.heartbeat_at
-        if silent > timedelta(seconds=self._ctx.settings.runner_timeout_s):
-            return False
-        if runner.hostname == self._ctx.identity.hostname:
-            return self._ctx.commands.process_exists(runner.pid)
-        return True
+        """True if a runner may still work (engine/liveness.py)."""
+        ctx = self._ctx
+        timeout = ctx.settings.runner_timeout_s
+        return runner_alive(runner, ctx.identity.hostname, ctx.clock, timeout, ctx.commands)
 
     def _adopt_orphans(self, run_ids: Sequence[str]) -> None:
         """Re-attach to (or queue again) the running jobs of runners that died."""
@@ -407,21 +396,46 @@ class Dispatcher:
         return True
 
     def _reattach(self, job: RunningJob, taken: list[str], host: HostSlots) -> None:
-        missing = [run_id for run_id in taken if run_id not in self._specs]
-        for spec in self._repo.run_specs(missing):
+        gpus = tuple(int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit())
+        started = self._repo.get_run(taken[0]).started_at
+        self._resume(LeftJob(job.job_id, tuple(taken), gpus, started=started), taken, host)
+
+    def _resume(self, left: LeftJob, runs: list[str], host: HostSlots) -> None:
+        """Follow a job already on ``host`` (its runs are ours) to its end, in a worker thread."""
+        for spec in self._repo.run_specs([r for r in runs if r not in self._specs]):
             self._specs[spec.id] = spec
-        specs = [self._specs[run_id] for run_id in taken]
-        gpus = [int(g) for g in (job.gpus or "").split(",") if g.strip().isdigit()]
-        gpus = [gpu for gpu in gpus if gpu in host.gpus and gpu not in host.busy_until]
-        self._leases.take(host.name, gpus, job.job_id)
+        specs = [self._specs[run_id] for run_id in runs]
+        gpus = [gpu for gpu in left.gpus if gpu in host.gpus and gpu not in host.busy_until]
+        self._leases.take(host.name, gpus, left.job_id)
         planned = PlannedJob(specs, specs[0].adapter, specs[0].model["num_gpus"], tries=1)
         expected = self._cost.seconds(planned, host.speed)
         host.occupy(gpus, time.monotonic() + expected)
-        self._active[job.job_id] = _Active(planned, host.name, gpus, expected)
-        started = self._repo.get_run(taken[0]).started_at or self._ctx.clock.now()
+        self._active[left.job_id] = _Active(planned, host.name, gpus, expected)
         slot = Slot(self._ctx.executors[host.name], gpus)
-        self._note(f"re-attaching to job {job.job_id} on {host.name} ({len(specs)} run(s))")
-        self._spawn(job.job_id, lambda: self._jobs.resume(specs, job.job_id, slot, started))
+        self._note(f"re-attaching to job {left.job_id} on {host.name} ({len(specs)} run(s))")
+        staging = self._ctx.store.staging_path(left.job_id)
+        left = replace(left, started=left.started or self._ctx.clock.now())
+        self._spawn(left.job_id, lambda: follow_again(self._jobs, specs, slot, left, staging))
+
+    def _come_back(self, name: str, left: list[LeftJob]) -> None:
+        """Follow again the jobs left on a host that answers again; stop the others."""
+        plan = sort_out(left, self._pending)
+        self._pending = plan.pending
+        self._health.stop(name, plan.stop)
+        for job in plan.follow:
+            claimed, started = claim_again(self._repo, self._ctx.identity.runner_id, name, job)
+            self._watch.update(set(job.run_ids) - set(claimed))
+            if claimed:
+                self._resume(replace(job, started=started), claimed, self._hosts[name])
+
+    def _adopt_leftover(self, target: str, job_id: str, items: list[Leftover]) -> bool:
+        """Follow a container left by a runner that quit, whose runs all wait here."""
+        left = adoptable(self._repo, self._pending, job_id, items)
+        host = self._hosts.get(target)
+        if left is None or host is None or not host.up:
+            return False
+        self._come_back(target, [left])
+        return True
 
     def _look_at_watched(self) -> None:
         """Runs another runner holds: done, given back to the queue, or orphaned."""
@@ -447,20 +461,13 @@ class Dispatcher:
                 "configured and reachable"
             )
 
-    def _remove_stale_staging(self) -> None:
-        """Remove work folders of jobs no runner executes (listed before the database is asked)."""
-        folders = self._ctx.store.staging_folders()
-        running = {job.job_id for job in self._repo.running_jobs()} | set(self._active)
-        for folder in folders:
-            if folder.name not in running:
-                self._ctx.store.discard_staging(folder)
-
-    def _beat(self) -> None:
-        while not self._stop_beating.wait(self._ctx.settings.heartbeat_s):
-            try:
-                self._repo.heartbeat(self._ctx.identity.runner_id)
-            except SQLAlchemyError as exc:
-                logger.warning("Could not record the heartbeat: %s", exc)
+    def _remove_leftovers(self) -> None:
+        """Remove containers and folders of jobs that no live runner owns (engine/leftovers.py)."""
+        ctx = self._ctx
+        leftovers = LeftoverCollector(self._repo, ctx.store, ctx.executors, self._alive)
+        removed = leftovers.sweep(skip=set(ctx.unreachable), adopt=self._adopt_leftover).removed
+        if removed:
+            self._note(f"removed {len(removed)} container(s) or folder(s) left by earlier runners")
 
     # -- stopping ----------------------------------------------------------------
     def _stop_everything(self, reason: str) -> None:

@@ -18,9 +18,8 @@ the database (database/repository/leases.py):
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,26 +30,6 @@ logger = logging.getLogger(__name__)
 
 # GPUs another runner holds count as busy this long in a plan (then it looks again).
 LOOK_AGAIN_S = 1.0
-
-
-@dataclass
-class RunnerIdentity:
-    """Who this runner is, for the database and for other runners.
-
-    Attributes:
-        runner_id: Its id (rn_...).
-        hostname: The machine it runs on.
-        pid: Its process id.
-    """
-
-    runner_id: str
-    hostname: str
-    pid: int
-
-    @classmethod
-    def new(cls, hostname: str, pid: int) -> RunnerIdentity:
-        """A fresh identity for this process."""
-        return cls(f"rn_{uuid.uuid4().hex[:12]}", hostname, pid)
 
 
 class GpuLeases:

@@ -4,8 +4,10 @@ A target whose job fails because it cannot be reached is drained: the
 scheduler gives it no work, and its other jobs that fail with it count no
 more. It is probed again after a backoff that grows with each failed probe;
 once the probes have failed more often than transient faults may be
-retried, it is given up for this sweep. When it answers again, what was
-left running there while it was away is stopped and removed.
+retried, it is given up for this sweep. When it answers again, the jobs
+left there while it was away are handed back to the dispatcher: followed
+again where their runs still wait (engine/comeback.py), else stopped and
+removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cosmos_workflow.config.settings import RetrySettings
+from cosmos_workflow.engine.comeback import LeftJob
 from cosmos_workflow.engine.scheduler import HostSlots
 from cosmos_workflow.errors import CosmosError
 from cosmos_workflow.execution.targets.base import Executor
@@ -74,7 +77,7 @@ class HostHealth:
         self._report = report
         self._note = note
         self._down: dict[str, _Down] = {}
-        self._abandoned: dict[str, list[str]] = {}
+        self._abandoned: dict[str, list[LeftJob]] = {}
 
     @property
     def down(self) -> list[str]:
@@ -88,11 +91,13 @@ class HostHealth:
             return
         host.up = False
         self._down[name] = _Down(1, time.monotonic() + backoff_s(self._retries, 1))
-        self._note(f"target {name} is unreachable ({error}); its work goes to the other targets")
+        others = any(other.up for other in self._hosts.values())
+        where = "goes to the other targets" if others else "waits for it to answer"
+        self._note(f"target {name} is unreachable ({error}); its work {where}")
 
-    def abandon(self, name: str, job_id: str) -> None:
-        """Remember a job left running on a lost host: it is stopped when the host answers."""
-        self._abandoned.setdefault(name, []).append(job_id)
+    def abandon(self, name: str, job: LeftJob) -> None:
+        """Remember a job left on a lost host: handed back when the host answers."""
+        self._abandoned.setdefault(name, []).append(job)
 
     def hopeless(self, num_gpus: int) -> bool:
         """True if every host that has ``num_gpus`` GPUs is given up: no such job can run."""
@@ -111,23 +116,29 @@ class HostHealth:
                 target=self._probe, args=(name,), name=f"probe-{name}", daemon=True
             ).start()
 
-    def probed(self, name: str, error: CosmosError | None) -> None:
-        """Apply a probe's answer: back in use (stopping what was left there), or wait longer."""
+    def probed(self, name: str, error: CosmosError | None) -> list[LeftJob]:
+        """Apply a probe's answer: back in use, or wait longer.
+
+        Returns:
+            The jobs left on the host while it was away (the dispatcher
+            follows them again or has them stopped: :meth:`stop`).
+        """
         down = self._down[name]
         down.probing = False
         if error is not None:
             down.failures += 1
             down.next_probe = time.monotonic() + backoff_s(self._retries, down.failures)
-            logger.info("Target %s still unreachable: %s", name, error)
-            return
-        abandoned = self._abandoned.pop(name, [])
-        if abandoned:
-            threading.Thread(
-                target=self._stop_abandoned, args=(name, abandoned), daemon=True
-            ).start()
+            logger.debug("Target %s still unreachable: %s", name, error)
+            return []
         del self._down[name]
         self._hosts[name].up = True
         self._note(f"target {name} answers again; it takes work again")
+        return self._abandoned.pop(name, [])
+
+    def stop(self, name: str, job_ids: list[str]) -> None:
+        """Stop and remove (in a thread) jobs left on a host whose runs went elsewhere."""
+        if job_ids:
+            threading.Thread(target=self._stop_abandoned, args=(name, job_ids), daemon=True).start()
 
     def _given_up(self, down: _Down) -> bool:
         return down.failures > self._retries.transient
@@ -149,5 +160,6 @@ class HostHealth:
             try:
                 executor.stop_job(job_id, staging)
                 executor.release(job_id, staging)
+                logger.info("Job %s left on %s was stopped and removed", job_id, name)
             except CosmosError as exc:
                 logger.warning("Could not stop job %s left on %s: %s", job_id, name, exc)

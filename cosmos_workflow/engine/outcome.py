@@ -1,7 +1,8 @@
 """What one job hands back to the dispatcher: how its runs ended, what to try again.
 
 The job runner (engine/runner.py) fills these in, the dispatcher
-(engine/dispatch.py) reads them, and a sweep adds up their tallies.
+(engine/dispatch.py) reads them (as events from its worker threads), and a
+sweep adds up their tallies.
 """
 
 from __future__ import annotations
@@ -69,6 +70,27 @@ class JobOutcome:
     host_lost: bool = False
     seconds: float = 0.0
     expected_ok: bool = False
+
+
+@dataclass
+class JobEvent:
+    """What a worker or probe thread hands to the dispatcher's main thread (which alone acts).
+
+    Attributes:
+        job_id: The job (empty for a probe's answer).
+        outcome: How the job ended.
+        lost: True if a job re-attached to was gone from its target.
+        error: An unexpected error of the worker (re-raised in the main thread).
+        probed: The target a probe asked, if this is a probe's answer.
+        probe_error: Why that target did not answer (None: it did).
+    """
+
+    job_id: str = ""
+    outcome: JobOutcome | None = None
+    lost: bool = False
+    error: BaseException | None = None
+    probed: str | None = None
+    probe_error: CosmosError | None = None
 
 
 @dataclass(frozen=True)

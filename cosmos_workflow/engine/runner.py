@@ -126,9 +126,12 @@ class JobRunner:
         return outcome
 
     def resume(
-        self, batch: list[RunSpec], job_id: str, slot: Slot, started_at: datetime
+        self, batch: list[RunSpec], job_id: str, slot: Slot, started_at: datetime, tries: int = 1
     ) -> JobOutcome | None:
         """Re-attach to a job an earlier runner started (its runs are ours now).
+
+        ``tries`` 0: a failure of the job is not its runs' (e.g. a runner killed
+        it), so its runs without output are tried again.
 
         Returns:
             None if the job is gone from its target (its runs must run again).
@@ -163,7 +166,7 @@ class JobRunner:
             return None
         try:
             with self.disk.recording([run.id for run in batch], outcome):
-                self._record_result(batch, invocation, staging, slot, result, 1, outcome)
+                self._record_result(batch, invocation, staging, slot, result, tries, outcome)
         finally:
             slot.executor.release(job_id, staging)
             self._store.discard_staging(staging)
@@ -301,7 +304,7 @@ class JobRunner:
             self._repo.claim(
                 [run.id for run in batch],
                 target=slot.executor.target_name,
-                gpus=",".join(str(gpu) for gpu in slot.gpus),
+                gpus=",".join(str(g) for g in slot.gpus),
                 job_id=job_id,
                 runner_id=self._runner_id,
                 job_position=None,

@@ -18,7 +18,8 @@ def role_named(word: str) -> str | None:
     return word if word in ROLES else ROLE_ALIASES.get(word)
 
 
-def _role_of(path: Path) -> str | None:
+def role_of(path: Path) -> str | None:
+    """The role a video file's name gives it (color or a control key), or None."""
     stem = path.stem.lower()
     for word in (*ROLES, *ROLE_ALIASES):
         if stem == word or any(stem.endswith(f"{sep}{word}") for sep in ("_", "-", ".")):
@@ -42,7 +43,7 @@ def detect_videos(folder: Path) -> dict[str, Path]:
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            role = _role_of(path)
+            role = role_of(path)
             if role is not None:
                 found.setdefault(role, []).append(path)
     clashes = {role: paths for role, paths in found.items() if len(paths) > 1}

@@ -105,7 +105,7 @@ class Section:
     """A grid of cells for one combination of the section axes."""
 
     title: list[tuple[str, str]]
-    rows: list[tuple[str | None, list[list[Cell]]]] = field(default_factory=list)
+    rows: list[tuple[str | None, list[list[Any]]]] = field(default_factory=list)
 
 
 def _href(relative: str) -> str:
@@ -212,7 +212,7 @@ class SweepReport:
             statuses=[status.value for status in RunStatus],
             axes=axes,
             layout=layout,
-            sections=_sections(cells, layout),
+            sections=grid_sections(cells, layout),
             fmt=format_value,
         )
         path = folder / REPORT_FILE
@@ -254,7 +254,7 @@ class SweepReport:
         video = run_dir / OUTPUT_VIDEO
         if run.status is RunStatus.SUCCEEDED and video.is_file():
             cell.video_href = _href(f"{run_href}/{OUTPUT_VIDEO}")
-            thumb = thumbs.thumbnail(run.id, video, _recorded_checksum(run_dir, video))
+            thumb = thumbs.thumbnail(run.id, video, recorded_checksum(run_dir, video))
             if thumb is not None:
                 cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
             cell.controls = [
@@ -269,7 +269,7 @@ class SweepReport:
         return cell
 
 
-def _recorded_checksum(run_dir: Path, video: Path) -> str:
+def recorded_checksum(run_dir: Path, video: Path) -> str:
     """The video's sha256 from outputs.sha256 (what `sha256sum -c` checks), else computed.
 
     A file that is not in sha256sum format (edited, or foreign) is ignored.
@@ -313,12 +313,15 @@ def _override_lines(overrides: list[Any] | None) -> list[str]:
     return [" ".join(map(str, overrides))]
 
 
-def _section_key(cell: Cell, axes: Iterable[Axis]) -> tuple[int, ...]:
+def _section_key(cell: Any, axes: Iterable[Axis]) -> tuple[int, ...]:
     return tuple(axis.index(cell.coordinates.get(axis.name)) for axis in axes)
 
 
-def _sections(cells: list[Cell], layout: Layout) -> list[Section]:
-    """Cells grouped by the section axes, each group a grid of rows x columns."""
+def grid_sections(cells: list[Any], layout: Layout) -> list[Section]:
+    """Cells grouped by the section axes, each group a grid of rows x columns.
+
+    A cell is anything with ``coordinates`` (a :class:`Cell`, or the UI's).
+    """
     groups: dict[tuple[int, ...], list[Cell]] = {}
     for cell in cells:
         groups.setdefault(_section_key(cell, layout.sections), []).append(cell)
@@ -332,7 +335,7 @@ def _sections(cells: list[Cell], layout: Layout) -> list[Section]:
     return sections
 
 
-def _grid(section: Section, cells: list[Cell], layout: Layout) -> Section:
+def _grid(section: Section, cells: list[Any], layout: Layout) -> Section:
     row_values = layout.rows.values if layout.rows else (None,)
     col_values = layout.cols.values if layout.cols else (None,)
     slots: dict[tuple[str, str], list[Cell]] = {}

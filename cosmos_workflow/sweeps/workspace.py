@@ -144,7 +144,12 @@ class Workspace:
         from cosmos_workflow.execution.targets.registry import ExecutorContext, make_executor
 
         if target.name not in self._executors:
-            context = ExecutorContext(self.clock, self.commands, self.store.input_cache_dir)
+            context = ExecutorContext(
+                self.clock,
+                self.commands,
+                self.store.input_cache_dir,
+                self.settings.scheduler.patience_s,
+            )
             self._executors[target.name] = make_executor(target, context)
         return self._executors[target.name]
 
@@ -208,8 +213,8 @@ class Workspace:
         The output tree's disk reserve is taken first (engine/io_faults.py).
         """
         from cosmos_workflow.engine.dispatch import DispatchContext, Dispatcher
-        from cosmos_workflow.engine.gpu_leases import RunnerIdentity
         from cosmos_workflow.engine.io_faults import output_reserve
+        from cosmos_workflow.engine.liveness import RunnerIdentity
 
         output_reserve(self.store).hold()
 

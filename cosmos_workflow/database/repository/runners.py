@@ -32,6 +32,10 @@ class RunningJob:
     run_ids: list[str]
 
 
+# A run that names a job: its status and its runner (None if unknown).
+JobHolder = tuple[RunStatus, Runner | None]
+
+
 class RunnerQueries(RepositoryCore):
     """Records of runner processes and of the jobs they execute."""
 
@@ -110,3 +114,25 @@ class RunnerQueries(RepositoryCore):
         )
         with self._session() as session:
             return sorted(session.scalars(statement, execution_options=NO_SYNC))
+
+    def job_holders(
+        self, job_ids: Iterable[str]
+    ) -> dict[str, list[tuple[RunStatus, Runner | None]]]:
+        """Who holds each job: the status and runner of every run that names it.
+
+        Returns:
+            Per job id among ``job_ids`` that a run names, one entry per run;
+            a job that no run names is missing (nothing of it is in use).
+        """
+        ids = list(job_ids)
+        holders: dict[str, list[JobHolder]] = {}
+        with self._session() as session:
+            for start in range(0, len(ids), IN_CHUNK):
+                query = (
+                    select(Run.job_id, Run.status, Runner)
+                    .outerjoin(Runner, Runner.id == Run.runner_id)
+                    .where(Run.job_id.in_(ids[start : start + IN_CHUNK]))
+                )
+                for job_id, status, runner in session.execute(query):
+                    holders.setdefault(job_id, []).append((status, runner))
+        return holders

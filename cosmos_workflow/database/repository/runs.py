@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 
 from cosmos_workflow.database.engine import WRITE_LOCK
 from cosmos_workflow.database.models import Run, RunStatus, SweepRun
@@ -15,6 +16,7 @@ from cosmos_workflow.database.repository.core import (
     insert_rows,
     stored_among,
 )
+from cosmos_workflow.database.states import FINAL_STATUSES
 from cosmos_workflow.errors import NotFoundFailure, ValidationFailure
 from cosmos_workflow.manifest.specs import RunSpec
 
@@ -199,6 +201,19 @@ class RunQueries(RepositoryCore):
             ):
                 counts[status.value] = count
         return counts
+
+    def recent_run_states(self, finished_since: datetime) -> list[Row[Any]]:
+        """id, status, rating and the sweeps of each run unfinished or finished since then.
+
+        What a live page polls: one query, however many runs the database holds.
+        """
+        query = (
+            select(Run.id, Run.status, Run.rating, SweepRun.sweep_id)
+            .outerjoin(SweepRun, SweepRun.run_id == Run.id)
+            .where(Run.status.not_in(FINAL_STATUSES) | (Run.finished_at >= finished_since))
+        )
+        with self._session() as session:
+            return list(session.execute(query))
 
     def set_rating(self, run_id: str, rating: int | None) -> int | None:
         """Rate a succeeded run (None: clear its rating); return its previous rating.

@@ -178,19 +178,25 @@ class SweepQueries(RepositoryCore):
 
     def sweep_run_times(self, sweep_id: str) -> list[Row[Any]]:
         """Each run of a sweep: id, stage, status, started_at, finished_at, job_id, target, gpus."""
-        query = (
-            select(
-                Run.id,
-                SweepRun.stage,
-                Run.status,
-                Run.started_at,
-                Run.finished_at,
-                Run.job_id,
-                Run.target,
-                Run.gpus,
-            )
-            .join(SweepRun, SweepRun.run_id == Run.id)
-            .where(SweepRun.sweep_id == sweep_id)
-        )
+        return [row for row in self.sweeps_run_times([sweep_id]) if row.sweep_id == sweep_id]
+
+    def sweeps_run_times(self, sweep_ids: Sequence[str] | None = None) -> list[Row[Any]]:
+        """Each run of these sweeps (None: of every sweep), in one query.
+
+        Rows: sweep_id, id, stage, status, started_at, finished_at, job_id, target, gpus.
+        """
+        query = select(
+            SweepRun.sweep_id,
+            Run.id,
+            SweepRun.stage,
+            Run.status,
+            Run.started_at,
+            Run.finished_at,
+            Run.job_id,
+            Run.target,
+            Run.gpus,
+        ).join(SweepRun, SweepRun.run_id == Run.id)
+        if sweep_ids is not None:
+            query = query.where(SweepRun.sweep_id.in_(list(sweep_ids)))
         with self._session() as session:
             return list(session.execute(query))

@@ -9,9 +9,16 @@ from cosmos_workflow.execution.adapters.transfer1_spec import Launch, Transfer1S
 from cosmos_workflow.execution.programs import PROGRAMS_DIR
 from cosmos_workflow.manifest.specs import RunSpec
 
-SIMULATED_PROGRAM = PROGRAMS_DIR / "simulated_model.py"
 # The program travels with each job, so it runs the same way on every host.
 PROGRAM_FILE = "simulated_model.py"
+# The program and the modules it imports (its pictures, its H.264 writer):
+# they travel together and sit side by side wherever it runs.
+PROGRAM_FILES = (PROGRAM_FILE, "sim_frames.py", "h264_pcm.py")
+
+
+def simulated_model_files() -> dict[str, bytes]:
+    """The simulated model's files by name: put them in one folder and run the first."""
+    return {name: (PROGRAMS_DIR / name).read_bytes() for name in PROGRAM_FILES}
 
 
 class SimulatedAdapter(Transfer1SpecAdapter):
@@ -26,7 +33,7 @@ class SimulatedAdapter(Transfer1SpecAdapter):
 
     def __init__(self, settings: SimulatorSettings, max_batch_size: int = 8) -> None:
         self._settings = settings
-        self._program = SIMULATED_PROGRAM.read_bytes()
+        self._files = simulated_model_files()
         self.max_batch_size = max_batch_size
 
     def time_estimates(self) -> tuple[float, float]:
@@ -51,4 +58,4 @@ class SimulatedAdapter(Transfer1SpecAdapter):
             argv += ["--fail_on_seed", str(self._settings.fail_on_seed)]
         if self._settings.block_prompt:
             argv += ["--block_prompt", self._settings.block_prompt]
-        return Launch(argv=argv, files={PROGRAM_FILE: self._program})
+        return Launch(argv=argv, files=dict(self._files))

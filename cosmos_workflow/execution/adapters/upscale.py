@@ -43,7 +43,7 @@ def upscale_problems(run: RunSpec) -> list[Problem]:
 
 
 class SimulatedUpscalerAdapter(SimulatedAdapter):
-    """The upscaler's spec, run by the simulated model (it copies its input)."""
+    """The upscaler's spec, run by the simulated model (it draws a picture of its input)."""
 
     name = "simulated_upscaler"
 

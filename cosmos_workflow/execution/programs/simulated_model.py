@@ -6,12 +6,15 @@ honest about what it is: there is no neural network here. It accepts the same
 arguments as ``cosmos_transfer1/diffusion/inference/transfer.py``, applies the
 same controlnet-spec merge rules (stricter where that catches bugs), sleeps to
 imitate model load and generation time, and writes each "generated" video as
-the input video's bytes followed by one extra top-level MP4 ``free`` box whose
-payload is UTF-8 JSON describing the effective generation parameters. The
-result is still a valid MP4 file.
+a picture that says what it is (sim_frames.py: SIMULATED, the seed, the
+control weights and a prompt hash drawn in, the picture changing with each)
+in H.264 (h264_pcm.py), followed by one extra top-level MP4 ``free`` box
+whose payload is UTF-8 JSON describing the effective generation parameters.
+The same run gives the same bytes.
 
-It uses the Python standard library only, so it can run as
-``python3 /path/simulated_model.py ...`` inside minimal containers, or as
+It uses the Python standard library and its two sibling modules only (shipped
+with it), so it can run as ``python3 /path/simulated_model.py ...`` inside
+minimal containers, or as
 ``python -m cosmos_workflow.execution.programs.simulated_model ...``.
 
 Exit codes, like transfer.py's: 0 success, 2 a bad command line (argparse),
@@ -37,6 +40,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+if __package__:
+    from . import h264_pcm, sim_frames
+else:  # a script: its sibling modules are shipped beside it (found even under python -I)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import h264_pcm
+    import sim_frames
 
 PROG = "simulated transfer1"
 ERROR_PREFIX = PROG + ": error:"
@@ -78,7 +88,7 @@ MIN_SIGMA_MAX_WITHOUT_VIDEO = 80.0
 LEVELS = ("very_low", "low", "medium", "high", "very_high")
 BATCH_LINE_KEYS = ("visual_input", "prompt", "control_overrides")
 
-DEFAULT_PROMPT = "A simulated scene: the SIMULATED Cosmos-Transfer1 stand-in copies its input."
+DEFAULT_PROMPT = "A simulated scene: the SIMULATED Cosmos-Transfer1 stand-in draws its parameters."
 DEFAULT_NEGATIVE_PROMPT = "Blurry, distorted, low quality, jittery motion, artifacts."
 
 MAX_BOX_PAYLOAD = 0xFFFFFFFF - 8
@@ -868,12 +878,16 @@ def require_file(path_text: str, what: str) -> None:
         raise SimulatorError(f"{what} {state}: {path_text} ({absolute})")
 
 
-def metadata_payload(params: dict[str, Any], controls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def metadata_payload(
+    params: dict[str, Any], controls: dict[str, dict[str, Any]], source: bytes
+) -> dict[str, Any]:
     """Build the JSON metadata stored in the output video.
 
     Args:
         params: Effective parameters of the video.
         controls: Effective controls of the video.
+        source: The video the picture is drawn from (the input video, or the
+            first control's without one).
 
     Returns:
         The metadata object.
@@ -881,8 +895,9 @@ def metadata_payload(params: dict[str, Any], controls: dict[str, dict[str, Any]]
     return {
         "simulated": True,
         "generator": GENERATOR,
-        "note": "SIMULATED output: the input video unchanged plus this box; no neural network ran",
+        "note": "SIMULATED output: a drawn picture of these parameters; no neural network ran",
         "input_video_path": params.get("input_video_path") or "",
+        "source_sha256": hashlib.sha256(source).hexdigest(),
         "prompt": params["prompt"],
         "negative_prompt": params["negative_prompt"],
         "seed": params["seed"],
@@ -1042,7 +1057,50 @@ def produce(job: VideoJob, total: int, fail_on_seed: int | None, per_video_s: fl
         video = source.read_bytes()
     except OSError as exc:
         raise SimulatorError(f"cannot read {source}: {exc}") from None
-    return video + free_box(metadata_payload(job.params, job.controls))
+    card = picture_card(job.params, job.controls, video)
+    drawn = h264_pcm.write_mp4(
+        sim_frames.frames(card), sim_frames.WIDTH, sim_frames.HEIGHT, job.params["fps"]
+    )
+    return drawn + free_box(metadata_payload(job.params, job.controls, video))
+
+
+# Frames of an output: the source video's, at most Transfer1's 121; 24 when unknown.
+MAX_FRAMES = 121
+DEFAULT_FRAMES = 24
+# Control lines the picture has room for (under the seed, above the prompt hash).
+CONTROL_LINES = 4
+
+
+def picture_card(
+    params: dict[str, Any], controls: dict[str, dict[str, Any]], source: bytes
+) -> sim_frames.Card:
+    """What the output video shows: the seed, each control's weight, the prompt's hash.
+
+    A weight map (a .pt path) is drawn as MAP and blends its pattern in at 0.5;
+    a number is clamped to 0..1 for the blend and shown with two decimals.
+    """
+    lines, weights = [f"SEED {params['seed']}"], []
+    for key, block in controls.items():
+        weight = block.get("control_weight", DEFAULT_CONTROL_WEIGHT)
+        if _is_number(weight):
+            lines.append(f"{key} {weight:.2f}")
+            weights.append((key, min(1.0, max(0.0, float(weight)))))
+        else:
+            lines.append(f"{key} MAP")
+            weights.append((key, 0.5))
+    if len(lines) > CONTROL_LINES + 1:
+        lines[CONTROL_LINES:] = [f"+{len(lines) - CONTROL_LINES} MORE"]
+    lines.append("PROMPT " + sim_frames.prompt_hash(params["prompt"]))
+    footer = f"{params['num_steps']} STEPS GUIDANCE {params['guidance']:g}"
+    frames = h264_pcm.frame_count(source) or DEFAULT_FRAMES
+    return sim_frames.Card(
+        lines=tuple(lines),
+        footer=(footer + f" SIGMA {params['sigma_max']:g}")[:30],
+        seed=params["seed"],
+        weights=tuple(weights),
+        source=hashlib.sha256(source).digest(),
+        frames=max(1, min(MAX_FRAMES, frames)),
+    )
 
 
 def blocked_words(values: dict[str, Any]) -> list[str]:
@@ -1194,8 +1252,8 @@ def run(argv: list[str]) -> int:
     started_at = time.time()
     values, explicit = parse_command_line(argv)
     out(
-        "SIMULATED Cosmos-Transfer1 (no GPU, no neural network): outputs are the input video "
-        f"plus a metadata box; num_gpus={values['num_gpus']}"
+        "SIMULATED Cosmos-Transfer1 (no GPU, no neural network): outputs are drawn pictures "
+        f"of their parameters plus a metadata box; num_gpus={values['num_gpus']}"
     )
     jobs = plan_jobs(values, explicit)
     mode = "batch" if values.get("batch_input_path") else "single"

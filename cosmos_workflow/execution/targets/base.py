@@ -48,6 +48,8 @@ class TargetReport:
         gpus: The GPUs nvidia-smi reports; None when there is no GPU information.
         containers: Our containers there (running or not); None where the
             target runs no containers (local) or they could not be listed.
+        job_folders: How many job folders of ours are on the target (None:
+            the target has none of its own, or they could not be listed).
     """
 
     name: str
@@ -57,6 +59,7 @@ class TargetReport:
     error: str | None = None
     gpus: list[GpuInfo] | None = None
     containers: list[ContainerInfo] | None = None
+    job_folders: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -70,6 +73,35 @@ class TargetReport:
             "containers": None
             if self.containers is None
             else [container.to_dict() for container in self.containers],
+            "job_folders": self.job_folders,
+        }
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something of a job's left on a target: a container or a job folder.
+
+    Attributes:
+        job_id: The job it belongs to (its label or folder name).
+        what: ``container`` or ``job folder``.
+        name: The container's name or the folder's path.
+        running: True if a program still runs in it (a running container).
+        runs: The runs a container's label names (empty for a folder).
+    """
+
+    job_id: str
+    what: str
+    name: str
+    running: bool = False
+    runs: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "job_id": self.job_id,
+            "what": self.what,
+            "name": self.name,
+            "running": self.running,
         }
 
 
@@ -229,6 +261,17 @@ class Executor(ABC):
     def release(self, job_id: str, staging: Path) -> None:
         """Remove what the job left on the target, once its outcome is recorded (nothing here)."""
         return None
+
+    def leftovers(self) -> list[Leftover]:
+        """Containers and job folders of ours on the target, of any job (none by default).
+
+        A target whose jobs live only in their local staging folders has none
+        of its own (`cosmos gc` looks at those folders itself).
+
+        Raises:
+            NetworkFailure: the target cannot be reached.
+        """
+        return []
 
     def kill_now(self, job_id: str, staging: Path) -> None:
         """Kill a job's program at once, without waiting (a runner that quits; nothing here)."""

@@ -44,11 +44,14 @@ class ExecutorContext:
         clock: Time source (job start and end times).
         commands: Runs programs on this machine (local model processes, nvidia-smi).
         input_cache_dir: This machine's content-addressed cache of input files.
+        patience_s: How long a host that went silent is waited for before a
+            job followed there is given back (scheduler.patience_s).
     """
 
     clock: Clock
     commands: LocalCommandExecutor
     input_cache_dir: Path
+    patience_s: float = 120.0
 
 
 def executor_factory(kind: str) -> Callable[[Target, ExecutorContext], Executor]:

@@ -28,6 +28,7 @@ from cosmos_workflow.execution.targets.base import (
     LOG_NAME,
     ExecutionResult,
     Executor,
+    Leftover,
     LiveLog,
     TargetReport,
     wait_while_starting,
@@ -39,13 +40,12 @@ from cosmos_workflow.execution.targets.docker import (
 )
 from cosmos_workflow.execution.targets.gpus import query_gpus
 from cosmos_workflow.execution.targets.registry import ExecutorContext
+from cosmos_workflow.execution.targets.silence import HostSilence
 from cosmos_workflow.manifest.specs import InputFile
 from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
-
-REATTACH_TRIES = 5
 
 
 def container_name(job_id: str) -> str:
@@ -78,6 +78,7 @@ class RemoteExecutor(Executor):
         ssh: The shared connection to the host.
         clock: Time source.
         reattach_wait_s: Seconds between re-attach attempts after a drop.
+        patience_s: How long a silent host is waited for before a job is given back.
         check_every_s: Seconds between checks that the host answers, while a job runs.
     """
 
@@ -87,6 +88,7 @@ class RemoteExecutor(Executor):
         ssh: SSHManager,
         clock: Clock,
         reattach_wait_s: float = 1.0,
+        patience_s: float = 120.0,
         check_every_s: float = 5.0,
     ) -> None:
         self.target_name = target.name
@@ -101,6 +103,7 @@ class RemoteExecutor(Executor):
         )
         self._clock = clock
         self._reattach_wait_s = reattach_wait_s
+        self._patience_s = patience_s
         self._check_every_s = check_every_s
         self._watch_lock = threading.Lock()
         self._watched = 0
@@ -194,7 +197,7 @@ class RemoteExecutor(Executor):
         log_path = staging / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._watchdog():
-            exit_code = self._follow_and_wait(container_name(invocation.job_id), log_path, on_line)
+            exit_code = self._follow_and_wait(invocation.job_id, log_path, on_line)
         finished = self._clock.now()
         self._download_outputs(invocation, staging, self.layout(invocation.job_id, staging))
         return ExecutionResult(exit_code, started, finished, log_path)
@@ -249,14 +252,18 @@ class RemoteExecutor(Executor):
             for cached, link in links:
                 self._remote.run(["ln", "-sfn", "--", cached, link], check=True)
 
-    def _follow_and_wait(self, name: str, log_path: Path, on_line: Callable[[str], None]) -> int:
+    def _follow_and_wait(self, job_id: str, log_path: Path, on_line: Callable[[str], None]) -> int:
         """Follow the log live; after a dropped connection, re-attach to the same container.
 
-        Lines already passed on are not repeated after a re-attach. The log
-        file is the container's whole log, fetched once it has exited.
+        A silent host is waited for up to the patience (execution/targets/silence.py),
+        then the job is given back (NetworkFailure). Lines already passed on are
+        not repeated after a re-attach. The log file is the container's whole
+        log, fetched once it has exited.
         """
+        name = container_name(job_id)
+        silence = HostSilence(self._target.name, job_id, self._patience_s, self._clock)
         delivered = 0
-        for attempt in range(1, REATTACH_TRIES + 1):
+        while True:
             seen = 0
 
             def forward(line: str) -> None:
@@ -267,24 +274,21 @@ class RemoteExecutor(Executor):
                     on_line(line)
 
             try:
+                if silence.silent_s:
+                    self._ssh.connect()
+                    self._ssh.check_alive(self._target.connect_timeout)
+                    silence.answered()
                 self._docker.follow_logs(name, forward)
                 code = self._docker.wait(name)
                 log_path.write_text(self._full_log(name), encoding="utf-8")
                 return code
             except NetworkFailure as exc:
-                logger.warning(
-                    "Lost %s while following %s (%s); re-attaching (%d/%d)",
-                    self._target.name,
-                    name,
-                    exc,
-                    attempt,
-                    REATTACH_TRIES,
-                )
+                if not silence.lost(exc):
+                    raise NetworkFailure(
+                        f"{self._target.name} was silent for {silence.silent_s:.0f} s "
+                        f"(scheduler.patience_s); container {name} may still be running there"
+                    ) from exc
                 time.sleep(self._reattach_wait_s)
-        raise NetworkFailure(
-            f"lost {self._target.name} and could not re-attach to container {name}; it may "
-            "still be running there"
-        )
 
     def _full_log(self, name: str) -> str:
         builder = DockerCommandBuilder(self._target.runtime)
@@ -320,8 +324,31 @@ class RemoteExecutor(Executor):
             except CosmosError as exc:
                 logger.warning("Could not clean up %s on %s: %s", name, self._target.name, exc)
 
+    def leftovers(self) -> list[Leftover]:
+        """Our containers (by label) and job folders (``<work_dir>/jobs/jb_*``) on the host."""
+        found = [
+            Leftover(
+                info.labels["job"],
+                "container",
+                info.name,
+                info.running,
+                tuple(r for r in info.labels.get("runs", "").split(",") if r),
+            )
+            for info in self._docker.list_ours()
+            if info.labels.get("job")
+        ]
+        jobs = posixpath.join(self._target.work_dir, "jobs")
+        listed = self._remote.run(
+            ["find", jobs, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-name", "jb_*"]
+        )
+        # Only lines that are one of our folders count, whatever else a login prints.
+        for line in sorted(set(listed.stdout.splitlines())):
+            if posixpath.dirname(line) == jobs and posixpath.basename(line).startswith("jb_"):
+                found.append(Leftover(posixpath.basename(line), "job folder", line))
+        return found
+
     def describe(self) -> TargetReport:
-        """The host's GPUs (nvidia-smi) and our containers there."""
+        """The host's GPUs (nvidia-smi), our containers and how many job folders are there."""
         address = self._ssh.endpoint.label
         try:
             self._ssh.connect()
@@ -330,9 +357,12 @@ class RemoteExecutor(Executor):
             return TargetReport(self.target_name, "ssh", address, reachable=False, error=str(exc))
         try:
             containers = self._docker.list_ours()
+            folders = sum(item.what == "job folder" for item in self.leftovers())
         except (ExecutionFailure, NetworkFailure) as exc:
             return TargetReport(self.target_name, "ssh", address, error=str(exc), gpus=gpus)
-        return TargetReport(self.target_name, "ssh", address, gpus=gpus, containers=containers)
+        return TargetReport(
+            self.target_name, "ssh", address, gpus=gpus, containers=containers, job_folders=folders
+        )
 
     def job_log(
         self,
@@ -384,4 +414,6 @@ class RemoteExecutor(Executor):
 def make_remote_executor(target: SSHTargetSettings, context: ExecutorContext) -> RemoteExecutor:
     """Build the executor (and its connection, opened on first use) for an ssh target."""
     endpoint, jump = endpoints(target)
-    return RemoteExecutor(target, SSHManager(endpoint, jump), context.clock)
+    return RemoteExecutor(
+        target, SSHManager(endpoint, jump), context.clock, patience_s=context.patience_s
+    )

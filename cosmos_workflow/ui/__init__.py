@@ -1,0 +1,1 @@
+"""`cosmos ui`: the local web app (Starlette, served by uvicorn) over CosmosAPI."""

@@ -1,0 +1,47 @@
+"""Live updates of `cosmos ui`: one poller for every open page, stopped when none listens."""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+from ui_server import UiServer
+
+
+def listen(server: UiServer) -> http.client.HTTPConnection:
+    """An open /events stream (as a page's EventSource holds one)."""
+    host, port = server.origin.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/events")
+    answer = connection.getresponse()
+    assert answer.status == 200
+    assert answer.getheader("content-type").startswith("text/event-stream")
+    assert answer.readline() == b"retry: 2000\n"
+    return connection
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+
+
+def test_many_open_pages_share_one_poller_that_stops_with_the_last(ui_server: UiServer) -> None:
+    broadcaster = ui_server.app.state.broadcaster
+    poll_s = ui_server.app.state.options.poll_s
+    wait_for(lambda: broadcaster.listeners == 0)
+    streams = [listen(ui_server) for _ in range(10)]
+    wait_for(lambda: broadcaster.listeners == 10)
+    before, started = broadcaster.polls, time.monotonic()
+    time.sleep(2.0)
+    polls = broadcaster.polls - before
+    # One poll per interval, whatever the number of pages (not ten).
+    assert 1 <= polls <= (time.monotonic() - started) / poll_s + 2, polls
+    for stream in streams:
+        stream.close()
+    wait_for(lambda: broadcaster.listeners == 0)
+    time.sleep(2 * poll_s)
+    stopped = broadcaster.polls
+    time.sleep(4 * poll_s)
+    assert broadcaster.polls == stopped  # nobody listens: no polling
