@@ -382,7 +382,9 @@ def test_a_node_set_down_mid_job_is_transient_and_the_job_runs_again(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "3"},
         capture=True,
     )
-    wait_for("a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner)
+    wait_for(
+        "both jobs running", lambda: len(ours(slurm_host, work, "RUNNING")) == 2, runner=runner
+    )
     slurm_host.set_node("down", reason="test fault")
     # The job is tried again: it waits in Slurm's queue while the node is down.
     wait_for("the job again, pending", lambda: ours(slurm_host, work, "PENDING"), runner=runner)
