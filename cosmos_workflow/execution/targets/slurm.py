@@ -36,11 +36,13 @@ from cosmos_workflow.execution.targets.base import (
     LOG_NAME,
     ExecutionResult,
     Executor,
+    Leftover,
     LiveLog,
     TargetReport,
     wait_while_starting,
 )
 from cosmos_workflow.execution.targets.registry import ExecutorContext
+from cosmos_workflow.execution.targets.silence import HostSilence
 from cosmos_workflow.execution.targets.slurm_login import LoginNode, login_node
 from cosmos_workflow.execution.targets.slurm_queue import list_queue
 from cosmos_workflow.execution.targets.slurm_script import (
@@ -71,9 +73,9 @@ logger = logging.getLogger(__name__)
 # How long a job that Slurm says is over may take to show its outcome file
 # (a shared file system's attribute cache).
 OUTCOME_WAIT_S = 10.0
-# How long the login node may stay silent while jobs are followed; they keep
-# running on the cluster meanwhile and are collected when it answers.
-PATIENCE_S = 3600.0
+# How long the login node may stay silent while jobs are followed (they run on
+# meanwhile and are collected when it answers): scheduler.patience_s.
+PATIENCE_S = 120.0
 
 
 class SlurmExecutor(Executor):
@@ -281,57 +283,34 @@ class SlurmExecutor(Executor):
             Its final state, or None if Slurm no longer knows it (over long ago).
         """
         offset = 0
-        silent_since: float | None = None
+        job_id = layout.root.rsplit("/", 1)[-1]
+        silence = HostSilence(self.target_name, job_id, self._patience_s, self._clock)
         while True:
             try:
-                if silent_since is not None:
+                if silence.silent_s:
                     self._login.check_alive()
                 state = self.job_state(slurm_id)
                 offset = self._tail(layout.path(PROGRAM_LOG), offset, on_line)
             except (NetworkFailure, RemoteCommandError) as exc:
-                silent_since = self._silent(slurm_id, silent_since, exc)
+                # The job runs on on the cluster; it is collected when the login node answers.
+                if not silence.lost(exc):
+                    raise NetworkFailure(
+                        f"{self.target_name}: the login node was silent for "
+                        f"{silence.silent_s:.0f} s (scheduler.patience_s); Slurm job {slurm_id} "
+                        "may still run there"
+                    ) from exc
                 time.sleep(self._target.poll_s)
                 continue
-            if silent_since is not None:
-                logger.warning(
-                    "%s answers again after %.0f s: following Slurm job %s again",
-                    self.target_name,
-                    time.monotonic() - silent_since,
-                    slurm_id,
-                )
-                silent_since = None
+            silence.answered()
             if state is None or not state.active:
                 return state
             news = state_line(slurm_id, state)
             if not said or news != said[-1]:
                 # Shown to the user (a job queued in Slurm, and why) and kept in the job's log.
-                logger.info("%s: %s", layout.root.rsplit("/", 1)[-1], news.removeprefix("[slurm] "))
+                logger.info("%s: %s", job_id, news.removeprefix("[slurm] "))
                 on_line(news)
                 said.append(news)
             time.sleep(self._target.poll_s)
-
-    def _silent(self, slurm_id: str, since: float | None, error: CosmosError) -> float:
-        """A failed poll: since when the login node is silent (raises once the patience is over).
-
-        The job keeps running on the cluster meanwhile; it is collected when
-        the login node answers again. One log line when it goes silent.
-        """
-        if since is None:
-            logger.warning(
-                "%s: the login node does not answer (%s); Slurm job %s runs on, waiting up to "
-                "%.0f s",
-                self.target_name,
-                error,
-                slurm_id,
-                self._patience_s,
-            )
-            return time.monotonic()
-        if time.monotonic() - since > self._patience_s:
-            raise NetworkFailure(
-                f"{self.target_name}: the login node has not answered for "
-                f"{self._patience_s:.0f} s ({error}); Slurm job {slurm_id} may still run"
-            ) from error
-        return since
 
     def job_state(self, slurm_id: str) -> JobState | None:
         """The job's state in squeue; None if Slurm no longer knows it (or its id is unknown)."""
@@ -419,8 +398,22 @@ class SlurmExecutor(Executor):
 
     # -- stopping, cleaning, reporting ---------------------------------------------
     def release(self, job_id: str, staging: Path) -> None:
-        """Remove the job's folder on the cluster once its outcome is recorded."""
+        """Remove the job's folder on the cluster (and its Slurm job, if it is still there)."""
+        self._login.run(["scancel", f"--name={job_name(job_id)}"])
         self._remove_folder(self.layout(job_id, staging).root)
+
+    def leftovers(self) -> list[Leftover]:
+        """Our job folders on the cluster (``<work_dir>/jobs/jb_*``), of any job."""
+        jobs = posixpath.join(self._target.work_dir, "jobs")
+        listed = self._login.run(
+            ["find", jobs, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-name", "jb_*"]
+        )
+        # Only lines that are one of our folders count, whatever else a login prints.
+        return [
+            Leftover(posixpath.basename(line), "job folder", line)
+            for line in sorted(set(listed.stdout.splitlines()))
+            if posixpath.dirname(line) == jobs and posixpath.basename(line).startswith("jb_")
+        ]
 
     def stop_job(self, job_id: str, staging: Path) -> str | None:
         """scancel the job (waiting, a bounded time, for a job about to be submitted)."""
@@ -491,4 +484,5 @@ class SlurmExecutor(Executor):
 
 def make_slurm_executor(target: SlurmTargetSettings, context: ExecutorContext) -> SlurmExecutor:
     """Build the executor (and its login node, reached on first use) of a slurm target."""
-    return SlurmExecutor(target, login_node(target.login, context.commands), context.clock)
+    login = login_node(target.login, context.commands)
+    return SlurmExecutor(target, login, context.clock, patience_s=context.patience_s)
