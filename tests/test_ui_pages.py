@@ -426,6 +426,20 @@ def test_no_secret_is_rendered(demo_project: Project) -> None:
         assert "ssh" in html and "unreachable" in html
 
 
+def test_the_queue_page_names_a_target_that_is_not_configured(demo_project: Project) -> None:
+    from cosmos_workflow.api import CosmosAPI
+    from cosmos_workflow.ui.app import UiOptions, build_app
+
+    # The project's conf/target/ssh.yaml leaves host, user, work_dir and image unset.
+    api = CosmosAPI.from_project(demo_project.root, environ=demo_project.env, all_targets=True)
+    with api:
+        status, html = _asgi_get(build_app(api, UiOptions()), "/queue")
+    assert status == 200, html[-800:]
+    ssh = re.search(r"<h2>ssh (.*?)</h2>", html)
+    assert ssh is not None and "not configured" in ssh.group(1)
+    assert "unreachable" not in html
+
+
 def test_no_database_password_is_rendered_on_these_pages(
     pg_cluster: Any, pg_database: str, tmp_path: Path
 ) -> None:
