@@ -166,6 +166,35 @@ def test_nothing_outside_the_outputs_and_inputs_is_served(ui_server: UiServer, p
     assert ui_server.app.state.files.url(outputs / "escape-link") is None
 
 
+@pytest.mark.parametrize(
+    ("where", "relative", "url"),
+    [
+        ("outputs", "cosmos.db", "/files/outputs/cosmos.db"),
+        ("outputs", ".reserve", "/files/outputs/.reserve"),
+        ("outputs", ".staging/job/output.mp4", "/files/outputs/.staging/job/output.mp4"),
+        ("outputs", "notes.txt", "/files/outputs/notes.txt"),
+        ("inputs", "page.html", "/files/inputs/page.html"),
+        ("inputs", "page.js", "/files/inputs/page.js"),
+        ("outputs", None, "/files/outputs/output%00.mp4"),
+        ("known", None, "/files/known/etc%00/passwd"),
+    ],
+)
+def test_only_videos_outside_hidden_folders_are_served(
+    ui_server: UiServer, where: str, relative: str | None, url: str
+) -> None:
+    """The database, the runner's own files and pages or scripts in inputs/ are never served."""
+    root = {"outputs": ui_server.project.outputs, "inputs": ui_server.project.root / "inputs"}
+    if relative is not None:
+        path = root[where] / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"<script>alert(1)</script>")
+        assert path.stat().st_size > 0
+        assert ui_server.app.state.files.url(path) is None
+    answer = ui_server.request(url)
+    assert answer.status == 404, (url, answer.status)
+
+
 def test_a_symlink_that_stays_inside_is_served(ui_server: UiServer) -> None:
     video = an_output_video(ui_server)
     link = ui_server.project.outputs / "inside-link.mp4"
