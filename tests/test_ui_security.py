@@ -9,7 +9,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import yaml
@@ -45,15 +45,42 @@ def test_off_loopback_a_request_without_the_token_is_refused(guarded: Any, path:
     assert server.get(f"{path}?token=wrong").status == 401
 
 
-def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(guarded: Any) -> None:
+def unfollowed_get(server: UiServer, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` without following a redirect: status, headers (lower-case), body."""
+    import http.client
+
+    connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (f"/?token={TOKEN}", "/"),
+        (f"/prompts?q=forest&token={TOKEN}&runs=with", "/prompts?q=forest&runs=with"),
+        (f"//evil.example/x?token={TOKEN}", "/evil.example/x"),
+    ],
+)
+def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(
+    guarded: Any, path: str, where: str
+) -> None:
     server, _ = guarded
-    first = server.get(f"/?token={TOKEN}")
-    assert first.status == 200
-    cookie = first.headers["set-cookie"]
+    status, headers, body = unfollowed_get(server, path)
+    # The cookie is set and the token leaves the address bar (history, bookmarks, Referer).
+    assert status == 303 and headers["location"] == where
+    assert TOKEN.encode() not in body
+    cookie = headers["set-cookie"]
     assert cookie.startswith(f"cosmos_ui_token={TOKEN};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    later = server.get("/static/ui.css", cookie=f"cosmos_ui_token={TOKEN}")
-    assert later.status == 200 and "set-cookie" not in later.headers
+    later = server.get(where, cookie=f"cosmos_ui_token={TOKEN}")
+    assert later.status in (200, 404) and "set-cookie" not in later.headers
+    assert TOKEN not in later.text
+    assert server.get("/static/ui.css", cookie=f"cosmos_ui_token={TOKEN}").status == 200
 
 
 def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiServer) -> None:

@@ -63,7 +63,7 @@ class UiServer:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> Answer:
-        """One request to the app (no redirects followed, no cookies kept)."""
+        """One request to the app (redirects followed, no cookies kept)."""
         request = urllib.request.Request(
             self.origin + path, data=data, method=method, headers=headers or {}
         )

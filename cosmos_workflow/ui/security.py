@@ -1,8 +1,9 @@
 """Security of `cosmos ui`: the access token, CSRF tokens and the same-origin check.
 
 - Bound to a non-loopback address, every request needs the access token:
-  ``?token=...`` once (the answer sets an HttpOnly cookie), the cookie after
-  that; without it: 401.
+  ``?token=...`` once (the answer sets an HttpOnly cookie and, to a GET,
+  sends the browser to the same URL without the token: it stays out of the
+  history, bookmarks and screenshots), the cookie after that; without it: 401.
 - Bound to loopback, the Host header must name this machine (a DNS-rebinding
   page cannot read the app): else 400.
 - Every request but GET and HEAD (they change nothing) needs the app's CSRF
@@ -98,6 +99,9 @@ class SecurityMiddleware:
             assert self.token is not None
             cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
             send = _with_headers(send, ((b"set-cookie", cookie.encode()),))
+            if request.method in SAFE_METHODS:
+                await _without_token(request)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _state_change_problem(
@@ -117,6 +121,19 @@ class SecurityMiddleware:
         if not same(given, self.csrf):
             return "missing or wrong CSRF token", _replay(body)
         return None, _replay(body)
+
+
+def _without_token(request: Any) -> Any:
+    """A redirect (303) to the request's own URL without the token (the path stays local)."""
+    from urllib.parse import urlencode
+
+    from starlette.responses import RedirectResponse
+
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM]
+    where = "/" + request.url.path.lstrip("/")  # "//host/x" would leave this app
+    if kept:
+        where += "?" + urlencode(kept)
+    return RedirectResponse(where, 303, headers={"Cache-Control": "no-store"})
 
 
 def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
