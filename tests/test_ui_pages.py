@@ -222,6 +222,19 @@ def own_ui(demo_project: Project) -> Iterator[UiServer]:
         yield server
 
 
+def test_a_prompt_named_like_an_option_is_launched_as_a_prompt(own_ui: UiServer) -> None:
+    """A prompt's name never becomes an option of the command started (e.g. --set)."""
+    folder = own_ui.project.root / "inputs" / "demo" / "street"
+    name = "--set=model.seed=5"
+    fields = {"folder": str(folder), "text": "a street at dusk", "name": name}
+    assert _post(own_ui, "/prompts/create", fields).status == 200
+    answer = _post(own_ui, "/prompts/launch", {"prompt": name, "seed": "41"})
+    assert answer.status == 200, answer.text[-600:]
+    (run,) = own_ui.api.list_runs(prompt=name)
+    spec = own_ui.api.show(run["id"])["spec"]
+    assert spec["prompt"]["name"] == name and spec["model"]["seed"] == 41
+
+
 def test_a_running_runs_log_is_live_and_kill_from_the_queue_cancels_it(
     own_ui: UiServer, browser
 ) -> None:
