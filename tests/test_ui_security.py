@@ -128,6 +128,48 @@ def test_a_state_change_needs_the_csrf_token_and_the_same_origin(ui_server: UiSe
         assert ui_server.request("/", method=method, headers={"Origin": origin}).status == 403
 
 
+def test_after_a_checked_form_the_app_still_hears_the_client_go() -> None:
+    """The body read for the CSRF check is handed over again; then the client's own channel."""
+    import asyncio
+
+    from cosmos_workflow.ui.security import SecurityMiddleware
+
+    heard: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        heard.append(await receive())
+        heard.append(await receive())
+
+    async def main() -> None:
+        client: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await client.put({"type": "http.request", "body": b"csrf=C&x=1", "more_body": False})
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"127.0.0.1:1"),
+                (b"origin", b"http://127.0.0.1:1"),
+                (b"content-type", b"application/x-www-form-urlencoded"),
+            ],
+        }
+        guarded = SecurityMiddleware(app, token=None, csrf="C", loopback=True)
+        task = asyncio.create_task(guarded(scope, client.get, lambda message: asyncio.sleep(0)))
+        await asyncio.sleep(0.05)
+        # The client is still there: the app waits rather than hearing a disconnect.
+        assert len(heard) == 1 and not task.done()
+        await client.put({"type": "http.disconnect"})
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert heard == [
+        {"type": "http.request", "body": b"csrf=C&x=1", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
 # ------------------------------------------------------------------ files
 def an_output_video(server: UiServer) -> Path:
     (run,) = server.api.list_runs(status="succeeded", limit=1)

@@ -119,8 +119,8 @@ class SecurityMiddleware:
         if request.headers.get("content-type", "").startswith(FORM_TYPE):
             given = parse_qs(body.decode("latin-1")).get(CSRF_FIELD, [None])[0]
         if not same(given, self.csrf):
-            return "missing or wrong CSRF token", _replay(body)
-        return None, _replay(body)
+            return "missing or wrong CSRF token", _replay(body, receive)
+        return None, _replay(body, receive)
 
 
 def _without_token(request: Any) -> Any:
@@ -182,8 +182,8 @@ async def _read_body(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
-    """A receive channel that hands ``body`` over again, then waits like a live one."""
+def _replay(body: bytes, then: Receive) -> Receive:
+    """A receive channel that hands ``body`` over again, then is the client's own (``then``)."""
     sent = False
 
     async def receive() -> Message:
@@ -191,6 +191,6 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await then()
 
     return receive
