@@ -97,6 +97,10 @@ def test_on_loopback_no_token_is_needed_but_the_host_must_be_this_machine(
 ) -> None:
     assert ui_server.get("/").status == 200
     assert ui_server.get("/", host="localhost:1234").status == 200
+    # Every loopback address is this machine (e.g. cosmos ui --host 127.0.0.2).
+    assert ui_server.get("/", host="127.0.0.2:1234").status == 200
+    assert ui_server.get("/", host="[::1]:1234").status == 200
+    assert ui_server.get("/", host="10.0.0.1:8765").status == 400
     # A DNS-rebinding page: its own name resolved to 127.0.0.1.
     assert ui_server.get("/", host="attacker.example:8765").status == 400
 

@@ -4,8 +4,8 @@
   ``?token=...`` once (the answer sets an HttpOnly cookie and, to a GET,
   sends the browser to the same URL without the token: it stays out of the
   history, bookmarks and screenshots), the cookie after that; without it: 401.
-- Bound to loopback, the Host header must name this machine (a DNS-rebinding
-  page cannot read the app): else 400.
+- Bound to loopback, the Host header must name this machine (localhost or a
+  loopback address: a DNS-rebinding page cannot read the app): else 400.
 - Every request but GET and HEAD (they change nothing) needs the app's CSRF
   token, as the ``X-CSRF-Token`` header or the field ``csrf`` of a urlencoded
   form (other bodies, e.g. multipart, need the header: ui.js sends it), and an
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,7 +29,7 @@ CSRF_FIELD = "csrf"
 # A form posted without script; any other body (JSON, multipart) needs the header.
 FORM_TYPE = "application/x-www-form-urlencoded"
 SAFE_METHODS = ("GET", "HEAD")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+LOOPBACK_NAMES = ("localhost",)
 # Sent with every answer: scripts only from the app's own files (an injected
 # inline script would not run), no framing (clickjacking), no type sniffing.
 SECURITY_HEADERS = (
@@ -44,6 +45,16 @@ SECURITY_HEADERS = (
 )
 # Largest request body read to find a form's CSRF field.
 MAX_FORM_BYTES = 16 * 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or name) that only this machine can reach ("[::1]" too)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def same(given: str | None, expected: str) -> bool:
@@ -76,7 +87,7 @@ class SecurityMiddleware:
 
         send = _with_headers(send, SECURITY_HEADERS)
         request = Request(scope)
-        if self.loopback and _host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+        if self.loopback and not is_loopback(_host_name(request.headers.get("host", ""))):
             await PlainTextResponse("unknown host", 400)(scope, receive, send)
             return
         via_query = False
