@@ -90,6 +90,8 @@ def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiS
         assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
+        # Another site's page cannot embed the videos or thumbnails (<img>, <video>).
+        assert headers["cross-origin-resource-policy"] == "same-origin"
 
 
 def test_on_loopback_no_token_is_needed_but_the_host_must_be_this_machine(

@@ -31,7 +31,8 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 SAFE_METHODS = ("GET", "HEAD")
 LOOPBACK_NAMES = ("localhost",)
 # Sent with every answer: scripts only from the app's own files (an injected
-# inline script would not run), no framing (clickjacking), no type sniffing.
+# inline script would not run), no framing (clickjacking), no type sniffing, no
+# embedding of its videos and pictures by another site's page.
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
@@ -42,6 +43,7 @@ SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 )
 # Largest request body read to find a form's CSRF field.
 MAX_FORM_BYTES = 16 * 1024 * 1024
