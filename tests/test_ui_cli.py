@@ -91,3 +91,15 @@ def test_off_loopback_it_prints_a_token_that_opens_it(project: Project, host: st
         assert get(f"http://127.0.0.1:{port}/queue", browser) == 200
     finally:
         stop(process)
+
+
+def test_port_0_is_refused_as_bad_input(project: Project) -> None:
+    """Port 0 (any free port) would print an address nobody can open."""
+    process = start(project, "--port", "0")
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        raise AssertionError("cosmos ui --port 0 started a server") from None
+    assert process.returncode == 2, out + err
+    assert "--port" in err
