@@ -6,6 +6,7 @@ Every test talks HTTP to a real server (uvicorn in a thread, tests/ui_server.py)
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,9 @@ def test_after_a_checked_form_the_app_still_hears_the_client_go() -> None:
         await client.put({"type": "http.disconnect"})
         await asyncio.wait_for(task, 5)
 
-    asyncio.run(main())
+    # In a thread of its own: Playwright's sync API may hold this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
     assert heard == [
         {"type": "http.request", "body": b"csrf=C&x=1", "more_body": False},
         {"type": "http.disconnect"},
