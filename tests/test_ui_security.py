@@ -38,11 +38,16 @@ def guarded(
 
 
 # ------------------------------------------------------------------ access token
+def cookie_name(server: UiServer) -> str:
+    """The token cookie's name of the app at ``server``: one per port."""
+    return f"cosmos_ui_token_{urlsplit(server.url).port}"
+
+
 @pytest.mark.parametrize("path", ["/", "/static/ui.css", "/events", "/files/outputs/cosmos.db"])
 def test_off_loopback_a_request_without_the_token_is_refused(guarded: Any, path: str) -> None:
     server, _ = guarded
     assert server.get(path).status == 401
-    assert server.get(path, cookie="cosmos_ui_token=wrong").status == 401
+    assert server.get(path, cookie=f"{cookie_name(server)}=wrong").status == 401
     assert server.get(f"{path}?token=wrong").status == 401
 
 
@@ -76,14 +81,16 @@ def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(
     assert status == 303 and headers["location"] == where
     assert TOKEN.encode() not in body
     cookie = headers["set-cookie"]
-    assert cookie.startswith(f"cosmos_ui_token={TOKEN};")
+    # Named after the port: another cosmos ui of this host keeps its own cookie.
+    assert cookie.startswith(f"{cookie_name(server)}={TOKEN};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    later = server.get(where, cookie=f"cosmos_ui_token={TOKEN}")
+    later = server.get(where, cookie=f"{cookie_name(server)}={TOKEN}")
     # The app's own 404 for the path that only looked like another host.
     assert later.status == (404 if "evil" in where else 200)
     assert "set-cookie" not in later.headers
     assert TOKEN not in later.text
-    assert server.get("/static/ui.css", cookie=f"cosmos_ui_token={TOKEN}").status == 200
+    assert server.get("/static/ui.css", cookie=f"{cookie_name(server)}={TOKEN}").status == 200
+    assert server.get("/static/ui.css", cookie=f"cosmos_ui_token_1={TOKEN}").status == 401
 
 
 def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiServer) -> None:

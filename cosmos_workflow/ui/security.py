@@ -22,7 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOKEN_COOKIE = "cosmos_ui_token"  # noqa: S105 (a name, not a secret)
+# The token cookie's name, with the port after it: cookies do not tell ports
+# apart, so two apps of one host would overwrite each other's.
+TOKEN_COOKIE = "cosmos_ui_token_{port}"  # noqa: S105 (a name, not a secret)
 TOKEN_PARAM = "token"  # noqa: S105
 CSRF_HEADER = b"x-csrf-token"
 CSRF_FIELD = "csrf"
@@ -94,7 +96,8 @@ class SecurityMiddleware:
             return
         via_query = False
         if self.token is not None:
-            if same(request.cookies.get(TOKEN_COOKIE), self.token):
+            cookie_name = TOKEN_COOKIE.format(port=(scope.get("server") or ("", ""))[1])
+            if same(request.cookies.get(cookie_name), self.token):
                 pass
             elif same(request.query_params.get(TOKEN_PARAM), self.token):
                 via_query = True
@@ -110,7 +113,7 @@ class SecurityMiddleware:
                 return
         if via_query:
             assert self.token is not None
-            cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+            cookie = f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
             send = _with_headers(send, ((b"set-cookie", cookie.encode()),))
             if request.method in SAFE_METHODS:
                 await _without_token(request)(scope, receive, send)
