@@ -31,9 +31,9 @@ def start(project: Project, *args: str) -> subprocess.Popen:
     )
 
 
-def get(url: str) -> int:
+def get(url: str, opener: urllib.request.OpenerDirector | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        with (opener or urllib.request.build_opener()).open(url, timeout=10) as answer:
             return answer.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -85,6 +85,21 @@ def test_off_loopback_it_prints_a_token_that_opens_it(project: Project, host: st
         assert f"http://127.0.0.1:{port}/?token={token}" in url_line
         wait_serving(f"http://127.0.0.1:{port}/", process)
         assert get(f"http://127.0.0.1:{port}/") == 401
-        assert get(f"http://127.0.0.1:{port}/?token={token}") == 200
+        # As a browser: the cookie is kept and the redirect to the URL without the token followed.
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        assert get(f"http://127.0.0.1:{port}/?token={token}", browser) == 200
+        assert get(f"http://127.0.0.1:{port}/queue", browser) == 200
     finally:
         stop(process)
+
+
+def test_port_0_is_refused_as_bad_input(project: Project) -> None:
+    """Port 0 (any free port) would print an address nobody can open."""
+    process = start(project, "--port", "0")
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        raise AssertionError("cosmos ui --port 0 started a server") from None
+    assert process.returncode == 2, out + err
+    assert "--port" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import time
 
@@ -45,3 +46,29 @@ def test_many_open_pages_share_one_poller_that_stops_with_the_last(ui_server: Ui
     stopped = broadcaster.polls
     time.sleep(4 * poll_s)
     assert broadcaster.polls == stopped  # nobody listens: no polling
+
+
+def test_live_updates_go_on_after_the_database_could_not_be_read(demo_project) -> None:
+    """A poll that fails (here: a table gone for a moment) is logged; the next ones go on."""
+    import sqlite3
+
+    from ui_server import start_ui
+
+    def rename(old: str, new: str) -> None:
+        with contextlib.closing(sqlite3.connect(demo_project.outputs / "cosmos.db")) as db:
+            db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+            db.commit()
+
+    with start_ui(demo_project) as server:
+        broadcaster = server.app.state.broadcaster
+        stream = listen(server)
+        try:
+            wait_for(lambda: broadcaster.polls >= 1)
+            rename("sweep_runs", "sweep_runs_away")
+            time.sleep(4 * server.app.state.options.poll_s)
+            failed = broadcaster.polls
+            rename("sweep_runs_away", "sweep_runs")
+            # The poller still runs: polls are counted again once the table is back.
+            wait_for(lambda: broadcaster.polls > failed)
+        finally:
+            stream.close()

@@ -222,6 +222,19 @@ def own_ui(demo_project: Project) -> Iterator[UiServer]:
         yield server
 
 
+def test_a_prompt_named_like_an_option_is_launched_as_a_prompt(own_ui: UiServer) -> None:
+    """A prompt's name never becomes an option of the command started (e.g. --set)."""
+    folder = own_ui.project.root / "inputs" / "demo" / "street"
+    name = "--set=model.seed=5"
+    fields = {"folder": str(folder), "text": "a street at dusk", "name": name}
+    assert _post(own_ui, "/prompts/create", fields).status == 200
+    answer = _post(own_ui, "/prompts/launch", {"prompt": name, "seed": "41"})
+    assert answer.status == 200, answer.text[-600:]
+    (run,) = own_ui.api.list_runs(prompt=name)
+    spec = own_ui.api.show(run["id"])["spec"]
+    assert spec["prompt"]["name"] == name and spec["model"]["seed"] == 41
+
+
 def test_a_running_runs_log_is_live_and_kill_from_the_queue_cancels_it(
     own_ui: UiServer, browser
 ) -> None:
@@ -424,6 +437,20 @@ def test_no_secret_is_rendered(demo_project: Project) -> None:
             assert "SECRET-KEY-MATERIAL" not in html and "PRIVATE KEY" not in html, path
         status, html = _asgi_get(app, "/queue")
         assert "ssh" in html and "unreachable" in html
+
+
+def test_the_queue_page_names_a_target_that_is_not_configured(demo_project: Project) -> None:
+    from cosmos_workflow.api import CosmosAPI
+    from cosmos_workflow.ui.app import UiOptions, build_app
+
+    # The project's conf/target/ssh.yaml leaves host, user, work_dir and image unset.
+    api = CosmosAPI.from_project(demo_project.root, environ=demo_project.env, all_targets=True)
+    with api:
+        status, html = _asgi_get(build_app(api, UiOptions()), "/queue")
+    assert status == 200, html[-800:]
+    ssh = re.search(r"<h2>ssh (.*?)</h2>", html)
+    assert ssh is not None and "not configured" in ssh.group(1)
+    assert "unreachable" not in html
 
 
 def test_no_database_password_is_rendered_on_these_pages(

@@ -6,10 +6,11 @@ Every test talks HTTP to a real server (uvicorn in a thread, tests/ui_server.py)
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import yaml
@@ -37,23 +38,59 @@ def guarded(
 
 
 # ------------------------------------------------------------------ access token
+def cookie_name(server: UiServer) -> str:
+    """The token cookie's name of the app at ``server``: one per port."""
+    return f"cosmos_ui_token_{urlsplit(server.url).port}"
+
+
 @pytest.mark.parametrize("path", ["/", "/static/ui.css", "/events", "/files/outputs/cosmos.db"])
 def test_off_loopback_a_request_without_the_token_is_refused(guarded: Any, path: str) -> None:
     server, _ = guarded
     assert server.get(path).status == 401
-    assert server.get(path, cookie="cosmos_ui_token=wrong").status == 401
+    assert server.get(path, cookie=f"{cookie_name(server)}=wrong").status == 401
     assert server.get(f"{path}?token=wrong").status == 401
 
 
-def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(guarded: Any) -> None:
+def unfollowed_get(server: UiServer, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` without following a redirect: status, headers (lower-case), body."""
+    import http.client
+
+    connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (f"/?token={TOKEN}", "/"),
+        (f"/prompts?q=forest&token={TOKEN}&runs=with", "/prompts?q=forest&runs=with"),
+        (f"//evil.example/x?token={TOKEN}", "/evil.example/x"),
+    ],
+)
+def test_the_token_once_in_the_url_then_the_cookie_opens_every_page(
+    guarded: Any, path: str, where: str
+) -> None:
     server, _ = guarded
-    first = server.get(f"/?token={TOKEN}")
-    assert first.status == 200
-    cookie = first.headers["set-cookie"]
-    assert cookie.startswith(f"cosmos_ui_token={TOKEN};")
+    status, headers, body = unfollowed_get(server, path)
+    # The cookie is set and the token leaves the address bar (history, bookmarks, Referer).
+    assert status == 303 and headers["location"] == where
+    assert TOKEN.encode() not in body
+    cookie = headers["set-cookie"]
+    # Named after the port: another cosmos ui of this host keeps its own cookie.
+    assert cookie.startswith(f"{cookie_name(server)}={TOKEN};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    later = server.get("/static/ui.css", cookie=f"cosmos_ui_token={TOKEN}")
-    assert later.status == 200 and "set-cookie" not in later.headers
+    later = server.get(where, cookie=f"{cookie_name(server)}={TOKEN}")
+    # The app's own 404 for the path that only looked like another host.
+    assert later.status == (404 if "evil" in where else 200)
+    assert "set-cookie" not in later.headers
+    assert TOKEN not in later.text
+    assert server.get("/static/ui.css", cookie=f"{cookie_name(server)}={TOKEN}").status == 200
+    assert server.get("/static/ui.css", cookie=f"cosmos_ui_token_1={TOKEN}").status == 401
 
 
 def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiServer) -> None:
@@ -63,6 +100,8 @@ def test_every_answer_forbids_inline_scripts_framing_and_sniffing(ui_server: UiS
         assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
+        # Another site's page cannot embed the videos or thumbnails (<img>, <video>).
+        assert headers["cross-origin-resource-policy"] == "same-origin"
 
 
 def test_on_loopback_no_token_is_needed_but_the_host_must_be_this_machine(
@@ -70,6 +109,10 @@ def test_on_loopback_no_token_is_needed_but_the_host_must_be_this_machine(
 ) -> None:
     assert ui_server.get("/").status == 200
     assert ui_server.get("/", host="localhost:1234").status == 200
+    # Every loopback address is this machine (e.g. cosmos ui --host 127.0.0.2).
+    assert ui_server.get("/", host="127.0.0.2:1234").status == 200
+    assert ui_server.get("/", host="[::1]:1234").status == 200
+    assert ui_server.get("/", host="10.0.0.1:8765").status == 400
     # A DNS-rebinding page: its own name resolved to 127.0.0.1.
     assert ui_server.get("/", host="attacker.example:8765").status == 400
 
@@ -99,6 +142,50 @@ def test_a_state_change_needs_the_csrf_token_and_the_same_origin(ui_server: UiSe
     assert post(ui_server, {"X-CSRF-Token": csrf}) == 403
     for method in ("PUT", "DELETE", "PATCH"):
         assert ui_server.request("/", method=method, headers={"Origin": origin}).status == 403
+
+
+def test_after_a_checked_form_the_app_still_hears_the_client_go() -> None:
+    """The body read for the CSRF check is handed over again; then the client's own channel."""
+    import asyncio
+
+    from cosmos_workflow.ui.security import SecurityMiddleware
+
+    heard: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        heard.append(await receive())
+        heard.append(await receive())
+
+    async def main() -> None:
+        client: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await client.put({"type": "http.request", "body": b"csrf=C&x=1", "more_body": False})
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"127.0.0.1:1"),
+                (b"origin", b"http://127.0.0.1:1"),
+                (b"content-type", b"application/x-www-form-urlencoded"),
+            ],
+        }
+        guarded = SecurityMiddleware(app, token=None, csrf="C", loopback=True)
+        task = asyncio.create_task(guarded(scope, client.get, lambda message: asyncio.sleep(0)))
+        await asyncio.sleep(0.05)
+        # The client is still there: the app waits rather than hearing a disconnect.
+        assert len(heard) == 1 and not task.done()
+        await client.put({"type": "http.disconnect"})
+        await asyncio.wait_for(task, 5)
+
+    # In a thread of its own: Playwright's sync API may hold this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
+    assert heard == [
+        {"type": "http.request", "body": b"csrf=C&x=1", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
 
 
 # ------------------------------------------------------------------ files
@@ -164,6 +251,35 @@ def test_nothing_outside_the_outputs_and_inputs_is_served(ui_server: UiServer, p
     answer = ui_server.request(path)
     assert answer.status == 404, (path, answer.status)
     assert ui_server.app.state.files.url(outputs / "escape-link") is None
+
+
+@pytest.mark.parametrize(
+    ("where", "relative", "url"),
+    [
+        ("outputs", "cosmos.db", "/files/outputs/cosmos.db"),
+        ("outputs", ".reserve", "/files/outputs/.reserve"),
+        ("outputs", ".staging/job/output.mp4", "/files/outputs/.staging/job/output.mp4"),
+        ("outputs", "notes.txt", "/files/outputs/notes.txt"),
+        ("inputs", "page.html", "/files/inputs/page.html"),
+        ("inputs", "page.js", "/files/inputs/page.js"),
+        ("outputs", None, "/files/outputs/output%00.mp4"),
+        ("known", None, "/files/known/etc%00/passwd"),
+    ],
+)
+def test_only_videos_outside_hidden_folders_are_served(
+    ui_server: UiServer, where: str, relative: str | None, url: str
+) -> None:
+    """The database, the runner's own files and pages or scripts in inputs/ are never served."""
+    root = {"outputs": ui_server.project.outputs, "inputs": ui_server.project.root / "inputs"}
+    if relative is not None:
+        path = root[where] / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"<script>alert(1)</script>")
+        assert path.stat().st_size > 0
+        assert ui_server.app.state.files.url(path) is None
+    answer = ui_server.request(url)
+    assert answer.status == 404, (url, answer.status)
 
 
 def test_a_symlink_that_stays_inside_is_served(ui_server: UiServer) -> None:

@@ -63,7 +63,7 @@ class UiServer:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> Answer:
-        """One request to the app (no redirects followed, no cookies kept)."""
+        """One request to the app (redirects followed, no cookies kept)."""
         request = urllib.request.Request(
             self.origin + path, data=data, method=method, headers=headers or {}
         )
@@ -87,7 +87,8 @@ def start_ui(project: Project, **options: Any) -> Iterator[UiServer]:
     from cosmos_workflow.api import CosmosAPI
     from cosmos_workflow.ui.app import UiOptions, build_app, make_server, stop
 
-    api = CosmosAPI.from_project(project.root, environ=project.env)
+    # As `cosmos ui` makes it: every target of the project, configured or not.
+    api = CosmosAPI.from_project(project.root, environ=project.env, all_targets=True)
     ui_options = UiOptions(**{"poll_s": 0.2, **options})
     app = build_app(api, ui_options)
     server = make_server(app, "127.0.0.1", 0)

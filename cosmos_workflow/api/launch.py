@@ -107,7 +107,8 @@ class Launcher:
         with CosmosAPI.from_project(project, overrides, environ=self.environ) as planning:
             plan = planning.plan_inference(prompts, planning.composed["model"]).plan
         run_ids = [run.id for run in plan.runs]
-        return self._start("inference", [*prompts, *args], run_ids, plan.sweep_id)
+        # "--": a prompt named like an option (e.g. --set=...) stays a prompt.
+        return self._start("inference", [*args, "--", *prompts], run_ids, plan.sweep_id)
 
     def upscale(self, run_id: str, weight: float | None = None) -> Launched:
         """`cosmos upscale RUN_ID [--weight W]`.

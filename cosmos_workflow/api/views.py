@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.database.models import RunStatus, SweepStage
-from cosmos_workflow.errors import ValidationFailure
+from cosmos_workflow.errors import StateError, ValidationFailure
 from cosmos_workflow.outputs.axes import (
     choose_layout,
     find_axes,
@@ -200,12 +200,22 @@ class Views:
 
     # -- live updates -----------------------------------------------------------------
     def run_states(self, finished_since: datetime) -> dict[str, dict[str, Any]]:
-        """Each run unfinished, or finished since then: status, rating and its sweeps."""
+        """Each run unfinished, or finished since then: status, rating and its sweeps.
+
+        Raises:
+            StateError: the database cannot be read now (the live updates try again).
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
         repo = self._repository
         if repo is None:
             return {}
         states: dict[str, dict[str, Any]] = {}
-        for row in repo.recent_run_states(finished_since):
+        try:
+            rows = repo.recent_run_states(finished_since)
+        except SQLAlchemyError as exc:
+            raise StateError(f"the database cannot be read now: {exc}") from exc
+        for row in rows:
             state = states.setdefault(
                 row.id, {"status": row.status.value, "rating": row.rating, "sweeps": []}
             )

@@ -9,7 +9,7 @@ from cosmos_workflow.cli.common import CliContext
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--open", "open_browser", is_flag=True, help="Open the app in the web browser.")
 @click.pass_obj
 def ui(obj: CliContext, host: str, port: int, open_browser: bool) -> None:

@@ -10,12 +10,13 @@ safe to call from several threads.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cosmos_workflow.ui.security import is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,7 +39,6 @@ PAGE_MODULES = (
     "cosmos_workflow.ui.queue_page",
 )
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-LOOPBACK_NAMES = ("localhost",)
 # Seconds requests still open get to end when the server stops.
 GRACEFUL_S = 2
 
@@ -59,16 +59,6 @@ class UiOptions:
     port: int = 8765
     token: str | None = None
     poll_s: float = 0.5
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address (or name) that only this machine can reach."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def access_token(options: UiOptions) -> str | None:

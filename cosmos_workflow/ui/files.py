@@ -1,12 +1,13 @@
 """Files of `cosmos ui`: output and input videos (HTTP Range), and sweep thumbnails.
 
-Only files the API names are served, by resolved path: those under the
-output tree or the project's inputs/ folder (``/files/outputs/...``,
-``/files/inputs/...``), and the input videos the prompts name wherever
-they are (``/files/known/<absolute path>``). A path that resolves elsewhere
-(``..``, an absolute path, a symlink out) is answered 404, as is a missing
-file. Range requests get 206 with Content-Range (416 past the end):
-videos seek without downloading.
+Only videos are served, by resolved path: those under the output tree or
+the project's inputs/ folder (``/files/outputs/...``, ``/files/inputs/...``)
+but not in a hidden folder there (the runner's staging and cache), and the
+input videos the prompts name wherever they are (``/files/known/<absolute
+path>``). A path that resolves elsewhere (``..``, an absolute path, a
+symlink out, a NUL byte), any other file (the database, a page or script
+put in inputs/) and a missing file are answered 404. Range requests get
+206 with Content-Range (416 past the end): videos seek without downloading.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from cosmos_workflow.local_ai.video_dir import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -56,8 +59,11 @@ class FileAccess:
 
     def allowed(self, path: Path) -> bool:
         """True if ``path`` (resolved) is one the app may serve."""
-        if any(path.is_relative_to(root) for root in self._roots.values()):
-            return True
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            return False
+        for root in self._roots.values():
+            if path.is_relative_to(root):
+                return not any(part.startswith(".") for part in path.relative_to(root).parts)
         return path in self._known_files()
 
     def url(self, path: Path | str | None) -> str | None:
@@ -66,7 +72,7 @@ class FileAccess:
             return None
         try:
             resolved = Path(path).resolve(strict=True)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):
             return None
         if not resolved.is_file():
             return None
@@ -89,7 +95,7 @@ class FileAccess:
             return None
         try:
             resolved = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte
             return None
         if not resolved.is_file() or not self.allowed(resolved):
             return None

@@ -1,10 +1,11 @@
 """Security of `cosmos ui`: the access token, CSRF tokens and the same-origin check.
 
 - Bound to a non-loopback address, every request needs the access token:
-  ``?token=...`` once (the answer sets an HttpOnly cookie), the cookie after
-  that; without it: 401.
-- Bound to loopback, the Host header must name this machine (a DNS-rebinding
-  page cannot read the app): else 400.
+  ``?token=...`` once (the answer sets an HttpOnly cookie and, to a GET,
+  sends the browser to the same URL without the token: it stays out of the
+  history, bookmarks and screenshots), the cookie after that; without it: 401.
+- Bound to loopback, the Host header must name this machine (localhost or a
+  loopback address: a DNS-rebinding page cannot read the app): else 400.
 - Every request but GET and HEAD (they change nothing) needs the app's CSRF
   token, as the ``X-CSRF-Token`` header or the field ``csrf`` of a urlencoded
   form (other bodies, e.g. multipart, need the header: ui.js sends it), and an
@@ -14,22 +15,26 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOKEN_COOKIE = "cosmos_ui_token"  # noqa: S105 (a name, not a secret)
+# The token cookie's name, with the port after it: cookies do not tell ports
+# apart, so two apps of one host would overwrite each other's.
+TOKEN_COOKIE = "cosmos_ui_token_{port}"  # noqa: S105 (a name, not a secret)
 TOKEN_PARAM = "token"  # noqa: S105
 CSRF_HEADER = b"x-csrf-token"
 CSRF_FIELD = "csrf"
 # A form posted without script; any other body (JSON, multipart) needs the header.
 FORM_TYPE = "application/x-www-form-urlencoded"
 SAFE_METHODS = ("GET", "HEAD")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+LOOPBACK_NAMES = ("localhost",)
 # Sent with every answer: scripts only from the app's own files (an injected
-# inline script would not run), no framing (clickjacking), no type sniffing.
+# inline script would not run), no framing (clickjacking), no type sniffing, no
+# embedding of its videos and pictures by another site's page.
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
@@ -40,9 +45,20 @@ SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 )
 # Largest request body read to find a form's CSRF field.
 MAX_FORM_BYTES = 16 * 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or name) that only this machine can reach ("[::1]" too)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def same(given: str | None, expected: str) -> bool:
@@ -75,12 +91,13 @@ class SecurityMiddleware:
 
         send = _with_headers(send, SECURITY_HEADERS)
         request = Request(scope)
-        if self.loopback and _host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+        if self.loopback and not is_loopback(_host_name(request.headers.get("host", ""))):
             await PlainTextResponse("unknown host", 400)(scope, receive, send)
             return
         via_query = False
         if self.token is not None:
-            if same(request.cookies.get(TOKEN_COOKIE), self.token):
+            cookie_name = TOKEN_COOKIE.format(port=(scope.get("server") or ("", ""))[1])
+            if same(request.cookies.get(cookie_name), self.token):
                 pass
             elif same(request.query_params.get(TOKEN_PARAM), self.token):
                 via_query = True
@@ -96,8 +113,11 @@ class SecurityMiddleware:
                 return
         if via_query:
             assert self.token is not None
-            cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+            cookie = f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
             send = _with_headers(send, ((b"set-cookie", cookie.encode()),))
+            if request.method in SAFE_METHODS:
+                await _without_token(request)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _state_change_problem(
@@ -115,8 +135,21 @@ class SecurityMiddleware:
         if request.headers.get("content-type", "").startswith(FORM_TYPE):
             given = parse_qs(body.decode("latin-1")).get(CSRF_FIELD, [None])[0]
         if not same(given, self.csrf):
-            return "missing or wrong CSRF token", _replay(body)
-        return None, _replay(body)
+            return "missing or wrong CSRF token", _replay(body, receive)
+        return None, _replay(body, receive)
+
+
+def _without_token(request: Any) -> Any:
+    """A redirect (303) to the request's own URL without the token (the path stays local)."""
+    from urllib.parse import urlencode
+
+    from starlette.responses import RedirectResponse
+
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM]
+    where = "/" + request.url.path.lstrip("/")  # "//host/x" would leave this app
+    if kept:
+        where += "?" + urlencode(kept)
+    return RedirectResponse(where, 303, headers={"Cache-Control": "no-store"})
 
 
 def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
@@ -165,8 +198,8 @@ async def _read_body(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
-    """A receive channel that hands ``body`` over again, then waits like a live one."""
+def _replay(body: bytes, then: Receive) -> Receive:
+    """A receive channel that hands ``body`` over again, then is the client's own (``then``)."""
     sent = False
 
     async def receive() -> Message:
@@ -174,6 +207,6 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await then()
 
     return receive
