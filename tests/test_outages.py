@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ PATIENT = [
 ]
 # Longer than the patience, and than the five quick re-attach tries the runner had before.
 CUT_S = 10.0
+# Runs that wait to be started (again).
+QUEUED = "SELECT count(*) FROM runs WHERE status = 'queued'"
 
 
 def our_containers(host: Any) -> list[str]:
@@ -325,3 +328,38 @@ def test_a_host_given_up_then_the_same_command_adopts_what_its_containers_made(
     assert {r["status"] for r in runs} == {"succeeded"}
     assert len(ledger_lines(work_dir)) == 12, "a video was made again"
     assert our_containers(host) == [] and job_folders(work_dir) == []
+
+
+def db_count(project: Project, query: str) -> int:
+    with sqlite3.connect(project.outputs / "cosmos.db", timeout=10) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def test_a_silent_hosts_gpus_stay_leased_while_its_containers_may_run(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    """Another runner that still reaches the host must not put a second model on those GPUs."""
+    project, work_dir = outage_project
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    runner = project.start_batch(
+        "+experiment=demo", "target=gpu-host", *PATIENT, env=env, capture=True
+    )
+    try:
+        wait_for(lambda: on_host(work_dir) or runner.poll() is not None)
+        assert runner.poll() is None, runner.communicate()
+        host.set_link(False)
+        # The runner gave every job of the silent host back: their runs wait again.
+        wait_for(lambda: db_count(project, QUEUED) == 12 or runner.poll() is not None)
+        time.sleep(1.0)  # the runner has taken note of each (a lease dropped is gone by then)
+        leased = db_count(project, "SELECT count(*) FROM gpu_leases")
+        host.set_link(True)
+        stdout, stderr = runner.communicate(timeout=60)
+    finally:
+        host.set_link(True)
+        if runner.poll() is None:
+            runner.kill()
+    assert leased == 6, "the GPUs of containers that may still run were given back"
+    assert runner.returncode == 0, stderr
+    assert "12 executed (12 succeeded, 0 failed)" in stdout
+    assert len(ledger_lines(work_dir)) == 12
+    assert db_count(project, "SELECT count(*) FROM gpu_leases") == 0
