@@ -363,3 +363,41 @@ def test_a_silent_hosts_gpus_stay_leased_while_its_containers_may_run(
     assert "12 executed (12 succeeded, 0 failed)" in stdout
     assert len(ledger_lines(work_dir)) == 12
     assert db_count(project, "SELECT count(*) FROM gpu_leases") == 0
+
+
+def test_a_cut_while_outputs_come_back_is_waited_out_and_nothing_runs_again(
+    host: Any, outage_project: tuple[Project, Path], tmp_path: Path
+) -> None:
+    """The containers finished; their outputs are being listed when the link drops (for less
+    than the patience): the download is done once the host answers, the runs do not move."""
+    project, work_dir = outage_project
+    started = tmp_path / "listing-started"
+    slow_find = host.bin_dir / "find"
+    # Only the listing of a job's outputs is slow (find ... -maxdepth 0 -type f).
+    slow_find.write_text(
+        '#!/bin/sh\ncase "$*" in *"-maxdepth 0"*) touch '
+        f'{started}; sleep 3;; esac\nexec /usr/bin/find "$@"\n'
+    )
+    slow_find.chmod(0o755)
+    patient = ["scheduler.patience_s=12", *PATIENT[1:]]
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    args = ("+experiment=demo", "targets=[gpu-host,local]", *patient)
+    try:
+        runner = project.start_batch(*args, env=env, capture=True)
+        try:
+            wait_for(lambda: started.exists() or runner.poll() is not None)
+            host.set_link(False)
+            time.sleep(4)
+            host.set_link(True)
+            stdout, stderr = runner.communicate(timeout=60)
+        finally:
+            host.set_link(True)
+            if runner.poll() is None:
+                runner.kill()
+    finally:
+        slow_find.unlink()
+    assert runner.returncode == 0, stderr
+    assert "12 executed (12 succeeded, 0 failed)" in stdout
+    assert "given back" not in stderr
+    assert len(ledger_lines(work_dir)) == 12, "a run was executed again"
+    assert our_containers(host) == [] and job_folders(work_dir) == []
