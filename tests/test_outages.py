@@ -32,6 +32,8 @@ PATIENT = [
 ]
 # Longer than the patience, and than the five quick re-attach tries the runner had before.
 CUT_S = 10.0
+# A killed runner's GPU leases are free after a few seconds (its model may still run: not at once).
+BEATS = ["scheduler.heartbeat_s=0.5", "scheduler.runner_timeout_s=4"]
 # Runs that wait to be started (again).
 QUEUED = "SELECT count(*) FROM runs WHERE status = 'queued'"
 
@@ -242,16 +244,22 @@ def test_gc_removes_what_no_live_runner_owns_and_nothing_else(
 
 
 def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_command(
-    host: Any, outage_project: tuple[Project, Path]
+    host: Any, outage_project: tuple[Project, Path], tmp_path: Path
 ) -> None:
     project, work_dir = outage_project
     # The job folders' input links are made slowly: the runner is killed while
-    # its jobs are uploaded (folders on the host, no container yet).
+    # its jobs are uploaded (folders on the host, no container yet). Each ln
+    # leaves a mark when it starts and when it is done.
+    marks = tmp_path / "ln-marks"
+    marks.mkdir()
     slow_ln = host.bin_dir / "ln"
-    slow_ln.write_text('#!/bin/sh\nsleep 2\nexec /bin/ln "$@"\n')
+    slow_ln.write_text(
+        f'#!/bin/sh\ntouch {marks}/start.$$\nsleep 2\n/bin/ln "$@"\ns=$?\n'
+        f"touch {marks}/done.$$\nexit $s\n"
+    )
     slow_ln.chmod(0o755)
     try:
-        runner = project.start_batch("+experiment=demo", "target=gpu-host", capture=True)
+        runner = project.start_batch("+experiment=demo", "target=gpu-host", *BEATS, capture=True)
         try:
             wait_for(lambda: job_folders(work_dir) or runner.poll() is not None)
             assert runner.poll() is None, runner.communicate()
@@ -263,8 +271,9 @@ def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_comma
         assert job_folders(work_dir) and not our_containers(host)
     finally:
         slow_ln.unlink()
-    time.sleep(2.5)  # the links the killed runner asked for are made (or fail)
-    done = project.batch("+experiment=demo", "target=gpu-host")
+    # The links the killed runner asked for are made (or failed), however loaded the machine.
+    wait_for(lambda: len(list(marks.glob("start.*"))) == len(list(marks.glob("done.*"))))
+    done = project.batch("+experiment=demo", "target=gpu-host", *BEATS)
     assert done.returncode == 0, done.stderr
     assert "12 executed (12 succeeded, 0 failed)" in done.stdout
     assert len(ledger_lines(work_dir)) == 12
