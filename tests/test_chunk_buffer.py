@@ -6,10 +6,11 @@ import random
 import threading
 import time
 
+import paramiko
 import pytest
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
-from cosmos_workflow.connection.chunk_buffer import ChunkBuffer
+from cosmos_workflow.connection.chunk_buffer import ChunkBuffer, install
 
 
 def scenario(seed: int) -> list[tuple[str, int]]:
@@ -105,3 +106,37 @@ def test_the_event_is_set_while_data_is_buffered_or_the_buffer_is_closed() -> No
     late = threading.Event()
     buffer.set_event(late)
     assert late.is_set()
+
+
+# -- the swap on a channel: guarded against a paramiko that changed ---------------
+def test_chunk_buffer_answers_every_method_of_paramikos_buffer() -> None:
+    """A paramiko that calls a new method of its buffer fails here, not on a download."""
+    public = {name for name in dir(BufferedPipe) if not name.startswith("_")}
+    missing = sorted(name for name in public | {"__len__"} if not hasattr(ChunkBuffer, name))
+    assert missing == []
+
+
+def test_a_new_channels_buffer_is_swapped_for_a_chunk_buffer() -> None:
+    channel = paramiko.Channel(0)
+    assert install(channel) is True
+    assert isinstance(channel.in_buffer, ChunkBuffer)
+    channel.in_buffer.feed(b"data")
+    assert channel.recv(10) == b"data"
+
+
+def test_a_buffer_paramiko_keeps_otherwise_is_left_in_place() -> None:
+    """A channel whose buffer is not paramiko's BufferedPipe keeps its own (slower, correct)."""
+    channel = paramiko.Channel(0)
+    own = ChunkBuffer()
+    channel.in_buffer = own
+    assert install(channel) is False and channel.in_buffer is own
+    bare = object()
+    assert install(bare) is False and not hasattr(bare, "in_buffer")
+
+
+def test_a_buffer_that_already_holds_data_is_left_in_place() -> None:
+    """Swapping it would lose what the host sent."""
+    channel = paramiko.Channel(0)
+    channel.in_buffer.feed(b"early")
+    assert install(channel) is False
+    assert channel.recv(10) == b"early"

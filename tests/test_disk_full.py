@@ -6,6 +6,7 @@ tmpfs of its own, filled for real while a sweep runs. Needs root (mount).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from cosmos_workflow.execution.programs import local_job
 from cosmos_workflow.execution.targets.local import LocalExecutor
 from cosmos_workflow.transfer.input_cache import LocalInputCache
 from cosmos_workflow.utils.clock import SystemClock
+from cosmos_workflow.utils.disk import RESERVE_NAME, DiskReserve
 
 DEMO_RUNS = 12
 
@@ -249,3 +251,40 @@ def test_a_job_that_breaks_leaves_none_of_its_runs_running(demo_project: Project
             assert "RuntimeError: a bug in the executor" in (run.error_message or "")
     finally:
         api.close()
+
+
+# -- the output tree's disk reserve -----------------------------------------------
+@pytest.fixture
+def small_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 2 MiB tmpfs of its own."""
+    folder = tmp_path / "disk"
+    mount_tmpfs(folder, "2m")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+def test_the_reserve_holds_real_disk_blocks_until_released(tmp_path: Path) -> None:
+    reserve = DiskReserve(tmp_path / "outputs" / RESERVE_NAME, size=1 << 20)
+    assert reserve.hold() is True
+    stat = reserve.path.stat()
+    assert stat.st_size == 1 << 20
+    assert stat.st_blocks * 512 >= 1 << 20, "a sparse file reserves nothing"
+    assert reserve.hold() is True and reserve.path.stat().st_ino == stat.st_ino
+    assert reserve.release() is True
+    assert not reserve.path.exists() and reserve.release() is False
+    # Taken again by the next runner; a reserve cut short (a crash) is made whole.
+    reserve.path.write_bytes(b"x" * 10)
+    assert reserve.hold() is True and reserve.path.stat().st_size == 1 << 20
+
+
+def test_a_reserve_without_room_is_left_out_and_says_so(
+    small_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reserve = DiskReserve(small_folder / RESERVE_NAME, size=4 << 20)
+    with caplog.at_level(logging.WARNING):
+        assert reserve.hold() is False
+    assert not reserve.path.exists(), "a partial reserve fills the disk for nothing"
+    assert shutil.disk_usage(small_folder).used < 1 << 20
+    assert any("No room for the disk reserve" in r.getMessage() for r in caplog.records)

@@ -73,3 +73,10 @@ def test_lines_of_an_open_frame_come_whole_whatever_the_pieces() -> None:
         reader.close()
         assert lines == ["one", "two", "", "last"]
         assert reader.noise == b"motd\nno newline"
+
+
+def test_an_answer_that_holds_its_own_markers_is_given_back_whole() -> None:
+    """A command that prints its own arguments (the token among them) one per line."""
+    answer = b"frame\n" + FRAME.token.encode() + b"\n" + FRAME.end + b"tail\n"
+    split = FRAME.split(b"motd\n" + FRAME.begin + answer + FRAME.end + b"bye\n")
+    assert split.answer == answer and split.noise == b"motd\nbye\n"

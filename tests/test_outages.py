@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +32,10 @@ PATIENT = [
 ]
 # Longer than the patience, and than the five quick re-attach tries the runner had before.
 CUT_S = 10.0
+# A killed runner's GPU leases are free after a few seconds (its model may still run: not at once).
+BEATS = ["scheduler.heartbeat_s=0.5", "scheduler.runner_timeout_s=4"]
+# Runs that wait to be started (again).
+QUEUED = "SELECT count(*) FROM runs WHERE status = 'queued'"
 
 
 def our_containers(host: Any) -> list[str]:
@@ -239,16 +244,22 @@ def test_gc_removes_what_no_live_runner_owns_and_nothing_else(
 
 
 def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_command(
-    host: Any, outage_project: tuple[Project, Path]
+    host: Any, outage_project: tuple[Project, Path], tmp_path: Path
 ) -> None:
     project, work_dir = outage_project
     # The job folders' input links are made slowly: the runner is killed while
-    # its jobs are uploaded (folders on the host, no container yet).
+    # its jobs are uploaded (folders on the host, no container yet). Each ln
+    # leaves a mark when it starts and when it is done.
+    marks = tmp_path / "ln-marks"
+    marks.mkdir()
     slow_ln = host.bin_dir / "ln"
-    slow_ln.write_text('#!/bin/sh\nsleep 2\nexec /bin/ln "$@"\n')
+    slow_ln.write_text(
+        f'#!/bin/sh\ntouch {marks}/start.$$\nsleep 2\n/bin/ln "$@"\ns=$?\n'
+        f"touch {marks}/done.$$\nexit $s\n"
+    )
     slow_ln.chmod(0o755)
     try:
-        runner = project.start_batch("+experiment=demo", "target=gpu-host", capture=True)
+        runner = project.start_batch("+experiment=demo", "target=gpu-host", *BEATS, capture=True)
         try:
             wait_for(lambda: job_folders(work_dir) or runner.poll() is not None)
             assert runner.poll() is None, runner.communicate()
@@ -260,8 +271,9 @@ def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_comma
         assert job_folders(work_dir) and not our_containers(host)
     finally:
         slow_ln.unlink()
-    time.sleep(2.5)  # the links the killed runner asked for are made (or fail)
-    done = project.batch("+experiment=demo", "target=gpu-host")
+    # The links the killed runner asked for are made (or failed), however loaded the machine.
+    wait_for(lambda: len(list(marks.glob("start.*"))) == len(list(marks.glob("done.*"))))
+    done = project.batch("+experiment=demo", "target=gpu-host", *BEATS)
     assert done.returncode == 0, done.stderr
     assert "12 executed (12 succeeded, 0 failed)" in done.stdout
     assert len(ledger_lines(work_dir)) == 12
@@ -324,4 +336,77 @@ def test_a_host_given_up_then_the_same_command_adopts_what_its_containers_made(
     runs = project.cosmos_json("list", "runs")
     assert {r["status"] for r in runs} == {"succeeded"}
     assert len(ledger_lines(work_dir)) == 12, "a video was made again"
+    assert our_containers(host) == [] and job_folders(work_dir) == []
+
+
+def db_count(project: Project, query: str) -> int:
+    with sqlite3.connect(project.outputs / "cosmos.db", timeout=10) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def test_a_silent_hosts_gpus_stay_leased_while_its_containers_may_run(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    """Another runner that still reaches the host must not put a second model on those GPUs."""
+    project, work_dir = outage_project
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    runner = project.start_batch(
+        "+experiment=demo", "target=gpu-host", *PATIENT, env=env, capture=True
+    )
+    try:
+        wait_for(lambda: on_host(work_dir) or runner.poll() is not None)
+        assert runner.poll() is None, runner.communicate()
+        host.set_link(False)
+        # The runner gave every job of the silent host back: their runs wait again.
+        wait_for(lambda: db_count(project, QUEUED) == 12 or runner.poll() is not None)
+        time.sleep(1.0)  # the runner has taken note of each (a lease dropped is gone by then)
+        leased = db_count(project, "SELECT count(*) FROM gpu_leases")
+        host.set_link(True)
+        stdout, stderr = runner.communicate(timeout=60)
+    finally:
+        host.set_link(True)
+        if runner.poll() is None:
+            runner.kill()
+    assert leased == 6, "the GPUs of containers that may still run were given back"
+    assert runner.returncode == 0, stderr
+    assert "12 executed (12 succeeded, 0 failed)" in stdout
+    assert len(ledger_lines(work_dir)) == 12
+    assert db_count(project, "SELECT count(*) FROM gpu_leases") == 0
+
+
+def test_a_cut_while_outputs_come_back_is_waited_out_and_nothing_runs_again(
+    host: Any, outage_project: tuple[Project, Path], tmp_path: Path
+) -> None:
+    """The containers finished; their outputs are being listed when the link drops (for less
+    than the patience): the download is done once the host answers, the runs do not move."""
+    project, work_dir = outage_project
+    started = tmp_path / "listing-started"
+    slow_find = host.bin_dir / "find"
+    # Only the listing of a job's outputs is slow (find ... -maxdepth 0 -type f).
+    slow_find.write_text(
+        '#!/bin/sh\ncase "$*" in *"-maxdepth 0"*) touch '
+        f'{started}; sleep 3;; esac\nexec /usr/bin/find "$@"\n'
+    )
+    slow_find.chmod(0o755)
+    patient = ["scheduler.patience_s=12", *PATIENT[1:]]
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "1", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    args = ("+experiment=demo", "targets=[gpu-host,local]", *patient)
+    try:
+        runner = project.start_batch(*args, env=env, capture=True)
+        try:
+            wait_for(lambda: started.exists() or runner.poll() is not None)
+            host.set_link(False)
+            time.sleep(4)
+            host.set_link(True)
+            stdout, stderr = runner.communicate(timeout=60)
+        finally:
+            host.set_link(True)
+            if runner.poll() is None:
+                runner.kill()
+    finally:
+        slow_find.unlink()
+    assert runner.returncode == 0, stderr
+    assert "12 executed (12 succeeded, 0 failed)" in stdout
+    assert "given back" not in stderr
+    assert len(ledger_lines(work_dir)) == 12, "a run was executed again"
     assert our_containers(host) == [] and job_folders(work_dir) == []

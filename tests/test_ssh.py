@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -250,3 +251,21 @@ def test_answers_and_lines_never_carry_the_login_shells_noise(
     noted = [r for r in caplog.records if "prints around our commands" in r.getMessage()]
     assert len(noted) == 1 and noted[0].levelname == "DEBUG"
     assert "pyenv" in noted[0].getMessage() and "module: no newline" in noted[0].getMessage()
+
+
+def test_values_set_for_a_command_are_never_logged_nor_in_its_errors(
+    sshd: Sshd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """target.env carries secrets (HF_TOKEN): the command gets them, logs and messages do not."""
+    secret = "hf_s3cret-Value"
+    with caplog.at_level(logging.DEBUG), SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        done = remote.run(["printenv", "HF_TOKEN"], env={"HF_TOKEN": secret})
+        assert done.stdout == secret + "\n"
+        # A container runtime's -e flags, as DockerCommandBuilder writes them.
+        done = remote.run(["sh", "-c", 'echo "$2"', "run", "-e", f"HF_TOKEN={secret}"])
+        assert done.stdout == f"HF_TOKEN={secret}\n"
+        with pytest.raises(RemoteCommandError) as failed:
+            remote.run(["sleep", "5"], timeout=0.5, env={"HF_TOKEN": secret})
+    assert secret not in str(failed.value)
+    assert "HF_TOKEN" in caplog.text and secret not in caplog.text

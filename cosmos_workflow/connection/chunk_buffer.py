@@ -14,16 +14,23 @@ keeps the packets' own ``bytes`` objects in a queue: ``read(n)`` returns the
 same bytes as BufferedPipe would (up to ``n``), as one packet as it arrived
 or joined from several (one copy).
 SSHManager.exec_stream puts one in place of the channel's ``in_buffer``
-before the command starts, so ``Channel.recv`` (and its window accounting)
-are paramiko's own.
+before the command starts (:func:`install`), so ``Channel.recv`` (and its
+window accounting) are paramiko's own. The swap relies on paramiko's
+internals, so it is guarded: only a new channel's empty ``BufferedPipe`` is
+replaced; a paramiko that keeps its buffer otherwise keeps its own (correct,
+only slower), and tests/test_chunk_buffer.py fails if paramiko's buffer gains
+a method that ChunkBuffer lacks.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 
 class _Event(Protocol):
@@ -139,3 +146,24 @@ class ChunkBuffer:
             total += len(chunk)
         self._size -= total
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def install(channel: Any) -> bool:
+    """Put a ChunkBuffer in place of a new channel's receive buffer, if that is safe.
+
+    Args:
+        channel: A paramiko Channel, before its command starts.
+
+    Returns:
+        True if swapped; False if the channel's buffer is not paramiko's empty
+        ``BufferedPipe`` (a paramiko that changed, or data already arrived):
+        the channel keeps its own.
+    """
+    from paramiko.buffered_pipe import BufferedPipe
+
+    current = getattr(channel, "in_buffer", None)
+    if type(current) is not BufferedPipe or len(current):
+        logger.debug("Channel buffer %s left in place", type(current).__name__)
+        return False
+    channel.in_buffer = ChunkBuffer()
+    return True

@@ -82,7 +82,8 @@ class Frame:
         if start < 0:
             return Split(None, data)
         inside = start + len(self.begin)
-        stop = data.find(self.end, inside)
+        # The last end marker: the answer may hold the token (a command that prints its argv).
+        stop = data.rfind(self.end, inside)
         if stop < 0:
             return Split(data[inside:], data[:start])
         return Split(data[inside:stop], data[:start] + data[stop + len(self.end) :])

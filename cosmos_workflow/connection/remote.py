@@ -54,6 +54,29 @@ class RemoteCommand:
         """The command line the remote shell receives; every word quoted."""
         return shlex.join(self.words())
 
+    def shown(self) -> str:
+        """The command line for logs and messages: the values of variables it sets hidden."""
+        return shown(self.words(), len(self.env or {}))
+
+
+# Flags after which a word NAME=VALUE sets a variable (docker and podman run).
+_ENV_FLAGS = frozenset({"-e", "--env"})
+
+
+def shown(words: list[str], prefix: int = 0) -> str:
+    """``words`` as a command line for logs and messages, with values that may be secret hidden.
+
+    Args:
+        words: The command.
+        prefix: How many words after the first are ``env``'s NAME=VALUE settings.
+    """
+    out = []
+    for index, word in enumerate(words):
+        name, equals, _ = word.partition("=")
+        setting = 0 < index <= prefix or (index > 0 and words[index - 1] in _ENV_FLAGS)
+        out.append(f"{name}=..." if setting and equals else word)
+    return shlex.join(out)
+
 
 class RemoteCommandExecutor:
     """Runs commands over one SSHManager's connection.
@@ -156,7 +179,7 @@ class RemoteCommandExecutor:
         """
         frame = Frame()
         command = RemoteCommand(frame.wrap(argv, closed=False)).render()
-        logger.debug("%s$ %s", self._ssh.endpoint.label, shlex.join(argv))
+        logger.debug("%s$ %s", self._ssh.endpoint.label, shown(argv))
         channel = self._ssh.exec_stream(command, window, max_packet)
         try:
             channel.settimeout(STARTED_WITHIN_S)
@@ -192,7 +215,7 @@ class RemoteCommandExecutor:
         self, frame: Frame, command: RemoteCommand, closed: bool
     ) -> tuple[paramiko.Channel, str]:
         """Start ``command`` inside ``frame``; return its channel and its text (for messages)."""
-        shown = command.render()
+        shown = command.shown()
         channel = self._ssh.open_session(timeout=30)
         logger.debug("%s$ %s", self._ssh.endpoint.label, shown)
         try:

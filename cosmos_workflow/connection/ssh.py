@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.connection.chunk_buffer import ChunkBuffer
+from cosmos_workflow.connection import chunk_buffer
 from cosmos_workflow.errors import AuthFailure, NetworkFailure, ValidationFailure
 
 if TYPE_CHECKING:
@@ -287,8 +287,9 @@ class SSHManager:
     def exec_stream(self, command: str, window: int, max_packet: int) -> paramiko.Channel:
         """Start ``command`` (already quoted) on a channel with a large window, for bulk data.
 
-        The channel keeps what it receives in a ChunkBuffer (chunk_buffer.py),
-        which hands the packets to ``recv`` without paramiko's copies.
+        The channel keeps what it receives in a ChunkBuffer (chunk_buffer.py,
+        when paramiko's own buffer is as expected), which hands the packets
+        to ``recv`` without paramiko's copies.
 
         Args:
             command: The command line, every word already quoted.
@@ -300,7 +301,7 @@ class SSHManager:
         """
         try:
             channel = self.transport().open_session(window_size=window, max_packet_size=max_packet)
-            channel.in_buffer = ChunkBuffer()
+            chunk_buffer.install(channel)
         except transport_errors() as exc:
             raise NetworkFailure(f"cannot open a channel to {self.endpoint.label}: {exc}") from exc
         try:

@@ -286,7 +286,8 @@ class Dispatcher:
         active = self._active.pop(event.job_id)
         host = self._hosts[active.host]
         host.release(active.gpus)
-        self._leases.release(event.job_id)
+        if event.outcome is None or not event.outcome.host_lost:  # else it may still run there
+            self._leases.release(event.job_id)
         if event.error is not None:
             raise self._jobs.disk.settle_after(active.job.run_ids, event.error)
         if event.lost:

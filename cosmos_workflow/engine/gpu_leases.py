@@ -10,7 +10,8 @@ the database (database/repository/leases.py):
 - When it plans, the GPUs that other live runners hold count as busy (for
   :data:`LOOK_AGAIN_S`, then the database is asked again), so its jobs go
   to the GPUs that are free; it says once what it waits for.
-- The lease is given back when the job ends, and all of the runner's when
+- The lease is given back when the job ends (not when its host went
+  silent: its container may still run there), and all of the runner's when
   it stops (Ctrl-C, an error). A lease of a runner that stopped, or whose
   heartbeat is older than the runner timeout (killed), is free again.
 """

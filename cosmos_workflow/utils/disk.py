@@ -109,9 +109,9 @@ class DiskReserve:
             return False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.posix_fallocate(fd, 0, self.size)
+                _fill(fd, self.size)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -130,3 +130,17 @@ class DiskReserve:
         except FileNotFoundError:
             return False
         return True
+
+
+def _fill(fd: int, size: int) -> None:
+    """Write ``size`` bytes that take real blocks, and flush them to the disk.
+
+    Written rather than ``posix_fallocate``d: that call is missing on some
+    systems (macOS) and refused by some file systems, and random bytes hold
+    their blocks also where the file system compresses or deduplicates.
+    """
+    chunk = os.urandom(min(size, 1 << 20))
+    left = size
+    while left > 0:
+        left -= os.write(fd, chunk[:left])
+    os.fsync(fd)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cosmos_workflow.config.target_kinds import SSHTargetSettings
 from cosmos_workflow.connection.remote import RemoteCommandExecutor
@@ -46,6 +47,8 @@ from cosmos_workflow.transfer.files import FileTransferService
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def container_name(job_id: str) -> str:
@@ -193,13 +196,19 @@ class RemoteExecutor(Executor):
         started: datetime,
         on_line: Callable[[str], None],
     ) -> ExecutionResult:
-        """Follow the container to its exit, then download its outputs (it stays until release)."""
+        """Follow the container to its exit, then download its outputs (it stays until release).
+
+        Both are watched and wait for a silent host up to the patience: a cut
+        while the outputs come back does not give a finished job back at once.
+        """
         log_path = staging / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        job_id = invocation.job_id
+        layout = self.layout(job_id, staging)
         with self._watchdog():
-            exit_code = self._follow_and_wait(invocation.job_id, log_path, on_line)
-        finished = self._clock.now()
-        self._download_outputs(invocation, staging, self.layout(invocation.job_id, staging))
+            exit_code = self._follow_and_wait(job_id, log_path, on_line)
+            finished = self._clock.now()
+            self._patiently(job_id, lambda: self._download_outputs(invocation, staging, layout))
         return ExecutionResult(exit_code, started, finished, log_path)
 
     @contextlib.contextmanager
@@ -255,15 +264,13 @@ class RemoteExecutor(Executor):
     def _follow_and_wait(self, job_id: str, log_path: Path, on_line: Callable[[str], None]) -> int:
         """Follow the log live; after a dropped connection, re-attach to the same container.
 
-        A silent host is waited for up to the patience (execution/targets/silence.py),
-        then the job is given back (NetworkFailure). Lines already passed on are
-        not repeated after a re-attach. The log file is the container's whole
-        log, fetched once it has exited.
+        Lines already passed on are not repeated after a re-attach. The log
+        file is the container's whole log, fetched once it has exited.
         """
         name = container_name(job_id)
-        silence = HostSilence(self._target.name, job_id, self._patience_s, self._clock)
         delivered = 0
-        while True:
+
+        def attempt() -> int:
             seen = 0
 
             def forward(line: str) -> None:
@@ -273,20 +280,35 @@ class RemoteExecutor(Executor):
                     delivered += 1
                     on_line(line)
 
+            self._docker.follow_logs(name, forward)
+            code = self._docker.wait(name)
+            log_path.write_text(self._full_log(name), encoding="utf-8")
+            return code
+
+        return self._patiently(job_id, attempt)
+
+    def _patiently(self, job_id: str, work: Callable[[], _T]) -> _T:
+        """``work()``, done again after a dropped connection while the host is silent.
+
+        A silent host is waited for up to the patience (execution/targets/silence.py).
+
+        Raises:
+            NetworkFailure: it stayed silent longer; the job is given back.
+        """
+        silence = HostSilence(self._target.name, job_id, self._patience_s, self._clock)
+        while True:
             try:
                 if silence.silent_s:
                     self._ssh.connect()
                     self._ssh.check_alive(self._target.connect_timeout)
                     silence.answered()
-                self._docker.follow_logs(name, forward)
-                code = self._docker.wait(name)
-                log_path.write_text(self._full_log(name), encoding="utf-8")
-                return code
+                return work()
             except NetworkFailure as exc:
                 if not silence.lost(exc):
                     raise NetworkFailure(
                         f"{self._target.name} was silent for {silence.silent_s:.0f} s "
-                        f"(scheduler.patience_s); container {name} may still be running there"
+                        f"(scheduler.patience_s); container {container_name(job_id)} may "
+                        "still be running there"
                     ) from exc
                 time.sleep(self._reattach_wait_s)
 
