@@ -73,3 +73,12 @@ def test_lines_of_an_open_frame_come_whole_whatever_the_pieces() -> None:
         reader.close()
         assert lines == ["one", "two", "", "last"]
         assert reader.noise == b"motd\nno newline"
+
+
+def test_an_answer_that_holds_another_commands_frame_comes_back_whole() -> None:
+    # e.g. a command that prints the log of an earlier framed command.
+    inner = Frame()
+    outer = Frame()
+    answer = b"before" + inner.begin + b"inside" + inner.end + b"after"
+    split = outer.split(b"motd" + outer.begin + answer + outer.end)
+    assert split.answer == answer and split.noise == b"motd"
