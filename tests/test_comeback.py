@@ -55,3 +55,14 @@ def test_nothing_left_leaves_the_plan_as_it_is() -> None:
     jobs = [planned(*RUNS[:2]), planned(RUNS[2])]
     plan = sort_out([], jobs)
     assert plan.follow == [] and plan.stop == [] and plan.pending == jobs
+
+
+def test_of_two_jobs_left_with_the_same_runs_one_is_followed_and_the_other_stopped() -> None:
+    # A job given back, planned again onto the same host, and given back again:
+    # following both would run (and adopt) its runs twice.
+    a, b, c = RUNS[:3]
+    plan = sort_out([left("jb_1", a, b), left("jb_2", b, a), left("jb_3", c)], [planned(a, b, c)])
+    followed = [job.job_id for job in plan.follow]
+    assert len({"jb_1", "jb_2"} & set(followed)) == 1 and "jb_3" in followed
+    assert sorted(plan.stop + followed) == ["jb_1", "jb_2", "jb_3"]
+    assert plan.pending == []
