@@ -67,6 +67,29 @@ def test_a_read_waits_for_data_from_another_thread() -> None:
     assert buffer.read(100, timeout=5) == b"late"
 
 
+def reader_of(buffer: ChunkBuffer, timeout: float | None) -> tuple[threading.Thread, list]:
+    """A thread that reads ``buffer`` once, and the list its answer lands in."""
+    answers: list[bytes] = []
+    reader = threading.Thread(target=lambda: answers.append(buffer.read(10, timeout)), daemon=True)
+    reader.start()
+    return reader, answers
+
+
+@pytest.mark.parametrize("timeout", [None, 20.0])
+def test_a_waiting_reader_wakes_as_soon_as_data_comes_not_at_its_timeout(
+    timeout: float | None,
+) -> None:
+    buffer = ChunkBuffer()
+    reader, answers = reader_of(buffer, timeout)
+    time.sleep(0.1)
+    fed = time.monotonic()
+    buffer.feed(b"now")
+    reader.join(timeout=3)
+    # A reader that stays asleep is a transfer that stalls for the channel's timeout.
+    assert answers == [b"now"] and time.monotonic() - fed < 2
+    buffer.close()
+
+
 def test_a_read_with_nothing_buffered_times_out_like_paramikos() -> None:
     buffer = ChunkBuffer()
     with pytest.raises(PipeTimeout):

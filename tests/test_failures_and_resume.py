@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import Project
 
+from cosmos_workflow.engine.leftovers import ORPHAN
+
 
 def test_failed_runs_keep_logs_and_exit_code_and_others_go_on(project: Project) -> None:
     done = project.batch("+experiment=demo", "simulator.fail_on_seed=2")
@@ -71,6 +73,10 @@ def test_kill_9_mid_sweep_then_rerun_finishes_without_double_success(project: Pr
     states = {r["status"] for r in project.cosmos_json("list", "runs")}
     assert "running" in states, "the killed sweep left no run in progress"
     done_before = {r["id"]: r for r in project.cosmos_json("list", "runs", "--status", "succeeded")}
+    # `cosmos gc` meanwhile keeps the job still running: the next run follows it.
+    report = project.cosmos_json("gc")
+    assert ("staging folder", ORPHAN) in {(i["what"], i["why"]) for i in report["kept"]}, report
+    assert [i for i in report["removed"] if i["what"] == "staging folder"] == [], report
 
     done = project.batch("+experiment=demo")
     assert done.returncode == 0, done.stderr

@@ -80,3 +80,12 @@ def test_an_answer_that_holds_its_own_markers_is_given_back_whole() -> None:
     answer = b"frame\n" + FRAME.token.encode() + b"\n" + FRAME.end + b"tail\n"
     split = FRAME.split(b"motd\n" + FRAME.begin + answer + FRAME.end + b"bye\n")
     assert split.answer == answer and split.noise == b"motd\nbye\n"
+
+
+def test_an_answer_that_holds_another_commands_frame_comes_back_whole() -> None:
+    # e.g. a command that prints the log of an earlier framed command.
+    inner = Frame()
+    outer = Frame()
+    answer = b"before" + inner.begin + b"inside" + inner.end + b"after"
+    split = outer.split(b"motd" + outer.begin + answer + outer.end)
+    assert split.answer == answer and split.noise == b"motd"

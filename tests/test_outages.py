@@ -243,6 +243,27 @@ def test_gc_removes_what_no_live_runner_owns_and_nothing_else(
     assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"succeeded"}
 
 
+def test_gc_removes_what_a_stopped_runner_left_of_jobs_whose_runs_it_recorded(
+    host: Any, outage_project: tuple[Project, Path]
+) -> None:
+    """A runner killed after recording a job, before removing its container and folder."""
+    project, work_dir = outage_project
+    done = project.batch("+experiment=demo", "target=gpu-host")
+    assert done.returncode == 0, done.stderr
+    runs = project.cosmos_json("list", "runs")
+    job_id = runs[0]["job_id"]
+    mine = ",".join(run["id"] for run in runs if run["job_id"] == job_id)
+    leave_container(host, job_id, mine)
+    (work_dir / "jobs" / job_id / "inputs").mkdir(parents=True)
+
+    report = project.cosmos_json("gc")
+    removed = sorted((item["what"], item["job_id"]) for item in report["removed"])
+    assert removed == [("container", job_id), ("job folder", job_id)]
+    assert report["kept"] == []
+    assert our_containers(host) == [] and job_folders(work_dir) == []
+    assert {r["status"] for r in project.cosmos_json("list", "runs")} == {"succeeded"}
+
+
 def test_a_runner_killed_during_upload_leaves_no_job_folder_after_the_next_command(
     host: Any, outage_project: tuple[Project, Path], tmp_path: Path
 ) -> None:

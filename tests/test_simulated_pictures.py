@@ -295,3 +295,28 @@ def test_the_writer_shows_exactly_the_samples_at_any_even_size() -> None:
         write_mp4(frames, 41, 22, 24)
     with pytest.raises(ValueError, match="at least one frame"):
         write_mp4([], width, height, 24)
+
+
+def region(frame: Frame, rows: range, columns: range) -> list[bytes]:
+    """The RGB of each pixel of a part of the picture."""
+    return [frame.rgb[r][3 * x : 3 * x + 3] for r in rows for x in columns]
+
+
+def corner(frame: Frame) -> list[bytes]:
+    """The picture's bottom right corner, which a control of any weight above 0.2 covers."""
+    return region(frame, range(112, 128), range(232, WIDTH))
+
+
+def test_a_weight_of_zero_shows_nothing_of_its_control_and_more_weight_shows_it_stronger(
+    work: Path,
+) -> None:
+    alone = decode(simulate(work, "alone", depth=0))[0]
+    edge = {"edge": {"control_weight": 0, "input_control": "color.mp4"}}
+    with_zero = decode(simulate(work, "zero_edge", depth=0, **edge))[0]
+    # Under the text (which has one line more, "EDGE 0.00"), the same picture.
+    below = (range(TEXT_BOX[1] + LINE_HEIGHT, PICTURE_ROWS.stop), range(WIDTH))
+    assert changed_share(region(alone, *below), region(with_zero, *below)) == 0
+    weak, strong = (decode(simulate(work, f"corner{w}", depth=w))[0] for w in (0.25, 1))
+    # Both cover the corner; the stronger one shows its pattern more there.
+    assert changed_share(corner(alone), corner(weak)) > 0.5
+    assert changed_share(corner(weak), corner(strong)) > 0.5

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
+import socket
+import threading
 import time
 
-from ui_server import UiServer
+from conftest import Project
+from ui_server import UiServer, start_ui
 
 
 def listen(server: UiServer) -> http.client.HTTPConnection:
@@ -72,3 +76,40 @@ def test_live_updates_go_on_after_the_database_could_not_be_read(demo_project) -
             wait_for(lambda: broadcaster.polls > failed)
         finally:
             stream.close()
+
+
+def test_each_change_of_a_run_is_pushed_once(demo_project: Project) -> None:
+    with start_ui(demo_project) as server:
+        server.api.web.launch.environ = demo_project.env
+        poll_s = server.app.state.options.poll_s
+        host, port = server.origin.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/events")
+        answer = connection.getresponse()
+        lines: list[bytes] = []
+
+        def read() -> None:
+            with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                while line := answer.readline():
+                    lines.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_for(lambda: server.app.state.broadcaster.listeners == 1)
+        model = {"seed": 4242, "weights": {"depth": 1}}
+        launched = server.api.web.launch.inference(["street"], model)
+        (run_id,) = launched.run_ids
+        wait_for(lambda: server.api.show(run_id)["status"] == "succeeded", timeout=25)
+        time.sleep(6 * poll_s)  # polls after the last change push nothing
+        connection.sock.shutdown(socket.SHUT_RDWR)  # the reader sees the stream end
+        reader.join(timeout=5)
+        connection.close()
+    pushed = [
+        run["status"]
+        for line in lines
+        if line.startswith(b"data: ")
+        for run in json.loads(line.removeprefix(b"data: ")).get("runs", [])
+        if run["id"] == run_id
+    ]
+    assert pushed and pushed[-1] == "succeeded", pushed
+    assert len(pushed) == len(set(pushed)), f"a change was pushed again: {pushed}"

@@ -188,6 +188,40 @@ def test_after_a_checked_form_the_app_still_hears_the_client_go() -> None:
     ]
 
 
+def state_changing_paths(server: UiServer) -> list[str]:
+    """Every route of the app that takes POST, with a real run's and prompt's ids."""
+    run = server.api.list_runs(status="succeeded", limit=1)[0]
+    ids = {"run_id": run["id"], "prompt_id": run["prompt_id"]}
+    paths = []
+    for route in server.app.routes:
+        if "POST" in (getattr(route, "methods", None) or ()):
+            paths.append(route.path.format(**ids))
+    return paths
+
+
+def test_every_route_that_changes_something_refuses_a_request_without_the_csrf_token(
+    ui_server: UiServer,
+) -> None:
+    csrf = ui_server.app.state.csrf
+    origin = ui_server.origin
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": origin}
+    paths = state_changing_paths(ui_server)
+    assert len(paths) >= 8, paths
+    before = ui_server.api.list_runs()
+    for path in paths:
+        for headers, body in (
+            (form, b"rating=5&prompt=x"),
+            (form, f"rating=5&csrf={csrf[:-1]}".encode()),
+            ({**form, "X-CSRF-Token": csrf[:8]}, b"rating=5"),
+            ({**form, "X-CSRF-Token": ""}, b"rating=5"),
+            ({**form, "X-CSRF-Token": csrf.upper() if csrf != csrf.upper() else csrf.lower()}, b""),
+            ({"Content-Type": "text/plain", "Origin": origin}, f"csrf={csrf}".encode()),
+        ):
+            answer = ui_server.request(path, method="POST", headers=headers, data=body)
+            assert answer.status == 403, (path, headers, body)
+    assert ui_server.api.list_runs() == before
+
+
 # ------------------------------------------------------------------ files
 def an_output_video(server: UiServer) -> Path:
     (run,) = server.api.list_runs(status="succeeded", limit=1)
@@ -381,6 +415,25 @@ def test_user_text_renders_as_text_on_every_page(evil: Any) -> None:
             assert text in shown, (where, text)
     assert XSS[0] in shown_text(pages["compare"].text)
     assert XSS[0] in shown_text(pages["bad axis"].text)
+
+
+def test_user_text_renders_as_text_on_the_run_prompt_queue_and_inputs_pages(evil: Any) -> None:
+    server, _ = evil
+    runs = [run["id"] for run in server.api.list_runs()]
+    pages = {f"run {run_id}": server.get(f"/runs/{run_id}") for run_id in runs}
+    pages["prompts"] = server.get("/prompts")
+    pages["prompts search"] = server.get("/prompts?" + urlencode({"q": XSS[1]}))
+    pages["queue"] = server.get("/queue")
+    pages["inputs"] = server.get("/inputs")
+    for where, answer in pages.items():
+        assert answer.status == 200, (where, answer.status)
+        assert_inert(answer.text, where)
+    shown = {where: shown_text(answer.text) for where, answer in pages.items()}
+    for text in XSS:
+        # The swept style is in the prompt's text: each value on its run's page.
+        assert any(text in shown[f"run {run_id}"] for run_id in runs), text
+        assert text in shown["prompts"], text
+    assert XSS[0] in shown["prompts search"] or XSS[1] in shown["prompts search"]
 
 
 # ------------------------------------------------------------------ secrets
