@@ -185,8 +185,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- --json everywhere
 
-# Commands that print no listing, show or status (a script to source).
-NOT_A_LISTING = {"completion"}
+# Commands that print no listing, show or status: a script to source, a web server.
+NOT_A_LISTING = {"completion", "ui"}
 
 
 def leaf_commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:

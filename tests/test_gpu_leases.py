@@ -71,6 +71,25 @@ def test_a_gpu_leased_to_one_runner_is_refused_to_another(repo: DataRepository) 
     assert repo.gpus_held_by_others("rn_c", TIMEOUT_S) == {MACHINE: {0, 1, 2}}
 
 
+def test_a_job_taken_over_keeps_its_gpus_and_frees_them_when_it_ends(
+    repo: DataRepository,
+) -> None:
+    """A runner that re-attaches to a dead runner's job takes that job's leases at once.
+
+    Without it the GPUs stay held until the dead runner's heartbeat is old, and
+    the rest of the sweep waits that long after a kill -9 (about a minute).
+    """
+    assert take(repo, "rn_a", [0, 1], "jb_a1")
+    assert take(repo, "rn_a", [2], "jb_a2")
+    # rn_b follows jb_a1 (taken over): its GPUs are rn_b's now, jb_a2's stay rn_a's.
+    assert take(repo, "rn_b", [0, 1], "jb_a1")
+    assert not take(repo, "rn_b", [2], "jb_b1")
+    assert repo.gpus_held_by_others("rn_c", TIMEOUT_S) == {MACHINE: {0, 1, 2}}
+    assert repo.gpus_held_by_others("rn_a", TIMEOUT_S) == {MACHINE: {0, 1}}
+    assert repo.release_gpus("rn_b", "jb_a1") == 2
+    assert repo.gpus_held_by_others("rn_c", TIMEOUT_S) == {MACHINE: {2}}
+
+
 def test_leases_are_all_or_none(repo: DataRepository) -> None:
     assert take(repo, "rn_a", [1], "jb_a1")
     assert not take(repo, "rn_b", [0, 1], "jb_b1")

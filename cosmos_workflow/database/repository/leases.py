@@ -34,7 +34,8 @@ class LeaseQueries(RepositoryCore):
 
         Leases of runners that are not alive (see the module) are removed first,
         and the runner's own (it books only GPUs it knows free: a lease it could
-        not give back is replaced).
+        not give back is replaced), and those of the same job (a job taken over
+        from a runner that died keeps its GPUs, with the runs it holds).
 
         Args:
             machine: The machine's key (``Executor.machine``).
@@ -51,6 +52,8 @@ class LeaseQueries(RepositoryCore):
         mine = and_(GpuLease.machine == machine, GpuLease.gpu.in_(list(gpus)))
         stale = or_(
             GpuLease.runner_id == runner_id,
+            # A job taken over from a runner that died (its runs are this runner's now).
+            GpuLease.job_id == job_id,
             GpuLease.runner_id.not_in(self._live_runners(timeout_s)),
         )
         rows = [
