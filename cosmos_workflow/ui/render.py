@@ -49,15 +49,10 @@ def eta(summary: dict[str, Any]) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds for people: "-" (unknown), "45s", "3m 20s", "2h 05m"."""
-    if seconds is None:
-        return "-"
-    whole = max(0, round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    """Seconds for people, as the CLI writes them (engine/eta.py); "-" when unknown."""
+    from cosmos_workflow.engine.eta import format_duration
+
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -319,3 +319,19 @@ class Executor(ABC):
         Returns:
             What was stopped (for messages), or None if nothing of the job was running.
         """
+
+
+def stage_each(
+    items: list[InputFile], put: Callable[[InputFile], object]
+) -> dict[str, CosmosError]:
+    """Stage each input with ``put``; the failures by sha256 (the others are staged).
+
+    The shared loop of every kind's ``stage_inputs``.
+    """
+    failures: dict[str, CosmosError] = {}
+    for item in items:
+        try:
+            put(item)
+        except CosmosError as exc:
+            failures[item.sha256] = exc
+    return failures

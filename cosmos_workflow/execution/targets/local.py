@@ -36,6 +36,7 @@ from cosmos_workflow.execution.targets.base import (
     Executor,
     LiveLog,
     TargetReport,
+    stage_each,
     wait_while_starting,
 )
 from cosmos_workflow.execution.targets.gpus import query_gpus
@@ -90,13 +91,7 @@ class LocalExecutor(Executor):
 
     def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
         """Copy inputs into the local cache, checking each sha256."""
-        failures: dict[str, CosmosError] = {}
-        for item in items:
-            try:
-                self._inputs.materialize(item)
-            except CosmosError as exc:
-                failures[item.sha256] = exc
-        return failures
+        return stage_each(items, self._inputs.materialize)
 
     def layout(self, job_id: str, staging: Path) -> JobLayout:
         """The staging folder is the job folder; Python is this interpreter."""

@@ -39,6 +39,7 @@ from cosmos_workflow.execution.targets.base import (
     Leftover,
     LiveLog,
     TargetReport,
+    stage_each,
     wait_while_starting,
 )
 from cosmos_workflow.execution.targets.registry import ExecutorContext
@@ -133,13 +134,7 @@ class SlurmExecutor(Executor):
 
     def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
         """Put inputs the cluster's cache lacks there, each verified by sha256."""
-        failures: dict[str, CosmosError] = {}
-        for item in items:
-            try:
-                self._login.cache_input(item, self.cache_dir)
-            except CosmosError as exc:
-                failures[item.sha256] = exc
-        return failures
+        return stage_each(items, lambda item: self._login.cache_input(item, self.cache_dir))
 
     # -- submitting ----------------------------------------------------------------
     def execute(

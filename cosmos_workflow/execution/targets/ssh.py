@@ -32,6 +32,7 @@ from cosmos_workflow.execution.targets.base import (
     Leftover,
     LiveLog,
     TargetReport,
+    stage_each,
     wait_while_starting,
 )
 from cosmos_workflow.execution.targets.docker import (
@@ -133,13 +134,7 @@ class RemoteExecutor(Executor):
 
     def stage_inputs(self, items: list[InputFile]) -> dict[str, CosmosError]:
         """Upload inputs the host's cache lacks, each verified by sha256."""
-        failures: dict[str, CosmosError] = {}
-        for item in items:
-            try:
-                self._files.ensure_cached(item, self.cache_dir)
-            except CosmosError as exc:
-                failures[item.sha256] = exc
-        return failures
+        return stage_each(items, lambda item: self._files.ensure_cached(item, self.cache_dir))
 
     def execute(
         self,
