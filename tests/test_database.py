@@ -22,7 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
 
 from cosmos_workflow.database.engine import (
     MIGRATIONS_DIR,
@@ -139,6 +139,44 @@ def backups_in(folder: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- migrations
+
+
+def test_many_connections_opening_a_new_database_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two runners started together on a new project both open its database.
+
+    Switching a new SQLite file to WAL deadlocks when two connections do it at
+    once, and SQLite fails one at once, without waiting (CI saw a runner exit
+    with "database is locked"). Rounds of eight openers started by a barrier
+    hit that race in about one round in twenty.
+    """
+    openers, rounds = 8, 150
+    for number in range(rounds):
+        db_file = tmp_path / f"round{number}" / "cosmos.db"
+        barrier = threading.Barrier(openers)
+        failures: list[Exception] = []
+        engines = [create_db_engine(sqlite_url(db_file)) for _ in range(openers)]
+
+        def open_it(
+            engine: Engine,
+            barrier: threading.Barrier = barrier,
+            failures: list[Exception] = failures,
+        ) -> None:
+            barrier.wait()
+            try:
+                with engine.connect() as conn:
+                    mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                    assert mode == "wal"
+            except (OperationalError, AssertionError) as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for engine in engines:
+            engine.dispose()
+        assert failures == [], f"round {number}: {failures[0]!r}"
 
 
 def test_migrate_empty_database_gives_the_model_schema(tmp_path: Path) -> None:

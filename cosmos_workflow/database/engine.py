@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 # Alembic's table of the database's revision (one row, one column).
 VERSION_TABLE = table("alembic_version", column("version_num"))
+
+# How long a SQLite connection waits for another writer's lock.
+_BUSY_TIMEOUT_MS = 30000
 
 _LOCKS = "cosmos_locks"
 # pg_advisory_xact_lock key of the writers (migrations use 727001).
@@ -72,8 +76,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    _switch_to_wal(cursor)
     # In WAL mode NORMAL never corrupts the database; a power cut may undo the
     # last commits (the runs are then found again from their folders).
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -81,6 +85,26 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # SQLite's own lower() folds ASCII letters only; this one folds every
     # letter, as PostgreSQL's does, so that searches ignore case in any script.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, waiting out others that do the same.
+
+    The switch is stored in the file, so it happens once, on a new file. Two
+    connections switching a new file at once deadlock, and SQLite then fails
+    one of them at once ("database is locked") instead of calling the busy
+    handler; it is tried again until the busy timeout, by which time the
+    other has switched the file.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.02)
 
 
 def _lower(value: object) -> object:
@@ -135,7 +159,7 @@ def _engine_for(parsed: URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
