@@ -20,6 +20,7 @@ folder (see execution/adapters/simulated.py).
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable
 
@@ -33,6 +34,10 @@ PROFILE_BASELINE = 66
 CONSTRAINED_BASELINE = 0xC0
 LEVEL = 30
 TIMESCALE_PER_FPS = 512
+
+
+# Two zero bytes and a byte of 0 to 3: a start code could appear there.
+_EMULATED = re.compile(rb"\x00\x00(?=[\x00-\x03])")
 
 
 class BitWriter:
@@ -78,16 +83,12 @@ class BitWriter:
 
 
 def nal(header: int, rbsp: bytes) -> bytes:
-    """A NAL unit: its header byte and the RBSP with emulation prevention bytes."""
-    out = bytearray([header])
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
+    """A NAL unit: its header byte and the RBSP with emulation prevention bytes.
+
+    After two zero bytes, a byte of 0 to 3 gets a 3 in front of it, so that
+    no start code appears inside the unit.
+    """
+    return bytes([header]) + _EMULATED.sub(b"\x00\x00\x03", rbsp)
 
 
 def sps(width: int, height: int) -> bytes:

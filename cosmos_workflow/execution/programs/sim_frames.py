@@ -92,11 +92,16 @@ class Card:
 
 def yuv(rgb: tuple[float, float, float]) -> tuple[int, int, int]:
     """BT.601 limited-range Y, Cb, Cr of an RGB colour (0-255 each)."""
-    r, g, b = (min(255.0, max(0.0, c)) for c in rgb)
+    r, g, b = (_clamp(rgb[0]), _clamp(rgb[1]), _clamp(rgb[2]))
     y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
     u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
     v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
     return round(y), round(u), round(v)
+
+
+def _clamp(value: float) -> float:
+    """``value`` held within 0..255."""
+    return 0.0 if value < 0.0 else 255.0 if value > 255.0 else value
 
 
 def control_pattern(key: str, fx: float, fy: float, cx: int, cy: int) -> tuple[float, ...]:
@@ -127,50 +132,60 @@ def control_pattern(key: str, fx: float, fy: float, cx: int, cy: int) -> tuple[f
     return (level, level, level)
 
 
-def background(source: bytes, fx: float, fy: float) -> tuple[float, float, float]:
-    """The input's picture: a vertical gradient and a disc, both from ``source``."""
-    top, bottom, disc = source[0:3], source[3:6], source[6:9]
-    rgb = [40 + (t * (1 - fy) + b * fy) * 0.7 for t, b in zip(top, bottom, strict=True)]
-    centre_x, centre_y = 0.25 + source[9] / 512, 0.3 + source[10] / 640
-    if (fx - centre_x) ** 2 * 3 + (fy - centre_y) ** 2 <= 0.04:
-        rgb = [60 + c * 0.75 for c in disc]
-    return (rgb[0], rgb[1], rgb[2])
-
-
 def base_planes(card: Card) -> tuple[bytearray, bytearray, bytearray]:
-    """The still picture (without the text), in 4:2:0 planes, one colour per 2x2 cell."""
+    """The still picture (without the text), in 4:2:0 planes, one colour per 2x2 cell.
+
+    The input's picture is a vertical gradient and a disc, both from its
+    sha256; each control blends its pattern in; the seed's tint and block
+    noise go over everything. What depends on the row or the column only is
+    worked out once (the simulated model draws every output it writes).
+    """
     cells_x, cells_y = WIDTH // 2, HEIGHT // 2
-    tint = colorsys.hsv_to_rgb((card.seed * 0.618034) % 1.0, 0.85, 1.0)
-    rng = random.Random(card.seed)  # noqa: S311 (a picture's noise, not a secret)
+    source = card.source
+    top, bottom = source[0:3], source[3:6]
+    disc = [60 + c * 0.75 for c in source[6:9]]
+    centre_x, centre_y = 0.25 + source[9] / 512, 0.3 + source[10] / 640
     # The patterns take the input's colour, so different inputs differ at any weight.
-    hue = tuple(0.35 + 0.65 * c / max(1, *card.source[3:6]) for c in card.source[3:6])
+    hue = [0.35 + 0.65 * c / max(1, *bottom) for c in bottom]
+    # A control covers the share ``weight`` of the picture (from the bottom
+    # right) and shows more strongly the larger it is.
+    blends = [
+        (key, 1 - weight, PATTERN_SHARE * (0.3 + 0.7 * weight)) for key, weight in card.weights
+    ]
+    tint = colorsys.hsv_to_rgb((card.seed * 0.618034) % 1.0, 0.85, 1.0)
+    tint_r, tint_g, tint_b = (255 * t * TINT_PERCENT / 100 for t in tint)
+    rng = random.Random(card.seed)  # noqa: S311 (a picture's noise, not a secret)
     noise = [rng.randint(-NOISE_AMPLITUDE, NOISE_AMPLITUDE) for _ in range(cells_x * cells_y // 16)]
+    columns = [cx / cells_x for cx in range(cells_x)]
+    disc_x = [(fx - centre_x) ** 2 * 3 for fx in columns]
     y_plane, u_plane, v_plane = bytearray(WIDTH * HEIGHT), bytearray(), bytearray()
     for cy in range(cells_y):
         fy = cy / cells_y
-        for cx in range(cells_x):
-            fx = cx / cells_x
-            rgb = background(card.source, fx, fy)
-            for key, weight in card.weights:
-                # A control covers the share ``weight`` of the picture (from the
-                # bottom right) and shows more strongly the larger it is.
-                if 0.4 * fx + 0.6 * fy < 1 - weight:
-                    continue
-                share = PATTERN_SHARE * (0.3 + 0.7 * weight)
-                pattern = control_pattern(key, fx, fy, cx, cy)
-                rgb = tuple(
-                    c + (p * h - c) * share for c, p, h in zip(rgb, pattern, hue, strict=True)
+        gradient = [40 + (t * (1 - fy) + b * fy) * 0.7 for t, b in zip(top, bottom, strict=True)]
+        disc_y = (fy - centre_y) ** 2
+        noise_row = (cy // 4) * (cells_x // 4)
+        lumas = bytearray(WIDTH)
+        for cx, fx in enumerate(columns):
+            r, g, b = disc if disc_x[cx] + disc_y <= 0.04 else gradient
+            for key, uncovered, share in blends:
+                if 0.4 * fx + 0.6 * fy >= uncovered:
+                    pr, pg, pb = control_pattern(key, fx, fy, cx, cy)
+                    r += (pr * hue[0] - r) * share
+                    g += (pg * hue[1] - g) * share
+                    b += (pb * hue[2] - b) * share
+            shift = noise[noise_row + cx // 4]
+            luma, cb, cr = yuv(
+                (
+                    r * (100 - TINT_PERCENT) / 100 + tint_r + shift,
+                    g * (100 - TINT_PERCENT) / 100 + tint_g + shift,
+                    b * (100 - TINT_PERCENT) / 100 + tint_b + shift,
                 )
-            shift = noise[(cy // 4) * (cells_x // 4) + cx // 4]
-            rgb = tuple(
-                c * (100 - TINT_PERCENT) / 100 + 255 * t * TINT_PERCENT / 100 + shift
-                for c, t in zip(rgb, tint, strict=True)
             )
-            luma, cb, cr = yuv((rgb[0], rgb[1], rgb[2]))
-            at = 2 * cy * WIDTH + 2 * cx
-            y_plane[at : at + 2] = y_plane[at + WIDTH : at + WIDTH + 2] = bytes((luma, luma))
+            lumas[2 * cx] = lumas[2 * cx + 1] = luma
             u_plane.append(cb)
             v_plane.append(cr)
+        at = 2 * cy * WIDTH
+        y_plane[at : at + WIDTH] = y_plane[at + WIDTH : at + 2 * WIDTH] = lumas
     return y_plane, u_plane, v_plane
 
 
