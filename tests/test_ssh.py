@@ -149,6 +149,35 @@ def test_a_connection_dropped_mid_command_is_a_network_failure(sshd: Sshd) -> No
         assert remote.run(["echo", "again"]).stdout == "again\n"
 
 
+def test_a_drop_mid_command_is_a_network_failure_even_once_the_connection_is_back(
+    sshd: Sshd,
+) -> None:
+    # A runner's threads share one connection: another thread may open it
+    # again before a command on the dropped one sees that its channel ended
+    # without an exit status. That command was lost to the network; it did
+    # not exit with -1. Here the command's own line handler drops and reopens
+    # the connection, so the command sees its end only once it is back.
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        first = ssh.transport()
+
+        def on_line(line: str) -> None:
+            if line == "started":
+                first.close()
+                ssh.connect()
+
+        with pytest.raises(NetworkFailure, match="dropped"):
+            remote.stream(["sh", "-c", "echo started; sleep 10"], on_line, timeout=30)
+        assert ssh.transport() is not first
+        assert remote.run(["echo", "again"]).stdout == "again\n"
+
+
+def test_a_command_killed_by_a_signal_is_no_network_failure(sshd: Sshd) -> None:
+    with SSHManager(endpoint(sshd)) as ssh:
+        result = RemoteCommandExecutor(ssh).run(["sh", "-c", "kill -9 $$"])
+        assert result.exit_code != 0
+
+
 def test_unknown_host_is_refused_with_instructions(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")

@@ -250,8 +250,10 @@ class RemoteCommandExecutor:
             if finished and not channel.recv_ready():
                 if not channel.recv_stderr_ready():
                     code = channel.recv_exit_status()
-                    if code == -1 and not self._ssh.connected:
-                        # paramiko reports -1 when the channel closed without an exit status.
+                    if code == -1 and not _transport_active(channel):
+                        # paramiko reports -1 when the channel closed without an
+                        # exit status. Its own connection is asked: another thread
+                        # may have opened a new one meanwhile.
                         raise NetworkFailure(f"{self._ssh.endpoint.label}: the connection dropped")
                     return code
             if deadline is not None and time.monotonic() > deadline:
@@ -261,6 +263,12 @@ class RemoteCommandExecutor:
                 )
             if not progressed:
                 select.select([channel], [], [], 0.2)
+
+
+def _transport_active(channel: paramiko.Channel) -> bool:
+    """True while the connection that carries ``channel`` is up."""
+    transport = channel.get_transport()
+    return transport is not None and transport.is_active()
 
 
 def _close(channel: paramiko.Channel) -> None:
