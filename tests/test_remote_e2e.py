@@ -239,7 +239,7 @@ def test_a_failing_container_keeps_its_log_and_the_rest_go_on(host, remote_proje
     assert done.returncode == 1, done.stderr
     assert "12 executed (6 succeeded, 6 failed)" in done.stdout
     for run in project.cosmos_json("list", "runs", "--status", "failed"):
-        assert run["exit_code"] == 17
+        assert run["exit_code"] == 17, (run, done.stdout[-3000:], done.stderr[-6000:])
         log = (Path(run["output_dir"]) / "logs" / "run.log").read_text()
         assert "simulated failure for seed 2" in log
 
