@@ -13,7 +13,7 @@ from sshd import Sshd, free_port, keygen, start_sshd
 from cosmos_workflow.connection.remote import RemoteCommandError, RemoteCommandExecutor
 from cosmos_workflow.connection.scripts import BashScriptBuilder
 from cosmos_workflow.connection.ssh import HostKeyFailure, SSHEndpoint, SSHManager, parse_jump
-from cosmos_workflow.errors import AuthFailure, NetworkFailure
+from cosmos_workflow.errors import AuthFailure, CosmosError, NetworkFailure
 
 # Text that a shell would love to interpret. Every value must arrive intact.
 INJECTION_CORPUS = [
@@ -126,6 +126,50 @@ def test_one_connection_serves_many_threads(sshd: Sshd) -> None:
     assert not errors
     assert results == {i: str(i) for i in range(16)}
     assert not transport.is_active(), "the connection was not closed on exit"
+
+
+def test_bursts_of_short_commands_from_a_busy_process_never_drop_the_connection(
+    tmp_path: Path,
+) -> None:
+    # A runner is busy (many threads, CPU work) while its threads send short
+    # commands over one connection. A command that ended before its thread
+    # got round to sending the channel's EOF made sshd drop the connection
+    # ("ieof packet referred to nonexistent channel") with every command on
+    # it. A thread that spins here makes such late EOFs likely: the old code
+    # lost the connection in more than half the rounds.
+    sshd = start_sshd(tmp_path / "sshd")
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        for _ in range(2):
+            errors: list[BaseException] = []
+            with SSHManager(endpoint(sshd)) as ssh:
+                remote = RemoteCommandExecutor(ssh)
+
+                def work(remote: RemoteCommandExecutor = remote, errors: list = errors) -> None:
+                    for _ in range(5):
+                        try:
+                            assert remote.run(["true"]).exit_code == 0
+                        except (CosmosError, AssertionError) as exc:
+                            errors.append(exc)
+
+                threads = [threading.Thread(target=work) for _ in range(16)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            assert errors == []
+    finally:
+        stop.set()
+        spinner.join()
+        sshd.stop()
+    assert "nonexistent channel" not in (sshd.root / "sshd.log").read_text()
 
 
 def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:

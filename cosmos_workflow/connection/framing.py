@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 
 # $1 the marker; the rest the command. Prints the marker on both streams, then
 # becomes the command (its signals, exit code and streams are the command's).
-_OPEN = 't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; exec "$@"'
+_OPEN = 't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; exec "$@"{stdin}'
 # Same, but waits for the command and prints "<marker>.end" on both streams after it.
 _CLOSED = (
-    't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; "$@"; c=$?; '
+    't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; "$@"{stdin}; c=$?; '
     'printf "\\n%s\\n" "$t.end"; printf "\\n%s\\n" "$t.end" >&2; exit $c'
 )
+# A command given no input reads /dev/null: nobody has to send it an EOF once
+# it may have ended (an EOF that reaches sshd after the channel closed makes
+# it drop the whole connection).
+_NO_INPUT = " </dev/null"
 
 
 class FrameMissing(ValueError):
@@ -66,15 +70,17 @@ class Frame:
         """The bytes that follow the command's output on each stream (closed frames)."""
         return f"\n{self.token}.end\n".encode("ascii")
 
-    def wrap(self, argv: list[str], closed: bool = True) -> list[str]:
+    def wrap(self, argv: list[str], closed: bool = True, stdin: bool = True) -> list[str]:
         """``argv`` inside the frame.
 
         Args:
             argv: The command.
             closed: Also mark the end of the output (the frame waits for the
                 command); otherwise the frame becomes the command (``exec``).
+            stdin: The command reads what the channel sends; otherwise /dev/null.
         """
-        return ["sh", "-c", _CLOSED if closed else _OPEN, "frame", self.token, *argv]
+        script = (_CLOSED if closed else _OPEN).format(stdin="" if stdin else _NO_INPUT)
+        return ["sh", "-c", script, "frame", self.token, *argv]
 
     def split(self, data: bytes) -> Split:
         """Cut one whole stream of a closed frame into the answer and the noise around it."""

@@ -112,12 +112,14 @@ class RemoteCommandExecutor:
                 host's shell did not start the command.
         """
         frame = Frame()
-        channel, command = self._start(frame, RemoteCommand(argv, env), closed=True)
+        channel, command = self._start(
+            frame, RemoteCommand(argv, env), closed=True, stdin=stdin is not None
+        )
         out, err = bytearray(), bytearray()
         try:
             if stdin is not None:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+                channel.shutdown_write()
             code = self._pump(channel, out.extend, err.extend, timeout, command)
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
@@ -148,10 +150,9 @@ class RemoteCommandExecutor:
             RemoteCommandError: timeout.
         """
         frame = Frame()
-        channel, command = self._start(frame, RemoteCommand(argv, env), closed=False)
+        channel, command = self._start(frame, RemoteCommand(argv, env), closed=False, stdin=False)
         out, err = FramedLines(frame, on_line), FramedLines(frame, on_line)
         try:
-            channel.shutdown_write()
             code = self._pump(channel, out.feed, err.feed, timeout, command)
         except transport_errors() as exc:
             raise NetworkFailure(f"{self._ssh.endpoint.label}: {exc}") from exc
@@ -212,14 +213,21 @@ class RemoteCommandExecutor:
         )
 
     def _start(
-        self, frame: Frame, command: RemoteCommand, closed: bool
+        self, frame: Frame, command: RemoteCommand, closed: bool, stdin: bool
     ) -> tuple[paramiko.Channel, str]:
-        """Start ``command`` inside ``frame``; return its channel and its text (for messages)."""
+        """Start ``command`` inside ``frame``; return its channel and its text (for messages).
+
+        Without ``stdin`` the command reads /dev/null and the channel is sent
+        no EOF: paramiko sends an EOF outside its channel lock, so one sent
+        while the command ends can reach sshd after the channel is gone, and
+        sshd then drops the connection with every command on it.
+        """
         shown = command.shown()
         channel = self._ssh.open_session(timeout=30)
         logger.debug("%s$ %s", self._ssh.endpoint.label, shown)
+        wrapped = frame.wrap(command.words(), closed, stdin)
         try:
-            channel.exec_command(RemoteCommand(frame.wrap(command.words(), closed)).render())
+            channel.exec_command(RemoteCommand(wrapped).render())
         except transport_errors() as exc:
             _close(channel)
             raise NetworkFailure(
