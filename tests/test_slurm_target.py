@@ -302,8 +302,12 @@ def test_scancel_from_outside_cancels_the_jobs_runs(
         env={"COSMOS_SIMULATOR__MODEL_LOAD_S": "60"},
         capture=True,
     )
+    # Two runs on four free slots: two jobs of one run. Both are cancelled
+    # from outside once both run (a job still waiting would load for 60 s).
     job = wait_for(
-        "a job of ours running", lambda: ours(slurm_host, work, "RUNNING"), runner=runner
+        "both jobs of ours running",
+        lambda: running if len(running := ours(slurm_host, work, "RUNNING")) == 2 else [],
+        runner=runner,
     )
     slurm_host.client("scancel", *job)
     out, err = runner.communicate(timeout=25)
