@@ -1,10 +1,11 @@
 """A sweep's report: outputs/sweeps/<id>/report.html, a grid of its runs' outputs.
 
 The page is static HTML rendered with jinja2 (imported only to write one;
-autoescaped: prompts are user text). It opens from disk with no server; every link is relative (to the
-run folders and the sweep folder's thumbs/), so a moved or copied output tree
-keeps working. Thumbnails load lazily and videos only when clicked, and no
-data is inlined, so a report of hundreds of runs stays small.
+autoescaped: prompts are user text). It opens from disk with no server;
+every link is relative (to the run folders and the sweep folder's thumbs/),
+so a moved or copied output tree keeps working. Thumbnails load lazily and
+videos only when clicked, and no data is inlined, so a report of hundreds of
+runs stays small.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cosmos_workflow.database.models import Run, RunStatus, SweepStage
+from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.errors import StateError
 from cosmos_workflow.execution.adapters.upscale import UPSCALE_OF
-from cosmos_workflow.outputs.store import OUTPUT_VIDEO, OUTPUTS_SUMS, RUN_LOG, OutputStore, read_sums
 from cosmos_workflow.outputs.axes import (
     Axis,
     Layout,
@@ -33,7 +34,13 @@ from cosmos_workflow.outputs.axes import (
     run_coordinates,
     value_key,
 )
-from cosmos_workflow.database.repository import DataRepository
+from cosmos_workflow.outputs.store import (
+    OUTPUT_VIDEO,
+    OUTPUTS_SUMS,
+    RUN_LOG,
+    OutputStore,
+    read_sums,
+)
 from cosmos_workflow.outputs.thumbnails import ThumbnailStore
 from cosmos_workflow.utils.atomic import write_text_atomic
 from cosmos_workflow.utils.clock import Clock
@@ -192,6 +199,7 @@ class SweepReport:
         folder = self._store.sweep_dir(sweep_id)
         runs_href = posixpath.join(*Path(os.path.relpath(self._store.runs_dir, folder)).parts)
         thumbs = ThumbnailStore(folder / THUMBS_DIR, make=thumbnails)
+        thumbs.make_all(self._videos(run for _, run in links))
         cells = [
             self._cell(run, point, runs_href, thumbs, upscales.get(run.id))
             for (_, run), point in zip(links, points, strict=True)
@@ -200,20 +208,24 @@ class SweepReport:
         for cell in cells:
             counts[cell.status] += 1
         counts["total"] = len(cells)
-        page = _environment().get_template(TEMPLATE).render(
-            sweep=sweep,
-            created=_iso(sweep.created_at),
-            written=_iso(self._clock.now()),
-            description=_description(sweep.manifest),
-            overrides=_override_lines(sweep.overrides),
-            provenance=_read_json(folder / "provenance.json"),
-            counts=counts,
-            stages=self._repository.sweep_stage_sizes(sweep_id),
-            statuses=[status.value for status in RunStatus],
-            axes=axes,
-            layout=layout,
-            sections=grid_sections(cells, layout),
-            fmt=format_value,
+        page = (
+            _environment()
+            .get_template(TEMPLATE)
+            .render(
+                sweep=sweep,
+                created=_iso(sweep.created_at),
+                written=_iso(self._clock.now()),
+                description=_description(sweep.manifest),
+                overrides=_override_lines(sweep.overrides),
+                provenance=_read_json(folder / "provenance.json"),
+                counts=counts,
+                stages=self._repository.sweep_stage_sizes(sweep_id),
+                statuses=[status.value for status in RunStatus],
+                axes=axes,
+                layout=layout,
+                sections=grid_sections(cells, layout),
+                fmt=format_value,
+            )
         )
         path = folder / REPORT_FILE
         try:
@@ -228,6 +240,15 @@ class SweepReport:
             counts=counts,
             thumbnails={"made": thumbs.made, "reused": thumbs.reused, "failed": thumbs.failed},
         )
+
+    def _videos(self, runs: Iterable[Run]) -> list[tuple[str, Path, str]]:
+        """(run id, output video, its sha256) of each succeeded run that has its video."""
+        found = []
+        for run in runs:
+            video = self._store.run_dir(run.id) / OUTPUT_VIDEO
+            if run.status is RunStatus.SUCCEEDED and video.is_file():
+                found.append((run.id, video, recorded_checksum(video.parent, video)))
+        return found
 
     def _cell(
         self,

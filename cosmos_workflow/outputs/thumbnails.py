@@ -11,7 +11,9 @@ the sweep folder, never in run folders (those are checksummed).
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,6 +31,10 @@ SAFE_KEY = re.compile(r"[A-Za-z0-9_]+")
 class ThumbnailStore:
     """Makes and finds the thumbnails in one folder, counting what it did.
 
+    The folder is listed once, when a thumbnail is first looked for; thumbnails
+    made through this store keep the listing up to date (one store serves
+    one report, or one request).
+
     Args:
         folder: Where the thumbnails are (created when the first one is made).
         width: Largest thumbnail width in pixels (smaller videos keep their size).
@@ -42,6 +48,9 @@ class ThumbnailStore:
         self.made = 0
         self.reused = 0
         self.failed = 0
+        self._lock = threading.Lock()
+        self._names: dict[str, set[str]] | None = None
+        self._prepared: dict[tuple[str, str], Path | None] = {}
 
     def thumbnail(self, key: str, video: Path, checksum: str) -> Path | None:
         """The thumbnail of ``video``, made if the folder has none for this checksum.
@@ -61,9 +70,43 @@ class ThumbnailStore:
         """
         if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
             raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
+        with self._lock:
+            if (key, checksum) in self._prepared:
+                return self._prepared.pop((key, checksum))
+        return self._provide(key, video, checksum)
+
+    def make_all(self, videos: list[tuple[str, Path, str]], workers: int = 0) -> None:
+        """Find or make the thumbnails of many videos at once (PyAV decodes in threads).
+
+        The next :meth:`thumbnail` of each returns what was found or made
+        here (counted here, once).
+
+        Args:
+            videos: (key, video, checksum) of each, as :meth:`thumbnail` takes them.
+            workers: Threads (0: one per core, at most 4).
+
+        Raises:
+            ValueError: a key or checksum could name a file outside the folder.
+        """
+        for key, _, checksum in videos:
+            if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
+                raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
+        from concurrent.futures import ThreadPoolExecutor
+
+        def prepare(item: tuple[str, Path, str]) -> None:
+            found = self._provide(*item)
+            with self._lock:
+                self._prepared[(item[0], item[2])] = found
+
+        threads = workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(threads, thread_name_prefix="thumbnail") as pool:
+            list(pool.map(prepare, videos))
+
+    def _provide(self, key: str, video: Path, checksum: str) -> Path | None:
+        """Find or make one thumbnail, counting which (see :meth:`thumbnail`)."""
         path = self.folder / f"{key}-{checksum[:CHECKSUM_DIGITS]}.jpg"
-        if path.is_file():
-            self.reused += 1
+        if path.name in self._listed(key):
+            self._count("reused")
             return path
         if not self.make:
             return None
@@ -73,13 +116,42 @@ class ThumbnailStore:
             write_bytes_atomic(path, frame_jpeg(video, self.width))
         except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration) as exc:
             logger.warning("No thumbnail of %s: %s", video, exc)
-            self.failed += 1
+            self._count("failed")
             return None
-        for stale in self.folder.glob(f"{key}-*.jpg"):
-            if stale != path:
-                stale.unlink(missing_ok=True)
-        self.made += 1
+        with self._lock:
+            names = self._names_of(key)
+            stale = names - {path.name}
+            names.clear()
+            names.add(path.name)
+        for name in stale:
+            (self.folder / name).unlink(missing_ok=True)
+        self._count("made")
         return path
+
+    def _listed(self, key: str) -> set[str]:
+        """The names of ``key``'s thumbnails in the folder (listed on first use)."""
+        with self._lock:
+            return set(self._names_of(key))
+
+    def _names_of(self, key: str) -> set[str]:
+        # Called with the lock held.
+        if self._names is None:
+            self._names = {}
+            try:
+                entries = os.scandir(self.folder)
+            except OSError:
+                entries = None
+            if entries is not None:
+                with entries:
+                    for entry in entries:
+                        owner, dash, _ = entry.name.rpartition("-")
+                        if dash and entry.name.endswith(".jpg"):
+                            self._names.setdefault(owner, set()).add(entry.name)
+        return self._names.setdefault(key, set())
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
 
 def frame_jpeg(video: Path, width: int) -> bytes:
