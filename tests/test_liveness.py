@@ -1,18 +1,22 @@
 """Whether a runner is alive (engine/liveness.py), as `cosmos gc` and a taking-over runner ask.
 
-The end-to-end cases (gc next to a live runner, a runner killed with SIGKILL)
-are in tests/test_outages.py and tests/test_gpu_leases.py; these are the
-boundaries of the rule itself, on a runner of this machine and of another.
+The end-to-end cases (gc next to a live runner, a runner killed with SIGKILL,
+two runners with fast heartbeats) are in tests/test_outages.py,
+tests/test_gpu_leases.py and tests/test_pool.py; these are the boundaries of
+the rule itself, on a runner of this machine and of another.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from datetime import timedelta
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 
-import pytest
 from test_database import T0, FakeClock
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
@@ -30,13 +34,19 @@ def a_dead_pid() -> int:
     return process.pid
 
 
-def runner(hostname: str, pid: int, silent_s: float, stopped: bool = False) -> Runner:
+def runner(
+    hostname: str,
+    pid: int,
+    silent_s: float,
+    stopped: bool = False,
+    started_at: datetime | None = None,
+) -> Runner:
     beat = T0 - timedelta(seconds=silent_s)
     return Runner(
         id="rn_0123456789ab",
         hostname=hostname,
         pid=pid,
-        started_at=beat - timedelta(hours=1),
+        started_at=started_at or beat - timedelta(hours=1),
         heartbeat_at=beat,
         stopped_at=beat if stopped else None,
     )
@@ -46,18 +56,54 @@ def alive(record: Runner | None) -> bool:
     return runner_alive(record, HERE, FakeClock(T0), TIMEOUT_S, LocalCommandExecutor())
 
 
-@pytest.mark.parametrize("hostname", [HERE, "another-machine"])
-def test_a_runner_that_beat_within_the_timeout_is_alive_until_it_goes_silent(
-    hostname: str,
-) -> None:
+@contextmanager
+def a_stopped_process() -> Iterator[int]:
+    """A process stopped as by Ctrl-Z (SIGSTOP), killed afterwards."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while LocalCommandExecutor.process_state(process.pid) not in ("T", "t"):
+            assert time.monotonic() < deadline, "the process did not stop"
+            time.sleep(0.01)
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_runner_on_another_machine_is_alive_until_it_goes_silent() -> None:
     me = os.getpid()
-    assert alive(runner(hostname, me, silent_s=0))
-    assert alive(runner(hostname, me, silent_s=TIMEOUT_S - 1))
-    assert not alive(runner(hostname, me, silent_s=TIMEOUT_S + 1))
+    assert alive(runner("another-machine", me, silent_s=0))
+    assert alive(runner("another-machine", me, silent_s=TIMEOUT_S - 1))
+    assert not alive(runner("another-machine", me, silent_s=TIMEOUT_S + 1))
+
+
+def test_on_this_machine_a_runner_whose_process_runs_is_alive_however_late_it_beats() -> None:
+    # A busy runner (its heartbeat waiting for the database) still works: taking
+    # its jobs over would run them twice.
+    me = os.getpid()
+    for silent_s in (0, TIMEOUT_S + 1, 100 * TIMEOUT_S):
+        assert alive(runner(HERE, me, silent_s=silent_s))
+
+
+def test_on_this_machine_a_stopped_runner_is_alive_until_it_goes_silent() -> None:
+    with a_stopped_process() as pid:
+        assert alive(runner(HERE, pid, silent_s=TIMEOUT_S - 1))
+        assert not alive(runner(HERE, pid, silent_s=TIMEOUT_S + 1))
+
+
+def test_a_process_that_got_the_id_of_a_dead_runner_does_not_keep_it_alive() -> None:
+    # This test's process started long after a runner that registered in 2001.
+    long_ago = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    assert not alive(runner(HERE, os.getpid(), silent_s=0, started_at=long_ago))
+    # A runner registered after its process started is that process.
+    assert alive(runner(HERE, os.getpid(), silent_s=0, started_at=datetime.now(timezone.utc)))
 
 
 def test_a_stopped_or_unknown_runner_is_not_alive() -> None:
     assert not alive(runner("another-machine", os.getpid(), silent_s=0, stopped=True))
+    assert not alive(runner(HERE, os.getpid(), silent_s=0, stopped=True))
     assert not alive(None)
 
 

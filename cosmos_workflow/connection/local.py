@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.errors import ExecutionFailure
@@ -179,13 +180,8 @@ class LocalCommandExecutor:
     @staticmethod
     def process_exists(pid: int) -> bool:
         """True if some process (not a zombie) has id ``pid`` on this machine."""
-        stat = Path("/proc") / str(pid) / "stat"
         if Path("/proc/self").exists():
-            try:
-                state = stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                return False
-            return state not in ("Z", "X")
+            return LocalCommandExecutor.process_state(pid) not in (None, "Z", "X")
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -193,6 +189,24 @@ class LocalCommandExecutor:
         except PermissionError:
             return True
         return True
+
+    @staticmethod
+    def process_state(pid: int, started_by: datetime | None = None) -> str | None:
+        """The state letter of process ``pid`` (R, S, D, T, Z...) from /proc; None if none.
+
+        Args:
+            pid: The process id.
+            started_by: Count only a process that started by then: one that
+                started later was given the id of a process that ended.
+        """
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text(encoding="ascii")
+            state, *rest = fields.rsplit(")", 1)[1].split()
+            if started_by is not None and _started_at(int(rest[18])) > started_by.timestamp():
+                return None
+        except (OSError, IndexError, ValueError):
+            return None
+        return state
 
     def terminate(self, pid: int, cwd: Path) -> bool:
         """Ask a program started by :meth:`spawn_detached` (by any process) to stop (SIGTERM).
@@ -238,3 +252,11 @@ class LocalCommandExecutor:
         if extra is None:
             return None
         return {**os.environ, **extra}
+
+
+def _started_at(ticks: int) -> float:
+    """Seconds since the epoch at which a process started ``ticks`` clock ticks after boot."""
+    for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+        if line.startswith("btime "):
+            return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    raise ValueError("/proc/stat has no btime")

@@ -2,8 +2,10 @@
 
 A runner beats a heartbeat in the database (engine/dispatch.py). Another
 runner (taking over jobs) and `cosmos gc` (removing what no runner owns)
-ask here whether a runner is alive: it has not stopped, it beat recently,
-and, on this machine, its process still runs.
+ask here whether a runner is alive: it has not stopped, and on this
+machine its process still runs (the same process, not a later one given its
+id); on another machine, or while its process is stopped (Ctrl-Z), it beat
+recently.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
+
+# A runner registers soon after its process starts (clocks read from /proc
+# are whole seconds at boot, hence the margin).
+_REGISTERED_WITHIN = timedelta(seconds=5)
+# Process states of a stopped process (Ctrl-Z, a debugger).
+_STOPPED = frozenset({"T", "t"})
 
 
 @dataclass
@@ -51,7 +59,13 @@ def runner_alive(
     timeout_s: float,
     commands: LocalCommandExecutor,
 ) -> bool:
-    """True if a runner may still work: it beats, and (on this machine) its process runs.
+    """True if a runner may still work.
+
+    On this machine its process says: a runner whose process runs is alive
+    even if its heartbeat is late (a busy machine, or a heartbeat waiting
+    for the database), and one whose process is gone is dead at once. A
+    stopped process (Ctrl-Z) is alive only while it beat recently, as is a
+    runner on another machine.
 
     Args:
         runner: The runner's record (None: unknown, so not alive).
@@ -62,11 +76,14 @@ def runner_alive(
     """
     if runner is None or runner.stopped_at is not None:
         return False
-    if clock.now() - runner.heartbeat_at > timedelta(seconds=timeout_s):
-        return False
     if runner.hostname == hostname:
-        return commands.process_exists(runner.pid)
-    return True
+        # A process that started after the runner registered only got its id.
+        state = commands.process_state(runner.pid, runner.started_at + _REGISTERED_WITHIN)
+        if state in (None, "Z", "X"):
+            return False
+        if state not in _STOPPED:
+            return True
+    return clock.now() - runner.heartbeat_at <= timedelta(seconds=timeout_s)
 
 
 class Heartbeat:
