@@ -134,6 +134,22 @@ def test_a_lease_of_a_silent_runner_is_free_after_the_timeout(
     assert repo.gpus_held_by_others("rn_c", TIMEOUT_S) == {MACHINE: {0}}
 
 
+def test_a_silent_runner_known_alive_keeps_its_leases(
+    repo: DataRepository, clock: FakeClock
+) -> None:
+    """A busy runner of this machine beats late, yet works: its GPUs stay its own."""
+    assert take(repo, "rn_a", [0], "jb_a1") and take(repo, "rn_c", [1], "jb_c1")
+    clock.advance(TIMEOUT_S + 1)
+    repo.heartbeat("rn_b")
+    assert {runner.id for runner in repo.late_runners(TIMEOUT_S)} == {"rn_a", "rn_c"}
+    assert repo.gpus_held_by_others("rn_b", TIMEOUT_S, late_alive={"rn_a"}) == {MACHINE: {0}}
+    assert not repo.take_gpus(MACHINE, [0], "rn_b", "jb_b1", TIMEOUT_S, late_alive={"rn_a"})
+    assert repo.take_gpus(MACHINE, [1], "rn_b", "jb_b2", TIMEOUT_S, late_alive={"rn_a"})
+    repo.stop_runner("rn_a")
+    # rn_b's lease on GPU 1 is left; the stopped runner's is not kept.
+    assert repo.gpus_held_by_others("rn_x", TIMEOUT_S, late_alive={"rn_a"}) == {MACHINE: {1}}
+
+
 def test_a_lease_of_a_stopped_or_unknown_runner_is_free(repo: DataRepository) -> None:
     assert take(repo, "rn_a", [0], "jb_a1")
     assert take(repo, "rn_ghost", [1], "jb_g1")
@@ -196,7 +212,7 @@ def test_a_plan_sees_gpus_other_runners_hold_as_busy_and_says_so_once(
 ) -> None:
     notes: list[str] = []
     machines = {"local": MACHINE, "box-by-ip": "ssh:10.0.0.5:22", "other": "ssh:gpu-9:22"}
-    leases = GpuLeases(repo, "rn_b", machines, TIMEOUT_S, notes.append)
+    leases = GpuLeases(repo, "rn_b", machines, TIMEOUT_S, lambda runner: False, notes.append)
     hosts = [HostSlots("local", [0, 1, 2]), HostSlots("box-by-ip", [0, 1]), HostSlots("other", [0])]
     hosts[0].occupy([2], 50.0)
     assert take(repo, "rn_a", [0, 2], "jb_a1") and take(
@@ -220,6 +236,23 @@ def test_a_plan_sees_gpus_other_runners_hold_as_busy_and_says_so_once(
     assert leases.take("local", [0, 1], "jb_b1") and not leases.take("box-by-ip", [1], "jb_b2")
     leases.release("jb_b1")
     assert repo.gpus_held_by_others("rn_a", TIMEOUT_S) == {}
+
+
+def test_a_plan_counts_the_gpus_of_a_late_runner_as_busy_while_it_is_alive(
+    repo: DataRepository, clock: FakeClock
+) -> None:
+    alive, notes = {"rn_a"}, []
+    leases = GpuLeases(
+        repo, "rn_b", {"local": MACHINE}, TIMEOUT_S, lambda runner: runner.id in alive, notes.append
+    )
+    assert take(repo, "rn_a", [0], "jb_a1")
+    clock.advance(TIMEOUT_S + 1)
+    repo.heartbeat("rn_b")
+    assert leases.visible([HostSlots("local", [0, 1])], now=0.0)[0].free_gpus() == [1]
+    assert not leases.take("local", [0], "jb_b1")
+    alive.clear()  # its process is gone: the lease is free
+    assert leases.visible([HostSlots("local", [0, 1])], now=0.0)[0].free_gpus() == [0, 1]
+    assert leases.take("local", [0], "jb_b1")
 
 
 # -- real runners ----------------------------------------------------------------

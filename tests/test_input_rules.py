@@ -178,7 +178,8 @@ def test_a_big_sweep_is_refused_without_planning_it(project: Project) -> None:
     started = time.monotonic()
     done = project.batch("+experiment=bad", "dry_run=true")
     assert done.returncode == 2 and "8000000 runs" in done.stderr
-    assert time.monotonic() - started < 5
+    # Planning 8 million runs takes minutes; refusing them, a start-up (even on a busy machine).
+    assert time.monotonic() - started < 20
 
 
 # -- the interpolation rule -------------------------------------------------------------

@@ -21,7 +21,7 @@ from test_database import T0, FakeClock
 
 from cosmos_workflow.connection.local import LocalCommandExecutor
 from cosmos_workflow.database.models import Runner
-from cosmos_workflow.engine.liveness import runner_alive
+from cosmos_workflow.engine.liveness import BUSY_PATIENCE, runner_alive
 
 TIMEOUT_S = 30.0
 HERE = "this-machine"
@@ -46,7 +46,8 @@ def runner(
         id="rn_0123456789ab",
         hostname=hostname,
         pid=pid,
-        started_at=started_at or beat - timedelta(hours=1),
+        # Real time: /proc says when this test's processes started.
+        started_at=started_at or datetime.now(timezone.utc),
         heartbeat_at=beat,
         stopped_at=beat if stopped else None,
     )
@@ -79,12 +80,14 @@ def test_a_runner_on_another_machine_is_alive_until_it_goes_silent() -> None:
     assert not alive(runner("another-machine", me, silent_s=TIMEOUT_S + 1))
 
 
-def test_on_this_machine_a_runner_whose_process_runs_is_alive_however_late_it_beats() -> None:
+def test_on_this_machine_a_runner_whose_process_runs_is_alive_though_it_beats_late() -> None:
     # A busy runner (its heartbeat waiting for the database) still works: taking
-    # its jobs over would run them twice.
+    # its jobs over would run them twice. Only a runner silent for many
+    # timeouts is taken for hung.
     me = os.getpid()
-    for silent_s in (0, TIMEOUT_S + 1, 100 * TIMEOUT_S):
-        assert alive(runner(HERE, me, silent_s=silent_s))
+    for silent_s in (0, TIMEOUT_S + 1, BUSY_PATIENCE * TIMEOUT_S - 1):
+        assert alive(runner(HERE, me, silent_s=silent_s)), silent_s
+    assert not alive(runner(HERE, me, silent_s=BUSY_PATIENCE * TIMEOUT_S + 1))
 
 
 def test_on_this_machine_a_stopped_runner_is_alive_until_it_goes_silent() -> None:
@@ -94,11 +97,13 @@ def test_on_this_machine_a_stopped_runner_is_alive_until_it_goes_silent() -> Non
 
 
 def test_a_process_that_got_the_id_of_a_dead_runner_does_not_keep_it_alive() -> None:
-    # This test's process started long after a runner that registered in 2001.
+    # This test's process started long after a runner that registered in 2001
+    # and has been silent since: it is not that runner.
     long_ago = datetime(2001, 1, 1, tzinfo=timezone.utc)
-    assert not alive(runner(HERE, os.getpid(), silent_s=0, started_at=long_ago))
+    late = TIMEOUT_S + 1
+    assert not alive(runner(HERE, os.getpid(), silent_s=late, started_at=long_ago))
     # A runner registered after its process started is that process.
-    assert alive(runner(HERE, os.getpid(), silent_s=0, started_at=datetime.now(timezone.utc)))
+    assert alive(runner(HERE, os.getpid(), silent_s=late))
 
 
 def test_a_stopped_or_unknown_runner_is_not_alive() -> None:

@@ -13,7 +13,8 @@ from sshd import Sshd, free_port, keygen, start_sshd
 from cosmos_workflow.connection.remote import RemoteCommandError, RemoteCommandExecutor
 from cosmos_workflow.connection.scripts import BashScriptBuilder
 from cosmos_workflow.connection.ssh import HostKeyFailure, SSHEndpoint, SSHManager, parse_jump
-from cosmos_workflow.errors import AuthFailure, CosmosError, NetworkFailure
+from cosmos_workflow.errors import AuthFailure, CosmosError, ExecutionFailure, NetworkFailure
+from cosmos_workflow.transfer.files import FileTransferService
 
 # Text that a shell would love to interpret. Every value must arrive intact.
 INJECTION_CORPUS = [
@@ -132,17 +133,27 @@ def test_bursts_of_short_commands_from_a_busy_process_never_drop_the_connection(
     tmp_path: Path,
 ) -> None:
     # A runner is busy (many threads, CPU work) while its threads send short
-    # commands over one connection. A command that ended before its thread
-    # got round to sending the channel's EOF made sshd drop the connection
-    # ("ieof packet referred to nonexistent channel") with every command on
-    # it. A thread that spins here makes such late EOFs likely: the old code
-    # lost the connection in more than half the rounds.
+    # commands over one connection. Any message that reached sshd for a
+    # channel it had closed (the EOF of a command that ended before its thread
+    # got round to sending it) made sshd drop the connection ("ieof packet
+    # referred to nonexistent channel") with every command on it: commands
+    # given no input, commands that fail before reading their input, and
+    # downloads of a file that is not there. A thread that spins here makes
+    # such late messages likely: the old code lost the connection in more
+    # than half the rounds.
     sshd = start_sshd(tmp_path / "sshd")
     stop = threading.Event()
 
     def spin() -> None:
         while not stop.is_set():
             sum(range(1000))
+
+    def commands(remote: RemoteCommandExecutor, files: FileTransferService, index: int) -> None:
+        for step in range(3):
+            assert remote.run(["true"]).exit_code == 0
+            assert remote.run(["sh", "-c", "exit 3"], stdin=b"never read").exit_code == 3
+            with pytest.raises(ExecutionFailure, match="no readable file"):
+                files.download(f"/nonexistent/{index}-{step}", tmp_path / "never")
 
     spinner = threading.Thread(target=spin)
     spinner.start()
@@ -151,15 +162,15 @@ def test_bursts_of_short_commands_from_a_busy_process_never_drop_the_connection(
             errors: list[BaseException] = []
             with SSHManager(endpoint(sshd)) as ssh:
                 remote = RemoteCommandExecutor(ssh)
+                files = FileTransferService(ssh, remote, retries=1)
 
-                def work(remote: RemoteCommandExecutor = remote, errors: list = errors) -> None:
-                    for _ in range(5):
-                        try:
-                            assert remote.run(["true"]).exit_code == 0
-                        except (CosmosError, AssertionError) as exc:
-                            errors.append(exc)
+                def work(index: int, remote=remote, files=files, errors=errors) -> None:
+                    try:
+                        commands(remote, files, index)
+                    except (CosmosError, AssertionError, pytest.fail.Exception) as exc:
+                        errors.append(exc)
 
-                threads = [threading.Thread(target=work) for _ in range(16)]
+                threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
@@ -217,9 +228,15 @@ def test_a_drop_mid_command_is_a_network_failure_even_once_the_connection_is_bac
 
 
 def test_a_command_killed_by_a_signal_is_no_network_failure(sshd: Sshd) -> None:
+    # Killed by a signal, a streamed command (its frame becomes the command)
+    # ends without an exit status, as after a dropped connection; but sshd
+    # sent the channel's EOF first.
     with SSHManager(endpoint(sshd)) as ssh:
-        result = RemoteCommandExecutor(ssh).run(["sh", "-c", "kill -9 $$"])
-        assert result.exit_code != 0
+        remote = RemoteCommandExecutor(ssh)
+        lines: list[str] = []
+        code = remote.stream(["sh", "-c", "echo dying; kill -9 $$"], lines.append)
+        assert (code, lines) == (-1, ["dying"])
+        assert remote.run(["echo", "alive"]).stdout == "alive\n"
 
 
 def test_unknown_host_is_refused_with_instructions(sshd: Sshd, tmp_path: Path) -> None:

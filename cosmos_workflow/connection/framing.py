@@ -19,18 +19,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# $1 the marker; the rest the command. Prints the marker on both streams, then
-# becomes the command (its signals, exit code and streams are the command's).
-_OPEN = 't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; exec "$@"{stdin}'
-# Same, but waits for the command and prints "<marker>.end" on both streams after it.
-_CLOSED = (
-    't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; "$@"{stdin}; c=$?; '
-    'printf "\\n%s\\n" "$t.end"; printf "\\n%s\\n" "$t.end" >&2; exit $c'
-)
-# A command given no input reads /dev/null: nobody has to send it an EOF once
-# it may have ended (an EOF that reaches sshd after the channel closed makes
-# it drop the whole connection).
+# $1 the marker; the rest the command. Prints the marker on both streams.
+_BEGIN = 't=$1; shift; printf "\\n%s\\n" "$t"; printf "\\n%s\\n" "$t" >&2; '
+# After a closed frame's command: "<marker>.end" on both streams, its exit code.
+_END = 'printf "\\n%s\\n" "$t.end"; printf "\\n%s\\n" "$t.end" >&2; exit $c'
+# Every message that reaches sshd for a channel it has closed makes it drop
+# the whole connection (paramiko sends an EOF outside its channel lock, so it
+# can arrive late). So a command given no input reads /dev/null and is sent
+# no EOF, and a closed frame whose command reads input reads what is left of
+# it after the command ended, until the EOF, before it ends itself.
 _NO_INPUT = " </dev/null"
+_DRAIN = "cat >/dev/null; "
 
 
 class FrameMissing(ValueError):
@@ -70,16 +69,23 @@ class Frame:
         """The bytes that follow the command's output on each stream (closed frames)."""
         return f"\n{self.token}.end\n".encode("ascii")
 
-    def wrap(self, argv: list[str], closed: bool = True, stdin: bool = True) -> list[str]:
+    def wrap(self, argv: list[str], closed: bool = True, reads_input: bool = True) -> list[str]:
         """``argv`` inside the frame.
 
         Args:
             argv: The command.
             closed: Also mark the end of the output (the frame waits for the
-                command); otherwise the frame becomes the command (``exec``).
-            stdin: The command reads what the channel sends; otherwise /dev/null.
+                command); otherwise the frame becomes the command (``exec``,
+                its signals, exit code and streams are the command's).
+            reads_input: The command reads what the channel sends (the caller
+                sends an EOF after it); otherwise it reads /dev/null.
         """
-        script = (_CLOSED if closed else _OPEN).format(stdin="" if stdin else _NO_INPUT)
+        command = '"$@"' + ("" if reads_input else _NO_INPUT)
+        if closed:
+            drain = _DRAIN if reads_input else ""
+            script = f"{_BEGIN}{command}; c=$?; {drain}{_END}"
+        else:
+            script = f"{_BEGIN}exec {command}"
         return ["sh", "-c", script, "frame", self.token, *argv]
 
     def split(self, data: bytes) -> Split:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.errors import ExecutionFailure
@@ -191,22 +190,19 @@ class LocalCommandExecutor:
         return True
 
     @staticmethod
-    def process_state(pid: int, started_by: datetime | None = None) -> str | None:
-        """The state letter of process ``pid`` (R, S, D, T, Z...) from /proc; None if none.
+    def process_state(pid: int) -> str | None:
+        """The state letter of process ``pid`` (R, S, D, T, Z...); None if none or unknown."""
+        fields = _proc_stat(pid)
+        return fields[0] if fields else None
 
-        Args:
-            pid: The process id.
-            started_by: Count only a process that started by then: one that
-                started later was given the id of a process that ended.
-        """
+    @staticmethod
+    def process_started_at(pid: int) -> float | None:
+        """When process ``pid`` started (seconds since the epoch); None if unknown."""
+        fields = _proc_stat(pid)
         try:
-            fields = (Path("/proc") / str(pid) / "stat").read_text(encoding="ascii")
-            state, *rest = fields.rsplit(")", 1)[1].split()
-            if started_by is not None and _started_at(int(rest[18])) > started_by.timestamp():
-                return None
+            return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK") if fields else None
         except (OSError, IndexError, ValueError):
             return None
-        return state
 
     def terminate(self, pid: int, cwd: Path) -> bool:
         """Ask a program started by :meth:`spawn_detached` (by any process) to stop (SIGTERM).
@@ -254,9 +250,24 @@ class LocalCommandExecutor:
         return {**os.environ, **extra}
 
 
-def _started_at(ticks: int) -> float:
-    """Seconds since the epoch at which a process started ``ticks`` clock ticks after boot."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from the state on (field 3); None if unreadable."""
+    try:
+        data = (Path("/proc") / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    # The name (field 2) is in parentheses and may hold anything, even ")".
+    fields = data.rpartition(b")")[2].decode("ascii", "replace").split()
+    return fields or None
+
+
+def _boot_time() -> float:
+    """When this machine booted (seconds since the epoch), from /proc/stat.
+
+    Raises:
+        OSError, ValueError: /proc/stat cannot be read or has no btime.
+    """
     for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
         if line.startswith("btime "):
-            return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+            return float(line.split()[1])
     raise ValueError("/proc/stat has no btime")

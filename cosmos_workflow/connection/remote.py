@@ -113,7 +113,7 @@ class RemoteCommandExecutor:
         """
         frame = Frame()
         channel, command = self._start(
-            frame, RemoteCommand(argv, env), closed=True, stdin=stdin is not None
+            frame, RemoteCommand(argv, env), closed=True, reads_input=stdin is not None
         )
         out, err = bytearray(), bytearray()
         try:
@@ -150,7 +150,9 @@ class RemoteCommandExecutor:
             RemoteCommandError: timeout.
         """
         frame = Frame()
-        channel, command = self._start(frame, RemoteCommand(argv, env), closed=False, stdin=False)
+        channel, command = self._start(
+            frame, RemoteCommand(argv, env), closed=False, reads_input=False
+        )
         out, err = FramedLines(frame, on_line), FramedLines(frame, on_line)
         try:
             code = self._pump(channel, out.feed, err.feed, timeout, command)
@@ -213,19 +215,17 @@ class RemoteCommandExecutor:
         )
 
     def _start(
-        self, frame: Frame, command: RemoteCommand, closed: bool, stdin: bool
+        self, frame: Frame, command: RemoteCommand, closed: bool, reads_input: bool
     ) -> tuple[paramiko.Channel, str]:
         """Start ``command`` inside ``frame``; return its channel and its text (for messages).
 
-        Without ``stdin`` the command reads /dev/null and the channel is sent
-        no EOF: paramiko sends an EOF outside its channel lock, so one sent
-        while the command ends can reach sshd after the channel is gone, and
-        sshd then drops the connection with every command on it.
+        Without ``reads_input`` the command reads /dev/null and the caller
+        sends no EOF (framing.py says why).
         """
         shown = command.shown()
         channel = self._ssh.open_session(timeout=30)
         logger.debug("%s$ %s", self._ssh.endpoint.label, shown)
-        wrapped = frame.wrap(command.words(), closed, stdin)
+        wrapped = frame.wrap(command.words(), closed, reads_input)
         try:
             channel.exec_command(RemoteCommand(wrapped).render())
         except transport_errors() as exc:
@@ -258,10 +258,7 @@ class RemoteCommandExecutor:
             if finished and not channel.recv_ready():
                 if not channel.recv_stderr_ready():
                     code = channel.recv_exit_status()
-                    if code == -1 and not _transport_active(channel):
-                        # paramiko reports -1 when the channel closed without an
-                        # exit status. Its own connection is asked: another thread
-                        # may have opened a new one meanwhile.
+                    if code == -1 and _dropped(channel):
                         raise NetworkFailure(f"{self._ssh.endpoint.label}: the connection dropped")
                     return code
             if deadline is not None and time.monotonic() > deadline:
@@ -273,10 +270,17 @@ class RemoteCommandExecutor:
                 select.select([channel], [], [], 0.2)
 
 
-def _transport_active(channel: paramiko.Channel) -> bool:
-    """True while the connection that carries ``channel`` is up."""
+def _dropped(channel: paramiko.Channel) -> bool:
+    """True if ``channel`` ended because its connection did, not because its command did.
+
+    A command that ended (even by a signal: paramiko then reports no exit
+    status either) had sshd send the channel's EOF before closing it. The
+    channel's own connection is asked, not the manager's: another thread may
+    have opened a new one meanwhile, and paramiko closes the channels of a
+    lost connection before it marks the connection inactive.
+    """
     transport = channel.get_transport()
-    return transport is not None and transport.is_active()
+    return not channel.eof_received or transport is None or not transport.is_active()
 
 
 def _close(channel: paramiko.Channel) -> None:

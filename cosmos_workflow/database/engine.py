@@ -99,7 +99,13 @@ def _switch_to_wal(cursor: Any) -> None:
     deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode not in ("wal", "memory"):
+                logger.warning(
+                    "SQLite keeps the database in %s mode (its file system may not allow "
+                    "WAL): readers wait for writers",
+                    mode,
+                )
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:

@@ -148,7 +148,7 @@ class Dispatcher:
         machines = {name: executor.machine for name, executor in context.executors.items()}
         timeout_s = context.settings.runner_timeout_s
         self._leases = GpuLeases(
-            self._repo, context.identity.runner_id, machines, timeout_s, self._note
+            self._repo, context.identity.runner_id, machines, timeout_s, self._alive, self._note
         )
         self._pending: list[PlannedJob] = []
         self._active: dict[str, _Active] = {}

@@ -13,7 +13,9 @@ the database (database/repository/leases.py):
 - The lease is given back when the job ends (not when its host went
   silent: its container may still run there), and all of the runner's when
   it stops (Ctrl-C, an error). A lease of a runner that stopped, or whose
-  heartbeat is older than the runner timeout (killed), is free again.
+  heartbeat is older than the runner timeout (killed), is free again;
+  unless that runner is alive all the same (engine/liveness.py: a busy
+  runner of this machine may beat late).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cosmos_workflow.database.models import Runner
 from cosmos_workflow.database.repository import DataRepository
 from cosmos_workflow.engine.scheduler import HostSlots
 
@@ -40,7 +43,8 @@ class GpuLeases:
         repository: Database access.
         runner_id: This runner.
         machines: Target name -> the machine whose GPUs it uses.
-        timeout_s: A runner silent this long is taken for dead (its leases are free).
+        timeout_s: A runner silent this long is taken for dead (its leases are free)...
+        alive: ... unless this says it is alive all the same (engine/liveness.py).
         note: Tells the user something (one line).
     """
 
@@ -50,12 +54,14 @@ class GpuLeases:
         runner_id: str,
         machines: Mapping[str, str],
         timeout_s: float,
+        alive: Callable[[Runner], bool],
         note: Callable[[str], None],
     ) -> None:
         self._repo = repository
         self._runner_id = runner_id
         self._machines = dict(machines)
         self._timeout_s = timeout_s
+        self._alive = alive
         self._note = note
         self._waiting_for: dict[str, list[int]] = {}
 
@@ -65,7 +71,7 @@ class GpuLeases:
         The hosts themselves are not changed (copies are returned). Says once,
         at each change, which free GPUs it waits for.
         """
-        held = self._repo.gpus_held_by_others(self._runner_id, self._timeout_s)
+        held = self._repo.gpus_held_by_others(self._runner_id, self._timeout_s, self._late_alive())
         views, waiting = [], {}
         for host in hosts:
             taken = [
@@ -95,10 +101,17 @@ class GpuLeases:
     def take(self, target: str, gpus: Sequence[int], job_id: str) -> bool:
         """Lease ``gpus`` of a target's machine to a job; False if another runner holds one."""
         machine = self._machines[target]
-        taken = self._repo.take_gpus(machine, gpus, self._runner_id, job_id, self._timeout_s)
+        taken = self._repo.take_gpus(
+            machine, gpus, self._runner_id, job_id, self._timeout_s, self._late_alive()
+        )
         if not taken:
             logger.info("GPU(s) %s of %s were taken by another runner first", gpus, machine)
         return taken
+
+    def _late_alive(self) -> set[str]:
+        """Runners that have not beaten within the timeout and are alive all the same."""
+        late = self._repo.late_runners(self._timeout_s)
+        return {runner.id for runner in late if self._alive(runner)}
 
     def release(self, job_id: str | None = None) -> None:
         """Give back a job's leases (all of this runner's without ``job_id``).

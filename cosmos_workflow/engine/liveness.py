@@ -2,10 +2,8 @@
 
 A runner beats a heartbeat in the database (engine/dispatch.py). Another
 runner (taking over jobs) and `cosmos gc` (removing what no runner owns)
-ask here whether a runner is alive: it has not stopped, and on this
-machine its process still runs (the same process, not a later one given its
-id); on another machine, or while its process is stopped (Ctrl-Z), it beat
-recently.
+ask here whether a runner is alive: it has not stopped, and it beat
+recently or, on this machine, its process still runs (see runner_alive).
 """
 
 from __future__ import annotations
@@ -25,11 +23,14 @@ from cosmos_workflow.utils.clock import Clock
 
 logger = logging.getLogger(__name__)
 
-# A runner registers soon after its process starts (clocks read from /proc
-# are whole seconds at boot, hence the margin).
-_REGISTERED_WITHIN = timedelta(seconds=5)
-# Process states of a stopped process (Ctrl-Z, a debugger).
-_STOPPED = frozenset({"T", "t"})
+# A runner on this machine whose process runs is alive this many runner
+# timeouts past its last heartbeat (then it is taken for hung).
+BUSY_PATIENCE = 10
+# A runner registers soon after its process starts; the start time read
+# from /proc moves with the wall clock, hence a wide margin.
+_REGISTERED_WITHIN = timedelta(minutes=10)
+# Process states of a process that runs (not stopped, not a zombie).
+_RUNNING = frozenset({"R", "S", "D", "I", "W", "P"})
 
 
 @dataclass
@@ -62,10 +63,11 @@ def runner_alive(
     """True if a runner may still work.
 
     On this machine its process says: a runner whose process runs is alive
-    even if its heartbeat is late (a busy machine, or a heartbeat waiting
-    for the database), and one whose process is gone is dead at once. A
-    stopped process (Ctrl-Z) is alive only while it beat recently, as is a
-    runner on another machine.
+    even if its heartbeat is late (a busy machine, or a heartbeat waiting for
+    the database), up to :data:`BUSY_PATIENCE` runner timeouts; one whose
+    process is gone is dead at once. A stopped process (Ctrl-Z), a runner on
+    another machine, or one whose process cannot be looked at is alive
+    while it beat within the timeout.
 
     Args:
         runner: The runner's record (None: unknown, so not alive).
@@ -76,14 +78,21 @@ def runner_alive(
     """
     if runner is None or runner.stopped_at is not None:
         return False
-    if runner.hostname == hostname:
-        # A process that started after the runner registered only got its id.
-        state = commands.process_state(runner.pid, runner.started_at + _REGISTERED_WITHIN)
-        if state in (None, "Z", "X"):
-            return False
-        if state not in _STOPPED:
-            return True
-    return clock.now() - runner.heartbeat_at <= timedelta(seconds=timeout_s)
+    silent = clock.now() - runner.heartbeat_at
+    if silent <= timedelta(seconds=timeout_s):
+        return runner.hostname != hostname or commands.process_exists(runner.pid)
+    if runner.hostname != hostname or silent > timedelta(seconds=timeout_s * BUSY_PATIENCE):
+        return False
+    return _busy_here(runner, commands)
+
+
+def _busy_here(runner: Runner, commands: LocalCommandExecutor) -> bool:
+    """True if the late runner's own process runs on this machine (not stopped, not a later one)."""
+    if commands.process_state(runner.pid) not in _RUNNING:
+        return False
+    started = commands.process_started_at(runner.pid)
+    # A process that started after the runner registered only got its id.
+    return started is None or started <= (runner.started_at + _REGISTERED_WITHIN).timestamp()
 
 
 class Heartbeat:

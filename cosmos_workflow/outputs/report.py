@@ -199,9 +199,10 @@ class SweepReport:
         folder = self._store.sweep_dir(sweep_id)
         runs_href = posixpath.join(*Path(os.path.relpath(self._store.runs_dir, folder)).parts)
         thumbs = ThumbnailStore(folder / THUMBS_DIR, make=thumbnails)
-        thumbs.make_all(self._videos(run for _, run in links))
+        videos = self._videos(run for _, run in links)
+        thumbs.make_all([(run_id, *video) for run_id, video in videos.items()])
         cells = [
-            self._cell(run, point, runs_href, thumbs, upscales.get(run.id))
+            self._cell(run, point, runs_href, thumbs, upscales.get(run.id), videos.get(run.id))
             for (_, run), point in zip(links, points, strict=True)
         ]
         counts = {status.value: 0 for status in RunStatus}
@@ -241,13 +242,13 @@ class SweepReport:
             thumbnails={"made": thumbs.made, "reused": thumbs.reused, "failed": thumbs.failed},
         )
 
-    def _videos(self, runs: Iterable[Run]) -> list[tuple[str, Path, str]]:
-        """(run id, output video, its sha256) of each succeeded run that has its video."""
-        found = []
+    def _videos(self, runs: Iterable[Run]) -> dict[str, tuple[Path, str]]:
+        """Run id -> (output video, its sha256) of each succeeded run that has its video."""
+        found = {}
         for run in runs:
             video = self._store.run_dir(run.id) / OUTPUT_VIDEO
             if run.status is RunStatus.SUCCEEDED and video.is_file():
-                found.append((run.id, video, recorded_checksum(video.parent, video)))
+                found[run.id] = (video, recorded_checksum(video.parent, video))
         return found
 
     def _cell(
@@ -257,7 +258,9 @@ class SweepReport:
         runs_href: str,
         thumbs: ThumbnailStore,
         upscale: Run | None,
+        video: tuple[Path, str] | None,
     ) -> Cell:
+        """The cell of one run; ``video`` is its output video and sha256 (None: it has none)."""
         run_dir = self._store.run_dir(run.id)
         run_href = f"{runs_href}/{run.id}"
         cell = Cell(
@@ -272,10 +275,9 @@ class SweepReport:
         )
         if (run_dir / RUN_LOG).is_file():
             cell.log_href = _href(f"{run_href}/{RUN_LOG}")
-        video = run_dir / OUTPUT_VIDEO
-        if run.status is RunStatus.SUCCEEDED and video.is_file():
+        if video is not None:
             cell.video_href = _href(f"{run_href}/{OUTPUT_VIDEO}")
-            thumb = thumbs.thumbnail(run.id, video, recorded_checksum(run_dir, video))
+            thumb = thumbs.thumbnail(run.id, *video)
             if thumb is not None:
                 cell.thumb_href = _href(f"{THUMBS_DIR}/{thumb.name}")
             cell.controls = [
@@ -284,8 +286,8 @@ class SweepReport:
             ]
         if upscale is not None:
             cell.upscale_status = upscale.status.value
-            video = self._store.run_dir(upscale.id) / OUTPUT_VIDEO
-            if upscale.status is RunStatus.SUCCEEDED and video.is_file():
+            upscaled = self._store.run_dir(upscale.id) / OUTPUT_VIDEO
+            if upscale.status is RunStatus.SUCCEEDED and upscaled.is_file():
                 cell.upscale_href = _href(f"{runs_href}/{upscale.id}/{OUTPUT_VIDEO}")
         return cell
 

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,9 +32,8 @@ SAFE_KEY = re.compile(r"[A-Za-z0-9_]+")
 class ThumbnailStore:
     """Makes and finds the thumbnails in one folder, counting what it did.
 
-    The folder is listed once, when a thumbnail is first looked for; thumbnails
-    made through this store keep the listing up to date (one store serves
-    one report, or one request).
+    :meth:`make_all` lists the folder once and works in threads (a report);
+    :meth:`thumbnail` alone looks for one file (a request of the web app).
 
     Args:
         folder: Where the thumbnails are (created when the first one is made).
@@ -68,8 +68,7 @@ class ThumbnailStore:
         Raises:
             ValueError: ``key`` or ``checksum`` could name a file outside the folder.
         """
-        if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
-            raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
+        _check(key, checksum)
         with self._lock:
             if (key, checksum) in self._prepared:
                 return self._prepared.pop((key, checksum))
@@ -89,9 +88,8 @@ class ThumbnailStore:
             ValueError: a key or checksum could name a file outside the folder.
         """
         for key, _, checksum in videos:
-            if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
-                raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
-        from concurrent.futures import ThreadPoolExecutor
+            _check(key, checksum)
+        self._list_folder()
 
         def prepare(item: tuple[str, Path, str]) -> None:
             found = self._provide(*item)
@@ -105,7 +103,7 @@ class ThumbnailStore:
     def _provide(self, key: str, video: Path, checksum: str) -> Path | None:
         """Find or make one thumbnail, counting which (see :meth:`thumbnail`)."""
         path = self.folder / f"{key}-{checksum[:CHECKSUM_DIGITS]}.jpg"
-        if path.name in self._listed(key):
+        if self._exists(key, path):
             self._count("reused")
             return path
         if not self.make:
@@ -118,40 +116,58 @@ class ThumbnailStore:
             logger.warning("No thumbnail of %s: %s", video, exc)
             self._count("failed")
             return None
-        with self._lock:
-            names = self._names_of(key)
-            stale = names - {path.name}
-            names.clear()
-            names.add(path.name)
-        for name in stale:
-            (self.folder / name).unlink(missing_ok=True)
+        for stale in self._others(key, path):
+            stale.unlink(missing_ok=True)
         self._count("made")
         return path
 
-    def _listed(self, key: str) -> set[str]:
-        """The names of ``key``'s thumbnails in the folder (listed on first use)."""
+    def _exists(self, key: str, path: Path) -> bool:
+        """True if the folder has ``path``: from the listing (:meth:`make_all`), else asked."""
         with self._lock:
-            return set(self._names_of(key))
+            if self._names is not None:
+                return path.name in self._names.get(key, ())
+        return path.is_file()
 
-    def _names_of(self, key: str) -> set[str]:
-        # Called with the lock held.
-        if self._names is None:
-            self._names = {}
-            try:
-                entries = os.scandir(self.folder)
-            except OSError:
-                entries = None
-            if entries is not None:
-                with entries:
-                    for entry in entries:
-                        owner, dash, _ = entry.name.rpartition("-")
-                        if dash and entry.name.endswith(".jpg"):
-                            self._names.setdefault(owner, set()).add(entry.name)
-        return self._names.setdefault(key, set())
+    def _others(self, key: str, path: Path) -> list[Path]:
+        """``key``'s thumbnails other than ``path`` (now its only one in the listing)."""
+        with self._lock:
+            if self._names is not None:
+                names, self._names[key] = self._names.get(key, set()), {path.name}
+                return [self.folder / name for name in names if name != path.name]
+        return [stale for stale in self.folder.glob(f"{key}-*.jpg") if stale != path]
+
+    def _list_folder(self) -> None:
+        """List the folder once, so that many thumbnails are looked up without a stat each."""
+        names: dict[str, set[str]] = {}
+        try:
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    owner, dash, _ = entry.name.rpartition("-")
+                    if dash and entry.name.endswith(".jpg"):
+                        names.setdefault(owner, set()).add(entry.name)
+        except FileNotFoundError:
+            pass
+        with self._lock:
+            self._names = names
 
     def _count(self, what: str) -> None:
         with self._lock:
-            setattr(self, what, getattr(self, what) + 1)
+            if what == "made":
+                self.made += 1
+            elif what == "reused":
+                self.reused += 1
+            else:
+                self.failed += 1
+
+
+def _check(key: str, checksum: str) -> None:
+    """Refuse a key or checksum that could name a file outside the folder.
+
+    Raises:
+        ValueError: ``key`` is not a run id, or ``checksum`` not a sha256.
+    """
+    if not SAFE_KEY.fullmatch(key) or not SHA256_HEX.fullmatch(checksum):
+        raise ValueError(f"not a run id and sha256: {key!r}, {checksum!r}")
 
 
 def frame_jpeg(video: Path, width: int) -> bytes:

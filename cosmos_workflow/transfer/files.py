@@ -72,11 +72,12 @@ case $got in *[!0-9a-f]*|'') exit {NO_HASH_TOOL};; esac
 """
 # $1 final name, $2 temporary name, $3 folder; stdin: the expected sha256 on
 # one line, then the bytes. Prints "sha256=" and the sha256 of what landed on
-# one line: the host's login shell may print other lines first.
+# one line: the host's login shell may print other lines first. It reads its
+# input to the end even when it fails (see _SEND).
 _RECEIVE = (
     _SHA256
     + f"""set -e
-trap 'rm -f -- "$2"' EXIT
+trap 'rm -f -- "$2"; cat >/dev/null' EXIT
 trap 'exit 129' HUP INT PIPE TERM
 IFS= read -r want
 mkdir -p -- "$3"
@@ -90,13 +91,16 @@ mv -f -- "$2" "$1"
 )
 # $1 the file. stdout: its bytes; stderr: "sha256=" and its sha256, computed
 # at the same time, on one line (other lines may come first). The last two
-# lines keep the session open until our EOF: paramiko
+# lines, and the trap when it fails, keep the session open until our EOF
+# (sshd drops the connection when an EOF comes after it closed the channel),
+# and paramiko
 # stalls for 30 s and drops the connection when the host closes a channel
 # during a key re-exchange that paramiko started (paramiko issue #822; it
 # starts one every 512 MiB), and it never sends our EOF during one.
 _SEND = (
     _SHA256
     + """set -e
+trap 'exec >&- 2>&-; cat >/dev/null' EXIT
 [ -f "$1" ] && [ -r "$1" ] || { echo "no readable file: $1" >&2; exit 66; }
 { digest "$1"; echo "sha256=$got" >&2; } &
 cat < "$1"

@@ -2,13 +2,14 @@
 
 A lease is one row per machine and GPU index (the primary key), so of two
 runners that take the same GPU at once one gets it. A lease whose runner
-stopped, is unknown, or has not beaten its heartbeat for ``timeout_s`` is
-free again: the next runner that takes the GPU removes it.
+stopped, is unknown, or has not beaten its heartbeat for ``timeout_s`` (and
+is not among the late runners the caller knows alive, engine/liveness.py)
+is free again: the next runner that takes the GPU removes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from sqlalchemy import Select, and_, delete, or_, select
@@ -22,13 +23,23 @@ from cosmos_workflow.database.repository.core import NO_SYNC, RepositoryCore, in
 class LeaseQueries(RepositoryCore):
     """Taking, listing and giving back GPU leases."""
 
-    def _live_runners(self, timeout_s: float) -> Select[tuple[str]]:
-        """The ids of runners that run and beat within ``timeout_s``, as a subquery."""
+    def _live_runners(self, timeout_s: float, late_alive: Collection[str]) -> Select[tuple[str]]:
+        """The ids of runners that run and beat within ``timeout_s`` (or are
+        ``late_alive``), as a subquery."""
         since = self._clock.now() - timedelta(seconds=timeout_s)
-        return select(Runner.id).where(Runner.stopped_at.is_(None), Runner.heartbeat_at >= since)
+        beat = Runner.heartbeat_at >= since
+        if late_alive:
+            beat = or_(beat, Runner.id.in_(list(late_alive)))
+        return select(Runner.id).where(Runner.stopped_at.is_(None), beat)
 
     def take_gpus(
-        self, machine: str, gpus: Sequence[int], runner_id: str, job_id: str, timeout_s: float
+        self,
+        machine: str,
+        gpus: Sequence[int],
+        runner_id: str,
+        job_id: str,
+        timeout_s: float,
+        late_alive: Collection[str] = (),
     ) -> bool:
         """Lease ``gpus`` of ``machine`` to a runner's job, all of them or none.
 
@@ -42,7 +53,8 @@ class LeaseQueries(RepositoryCore):
             gpus: The GPU indices.
             runner_id: The runner taking them.
             job_id: The job that will run on them.
-            timeout_s: A runner silent this long is taken for dead.
+            timeout_s: A runner silent this long is taken for dead...
+            late_alive: ... unless it is one of these.
 
         Returns:
             True if every GPU was free and is now leased; False if a live runner holds one.
@@ -54,7 +66,7 @@ class LeaseQueries(RepositoryCore):
             GpuLease.runner_id == runner_id,
             # A job taken over from a runner that died (its runs are this runner's now).
             GpuLease.job_id == job_id,
-            GpuLease.runner_id.not_in(self._live_runners(timeout_s)),
+            GpuLease.runner_id.not_in(self._live_runners(timeout_s, late_alive)),
         )
         rows = [
             {
@@ -77,11 +89,16 @@ class LeaseQueries(RepositoryCore):
             return False
         return True
 
-    def gpus_held_by_others(self, runner_id: str, timeout_s: float) -> dict[str, set[int]]:
-        """The GPUs that live runners other than ``runner_id`` hold, by machine."""
+    def gpus_held_by_others(
+        self, runner_id: str, timeout_s: float, late_alive: Collection[str] = ()
+    ) -> dict[str, set[int]]:
+        """The GPUs that live runners other than ``runner_id`` hold, by machine.
+
+        A runner silent for ``timeout_s`` is dead unless it is ``late_alive``.
+        """
         query = select(GpuLease.machine, GpuLease.gpu).where(
             GpuLease.runner_id != runner_id,
-            GpuLease.runner_id.in_(self._live_runners(timeout_s)),
+            GpuLease.runner_id.in_(self._live_runners(timeout_s, late_alive)),
         )
         held: dict[str, set[int]] = {}
         with self._session() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
@@ -62,6 +63,17 @@ class RunnerQueries(RepositoryCore):
         )
         with self._session() as session:
             session.execute(statement, execution_options=NO_SYNC)
+
+    def late_runners(self, timeout_s: float) -> list[Runner]:
+        """Runners that have not stopped and have not beaten for ``timeout_s``.
+
+        Whether each is dead is for engine/liveness.py to say (a busy runner
+        on this machine may beat late).
+        """
+        since = self._clock.now() - timedelta(seconds=timeout_s)
+        query = select(Runner).where(Runner.stopped_at.is_(None), Runner.heartbeat_at < since)
+        with self._session() as session:
+            return list(session.scalars(query))
 
     def running_jobs(self, run_ids: Iterable[str] | None = None) -> list[RunningJob]:
         """The jobs executing runs (among ``run_ids``, or all), with their runners.
