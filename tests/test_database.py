@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, StatementError
 
 from cosmos_workflow.database.engine import (
     MIGRATIONS_DIR,
+    _switch_to_wal,
     create_db_engine,
     current_revision,
     migrate,
@@ -177,6 +178,40 @@ def test_many_connections_opening_a_new_database_at_once_all_get_it(tmp_path: Pa
         for engine in engines:
             engine.dispose()
         assert failures == [], f"round {number}: {failures[0]!r}"
+
+
+class WalCursor:
+    """A SQLite cursor whose switch to WAL fails with the given errors first."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors, self.calls = errors, 0
+
+    def execute(self, sql: str) -> WalCursor:
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        assert self.calls < 10_000, "retried without end"
+        if self.errors:
+            raise sqlite3.OperationalError(self.errors.pop(0))
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return ("wal",)
+
+
+def test_the_switch_to_wal_is_tried_again_while_locked_and_only_then() -> None:
+    locked = WalCursor(["database is locked"] * 3)
+    _switch_to_wal(locked)
+    assert locked.calls == 4
+    broken = WalCursor(["disk I/O error", "database is locked"])
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(broken)
+    assert broken.calls == 1
+    # Locked for longer than the wait: the error, after trying for that long.
+    began = time.monotonic()
+    forever = WalCursor(["database is locked"] * 9_000)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(forever, wait_s=0.3)
+    assert 0.3 <= time.monotonic() - began < 5 and forever.calls > 2
 
 
 def test_migrate_empty_database_gives_the_model_schema(tmp_path: Path) -> None:

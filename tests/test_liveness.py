@@ -116,3 +116,36 @@ def test_on_this_machine_a_runner_whose_process_is_gone_is_not_alive_however_rec
     assert not alive(runner(HERE, a_dead_pid(), silent_s=0))
     # On another machine its process cannot be looked at: its heartbeat says.
     assert alive(runner("another-machine", a_dead_pid(), silent_s=0))
+
+
+def test_the_process_must_have_started_before_the_runner_registered() -> None:
+    # /proc's start time of a fresh process, against the runner's registration
+    # (a margin of ten minutes allows for the wall clock being set meanwhile).
+    before = datetime.now(timezone.utc)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    late = TIMEOUT_S + 1
+    try:
+        for registered, expected in [
+            (before + timedelta(seconds=1), True),
+            (before - timedelta(minutes=9), True),
+            (before - timedelta(minutes=11), False),
+            (before - timedelta(days=30), False),
+        ]:
+            record = runner(HERE, process.pid, silent_s=late, started_at=registered)
+            assert alive(record) is expected, registered
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_runner_whose_process_is_a_zombie_is_not_alive() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while LocalCommandExecutor.process_state(process.pid) != "Z":
+            assert time.monotonic() < deadline, "the process did not end"
+            time.sleep(0.01)
+        assert not alive(runner(HERE, process.pid, silent_s=0))
+        assert not alive(runner(HERE, process.pid, silent_s=TIMEOUT_S + 1))
+    finally:
+        process.wait()

@@ -127,3 +127,41 @@ def test_a_name_that_could_leave_the_folder_is_refused(
     store = ThumbnailStore(tmp_path / "deep" / "thumbs")
     with pytest.raises(ValueError, match="not a run id and sha256"):
         store.thumbnail(key, gray_video, checksum)
+
+
+def test_make_all_counts_each_video_once_and_each_thumbnail_returns_its_result(
+    tmp_path: Path, gray_video: Path
+) -> None:
+    folder = tmp_path / "thumbs"
+    folder.mkdir()
+    stale, other = folder / f"rs_a-{'0' * 16}.jpg", folder / f"rs_z-{'1' * 16}.jpg"
+    stale.write_bytes(b"an older video's")
+    other.write_bytes(b"another run's")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    videos = [
+        ("rs_a", gray_video, sha256_file(gray_video)),
+        ("rs_b", DEMO_VIDEO, sha256_file(DEMO_VIDEO)),
+        ("rs_c", broken, sha256_file(broken)),
+    ]
+    store = ThumbnailStore(folder)
+    store.make_all(videos, workers=3)
+    assert (store.made, store.reused, store.failed) == (2, 0, 1)
+    found = [store.thumbnail(*video) for video in videos]
+    assert found[0] and found[1] and found[2] is None
+    assert (store.made, store.reused, store.failed) == (2, 0, 1), "counted twice"
+    assert {path.name for path in folder.iterdir()} == {found[0].name, found[1].name, other.name}
+    again = ThumbnailStore(folder)
+    again.make_all(videos)
+    assert [again.thumbnail(*video) for video in videos] == found
+    assert (again.made, again.reused, again.failed) == (0, 2, 1)
+
+
+def test_one_store_sees_the_thumbnails_it_made(tmp_path: Path, gray_video: Path) -> None:
+    store = ThumbnailStore(tmp_path / "thumbs")
+    first = store.thumbnail("rs_a", gray_video, sha256_file(gray_video))
+    assert store.thumbnail("rs_a", gray_video, sha256_file(gray_video)) == first
+    assert (store.made, store.reused) == (1, 1)
+    make_gray_video(gray_video, 320, 240, [200] * 5)
+    second = store.thumbnail("rs_a", gray_video, sha256_file(gray_video))
+    assert second is not None and second != first and not first.exists()

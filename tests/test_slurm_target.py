@@ -312,9 +312,12 @@ def test_scancel_from_outside_cancels_the_jobs_runs(
     slurm_host.client("scancel", *job)
     out, err = runner.communicate(timeout=25)
     assert runs_by_status(project) == {"cancelled": 2}, out + err
+    named = set()
     for run in project.cosmos_json("list", "runs"):
         message = run["error_message"]
-        assert "cancelled (scancel)" in message and any(f"job {j} " in message for j in job)
+        assert "cancelled (scancel)" in message
+        named |= {j for j in job if f"job {j} " in message}
+    assert named == set(job), "each run names its own Slurm job"
     assert ledger(work) == []
 
 

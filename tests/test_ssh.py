@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,17 @@ def test_bursts_of_short_commands_from_a_busy_process_never_drop_the_connection(
         spinner.join()
         sshd.stop()
     assert "nonexistent channel" not in (sshd.root / "sshd.log").read_text()
+
+
+def test_a_command_given_no_input_reads_none(sshd: Sshd) -> None:
+    # It is sent no EOF: its input must be empty of itself, or it would wait.
+    with SSHManager(endpoint(sshd)) as ssh:
+        remote = RemoteCommandExecutor(ssh)
+        began = time.monotonic()
+        assert remote.run(["sh", "-c", "cat; echo read-all"], timeout=10).stdout == "read-all\n"
+        lines: list[str] = []
+        assert remote.stream(["sh", "-c", "cat; echo read-all"], lines.append, timeout=10) == 0
+        assert lines == ["read-all"] and time.monotonic() - began < 5
 
 
 def test_a_dropped_connection_is_reopened(sshd: Sshd) -> None:

@@ -87,16 +87,16 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
 
-def _switch_to_wal(cursor: Any) -> None:
+def _switch_to_wal(cursor: Any, wait_s: float = _BUSY_TIMEOUT_MS / 1000) -> None:
     """Put the database in WAL mode, waiting out others that do the same.
 
     The switch is stored in the file, so it happens once, on a new file. Two
     connections switching a new file at once deadlock, and SQLite then fails
     one of them at once ("database is locked") instead of calling the busy
-    handler; it is tried again until the busy timeout, by which time the
-    other has switched the file.
+    handler; it is tried again for up to ``wait_s`` (the busy timeout), by
+    which time the other has switched the file.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
