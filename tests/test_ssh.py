@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ def endpoint(server: Sshd, **changes) -> SSHEndpoint:
     }
     fields.update(changes)
     return SSHEndpoint(**fields)
+
+
+def in_threads(work: Callable[[int], None], count: int) -> None:
+    """Call ``work(0)`` ... ``work(count - 1)`` at once, each in a thread; wait for all."""
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_runs_commands_and_returns_exit_code_and_output(sshd: Sshd) -> None:
@@ -119,11 +129,7 @@ def test_one_connection_serves_many_threads(sshd: Sshd) -> None:
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 16)
         transport = ssh.transport()
     assert not errors
     assert results == {i: str(i) for i in range(16)}
@@ -171,11 +177,7 @@ def test_bursts_of_short_commands_from_a_busy_process_never_drop_the_connection(
                     except (CosmosError, AssertionError, pytest.fail.Exception) as exc:
                         errors.append(exc)
 
-                threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
+                in_threads(work, 16)
             assert errors == []
     finally:
         stop.set()
