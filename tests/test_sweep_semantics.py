@@ -142,6 +142,29 @@ def test_a_second_runner_on_the_same_outputs_shares_the_sweep(project: Project) 
     assert len(project.ledger_lines()) == 12
 
 
+def test_runs_another_runner_finished_after_the_plan_are_not_queued_again(
+    demo_project: Project,
+) -> None:
+    """A second runner plans while the first finishes a run; then it queues what it planned.
+
+    The run was not cached when it planned, and is succeeded with its folder
+    whole when it queues: it is not run again. Only a succeeded run whose
+    outputs are gone now is.
+    """
+    from cosmos_workflow.api.cosmos_api import CosmosAPI
+    from cosmos_workflow.sweeps.queue import queue_runs
+    from cosmos_workflow.sweeps.workspace import Workspace
+
+    runs = demo_project.cosmos_json("list", "runs")
+    ids = sorted(run["id"] for run in runs)
+    lost = runs[0]["id"]
+    shutil.rmtree(Path(runs[0]["output_dir"]))
+    api = CosmosAPI.from_project(demo_project.root, environ=demo_project.env)
+    queue_runs(Workspace(api.settings), ids)
+    statuses = {run["id"]: run["status"] for run in demo_project.cosmos_json("list", "runs")}
+    assert statuses == {run_id: "queued" if run_id == lost else "succeeded" for run_id in ids}
+
+
 def test_deleting_while_a_runner_executes_is_refused(project: Project) -> None:
     assert project.batch("+experiment=demo", "model.seed=5").returncode == 0
     victim = project.cosmos_json("list", "runs")[0]["id"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from cosmos_workflow.database.models import RunStatus
+from cosmos_workflow.sweeps.plan import cached_runs
 from cosmos_workflow.sweeps.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,19 @@ def queue_runs(ws: Workspace, run_ids: list[str]) -> None:
 
 
 def requeue_lost(ws: Workspace, run_ids: list[str]) -> None:
-    """Queue again the succeeded runs among ``run_ids`` (their outputs are gone)."""
-    for run_id in ws.repository.requeue_lost(run_ids):
+    """Queue again the succeeded runs among ``run_ids`` whose outputs are gone.
+
+    Their outputs are looked at again now, after their status: a run that
+    another runner finished after this one planned (so it was not cached
+    then) has its run folder whole before it is succeeded, and is kept.
+    """
+    statuses = ws.repository.statuses(run_ids)
+    succeeded = [run_id for run_id in run_ids if statuses.get(run_id) is RunStatus.SUCCEEDED]
+    if not succeeded:
+        return
+    kept = cached_runs(ws, succeeded)
+    lost = [run_id for run_id in succeeded if run_id not in kept]
+    for run_id in ws.repository.requeue_lost(lost):
         logger.warning(
             "Run %s was succeeded but its outputs are gone or changed; running it again", run_id
         )
