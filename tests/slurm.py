@@ -208,8 +208,10 @@ def _slurm_conf(cluster: SlurmCluster) -> str:
         "SlurmdTimeout": 30,
         "MinJobAge": 300,
         "MailProg": "/bin/true",
-        # Start a submitted batch job at once (by default up to 3 s later).
-        "SchedulerParameters": "batch_sched_delay=0",
+        # Start a submitted batch job at once (by default up to 3 s later), and
+        # look at waiting jobs every 2 s (by default 60 s: a job waiting for a
+        # node set down could wait a minute after the node is resumed).
+        "SchedulerParameters": "batch_sched_delay=0,sched_interval=2",
     }
     text = "".join(f"{key}={value}\n" for key, value in lines.items())
     text += (
