@@ -543,7 +543,8 @@ def test_an_interrupted_sweep_writes_its_report_with_the_cancelled_runs(
 
 def test_a_500_run_report_stays_small_and_loads_thumbnails_lazily(project: Project) -> None:
     # 250 prompts x 2 seeds: runs with the same parameters share a model invocation
-    # (8 a time), so the 500 runs take 64 invocations (250 seeds x 2 prompts took 250).
+    # (64 a time here, as Transfer1 would with max_batch_size 64), so the 500 runs take
+    # 8 invocations (250 seeds x 2 prompts took 250).
     prompts = {}
     for number in range(250):
         scene = ("street", "forest")[number % 2]
@@ -565,7 +566,9 @@ def test_a_500_run_report_stays_small_and_loads_thumbnails_lazily(project: Proje
         "# @package _global_\n" + yaml.safe_dump(manifest, sort_keys=False),
     )
     # Four slots on the local target: four model processes at once make it quicker.
-    done = project.batch("+experiment=big", "target.gpus=[0,1,2,3]")
+    done = project.batch(
+        "+experiment=big", "target.gpus=[0,1,2,3]", "adapters.transfer1.max_batch_size=64"
+    )
     assert done.returncode == 0, done.stderr
     path = report_line(done.stdout)
     html = path.read_text(encoding="utf-8")

@@ -35,7 +35,8 @@ def build_adapters(settings: Settings) -> dict[str, ModelAdapter]:
             ledger = settings.project_dir / ledger
         simulator = simulator.model_copy(update={"ledger": str(ledger)})
     adapters: list[ModelAdapter] = [
-        SimulatedAdapter(simulator),
+        # The simulated model stands in for Transfer1: it batches as Transfer1 does.
+        SimulatedAdapter(simulator, settings.adapters.transfer1.max_batch_size),
         Transfer1Adapter(settings.adapters.transfer1),
         Transfer25Adapter(settings.adapters.transfer2_5),
         SimulatedUpscalerAdapter(simulator),
