@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,11 @@ def test_taking_a_slot_removes_what_a_killed_session_left(tmp_path: Path) -> Non
     )
     number = int(owner.stdout.readline())
     stale = Path(slots.SLOTS_DIR / str(number))
-    left = slots.netns_pids(f"cwts{number}") | slots.pids_mentioning([f"{stale}/"])
+    # Both were started; the first may take a moment to enter the namespace.
+    deadline = time.monotonic() + 10
+    while len(left := slots.netns_pids(f"cwts{number}") | slots.pids_mentioning([f"{stale}/"])) < 2:
+        assert time.monotonic() < deadline, f"the stale processes never all ran: {left}"
+        time.sleep(0.05)
     assert len(left) == 2
     owner.send_signal(signal.SIGKILL)  # its lock goes with it; its namespace and processes stay
     owner.wait()
