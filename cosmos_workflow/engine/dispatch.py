@@ -191,11 +191,13 @@ class Dispatcher:
         return self._tally
 
     def _start(self, runs: Sequence[RunSpec]) -> None:
-        """Take over what dead runners left, clear stale work folders, plan the rest."""
+        """Take over what dead runners left, count what others finished, plan and clean up."""
         ids = [run.id for run in runs]
         self._adopt_orphans(ids)
         statuses = self._repo.statuses(ids)
         queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
+        # Runs another runner finished after they were planned here.
+        self._tally.add_by_others({run_id: s for run_id, s in statuses.items() if s.is_final})
         self._watch |= {
             run.id
             for run in runs
