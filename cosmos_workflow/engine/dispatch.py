@@ -196,7 +196,6 @@ class Dispatcher:
         self._adopt_orphans(ids)
         statuses = self._repo.statuses(ids)
         queued = [run for run in runs if statuses.get(run.id) is RunStatus.QUEUED]
-        # Runs another runner finished after they were planned here.
         self._tally.add_by_others({run_id: s for run_id, s in statuses.items() if s.is_final})
         self._watch |= {
             run.id
