@@ -306,10 +306,11 @@ def test_a_second_ctrl_c_on_a_remote_sweep_then_the_same_command_runs_nothing_tw
     host: Any, outage_project: tuple[Project, Path]
 ) -> None:
     project, work_dir = outage_project
-    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "2", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
+    env = {"COSMOS_SIMULATOR__PER_VIDEO_S": "4", "COSMOS_SIMULATOR__MODEL_LOAD_S": "0"}
     runner = project.start_batch("+experiment=demo", "target=gpu-host", env=env, capture=True)
     try:
-        # Every job has made its first video, none its second.
+        # Every job has made its first video, none its second (4 s later: the
+        # runner quits, and the videos are counted, well before on a busy machine).
         wait_for(lambda: len(ledger_lines(work_dir)) >= 6 or runner.poll() is not None)
         os.killpg(runner.pid, signal.SIGINT)
         time.sleep(0.1)
